@@ -1,0 +1,265 @@
+/**
+ * A capability instance: a definition bound to a scope and to host resources, under a binding name,
+ * with optional method subset, budgets and expiry. Instances form a tree through `attenuate`: a
+ * child's scope is the intersection with its parent's, its calls are checked against every
+ * ancestor and charged to every ancestor's budget, and revoking a parent revokes the child.
+ *
+ * Fails closed: an unknown method, an argument that does not parse, a scope check that throws, a
+ * revoked or expired instance, or a used-up budget all refuse the call with a typed error.
+ */
+import { ContainedError } from '../../runtime/errors.js';
+import { type Budget, BudgetMeter, budgetSchema } from './budget.js';
+import type { CapabilityDefinition, ResolvedMethod, ScopeCheck } from './define.js';
+import type { RiskAnnotations } from './risk.js';
+
+export interface InstanceOptions {
+  /** The name the agent sees (`caps.<name>`); defaults to the definition's name. */
+  name?: string;
+  /** Only these methods are exposed; default all. */
+  methods?: readonly string[];
+  /** Per-method budgets. */
+  budgets?: Readonly<Record<string, Budget>>;
+  /** Epoch milliseconds after which every call fails `CAPABILITY_EXPIRED`. */
+  expiresAt?: number;
+  /** Injected clock (ms), for budgets and expiry. */
+  now?: () => number;
+}
+
+export interface InvokeContext {
+  runId: string;
+  signal: AbortSignal;
+}
+
+export interface MethodDescription {
+  name: string;
+  description: string;
+  risk: RiskAnnotations;
+  args: ResolvedMethod['args'];
+  result: ResolvedMethod['result'];
+}
+
+export interface CapabilityDescription {
+  name: string;
+  capability: string;
+  description: string;
+  scope: string;
+  expiresAt?: number;
+  methods: MethodDescription[];
+}
+
+const NAME = /^[a-z][a-zA-Z0-9]{0,63}$/;
+
+export class CapabilityInstance<S = any, D = any> {
+  readonly name: string;
+  private readonly methodSet: ReadonlySet<string>;
+  private readonly meters = new Map<string, BudgetMeter>();
+  private readonly now: () => number;
+  private revokedReason: string | undefined;
+
+  constructor(
+    readonly definition: CapabilityDefinition<S, D>,
+    readonly scope: S,
+    private readonly deps: D,
+    private readonly options: InstanceOptions = {},
+    private readonly parent?: CapabilityInstance<S, D>,
+  ) {
+    this.name = options.name ?? definition.name;
+    if (!NAME.test(this.name)) {
+      throw new ContainedError('INVALID_ARGUMENT', `binding name "${this.name}" must be lower camel case`);
+    }
+    const all = Object.keys(definition.methods);
+    const wanted = options.methods ?? parent?.methodNames() ?? all;
+    for (const m of wanted) {
+      if (!all.includes(m)) throw new ContainedError('INVALID_ARGUMENT', `${definition.name} has no method "${m}"`);
+      if (parent && !parent.methodSet.has(m)) {
+        throw new ContainedError('INVALID_SCOPE', `cannot widen: parent "${parent.name}" does not expose "${m}"`);
+      }
+    }
+    this.methodSet = new Set(wanted);
+    this.now = options.now ?? parent?.now ?? Date.now;
+    for (const [m, b] of Object.entries(options.budgets ?? {})) {
+      if (!this.methodSet.has(m)) throw new ContainedError('INVALID_ARGUMENT', `budget for unknown method "${m}"`);
+      this.meters.set(m, new BudgetMeter(budgetSchema.parse(b), `${this.name}.${m}`, this.now));
+    }
+    if (parent?.options.expiresAt !== undefined && (options.expiresAt ?? Infinity) > parent.options.expiresAt) {
+      this.options = { ...options, expiresAt: parent.options.expiresAt };
+    }
+  }
+
+  methodNames(): string[] {
+    return [...this.methodSet];
+  }
+
+  hasMethod(method: string): boolean {
+    return this.methodSet.has(method);
+  }
+
+  risk(method: string): RiskAnnotations {
+    return this.method(method).riskResolved;
+  }
+
+  get expiresAt(): number | undefined {
+    return this.options.expiresAt;
+  }
+
+  /** Revoke this instance and, through the tree, every instance attenuated from it. */
+  revoke(reason = 'revoked'): void {
+    this.revokedReason ??= reason;
+  }
+
+  /** `null` when live; otherwise the error a call would fail with. */
+  liveness(): ContainedError | null {
+    for (let node: CapabilityInstance<S, D> | undefined = this; node; node = node.parent) {
+      if (node.revokedReason !== undefined) {
+        return new ContainedError('CAPABILITY_REVOKED', `capability "${this.name}" was revoked: ${node.revokedReason}`);
+      }
+      const exp = node.options.expiresAt;
+      if (exp !== undefined && this.now() >= exp) {
+        return new ContainedError('CAPABILITY_EXPIRED', `capability "${this.name}" expired at ${new Date(exp).toISOString()}`);
+      }
+    }
+    return null;
+  }
+
+  /** Validate a raw (already copied-out) argument; throws `INVALID_ARGUMENT` with the zod issue path. */
+  parseArgs(method: string, raw: unknown): unknown {
+    const m = this.method(method);
+    const parsed = m.args.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const path = issue?.path.map(String) ?? [];
+      throw new ContainedError(
+        'INVALID_ARGUMENT',
+        `${this.name}.${method}: invalid argument${path.length ? ` at ${path.join('.')}` : ''}: ${issue?.message ?? 'does not match the schema'}`,
+        { data: { path, issues: parsed.error.issues.map((i) => ({ path: i.path.map(String), message: i.message })) } },
+      );
+    }
+    return parsed.data;
+  }
+
+  /** Pure scope check against this instance and every ancestor. Fails closed if a check throws. */
+  checkScope(method: string, args: unknown): ScopeCheck {
+    for (let node: CapabilityInstance<S, D> | undefined = this; node; node = node.parent) {
+      const m = node.method(method);
+      if (!m.inScope) continue;
+      let verdict: ScopeCheck;
+      try {
+        verdict = m.inScope(args, node.scope);
+      } catch {
+        verdict = { ok: false, code: 'OUT_OF_SCOPE', message: `${this.name}.${method}: scope check failed` };
+      }
+      if (!verdict.ok) return verdict;
+    }
+    return { ok: true };
+  }
+
+  /**
+   * Perform a call whose argument was produced by `parseArgs`. Re-checks liveness and scope (the
+   * gate may have held the call for minutes), charges budgets, runs, validates the result.
+   */
+  async invoke(method: string, args: unknown, ctx: InvokeContext): Promise<unknown> {
+    const m = this.method(method);
+    const dead = this.liveness();
+    if (dead) throw dead;
+    const check = this.checkScope(method, args);
+    if (!check.ok) throw new ContainedError('OUT_OF_SCOPE', check.message);
+    const argBytes = m.bytes ? 0 : jsonLength(args);
+    this.chargeChain(method, (meter) => meter.check(argBytes));
+    this.chargeChain(method, (meter) => meter.take(argBytes));
+    let result: unknown;
+    try {
+      result = await m.run(args, { scope: this.scope, deps: this.rootDeps(), capability: this.name, runId: ctx.runId, signal: ctx.signal });
+    } catch (error) {
+      if (error instanceof ContainedError) throw error;
+      const code = (error as { code?: unknown } | null)?.code;
+      throw new ContainedError('CAPABILITY_FAILED', `${this.name}.${method} failed${typeof code === 'string' ? ` (${code})` : ''}`, {
+        cause: error,
+      });
+    }
+    const out = m.result.safeParse(result);
+    if (!out.success) {
+      throw new ContainedError('INTERNAL', `${this.name}.${method} returned a result that does not match its schema`, { cause: out.error });
+    }
+    const resultBytes = m.bytes ? m.bytes(args, out.data) : jsonLength(out.data);
+    this.chargeChain(method, (meter) => meter.charge(resultBytes));
+    return out.data;
+  }
+
+  /**
+   * A new instance whose scope is the intersection of this scope and `narrower` — never wider.
+   * The child may also drop methods, add budgets and an earlier expiry.
+   */
+  attenuate(narrower: unknown, options: InstanceOptions = {}): CapabilityInstance<S, D> {
+    const parsed = this.definition.scope.safeParse(narrower);
+    if (!parsed.success) {
+      throw new ContainedError('INVALID_SCOPE', `invalid scope for ${this.definition.name}: ${parsed.error.issues[0]?.message ?? ''}`);
+    }
+    const scope = this.definition.intersect(this.scope, parsed.data);
+    return new CapabilityInstance(this.definition, scope, this.deps, { name: this.name, ...options }, this);
+  }
+
+  /** What this instance offers, for agent-facing docs and for operators. */
+  describe(): CapabilityDescription {
+    const d: CapabilityDescription = {
+      name: this.name,
+      capability: this.definition.name,
+      description: this.definition.description,
+      scope: this.definition.describeScope(this.scope),
+      methods: this.methodNames().map((name) => {
+        const m = this.method(name);
+        return { name, description: m.description, risk: m.riskResolved, args: m.args, result: m.result };
+      }),
+    };
+    if (this.options.expiresAt !== undefined) d.expiresAt = this.options.expiresAt;
+    return d;
+  }
+
+  /** Budget usage per method, for run usage reports. */
+  usage(): Record<string, { calls: number; bytes: number }> {
+    return Object.fromEntries([...this.meters].map(([m, meter]) => [m, meter.usage()]));
+  }
+
+  private method(method: string): ResolvedMethod<S, D> {
+    const m = Object.prototype.hasOwnProperty.call(this.definition.methods, method) ? this.definition.methods[method] : undefined;
+    if (!m || !this.methodSet.has(method)) {
+      throw new ContainedError('UNKNOWN_CAPABILITY', `capability "${this.name}" has no method "${method}"`);
+    }
+    return m;
+  }
+
+  private chargeChain(method: string, f: (meter: BudgetMeter) => void): void {
+    const meters: BudgetMeter[] = [];
+    for (let node: CapabilityInstance<S, D> | undefined = this; node; node = node.parent) {
+      const meter = node.meters.get(method);
+      if (meter) meters.push(meter);
+    }
+    for (const meter of meters) f(meter);
+  }
+
+  private rootDeps(): D {
+    return this.deps;
+  }
+}
+
+/** Bind a definition to a scope and host resources. The scope is validated here, at creation. */
+export function createInstance<S, D>(
+  definition: CapabilityDefinition<S, D>,
+  scope: unknown,
+  deps: D,
+  options: InstanceOptions = {},
+): CapabilityInstance<S, D> {
+  const parsed = definition.scope.safeParse(scope);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new ContainedError('INVALID_SCOPE', `invalid scope for ${definition.name}${issue ? ` at ${issue.path.join('.') || '(root)'}: ${issue.message}` : ''}`);
+  }
+  return new CapabilityInstance(definition, parsed.data, deps, options);
+}
+
+function jsonLength(value: unknown): number {
+  try {
+    return value === undefined ? 0 : Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8');
+  } catch {
+    return 0;
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * The one registry of error codes. Every error a caller, an agent or an operator can see carries
+ * one of these codes; `docs/errors.md` is generated from this table (`npm run docs:errors`) and a
+ * test fails when the two drift apart.
+ *
+ * Add a code here (one line of doc, grouped by area) before throwing it anywhere.
+ */
+export const ERROR_CODES = {
+  // Outcome of a run (runtime/)
+  AGENT_ERROR: 'The agent program threw, or rejected, with its own error.',
+  CPU_LIMIT: 'The run used more CPU time than its `cpuMs` limit (including code resumed after an `await`).',
+  MEMORY_LIMIT: 'The sandbox heap grew past its `memoryMb` limit.',
+  WALL_LIMIT: 'The run took longer than its `wallMs` deadline (time waiting for a human is not counted).',
+  OUTPUT_LIMIT: 'The return value or the logs exceeded their byte limits.',
+  INVALID_OUTPUT: 'The return value of `main` is not JSON-serialisable (BigInt, cycle, function at the top level…).',
+  CALL_LIMIT: 'Too many capability calls: more than `maxCalls` in total, more than `maxConcurrentCalls` at once, or one call larger than `maxCallBytes`.',
+  INVALID_PROGRAM: 'The agent program cannot be loaded: syntax error, bare or unresolvable import, no default-exported `main`.',
+  INVALID_ARGUMENT: 'A capability call, CLI flag or API field did not match its schema; `data.path` names the offending field.',
+  SANDBOX_CRASHED: 'The worker process hosting the sandbox died; only its own runs are affected.',
+  CANCELLED: 'The run was cancelled by its caller before it finished.',
+  INTERNAL: 'A bug in ai-contained; the detail is in the host log, never in agent hands.',
+  // Capabilities (capabilities/)
+  UNKNOWN_CAPABILITY: 'The agent called a capability or method it does not hold.',
+  OUT_OF_SCOPE: 'A capability call falls outside the instance scope (a scope check result; the gate turns it into a denial or an escalation).',
+  CAPABILITY_DENIED: 'The gate refused the call: outside every grant and not escalated, or refused by policy.',
+  CAPABILITY_REVOKED: 'The capability instance was revoked (possibly while the run was live).',
+  CAPABILITY_EXPIRED: 'The capability instance expired.',
+  BUDGET_EXCEEDED: 'A per-method budget (calls, rate or bytes) of the capability instance is used up.',
+  CAPABILITY_FAILED: 'The capability tried to act and the outside world failed (file system, network, SMTP, SQL error).',
+  INVALID_SCOPE: 'A scope given to a capability (or to `attenuate`) is invalid, or is not narrower than its parent.',
+  // Escalation (host/)
+  ESCALATION_DENIED: 'An operator denied the request; the message carries their reason.',
+  ESCALATION_TIMEOUT: 'Nobody decided the request before it expired.',
+  ALREADY_RESOLVED: 'A decision arrived for a request that is already resolved or expired.',
+  NOT_FOUND: 'The named run, request, grant, token or image does not exist.',
+  RUN_GONE: 'The run that opened an escalation ended before the decision.',
+  // Images (sandbox-images/)
+  IMAGE_CORRUPT: 'The archive is not a valid gzip/tar stream, or it is truncated.',
+  IMAGE_ABSOLUTE_PATH: 'An entry path is absolute.',
+  IMAGE_PATH_TRAVERSAL: 'An entry path contains a `..` segment.',
+  IMAGE_PATH_COLLISION: 'Two entry paths collide after Unicode normalisation or case folding.',
+  IMAGE_DUPLICATE_ENTRY: 'The same path appears twice.',
+  IMAGE_LINK: 'The archive contains a symbolic or hard link.',
+  IMAGE_SPECIAL_FILE: 'The archive contains a device, FIFO or other non-regular entry.',
+  IMAGE_PATH_TOO_DEEP: 'An entry path is nested deeper than the limit.',
+  IMAGE_PATH_INVALID: 'An entry path is empty, too long, or uses characters the image format forbids.',
+  IMAGE_TOO_MANY_FILES: 'The archive holds more files than the limit.',
+  IMAGE_FILE_TOO_LARGE: 'One file decompresses past the per-file size limit.',
+  IMAGE_TOO_LARGE: 'The archive decompresses past the total size limit (gzip bomb).',
+  IMAGE_FILE_TYPE: 'A file type the format does not allow (executable bit, node_modules, unknown extension).',
+  IMAGE_MANIFEST_MISSING: 'The archive has no `manifest.json`.',
+  IMAGE_MANIFEST_INVALID: 'The manifest does not match the schema; `data.issues` lists why.',
+  IMAGE_ENTRY_MISSING: 'The manifest `entry` is not a module in the image.',
+  IMAGE_DIGEST_MISMATCH: 'The image digest differs from the one expected.',
+  IMAGE_SIGNATURE_INVALID: 'The signature does not verify, or is missing where one is required.',
+  IMAGE_UNTRUSTED_SIGNER: 'The image is signed by a key that is not in the trust store.',
+  // CLI / usage
+  USAGE: 'The command line is malformed (unknown command or flag, missing value).',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, value);
+}
+
+export interface ContainedErrorOptions {
+  data?: Record<string, unknown>;
+  cause?: unknown;
+}
+
+/**
+ * The one error class of the project. `code` is stable and documented; `message` is for people;
+ * `data` holds structured detail safe to show the caller (never host paths or secrets when the
+ * caller is an agent: see `toAgentError`).
+ */
+export class ContainedError extends Error {
+  readonly code: ErrorCode;
+  readonly data: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: ContainedErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ContainedError';
+    this.code = code;
+    this.data = options.data;
+  }
+
+  toJSON(): { code: ErrorCode; message: string; data?: Record<string, unknown> } {
+    return this.data === undefined
+      ? { code: this.code, message: this.message }
+      : { code: this.code, message: this.message, data: this.data };
+  }
+}
+
+/** The plain shape in which an error crosses into a sandbox or over a wire. */
+export interface ErrorInfo {
+  code: ErrorCode;
+  message: string;
+  data?: Record<string, unknown>;
+}
+
+/**
+ * Reduce anything thrown host-side to what an agent may see: a known code and its message, or
+ * `INTERNAL` with a generic message (the detail belongs in the host log).
+ */
+export function toAgentError(error: unknown): ErrorInfo {
+  if (error instanceof ContainedError) {
+    return error.data === undefined
+      ? { code: error.code, message: error.message }
+      : { code: error.code, message: error.message, data: error.data };
+  }
+  return { code: 'INTERNAL', message: 'internal error in the host (see the host log)' };
+}
