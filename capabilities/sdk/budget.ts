@@ -26,7 +26,9 @@ export class BudgetMeter {
     private readonly label: string,
     private readonly now: () => number,
   ) {
-    this.tokens = budget.perSecond ?? 0;
+    // Bucket capacity is at least one call, so a rate below 1/s (e.g. 0.5) still allows a call
+    // every 1/rate seconds instead of never.
+    this.tokens = this.capacity();
     this.refilledAt = now();
   }
 
@@ -45,8 +47,10 @@ export class BudgetMeter {
     }
     if (perSecond !== undefined) {
       const t = this.now();
-      this.tokens = Math.min(perSecond, this.tokens + ((t - this.refilledAt) / 1000) * perSecond);
-      this.refilledAt = t;
+      // A clock that goes backwards must not mint tokens.
+      const elapsed = Math.max(0, t - this.refilledAt);
+      this.tokens = Math.min(this.capacity(), this.tokens + (elapsed / 1000) * perSecond);
+      this.refilledAt = Math.max(this.refilledAt, t);
       if (this.tokens < 1) {
         throw new ContainedError('BUDGET_EXCEEDED', `${this.label}: rate budget of ${perSecond}/s exceeded`, {
           data: { budget: 'perSecond', limit: perSecond },
@@ -65,6 +69,10 @@ export class BudgetMeter {
   /** Charge result bytes after the fact; the next call fails if this went over. */
   charge(bytes: number): void {
     this.bytes += bytes;
+  }
+
+  private capacity(): number {
+    return Math.max(1, this.budget.perSecond ?? 0);
   }
 
   usage(): { calls: number; bytes: number } {

@@ -33,6 +33,8 @@ export interface MethodDefinition<S = any, D = any, A = any, R = any> {
   description: string;
   /** Schema of the single argument. Use strict objects: unknown keys must fail. */
   args: z.ZodType<A>;
+  /** Name of the single argument in the generated docs (`read(path: string)`); default `args`. */
+  argName?: string;
   /** Schema of the result; the result is validated before it is copied into the sandbox. */
   result: z.ZodType<R>;
   /** Unset annotations take the worst case (see risk.ts). */

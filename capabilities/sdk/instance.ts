@@ -33,6 +33,10 @@ export interface InvokeContext {
 export interface MethodDescription {
   name: string;
   description: string;
+  /** Name of the argument in docs. */
+  argName: string;
+  /** The tightest budget along the attenuation chain, when any. */
+  budget?: Budget;
   risk: RiskAnnotations;
   args: ResolvedMethod['args'];
   result: ResolvedMethod['result'];
@@ -207,11 +211,36 @@ export class CapabilityInstance<S = any, D = any> {
       scope: this.definition.describeScope(this.scope),
       methods: this.methodNames().map((name) => {
         const m = this.method(name);
-        return { name, description: m.description, risk: m.riskResolved, args: m.args, result: m.result };
+        const md: MethodDescription = {
+          name,
+          description: m.description,
+          argName: m.argName ?? 'args',
+          risk: m.riskResolved,
+          args: m.args,
+          result: m.result,
+        };
+        const budget = this.effectiveBudget(name);
+        if (budget) md.budget = budget;
+        return md;
       }),
     };
     if (this.options.expiresAt !== undefined) d.expiresAt = this.options.expiresAt;
     return d;
+  }
+
+  /** The tightest of every budget along the chain for one method (each field its minimum). */
+  effectiveBudget(method: string): Budget | undefined {
+    let out: Budget | undefined;
+    for (let node: CapabilityInstance<S, D> | undefined = this; node; node = node.parent) {
+      const b = node.options.budgets?.[method];
+      if (!b) continue;
+      out ??= {};
+      for (const key of ['maxCalls', 'perSecond', 'maxBytes'] as const) {
+        const v = b[key];
+        if (v !== undefined) out[key] = Math.min(out[key] ?? Infinity, v);
+      }
+    }
+    return out;
   }
 
   /** Budget usage per method, for run usage reports. */
