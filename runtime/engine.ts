@@ -1,0 +1,445 @@
+/**
+ * The engine runs one agent program in one fresh isolate in the current process, and turns
+ * whatever happens into a typed outcome. It is used directly by the in-process mode and inside
+ * each worker process by the worker mode.
+ *
+ * What it defends against, and how:
+ * - Runaway CPU, also after an `await`, in microtasks, in getters run while results are copied:
+ *   a watchdog polls `isolate.cpuTime` and disposes the isolate past `cpuMs` (isolated-vm's own
+ *   `timeout` does not cover async continuations). Wall-clock deadline likewise, minus paused
+ *   time (a human deciding).
+ * - Memory: isolated-vm's `memoryLimit` plus a heap check in the watchdog; what still escapes
+ *   (WebAssembly is removed; catastrophic OOM) is contained by the worker-process boundary.
+ * - Host memory: every string the guest sends is bounded (logs, call arguments, the result) and
+ *   counted here as well as in the guest.
+ * - Nothing but strings crosses: the guest reports its outcome as a JSON string built inside the
+ *   isolate, and call results go in as JSON strings. No `Reference` is handed to agent code.
+ * - Never uses a `*Sync` API to run untrusted code on this thread.
+ */
+import ivm from 'isolated-vm';
+import { ContainedError, type ErrorCode, type ErrorInfo, isErrorCode } from './errors.js';
+import { BOOTSTRAP_FILENAME, BOOTSTRAP_SOURCE } from './guest/bootstrap.guest.js';
+import { type Limits, MIN_LOG_LINE_BYTES } from './limits.js';
+import { type Program, resolveSpecifier, validateProgram } from './program.js';
+import type { LogLine, RunOutcome, RunUsage } from './outcome.js';
+
+/** What the guest knows about a capability: its binding name and method names. Nothing else. */
+export interface CapabilityShape {
+  name: string;
+  methods: readonly string[];
+}
+
+export interface EngineRunSpec {
+  runId: string;
+  program: Program;
+  /** JSON-compatible input (already validated as such by the caller). */
+  input: unknown;
+  limits: Limits;
+  capabilities: readonly CapabilityShape[];
+}
+
+export interface EngineCall {
+  /** Per-run call sequence number, assigned by the guest. */
+  seq: number;
+  capability: string;
+  method: string;
+  /** JSON text of the argument, '' when the agent passed none. */
+  argJson: string;
+  reason: string | undefined;
+}
+
+export type BridgeResult = { ok: true; value: unknown } | { ok: false; error: ErrorInfo };
+
+/** How the engine reaches the host's dispatcher (directly, or over IPC from a worker). */
+export interface EngineBridge {
+  call(call: EngineCall): Promise<BridgeResult>;
+  /** Optional live log stream (the outcome carries the logs too). */
+  log?(line: LogLine): void;
+  /** isolated-vm lost control of an isolate: the process should be replaced soon. */
+  catastrophe?(message: string): void;
+}
+
+/** Codes an uncaught capability error may carry into the outcome; anything else is AGENT_ERROR. */
+const PASS_THROUGH_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'INVALID_ARGUMENT', 'UNKNOWN_CAPABILITY', 'OUT_OF_SCOPE', 'CAPABILITY_DENIED', 'CAPABILITY_REVOKED',
+  'CAPABILITY_EXPIRED', 'BUDGET_EXCEEDED', 'CAPABILITY_FAILED', 'ESCALATION_DENIED', 'ESCALATION_TIMEOUT', 'RUN_GONE',
+]);
+
+const WATCHDOG_INTERVAL_MS = 5;
+const MAX_MESSAGE_CHARS = 4096;
+
+/** A running sandbox; `outcome` always resolves (never rejects). */
+export interface EngineRun {
+  outcome: Promise<RunOutcome>;
+  /** Stop the wall clock (a human is deciding); call the result to restart it. */
+  pauseWallClock(): () => void;
+  cancel(message?: string): void;
+}
+
+export function startRun(spec: EngineRunSpec, bridge: EngineBridge): EngineRun {
+  const run = new Run(spec, bridge);
+  return { outcome: run.execute(), pauseWallClock: () => run.pause(), cancel: (m) => run.kill('CANCELLED', m ?? 'the run was cancelled') };
+}
+
+class Run {
+  private isolate: ivm.Isolate | undefined;
+  private deliverRef: ivm.Reference | undefined;
+  private killed: ErrorInfo | undefined;
+  private killSignal!: () => void;
+  private readonly killedPromise = new Promise<void>((resolve) => (this.killSignal = resolve));
+  private readonly logs: LogLine[] = [];
+  private logBytes = 0;
+  private calls = 0;
+  private inFlight = 0;
+  private readonly startedAt = performance.now();
+  private pausedTotal = 0;
+  private pauseDepth = 0;
+  private pausedAt = 0;
+  private peakHeap = 0;
+  private cpuNs = 0n;
+  private ticks = 0;
+  private heapProbe: Promise<void> | undefined;
+
+  constructor(
+    private readonly spec: EngineRunSpec,
+    private readonly bridge: EngineBridge,
+  ) {}
+
+  async execute(): Promise<RunOutcome> {
+    let watchdog: NodeJS.Timeout | undefined;
+    try {
+      validateProgram(this.spec.program);
+      const inputJson = JSON.stringify(this.spec.input ?? null);
+      const { limits } = this.spec;
+      const isolate = new ivm.Isolate({
+        memoryLimit: limits.memoryMb,
+        onCatastrophicError: (message) => {
+          // isolated-vm has lost control of this isolate; the worker process will be replaced.
+          this.kill('MEMORY_LIMIT', `the sandbox failed catastrophically: ${String(message).slice(0, 200)}`);
+          this.bridge.catastrophe?.(String(message));
+        },
+      });
+      this.isolate = isolate;
+      watchdog = setInterval(() => this.checkLimits(), WATCHDOG_INTERVAL_MS);
+      watchdog.unref?.();
+      const result = await Promise.race([this.runInIsolate(isolate, inputJson), this.killedPromise.then(() => undefined)]);
+      if (!this.killed && !isolate.isDisposed) {
+        const heap = await Promise.race([isolate.getHeapStatistics().catch(() => undefined), delay(20)]);
+        if (heap) this.recordHeap(heap.used_heap_size + heap.externally_allocated_size);
+      }
+      return this.finish(result);
+    } catch (error) {
+      return this.finish(undefined, error);
+    } finally {
+      if (watchdog) clearInterval(watchdog);
+      this.dispose();
+    }
+  }
+
+  private async runInIsolate(isolate: ivm.Isolate, inputJson: string): Promise<string> {
+    const { program, limits } = this.spec;
+    const context = await isolate.createContext();
+    const config = JSON.stringify({
+      allowWasm: limits.allowWasm,
+      maxLogBytes: limits.maxLogBytes,
+      minLogLineBytes: MIN_LOG_LINE_BYTES,
+      maxCalls: limits.maxCalls,
+      maxConcurrentCalls: limits.maxConcurrentCalls,
+      maxCallBytes: limits.maxCallBytes,
+      maxOutputBytes: limits.maxOutputBytes,
+      capabilities: this.spec.capabilities.map((c) => ({ name: c.name, methods: [...c.methods] })),
+    });
+    const submit = new ivm.Callback(
+      (seq: unknown, capability: unknown, method: unknown, argJson: unknown, reason: unknown) =>
+        this.onSubmit(seq, capability, method, argJson, reason),
+      { ignored: true },
+    );
+    const log = new ivm.Callback((level: unknown, line: unknown) => this.onLog(level, line), { ignored: true });
+    const guest = (await context.evalClosure(BOOTSTRAP_SOURCE, [submit, log, config], {
+      filename: BOOTSTRAP_FILENAME,
+      result: { reference: true },
+    })) as ivm.Reference;
+    const start = (await guest.get('start', { reference: true })) as ivm.Reference;
+    this.deliverRef = (await guest.get('deliver', { reference: true })) as ivm.Reference;
+
+    const entry = await this.instantiate(isolate, context, program);
+    // Module top-level code runs under the watchdog like everything else.
+    try {
+      await entry.evaluate();
+    } catch (error) {
+      throw new ContainedError('AGENT_ERROR', messageOf(error));
+    }
+    return (await start.apply(undefined, [entry.namespace.derefInto(), inputJson], {
+      result: { promise: true, copy: true },
+    })) as string;
+  }
+
+  private async instantiate(isolate: ivm.Isolate, context: ivm.Context, program: Program): Promise<ivm.Module> {
+    const modules = new Map<string, ivm.Module>();
+    const paths = new Map<ivm.Module, string>();
+    const compile = async (p: string): Promise<ivm.Module> => {
+      const existing = modules.get(p);
+      if (existing) return existing;
+      const source = program.files[p] as string;
+      let code = source;
+      if (p.endsWith('.json')) {
+        try {
+          code = `export default ${JSON.stringify(JSON.parse(source))};`;
+        } catch {
+          throw new ContainedError('INVALID_PROGRAM', `data module "${p}" is not valid JSON`);
+        }
+      } else if (p.endsWith('.txt')) {
+        code = `export default ${JSON.stringify(source)};`;
+      }
+      let mod: ivm.Module;
+      try {
+        mod = await isolate.compileModule(code, { filename: p });
+      } catch (error) {
+        throw new ContainedError('INVALID_PROGRAM', `cannot compile ${p}: ${messageOf(error)}`);
+      }
+      modules.set(p, mod);
+      paths.set(mod, p);
+      return mod;
+    };
+    // Compile the whole import graph up front so resolution errors are INVALID_PROGRAM.
+    const entry = await compile(program.entry);
+    const queue: Array<[string, ivm.Module]> = [[program.entry, entry]];
+    while (queue.length > 0) {
+      const [p, mod] = queue.shift() as [string, ivm.Module];
+      for (const spec of mod.dependencySpecifiers) {
+        const dep = resolveSpecifier(spec, p, program.files);
+        if (!modules.has(dep)) queue.push([dep, await compile(dep)]);
+      }
+    }
+    try {
+      await entry.instantiate(context, (specifier, referrer) => {
+        const from = paths.get(referrer);
+        const target = from === undefined ? undefined : modules.get(resolveSpecifier(specifier, from, program.files));
+        if (!target) throw new Error(`cannot resolve "${specifier}"`);
+        return target;
+      });
+    } catch (error) {
+      throw new ContainedError('INVALID_PROGRAM', `cannot link the program: ${messageOf(error)}`);
+    }
+    return entry;
+  }
+
+  private onSubmit(seq: unknown, capability: unknown, method: unknown, argJson: unknown, reason: unknown): void {
+    if (this.killed) return;
+    const { limits } = this.spec;
+    if (typeof seq !== 'number' || typeof capability !== 'string' || typeof method !== 'string' || typeof argJson !== 'string') {
+      this.kill('INTERNAL', 'malformed call from the sandbox');
+      return;
+    }
+    this.calls += 1;
+    this.inFlight += 1;
+    if (this.calls > limits.maxCalls) {
+      this.kill('CALL_LIMIT', `more than ${limits.maxCalls} capability calls`);
+      return;
+    }
+    if (this.inFlight > limits.maxConcurrentCalls) {
+      this.kill('CALL_LIMIT', `more than ${limits.maxConcurrentCalls} capability calls at once`);
+      return;
+    }
+    if (argJson.length > limits.maxCallBytes) {
+      this.deliver(seq, { ok: false, error: { code: 'CALL_LIMIT', message: `argument larger than ${limits.maxCallBytes} bytes` } });
+      return;
+    }
+    const call: EngineCall = { seq, capability, method, argJson, reason: typeof reason === 'string' && reason !== '' ? reason : undefined };
+    this.bridge.call(call).then(
+      (result) => this.deliver(seq, result),
+      (error: unknown) => this.deliver(seq, { ok: false, error: toErrorInfo(error) }),
+    );
+  }
+
+  private deliver(seq: number, result: BridgeResult): void {
+    this.inFlight -= 1;
+    if (this.killed || !this.deliverRef) return;
+    let json: string;
+    let ok = result.ok;
+    if (result.ok) {
+      json = result.value === undefined ? '' : (JSON.stringify(result.value) ?? '');
+      if (json.length > this.spec.limits.maxCallBytes) {
+        ok = false;
+        json = JSON.stringify({ code: 'CALL_LIMIT', message: `result larger than ${this.spec.limits.maxCallBytes} bytes` });
+      }
+    } else {
+      json = JSON.stringify({ code: result.error.code, message: result.error.message, data: result.error.data });
+    }
+    try {
+      this.deliverRef.applyIgnored(undefined, [seq, ok, json]);
+    } catch {
+      // The isolate was disposed meanwhile; the outcome is already decided.
+    }
+  }
+
+  private onLog(level: unknown, line: unknown): void {
+    if (this.killed) return;
+    const { maxLogBytes } = this.spec.limits;
+    if (level === 'overflow' || typeof line !== 'string' || typeof level !== 'string') {
+      this.kill('OUTPUT_LIMIT', `logs exceeded ${maxLogBytes} bytes`);
+      return;
+    }
+    this.logBytes += Math.max(MIN_LOG_LINE_BYTES, Buffer.byteLength(line));
+    if (this.logBytes > maxLogBytes) {
+      this.kill('OUTPUT_LIMIT', `logs exceeded ${maxLogBytes} bytes`);
+      return;
+    }
+    const entry: LogLine = { level: normaliseLevel(level), message: line, atMs: Math.round(this.wallMs()) };
+    this.logs.push(entry);
+    this.bridge.log?.(entry);
+  }
+
+  private checkLimits(): void {
+    const isolate = this.isolate;
+    if (!isolate || isolate.isDisposed || this.killed) return;
+    const { limits } = this.spec;
+    try {
+      this.cpuNs = isolate.cpuTime;
+    } catch {
+      return;
+    }
+    if (this.cpuNs > BigInt(limits.cpuMs) * 1_000_000n) {
+      this.kill('CPU_LIMIT', `the run used more than ${limits.cpuMs} ms of CPU`);
+      return;
+    }
+    if (this.wallMs() > limits.wallMs) {
+      this.kill('WALL_LIMIT', `the run took longer than ${limits.wallMs} ms`);
+      return;
+    }
+    // Heap statistics need the isolate's lock, so they are asked for asynchronously (a sync call
+    // would block this thread for as long as the agent runs). isolated-vm's memoryLimit is the
+    // primary wall; this catches slow growth of external (ArrayBuffer) memory.
+    if (!this.heapProbe && ++this.ticks % 10 === 0) {
+      this.heapProbe = isolate
+        .getHeapStatistics()
+        .then((heap) => this.recordHeap(heap.used_heap_size + heap.externally_allocated_size))
+        .catch(() => undefined)
+        .finally(() => (this.heapProbe = undefined));
+    }
+  }
+
+  private recordHeap(used: number): void {
+    if (used > this.peakHeap) this.peakHeap = used;
+    if (used > this.spec.limits.memoryMb * 1024 * 1024) this.kill('MEMORY_LIMIT', `the sandbox heap grew past ${this.spec.limits.memoryMb} MiB`);
+  }
+
+  pause(): () => void {
+    if (this.pauseDepth++ === 0) this.pausedAt = performance.now();
+    let resumed = false;
+    return () => {
+      if (resumed) return;
+      resumed = true;
+      if (--this.pauseDepth === 0) this.pausedTotal += performance.now() - this.pausedAt;
+    };
+  }
+
+  private wallMs(): number {
+    const now = performance.now();
+    const paused = this.pausedTotal + (this.pauseDepth > 0 ? now - this.pausedAt : 0);
+    return now - this.startedAt - paused;
+  }
+
+  kill(code: ErrorCode, message: string): void {
+    if (this.killed) return;
+    this.killed = { code, message };
+    this.captureUsage();
+    this.dispose();
+    this.killSignal();
+  }
+
+  private captureUsage(): void {
+    const isolate = this.isolate;
+    if (!isolate || isolate.isDisposed) return;
+    try {
+      this.cpuNs = isolate.cpuTime;
+    } catch {
+      // Already gone.
+    }
+  }
+
+  private dispose(): void {
+    const isolate = this.isolate;
+    if (!isolate || isolate.isDisposed) return;
+    try {
+      isolate.dispose();
+    } catch {
+      // Disposing twice, or isolated-vm already tore it down.
+    }
+  }
+
+  private usage(): RunUsage {
+    return {
+      cpuMs: Number(this.cpuNs / 1000n) / 1000,
+      wallMs: Math.round(this.wallMs() * 1000) / 1000,
+      heapBytes: this.peakHeap,
+      calls: this.calls,
+    };
+  }
+
+  private finish(resultJson: string | undefined, error?: unknown): RunOutcome {
+    if (!this.killed) this.captureUsage();
+    const logs = this.logs;
+    const usage = this.usage();
+    if (this.killed) return { status: 'error', error: this.killed, logs, usage };
+    if (error !== undefined) {
+      // isolated-vm disposes an isolate that exceeds memoryLimit by itself.
+      const info = this.isolate?.isDisposed && /memory limit/i.test(messageOf(error))
+        ? { code: 'MEMORY_LIMIT' as const, message: `the sandbox heap grew past ${this.spec.limits.memoryMb} MiB` }
+        : toErrorInfo(error);
+      return { status: 'error', error: info, logs, usage };
+    }
+    if (typeof resultJson !== 'string') {
+      return { status: 'error', error: { code: 'INTERNAL', message: 'the sandbox ended without an outcome' }, logs, usage };
+    }
+    if (Buffer.byteLength(resultJson) > this.spec.limits.maxOutputBytes + 64) {
+      return { status: 'error', error: { code: 'OUTPUT_LIMIT', message: `the return value is larger than ${this.spec.limits.maxOutputBytes} bytes` }, logs, usage };
+    }
+    let parsed: { ok?: unknown; value?: unknown; error?: { code?: unknown; message?: unknown; stack?: unknown } };
+    try {
+      parsed = JSON.parse(resultJson) as typeof parsed;
+    } catch {
+      return { status: 'error', error: { code: 'INTERNAL', message: 'the sandbox reported an unreadable outcome' }, logs, usage };
+    }
+    if (parsed.ok === true) return { status: 'ok', value: parsed.value ?? null, logs, usage };
+    const e = parsed.error ?? {};
+    const reported = typeof e.code === 'string' && isErrorCode(e.code) ? e.code : 'AGENT_ERROR';
+    const code: ErrorCode =
+      reported === 'INVALID_PROGRAM' || reported === 'INVALID_OUTPUT' || reported === 'OUTPUT_LIMIT' || PASS_THROUGH_CODES.has(reported)
+        ? reported
+        : 'AGENT_ERROR';
+    const message = typeof e.message === 'string' ? e.message.slice(0, MAX_MESSAGE_CHARS) : 'the agent failed';
+    const stack = typeof e.stack === 'string' ? sandboxStack(e.stack, this.spec.program) : undefined;
+    return { status: 'error', error: stack ? { code, message, stack } : { code, message }, logs, usage };
+  }
+}
+
+/** Keep only stack frames that point into the agent's own modules; drop anything host-side. */
+export function sandboxStack(stack: string, program: Program): string | undefined {
+  const files = Object.keys(program.files);
+  const lines = stack.split('\n');
+  const head = lines[0] ?? '';
+  const frames = lines.slice(1).filter((l) => /^\s+at /.test(l) && files.some((f) => l.includes(`(${f}:`) || l.includes(` ${f}:`)));
+  if (frames.length === 0) return undefined;
+  return [head, ...frames].join('\n');
+}
+
+function delay(ms: number): Promise<undefined> {
+  return new Promise((resolve) => setTimeout(() => resolve(undefined), ms));
+}
+
+function normaliseLevel(level: string): LogLine['level'] {
+  return level === 'info' || level === 'warn' || level === 'error' || level === 'debug' ? level : 'log';
+}
+
+function messageOf(error: unknown): string {
+  if (error !== null && typeof error === 'object' && typeof (error as { message?: unknown }).message === 'string') {
+    return ((error as { message: string }).message).slice(0, MAX_MESSAGE_CHARS);
+  }
+  return String(error).slice(0, MAX_MESSAGE_CHARS);
+}
+
+export function toErrorInfo(error: unknown): ErrorInfo {
+  if (error instanceof ContainedError) return { code: error.code, message: error.message };
+  return { code: 'INTERNAL', message: 'internal error in the host (see the host log)' };
+}

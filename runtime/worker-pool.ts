@@ -1,0 +1,246 @@
+/**
+ * A pool of worker processes that host sandboxes. isolated-vm's memory limit is a guideline and
+ * some out-of-memory cases abort the whole process, so untrusted code never runs in the host
+ * process in this mode: a worker that dies (or stops answering heartbeats) takes down only the
+ * runs it was hosting — they end with SANDBOX_CRASHED — and is replaced.
+ */
+import { type ChildProcess, fork } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+import type { BridgeResult, EngineCall, EngineRunSpec } from './engine.js';
+import type { LogLine, RunOutcome } from './outcome.js';
+import type { HostToWorker, WorkerToHost } from './worker-protocol.js';
+
+export interface WorkerPoolOptions {
+  /** Worker processes. Default 2. */
+  workers: number;
+  /** Runs one worker hosts at once; more wait in a queue. A crash ends all of a worker's runs. */
+  maxRunsPerWorker: number;
+  /** A worker that has not answered a heartbeat for this long is killed. */
+  heartbeatTimeoutMs: number;
+  logger?: Logger;
+}
+
+export interface PoolRunHooks {
+  call(call: EngineCall): Promise<BridgeResult>;
+  log?(line: LogLine): void;
+}
+
+interface PoolRun {
+  spec: EngineRunSpec;
+  hooks: PoolRunHooks;
+  resolve(outcome: RunOutcome): void;
+  worker?: Worker;
+  logs: LogLine[];
+}
+
+interface Worker {
+  child: ChildProcess;
+  runs: Map<string, PoolRun>;
+  lastSeen: number;
+  alive: boolean;
+}
+
+const HEARTBEAT_INTERVAL_MS = 500;
+
+/** Worker entry next to this module; under vitest/tsx the sources are .ts and need the tsx loader. */
+function workerEntry(): { file: string; execArgv: string[] } {
+  const here = fileURLToPath(import.meta.url);
+  const ts = here.endsWith('.ts');
+  const file = here.replace(/worker-pool\.(ts|js)$/, `worker-main.${ts ? 'ts' : 'js'}`);
+  const execArgv = ['--no-node-snapshot'];
+  if (ts) execArgv.push('--import', import.meta.resolve('tsx'));
+  return { file, execArgv };
+}
+
+export class WorkerPool {
+  private readonly workers: Worker[] = [];
+  private readonly queue: PoolRun[] = [];
+  private readonly heartbeat: NodeJS.Timeout;
+  private pingId = 0;
+  private closed = false;
+  private pauseToken = 0;
+
+  constructor(private readonly options: WorkerPoolOptions) {
+    for (let i = 0; i < options.workers; i++) this.workers.push(this.spawn());
+    this.heartbeat = setInterval(() => this.checkHeartbeats(), HEARTBEAT_INTERVAL_MS);
+    this.heartbeat.unref();
+  }
+
+  run(spec: EngineRunSpec, hooks: PoolRunHooks): Promise<RunOutcome> {
+    return new Promise<RunOutcome>((resolve) => {
+      const run: PoolRun = { spec, hooks, resolve, logs: [] };
+      if (this.closed) {
+        resolve(crashed(run, 'the sandbox pool is closed'));
+        return;
+      }
+      this.queue.push(run);
+      this.pump();
+    });
+  }
+
+  pause(runId: string): () => void {
+    const run = this.find(runId);
+    if (!run?.worker) return () => {};
+    const token = ++this.pauseToken;
+    const worker = run.worker;
+    this.send(worker, { t: 'pause', runId, token });
+    return () => this.send(worker, { t: 'resume', runId, token });
+  }
+
+  cancel(runId: string, message: string): void {
+    const queued = this.queue.findIndex((r) => r.spec.runId === runId);
+    if (queued >= 0) {
+      const [run] = this.queue.splice(queued, 1);
+      run?.resolve({ status: 'error', error: { code: 'CANCELLED', message }, logs: [], usage: zeroUsage() });
+      return;
+    }
+    const run = this.find(runId);
+    if (run?.worker) this.send(run.worker, { t: 'cancel', runId, message });
+  }
+
+  stats(): { workers: number; running: number; queued: number; pids: number[] } {
+    return {
+      workers: this.workers.length,
+      running: this.workers.reduce((n, w) => n + w.runs.size, 0),
+      queued: this.queue.length,
+      pids: this.workers.map((w) => w.child.pid ?? -1),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.heartbeat);
+    for (const run of this.queue.splice(0)) run.resolve(crashed(run, 'the sandbox pool was closed'));
+    await Promise.all(
+      this.workers.map(
+        (w) =>
+          new Promise<void>((resolve) => {
+            if (w.child.exitCode !== null || w.child.signalCode !== null) return resolve();
+            const timer = setTimeout(() => w.child.kill('SIGKILL'), 1000);
+            w.child.once('exit', () => {
+              clearTimeout(timer);
+              resolve();
+            });
+            this.send(w, { t: 'exit' });
+          }),
+      ),
+    );
+  }
+
+  private find(runId: string): PoolRun | undefined {
+    for (const w of this.workers) {
+      const run = w.runs.get(runId);
+      if (run) return run;
+    }
+    return undefined;
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0) {
+      const worker = this.workers
+        .filter((w) => w.alive && w.runs.size < this.options.maxRunsPerWorker)
+        .sort((a, b) => a.runs.size - b.runs.size)[0];
+      if (!worker) return;
+      const run = this.queue.shift() as PoolRun;
+      run.worker = worker;
+      worker.runs.set(run.spec.runId, run);
+      this.send(worker, { t: 'run', spec: run.spec, streamLogs: run.hooks.log !== undefined });
+    }
+  }
+
+  private spawn(): Worker {
+    const { file, execArgv } = workerEntry();
+    const child = fork(file, [], { execArgv, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const worker: Worker = { child, runs: new Map(), lastSeen: Date.now(), alive: true };
+    child.on('message', (message: WorkerToHost) => this.onMessage(worker, message));
+    child.on('error', (error) => this.options.logger?.error({ err: error }, 'sandbox worker error'));
+    child.on('exit', (code, signal) => this.onExit(worker, code, signal));
+    return worker;
+  }
+
+  private onMessage(worker: Worker, message: WorkerToHost): void {
+    worker.lastSeen = Date.now();
+    switch (message.t) {
+      case 'call': {
+        const run = worker.runs.get(message.runId);
+        if (!run) return;
+        const seq = message.call.seq;
+        run.hooks.call(message.call).then(
+          (result) => this.send(worker, { t: 'result', runId: message.runId, seq, result }),
+          () => this.send(worker, { t: 'result', runId: message.runId, seq, result: { ok: false, error: { code: 'INTERNAL', message: 'internal error in the host (see the host log)' } } }),
+        );
+        break;
+      }
+      case 'log': {
+        const run = worker.runs.get(message.runId);
+        if (run) {
+          run.logs.push(message.line);
+          run.hooks.log?.(message.line);
+        }
+        break;
+      }
+      case 'done': {
+        const run = worker.runs.get(message.runId);
+        if (!run) return;
+        worker.runs.delete(message.runId);
+        run.resolve(message.outcome);
+        this.pump();
+        break;
+      }
+      case 'catastrophe':
+        this.options.logger?.error({ runId: message.runId, detail: message.message }, 'catastrophic isolate error; replacing the worker');
+        worker.alive = false;
+        break;
+      case 'ready':
+      case 'pong':
+        break;
+    }
+  }
+
+  private onExit(worker: Worker, code: number | null, signal: NodeJS.Signals | null): void {
+    worker.alive = false;
+    const index = this.workers.indexOf(worker);
+    if (index >= 0) this.workers.splice(index, 1);
+    if (worker.runs.size > 0) {
+      this.options.logger?.warn({ pid: worker.child.pid, code, signal, runs: [...worker.runs.keys()] }, 'sandbox worker died');
+    }
+    for (const run of worker.runs.values()) run.resolve(crashed(run, `the worker process hosting this run died (${signal ?? `exit ${code}`})`));
+    worker.runs.clear();
+    if (!this.closed) {
+      this.workers.push(this.spawn());
+      this.pump();
+    }
+  }
+
+  private checkHeartbeats(): void {
+    const now = Date.now();
+    for (const worker of this.workers) {
+      if (!worker.alive && worker.runs.size === 0) worker.child.kill('SIGKILL');
+      if (now - worker.lastSeen > this.options.heartbeatTimeoutMs) {
+        this.options.logger?.error({ pid: worker.child.pid }, 'sandbox worker stopped answering; killing it');
+        worker.child.kill('SIGKILL');
+        continue;
+      }
+      this.send(worker, { t: 'ping', id: ++this.pingId });
+    }
+  }
+
+  private send(worker: Worker, message: HostToWorker): void {
+    if (worker.child.connected) {
+      try {
+        worker.child.send(message);
+      } catch (error) {
+        this.options.logger?.error({ err: error }, 'cannot reach sandbox worker');
+      }
+    }
+  }
+}
+
+function zeroUsage(): RunOutcome['usage'] {
+  return { cpuMs: 0, wallMs: 0, heapBytes: 0, calls: 0 };
+}
+
+function crashed(run: PoolRun, message: string): RunOutcome {
+  return { status: 'error', error: { code: 'SANDBOX_CRASHED', message }, logs: run.logs, usage: zeroUsage() };
+}
