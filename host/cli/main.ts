@@ -1,0 +1,77 @@
+/**
+ * The `contained` command line: one dispatcher for every subcommand. Errors become one line
+ * `CODE: message` on stderr and an exit code (2 for usage errors); never a stack trace.
+ */
+import { readFileSync } from 'node:fs';
+import { ContainedError } from '../../runtime/errors.js';
+import { type CliIo, processIo } from './args.js';
+import { runCommand } from './run.js';
+
+const HELP = `contained — a sandboxed runtime for AI agents
+
+Usage: contained <command> [options]
+
+Commands:
+  run <entry.js|image.tgz>   run an agent program in a sandbox and print its outcome
+  image build|inspect|verify|sign|keygen
+                             build, inspect, sign and verify sandbox images
+  caps docs --grant SPEC…    print the agent-facing API of a set of grants (caps.d.ts / Markdown)
+  version                    print the version
+
+Run 'contained <command> --help' for a command's options.
+`;
+
+type Command = (argv: string[], io: CliIo) => Promise<number>;
+
+const commands: Record<string, Command> = {
+  run: runCommand,
+  image: async (argv, io) => (await import('../../sandbox-images/cli.js')).imageCommand(argv, io),
+  caps: async (argv, io) => (await import('../../capabilities/cli.js')).capsCommand(argv, io),
+  version: async (_argv, io) => {
+    io.stdout(`${packageVersion()}\n`);
+    return 0;
+  },
+};
+
+/** package.json is two folders up from the sources, three from dist/. */
+function packageVersion(): string {
+  for (const rel of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'ai-contained' && pkg.version) return pkg.version;
+    } catch {
+      // Try the next location.
+    }
+  }
+  return 'unknown';
+}
+
+export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    io.stdout(HELP);
+    return name === undefined ? 2 : 0;
+  }
+  const command = Object.prototype.hasOwnProperty.call(commands, name) ? commands[name] : undefined;
+  if (!command) {
+    io.stderr(`USAGE: unknown command "${name}"\n\n${HELP}`);
+    return 2;
+  }
+  try {
+    return await command(rest, io);
+  } catch (error) {
+    if (error instanceof ContainedError) {
+      io.stderr(`${error.code}: ${error.message}\n`);
+      return error.code === 'USAGE' || error.code === 'INVALID_ARGUMENT' || error.code === 'INVALID_SCOPE' ? 2 : 1;
+    }
+    io.stderr(`INTERNAL: ${(error as Error)?.message ?? String(error)}\n`);
+    return 1;
+  }
+}
+
+const invokedDirectly = process.argv[1] !== undefined && /host[/\\]cli[/\\]main\.(ts|js)$/.test(process.argv[1]);
+if (invokedDirectly) {
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

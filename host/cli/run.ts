@@ -1,0 +1,123 @@
+/**
+ * `contained run <entry.js | image.tgz> [--input JSON|@file] [--grant SPEC]… [--memory-mb N]
+ * [--cpu-ms N] [--wall-ms N] [--json]`: run one agent program in a worker-process sandbox and
+ * print its outcome. Exit codes: 0 ok, 1 agent error (including a crashed sandbox), 2 usage error,
+ * 3 limit exceeded. The worker mode means no agent program can make this command die, hang, or
+ * exit with any other status.
+ */
+import { readFile } from 'node:fs/promises';
+import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
+import { ContainedError } from '../../runtime/errors.js';
+import { createSandbox, LIMIT_CODES, loadProgramFromFile, type LimitsInput, type Program, type RunOutcome } from '../../runtime/index.js';
+import { type CliIo, intFlag, listFlag, parseFlags, stringFlag } from './args.js';
+import { loadRunTarget } from './run-target.js';
+
+export const RUN_USAGE = `Usage: contained run <entry.js | image.tgz> [options]
+
+Runs an agent program (an ES module whose default export is main(input, caps)) in a sandbox.
+
+Options:
+  --input JSON|@file   input handed to main (default null)
+  --grant SPEC         grant a capability, e.g. --grant 'notes=fs:{"root":"./notes","readOnly":true}'
+                       (repeatable; see docs/capabilities.md for the syntax)
+  --memory-mb N        isolate heap limit, MiB
+  --cpu-ms N           CPU time limit, ms (counts code resumed after await)
+  --wall-ms N          wall-clock limit, ms
+  --json               print the outcome as one JSON object
+  --in-process         run the isolate in this process (no worker; for debugging)
+
+Exit codes: 0 ok, 1 agent error or crashed sandbox, 2 usage error, 3 limit exceeded.
+`;
+
+export async function runCommand(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseFlags(argv, {
+    input: { type: 'string' },
+    grant: { type: 'string', multiple: true },
+    'memory-mb': { type: 'string' },
+    'cpu-ms': { type: 'string' },
+    'wall-ms': { type: 'string' },
+    json: { type: 'boolean' },
+    'in-process': { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help) {
+    io.stdout(RUN_USAGE);
+    return 0;
+  }
+  const target = positionals[0];
+  if (!target || positionals.length > 1) throw new ContainedError('USAGE', `run takes exactly one program or image\n\n${RUN_USAGE}`);
+  const input = await parseInput(stringFlag(values, 'input'));
+  const loaded = await loadRunTarget(target, loadProgramFromFile);
+  const limits: LimitsInput = { ...loaded.limits };
+  const memoryMb = intFlag(values, 'memory-mb');
+  const cpuMs = intFlag(values, 'cpu-ms');
+  const wallMs = intFlag(values, 'wall-ms');
+  if (memoryMb !== undefined) limits.memoryMb = memoryMb;
+  if (cpuMs !== undefined) limits.cpuMs = cpuMs;
+  if (wallMs !== undefined) limits.wallMs = wallMs;
+  const capabilities = await grantsFromFlags(listFlag(values, 'grant'));
+  const outcome = await runOnce(loaded.program, input, limits, capabilities, values['in-process'] === true, loaded.subject);
+  if (values.json) io.stdout(`${JSON.stringify(outcome)}\n`);
+  else printOutcome(outcome, io);
+  return exitCodeFor(outcome);
+}
+
+async function runOnce(
+  program: Program,
+  input: unknown,
+  limits: LimitsInput,
+  capabilities: CapabilityInstance[],
+  inProcess: boolean,
+  subject: string | undefined,
+): Promise<RunOutcome> {
+  const sandbox = createSandbox({ isolation: inProcess ? 'in-process' : 'worker', workers: 1 });
+  try {
+    return await sandbox.run({ program, input, limits, capabilities, subject });
+  } finally {
+    await sandbox.close();
+  }
+}
+
+export function exitCodeFor(outcome: RunOutcome): number {
+  if (outcome.status === 'ok') return 0;
+  if (LIMIT_CODES.has(outcome.error.code)) return 3;
+  if (outcome.error.code === 'INVALID_ARGUMENT') return 2;
+  return 1;
+}
+
+async function parseInput(raw: string | undefined): Promise<unknown> {
+  if (raw === undefined) return null;
+  let text = raw;
+  if (raw.startsWith('@')) {
+    try {
+      text = await readFile(raw.slice(1), 'utf8');
+    } catch {
+      throw new ContainedError('USAGE', `--input: cannot read ${raw.slice(1)}`);
+    }
+  }
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new ContainedError('USAGE', '--input must be JSON (or @file holding JSON)');
+  }
+}
+
+async function grantsFromFlags(specs: string[]): Promise<CapabilityInstance[]> {
+  if (specs.length === 0) return [];
+  const { parseGrantSpec } = await import('../../capabilities/grant-spec.js');
+  const instances: CapabilityInstance[] = [];
+  for (const spec of specs) instances.push(await parseGrantSpec(spec));
+  return instances;
+}
+
+function printOutcome(outcome: RunOutcome, io: CliIo): void {
+  for (const line of outcome.logs) io.stderr(`[${line.level}] ${line.message}\n`);
+  const u = outcome.usage;
+  const usage = `cpu ${u.cpuMs.toFixed(1)} ms · wall ${u.wallMs.toFixed(1)} ms · heap ${(u.heapBytes / 1048576).toFixed(1)} MiB · ${u.calls} call(s)`;
+  if (outcome.status === 'ok') {
+    io.stdout(`ok (${usage})\n${JSON.stringify(outcome.value, null, 2)}\n`);
+  } else {
+    io.stdout(`error ${outcome.error.code}: ${outcome.error.message} (${usage})\n`);
+    if (outcome.error.stack) io.stdout(`${outcome.error.stack}\n`);
+  }
+}
