@@ -17,8 +17,8 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { ContainedError } from '../../runtime/errors.js';
 import { checkAddress } from './address.js';
-import { CROSS_ORIGIN_DROPPED, filterResponseHeaders, redact } from './headers.js';
-import { checkUrl, parseRequestUrl, showUrl, urlOriginKey } from './policy.js';
+import { CROSS_ORIGIN_DROPPED, filterResponseHeaders, redact, secretVariants } from './headers.js';
+import { checkUrl, parseRequestUrl, showOrigin, urlOriginKey } from './policy.js';
 import type { CompiledHttpScope, HttpMethod } from './scope.js';
 import { UnsupportedEncodingError, discard, openExchange, readCapped } from './transport.js';
 
@@ -113,14 +113,14 @@ function credentialHeaders(scope: CompiledHttpScope, url: URL, deps: HttpDeps): 
   return out;
 }
 
-/** Every secret value this scope could attach, for redaction. */
+/** Every form of every secret value this scope could attach, for redaction. */
 function secretValues(scope: CompiledHttpScope, deps: HttpDeps): string[] {
   const values: string[] = [];
   for (const cred of scope.credentials) {
     const v = deps.secrets?.get(cred.secret);
     if (typeof v === 'string' && v.length > 0) values.push(v);
   }
-  return values.sort((a, b) => b.length - a.length);
+  return secretVariants(values);
 }
 
 export async function performRequest(req: HttpRequest, scope: CompiledHttpScope, deps: HttpDeps, runSignal: AbortSignal): Promise<HttpResult> {
@@ -160,7 +160,7 @@ async function loop(req: HttpRequest, scope: CompiledHttpScope, deps: HttpDeps, 
     // The first hop was checked by inScope already; checking again costs nothing and keeps one path.
     const verdict = checkUrl(scope, url, method);
     if (!verdict.ok) {
-      const message = hop === 0 ? verdict.message : `redirect to ${showUrl(url)} refused: ${verdict.message}`;
+      const message = hop === 0 ? verdict.message : `redirect to ${showOrigin(url)} refused: ${verdict.message}`;
       throw new ContainedError('OUT_OF_SCOPE', redact(message, secrets), hop === 0 ? {} : { data: { reason: 'redirect' } });
     }
     let pinned: { address: string; family: 4 | 6 };
@@ -168,7 +168,7 @@ async function loop(req: HttpRequest, scope: CompiledHttpScope, deps: HttpDeps, 
       pinned = await pinAddress(url, scope, deps, secrets, signal);
     } catch (error) {
       if (hop > 0 && error instanceof ContainedError && error.code === 'OUT_OF_SCOPE') {
-        throw new ContainedError('OUT_OF_SCOPE', redact(`redirect to ${showUrl(url)} refused: ${error.message}`, secrets), { data: { reason: 'redirect-address' } });
+        throw new ContainedError('OUT_OF_SCOPE', redact(`redirect to ${showOrigin(url)} refused: ${error.message}`, secrets), { data: { reason: 'redirect-address' } });
       }
       throw error;
     }

@@ -80,20 +80,47 @@ export function normaliseRequestHeaders(headers: Record<string, string> | undefi
   return out;
 }
 
-/** Replace every verbatim occurrence of a secret value. `cutTail`: the text was truncated, so a secret's prefix at the very end is removed too. */
-export function redact(text: string, secrets: readonly string[], cutTail = false): string {
+/**
+ * The forms in which a secret value may be echoed: verbatim, each whitespace-separated token of 8+
+ * characters (the token of `Bearer <token>`), and their URL-encoded and JSON-escaped forms. Longest
+ * first, so a longer form is replaced before its parts.
+ */
+export function secretVariants(values: readonly string[]): string[] {
+  const out = new Set<string>();
+  for (const v of values) {
+    for (const base of [v, ...v.split(/\s+/).filter((t) => t.length >= 8)]) {
+      out.add(base);
+      out.add(encodeURIComponent(base));
+      out.add(JSON.stringify(base).slice(1, -1));
+    }
+  }
+  return [...out].filter((x) => x.length > 0).sort((a, b) => b.length - a.length);
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/**
+ * Replace every occurrence of a secret variant (case-insensitively: URL hosts are lower-cased).
+ * `cutTail`: the text was truncated, so a variant's prefix at the very end is removed too.
+ * Best effort against echoes; other encodings (base64, hashes) are not recognised.
+ */
+export function redact(text: string, variants: readonly string[], cutTail = false): string {
   let out = text;
-  for (const s of secrets) {
-    if (s.length === 0) continue;
-    out = out.split(s).join('[REDACTED]');
-    if (cutTail) {
-      for (let k = Math.min(s.length - 1, out.length); k > 0; k--) {
-        if (out.endsWith(s.slice(0, k))) {
-          out = out.slice(0, out.length - k);
+  for (const s of variants) out = out.replace(new RegExp(escapeRegExp(s), 'gi'), '[REDACTED]');
+  if (cutTail) {
+    const lower = out.toLowerCase();
+    let cut = 0;
+    for (const s of variants) {
+      for (let k = Math.min(s.length - 1, out.length); k > cut; k--) {
+        if (lower.endsWith(s.slice(0, k).toLowerCase())) {
+          cut = k;
           break;
         }
       }
     }
+    out = out.slice(0, out.length - cut);
   }
   return out;
 }

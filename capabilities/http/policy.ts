@@ -48,9 +48,9 @@ export function matchOrigin(scope: CompiledHttpScope, url: URL): OriginRule | un
   return scope.origins.find((r) => r.scheme === scheme && r.port === port && hostMatches(r, url.hostname));
 }
 
-/** A short, secret-free rendering of a URL for messages (no query string). */
-export function showUrl(url: URL): string {
-  return `${url.protocol}//${url.host}${url.pathname}`;
+/** A short rendering of a URL for messages about redirects: the origin only (paths may carry echoes). */
+export function showOrigin(url: URL): string {
+  return `${url.protocol}//${url.host}`;
 }
 
 export function checkUrl(scope: CompiledHttpScope, url: URL, method: HttpMethod): ScopeCheck {

@@ -181,7 +181,7 @@ describe('attenuation', () => {
       origins: fc.array(originArb, { minLength: 1, maxLength: 3 }),
       methods: fc.option(fc.subarray(['GET', 'HEAD', 'POST', 'DELETE'] as const, { minLength: 1 }), { nil: undefined }),
       pathPrefixes: fc.option(fc.array(fc.constantFrom('/', '/v1', '/v1/', '/v1/items', '/v2'), { minLength: 1, maxLength: 2 }), { nil: undefined }),
-    }).map((s) => Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined)) as HttpScope);
+    }).map((s) => Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined)) as unknown as HttpScope);
     const reqArb = fc.record({
       scheme: fc.constantFrom('http', 'https'),
       host: fc.constantFrom(...hosts),
@@ -209,5 +209,23 @@ describe('attenuation', () => {
   it('the definition is named http and validates its scope strictly', () => {
     expect(httpCapability.name).toBe('http');
     expect(httpCapability.scope.safeParse({ origins: ['https://a.example'], extra: 1 }).success).toBe(false);
+  });
+});
+
+describe('secret redaction', () => {
+  it('replaces verbatim, token, URL-encoded and case-changed echoes', async () => {
+    const { redact, secretVariants } = await import('../../capabilities/http/headers.js');
+    const v = secretVariants(['Bearer Tok-ABCDEFGH-123']);
+    expect(redact('a Bearer Tok-ABCDEFGH-123 b', v)).toBe('a [REDACTED] b');
+    expect(redact('token=Tok-ABCDEFGH-123', v)).toBe('token=[REDACTED]');
+    expect(redact('/Bearer%20Tok-ABCDEFGH-123', v)).toBe('/[REDACTED]');
+    expect(redact('http://tok-abcdefgh-123.evil.test', v)).toBe('http://[REDACTED].evil.test');
+  });
+
+  it('cuts a secret prefix left at the end of a truncated text', async () => {
+    const { redact, secretVariants } = await import('../../capabilities/http/headers.js');
+    const v = secretVariants(['s3cret-value-xyz']);
+    expect(redact('data: s3cret-va', v, true)).toBe('data: ');
+    expect(redact('data: s3cret-va', v, false)).toBe('data: s3cret-va');
   });
 });
