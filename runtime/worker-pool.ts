@@ -151,7 +151,7 @@ export class WorkerPool {
 
   private spawn(): Worker {
     const { file, execArgv } = workerEntry();
-    const child = fork(file, [], { execArgv, serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(file, [], { execArgv, serialization: 'json', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     const worker: Worker = { child, runs: new Map(), lastSeen: Date.now(), alive: true };
     child.on('message', (message: WorkerToHost) => this.onMessage(worker, message));
     child.on('error', (error) => this.options.logger?.error({ err: error }, 'sandbox worker error'));

@@ -1,0 +1,245 @@
+/**
+ * `npm run bench`: measures the runtime against floors and peers in the same run on the same
+ * machine, prints one JSON line per measurement and a table at the end. Not a test: nothing here
+ * fails a build; the README's performance table is refreshed from this output.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import vm from 'node:vm';
+import ivm from 'isolated-vm';
+import { getQuickJS } from 'quickjs-emscripten';
+import { z } from 'zod';
+import { createInstance, defineCapability } from '../capabilities/sdk/index.js';
+import { startRun } from '../runtime/engine.js';
+import { DEFAULT_LIMITS } from '../runtime/limits.js';
+import { createSandbox } from '../runtime/index.js';
+import { programFromSource } from '../runtime/program.js';
+
+interface Row {
+  name: string;
+  value: number;
+  unit: string;
+  peer?: string;
+  peerValue?: number;
+  ratio?: number;
+  target?: string;
+}
+
+const rows: Row[] = [];
+function report(row: Row): void {
+  if (row.peerValue !== undefined) row.ratio = round(row.value / row.peerValue);
+  rows.push(row);
+  process.stdout.write(`${JSON.stringify(row)}\n`);
+}
+
+function round(n: number, digits = 3): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+function pct(samples: number[], p: number): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
+}
+
+async function timeEach(n: number, f: () => Promise<unknown> | unknown): Promise<number[]> {
+  for (let i = 0; i < Math.min(20, n); i++) await f();
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await f();
+    out.push(performance.now() - t0);
+  }
+  return out;
+}
+
+const noop = defineCapability({
+  name: 'bench',
+  description: 'benchmark capability',
+  scope: z.strictObject({}),
+  intersect: (a) => a,
+  describeScope: () => 'anything',
+  methods: {
+    noop: { description: 'does nothing', args: z.number().optional(), result: z.null(), risk: { readOnly: true }, run: () => null },
+  },
+});
+
+async function coldStart(): Promise<void> {
+  const N = 200;
+  const floor = await timeEach(N, async () => {
+    const isolate = new ivm.Isolate({ memoryLimit: 64 });
+    const context = await isolate.createContext();
+    await context.eval('1');
+    isolate.dispose();
+  });
+  const sandbox = createSandbox({ isolation: 'in-process' });
+  const ours = await timeEach(N, () => sandbox.run({ source: 'export default () => 1' }));
+  await sandbox.close();
+  const QuickJS = await getQuickJS();
+  const quick = await timeEach(N, () => {
+    const rt = QuickJS.newRuntime();
+    const ctx = rt.newContext();
+    ctx.unwrapResult(ctx.evalCode('1')).dispose();
+    ctx.dispose();
+    rt.dispose();
+  });
+  const nodeVm = await timeEach(N, () => vm.runInNewContext('1'));
+  for (const p of [50, 90]) {
+    report({ name: `cold start p${p} (create + run + dispose)`, value: round(pct(ours, p)), unit: 'ms', peer: 'bare isolated-vm floor', peerValue: round(pct(floor, p)), target: p === 50 ? '≤ 1.3× floor' : undefined });
+  }
+  report({ name: 'cold start p50 vs quickjs-emscripten', value: round(pct(ours, 50)), unit: 'ms', peer: 'quickjs-emscripten', peerValue: round(pct(quick, 50)) });
+  report({ name: 'cold start p50 vs node:vm', value: round(pct(ours, 50)), unit: 'ms', peer: 'node:vm runInNewContext', peerValue: round(pct(nodeVm, 50)) });
+}
+
+async function callOverhead(): Promise<void> {
+  const instance = createInstance(noop, {}, {});
+  const N = 5000;
+  for (const isolation of ['in-process', 'worker'] as const) {
+    const sandbox = createSandbox({ isolation, workers: 1 });
+    // Sequential: one call in flight at a time (for … await).
+    const seq = await sandbox.run({
+      source: `export default async function main(n, caps) { const t0 = Date.now(); for (let i = 0; i < n; i++) await caps.bench.noop(); return (Date.now() - t0) * 1000 / n; }`,
+      input: N,
+      capabilities: [instance],
+      limits: { maxCalls: 100_000, cpuMs: 60_000, wallMs: 120_000 },
+    });
+    const par = await sandbox.run({
+      source: `export default async function main(n, caps) { const t0 = Date.now(); const ps = []; for (let i = 0; i < n; i++) ps.push(caps.bench.noop()); await Promise.all(ps); return (Date.now() - t0) * 1000 / n; }`,
+      input: N,
+      capabilities: [instance],
+      limits: { maxCalls: 100_000, maxConcurrentCalls: 100_000, cpuMs: 60_000, wallMs: 120_000 },
+    });
+    await sandbox.close();
+    const target = isolation === 'in-process' ? '≤ 30 µs' : '≤ 100 µs';
+    if (seq.status === 'ok') report({ name: `sequential async call (${isolation})`, value: seq.value as number, unit: 'µs/call', target });
+    if (par.status === 'ok') report({ name: `parallel async calls (${isolation})`, value: par.value as number, unit: 'µs/call' });
+  }
+  report({ name: 'sync capability call', value: Number.NaN, unit: 'µs/call', target: '≤ 3 µs (not offered: every capability method is async)' });
+}
+
+/** A validated no-op capability through the dispatcher vs the raw bridge (no validation, no gate). */
+async function validatedVsRaw(): Promise<void> {
+  const N = 5000;
+  const source = `export default async function main(n, caps) { const t0 = Date.now(); for (let i = 0; i < n; i++) await caps.bench.noop(1); return (Date.now() - t0) * 1000 / n; }`;
+  const limits = { ...DEFAULT_LIMITS, maxCalls: 100_000, cpuMs: 60_000, wallMs: 120_000 };
+  const raw = await startRun(
+    { runId: 'raw', program: programFromSource(source), input: N, limits, capabilities: [{ name: 'bench', methods: ['noop'] }] },
+    { call: async () => ({ ok: true, value: null }) },
+  ).outcome;
+  const sandbox = createSandbox({ isolation: 'in-process' });
+  const validated = await sandbox.run({ source, input: N, limits, capabilities: [createInstance(noop, {}, {})] });
+  await sandbox.close();
+  if (raw.status === 'ok' && validated.status === 'ok') {
+    report({ name: 'validated no-op capability call', value: validated.value as number, unit: 'µs/call', peer: 'raw bridge', peerValue: raw.value as number, target: '≤ 1.2×' });
+  }
+}
+
+async function idleDensity(): Promise<void> {
+  const COUNT = 500;
+  const instance = createInstance(noop, {}, {});
+  // Each sandbox waits on a call the host holds until the measurement is taken.
+  let release!: () => void;
+  const gateOpen = new Promise<void>((r) => (release = r));
+  const waiting = defineCapability({
+    name: 'hold',
+    description: 'waits',
+    scope: z.strictObject({}),
+    intersect: (a) => a,
+    describeScope: () => 'anything',
+    methods: { wait: { description: 'waits', args: z.undefined(), result: z.null(), risk: { readOnly: true }, run: async () => (await gateOpen, null) } },
+  });
+  const hold = createInstance(waiting, {}, {});
+  global.gc?.();
+  const before = process.memoryUsage().rss;
+  const sandbox = createSandbox({ isolation: 'in-process' });
+  const runs: Promise<unknown>[] = [];
+  for (let i = 0; i < COUNT; i++) {
+    runs.push(sandbox.run({ source: 'export default async function main(_, caps) { await caps.hold.wait(); return 1; }', capabilities: [hold, instance], limits: { memoryMb: 16, wallMs: 120_000 } }));
+  }
+  await new Promise((r) => setTimeout(r, 3000));
+  const during = process.memoryUsage().rss;
+  release();
+  await Promise.all(runs);
+  await sandbox.close();
+  report({ name: `idle density (${COUNT} sandboxes alive, in-process)`, value: round((during - before) / COUNT / 1048576), unit: 'MiB RSS/sandbox', target: '≤ 1.5 MB' });
+}
+
+async function computeHeavy(): Promise<void> {
+  const body = `const a = []; for (let i = 0; i < 200000; i++) a.push({ id: i, k: (i * 7919) % 100003, s: 'x' + (i % 97) });
+    a.sort((x, y) => x.k - y.k || x.id - y.id); const j = JSON.stringify(a); return JSON.parse(j).length;`;
+  const sandbox = createSandbox({ isolation: 'in-process' });
+  const ours = await timeEach(5, () => sandbox.run({ source: `export default function main() { ${body} }`, limits: { memoryMb: 512, cpuMs: 60_000, wallMs: 60_000 } }));
+  await sandbox.close();
+  const QuickJS = await getQuickJS();
+  const quick = await timeEach(5, () => {
+    const rt = QuickJS.newRuntime();
+    rt.setMemoryLimit(1024 * 1024 * 1024);
+    const ctx = rt.newContext();
+    ctx.unwrapResult(ctx.evalCode(`(function () { ${body} })()`)).dispose();
+    ctx.dispose();
+    rt.dispose();
+  });
+  report({ name: 'compute: sort + JSON of 200k objects', value: round(pct(ours, 50)), unit: 'ms', peer: 'quickjs-emscripten', peerValue: round(pct(quick, 50)) });
+}
+
+async function throughput(): Promise<void> {
+  const RUNS = 400;
+  const results: Record<string, number> = {};
+  for (const isolation of ['in-process', 'worker'] as const) {
+    const sandbox = createSandbox({ isolation, workers: 2 });
+    await sandbox.run({ source: 'export default () => 1' });
+    const t0 = performance.now();
+    await Promise.all(Array.from({ length: RUNS }, (_, i) => sandbox.run({ source: `export default (n) => { let s = 0; for (let i = 0; i < 20000; i++) s += i % (n + 1); return s; }`, input: i })));
+    results[isolation] = RUNS / ((performance.now() - t0) / 1000);
+    await sandbox.close();
+  }
+  report({ name: 'runs per second, worker pool (2 workers)', value: round(results.worker ?? 0, 1), unit: 'runs/s', peer: 'in-process', peerValue: round(results['in-process'] ?? 0, 1) });
+}
+
+async function fsRead(): Promise<void> {
+  let createFs: ((scope: unknown, deps?: unknown) => ReturnType<typeof createInstance>) | undefined;
+  try {
+    ({ createFs } = (await import('../capabilities/fs/index.js')) as unknown as { createFs: typeof createFs });
+  } catch {
+    return;
+  }
+  if (!createFs) return;
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'contained-bench-'));
+  await writeFile(path.join(dir, 'a.txt'), 'x'.repeat(4096));
+  const N = 2000;
+  const direct = await timeEach(N, () => readFile(path.join(dir, 'a.txt'), 'utf8'));
+  const sandbox = createSandbox({ isolation: 'in-process' });
+  const out = await sandbox.run({
+    source: `export default async function main(n, caps) { const t0 = Date.now(); for (let i = 0; i < n; i++) await caps.files.read('a.txt'); return (Date.now() - t0) * 1000 / n; }`,
+    input: N,
+    capabilities: [createFs({ root: dir }, {}).attenuate({ root: dir }, { name: 'files' })],
+    limits: { cpuMs: 60_000, wallMs: 120_000 },
+  });
+  await sandbox.close();
+  await rm(dir, { recursive: true, force: true });
+  if (out.status === 'ok') {
+    report({ name: 'fs.read 4 KiB through the sandbox', value: out.value as number, unit: 'µs/read', peer: 'fs.promises.readFile in the host', peerValue: round(pct(direct, 50) * 1000) });
+  } else {
+    process.stderr.write(`fs bench failed: ${JSON.stringify(out.error)}\n`);
+  }
+}
+
+function printTable(): void {
+  const header = '| measurement | value | peer / floor | ratio | target |';
+  const lines = [header, '|---|---|---|---|---|'];
+  for (const r of rows) {
+    const value = Number.isNaN(r.value) ? 'n/a' : `${r.value} ${r.unit}`;
+    lines.push(`| ${r.name} | ${value} | ${r.peer ? `${r.peer}: ${r.peerValue} ${r.unit}` : ''} | ${r.ratio !== undefined ? `${r.ratio}×` : ''} | ${r.target ?? ''} |`);
+  }
+  process.stdout.write(`\nMachine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.availableParallelism()} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}\n\n${lines.join('\n')}\n`);
+}
+
+const only = process.argv.slice(2);
+const suites: Record<string, () => Promise<void>> = { coldStart, callOverhead, validatedVsRaw, fsRead, idleDensity, computeHeavy, throughput };
+for (const [name, suite] of Object.entries(suites)) {
+  if (only.length > 0 && !only.includes(name)) continue;
+  process.stderr.write(`bench: ${name}…\n`);
+  await suite();
+}
+printTable();
