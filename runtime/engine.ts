@@ -120,8 +120,11 @@ class Run {
         },
       });
       this.isolate = isolate;
+      // Deliberately not unref'd: a pending run is work in progress. An agent awaiting a promise
+      // that never settles holds nothing else on the event loop, so with an unref'd watchdog an
+      // in-process host that only awaits `run()` exited (code 13 / 0) instead of getting WALL_LIMIT.
+      // The interval is cleared in `finally` below.
       watchdog = setInterval(() => this.checkLimits(), WATCHDOG_INTERVAL_MS);
-      watchdog.unref?.();
       const result = await Promise.race([this.runInIsolate(isolate, inputJson), this.killedPromise.then(() => undefined)]);
       if (!this.killed && !isolate.isDisposed) {
         const heap = await Promise.race([isolate.getHeapStatistics().catch(() => undefined), delay(20)]);
