@@ -39,6 +39,11 @@ export interface MethodDefinition<S = any, D = any, A = any, R = any> {
   result: z.ZodType<R>;
   /** Unset annotations take the worst case (see risk.ts). */
   risk?: Partial<RiskAnnotations>;
+  /**
+   * Refuse arguments no scope could ever allow (e.g. a SQL PRAGMA), with a typed error of the
+   * method's choosing. Runs in `parseArgs` (before the gate) and again in `invoke`; must be pure.
+   */
+  precheck?: (args: A) => void;
   /** Pure check of the (validated) argument against the scope. Absent: every valid call is in scope. */
   inScope?: (args: A, scope: S) => ScopeCheck;
   /** Bytes charged to a `maxBytes` budget; default: the JSON length of argument plus result. */

@@ -138,7 +138,18 @@ export class CapabilityInstance<S = any, D = any> {
         { data: { path, issues: parsed.error.issues.map((i) => ({ path: i.path.map(String), message: i.message })) } },
       );
     }
+    this.precheck(m, method, parsed.data);
     return parsed.data;
+  }
+
+  private precheck(m: ResolvedMethod<S, D>, method: string, args: unknown): void {
+    if (!m.precheck) return;
+    try {
+      m.precheck(args);
+    } catch (error) {
+      if (error instanceof ContainedError) throw error;
+      throw new ContainedError('INVALID_ARGUMENT', `${this.name}.${method}: invalid argument`, { cause: error });
+    }
   }
 
   /** Pure scope check against this instance and every ancestor. Fails closed if a check throws. */
@@ -165,6 +176,7 @@ export class CapabilityInstance<S = any, D = any> {
     const m = this.method(method);
     const dead = this.liveness();
     if (dead) throw dead;
+    this.precheck(m, method, args);
     const check = this.checkScope(method, args);
     if (!check.ok) throw new ContainedError('OUT_OF_SCOPE', check.message);
     const argBytes = m.bytes ? 0 : jsonLength(args);
