@@ -407,8 +407,13 @@ class Run {
     if (parsed.ok === true) return { status: 'ok', value: parsed.value ?? null, logs, usage };
     const e = parsed.error ?? {};
     const reported = typeof e.code === 'string' && isErrorCode(e.code) ? e.code : 'AGENT_ERROR';
+    // CALL_LIMIT passes through like OUTPUT_LIMIT: a per-call size refusal (argument or result over
+    // maxCallBytes) reaches the agent as a catchable CapabilityError; left uncaught it is the run's
+    // outcome (it was AGENT_ERROR, contradicting the registry). Forging it gains an agent nothing:
+    // it can always trigger a real CALL_LIMIT.
     const code: ErrorCode =
-      reported === 'INVALID_PROGRAM' || reported === 'INVALID_OUTPUT' || reported === 'OUTPUT_LIMIT' || PASS_THROUGH_CODES.has(reported)
+      reported === 'INVALID_PROGRAM' || reported === 'INVALID_OUTPUT' || reported === 'OUTPUT_LIMIT' || reported === 'CALL_LIMIT' ||
+      PASS_THROUGH_CODES.has(reported)
         ? reported
         : 'AGENT_ERROR';
     const message = typeof e.message === 'string' ? e.message.slice(0, MAX_MESSAGE_CHARS) : 'the agent failed';
