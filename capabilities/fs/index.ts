@@ -15,6 +15,7 @@ import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
 import { defineCapability, IN_SCOPE, method, outOfScope, type ScopeCheck } from '../sdk/define.js';
 import { type CapabilityInstance, createInstance, type InstanceOptions } from '../sdk/instance.js';
+import { formatBytes } from '../sdk/json.js';
 import { extensionAllowed, isWithin, normalizeExtension, parseAgentPath } from './paths.js';
 import { classify, type DirHandle, type FsRoot, type FsStrategy, fsFailure, lstatOrNull, mapFsError, openDir, openFile } from './resolve.js';
 
@@ -162,7 +163,7 @@ export const fsCapability = defineCapability<FsScope, FsHostDeps>({
     return scope;
   },
   describeScope(s) {
-    const parts = [s.readOnly ? 'read-only' : 'read-write', `files up to ${maxBytes(s)} bytes`];
+    const parts = [s.readOnly ? 'read-only' : 'read-write', `files up to ${formatBytes(maxBytes(s))}`];
     if (s.extensions !== undefined) parts.push(`only files ending ${describeExtensions(s)}`);
     return `${parts.join('; ')}; symbolic links, hard-linked files and special files are refused`;
   },

@@ -17,6 +17,7 @@ import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
 import { defineCapability, IN_SCOPE, method, outOfScope, type ScopeCheck } from '../sdk/define.js';
 import { type CapabilityInstance, createInstance, type InstanceOptions } from '../sdk/instance.js';
+import { formatBytes, jsonValueSchema } from '../sdk/json.js';
 
 /** Largest value (its JSON text, in UTF-8 bytes) when the scope sets no `maxValueBytes`: 256 KiB. */
 export const DEFAULT_MAX_VALUE_BYTES = 256 * 1024;
@@ -45,7 +46,7 @@ export type KvScope = z.output<typeof kvScopeSchema>;
 /** kv needs nothing from the host beyond its scope; the type is here for symmetry and growth. */
 export type KvDeps = Record<string, never>;
 
-const jsonValue = z.json().meta({ tsType: 'JsonValue' });
+const jsonValue = jsonValueSchema;
 const keyArg = z
   .string()
   .min(1)
@@ -134,7 +135,7 @@ export const kvCapability = defineCapability<KvScope, KvDeps>({
   },
   describeScope(s) {
     const parts = [s.prefix ? `keys starting with ${JSON.stringify(s.prefix)}` : 'any key', s.readOnly ? 'read-only' : 'read-write'];
-    parts.push(`values up to ${valueLimit(s)} bytes of JSON`, `${totalLimit(s)} bytes in total`);
+    parts.push(`values up to ${formatBytes(valueLimit(s))} of JSON`, `${formatBytes(totalLimit(s))} in total`);
     return parts.join('; ');
   },
   methods: {

@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { defineCapability, method } from '../sdk/define.js';
 import { type CapabilityInstance, createInstance, type InstanceOptions } from '../sdk/instance.js';
+import { jsonValueSchema } from '../sdk/json.js';
 
 /** Longest message, in characters. */
 export const MAX_MESSAGE_CHARS = 4096;
@@ -30,7 +31,7 @@ const writeArgs = z.strictObject({
   level,
   message: z.string().max(MAX_MESSAGE_CHARS),
   data: z
-    .record(z.string(), z.json())
+    .record(z.string(), jsonValueSchema)
     .refine((d) => Buffer.byteLength(JSON.stringify(d), 'utf8') <= MAX_DATA_BYTES, `data larger than ${MAX_DATA_BYTES} bytes`)
     .optional(),
 });

@@ -11,6 +11,7 @@ export type {
 export { CapabilityInstance, createInstance } from './instance.js';
 export type { CapabilityDescription, InstanceOptions, InvokeContext, MethodDescription } from './instance.js';
 export { budgetSchema } from './budget.js';
+export { formatBytes, jsonValueSchema } from './json.js';
 export type { Budget } from './budget.js';
 export { WORST_CASE_RISK, needsSecondSignOff, resolveRisk } from './risk.js';
 export type { RiskAnnotations } from './risk.js';

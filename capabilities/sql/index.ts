@@ -20,6 +20,7 @@ import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
 import { defineCapability, IN_SCOPE, method, outOfScope } from '../sdk/define.js';
 import { type CapabilityInstance, createInstance, type InstanceOptions } from '../sdk/instance.js';
+import { formatBytes } from '../sdk/json.js';
 import { checkProgram, refused, statementKind } from './guard.js';
 
 /** Rows returned by one query when the scope sets no `maxRows`. */
@@ -158,7 +159,7 @@ export const sqlCapability = defineCapability<SqlScope, SqlDeps>({
   },
   describeScope(s) {
     const tables = s.tables.length ? `tables ${s.tables.join(', ')}` : 'no tables';
-    return `${tables}; ${s.readOnly ? 'read-only' : 'read-write'}; at most ${s.maxRows ?? DEFAULT_MAX_ROWS} rows and ${s.maxBytes ?? DEFAULT_MAX_BYTES} bytes per query; one statement per call, no PRAGMA/ATTACH/DDL`;
+    return `${tables}; ${s.readOnly ? 'read-only' : 'read-write'}; at most ${s.maxRows ?? DEFAULT_MAX_ROWS} rows and ${formatBytes(s.maxBytes ?? DEFAULT_MAX_BYTES)} per query; one statement per call, no PRAGMA/ATTACH/DDL`;
   },
   methods: {
     query: sqlMethod({

@@ -1,0 +1,59 @@
+/**
+ * The capabilities package: the SDK (define, instantiate, attenuate, revoke, budget), the built-in
+ * capabilities, the registry of grantable kinds, grant specs, and agent-facing docs. Explicit
+ * named exports only, so the whole public surface is visible here.
+ */
+
+// SDK
+export { defineCapability, method, IN_SCOPE, outOfScope } from './sdk/define.js';
+export type {
+  CapabilityDefinition,
+  CapabilityDefinitionInput,
+  MethodContext,
+  MethodDefinition,
+  ResolvedMethod,
+  ScopeCheck,
+} from './sdk/define.js';
+export { CapabilityInstance, createInstance } from './sdk/instance.js';
+export type { CapabilityDescription, InstanceOptions, InvokeContext, MethodDescription } from './sdk/instance.js';
+export { budgetSchema } from './sdk/budget.js';
+export type { Budget } from './sdk/budget.js';
+export { WORST_CASE_RISK, needsSecondSignOff, resolveRisk } from './sdk/risk.js';
+export type { RiskAnnotations } from './sdk/risk.js';
+export { formatBytes, jsonValueSchema } from './sdk/json.js';
+
+// Built-ins
+export { createFs, DEFAULT_MAX_FILE_BYTES, fsCapability, fsScopeSchema } from './fs/index.js';
+export type { FsDeps, FsHostDeps, FsScope } from './fs/index.js';
+export type { FsStrategy } from './fs/resolve.js';
+export {
+  createKv,
+  DEFAULT_MAX_TOTAL_BYTES as KV_DEFAULT_MAX_TOTAL_BYTES,
+  DEFAULT_MAX_VALUE_BYTES as KV_DEFAULT_MAX_VALUE_BYTES,
+  kvCapability,
+  kvScopeSchema,
+} from './kv/index.js';
+export type { KvDeps, KvScope } from './kv/index.js';
+export {
+  createSql,
+  DEFAULT_MAX_BYTES as SQL_DEFAULT_MAX_BYTES,
+  DEFAULT_MAX_ROWS as SQL_DEFAULT_MAX_ROWS,
+  sqlCapability,
+  sqlScopeSchema,
+} from './sql/index.js';
+export type { SqlDeps, SqlScope } from './sql/index.js';
+export { clockCapability, clockScopeSchema, createClock } from './clock/index.js';
+export type { ClockDeps, ClockScope } from './clock/index.js';
+export { createRandom, randomCapability, randomScopeSchema } from './random/index.js';
+export type { RandomDeps, RandomScope } from './random/index.js';
+export { createLog, logCapability, logScopeSchema } from './log/index.js';
+export type { LogDeps, LogScope } from './log/index.js';
+
+// Registry, grant specs, docs, CLI
+export { builtinCapabilities, createRegistry, lookupKind } from './registry.js';
+export type { CapabilityRegistry, HostDeps, HostSecrets, RegistryEntry } from './registry.js';
+export { parseGrantSpec, parseGrantSpecText } from './grant-spec.js';
+export type { GrantSpec, GrantSpecOptions } from './grant-spec.js';
+export { budgetInWords, generateCapsDts, generateCapsMarkdown, methodSignature, riskInWords, schemaToTs } from './docs.js';
+export { capsCommand } from './cli.js';
+export type { CapsIo } from './cli.js';
