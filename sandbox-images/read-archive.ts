@@ -6,20 +6,19 @@
  * - gzip bombs: we gunzip ourselves (node:zlib) and count the decompressed bytes as they stream,
  *   aborting the pipeline as soon as `maxTotalBytes` is passed (one zlib chunk of overshoot at
  *   most); the compressed input is capped by `maxArchiveBytes`. `tar`'s own
- *   `maxDecompressionRatio` is not relied on (a ~900:1 bomb passes it) and cannot be bypassed by a
- *   gzip nested inside the gzip: the decompressed stream must start like a tar header;
+ *   `maxDecompressionRatio` is not relied on (a ~900:1 bomb passes it), and tar's own decompression
+ *   is never used: a second gzip layer is refused, brotli and zstd are turned off;
  * - oversized entries: declared sizes are checked before the body streams, streamed bytes again;
  * - hostile entries: links, devices, FIFOs, unknown types, absolute or `..` paths, collisions,
  *   duplicates, depth, count (see `paths.ts`); non-UTF-8 file contents;
  * - corrupt or truncated archives: `tar`'s Parser runs in strict mode, so every warning (bad
- *   checksum, truncated entry, not a tar at all) is an error; a missing end-of-archive marker is
- *   an error too.
+ *   checksum, truncated entry, not a tar at all) is an error; a missing end-of-archive marker, or
+ *   anything but zero padding after it (entries hidden from us), is an error too.
  *
  * How it fails: throws ContainedError with an IMAGE_* code naming the entry, or NOT_FOUND for a
  * missing archive file. Event handlers never throw (a throw inside a stream callback could escape
  * as an uncaught exception); they record the first failure and the pipeline stops on it.
  */
-import { isUtf8 } from 'node:buffer';
 import { constants as fsConstants } from 'node:fs';
 import { open } from 'node:fs/promises';
 import type { FileHandle } from 'node:fs/promises';
@@ -27,18 +26,12 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Parser } from 'tar';
-import type { ReadEntry } from 'tar';
 import { ContainedError } from '../runtime/errors.js';
+import { EntryCollector, MAX_META_ENTRY_BYTES, corrupt } from './entry-collector.js';
 import type { ImageLimits } from './limits.js';
-import { PathIndex, checkDirectoryType, checkFileType, describePath, normaliseEntryPath } from './paths.js';
-import type { Verdict } from './paths.js';
+import { describePath } from './paths.js';
 
 const CHUNK_BYTES = 64 * 1024;
-/** Pax/GNU extended headers larger than this are refused (they only carry a path and a few fields). */
-const MAX_META_ENTRY_BYTES = 64 * 1024;
-
-const corrupt = (message: string, cause?: unknown): ContainedError =>
-  new ContainedError('IMAGE_CORRUPT', message, cause === undefined ? {} : { cause });
 
 /**
  * The regular files of the archive (canonical path → bytes), signatures entry included. The
@@ -123,6 +116,7 @@ async function readStream(source: Readable, limits: ImageLimits): Promise<Map<st
   parser.on('end', () => {
     parserEnded = true;
   });
+  const feeder = new BlockFeeder(parser, state);
   async function consume(chunks: AsyncIterable<Buffer>): Promise<void> {
     for await (const chunk of chunks) {
       // Checked before the parser sees the bytes: the bomb cap does not depend on tar at all.
@@ -133,11 +127,10 @@ async function readStream(source: Readable, limits: ImageLimits): Promise<Map<st
       if (inflated > limits.maxTotalBytes) {
         throw new ContainedError('IMAGE_TOO_LARGE', `the archive decompresses past ${limits.maxTotalBytes} bytes (stopped early)`);
       }
-      // After the end-of-archive marker, tar's parser would buffer (and re-copy) whatever follows;
-      // we keep counting it against the cap but stop feeding it.
-      if (!state.sawEof) writeSafely(parser, chunk);
+      feeder.push(chunk);
       state.throwIfFailed();
     }
+    feeder.finish();
     try {
       parser.end();
     } catch (error) {
@@ -151,138 +144,63 @@ async function readStream(source: Readable, limits: ImageLimits): Promise<Map<st
   return state.files;
 }
 
-function writeSafely(parser: Parser, chunk: Buffer): void {
-  try {
-    parser.write(chunk);
-  } catch (error) {
-    throw corrupt('the archive is not a valid tar stream', error);
-  }
-}
+const ZERO_BLOCKS = Buffer.alloc(CHUNK_BYTES);
 
-/** Admits or refuses each entry the parser emits; keeps the files; remembers the first failure. */
-class EntryCollector {
-  readonly files = new Map<string, Buffer>();
-  sawEof = false;
-  #failure: ContainedError | undefined;
-  #entries = 0;
-  #declaredBytes = 0;
-  readonly #index = new PathIndex();
-  readonly #limits: ImageLimits;
+/**
+ * Feeds the tar parser in 512-byte-aligned pieces, and all-zero blocks one at a time, so we know
+ * exactly where the end-of-archive marker (two zero blocks) is. After it, tar's parser would
+ * buffer and re-copy whatever follows; we stop feeding it and require the rest to be zero padding:
+ * data hidden after the marker (which `tar --ignore-zeros` would extract) is refused.
+ */
+class BlockFeeder {
+  #pending = Buffer.alloc(0);
+  readonly #parser: Parser;
+  readonly #state: EntryCollector;
 
-  constructor(limits: ImageLimits) {
-    this.#limits = limits;
+  constructor(parser: Parser, state: EntryCollector) {
+    this.#parser = parser;
+    this.#state = state;
   }
 
-  throwIfFailed(): void {
-    if (this.#failure !== undefined) throw this.#failure;
+  push(chunk: Buffer): void {
+    const data = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
+    const aligned = data.length - (data.length % 512);
+    this.#pending = Buffer.from(data.subarray(aligned));
+    let start = 0;
+    for (let at = 0; at < aligned && !this.#state.sawEof; at += 512) {
+      if (data[at] !== 0 || !data.subarray(at, at + 512).equals(ZERO_BLOCKS.subarray(0, 512))) continue;
+      if (at > start) this.#write(data.subarray(start, at));
+      this.#write(data.subarray(at, at + 512));
+      start = at + 512;
+      if (this.#state.failed) return;
+    }
+    if (this.#state.sawEof) this.#requireZeros(data.subarray(start));
+    else if (aligned > start) this.#write(data.subarray(start, aligned));
   }
 
-  #fail(error: ContainedError): void {
-    this.#failure ??= error;
+  /** At the end of the stream: a partial block left over goes to the parser (which calls it truncated). */
+  finish(): void {
+    if (this.#pending.length === 0) return;
+    if (this.#state.sawEof) this.#requireZeros(this.#pending);
+    else this.#write(this.#pending);
+    this.#pending = Buffer.alloc(0);
   }
 
-  attach(parser: Parser): void {
-    parser.on('entry', (entry: ReadEntry) => {
-      try {
-        this.#onEntry(entry);
-      } catch (error) {
-        this.#fail(error instanceof ContainedError ? error : corrupt('the archive has an unreadable entry', error));
-        entry.resume();
+  #requireZeros(data: Buffer): void {
+    for (let i = 0; i < data.length; i += CHUNK_BYTES) {
+      const part = data.subarray(i, i + CHUNK_BYTES);
+      if (!part.equals(ZERO_BLOCKS.subarray(0, part.length))) {
+        this.#state.fail(corrupt('the archive has data after its end-of-archive marker'));
+        return;
       }
-    });
-    parser.on('ignoredEntry', (entry: ReadEntry) => {
-      this.#fail(
-        entry.meta
-          ? corrupt(`an extended header is larger than ${MAX_META_ENTRY_BYTES} bytes`)
-          : new ContainedError('IMAGE_SPECIAL_FILE', `entry ${describePath(entry.path)} has an unsupported type (${String(entry.header.type)})`),
-      );
-    });
-    parser.on('eof', () => {
-      this.sawEof = true;
-    });
-    const onProblem = (error: unknown): void => {
-      const message = error instanceof Error ? error.message : String(error);
-      this.#fail(
-        /truncated/i.test(message)
-          ? corrupt('the archive is truncated (an entry ends early)', error)
-          : corrupt(`the archive is not a valid tar stream: ${message}`, error),
-      );
-    };
-    parser.on('error', onProblem);
-    parser.on('warn', (_code: string, message: string) => onProblem(new Error(message)));
+    }
   }
 
-  #onEntry(entry: ReadEntry): void {
-    if (this.#failure !== undefined) {
-      entry.resume();
-      return;
+  #write(piece: Buffer): void {
+    try {
+      this.#parser.write(piece);
+    } catch (error) {
+      this.#state.fail(corrupt('the archive is not a valid tar stream', error));
     }
-    const verdict = this.#admit(entry);
-    if (!verdict.ok) {
-      this.#fail(new ContainedError(verdict.code, verdict.message));
-      entry.resume();
-      return;
-    }
-    const p = verdict.value;
-    if (p === null) {
-      entry.resume();
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let received = 0;
-    entry.on('data', (chunk: Buffer) => {
-      received += chunk.length;
-      if (received > this.#limits.maxFileBytes) {
-        this.#fail(new ContainedError('IMAGE_FILE_TOO_LARGE', `file ${describePath(p)} is larger than ${this.#limits.maxFileBytes} bytes`));
-      } else if (this.#failure === undefined) {
-        chunks.push(chunk);
-      }
-    });
-    entry.on('end', () => {
-      if (this.#failure !== undefined) return;
-      const data = Buffer.concat(chunks, received);
-      if (received !== entry.size) {
-        this.#fail(corrupt(`file ${describePath(p)} is truncated (${received} of ${entry.size} bytes)`));
-      } else if (!isUtf8(data)) {
-        this.#fail(new ContainedError('IMAGE_FILE_TYPE', `file ${describePath(p)} is not UTF-8 text`));
-      } else {
-        this.files.set(p, data);
-      }
-    });
-  }
-
-  /** The canonical path of a file to keep, `null` for a directory to skip, or a refusal. */
-  #admit(entry: ReadEntry): Verdict<string | null> {
-    const type = entry.type;
-    const isDirectory = type === 'Directory';
-    const pathVerdict = normaliseEntryPath(entry.path, isDirectory, this.#limits);
-    if (!pathVerdict.ok) return pathVerdict;
-    const p = pathVerdict.value;
-    const shown = describePath(entry.path);
-    if (type === 'SymbolicLink' || type === 'Link') {
-      const kind = type === 'Link' ? 'a hard link' : 'a symbolic link';
-      return { ok: false, code: 'IMAGE_LINK', message: `entry ${shown} is ${kind} (to ${describePath(entry.linkpath ?? '')})` };
-    }
-    if (type !== 'File' && type !== 'OldFile' && !isDirectory) {
-      return { ok: false, code: 'IMAGE_SPECIAL_FILE', message: `entry ${shown} is not a regular file or directory (${type})` };
-    }
-    if (p === '') return { ok: true, value: null };
-    this.#entries += 1;
-    if (this.#entries > this.#limits.maxFiles) {
-      return { ok: false, code: 'IMAGE_TOO_MANY_FILES', message: `the archive has more than ${this.#limits.maxFiles} entries (at ${shown})` };
-    }
-    const added = this.#index.add(p, isDirectory ? 'directory' : 'file');
-    if (!added.ok) return added;
-    const typeVerdict = isDirectory ? checkDirectoryType(p) : checkFileType(p, entry.mode);
-    if (!typeVerdict.ok) return typeVerdict;
-    if (isDirectory) return { ok: true, value: null };
-    if (entry.size > this.#limits.maxFileBytes) {
-      return { ok: false, code: 'IMAGE_FILE_TOO_LARGE', message: `file ${shown} declares ${entry.size} bytes (limit ${this.#limits.maxFileBytes})` };
-    }
-    this.#declaredBytes += entry.size;
-    if (this.#declaredBytes > this.#limits.maxTotalBytes) {
-      return { ok: false, code: 'IMAGE_TOO_LARGE', message: `the files declare more than ${this.#limits.maxTotalBytes} bytes in total (at ${shown})` };
-    }
-    return { ok: true, value: p };
   }
 }

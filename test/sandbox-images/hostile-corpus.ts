@@ -93,6 +93,7 @@ export function hostileCorpus(target: string): HostileCase[] {
     { name: 'gzip inside gzip', archive: gz(gz(rawTar(baseEntries()))), code: 'IMAGE_CORRUPT' },
     { name: 'bad header checksum', archive: withBase({ path: 'x.txt', body: 'x', badChecksum: true }), code: 'IMAGE_CORRUPT' },
     { name: 'tar truncated inside an entry', archive: gz(rawTar(baseEntries(), { eof: false }).subarray(0, 512 + 100)), code: 'IMAGE_CORRUPT' },
+    { name: 'entry hidden after the end-of-archive marker', archive: gz(Buffer.concat([rawTar(baseEntries()), rawTar([{ path: 'hidden.js', body: 'x' }])])), code: 'IMAGE_CORRUPT' },
     { name: 'no end-of-archive marker', archive: gz(rawTar(baseEntries(), { eof: false })), code: 'IMAGE_CORRUPT' },
     // Manifest and entry.
     { name: 'missing manifest', archive: gz(rawTar([{ path: 'agent/main.js', body: MAIN_JS }])), code: 'IMAGE_MANIFEST_MISSING' },

@@ -8,6 +8,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
+import { gunzipSync, gzipSync } from 'node:zlib';
 import { buildImage } from '../../sandbox-images/build.js';
 import { computeDigest } from '../../sandbox-images/digest.js';
 import { loadImage } from '../../sandbox-images/load.js';
@@ -142,6 +143,32 @@ describe('properties', () => {
         expect(image.digest).toBe(computeDigest(files).digest);
       }),
       { numRuns: 40 },
+    );
+  });
+
+  it('the gzip member and chunk boundaries do not matter; data hidden after the end marker is always found', async () => {
+    const split = (data: Buffer, cuts: number[]): Buffer => {
+      const points = [...new Set(cuts.map((c) => c % (data.length + 1)))].sort((a, b) => a - b);
+      const members: Buffer[] = [];
+      let from = 0;
+      for (const p of [...points, data.length]) {
+        if (p > from) members.push(gzipSync(data.subarray(from, p)));
+        from = Math.max(from, p);
+      }
+      return Buffer.concat(members);
+    };
+    await fc.assert(
+      fc.asyncProperty(tree, fc.array(fc.nat(), { maxLength: 12 }), fc.boolean(), async (files, cuts, hide) => {
+        const tar = gunzipSync(packImage(files));
+        const hidden = rawTar([{ path: 'hidden.js', body: 'x' }]);
+        const archive = split(hide ? Buffer.concat([tar, hidden]) : tar, cuts);
+        if (hide) {
+          await expect(loadImage(archive)).rejects.toMatchObject({ code: 'IMAGE_CORRUPT', message: expect.stringContaining('after its end-of-archive marker') });
+        } else {
+          expect((await loadImage(archive)).digest).toBe(computeDigest(files).digest);
+        }
+      }),
+      { numRuns: 60 },
     );
   });
 });
