@@ -67,6 +67,8 @@ export class CapabilityInstance<S = any, D = any> {
     private readonly options: InstanceOptions = {},
     private readonly parent?: CapabilityInstance<S, D>,
   ) {
+    // Frozen, so neither an implementation nor a caller holding the instance can widen it later.
+    this.scope = deepFreeze(scope);
     this.name = options.name ?? definition.name;
     if (!NAME.test(this.name)) {
       throw new ContainedError('INVALID_ARGUMENT', `binding name "${this.name}" must be lower camel case`);
@@ -295,6 +297,14 @@ export function createInstance<S, D>(
     throw new ContainedError('INVALID_SCOPE', `invalid scope for ${definition.name}${issue ? ` at ${issue.path.join('.') || '(root)'}: ${issue.message}` : ''}`);
   }
   return new CapabilityInstance(definition, parsed.data, deps, options);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
 }
 
 function jsonLength(value: unknown): number {
