@@ -75,6 +75,23 @@ export type Manifest = z.infer<typeof manifestSchema>;
 export type CapabilityRequest = z.infer<typeof capabilityRequestSchema>;
 export type ManifestLimits = z.infer<typeof manifestLimitsSchema>;
 
+/** Deepest nesting of arrays/objects a manifest may have (scopes and input schemas included). */
+export const MAX_JSON_DEPTH = 32;
+
+/** Nesting depth of a parsed JSON value, computed without recursion. */
+export function jsonDepth(value: unknown): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop() as [unknown, number];
+    if (typeof v !== 'object' || v === null) continue;
+    max = Math.max(max, depth + 1);
+    if (max > MAX_JSON_DEPTH) return max;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return max;
+}
+
 /** Parse `manifest.json` bytes. Throws IMAGE_MANIFEST_INVALID. */
 export function parseManifest(bytes: Uint8Array): Manifest {
   if (!isUtf8(bytes)) throw new ContainedError('IMAGE_MANIFEST_INVALID', `${MANIFEST_PATH} is not UTF-8 text`);
@@ -84,6 +101,12 @@ export function parseManifest(bytes: Uint8Array): Manifest {
   } catch (cause) {
     throw new ContainedError('IMAGE_MANIFEST_INVALID', `${MANIFEST_PATH} is not valid JSON: ${(cause as Error).message}`, {
       data: { issues: [{ path: '', message: 'not valid JSON' }] },
+    });
+  }
+  // Checked before the schema: validating (and later printing) a deeply nested value recurses.
+  if (jsonDepth(json) > MAX_JSON_DEPTH) {
+    throw new ContainedError('IMAGE_MANIFEST_INVALID', `${MANIFEST_PATH} is nested deeper than ${MAX_JSON_DEPTH} levels`, {
+      data: { issues: [{ path: '', message: `nested deeper than ${MAX_JSON_DEPTH} levels` }] },
     });
   }
   const parsed = manifestSchema.safeParse(json);

