@@ -144,7 +144,7 @@ function prepareError(e: unknown, allow: ReadonlySet<string>): ContainedError {
 
 export const sqlCapability = defineCapability<SqlScope, SqlDeps>({
   name: 'sql',
-  description: 'A SQLite database: read with query, change rows with execute.',
+  description: 'A SQLite database, limited to the tables listed in its scope.',
   scope: sqlScopeSchema as unknown as z.ZodType<SqlScope>,
   intersect(parent, narrower) {
     if (parent.file !== narrower.file) throw new ContainedError('INVALID_SCOPE', 'sql: a narrower scope must keep the same database file');
