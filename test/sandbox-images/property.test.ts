@@ -171,4 +171,25 @@ describe('properties', () => {
       { numRuns: 60 },
     );
   });
+
+  it('mutated archives only ever fail with a ContainedError, and never hang', async () => {
+    const { ContainedError } = await import('../../runtime/errors.js');
+    await fc.assert(
+      fc.asyncProperty(tree, fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }), fc.boolean(), async (files, edits, inTar) => {
+        // Mutating the tar (then gzipping) reaches the tar parser; mutating the gzip reaches zlib.
+        const target = inTar ? gunzipSync(packImage(files)) : Buffer.from(packImage(files));
+        for (const [at, value] of edits) target[at % target.length] = value;
+        const archive = inTar ? gzipSync(target) : target;
+        const outcome = await loadImage(archive).then(
+          () => 'loaded',
+          (error: unknown) => error,
+        );
+        if (outcome !== 'loaded') {
+          expect(outcome).toBeInstanceOf(ContainedError);
+          expect((outcome as InstanceType<typeof ContainedError>).code).not.toBe('INTERNAL');
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
 });
