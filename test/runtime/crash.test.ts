@@ -105,3 +105,15 @@ describe('worker crash (workers: 4, maxRunsPerWorker: 1)', () => {
     await Promise.all([1, 2, 3, 4].map(() => expectHealthy(sb)));
   });
 });
+
+describe('crash containment in in-process mode', () => {
+  // Not enforceable, by design: in-process mode runs the isolate inside the host process. Observed
+  // with a standalone host (not in this runner, which it would kill):
+  // - the V8 fatal payload above aborts the host process (exit 133, SIGTRAP);
+  // - `new Array(1e8).fill(0)` under memoryMb 32 returns MEMORY_LIMIT ("failed catastrophically") and
+  //   the host keeps serving, but the process can no longer exit: it hangs at the end until killed.
+  // Only worker mode contains these; the README's security model says in-process is for embedding
+  // trusted workloads and for measurement.
+  it.todo('an agent payload that triggers a V8 fatal error does not take down an in-process host');
+  it.todo('an in-process host can still exit normally after a catastrophic isolate OOM');
+});
