@@ -1,8 +1,9 @@
 // records-cleanup — delete records that have not been updated for a while.
 //
 // Capabilities (see manifest.json):
-//   caps.records  sql, read-write: query({ sql, params? }) -> { rows, ... }
-//                                  execute({ sql, params? }) -> { changes }   (destructive)
+//   caps.records  sql, read-write: query({ sql, params? }) -> { columns, rows, truncated }
+//                                    (each row is an array of cells in the order of `columns`)
+//                                  execute({ sql, params? }) -> { changes, lastInsertRowid }   (destructive)
 
 const MIN_DAYS = 30;
 const BATCH_SIZE = 50;
@@ -15,15 +16,15 @@ export default async function main(input, caps) {
   }
 
   // 1. Find stale rows. The cut-off is computed by SQLite, so the agent needs no clock.
-  const { rows } = await caps.records.query({
-    sql: `SELECT id, owner, updated_at FROM records
+  const { rows, truncated } = await caps.records.query({
+    sql: `SELECT id FROM records
           WHERE updated_at < datetime('now', ?)
           ORDER BY updated_at
           LIMIT ?`,
     params: [`-${days} days`, MAX_ROWS],
   });
-  const ids = rows.map((row) => row.id);
-  console.log(`${ids.length} record(s) not updated for ${days} days`);
+  const ids = rows.map(([id]) => id);
+  console.log(`${ids.length} record(s) not updated for ${days} days${truncated ? ' (more left for the next run)' : ''}`);
 
   if (input.dryRun === true || ids.length === 0) {
     return { dryRun: input.dryRun === true, found: ids.length, deleted: 0, ids };

@@ -1,9 +1,10 @@
 // refund-desk — look up an order and refund it, within the refund policy.
 //
 // Capabilities (see manifest.json):
-//   caps.orders    sql, read-only: query({ sql, params? }) -> { rows, ... }
+//   caps.orders    sql, read-only: query({ sql, params? }) -> { columns, rows, truncated }
+//                  (each row is an array of cells in the order of `columns`)
 //   caps.payments  payments:       refund({ orderId, amountCents, reason })   (financial)
-import { decideRefund } from './policy.js';
+import { decideRefund, rowsAsObjects } from './policy.js';
 
 export default async function main(input, caps) {
   const { orderId, reason } = input;
@@ -12,14 +13,14 @@ export default async function main(input, caps) {
   }
 
   // 1. Look the order up (parameters are bound, never concatenated into the SQL).
-  const { rows } = await caps.orders.query({
+  const result = await caps.orders.query({
     sql: 'SELECT id, customer_email, status, amount_cents, refunded_cents FROM orders WHERE id = ?',
     params: [orderId],
   });
-  if (rows.length === 0) {
+  const [order] = rowsAsObjects(result);
+  if (order === undefined) {
     return { refunded: false, orderId, why: 'order not found' };
   }
-  const order = rows[0];
 
   // 2. Decide how much to refund (pure policy, no side effects).
   const decision = decideRefund(order, input.amountCents);

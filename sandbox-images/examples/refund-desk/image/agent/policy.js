@@ -1,4 +1,5 @@
-// The refund policy, as a pure function so it is easy to read and to test.
+// The refund policy, as a pure function so it is easy to read and to test, and a small helper
+// for SQL results.
 
 const REFUNDABLE = new Set(['paid', 'shipped', 'delivered']);
 
@@ -25,4 +26,9 @@ export function decideRefund(order, requestedCents) {
     return { ok: false, why: `only ${remaining} cents are left to refund` };
   }
   return { ok: true, amountCents: requestedCents };
+}
+
+/** `{ columns, rows }` from sql.query, as one object per row: `{ id: ..., status: ... }`. */
+export function rowsAsObjects({ columns, rows }) {
+  return rows.map((row) => Object.fromEntries(columns.map((column, i) => [column, row[i]])));
 }
