@@ -1,0 +1,72 @@
+/**
+ * The host's durable state behind one small interface, so a PostgreSQL store can be added for
+ * several hosts later. The embedded implementation is SQLite (sqlite-store.ts). Methods are async
+ * for that reason even where SQLite is synchronous.
+ *
+ * Concurrency contract: `resolveRequest`, `addApproval` and `claimExecution` are compare-and-set
+ * operations — the first valid caller wins and later ones learn they lost — so a decision is
+ * applied exactly once and an action is never performed twice, even across a crash.
+ */
+import type { Approval, Grant, RequestRecord, RequestStatus, RunRecord, TokenRecord } from '../model.js';
+
+export interface GrantFilter {
+  /** Only grants whose subject matches this digest or name. */
+  subjectDigest?: string;
+  subjectName?: string;
+  /** Exclude revoked and expired grants (as of `now`). */
+  activeAt?: number;
+}
+
+export interface RunFilter {
+  status?: RunRecord['status'];
+  limit?: number;
+}
+
+export type ApprovalResult =
+  | { ok: true; request: RequestRecord }
+  | { ok: false; code: 'NOT_FOUND' | 'ALREADY_RESOLVED' | 'DUPLICATE_APPROVER'; request?: RequestRecord };
+
+export type ResolveResult = { ok: true; request: RequestRecord } | { ok: false; code: 'NOT_FOUND' | 'ALREADY_RESOLVED'; request?: RequestRecord };
+
+export interface Resolution {
+  status: Exclude<RequestStatus, 'pending'>;
+  at: number;
+  by?: string[];
+  denyReason?: string;
+}
+
+export interface Store {
+  // Grants
+  insertGrant(grant: Grant): Promise<void>;
+  getGrant(id: string): Promise<Grant | undefined>;
+  listGrants(filter?: GrantFilter): Promise<Grant[]>;
+  /** Marks revoked; NOT_FOUND if unknown, idempotent if already revoked. */
+  revokeGrant(id: string, by: string, reason: string, at: number): Promise<Grant | undefined>;
+
+  // Requests
+  insertRequest(request: RequestRecord): Promise<void>;
+  getRequest(id: string): Promise<RequestRecord | undefined>;
+  listRequests(filter: { status?: RequestStatus; runId?: string; limit?: number }): Promise<RequestRecord[]>;
+  /** Append an approval to a pending request (refuses a second approval by the same operator). */
+  addApproval(id: string, approval: Approval): Promise<ApprovalResult>;
+  /** Move a pending request to a final status; only the first call wins. */
+  resolveRequest(id: string, resolution: Resolution): Promise<ResolveResult>;
+  /** Claim the right to perform an approved recommendation; false if already claimed or done. */
+  claimExecution(id: string, at: number): Promise<boolean>;
+  /** Record the outcome of a claimed execution. */
+  completeExecution(id: string, outcome: { ok: boolean; result?: unknown; error?: { code: string; message: string } }, at: number): Promise<void>;
+
+  // Runs
+  insertRun(run: RunRecord): Promise<void>;
+  updateRun(id: string, patch: Partial<Omit<RunRecord, 'id'>>): Promise<void>;
+  getRun(id: string): Promise<RunRecord | undefined>;
+  listRuns(filter?: RunFilter): Promise<RunRecord[]>;
+
+  // Tokens
+  insertToken(token: TokenRecord): Promise<void>;
+  findTokenByHash(hash: string): Promise<TokenRecord | undefined>;
+  listTokens(): Promise<TokenRecord[]>;
+  revokeToken(id: string, at: number): Promise<TokenRecord | undefined>;
+
+  close(): Promise<void>;
+}
