@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { ContainedError } from '../../runtime/errors.js';
 import { type CliIo, processIo } from './args.js';
+import { demoCommand } from './demo.js';
 import { runCommand } from './run.js';
 
 const HELP = `contained — a sandboxed runtime for AI agents
@@ -16,6 +17,7 @@ Commands:
   image build|inspect|verify|sign|keygen
                              build, inspect, sign and verify sandbox images
   caps docs --grant SPEC…    print the agent-facing API of a set of grants (caps.d.ts / Markdown)
+  demo                       build the example images and run report-digest (what npm start does)
   version                    print the version
 
 Run 'contained <command> --help' for a command's options.
@@ -25,6 +27,7 @@ type Command = (argv: string[], io: CliIo) => Promise<number>;
 
 const commands: Record<string, Command> = {
   run: runCommand,
+  demo: demoCommand,
   image: async (argv, io) => (await import('../../sandbox-images/cli.js')).imageCommand(argv, io),
   caps: async (argv, io) => (await import('../../capabilities/cli.js')).capsCommand(argv, io),
   version: async (_argv, io) => {
