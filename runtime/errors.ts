@@ -38,6 +38,8 @@ export const ERROR_CODES = {
   ALREADY_RESOLVED: 'A decision arrived for a request that is already resolved or expired.',
   NOT_FOUND: 'The named run, request, grant, token or image does not exist.',
   RUN_GONE: 'The run that opened an escalation ended before the decision.',
+  // Host (grants, tokens, durable state: host/)
+  GRANT_REFUSED: 'The host refused to store a grant that breaks the risk policy (a destructive or financial method made autonomous without an admin override, `executed` for an irreversible method, too few approvals); `data.rule` names the rule.',
   // Images (sandbox-images/)
   IMAGE_CORRUPT: 'The archive is not a valid gzip/tar stream, or it is truncated.',
   IMAGE_ABSOLUTE_PATH: 'An entry path is absolute.',
