@@ -54,8 +54,9 @@ export class Dispatcher {
       const ctx: GateContext = { signal: run.signal, pauseWallClock: run.pauseWallClock };
       const decision = await this.gate.decide(gateCall, ctx);
       if (!decision.allow) throw new ContainedError(decision.code, decision.message);
-      const effective = decision.args === undefined ? args : instance.parseArgs(call.method, decision.args);
-      const outcome = await this.perform(instance, gateCall, effective, run);
+      const target = decision.via ?? instance;
+      const effective = decision.args === undefined ? args : target.parseArgs(call.method, decision.args);
+      const outcome = await this.perform(target, gateCall, effective, run);
       await this.gate.settle?.(gateCall, decision, outcome);
       return outcome.ok ? { ok: true, value: outcome.value } : { ok: false, error: outcome.error };
     } catch (error) {

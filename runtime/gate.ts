@@ -8,7 +8,7 @@
  * This file holds the interface and the pass-through gate. Policy, escalation, audit and trust
  * (host/) implement the same interface; a decision may stay pending for minutes.
  */
-import type { RiskAnnotations, ScopeCheck } from '../capabilities/sdk/index.js';
+import type { CapabilityInstance, RiskAnnotations, ScopeCheck } from '../capabilities/sdk/index.js';
 import type { ErrorCode, ErrorInfo } from './errors.js';
 
 export interface GateCall {
@@ -48,6 +48,11 @@ export type GateDecision =
       args?: unknown;
       /** Which grant or decision allowed it, for the audit. */
       basis?: string;
+      /**
+       * The instance to perform the call through — e.g. the run's instance attenuated to the
+       * grant's narrower scope. Default: the instance the agent called.
+       */
+      via?: CapabilityInstance;
     }
   | { allow: false; code: ErrorCode; message: string };
 
