@@ -41,6 +41,10 @@ export const ERROR_CODES = {
   DUPLICATE_APPROVER: 'The same operator tried to give a second approval of a two-person request.',
   // Host (grants, tokens, durable state: host/)
   GRANT_REFUSED: 'The host refused to store a grant that breaks the risk policy (a destructive or financial method made autonomous without an admin override, `executed` for an irreversible method, too few approvals); `data.rule` names the rule.',
+  // Operator channel (host/operator/)
+  UNAUTHENTICATED: 'No valid credential: the bearer token, subprotocol token or ticket is missing, unknown, expired or revoked (HTTP 401).',
+  RATE_LIMITED: 'Too many messages on one operator connection; the message was not processed (sustained abuse closes the connection 1008).',
+  HOST_UNREACHABLE: 'A client could not reach the host, or the connection closed or timed out before the reply.',
   // Images (sandbox-images/)
   IMAGE_CORRUPT: 'The archive is not a valid gzip/tar stream, or it is truncated.',
   IMAGE_ABSOLUTE_PATH: 'An entry path is absolute.',
