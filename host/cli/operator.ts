@@ -1,0 +1,132 @@
+/**
+ * `contained operator` (interactive console), `contained approve ID` and `contained deny ID` (for
+ * scripts), all clients of the operator channel. The token comes from `--token` or, better (argv
+ * is visible to other local users), from `CONTAINED_TOKEN`; the URL from `--url` or `CONTAINED_URL`.
+ *
+ * Exit codes: 0 success; 1 and one line `CODE: message` when the host refuses (a typed error,
+ * including INVALID_ARGUMENT from the host) or cannot be reached; 2 for usage errors.
+ */
+import { ContainedError } from '../../runtime/errors.js';
+import { GRANT_SPANS, type GrantSpan } from '../model.js';
+import type { DecideInput } from '../operator/backend.js';
+import { OperatorClient } from '../operator/client.js';
+import { runOperatorConsole } from '../operator/console.js';
+import type { RequestView } from '../operator/protocol.js';
+import { type CliIo, parseFlags, stringFlag } from './args.js';
+
+export const DEFAULT_OPERATOR_URL = 'ws://127.0.0.1:7420/v1/operator';
+
+type Env = Record<string, string | undefined>;
+
+const CONNECTION_FLAGS = { url: { type: 'string' }, token: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const;
+
+const OPERATOR_HELP = `Usage: contained operator [--url URL] [--token TOKEN]
+
+Interactive operator console: lists pending requests as they arrive; approve, edit or deny them.
+  --url URL       operator endpoint (default $CONTAINED_URL, else ${DEFAULT_OPERATOR_URL})
+  --token TOKEN   operator token (default $CONTAINED_TOKEN; prefer the variable: argv is visible to others)
+`;
+
+const APPROVE_HELP = `Usage: contained approve ID [--span once|run|always] [--args JSON] [--note TEXT] [--url URL] [--token TOKEN]
+
+Approve a pending request. --args replaces the arguments (approve with edits; the host re-validates
+them); --span says how far an escalation's approval reaches (default once).
+Exit 0 when the approval was recorded, 1 with "CODE: message" when the host refused it, 2 on usage errors.
+`;
+
+const DENY_HELP = `Usage: contained deny ID --reason TEXT [--url URL] [--token TOKEN]
+
+Deny a pending request; the agent sees the reason.
+Exit 0 when the denial was recorded, 1 with "CODE: message" when the host refused it, 2 on usage errors.
+`;
+
+export async function operatorCommand(argv: string[], io: CliIo, env: Env = process.env): Promise<number> {
+  const { values, positionals } = parseFlags(argv, CONNECTION_FLAGS);
+  if (values.help) return help(io, OPERATOR_HELP);
+  if (positionals.length) throw new ContainedError('USAGE', `operator takes no arguments (got ${JSON.stringify(positionals[0])})`);
+  const target = connection(values, env);
+  return withClient(io, target, (client) => runOperatorConsole(client, { input: process.stdin, output: process.stdout }));
+}
+
+export async function approveCommand(argv: string[], io: CliIo, env: Env = process.env): Promise<number> {
+  const { values, positionals } = parseFlags(argv, { ...CONNECTION_FLAGS, span: { type: 'string' }, args: { type: 'string' }, note: { type: 'string' } });
+  if (values.help) return help(io, APPROVE_HELP);
+  const requestId = onePositional(positionals, 'approve');
+  const span = stringFlag(values, 'span');
+  if (span !== undefined && !(GRANT_SPANS as readonly string[]).includes(span)) {
+    throw new ContainedError('USAGE', `--span takes once, run or always (got ${JSON.stringify(span)})`);
+  }
+  const rawArgs = stringFlag(values, 'args');
+  let args: unknown;
+  if (rawArgs !== undefined) {
+    try {
+      args = JSON.parse(rawArgs);
+    } catch (error) {
+      throw new ContainedError('USAGE', `--args is not JSON: ${(error as Error).message}`);
+    }
+  }
+  const note = stringFlag(values, 'note');
+  const input: DecideInput = {
+    requestId,
+    verdict: 'approve',
+    ...(span !== undefined ? { span: span as GrantSpan } : {}),
+    ...(rawArgs !== undefined ? { args } : {}),
+    ...(note !== undefined ? { note } : {}),
+  };
+  const target = connection(values, env);
+  return withClient(io, target, async (client) => report(io, await client.decide(input)));
+}
+
+export async function denyCommand(argv: string[], io: CliIo, env: Env = process.env): Promise<number> {
+  const { values, positionals } = parseFlags(argv, { ...CONNECTION_FLAGS, reason: { type: 'string' } });
+  if (values.help) return help(io, DENY_HELP);
+  const requestId = onePositional(positionals, 'deny');
+  const reason = stringFlag(values, 'reason')?.trim();
+  if (!reason) throw new ContainedError('USAGE', 'deny needs --reason TEXT (the agent sees it)');
+  const target = connection(values, env);
+  return withClient(io, target, async (client) => report(io, await client.decide({ requestId, verdict: 'deny', reason })));
+}
+
+function help(io: CliIo, text: string): number {
+  io.stdout(text);
+  return 0;
+}
+
+function onePositional(positionals: string[], command: string): string {
+  if (positionals.length !== 1 || !positionals[0]) throw new ContainedError('USAGE', `${command} takes exactly one request ID`);
+  return positionals[0];
+}
+
+function connection(values: Record<string, unknown>, env: Env): { url: string; token: string } {
+  const url = (typeof values.url === 'string' ? values.url : undefined) ?? env.CONTAINED_URL ?? DEFAULT_OPERATOR_URL;
+  const token = (typeof values.token === 'string' ? values.token : undefined) ?? env.CONTAINED_TOKEN;
+  if (!/^wss?:\/\//i.test(url)) throw new ContainedError('USAGE', `--url must be a ws:// or wss:// URL (got ${JSON.stringify(url)})`);
+  if (!token) throw new ContainedError('USAGE', 'no operator token: pass --token or set CONTAINED_TOKEN');
+  return { url, token };
+}
+
+/** Connect, run, close; a typed failure from the host is `CODE: message` and exit 1. */
+async function withClient(io: CliIo, target: { url: string; token: string }, body: (client: OperatorClient) => Promise<number>): Promise<number> {
+  let client: OperatorClient | undefined;
+  try {
+    client = await OperatorClient.connect(target);
+    return await body(client);
+  } catch (error) {
+    if (!(error instanceof ContainedError)) throw error;
+    io.stderr(`${error.code}: ${error.message}\n`);
+    return 1;
+  } finally {
+    await client?.close();
+  }
+}
+
+function report(io: CliIo, request: RequestView): number {
+  if (request.status === 'pending') {
+    io.stdout(`${request.id}: approval recorded (${request.approvals.length}/${request.approvalsRequired}); waiting for another approver\n`);
+  } else if (request.status === 'denied') {
+    io.stdout(`${request.id}: denied: ${request.denyReason ?? ''}\n`);
+  } else {
+    io.stdout(`${request.id}: ${request.status}\n`);
+  }
+  return 0;
+}
