@@ -18,6 +18,8 @@ Commands:
                              build, inspect, sign and verify sandbox images
   caps docs --grant SPEC…    print the agent-facing API of a set of grants (caps.d.ts / Markdown)
   demo                       build the example images and run report-digest (what npm start does)
+  operator                   interactive operator console: pending requests, approve/edit/deny
+  approve ID | deny ID       decide one request from a script (--span, --args / --reason)
   version                    print the version
 
 Run 'contained <command> --help' for a command's options.
@@ -30,6 +32,9 @@ const commands: Record<string, Command> = {
   demo: demoCommand,
   image: async (argv, io) => (await import('../../sandbox-images/cli.js')).imageCommand(argv, io),
   caps: async (argv, io) => (await import('../../capabilities/cli.js')).capsCommand(argv, io),
+  operator: async (argv, io) => (await import('./operator.js')).operatorCommand(argv, io),
+  approve: async (argv, io) => (await import('./operator.js')).approveCommand(argv, io),
+  deny: async (argv, io) => (await import('./operator.js')).denyCommand(argv, io),
   version: async (_argv, io) => {
     io.stdout(`${packageVersion()}\n`);
     return 0;
