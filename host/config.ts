@@ -1,0 +1,228 @@
+/**
+ * The host configuration file (`contained.config.json`): data folder, listening address, the
+ * capability instances the host offers (by registry kind and scope), secrets, mail transport,
+ * trusted image keys and the escalation defaults — a strict zod schema, so a typo is an error at
+ * start-up instead of a silently ignored setting.
+ *
+ * Paths at the top level (`dataDir`, `secrets.file`, `mail.folder`, `paymentsLedger.file`,
+ * `trustedKeys` files) are relative to the folder of the config file; relative paths inside
+ * capability scopes (`fs.root`, `kv.file`, `sql.file`) are relative to `dataDir` (the registry's rule).
+ *
+ * Fails with `USAGE` when the named file cannot be read, `INVALID_ARGUMENT` (with `data.path`) when
+ * it does not parse or match the schema, and the registry's `INVALID_ARGUMENT`/`INVALID_SCOPE`
+ * (prefixed with the capability name) when an instance cannot be created.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { createSqliteLedger } from '../capabilities/examples/payments.js';
+import { smtpRelaySchema } from '../capabilities/outbox/deliver.js';
+import { builtinCapabilities, type CapabilityRegistry, type HostDeps, type HostSecrets, lookupKind } from '../capabilities/registry.js';
+import { budgetSchema } from '../capabilities/sdk/budget.js';
+import type { CapabilityInstance, InstanceOptions } from '../capabilities/sdk/instance.js';
+import { ContainedError } from '../runtime/errors.js';
+import { parsePublicKey } from '../sandbox-images/signature.js';
+
+/** Looked for in the working folder when no `--config` is given. */
+export const DEFAULT_CONFIG_FILE = 'contained.config.json';
+/** Largest config, secrets or key file read, in bytes. */
+export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
+
+const BINDING = /^[a-z][a-zA-Z0-9]{0,63}$/;
+
+export const capabilityConfigSchema = z.strictObject({
+  /** A registry kind: fs, kv, sql, clock, random, log, http, outbox, payments… */
+  kind: z.string().min(1),
+  /** The instance scope, validated by the kind's own schema when the instance is created. */
+  scope: z.record(z.string(), z.unknown()).default({}),
+  /** Offer only these methods of the kind (default: all). */
+  methods: z.array(z.string().min(1)).min(1).optional(),
+  /** Budgets of the host instance itself, shared by every run (per-grant budgets are separate). */
+  budgets: z.record(z.string(), budgetSchema).optional(),
+});
+export type CapabilityConfig = z.output<typeof capabilityConfigSchema>;
+
+export const hostConfigSchema = z.strictObject({
+  /** The host's data folder (store, default outbox folder, relative scope paths). */
+  dataDir: z.string().min(1).default('./.contained'),
+  listen: z
+    .strictObject({
+      host: z.string().min(1).default('127.0.0.1'),
+      port: z.number().int().min(0).max(65535).default(7420),
+    })
+    .default({ host: '127.0.0.1', port: 7420 }),
+  /** Binding name (what the agent sees as `caps.<name>`) → instance. */
+  capabilities: z.record(z.string().regex(BINDING, 'capability names are lower camel case'), capabilityConfigSchema).default({}),
+  /**
+   * Secrets capabilities may attach (http): inline name → value, or `{ "file": "secrets.json" }`
+   * (a JSON object of name → value). An object whose only key is `file` is always a file reference.
+   */
+  secrets: z.union([z.strictObject({ file: z.string().min(1) }), z.record(z.string(), z.string())]).optional(),
+  /** Where `outbox` delivers: an SMTP relay or a local folder (default `<dataDir>/outbox`). */
+  mail: z.union([z.strictObject({ smtp: smtpRelaySchema }), z.strictObject({ folder: z.string().min(1) })]).optional(),
+  /** The SQLite refunds ledger behind the `payments` example kind. */
+  paymentsLedger: z.strictObject({ file: z.string().min(1), currency: z.string().regex(/^[A-Z]{3}$/) }).optional(),
+  /** Origins allowed to open the operator WebSocket from a browser (exact `scheme://host[:port]`). */
+  allowedOrigins: z.array(z.string().min(1)).default([]),
+  /** Milliseconds a request waits for a human unless its grant says otherwise. Default 15 min. */
+  requestTimeoutMs: z.number().int().positive().default(900_000),
+  /** A call outside every grant: ask an operator (`escalate`) or fail `CAPABILITY_DENIED` at once (`deny`). */
+  outOfScope: z.enum(['escalate', 'deny']).default('escalate'),
+  /** Image signing public keys (PEM text, or a path to a PEM file); loaded as PEM text. */
+  trustedKeys: z.array(z.string().min(1)).default([]),
+  /** Refuse images without a signature from a trusted key. */
+  requireSignature: z.boolean().default(false),
+});
+export type HostConfig = z.output<typeof hostConfigSchema>;
+
+function readSmallFile(file: string, what: string): string {
+  let size: number;
+  try {
+    size = statSync(file).size;
+  } catch (cause) {
+    throw new ContainedError('USAGE', `cannot read ${what} ${file}`, { cause });
+  }
+  if (size > MAX_CONFIG_FILE_BYTES) throw new ContainedError('INVALID_ARGUMENT', `${what} ${file} is larger than ${MAX_CONFIG_FILE_BYTES} bytes`);
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (cause) {
+    throw new ContainedError('USAGE', `cannot read ${what} ${file}`, { cause });
+  }
+}
+
+/** The config file a command uses: the flag, else `./contained.config.json` when it exists, else undefined. */
+export function resolveConfigPath(flag: string | undefined, cwd: string = process.cwd()): string | undefined {
+  if (flag !== undefined) return path.resolve(cwd, flag);
+  const fallback = path.resolve(cwd, DEFAULT_CONFIG_FILE);
+  return existsSync(fallback) ? fallback : undefined;
+}
+
+/** Validate a config object; relative top-level paths are resolved against `baseDir`. */
+export function parseHostConfig(raw: unknown, baseDir: string, source = 'config'): HostConfig {
+  const parsed = hostConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const at = issue?.path.map(String) ?? [];
+    throw new ContainedError('INVALID_ARGUMENT', `${source}: ${at.length ? `${at.join('.')}: ` : ''}${issue?.message ?? 'does not match the schema'}`, {
+      data: { path: at, issues: parsed.error.issues.map((i) => ({ path: i.path.map(String), message: i.message })) },
+    });
+  }
+  const config = parsed.data;
+  const abs = (p: string): string => path.resolve(baseDir, p);
+  config.dataDir = abs(config.dataDir);
+  if (config.secrets && 'file' in config.secrets && Object.keys(config.secrets).length === 1) config.secrets = { file: abs(config.secrets.file as string) };
+  if (config.mail && 'folder' in config.mail) config.mail = { folder: abs(config.mail.folder) };
+  if (config.paymentsLedger) config.paymentsLedger = { ...config.paymentsLedger, file: abs(config.paymentsLedger.file) };
+  config.trustedKeys = config.trustedKeys.map((key, i) => {
+    const pem = key.trimStart().startsWith('-----BEGIN') ? key : readSmallFile(abs(key), 'trusted key file');
+    try {
+      parsePublicKey(pem);
+    } catch (error) {
+      throw new ContainedError('INVALID_ARGUMENT', `${source}: trustedKeys.${i}: ${(error as Error).message}`, { cause: error, data: { path: ['trustedKeys', String(i)] } });
+    }
+    return pem;
+  });
+  return config;
+}
+
+/**
+ * Load the host config: `file` if given (USAGE if it cannot be read), else
+ * `./contained.config.json` if present, else the defaults (no capabilities).
+ */
+export async function loadHostConfig(file?: string): Promise<HostConfig> {
+  const resolved = resolveConfigPath(file);
+  if (resolved === undefined) return parseHostConfig({}, process.cwd(), 'default config');
+  const text = readSmallFile(resolved, 'host config');
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text) as unknown;
+  } catch (cause) {
+    throw new ContainedError('INVALID_ARGUMENT', `host config ${resolved} is not valid JSON`, { cause });
+  }
+  return parseHostConfig(raw, path.dirname(resolved), resolved);
+}
+
+/** The configured secrets as a lookup (file secrets are read now; a bad file fails here). */
+export function loadSecrets(config: HostConfig): HostSecrets | undefined {
+  const secrets = config.secrets;
+  if (secrets === undefined) return undefined;
+  let values: Record<string, string>;
+  if ('file' in secrets && Object.keys(secrets).length === 1) {
+    const file = secrets.file as string;
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readSmallFile(file, 'secrets file')) as unknown;
+    } catch (cause) {
+      if (cause instanceof ContainedError) throw cause;
+      throw new ContainedError('INVALID_ARGUMENT', `secrets file ${file} is not valid JSON`, { cause });
+    }
+    const parsed = z.record(z.string(), z.string()).safeParse(raw);
+    if (!parsed.success) throw new ContainedError('INVALID_ARGUMENT', `secrets file ${file}: expected a JSON object of name → string value`);
+    values = parsed.data;
+  } else {
+    values = secrets as Record<string, string>;
+  }
+  const table = new Map(Object.entries(values));
+  return { get: (name) => table.get(name) };
+}
+
+export interface InstantiateDeps {
+  logger?: Logger;
+  /** Default: the built-in kinds. */
+  registry?: CapabilityRegistry;
+  now?: () => number;
+  /** Overrides `config.secrets`. */
+  secrets?: HostSecrets;
+}
+
+/** The HostDeps every configured capability is created with. */
+export function hostDepsFor(config: HostConfig, deps: InstantiateDeps = {}): HostDeps {
+  const secrets = deps.secrets ?? loadSecrets(config);
+  const host: HostDeps = { dataDir: config.dataDir };
+  if (deps.logger) host.logger = deps.logger;
+  if (secrets) host.secrets = secrets;
+  if (deps.now) host.now = deps.now;
+  if (config.mail) host.mail = config.mail;
+  if (config.paymentsLedger) host.paymentsLedger = createSqliteLedger({ file: config.paymentsLedger.file, currency: config.paymentsLedger.currency });
+  return host;
+}
+
+function createOne(name: string, entry: CapabilityConfig, registry: CapabilityRegistry, host: HostDeps): CapabilityInstance {
+  const kind = lookupKind(registry, entry.kind);
+  if (!kind) {
+    throw new ContainedError('INVALID_ARGUMENT', `config: capability "${name}": unknown kind "${entry.kind}" (known: ${Object.keys(registry).join(', ')})`, {
+      data: { path: ['capabilities', name, 'kind'] },
+    });
+  }
+  const options: InstanceOptions = { name };
+  if (entry.methods) options.methods = entry.methods;
+  if (entry.budgets) options.budgets = entry.budgets;
+  try {
+    return kind.create(entry.scope, host, options);
+  } catch (error) {
+    if (error instanceof ContainedError) {
+      throw new ContainedError(error.code, `config: capability "${name}": ${error.message}`, { cause: error, data: { path: ['capabilities', name] } });
+    }
+    throw error;
+  }
+}
+
+/** Create one configured capability instance by name (NOT_FOUND when the config has none by that name). */
+export function instantiateCapability(config: HostConfig, name: string, deps: InstantiateDeps = {}): CapabilityInstance {
+  const entry = Object.prototype.hasOwnProperty.call(config.capabilities, name) ? config.capabilities[name] : undefined;
+  if (!entry) {
+    const known = Object.keys(config.capabilities);
+    throw new ContainedError('NOT_FOUND', `the host config has no capability "${name}" (it has: ${known.length > 0 ? known.join(', ') : 'none'})`);
+  }
+  return createOne(name, entry, deps.registry ?? builtinCapabilities, hostDepsFor(config, deps));
+}
+
+/** Create every configured capability instance, by binding name. Fails at the first bad one. */
+export function instantiateCapabilities(config: HostConfig, deps: InstantiateDeps = {}): Map<string, CapabilityInstance> {
+  const registry = deps.registry ?? builtinCapabilities;
+  const host = hostDepsFor(config, deps);
+  const out = new Map<string, CapabilityInstance>();
+  for (const [name, entry] of Object.entries(config.capabilities)) out.set(name, createOne(name, entry, registry, host));
+  return out;
+}

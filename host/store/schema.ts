@@ -1,0 +1,121 @@
+/**
+ * The SQLite schema of the host store and its migrations. `schema_version` holds one row per
+ * applied migration; opening a file applies the missing ones inside one IMMEDIATE transaction, so
+ * two processes opening the same new file cannot both migrate it.
+ *
+ * Fails closed: a file whose schema is newer than this build (a downgrade) is refused with
+ * `INTERNAL` rather than read with the wrong expectations.
+ *
+ * Scalars that are filtered on or compared-and-set (status, revoked_at, expires_at…) are real
+ * columns; nested data (methods, scope, budgets, approvals, arguments, outcomes) is JSON text,
+ * validated with the zod schemas of host/model.ts on every read (rows.ts).
+ */
+import type Database from 'better-sqlite3';
+import { ContainedError } from '../../runtime/errors.js';
+
+const V1 = `
+CREATE TABLE grants (
+  id TEXT PRIMARY KEY NOT NULL,
+  subject_digest TEXT,
+  subject_name TEXT,
+  subject_signer TEXT,
+  capability TEXT NOT NULL,
+  scope TEXT,
+  methods TEXT NOT NULL,
+  mode TEXT NOT NULL,
+  approvals INTEGER NOT NULL,
+  expires_at INTEGER,
+  budgets TEXT,
+  request_timeout_ms INTEGER,
+  review_sample REAL,
+  created_by TEXT NOT NULL,
+  reason TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  forced TEXT,
+  revoked_at INTEGER,
+  revoked_by TEXT,
+  revoke_reason TEXT
+) STRICT;
+CREATE INDEX grants_by_digest ON grants (subject_digest);
+CREATE INDEX grants_by_name ON grants (subject_name);
+
+CREATE TABLE requests (
+  id TEXT PRIMARY KEY NOT NULL,
+  kind TEXT NOT NULL,
+  run_id TEXT NOT NULL,
+  subject TEXT,
+  capability TEXT NOT NULL,
+  definition TEXT,
+  method TEXT,
+  args TEXT,
+  requested_scope TEXT,
+  reason TEXT,
+  risk TEXT,
+  why TEXT NOT NULL,
+  grant_id TEXT,
+  approvals_required INTEGER NOT NULL,
+  approvals TEXT NOT NULL,
+  status TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  resolved_at INTEGER,
+  resolved_by TEXT,
+  deny_reason TEXT,
+  execution TEXT
+) STRICT;
+CREATE INDEX requests_by_status ON requests (status, created_at);
+CREATE INDEX requests_by_run ON requests (run_id, created_at);
+
+CREATE TABLE runs (
+  id TEXT PRIMARY KEY NOT NULL,
+  subject TEXT,
+  image_name TEXT,
+  status TEXT NOT NULL,
+  input TEXT,
+  created_at INTEGER NOT NULL,
+  ended_at INTEGER,
+  outcome TEXT,
+  submitted_by TEXT
+) STRICT;
+CREATE INDEX runs_by_status ON runs (status, created_at);
+CREATE INDEX runs_by_created ON runs (created_at);
+
+CREATE TABLE tokens (
+  id TEXT PRIMARY KEY NOT NULL,
+  name TEXT NOT NULL,
+  role TEXT NOT NULL,
+  hash TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  created_by TEXT NOT NULL,
+  revoked_at INTEGER
+) STRICT;
+-- Names are unique among active tokens; a revoked name may be reused.
+CREATE UNIQUE INDEX tokens_active_name ON tokens (name) WHERE revoked_at IS NULL;
+`;
+
+/** Migration n (1-based) is MIGRATIONS[n - 1]. Append only; never edit a shipped migration. */
+const MIGRATIONS: readonly string[] = [V1];
+
+/** The schema version this build writes. */
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Bring the file up to SCHEMA_VERSION; returns the version found before migrating (0 = new file). */
+export function migrate(db: Database.Database, now: number): number {
+  const run = db.transaction(() => {
+    db.exec('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY NOT NULL, applied_at INTEGER NOT NULL) STRICT');
+    const row = db.prepare('SELECT MAX(version) AS v FROM schema_version').get() as { v: number | null } | undefined;
+    const current = row?.v ?? 0;
+    if (current > SCHEMA_VERSION) {
+      throw new ContainedError('INTERNAL', `store: the database has schema v${current}, newer than this build (v${SCHEMA_VERSION}); refusing to open it`, {
+        data: { found: current, supported: SCHEMA_VERSION },
+      });
+    }
+    const record = db.prepare('INSERT INTO schema_version (version, applied_at) VALUES (?, ?)');
+    for (let v = current + 1; v <= SCHEMA_VERSION; v++) {
+      db.exec(MIGRATIONS[v - 1] ?? '');
+      record.run(v, now);
+    }
+    return current;
+  });
+  return run.immediate();
+}
