@@ -20,6 +20,8 @@ Commands:
   demo                       build the example images and run report-digest (what npm start does)
   operator                   interactive operator console: pending requests, approve/edit/deny
   approve ID | deny ID       decide one request from a script (--span, --args / --reason)
+  grant add|list|revoke      manage the stored grants (subject, capability, methods, mode)
+  token create|list|revoke   manage operator tokens (shown once, stored hashed)
   version                    print the version
 
 Run 'contained <command> --help' for a command's options.
@@ -35,6 +37,8 @@ const commands: Record<string, Command> = {
   operator: async (argv, io) => (await import('./operator.js')).operatorCommand(argv, io),
   approve: async (argv, io) => (await import('./operator.js')).approveCommand(argv, io),
   deny: async (argv, io) => (await import('./operator.js')).denyCommand(argv, io),
+  grant: async (argv, io) => (await import('./grant.js')).grantCommand(argv, io),
+  token: async (argv, io) => (await import('./token.js')).tokenCommand(argv, io),
   version: async (_argv, io) => {
     io.stdout(`${packageVersion()}\n`);
     return 0;

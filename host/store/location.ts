@@ -1,0 +1,64 @@
+/**
+ * Where the host's state lives for a command: the data folder and store file, from `--data-dir`,
+ * else the host config's `dataDir` (`--config` or ./contained.config.json), else ./.contained.
+ *
+ * Read-only callers use `openForRead`, which never creates a data folder: a missing store file is
+ * an empty store. Fails like loadHostConfig (USAGE, INVALID_ARGUMENT) and the store (INTERNAL).
+ */
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { ContainedError } from '../../runtime/errors.js';
+import { type HostConfig, loadHostConfig, resolveConfigPath } from '../config.js';
+import { DEFAULT_DATA_DIR, defaultStorePath, openSqliteStore } from './sqlite-store.js';
+import type { Store } from './store.js';
+
+export interface StateLocation {
+  /** The config that was read, when one was found. */
+  config: HostConfig | undefined;
+  configPath: string | undefined;
+  dataDir: string;
+  storeFile: string;
+}
+
+export interface LocateOptions {
+  /** `--config` as given. */
+  configFlag?: string | undefined;
+  /** `--data-dir` as given. */
+  dataDirFlag?: string | undefined;
+  /** When set, a missing config is a USAGE error naming this command. */
+  requireConfigFor?: string;
+  cwd?: string;
+}
+
+export async function locateState(options: LocateOptions = {}): Promise<StateLocation> {
+  const cwd = options.cwd ?? process.cwd();
+  const configPath = resolveConfigPath(options.configFlag, cwd);
+  if (configPath === undefined && options.requireConfigFor !== undefined) {
+    throw new ContainedError(
+      'USAGE',
+      `${options.requireConfigFor} needs the host config (its capabilities, their methods and risk): there is no ${path.join(cwd, 'contained.config.json')}; pass --config FILE`,
+    );
+  }
+  const config = configPath === undefined ? undefined : await loadHostConfig(configPath);
+  const dataDir = options.dataDirFlag !== undefined ? path.resolve(cwd, options.dataDirFlag) : (config?.dataDir ?? path.resolve(cwd, DEFAULT_DATA_DIR));
+  return { config, configPath, dataDir, storeFile: defaultStorePath(dataDir) };
+}
+
+/** Open the store for writing (creates the data folder and file when missing). */
+export function openForWrite(location: StateLocation): Promise<Store> {
+  return openSqliteStore(location.storeFile);
+}
+
+/** Open the store for reading; undefined when there is no store yet. */
+export async function openForRead(location: StateLocation): Promise<Store | undefined> {
+  return existsSync(location.storeFile) ? openSqliteStore(location.storeFile) : undefined;
+}
+
+/** Run `f` and close the store whatever happens. */
+export async function withStore<T>(store: Store, f: (store: Store) => Promise<T>): Promise<T> {
+  try {
+    return await f(store);
+  } finally {
+    await store.close();
+  }
+}
