@@ -1,0 +1,300 @@
+/**
+ * Grant rules: the risk policy for new grants (destructive/financial never autonomous without a
+ * forced admin override, two approvers when assisted, executed only for reversible methods), the
+ * shape rules (methods, expiry, budgets, scope), which grant covers a call (with lookalike
+ * subjects), what an "always" answer writes, and the small parsers.
+ */
+import { describe, expect, it } from 'vitest';
+import { type RiskAnnotations, resolveRisk } from '../../capabilities/sdk/risk.js';
+import {
+  buildGrant,
+  type GrantRuleContext,
+  grantCovers,
+  narrowestGrantFor,
+  type NewGrantInput,
+  parseBudgets,
+  parseExpiry,
+  parseSubject,
+  validateNewGrant,
+} from '../../host/grants.js';
+import type { Grant, RunSubject } from '../../host/model.js';
+import { ContainedError } from '../../runtime/errors.js';
+import { DIGEST, grant, KEY, OTHER_DIGEST, request } from './store-fixtures.js';
+
+const NOW = 1_700_000_000_000;
+
+/** A host instance with one method of each risk profile. */
+const RISK: Record<string, Partial<RiskAnnotations>> = {
+  read: { readOnly: true, openWorld: false },
+  move: { readOnly: false, destructive: false, reversible: true, openWorld: false },
+  append: { readOnly: false, destructive: false, reversible: false, openWorld: false },
+  remove: { readOnly: false, destructive: true, reversible: false, openWorld: false },
+  refund: { readOnly: false, destructive: false, reversible: false, openWorld: true, financial: true },
+};
+const host = { methodNames: () => Object.keys(RISK), risk: (m: string) => resolveRisk(RISK[m]) };
+
+function ctx(over: Partial<GrantRuleContext> = {}): GrantRuleContext {
+  return { methods: host.methodNames(), risk: host.risk, role: 'admin', now: NOW, ...over };
+}
+
+function input(over: Partial<NewGrantInput> = {}): NewGrantInput {
+  return { subject: { digest: DIGEST }, capability: 'files', methods: ['read'], mode: 'contained', createdBy: 'alice', reason: 'weekly report', ...over };
+}
+
+function refused(over: Partial<NewGrantInput>, context: Partial<GrantRuleContext> = {}): { code: string; rule: string; message: string } {
+  const verdict = validateNewGrant(input(over), ctx(context));
+  if (verdict.ok) throw new Error(`expected a refusal, got ${JSON.stringify(verdict.grant)}`);
+  return verdict;
+}
+
+function accepted(over: Partial<NewGrantInput>, context: Partial<GrantRuleContext> = {}): { grant: Omit<Grant, 'id' | 'createdAt'>; notes: string[] } {
+  const verdict = validateNewGrant(input(over), ctx(context));
+  if (!verdict.ok) throw new Error(`expected acceptance, got ${verdict.code}: ${verdict.message}`);
+  return verdict;
+}
+
+describe('validateNewGrant: risk policy', () => {
+  it('accepts read-only and reversible methods contained', () => {
+    expect(accepted({ methods: ['read', 'move'] }).grant).toMatchObject({ methods: ['read', 'move'], mode: 'contained', approvals: 1 });
+  });
+
+  it.each([['remove'], ['refund']])('refuses %s (destructive or financial) as contained or executed without a forced override', (method) => {
+    for (const mode of ['contained', 'executed'] as const) {
+      const r = refused({ methods: ['read', method], mode });
+      expect(r).toMatchObject({ code: 'GRANT_REFUSED', rule: 'autonomous-risk' });
+      expect(r.message).toContain(`files.${method}`);
+      expect(r.message).toContain('assisted');
+    }
+  });
+
+  it('refuses "*" contained when any method of the instance is destructive or financial', () => {
+    const r = refused({ methods: ['*'] });
+    expect(r.code).toBe('GRANT_REFUSED');
+    expect(r.message).toContain('files.remove, files.refund');
+  });
+
+  it('accepts a forced override by an admin and records who and why', () => {
+    const { grant: g, notes } = accepted({ methods: ['remove'], forced: { by: 'root', reason: 'nightly cleanup job, audited' } });
+    expect(g).toMatchObject({ mode: 'contained', forced: { by: 'root', reason: 'nightly cleanup job, audited' } });
+    expect(notes).toEqual([]);
+  });
+
+  it('refuses a forced override by anyone but an admin, and any grant by a viewer or platform client', () => {
+    expect(refused({ methods: ['remove'], forced: { by: 'bob', reason: 'x' } }, { role: 'approver' })).toMatchObject({ code: 'CAPABILITY_DENIED', rule: 'force' });
+    expect(refused({}, { role: 'viewer' })).toMatchObject({ code: 'CAPABILITY_DENIED', rule: 'role' });
+    expect(refused({}, { role: 'platform' })).toMatchObject({ code: 'CAPABILITY_DENIED', rule: 'role' });
+    expect(accepted({}, { role: 'approver' }).grant.mode).toBe('contained');
+  });
+
+  it('refuses a forced grant without a reason', () => {
+    expect(refused({ methods: ['remove'], forced: { by: 'root', reason: '  ' } })).toMatchObject({ code: 'INVALID_ARGUMENT', rule: 'force' });
+  });
+
+  it('drops a force that overrode nothing, and says so', () => {
+    const { grant: g, notes } = accepted({ methods: ['read'], forced: { by: 'root', reason: 'just in case' } });
+    expect(g.forced).toBeUndefined();
+    expect(notes.join()).toMatch(/nothing to override/);
+  });
+
+  it('executed: only reversible methods, unless forced', () => {
+    expect(accepted({ methods: ['read', 'move'], mode: 'executed', reviewSample: 0.1 }).grant).toMatchObject({ mode: 'executed', reviewSample: 0.1 });
+    expect(refused({ methods: ['append'], mode: 'executed' })).toMatchObject({ code: 'GRANT_REFUSED', rule: 'executed-irreversible' });
+    expect(accepted({ methods: ['append'], mode: 'executed', forced: { by: 'root', reason: 'append-only log' } }).grant.forced).toBeDefined();
+  });
+
+  it('assisted destructive or financial: approvals default to 2 (with a note); an explicit 1 is refused unless forced', () => {
+    const raised = accepted({ methods: ['refund'], mode: 'assisted' });
+    expect(raised.grant.approvals).toBe(2);
+    expect(raised.notes.join()).toMatch(/approvals set to 2/);
+    expect(accepted({ methods: ['refund'], mode: 'assisted', approvals: 3 }).grant.approvals).toBe(3);
+    expect(refused({ methods: ['refund'], mode: 'assisted', approvals: 1 })).toMatchObject({ code: 'GRANT_REFUSED', rule: 'second-sign-off' });
+    expect(accepted({ methods: ['refund'], mode: 'assisted', approvals: 1, forced: { by: 'root', reason: 'small shop, one person' } }).grant).toMatchObject({ approvals: 1, forced: { by: 'root' } });
+    expect(accepted({ methods: ['read'], mode: 'assisted' }).grant.approvals).toBe(1);
+  });
+
+  it('unannotated methods are judged by the worst case', () => {
+    const worst = ctx({ methods: ['mystery'], risk: () => resolveRisk(undefined) });
+    const verdict = validateNewGrant(input({ methods: ['mystery'] }), worst);
+    expect(verdict).toMatchObject({ ok: false, code: 'GRANT_REFUSED' });
+  });
+});
+
+describe('validateNewGrant: shape', () => {
+  it('refuses unknown, duplicate and mixed-wildcard methods', () => {
+    expect(refused({ methods: ['read', 'delete'] })).toMatchObject({ code: 'INVALID_ARGUMENT', rule: 'methods' });
+    expect(refused({ methods: ['read', 'read'] })).toMatchObject({ code: 'INVALID_ARGUMENT', rule: 'methods' });
+    expect(refused({ methods: ['*', 'read'] })).toMatchObject({ code: 'INVALID_ARGUMENT', rule: 'methods' });
+    expect(refused({ methods: [] })).toMatchObject({ code: 'INVALID_ARGUMENT', rule: 'methods' });
+    expect(refused({ methods: ['__proto__'] }).rule).toBe('methods');
+  });
+
+  it('stores "*" as the explicit list when autonomous, as "*" when assisted', () => {
+    const safe = { methods: ['read', 'move'], risk: host.risk };
+    const auto = accepted({ methods: ['*'] }, safe);
+    expect(auto.grant.methods).toEqual(['read', 'move']);
+    expect(auto.notes.join()).toMatch(/stored as read,move/);
+    expect(accepted({ methods: ['*'], mode: 'assisted' }).grant).toMatchObject({ methods: ['*'], approvals: 2 });
+  });
+
+  it('refuses an expiry that is not in the future', () => {
+    expect(refused({ expiresAt: NOW })).toMatchObject({ code: 'INVALID_ARGUMENT', rule: 'expiry' });
+    expect(refused({ expiresAt: NOW - 1 })).toMatchObject({ rule: 'expiry' });
+    expect(refused({ expiresAt: Number.NaN })).toMatchObject({ rule: 'expiry' });
+    expect(accepted({ expiresAt: NOW + 1 }).grant.expiresAt).toBe(NOW + 1);
+  });
+
+  it('budgets only for covered methods, and valid', () => {
+    expect(refused({ methods: ['read'], budgets: { move: { maxCalls: 1 } } })).toMatchObject({ code: 'INVALID_ARGUMENT', rule: 'budget' });
+    expect(refused({ methods: ['read'], budgets: { read: { maxCalls: -1 } } })).toMatchObject({ rule: 'budget' });
+    expect(accepted({ methods: ['read'], budgets: { read: { maxCalls: 5 } } }).grant.budgets).toEqual({ read: { maxCalls: 5 } });
+    expect(accepted({ methods: ['*'], mode: 'assisted', budgets: { refund: { maxCalls: 2 } } }).grant.budgets).toEqual({ refund: { maxCalls: 2 } });
+  });
+
+  it('refuses a review sample outside executed mode, bad approvals, no reason, bad subject', () => {
+    expect(refused({ reviewSample: 0.5 })).toMatchObject({ rule: 'review-sample' });
+    expect(refused({ approvals: 0 })).toMatchObject({ rule: 'approvals' });
+    expect(refused({ approvals: 6 })).toMatchObject({ rule: 'approvals' });
+    expect(refused({ approvals: 1.5 })).toMatchObject({ rule: 'approvals' });
+    expect(refused({ reason: ' ' })).toMatchObject({ rule: 'reason' });
+    expect(refused({ subject: { digest: DIGEST.toUpperCase() } })).toMatchObject({ rule: 'subject' });
+  });
+
+  it('runs the scope check and maps its failure to INVALID_SCOPE', () => {
+    const checkScope = (scope: Record<string, unknown>): void => {
+      if (scope.root !== '/srv/reports/2024') throw new ContainedError('INVALID_SCOPE', 'cannot widen: /etc is outside /srv/reports');
+    };
+    expect(refused({ scope: { root: '/etc' } }, { checkScope })).toMatchObject({ code: 'INVALID_SCOPE', message: 'cannot widen: /etc is outside /srv/reports' });
+    expect(accepted({ scope: { root: '/srv/reports/2024' } }, { checkScope }).grant.scope).toEqual({ root: '/srv/reports/2024' });
+  });
+
+  it('buildGrant adds id and time, and throws refusals with their code and rule', () => {
+    const { grant: g } = buildGrant(input(), ctx(), 'grt_1');
+    expect(g).toMatchObject({ id: 'grt_1', createdAt: NOW });
+    const error = (() => {
+      try {
+        buildGrant(input({ methods: ['remove'] }), ctx());
+      } catch (e) {
+        return e as ContainedError;
+      }
+      return undefined;
+    })();
+    expect(error?.code).toBe('GRANT_REFUSED');
+    expect(error?.data).toEqual({ rule: 'autonomous-risk' });
+  });
+});
+
+describe('grantCovers', () => {
+  const run: RunSubject = { digest: DIGEST, name: 'refund-desk', signers: [KEY] };
+  const call = { subject: run, capability: 'reports', method: 'read', now: NOW };
+
+  it('matches by exact digest, capability and method', () => {
+    expect(grantCovers(grant(), call)).toBe(true);
+    expect(grantCovers(grant(), { ...call, method: 'write' })).toBe(false);
+    expect(grantCovers(grant(), { ...call, capability: 'Reports' })).toBe(false);
+    expect(grantCovers(grant({ methods: ['*'] }), { ...call, method: 'anything' })).toBe(true);
+  });
+
+  it('refuses lookalike and missing digests', () => {
+    expect(grantCovers(grant(), { ...call, subject: { ...run, digest: OTHER_DIGEST } })).toBe(false);
+    expect(grantCovers(grant(), { ...call, subject: { ...run, digest: DIGEST.toUpperCase() } })).toBe(false);
+    expect(grantCovers(grant(), { ...call, subject: { ...run, digest: `${DIGEST} ` } })).toBe(false);
+    expect(grantCovers(grant(), { ...call, subject: { ...run, digest: undefined } })).toBe(false);
+  });
+
+  it('matches name + signer only when the signer is among the trusted signers of that very name', () => {
+    const named = grant({ subject: { name: 'refund-desk', signer: KEY } });
+    expect(grantCovers(named, call)).toBe(true);
+    expect(grantCovers(named, { ...call, subject: { ...run, digest: undefined } })).toBe(true);
+    expect(grantCovers(named, { ...call, subject: { ...run, signers: [] } })).toBe(false);
+    expect(grantCovers(named, { ...call, subject: { ...run, signers: [`sha256:${'13'.repeat(32)}`] } })).toBe(false);
+    expect(grantCovers(named, { ...call, subject: { ...run, name: 'refund-desk2' } })).toBe(false);
+    expect(grantCovers(named, { ...call, subject: { ...run, name: undefined } })).toBe(false);
+  });
+
+  it('refuses revoked grants and expired ones (at the expiry instant)', () => {
+    expect(grantCovers(grant({ revokedAt: NOW - 1 }), call)).toBe(false);
+    expect(grantCovers(grant({ expiresAt: NOW + 1 }), call)).toBe(true);
+    expect(grantCovers(grant({ expiresAt: NOW }), call)).toBe(false);
+  });
+});
+
+describe('narrowestGrantFor ("always")', () => {
+  const escalation = request({ kind: 'escalation', capability: 'files', method: 'read', risk: resolveRisk(RISK.read), requestedScope: undefined, grantId: undefined, approvalsRequired: 1 });
+
+  it('a safe method: exactly that subject, capability and method, contained, with the requested scope', () => {
+    const g = narrowestGrantFor({ ...escalation, requestedScope: { root: '/srv/reports/2024' } }, { by: 'bob', now: NOW, id: 'grt_a' });
+    expect(g).toEqual({
+      id: 'grt_a',
+      subject: { digest: DIGEST },
+      capability: 'files',
+      scope: { root: '/srv/reports/2024' },
+      methods: ['read'],
+      mode: 'contained',
+      approvals: 1,
+      createdBy: 'bob',
+      reason: '"always" answer to escalation r1',
+      createdAt: NOW,
+    });
+  });
+
+  it('a destructive or financial method stays assisted with two approvers, never contained', () => {
+    for (const method of ['remove', 'refund']) {
+      const g = narrowestGrantFor({ ...escalation, method, risk: resolveRisk(RISK[method]) }, { by: 'bob', now: NOW });
+      expect(g).toMatchObject({ methods: [method], mode: 'assisted', approvals: 2 });
+      expect(g.reason).toMatch(/kept assisted/);
+    }
+  });
+
+  it('unknown risk (no annotation on the request, no host) is the worst case: assisted', () => {
+    const { risk: _risk, ...noRisk } = escalation;
+    expect(narrowestGrantFor(noRisk, { by: 'bob', now: NOW }).mode).toBe('assisted');
+    expect(narrowestGrantFor({ ...noRisk, method: 'move' }, { by: 'bob', now: NOW, host }).mode).toBe('contained');
+  });
+
+  it('a requestCapability escalation: the safe methods contained; only risky ones: assisted', () => {
+    const { method: _m, risk: _r, ...asked } = escalation;
+    expect(narrowestGrantFor(asked, { by: 'bob', now: NOW, host })).toMatchObject({ methods: ['read', 'move', 'append'], mode: 'contained' });
+    const risky = { methodNames: () => ['remove', 'refund'], risk: host.risk };
+    expect(narrowestGrantFor(asked, { by: 'bob', now: NOW, host: risky })).toMatchObject({ methods: ['remove', 'refund'], mode: 'assisted', approvals: 2 });
+    expect(() => narrowestGrantFor(asked, { by: 'bob', now: NOW })).toThrow(expect.objectContaining({ code: 'GRANT_REFUSED' }));
+  });
+
+  it('a signed-name subject; no subject is refused', () => {
+    expect(narrowestGrantFor({ ...escalation, subject: `refund-desk@${KEY}` }, { by: 'bob', now: NOW }).subject).toEqual({ name: 'refund-desk', signer: KEY });
+    const { subject: _s, ...anonymous } = escalation;
+    expect(() => narrowestGrantFor(anonymous, { by: 'bob', now: NOW })).toThrow(expect.objectContaining({ code: 'GRANT_REFUSED' }));
+    expect(() => narrowestGrantFor({ ...escalation, subject: 'sha256:short' }, { by: 'bob', now: NOW })).toThrow(expect.objectContaining({ code: 'GRANT_REFUSED' }));
+  });
+
+  it('an expiry can be given', () => {
+    expect(narrowestGrantFor(escalation, { by: 'bob', now: NOW, expiresAt: NOW + 1_000 }).expiresAt).toBe(NOW + 1_000);
+  });
+});
+
+describe('parsers', () => {
+  it('parseSubject: digest or name@keyid; lookalikes refused', () => {
+    expect(parseSubject(DIGEST)).toEqual({ digest: DIGEST });
+    expect(parseSubject(`refund-desk@${KEY}`)).toEqual({ name: 'refund-desk', signer: KEY });
+    for (const bad of [DIGEST.toUpperCase(), DIGEST.slice(0, -1), `${DIGEST}0`, `sha512:${'ab'.repeat(32)}`, `@${KEY}`, 'refund-desk@', 'refund-desk@abc', `refund-desk${KEY}`, '', ` ${DIGEST}`]) {
+      expect(() => parseSubject(bad), bad).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    }
+  });
+
+  it('parseExpiry: relative units and zoned ISO date-times only', () => {
+    expect(parseExpiry('+7d', NOW)).toBe(NOW + 7 * 86_400_000);
+    expect(parseExpiry('+90m', NOW)).toBe(NOW + 90 * 60_000);
+    expect(parseExpiry('+2w', NOW)).toBe(NOW + 14 * 86_400_000);
+    expect(parseExpiry('2030-01-31T12:00:00Z', NOW)).toBe(Date.UTC(2030, 0, 31, 12));
+    expect(parseExpiry('2030-01-31T12:00:00+02:00', NOW)).toBe(Date.UTC(2030, 0, 31, 10));
+    for (const bad of ['+0d', '7d', '+7y', '+-1d', '2030-01-31', '2030-01-31T12:00:00', 'tomorrow', '', '+1e3s']) {
+      expect(() => parseExpiry(bad, NOW), bad).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    }
+  });
+
+  it('parseBudgets: one entry per method', () => {
+    expect(parseBudgets(['read=maxCalls:10,perSecond:0.5', 'list=maxBytes:1000'])).toEqual({ read: { maxCalls: 10, perSecond: 0.5 }, list: { maxBytes: 1000 } });
+    for (const bad of [['read'], ['read=maxCalls'], ['read=calls:1'], ['read=maxCalls:1:2'], ['read=maxCalls:1', 'read=maxBytes:1'], ['read=maxCalls:1,maxCalls:2'], ['=maxCalls:1'], ['read=maxCalls:-1']]) {
+      expect(() => parseBudgets(bad), bad.join(' ')).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
+    }
+  });
+});
