@@ -89,6 +89,7 @@ export class OperatorClient {
           fail(httpError(res.statusCode ?? 0, body.trim()));
         });
         res.on('error', () => fail(httpError(res.statusCode ?? 0, body.trim())));
+        res.on('close', () => fail(httpError(res.statusCode ?? 0, body.trim())));
       });
       ws.on('error', (error) => fail(unreachable(`cannot reach ${options.url}: ${error.message}`)));
       ws.on('close', (code, reason) => {

@@ -59,7 +59,18 @@ export function runOperatorConsole(client: OperatorClient, io: ConsoleIo): Promi
       rl.prompt(true);
     };
 
-    const offEvent = client.onEvent((event) => print(formatEvent(event, now())));
+    // Your own decision arrives twice (its reply and the event everyone gets): print it once.
+    const shown = new Set<string>();
+    const once = (request: RequestView, text: string): void => {
+      const key = `${request.id}:${request.status}:${request.approvals.length}`;
+      if (shown.has(key)) return;
+      shown.add(key);
+      print(text);
+    };
+    const offEvent = client.onEvent((event) => {
+      if (event.type === 'updated' || event.type === 'resolved') once(event.request, formatEvent(event, now()));
+      else print(formatEvent(event, now()));
+    });
     const offClose = client.onClose((error) => {
       print(`${error.code}: ${error.message}\n`);
       finish(1);
@@ -77,7 +88,8 @@ export function runOperatorConsole(client: OperatorClient, io: ConsoleIo): Promi
         if (done) return;
         const result = await execute(client, line.trim(), now);
         if (result === 'quit') return finish(0);
-        print(result);
+        if (typeof result === 'string') print(result);
+        else once(result, formatDecision(result));
       });
     });
     rl.on('close', () => {
@@ -86,7 +98,8 @@ export function runOperatorConsole(client: OperatorClient, io: ConsoleIo): Promi
   });
 }
 
-async function execute(client: OperatorClient, line: string, now: () => number): Promise<string | 'quit'> {
+/** Text to print, 'quit', or the request a decision returned. */
+async function execute(client: OperatorClient, line: string, now: () => number): Promise<string | RequestView> {
   const [command = '', idArg, ...rest] = line.split(/\s+/);
   try {
     switch (command) {
@@ -107,7 +120,7 @@ async function execute(client: OperatorClient, line: string, now: () => number):
           return 'usage: approve ID [once|run|always]\n';
         }
         const input: DecideInput = { requestId, verdict: 'approve', ...(rest[0] ? { span: rest[0] as GrantSpan } : {}) };
-        return formatDecision(await client.decide(input));
+        return await client.decide(input);
       }
       case 'edit': {
         const requestId = resolveId(client, idArg);
@@ -119,13 +132,13 @@ async function execute(client: OperatorClient, line: string, now: () => number):
         } catch (error) {
           return `INVALID_ARGUMENT: edited arguments are not JSON (${(error as Error).message})\n`;
         }
-        return formatDecision(await client.decide({ requestId, verdict: 'approve', args }));
+        return await client.decide({ requestId, verdict: 'approve', args });
       }
       case 'deny': {
         const requestId = resolveId(client, idArg);
         const reason = rest.join(' ').trim();
         if (!reason) return 'usage: deny ID <reason…>\n';
-        return formatDecision(await client.decide({ requestId, verdict: 'deny', reason }));
+        return await client.decide({ requestId, verdict: 'deny', reason });
       }
       default:
         return `unknown command "${command}"; type "help"\n`;
@@ -156,7 +169,7 @@ export function formatRequest(r: RequestView, now: number): string {
   const risk = r.risk ? Object.entries(r.risk).filter(([, v]) => v).map(([k]) => k).join(', ') || 'none' : 'unknown (treated as worst case)';
   const lines = [
     `── ${r.id}  ${r.kind}  ${target}`,
-    `   agent ${r.subject ?? 'unknown'}  run ${r.runId}`,
+    `   agent ${shortSubject(r.subject)}  run ${r.runId}`,
     `   risk: ${risk}   approvals ${r.approvals.length}/${r.approvalsRequired}${r.approvals.length ? ` (${r.approvals.map((a) => a.operator).join(', ')})` : ''}   expires in ${duration(r.expiresAt - now)}`,
     `   why: ${r.why}`,
   ];
@@ -171,7 +184,6 @@ export function formatEvent(event: OperatorEvent, now: number): string {
     case 'created':
       return `new request:\n${formatRequest(event.request, now)}`;
     case 'updated':
-      return `${event.request.id}: approvals ${event.request.approvals.length}/${event.request.approvalsRequired} (${event.request.approvals.map((a) => a.operator).join(', ')})\n`;
     case 'resolved':
       return formatDecision(event.request);
     case 'grant':
@@ -184,7 +196,7 @@ export function formatEvent(event: OperatorEvent, now: number): string {
 function formatDecision(r: RequestView): string {
   switch (r.status) {
     case 'pending':
-      return `${r.id}: approval recorded (${r.approvals.length}/${r.approvalsRequired})\n`;
+      return `${r.id}: approvals ${r.approvals.length}/${r.approvalsRequired} (${r.approvals.map((a) => a.operator).join(', ')}); waiting for another approver\n`;
     case 'approved':
       return `${r.id}: approved by ${(r.resolvedBy ?? r.approvals.map((a) => a.operator)).join(', ')}\n`;
     case 'denied':
@@ -194,6 +206,11 @@ function formatDecision(r: RequestView): string {
     case 'run_gone':
       return `${r.id}: closed (run gone)\n`;
   }
+}
+
+function shortSubject(subject: string | undefined): string {
+  if (subject === undefined) return 'unknown';
+  return /^sha256:[0-9a-f]{64}$/.test(subject) ? `${subject.slice(0, 19)}…` : subject;
 }
 
 function duration(ms: number): string {

@@ -188,7 +188,7 @@ describe('interactive console', () => {
     await until('req-deny');
 
     input.write('approve req-appr\n'); // unique prefix
-    await until('req-approve: approval recorded (1/2)');
+    await until('req-approve: approvals 1/2 (alice); waiting for another approver');
     input.write('edit req-edit {"to":"me@example.com"}\n');
     await until('req-edit: approved by alice');
     input.write('deny req-deny not now, maybe next week\n');

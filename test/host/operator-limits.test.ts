@@ -17,34 +17,39 @@ afterEach(async () => {
 
 describe('rate limit', () => {
   it('a burst over 40 is answered RATE_LIMITED (echoing ids), the connection stays open and recovers', async () => {
-    h = await startHarness();
+    let now = 1_000_000; // a clock that only moves when the test says so: exact counts
+    h = await startHarness({ now: () => now });
     const c = await connectReady(h.url, TOKENS.viewer);
     for (let i = 0; i < 60; i++) c.send({ type: 'ping', id: `p${i}` });
     await c.waitFor((m) => (m.type === 'result' || m.type === 'error') && m.id === 'p59');
     await sleep(20);
     const results = c.messages.filter((m) => m.type === 'result');
     const limited = c.messages.filter((m) => m.type === 'error');
-    expect(results.length).toBeGreaterThanOrEqual(40);
-    expect(results.length).toBeLessThanOrEqual(43);
-    expect(results.length + limited.length).toBe(60);
+    expect(results).toHaveLength(40);
+    expect(limited).toHaveLength(20);
     for (const e of limited) expect(e).toMatchObject({ type: 'error', code: 'RATE_LIMITED', id: expect.stringMatching(/^p\d+$/) });
     // The first 40 went through: the bucket starts full.
     expect(results.slice(0, 40).map((m) => m.type === 'result' && m.id)).toEqual(Array.from({ length: 40 }, (_, i) => `p${i}`));
     expect(c.open).toBe(true);
-    await sleep(300); // 20/s refills ~6 tokens
+    expect(await c.request({ type: 'ping' })).toMatchObject({ type: 'error', code: 'RATE_LIMITED' });
+    now += 50; // 20/s: one token back
     expect(await c.request({ type: 'ping' })).toMatchObject({ type: 'result' });
+    expect(await c.request({ type: 'ping' })).toMatchObject({ type: 'error', code: 'RATE_LIMITED' });
+    now += 2_000; // refilled to the burst, not beyond
+    for (let i = 0; i < 40; i++) expect(await c.request({ type: 'ping' })).toMatchObject({ type: 'result' });
+    expect(await c.request({ type: 'ping' })).toMatchObject({ type: 'error', code: 'RATE_LIMITED' });
   });
 
   it('sustained abuse closes the connection 1008', async () => {
-    h = await startHarness({ messagesPerSecond: 20, messageBurst: 10, abuseWindowMs: 10_000 });
+    h = await startHarness({ messagesPerSecond: 20, messageBurst: 10, abuseWindowMs: 10_000, now: () => 5_000 });
     const c = await connectReady(h.url, TOKENS.viewer);
     // 10 allowed, then 10 refused with RATE_LIMITED, then closed.
     for (let i = 0; i < 100; i++) c.send({ type: 'ping', id: `p${i}` });
     const closed = await c.closed;
     expect(closed.code).toBe(1008);
     const limited = c.messages.filter((m) => m.type === 'error' && m.code === 'RATE_LIMITED');
-    expect(limited.length).toBeGreaterThanOrEqual(9);
-    expect(limited.length).toBeLessThanOrEqual(12);
+    expect(limited).toHaveLength(10);
+    expect(c.messages.filter((m) => m.type === 'result')).toHaveLength(10);
   });
 });
 
