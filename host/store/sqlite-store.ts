@@ -69,6 +69,12 @@ function insertSql(table: string, cols: Array<{ col: string }>): string {
 
 const GRANT_INSERT_COLUMNS = [...GRANT_COLUMNS, { col: 'subject_digest' }, { col: 'subject_name' }, { col: 'subject_signer' }];
 
+function toRow(names: readonly string[], values: readonly unknown[]): Row {
+  const row: Row = {};
+  for (let i = 0; i < names.length; i++) row[names[i] as string] = values[i];
+  return row;
+}
+
 /** Open (creating folder, file and schema when missing) the store at `file`. */
 export async function openSqliteStore(file: string, options: SqliteStoreOptions = {}): Promise<Store> {
   return SqliteStore.open(file, options);
@@ -77,6 +83,7 @@ export async function openSqliteStore(file: string, options: SqliteStoreOptions 
 export class SqliteStore implements Store {
   private closed = false;
   private readonly statements = new Map<string, Database.Statement>();
+  private readonly readers = new Map<string, { statement: Database.Statement; names: string[] }>();
 
   private constructor(private readonly db: Database.Database) {}
 
@@ -88,6 +95,21 @@ export class SqliteStore implements Store {
       this.statements.set(sql, statement);
     }
     return statement;
+  }
+
+  /**
+   * A reading statement in raw mode plus its column names: rows come back as arrays and become
+   * objects here, which is several times faster than better-sqlite3 building wide row objects
+   * (the operator snapshot reads every pending request).
+   */
+  private reader(sql: string): { statement: Database.Statement; names: string[] } {
+    let reader = this.readers.get(sql);
+    if (!reader) {
+      const statement = this.db.prepare(sql).raw(true);
+      reader = { statement, names: statement.columns().map((c) => c.name) };
+      this.readers.set(sql, reader);
+    }
+    return reader;
   }
 
   static open(file: string, options: SqliteStoreOptions = {}): SqliteStore {
@@ -140,12 +162,14 @@ export class SqliteStore implements Store {
   }
 
   private get<T>(sql: string, params: unknown[], map: (row: Row) => T): T | undefined {
-    const row = this.stmt(sql).get(...params) as Row | undefined;
-    return row === undefined ? undefined : map(row);
+    const { statement, names } = this.reader(sql);
+    const values = statement.get(...params) as unknown[] | undefined;
+    return values === undefined ? undefined : map(toRow(names, values));
   }
 
   private all<T>(sql: string, params: unknown[], map: (row: Row) => T): T[] {
-    return (this.stmt(sql).all(...params) as Row[]).map(map);
+    const { statement, names } = this.reader(sql);
+    return (statement.all(...params) as unknown[][]).map((values) => map(toRow(names, values)));
   }
 
   // Grants -----------------------------------------------------------------------------------
