@@ -264,7 +264,7 @@ async function grantList(argv: string[], io: CliIo): Promise<number> {
         g.scope ? `${g.capability} (narrowed)` : g.capability,
         g.methods.join(','),
         g.mode,
-        String(g.approvals),
+        g.mode === 'assisted' ? String(g.approvals) : '-',
         isoTime(g.expiresAt),
         status(g, now),
         g.reason.length > 60 ? `${g.reason.slice(0, 57)}...` : g.reason,

@@ -85,7 +85,7 @@ describe('contained grant', () => {
     const listed = await cli('grant', 'list', '--config', config);
     expect(listed.code).toBe(0);
     expect(listed.stdout.split('\n')[0]).toMatch(/^ID\s+SUBJECT\s+CAPABILITY\s+METHODS\s+MODE\s+APPROVALS\s+EXPIRES\s+STATUS\s+REASON$/);
-    expect(listed.stdout).toMatch(new RegExp(`${id}\\s+sha256:abababababab…\\s+reports\\s+read,list\\s+contained\\s+1\\s+\\d{4}-\\d\\d-\\d\\dT[\\d:]+Z\\s+active\\s+weekly report`));
+    expect(listed.stdout).toMatch(new RegExp(`${id}\\s+sha256:abababababab…\\s+reports\\s+read,list\\s+contained\\s+-\\s+\\d{4}-\\d\\d-\\d\\dT[\\d:]+Z\\s+active\\s+weekly report`));
     const json = JSON.parse((await cli('grant', 'list', '--config', config, '--json')).stdout) as Grant[];
     expect(json.map((g) => g.id)).toContain(id);
 
