@@ -17,6 +17,8 @@ Commands:
   image build|inspect|verify|sign|keygen
                              build, inspect, sign and verify sandbox images
   caps docs --grant SPEC…    print the agent-facing API of a set of grants (caps.d.ts / Markdown)
+  host [--config FILE]       start the host: grants, modes, escalation to operators, run API
+  submit <image.tgz>         submit a run to a running host and wait for its outcome
   demo                       build the example images and run report-digest (what npm start does)
   operator                   interactive operator console: pending requests, approve/edit/deny
   approve ID | deny ID       decide one request from a script (--span, --args / --reason)
@@ -34,6 +36,8 @@ const commands: Record<string, Command> = {
   demo: demoCommand,
   image: async (argv, io) => (await import('../../sandbox-images/cli.js')).imageCommand(argv, io),
   caps: async (argv, io) => (await import('../../capabilities/cli.js')).capsCommand(argv, io),
+  host: async (argv, io) => (await import('./host.js')).hostCommand(argv, io),
+  submit: async (argv, io) => (await import('./host.js')).submitCommand(argv, io),
   operator: async (argv, io) => (await import('./operator.js')).operatorCommand(argv, io),
   approve: async (argv, io) => (await import('./operator.js')).approveCommand(argv, io),
   deny: async (argv, io) => (await import('./operator.js')).denyCommand(argv, io),

@@ -110,7 +110,7 @@ async function grantsFromFlags(specs: string[]): Promise<CapabilityInstance[]> {
   return instances;
 }
 
-function printOutcome(outcome: RunOutcome, io: CliIo): void {
+export function printOutcome(outcome: RunOutcome, io: CliIo): void {
   for (const line of outcome.logs) io.stderr(`[${line.level}] ${line.message}\n`);
   const u = outcome.usage;
   const usage = `cpu ${u.cpuMs.toFixed(1)} ms · wall ${u.wallMs.toFixed(1)} ms · heap ${(u.heapBytes / 1048576).toFixed(1)} MiB · ${u.calls} call(s)`;

@@ -1,0 +1,126 @@
+/**
+ * `contained host [--config contained.config.json] [--port N] [--in-process]`: the long-running
+ * host (store, grants, gate, operator channel, run API). `contained submit agent.tgz …`: submit a
+ * run to a running host, wait while its requests are decided, print the outcome.
+ */
+import { readFile } from 'node:fs/promises';
+import pino, { type Logger } from 'pino';
+import { ContainedError } from '../../runtime/errors.js';
+import type { RunOutcome } from '../../runtime/index.js';
+import { loadHostConfig } from '../config.js';
+import { startHost } from '../host.js';
+import type { RunRecord } from '../model.js';
+import { type CliIo, intFlag, parseFlags, stringFlag } from './args.js';
+import { exitCodeFor, printOutcome } from './run.js';
+
+const HOST_USAGE = `Usage: contained host [--config contained.config.json] [--port N] [--in-process]
+
+Starts the host: the embedded store in the data folder, the capability instances of the config,
+the policy gate, the operator WebSocket channel and the run API, on one port (loopback by default).
+`;
+
+const SUBMIT_USAGE = `Usage: contained submit <image.tgz> [--input JSON|@file] [--url URL] [--token TOKEN] [--json] [--no-wait]
+
+Submits a run to a running host (URL and token also from CONTAINED_URL / CONTAINED_TOKEN; the token
+needs the platform or admin role), waits while its requests are decided, and prints the outcome.
+Exit codes as for 'contained run'.
+`;
+
+function hostLogger(): Logger {
+  if (process.stdout.isTTY) {
+    try {
+      return pino({ transport: { target: 'pino-pretty', options: { colorize: true } } });
+    } catch {
+      // pino-pretty not installed: JSON lines it is.
+    }
+  }
+  return pino();
+}
+
+export async function hostCommand(argv: string[], io: CliIo): Promise<number> {
+  const { values } = parseFlags(argv, { config: { type: 'string' }, port: { type: 'string' }, 'in-process': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } });
+  if (values.help) {
+    io.stdout(HOST_USAGE);
+    return 0;
+  }
+  const config = await loadHostConfig(stringFlag(values, 'config'));
+  const port = intFlag(values, 'port');
+  if (port !== undefined) config.listen.port = port;
+  const logger = hostLogger();
+  const host = await startHost({ config, logger, isolation: values['in-process'] ? 'in-process' : 'worker' });
+  io.stdout(`contained host listening on ${host.url} (operator channel ${host.url?.replace(/^http/, 'ws')}/v1/operator, data in ${config.dataDir})\n`);
+  await new Promise<void>((resolve) => {
+    const stop = (): void => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await host.close();
+  return 0;
+}
+
+export async function submitCommand(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseFlags(argv, {
+    input: { type: 'string' },
+    url: { type: 'string' },
+    token: { type: 'string' },
+    json: { type: 'boolean' },
+    'no-wait': { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (values.help) {
+    io.stdout(SUBMIT_USAGE);
+    return 0;
+  }
+  const file = positionals[0];
+  if (!file || positionals.length > 1) throw new ContainedError('USAGE', `submit takes exactly one image\n\n${SUBMIT_USAGE}`);
+  const url = stringFlag(values, 'url') ?? process.env.CONTAINED_URL;
+  const token = stringFlag(values, 'token') ?? process.env.CONTAINED_TOKEN;
+  if (!url || !token) throw new ContainedError('USAGE', 'submit needs --url and --token (or CONTAINED_URL and CONTAINED_TOKEN)');
+  let image: Buffer;
+  try {
+    image = await readFile(file);
+  } catch {
+    throw new ContainedError('USAGE', `cannot read ${file}`);
+  }
+  const inputFlag = stringFlag(values, 'input');
+  let input: unknown = null;
+  if (inputFlag !== undefined) {
+    const text = inputFlag.startsWith('@') ? await readFile(inputFlag.slice(1), 'utf8').catch(() => { throw new ContainedError('USAGE', `--input: cannot read ${inputFlag.slice(1)}`); }) : inputFlag;
+    try {
+      input = JSON.parse(text) as unknown;
+    } catch {
+      throw new ContainedError('USAGE', '--input must be JSON (or @file holding JSON)');
+    }
+  }
+  const base = url.replace(/\/+$/, '');
+  const submitted = (await api(`${base}/v1/runs`, token, { method: 'POST', body: JSON.stringify({ image: image.toString('base64'), input }) })) as { runId: string; digest: string };
+  if (values['no-wait']) {
+    io.stdout(values.json ? `${JSON.stringify(submitted)}\n` : `submitted run ${submitted.runId} (${submitted.digest})\n`);
+    return 0;
+  }
+  if (!values.json) io.stderr(`run ${submitted.runId} submitted; waiting (requests may need an operator's decision)…\n`);
+  for (;;) {
+    const run = (await api(`${base}/v1/runs/${submitted.runId}?waitMs=60000`, token, { method: 'GET' })) as RunRecord;
+    if (run.status !== 'running' && run.status !== 'queued' && run.outcome) {
+      const outcome = run.outcome as RunOutcome;
+      if (values.json) io.stdout(`${JSON.stringify({ runId: run.id, ...outcome })}\n`);
+      else printOutcome(outcome, io);
+      return exitCodeFor(outcome);
+    }
+  }
+}
+
+async function api(url: string, token: string, init: { method: string; body?: string }): Promise<unknown> {
+  let res: Response;
+  try {
+    res = await fetch(url, { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } });
+  } catch (error) {
+    throw new ContainedError('NOT_FOUND', `cannot reach the host at ${url}: ${(error as Error).message}`);
+  }
+  const body = (await res.json().catch(() => ({}))) as { error?: { code?: string; message?: string } };
+  if (!res.ok) {
+    const code = body.error?.code;
+    throw new ContainedError(code && /^[A-Z_]+$/.test(code) ? (code as 'INTERNAL') : 'INTERNAL', body.error?.message ?? `HTTP ${res.status}`);
+  }
+  return body;
+}

@@ -1,0 +1,262 @@
+/**
+ * The host's gate: every capability call of every run is decided here, by grant and mode.
+ *
+ * - A grant covering the subject, capability and method, whose (possibly narrower) scope admits
+ *   the argument, decides by its mode: `contained` runs at once; `executed` runs at once and is
+ *   recorded for after-the-fact review; `assisted` becomes a recommendation that runs only when
+ *   approved (possibly with edited arguments), with two distinct approvers for destructive or
+ *   financial methods.
+ * - A call covered by no grant becomes an escalation (or `CAPABILITY_DENIED` at once when the host
+ *   is configured so): allowed once, for the run, or always (a new narrowest grant), or denied.
+ * - A call outside the host's own instance scope is refused: no human can widen what the host
+ *   itself offers.
+ *
+ * Waiting for a human pauses the run's wall clock. Every allowed call is performed through the
+ * instance the grant attenuated (its budgets and scope apply again at the moment of use).
+ */
+import type { Logger } from 'pino';
+import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
+import { needsSecondSignOff } from '../../capabilities/sdk/risk.js';
+import { ContainedError } from '../../runtime/errors.js';
+import type { CallOutcome, CapabilityRequest, Gate, GateCall, GateContext, GateDecision } from '../../runtime/gate.js';
+import { grantCovers, narrowestGrantFor } from '../grants.js';
+import type { Grant, Mode, RequestRecord, RunSubject } from '../model.js';
+import type { Store } from '../store/store.js';
+import type { FinalDecision, RequestManager } from './requests.js';
+
+/** A "for this run" answer to an escalation. */
+export interface RunAllowance {
+  capability: string;
+  /** A method name, or '*' for every method (a granted `requestCapability`). */
+  method: string;
+  via: CapabilityInstance;
+}
+
+export interface LiveRun {
+  subject: RunSubject;
+  allowances: RunAllowance[];
+}
+
+export interface PolicyGateOptions {
+  store: Store;
+  requests: RequestManager;
+  /** Capability instances the host offers, by name. */
+  instances: ReadonlyMap<string, CapabilityInstance>;
+  /** The live run a call belongs to. */
+  run(runId: string): LiveRun | undefined;
+  /** `escalate` (default) or `deny` calls covered by no grant. */
+  outOfScope: 'escalate' | 'deny';
+  /** Default time a request waits for a human. */
+  requestTimeoutMs: number;
+  /** Told about every action performed in `executed` mode (the review queue). */
+  onExecuted?(call: GateCall, grant: Grant, outcome: CallOutcome): void | Promise<void>;
+  now?: () => number;
+  logger?: Logger;
+}
+
+const MODE_ORDER: Readonly<Record<Mode, number>> = { contained: 0, executed: 1, assisted: 2 };
+
+export class PolicyGate implements Gate {
+  /** Grant-attenuated instances, one per grant, so budgets accumulate across calls and runs. */
+  private readonly attenuated = new Map<string, CapabilityInstance>();
+  private readonly now: () => number;
+
+  constructor(private readonly options: PolicyGateOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  async decide(call: GateCall, ctx: GateContext): Promise<GateDecision> {
+    const host = this.options.instances.get(call.capability);
+    const run = this.options.run(call.runId);
+    if (!host || !run) return deny('CAPABILITY_DENIED', `${call.capability}.${call.method} is not offered by this host`);
+    if (!call.scope.ok) return deny('CAPABILITY_DENIED', `${call.capability}.${call.method}: ${call.scope.message} (outside what this host offers)`);
+
+    const grants = await this.coveringGrants(run.subject, call.capability, call.method);
+    const inScope = grants
+      .map((grant) => ({ grant, via: this.instanceFor(grant, host) }))
+      .filter(({ via }) => via.checkScope(call.method, call.args).ok)
+      .sort((a, b) => MODE_ORDER[a.grant.mode] - MODE_ORDER[b.grant.mode]);
+    const chosen = inScope[0];
+    if (chosen) {
+      const { grant, via } = chosen;
+      if (grant.mode !== 'assisted') return { allow: true, basis: `grant:${grant.id}`, via };
+      return this.recommend(call, ctx, grant, via);
+    }
+    const allowance = run.allowances.find(
+      (a) => a.capability === call.capability && (a.method === '*' || a.method === call.method) && a.via.checkScope(call.method, call.args).ok,
+    );
+    if (allowance) return { allow: true, basis: 'run-allowance', via: allowance.via };
+    const why = grants.length > 0
+      ? `outside the scope of ${grants.length === 1 ? 'grant' : 'grants'} ${grants.map((g) => g.id).join(', ')}`
+      : `no grant covers ${call.capability}.${call.method} for this agent`;
+    if (this.options.outOfScope === 'deny') return deny('CAPABILITY_DENIED', `${call.capability}.${call.method}: ${why}`);
+    return this.escalate(call, ctx, host, why);
+  }
+
+  async settle(call: GateCall, decision: GateDecision & { allow: true }, outcome: CallOutcome): Promise<void> {
+    const basis = decision.basis ?? '';
+    if (basis.startsWith('request:')) {
+      await this.options.requests.complete(
+        basis.slice('request:'.length),
+        outcome.ok ? { ok: true, result: outcome.value } : { ok: false, error: { code: outcome.error.code, message: outcome.error.message } },
+      );
+    } else if (basis.startsWith('grant:') && this.options.onExecuted) {
+      const grant = await this.options.store.getGrant(basis.slice('grant:'.length));
+      if (grant?.mode === 'executed') await this.options.onExecuted(call, grant, outcome);
+    }
+  }
+
+  async requestCapability(request: CapabilityRequest, ctx: GateContext): Promise<GateDecision> {
+    const host = this.options.instances.get(request.capability);
+    const run = this.options.run(request.runId);
+    if (!host || !run) return deny('CAPABILITY_DENIED', `requestCapability: this host offers no capability "${request.capability}"`);
+    let via: CapabilityInstance;
+    try {
+      via = request.scope === null || request.scope === undefined ? host : host.attenuate(narrowed(host, request.scope));
+    } catch (error) {
+      return deny('INVALID_ARGUMENT', `requestCapability("${request.capability}"): ${error instanceof ContainedError ? error.message : 'invalid scope'}`);
+    }
+    if (this.options.outOfScope === 'deny') return deny('CAPABILITY_DENIED', `requestCapability("${request.capability}"): this host does not escalate`);
+    const risky = host.methodNames().some((m) => needsSecondSignOff(host.risk(m)));
+    const decision = await this.wait(ctx, {
+      kind: 'escalation',
+      runId: request.runId,
+      subject: request.subject,
+      capability: request.capability,
+      definition: host.definition.name,
+      requestedScope: request.scope ?? undefined,
+      reason: request.reason,
+      why: `the agent asks for ${request.capability} (${host.definition.describeScope(via.scope)})`,
+      approvalsRequired: risky ? 2 : 1,
+      timeoutMs: this.options.requestTimeoutMs,
+    });
+    if (decision.status !== 'approved') return refusal(decision);
+    if (decision.span === 'always') await this.writeAlways(decision);
+    run.allowances.push({ capability: request.capability, method: '*', via });
+    return { allow: true, basis: `request:${decision.request.id}` };
+  }
+
+  /**
+   * The instance a request's action is performed through: its grant's attenuated instance for a
+   * recommendation (also after a restart), the host instance for an escalation.
+   */
+  async viaForRequest(request: RequestRecord, host: CapabilityInstance): Promise<CapabilityInstance> {
+    if (request.grantId === undefined) return host;
+    const grant = await this.options.store.getGrant(request.grantId);
+    if (!grant) throw new ContainedError('NOT_FOUND', `grant ${request.grantId} no longer exists`);
+    return this.instanceFor(grant, host);
+  }
+
+  /** Revoke the attenuated instance of a grant (calls in flight through it fail CAPABILITY_REVOKED). */
+  revokeGrant(grantId: string, reason: string): void {
+    this.attenuated.get(grantId)?.revoke(reason);
+    this.attenuated.delete(grantId);
+  }
+
+  private async coveringGrants(subject: RunSubject, capability: string, method: string): Promise<Grant[]> {
+    const now = this.now();
+    const all = await this.options.store.listGrants({ activeAt: now });
+    return all.filter((grant) => grantCovers(grant, { subject, capability, method, now }));
+  }
+
+  private instanceFor(grant: Grant, host: CapabilityInstance): CapabilityInstance {
+    let instance = this.attenuated.get(grant.id);
+    if (!instance) {
+      instance = host.attenuate(narrowed(host, grant.scope ?? {}), {
+        ...(grant.budgets ? { budgets: grant.budgets } : {}),
+        ...(grant.expiresAt !== undefined ? { expiresAt: grant.expiresAt } : {}),
+      });
+      this.attenuated.set(grant.id, instance);
+    }
+    return instance;
+  }
+
+  private async recommend(call: GateCall, ctx: GateContext, grant: Grant, via: CapabilityInstance): Promise<GateDecision> {
+    const decision = await this.wait(ctx, {
+      kind: 'recommendation',
+      runId: call.runId,
+      subject: call.subject,
+      capability: call.capability,
+      definition: call.definition,
+      method: call.method,
+      args: call.args,
+      reason: call.reason,
+      risk: call.risk,
+      why: `assisted mode (grant ${grant.id})`,
+      grantId: grant.id,
+      approvalsRequired: Math.max(grant.approvals, needsSecondSignOff(call.risk) ? 2 : 1),
+      timeoutMs: grant.requestTimeoutMs ?? this.options.requestTimeoutMs,
+    });
+    if (decision.status !== 'approved') return refusal(decision);
+    // Claim before performing: a recommendation is performed at most once, even across a crash.
+    if (!(await this.options.requests.claim(decision.request.id))) {
+      return deny('ALREADY_RESOLVED', `request ${decision.request.id} was already performed`);
+    }
+    return { allow: true, args: decision.args, basis: `request:${decision.request.id}`, via };
+  }
+
+  private async escalate(call: GateCall, ctx: GateContext, host: CapabilityInstance, why: string): Promise<GateDecision> {
+    const decision = await this.wait(ctx, {
+      kind: 'escalation',
+      runId: call.runId,
+      subject: call.subject,
+      capability: call.capability,
+      definition: call.definition,
+      method: call.method,
+      args: call.args,
+      reason: call.reason,
+      risk: call.risk,
+      why,
+      approvalsRequired: needsSecondSignOff(call.risk) ? 2 : 1,
+      timeoutMs: this.options.requestTimeoutMs,
+    });
+    if (decision.status !== 'approved') return refusal(decision);
+    if (decision.span === 'run') this.options.run(call.runId)?.allowances.push({ capability: call.capability, method: call.method, via: host });
+    if (decision.span === 'always') await this.writeAlways(decision);
+    return { allow: true, args: decision.args, basis: `escalation:${decision.request.id}`, via: host };
+  }
+
+  private async writeAlways(decision: FinalDecision & { status: 'approved' }): Promise<void> {
+    const host = this.options.instances.get(decision.request.capability);
+    if (!host) return;
+    const approver = decision.request.approvals[decision.request.approvals.length - 1]?.operator ?? 'operator';
+    const grant = narrowestGrantFor(decision.request, { by: approver, now: this.now(), host });
+    await this.options.store.insertGrant(grant);
+    this.options.requests.emit({ type: 'grant', change: 'added', grant });
+  }
+
+  private async wait(ctx: GateContext, request: Parameters<RequestManager['open']>[0]): Promise<FinalDecision> {
+    const resume = ctx.pauseWallClock();
+    try {
+      return await this.options.requests.open(request, ctx.signal);
+    } finally {
+      resume();
+    }
+  }
+}
+
+/**
+ * A narrower scope is written as the fields it changes (`{ "readOnly": true }`); the rest comes
+ * from the host instance's scope. The definition's intersection then guarantees it never widens.
+ */
+function narrowed(host: CapabilityInstance, fields: unknown): unknown {
+  if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) return fields;
+  return { ...(host.scope as Record<string, unknown>), ...(fields as Record<string, unknown>) };
+}
+
+function deny(code: 'CAPABILITY_DENIED' | 'INVALID_ARGUMENT' | 'ALREADY_RESOLVED', message: string): GateDecision {
+  return { allow: false, code, message };
+}
+
+function refusal(decision: FinalDecision): GateDecision {
+  switch (decision.status) {
+    case 'denied':
+      return { allow: false, code: 'ESCALATION_DENIED', message: `denied: ${decision.reason}` };
+    case 'expired':
+      return { allow: false, code: 'ESCALATION_TIMEOUT', message: `nobody decided request ${decision.request.id} in time` };
+    case 'run_gone':
+      return { allow: false, code: 'RUN_GONE', message: 'the run ended before the decision' };
+    case 'approved':
+      return { allow: false, code: 'INTERNAL', message: 'unexpected approval' };
+  }
+}

@@ -1,0 +1,256 @@
+/**
+ * Requests waiting for a human: recommendations (assisted actions) and escalations (calls outside
+ * every grant, `requestCapability`). The manager persists each request before anyone can see it,
+ * fans events out to operators, applies decisions exactly once (the store's compare-and-set), runs
+ * the two-person rule, expires requests, and after a restart offers pending requests again.
+ *
+ * A recommendation stands on its own: approved after its run has gone (or after a restart), the
+ * host still performs it — exactly once, guarded by `claimExecution` — and records the outcome.
+ * An escalation whose run has gone is closed as `run_gone`.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import { ContainedError } from '../../runtime/errors.js';
+import type { Approval, GrantSpan, Operator, RequestRecord } from '../model.js';
+import { roleAtLeast } from '../model.js';
+import type { DecideInput, RequestEvent, RequestView } from '../operator/backend.js';
+import type { Store } from '../store/store.js';
+
+export type FinalDecision =
+  | { status: 'approved'; request: RequestRecord; args: unknown; span: GrantSpan }
+  | { status: 'denied'; request: RequestRecord; reason: string }
+  | { status: 'expired'; request: RequestRecord }
+  | { status: 'run_gone'; request: RequestRecord };
+
+export type ExecutionOutcome = { ok: true; result: unknown } | { ok: false; error: { code: string; message: string } };
+
+export interface RequestManagerOptions {
+  store: Store;
+  now?: () => number;
+  logger?: Logger;
+  /** Re-validate an operator's edited arguments; throws a ContainedError when they do not fit. */
+  validateEdit(request: RequestRecord, args: unknown): Promise<unknown>;
+  /** Perform an approved recommendation nobody is waiting for (run gone, host restarted). */
+  performDetached(request: RequestRecord, args: unknown): Promise<ExecutionOutcome>;
+  /** Trust figures shown with a request (the ledger fills this in when it exists). */
+  trustFor?(request: RequestRecord): Record<string, unknown> | undefined;
+}
+
+export type OpenRequest = Omit<RequestRecord, 'id' | 'status' | 'approvals' | 'createdAt' | 'expiresAt'> & { timeoutMs: number };
+
+export class RequestManager {
+  private readonly waiters = new Map<string, (decision: FinalDecision) => void>();
+  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly listeners = new Set<(event: RequestEvent) => void>();
+  private readonly now: () => number;
+  private closed = false;
+
+  constructor(private readonly options: RequestManagerOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Persist a request, announce it, and wait for its final decision (or the run's end). */
+  async open(input: OpenRequest, signal: AbortSignal): Promise<FinalDecision> {
+    const { timeoutMs, ...fields } = input;
+    const createdAt = this.now();
+    const request: RequestRecord = { ...fields, id: randomUUID(), status: 'pending', approvals: [], createdAt, expiresAt: createdAt + timeoutMs };
+    await this.options.store.insertRequest(request);
+    const decided = new Promise<FinalDecision>((resolve) => this.waiters.set(request.id, resolve));
+    this.schedule(request);
+    this.emit({ type: 'created', request: this.view(request) });
+    const onAbort = (): void => {
+      this.runEnded(request.id).catch((error: unknown) => this.options.logger?.error({ err: error, requestId: request.id }, 'closing a request of an ended run failed'));
+    };
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await decided;
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async decide(operator: Operator, input: DecideInput): Promise<RequestView> {
+    if (!roleAtLeast(operator.role, 'approver')) {
+      throw new ContainedError('CAPABILITY_DENIED', `${operator.name} is a ${operator.role}: only approvers and admins decide`);
+    }
+    const request = await this.options.store.getRequest(input.requestId);
+    if (!request) throw new ContainedError('NOT_FOUND', `no request ${input.requestId}`);
+    if (request.status !== 'pending') throw new ContainedError('ALREADY_RESOLVED', `request ${request.id} is already ${request.status}`);
+    if (input.verdict === 'deny') {
+      if (typeof input.reason !== 'string' || input.reason.trim() === '') throw new ContainedError('INVALID_ARGUMENT', 'a denial needs a reason');
+      const resolved = await this.options.store.resolveRequest(request.id, { status: 'denied', at: this.now(), by: [operator.name], denyReason: input.reason });
+      if (!resolved.ok) throw new ContainedError(resolved.code, `request ${request.id} is already resolved`);
+      this.finish(resolved.request, { status: 'denied', request: resolved.request, reason: input.reason });
+      return this.view(resolved.request);
+    }
+    const span: GrantSpan = request.kind === 'escalation' ? (input.span ?? 'once') : 'once';
+    const approval: Approval = { operator: operator.name, at: this.now(), span };
+    if (input.note !== undefined) approval.note = input.note;
+    if (input.args !== undefined) {
+      if (request.kind !== 'recommendation' && request.method === undefined) {
+        throw new ContainedError('INVALID_ARGUMENT', 'a capability request has no arguments to edit');
+      }
+      approval.args = await this.options.validateEdit(request, input.args);
+    }
+    const added = await this.options.store.addApproval(request.id, approval);
+    if (!added.ok) {
+      if (added.code === 'DUPLICATE_APPROVER') {
+        throw new ContainedError('DUPLICATE_APPROVER', `${operator.name} already approved request ${request.id}; a second, different approver is needed`);
+      }
+      throw new ContainedError(added.code, `request ${request.id} is already resolved`);
+    }
+    const current = added.request;
+    if (current.approvals.length < current.approvalsRequired) {
+      this.emit({ type: 'updated', request: this.view(current) });
+      return this.view(current);
+    }
+    const resolved = await this.options.store.resolveRequest(current.id, {
+      status: 'approved',
+      at: this.now(),
+      by: current.approvals.map((a) => a.operator),
+    });
+    if (!resolved.ok) throw new ContainedError(resolved.code, `request ${current.id} is already resolved`);
+    const args = effectiveArgs(resolved.request);
+    this.finish(resolved.request, { status: 'approved', request: resolved.request, args, span: lastSpan(resolved.request) });
+    return this.view(resolved.request);
+  }
+
+  /** Claim the right to perform an approved recommendation (false: already performed or claimed). */
+  claim(id: string): Promise<boolean> {
+    return this.options.store.claimExecution(id, this.now());
+  }
+
+  async complete(id: string, outcome: ExecutionOutcome): Promise<void> {
+    await this.options.store.completeExecution(id, outcome.ok ? { ok: true, result: outcome.result } : { ok: false, error: outcome.error }, this.now());
+    const request = await this.options.store.getRequest(id);
+    if (request) this.emit({ type: 'updated', request: this.view(request) });
+  }
+
+  async pending(): Promise<RequestView[]> {
+    return (await this.options.store.listRequests({ status: 'pending' })).map((r) => this.view(r));
+  }
+
+  subscribe(listener: (event: RequestEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  emit(event: RequestEvent): void {
+    for (const listener of this.listeners) {
+      try {
+        listener(event);
+      } catch (error) {
+        this.options.logger?.error({ err: error }, 'request event listener failed');
+      }
+    }
+  }
+
+  /**
+   * After a restart: no run from before is alive. Escalations close as `run_gone`; recommendations
+   * stay pending (re-offered, with their expiry timers); approved recommendations that were never
+   * performed are performed now, once.
+   */
+  async recover(): Promise<{ pending: number; closed: number; performed: number }> {
+    let closed = 0;
+    let performed = 0;
+    const pending = await this.options.store.listRequests({ status: 'pending' });
+    for (const request of pending) {
+      if (request.kind === 'escalation') {
+        const resolved = await this.options.store.resolveRequest(request.id, { status: 'run_gone', at: this.now() });
+        if (resolved.ok) closed += 1;
+      } else {
+        this.schedule(request);
+      }
+    }
+    for (const request of await this.options.store.listRequests({ status: 'approved' })) {
+      if (request.kind === 'recommendation' && request.execution === undefined) {
+        await this.performDetached(request);
+        performed += 1;
+      }
+    }
+    return { pending: pending.length - closed, closed, performed };
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const timer of this.timers.values()) clearTimeout(timer);
+    this.timers.clear();
+    this.waiters.clear();
+  }
+
+  view(request: RequestRecord): RequestView {
+    const trust = this.options.trustFor?.(request);
+    return trust ? { ...request, trust } : { ...request };
+  }
+
+  private schedule(request: RequestRecord): void {
+    const delay = Math.max(0, request.expiresAt - this.now());
+    // setTimeout caps at ~24.8 days; longer expiries re-arm.
+    const timer = setTimeout(() => void this.expire(request.id), Math.min(delay, 2 ** 31 - 1));
+    timer.unref();
+    this.timers.set(request.id, timer);
+  }
+
+  private async expire(id: string): Promise<void> {
+    this.timers.delete(id);
+    if (this.closed) return;
+    const request = await this.options.store.getRequest(id);
+    if (!request || request.status !== 'pending') return;
+    if (request.expiresAt > this.now()) {
+      this.schedule(request);
+      return;
+    }
+    const resolved = await this.options.store.resolveRequest(id, { status: 'expired', at: this.now() });
+    if (resolved.ok) this.finish(resolved.request, { status: 'expired', request: resolved.request });
+  }
+
+  /** The run that opened the request ended: escalations close, recommendations stand. */
+  private async runEnded(id: string): Promise<void> {
+    const waiter = this.waiters.get(id);
+    this.waiters.delete(id);
+    if (this.closed) return;
+    const request = await this.options.store.getRequest(id);
+    if (!request || request.status !== 'pending') return;
+    if (request.kind === 'escalation') {
+      const resolved = await this.options.store.resolveRequest(id, { status: 'run_gone', at: this.now() });
+      if (resolved.ok) this.finish(resolved.request, { status: 'run_gone', request: resolved.request });
+    }
+    waiter?.({ status: 'run_gone', request });
+  }
+
+  private finish(request: RequestRecord, decision: FinalDecision): void {
+    const timer = this.timers.get(request.id);
+    if (timer) clearTimeout(timer);
+    this.timers.delete(request.id);
+    this.emit({ type: 'resolved', request: this.view(request) });
+    const waiter = this.waiters.get(request.id);
+    this.waiters.delete(request.id);
+    if (waiter) waiter(decision);
+    else if (decision.status === 'approved' && request.kind === 'recommendation') void this.performDetached(request);
+  }
+
+  private async performDetached(request: RequestRecord): Promise<void> {
+    if (!(await this.claim(request.id))) return;
+    let outcome: ExecutionOutcome;
+    try {
+      outcome = await this.options.performDetached(request, effectiveArgs(request));
+    } catch (error) {
+      outcome = { ok: false, error: error instanceof ContainedError ? { code: error.code, message: error.message } : { code: 'INTERNAL', message: 'the action failed in the host' } };
+    }
+    await this.complete(request.id, outcome);
+  }
+}
+
+/** The arguments to perform with: the latest edit among the approvals, else the agent's own. */
+export function effectiveArgs(request: RequestRecord): unknown {
+  for (let i = request.approvals.length - 1; i >= 0; i--) {
+    const a = request.approvals[i];
+    if (a && a.args !== undefined) return a.args;
+  }
+  return request.args;
+}
+
+function lastSpan(request: RequestRecord): GrantSpan {
+  return request.approvals[request.approvals.length - 1]?.span ?? 'once';
+}

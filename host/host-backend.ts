@@ -1,0 +1,68 @@
+/**
+ * The host's implementation of the operator backend: what the WebSocket channel (and the console,
+ * and the terminal client) may ask of the host. Roles are checked here, server-side, for every
+ * operation — the channel only authenticates.
+ */
+import type { Logger } from 'pino';
+import type { CapabilityInstance } from '../capabilities/sdk/index.js';
+import { ContainedError } from '../runtime/errors.js';
+import type { PolicyGate } from './gate/policy-gate.js';
+import type { RequestManager } from './gate/requests.js';
+import type { Host } from './host.js';
+import { type Operator, type Role, roleAtLeast } from './model.js';
+import type { OperatorBackend } from './operator/backend.js';
+import type { Store } from './store/store.js';
+
+export interface HostBackendDeps {
+  host: Pick<Host, 'cancelRun'>;
+  store: Store;
+  requests: RequestManager;
+  gate: PolicyGate;
+  instances: ReadonlyMap<string, CapabilityInstance>;
+  logger?: Logger;
+}
+
+function requireRole(operator: Operator, needed: Exclude<Role, 'platform'>, what: string): void {
+  if (!roleAtLeast(operator.role, needed)) {
+    throw new ContainedError('CAPABILITY_DENIED', `${what} needs the ${needed} role; ${operator.name} is a ${operator.role}`);
+  }
+}
+
+export function createHostBackend(deps: HostBackendDeps): OperatorBackend {
+  const { store, requests, gate } = deps;
+  return {
+    async pending(operator) {
+      requireRole(operator, 'viewer', 'seeing requests');
+      return requests.pending();
+    },
+    async decide(operator, input) {
+      return requests.decide(operator, input);
+    },
+    async listGrants(operator) {
+      requireRole(operator, 'viewer', 'listing grants');
+      return store.listGrants();
+    },
+    async revokeGrant(operator, grantId, reason) {
+      requireRole(operator, 'admin', 'revoking a grant');
+      if (typeof reason !== 'string' || reason.trim() === '') throw new ContainedError('INVALID_ARGUMENT', 'revoking a grant needs a reason');
+      const existing = await store.getGrant(grantId);
+      if (!existing) throw new ContainedError('NOT_FOUND', `no grant ${grantId}`);
+      const grant = (await store.revokeGrant(grantId, operator.name, reason, Date.now())) ?? existing;
+      gate.revokeGrant(grantId, reason);
+      requests.emit({ type: 'grant', change: 'revoked', grant });
+      deps.logger?.info({ grantId, by: operator.name, reason }, 'grant revoked');
+      return grant;
+    },
+    async listRuns(operator, limit) {
+      requireRole(operator, 'viewer', 'listing runs');
+      return store.listRuns({ limit: limit ?? 100 });
+    },
+    async cancelRun(operator, runId) {
+      requireRole(operator, 'admin', 'cancelling a run');
+      return deps.host.cancelRun(runId);
+    },
+    subscribe(listener) {
+      return requests.subscribe(listener);
+    },
+  };
+}

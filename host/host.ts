@@ -1,0 +1,213 @@
+/**
+ * The long-running host, embeddable as a library: the store, the capability instances the host
+ * offers, the sandbox pool, the policy gate with its requests, the operator backend, and the HTTP
+ * server (minimal run API + the operator WebSocket channel) on one port, loopback by default.
+ *
+ * Restart loses nothing: pending requests live in the store and are offered again; approved
+ * recommendations that were never performed are performed once; runs that were live when the host
+ * died are closed as crashed.
+ */
+import type { Server } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import pino, { type Logger } from 'pino';
+import type { CapabilityInstance } from '../capabilities/sdk/index.js';
+import { ContainedError } from '../runtime/errors.js';
+import { createSandbox, type RunOutcome, type Sandbox } from '../runtime/index.js';
+import { loadImage, type LoadedImage } from '../sandbox-images/load.js';
+import { imageProgram } from '../sandbox-images/program.js';
+import { type HostConfig, instantiateCapabilities } from './config.js';
+import { PolicyGate, type LiveRun } from './gate/policy-gate.js';
+import { type ExecutionOutcome, RequestManager } from './gate/requests.js';
+import { createHostBackend } from './host-backend.js';
+import { startHttpServer } from './http.js';
+import type { RequestRecord, RunRecord, RunSubject } from './model.js';
+import type { OperatorBackend } from './operator/backend.js';
+import { defaultStorePath, openSqliteStore } from './store/sqlite-store.js';
+import type { Store } from './store/store.js';
+import { createTokenVerifier } from './tokens.js';
+
+export interface HostOptions {
+  config: HostConfig;
+  logger?: Logger;
+  /** Sandboxes in worker processes (default) or in this process. */
+  isolation?: 'worker' | 'in-process';
+  /** Start the HTTP/WebSocket server (default true). */
+  listen?: boolean;
+  now?: () => number;
+}
+
+export interface SubmitInput {
+  /** The image archive (.tgz bytes). */
+  image: Uint8Array;
+  input?: unknown;
+  submittedBy?: string;
+}
+
+export interface Host {
+  readonly store: Store;
+  readonly requests: RequestManager;
+  readonly gate: PolicyGate;
+  readonly backend: OperatorBackend;
+  /** `http://host:port` once listening. */
+  readonly url: string | undefined;
+  submit(input: SubmitInput): Promise<{ runId: string; digest: string }>;
+  /** Resolves with the outcome when the run ends (or with the stored outcome if it already has). */
+  waitForRun(runId: string): Promise<RunOutcome>;
+  cancelRun(runId: string): Promise<RunRecord>;
+  close(): Promise<void>;
+}
+
+export async function startHost(options: HostOptions): Promise<Host> {
+  const { config } = options;
+  const logger = options.logger ?? pino({ level: 'info' });
+  const now = options.now ?? Date.now;
+  const store = await openSqliteStore(defaultStorePath(config.dataDir));
+  const instances = instantiateCapabilities(config, { logger });
+  const live = new Map<string, LiveRun & { done: Promise<RunOutcome> }>();
+
+  let gate!: PolicyGate;
+  const requests = new RequestManager({
+    store,
+    now,
+    logger,
+    validateEdit: (request, args) => validateEdit(request, args, instances, gate),
+    performDetached: (request, args) => performDetached(request, args, instances, gate),
+  });
+  gate = new PolicyGate({
+    store,
+    requests,
+    instances,
+    run: (runId) => live.get(runId),
+    outOfScope: config.outOfScope,
+    requestTimeoutMs: config.requestTimeoutMs,
+    now,
+    logger,
+  });
+
+  const sandbox: Sandbox = createSandbox({ isolation: options.isolation ?? 'worker', logger, gate });
+
+  // Runs that were live when the host went down cannot resume.
+  for (const run of await store.listRuns({ status: 'running' })) {
+    await store.updateRun(run.id, {
+      status: 'error',
+      endedAt: now(),
+      outcome: { status: 'error', error: { code: 'SANDBOX_CRASHED', message: 'the host stopped while the run was live' }, logs: [], usage: { cpuMs: 0, wallMs: 0, heapBytes: 0, calls: 0 } },
+    });
+  }
+  const recovered = await requests.recover();
+  if (recovered.pending + recovered.closed + recovered.performed > 0) logger.info(recovered, 'recovered requests from the store');
+
+  const host: Host & { url: string | undefined } = {
+    store,
+    requests,
+    gate,
+    backend: undefined as unknown as OperatorBackend,
+    url: undefined,
+    async submit({ image: bytes, input = null, submittedBy }) {
+      const image = await loadImage(bytes, config.trustedKeys.length > 0 ? { trustedKeys: config.trustedKeys, requireSignature: config.requireSignature } : {});
+      const runId = randomUUID();
+      const subject: RunSubject = { digest: image.digest, name: image.manifest.name, signers: image.signatures.filter((s) => s.trusted).map((s) => s.keyId) };
+      const capabilities = await capabilitiesFor(image, subject, instances, store, now());
+      const record: RunRecord = { id: runId, subject: image.digest, imageName: image.manifest.name, status: 'running', input, createdAt: now() };
+      if (submittedBy !== undefined) record.submittedBy = submittedBy;
+      await store.insertRun(record);
+      requests.emit({ type: 'run', run: record });
+      const done = sandbox
+        .run({ runId, program: imageProgram(image), input, capabilities, limits: image.manifest.limits ?? {}, subject: image.digest })
+        .then(async (outcome) => {
+          live.delete(runId);
+          const current = await store.getRun(runId);
+          const status = current?.status === 'cancelled' ? 'cancelled' : outcome.status === 'ok' ? 'ok' : 'error';
+          await store.updateRun(runId, { status, endedAt: now(), outcome });
+          const updated = await store.getRun(runId);
+          if (updated) requests.emit({ type: 'run', run: updated });
+          return outcome;
+        });
+      live.set(runId, { subject, allowances: [], done });
+      return { runId, digest: image.digest };
+    },
+    async waitForRun(runId) {
+      const running = live.get(runId);
+      if (running) return running.done;
+      const record = await store.getRun(runId);
+      if (!record) throw new ContainedError('NOT_FOUND', `no run ${runId}`);
+      if (record.outcome) return record.outcome as RunOutcome;
+      throw new ContainedError('RUN_GONE', `run ${runId} has no outcome`);
+    },
+    async cancelRun(runId) {
+      const record = await store.getRun(runId);
+      if (!record) throw new ContainedError('NOT_FOUND', `no run ${runId}`);
+      if (live.has(runId)) {
+        await store.updateRun(runId, { status: 'cancelled' });
+        sandbox.cancel(runId, 'cancelled by an operator');
+      }
+      return (await store.getRun(runId)) ?? record;
+    },
+    async close() {
+      await server?.close();
+      requests.close();
+      await sandbox.close();
+      await Promise.allSettled([...live.values()].map((r) => r.done));
+      await store.close();
+    },
+  };
+  (host as { backend: OperatorBackend }).backend = createHostBackend({ host, store, requests, gate, instances, logger });
+  let server: { url: string; close(): Promise<void>; server: Server } | undefined;
+  if (options.listen !== false) {
+    server = await startHttpServer({ host, config, verifier: createTokenVerifier(store), logger });
+    host.url = server.url;
+  }
+  return host;
+}
+
+/**
+ * What the agent's `caps` holds: every capability its manifest requests and every capability a
+ * grant gives it, as the host's instances. Whether a call may run is the gate's question, per call.
+ */
+async function capabilitiesFor(
+  image: LoadedImage,
+  subject: RunSubject,
+  instances: ReadonlyMap<string, CapabilityInstance>,
+  store: Store,
+  now: number,
+): Promise<CapabilityInstance[]> {
+  const names = new Set(image.manifest.requests.map((r) => r.capability));
+  for (const grant of await store.listGrants({ activeAt: now })) {
+    const s = grant.subject;
+    if (('digest' in s && s.digest === subject.digest) || ('name' in s && s.name === subject.name && subject.signers.includes(s.signer))) {
+      names.add(grant.capability);
+    }
+  }
+  return [...names].map((n) => instances.get(n)).filter((i): i is CapabilityInstance => i !== undefined);
+}
+
+async function instanceForRequest(request: RequestRecord, instances: ReadonlyMap<string, CapabilityInstance>, gate: PolicyGate): Promise<CapabilityInstance> {
+  const host = instances.get(request.capability);
+  if (!host) throw new ContainedError('NOT_FOUND', `this host no longer offers ${request.capability}`);
+  return gate.viaForRequest(request, host);
+}
+
+async function validateEdit(request: RequestRecord, args: unknown, instances: ReadonlyMap<string, CapabilityInstance>, gate: PolicyGate): Promise<unknown> {
+  if (request.method === undefined) throw new ContainedError('INVALID_ARGUMENT', 'this request has no arguments to edit');
+  const via = await instanceForRequest(request, instances, gate);
+  const parsed = via.parseArgs(request.method, args);
+  const check = via.checkScope(request.method, parsed);
+  if (!check.ok) throw new ContainedError('CAPABILITY_DENIED', `the edited arguments are outside the scope: ${check.message}`);
+  return parsed;
+}
+
+async function performDetached(
+  request: RequestRecord,
+  args: unknown,
+  instances: ReadonlyMap<string, CapabilityInstance>,
+  gate: PolicyGate,
+): Promise<ExecutionOutcome> {
+  if (request.method === undefined) return { ok: false, error: { code: 'INVALID_ARGUMENT', message: 'nothing to perform' } };
+  try {
+    const via = await instanceForRequest(request, instances, gate);
+    const result = await via.invoke(request.method, via.parseArgs(request.method, args), { runId: request.runId, signal: new AbortController().signal });
+    return { ok: true, result };
+  } catch (error) {
+    return { ok: false, error: error instanceof ContainedError ? { code: error.code, message: error.message } : { code: 'INTERNAL', message: 'the action failed in the host' } };
+  }
+}
