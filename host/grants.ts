@@ -82,6 +82,7 @@ export function validateNewGrant(input: NewGrantInput, ctx: GrantRuleContext): V
 
   // Methods.
   const { capability } = input;
+  if (!Array.isArray(input.methods) || !input.methods.every((m) => typeof m === 'string')) return refuse('INVALID_ARGUMENT', 'methods', 'methods must be a list of names');
   if (input.methods.length === 0) return refuse('INVALID_ARGUMENT', 'methods', 'a grant needs at least one method');
   if (new Set(input.methods).size !== input.methods.length) return refuse('INVALID_ARGUMENT', 'methods', 'a method is listed twice');
   const wildcard = input.methods.includes('*');

@@ -69,6 +69,13 @@ function insertSql(table: string, cols: Array<{ col: string }>): string {
 
 const GRANT_INSERT_COLUMNS = [...GRANT_COLUMNS, { col: 'subject_digest' }, { col: 'subject_name' }, { col: 'subject_signer' }];
 
+/** `LIMIT n` for a whole number ≥ 0; INVALID_ARGUMENT otherwise (it is interpolated, so it is checked). */
+function limitClause(limit: number | undefined): string {
+  if (limit === undefined) return '';
+  if (!Number.isSafeInteger(limit) || limit < 0) throw new ContainedError('INVALID_ARGUMENT', `store: limit must be a whole number >= 0 (got ${String(limit)})`);
+  return ` LIMIT ${limit}`;
+}
+
 function toRow(names: readonly string[], values: readonly unknown[]): Row {
   const row: Row = {};
   for (let i = 0; i < names.length; i++) row[names[i] as string] = values[i];
@@ -244,7 +251,7 @@ export class SqliteStore implements Store {
         params.push(filter.runId);
       }
       const clause = where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '';
-      const limit = filter.limit === undefined ? '' : ` LIMIT ${Math.max(0, Math.floor(filter.limit))}`;
+      const limit = limitClause(filter.limit);
       return this.all(`SELECT * FROM requests${clause} ORDER BY created_at, id${limit}`, params, rowToRequest);
     });
   }
@@ -377,7 +384,7 @@ export class SqliteStore implements Store {
         clause = ' WHERE status = ?';
         params.push(filter.status);
       }
-      const limit = filter.limit === undefined ? '' : ` LIMIT ${Math.max(0, Math.floor(filter.limit))}`;
+      const limit = limitClause(filter.limit);
       return this.all(`SELECT * FROM runs${clause} ORDER BY created_at DESC, id DESC${limit}`, params, rowToRun);
     });
   }

@@ -158,6 +158,8 @@ describe('requests: compare-and-set', () => {
     expect((await s.listRequests({ status: 'pending' })).map((r) => r.id)).toEqual(['b', 'a']);
     expect((await s.listRequests({ runId: 'run2' })).map((r) => r.id)).toEqual(['b']);
     expect((await s.listRequests({ limit: 1 })).map((r) => r.id)).toEqual(['b']);
+    await rejectsWith(s.listRequests({ limit: Number.NaN }), 'INVALID_ARGUMENT');
+    await rejectsWith(s.listRuns({ limit: -1 }), 'INVALID_ARGUMENT');
     expect(await s.getRequest('b')).toEqual(request({ id: 'b', createdAt: 1, runId: 'run2', kind: 'escalation', method: undefined, args: undefined, requestedScope: { root: '/x' } }));
   });
 
