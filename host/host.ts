@@ -34,6 +34,8 @@ export interface HostOptions {
   /** Start the HTTP/WebSocket server (default true). */
   listen?: boolean;
   now?: () => number;
+  /** Crash-test seam, see RequestManagerOptions.afterDecision. */
+  afterDecision?: (request: RequestRecord) => void;
 }
 
 export interface SubmitInput {
@@ -72,6 +74,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     logger,
     validateEdit: (request, args) => validateEdit(request, args, instances, gate),
     performDetached: (request, args) => performDetached(request, args, instances, gate),
+    ...(options.afterDecision ? { afterDecision: options.afterDecision } : {}),
   });
   gate = new PolicyGate({
     store,

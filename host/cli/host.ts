@@ -47,7 +47,14 @@ export async function hostCommand(argv: string[], io: CliIo): Promise<number> {
   const port = intFlag(values, 'port');
   if (port !== undefined) config.listen.port = port;
   const logger = hostLogger();
-  const host = await startHost({ config, logger, isolation: values['in-process'] ? 'in-process' : 'worker' });
+  // Crash tests kill the host between a durable decision and the action (never set in production).
+  const fault = process.env.CONTAINED_FAULT === 'kill-after-decision';
+  const host = await startHost({
+    config,
+    logger,
+    isolation: values['in-process'] ? 'in-process' : 'worker',
+    ...(fault ? { afterDecision: (r) => { if (r.status === 'approved') process.kill(process.pid, 'SIGKILL'); } } : {}),
+  });
   io.stdout(`contained host listening on ${host.url} (operator channel ${host.url?.replace(/^http/, 'ws')}/v1/operator, data in ${config.dataDir})\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();

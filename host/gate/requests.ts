@@ -34,6 +34,11 @@ export interface RequestManagerOptions {
   performDetached(request: RequestRecord, args: unknown): Promise<ExecutionOutcome>;
   /** Trust figures shown with a request (the ledger fills this in when it exists). */
   trustFor?(request: RequestRecord): Record<string, unknown> | undefined;
+  /**
+   * Fault-injection seam for crash tests: called after a decision is durable and before anyone
+   * acts on it (`contained host` wires it to CONTAINED_FAULT=kill-after-decision).
+   */
+  afterDecision?(request: RequestRecord): void;
 }
 
 export type OpenRequest = Omit<RequestRecord, 'id' | 'status' | 'approvals' | 'createdAt' | 'expiresAt'> & { timeoutMs: number };
@@ -220,6 +225,7 @@ export class RequestManager {
   }
 
   private finish(request: RequestRecord, decision: FinalDecision): void {
+    this.options.afterDecision?.(request);
     const timer = this.timers.get(request.id);
     if (timer) clearTimeout(timer);
     this.timers.delete(request.id);
