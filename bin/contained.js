@@ -12,7 +12,8 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const compiled = join(root, 'dist', 'host', 'cli', 'main.js');
 const args = ['--no-node-snapshot'];
 if (existsSync(compiled)) args.push(compiled);
-else args.push('--import', 'tsx', join(root, 'host', 'cli', 'main.ts'));
+// tsx is resolved from this package, not from the caller's folder.
+else args.push('--import', import.meta.resolve('tsx'), join(root, 'host', 'cli', 'main.ts'));
 
 const child = spawn(process.execPath, [...args, ...process.argv.slice(2)], { stdio: 'inherit', cwd: process.cwd() });
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));

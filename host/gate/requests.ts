@@ -161,6 +161,12 @@ export class RequestManager {
     let performed = 0;
     const pending = await this.options.store.listRequests({ status: 'pending' });
     for (const request of pending) {
+      if (request.kind === 'recommendation' && request.approvals.length >= request.approvalsRequired) {
+        // The host died between the last approval and the resolution: finish the resolution.
+        const resolved = await this.options.store.resolveRequest(request.id, { status: 'approved', at: this.now(), by: request.approvals.map((a) => a.operator) });
+        if (resolved.ok) closed += 1;
+        continue;
+      }
       if (request.kind === 'escalation') {
         const resolved = await this.options.store.resolveRequest(request.id, { status: 'run_gone', at: this.now() });
         if (resolved.ok) closed += 1;
