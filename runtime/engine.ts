@@ -18,9 +18,9 @@
  */
 import ivm from 'isolated-vm';
 import { ContainedError, type ErrorCode, type ErrorInfo, isErrorCode } from './errors.js';
-import { BOOTSTRAP_FILENAME, BOOTSTRAP_SOURCE } from './guest/bootstrap.guest.js';
 import { type Limits, MIN_LOG_LINE_BYTES } from './limits.js';
 import { type Program, resolveSpecifier, validateProgram } from './program.js';
+import { type IsolatePool, type PreparedIsolate, prepareIsolate } from './prepared-isolate.js';
 import type { LogLine, RunOutcome, RunUsage } from './outcome.js';
 
 /** What the guest knows about a capability: its binding name and method names. Nothing else. */
@@ -76,8 +76,8 @@ export interface EngineRun {
   cancel(message?: string): void;
 }
 
-export function startRun(spec: EngineRunSpec, bridge: EngineBridge): EngineRun {
-  const run = new Run(spec, bridge);
+export function startRun(spec: EngineRunSpec, bridge: EngineBridge, pool?: IsolatePool): EngineRun {
+  const run = new Run(spec, bridge, pool);
   return { outcome: run.execute(), pauseWallClock: () => run.pause(), cancel: (m) => run.kill('CANCELLED', m ?? 'the run was cancelled') };
 }
 
@@ -98,11 +98,14 @@ class Run {
   private peakHeap = 0;
   private cpuNs = 0n;
   private ticks = 0;
+  /** CPU the isolate used before this run owned it (our bootstrap, in a pooled isolate). */
+  private cpuBaselineNs = 0n;
   private heapProbe: Promise<void> | undefined;
 
   constructor(
     private readonly spec: EngineRunSpec,
     private readonly bridge: EngineBridge,
+    private readonly pool: IsolatePool | undefined,
   ) {}
 
   async execute(): Promise<RunOutcome> {
@@ -111,21 +114,25 @@ class Run {
       validateProgram(this.spec.program);
       const inputJson = JSON.stringify(this.spec.input ?? null);
       const { limits } = this.spec;
-      const isolate = new ivm.Isolate({
-        memoryLimit: limits.memoryMb,
-        onCatastrophicError: (message) => {
+      const prepared = this.pool?.take(limits.memoryMb) ?? (await prepareIsolate(limits.memoryMb));
+      const isolate = prepared.isolate;
+      prepared.attach({
+        onSubmit: (seq, capability, method, argJson, reason) => this.onSubmit(seq, capability, method, argJson, reason),
+        onLog: (level, line) => this.onLog(level, line),
+        onCatastrophe: (message) => {
           // isolated-vm has lost control of this isolate; the worker process will be replaced.
-          this.kill('MEMORY_LIMIT', `the sandbox failed catastrophically: ${String(message).slice(0, 200)}`);
-          this.bridge.catastrophe?.(String(message));
+          this.kill('MEMORY_LIMIT', `the sandbox failed catastrophically: ${message.slice(0, 200)}`);
+          this.bridge.catastrophe?.(message);
         },
       });
+      this.cpuBaselineNs = isolate.cpuTime;
       this.isolate = isolate;
       // Deliberately not unref'd: a pending run is work in progress. An agent awaiting a promise
       // that never settles holds nothing else on the event loop, so with an unref'd watchdog an
       // in-process host that only awaits `run()` exited (code 13 / 0) instead of getting WALL_LIMIT.
       // The interval is cleared in `finally` below.
       watchdog = setInterval(() => this.checkLimits(), WATCHDOG_INTERVAL_MS);
-      const result = await Promise.race([this.runInIsolate(isolate, inputJson), this.killedPromise.then(() => undefined)]);
+      const result = await Promise.race([this.runInIsolate(prepared, inputJson), this.killedPromise.then(() => undefined)]);
       if (!this.killed && !isolate.isDisposed) {
         const heap = await Promise.race([isolate.getHeapStatistics().catch(() => undefined), delay(20)]);
         if (heap) this.recordHeap(heap.used_heap_size + heap.externally_allocated_size);
@@ -136,12 +143,14 @@ class Run {
     } finally {
       if (watchdog) clearInterval(watchdog);
       this.dispose();
+      this.pool?.refill();
     }
   }
 
-  private async runInIsolate(isolate: ivm.Isolate, inputJson: string): Promise<string> {
+  private async runInIsolate(prepared: PreparedIsolate, inputJson: string): Promise<string> {
     const { program, limits } = this.spec;
-    const context = await isolate.createContext();
+    const { isolate, context, start } = prepared;
+    this.deliverRef = prepared.deliver;
     const config = JSON.stringify({
       allowWasm: limits.allowWasm,
       maxLogBytes: limits.maxLogBytes,
@@ -152,18 +161,7 @@ class Run {
       maxOutputBytes: limits.maxOutputBytes,
       capabilities: this.spec.capabilities.map((c) => ({ name: c.name, methods: [...c.methods] })),
     });
-    const submit = new ivm.Callback(
-      (seq: unknown, capability: unknown, method: unknown, argJson: unknown, reason: unknown) =>
-        this.onSubmit(seq, capability, method, argJson, reason),
-      { ignored: true },
-    );
-    const log = new ivm.Callback((level: unknown, line: unknown) => this.onLog(level, line), { ignored: true });
-    const guest = (await context.evalClosure(BOOTSTRAP_SOURCE, [submit, log, config], {
-      filename: BOOTSTRAP_FILENAME,
-      result: { reference: true },
-    })) as ivm.Reference;
-    const start = (await guest.get('start', { reference: true })) as ivm.Reference;
-    this.deliverRef = (await guest.get('deliver', { reference: true })) as ivm.Reference;
+    await prepared.configure.apply(undefined, [config]);
 
     const entry = await this.instantiate(isolate, context, program);
     // Module top-level code runs under the watchdog like everything else.
@@ -298,7 +296,7 @@ class Run {
     if (!isolate || isolate.isDisposed || this.killed) return;
     const { limits } = this.spec;
     try {
-      this.cpuNs = isolate.cpuTime;
+      this.cpuNs = isolate.cpuTime - this.cpuBaselineNs;
     } catch {
       return;
     }
@@ -355,7 +353,7 @@ class Run {
     const isolate = this.isolate;
     if (!isolate || isolate.isDisposed) return;
     try {
-      this.cpuNs = isolate.cpuTime;
+      this.cpuNs = isolate.cpuTime - this.cpuBaselineNs;
     } catch {
       // Already gone.
     }

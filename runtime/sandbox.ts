@@ -14,7 +14,8 @@ import { Dispatcher, type DispatchRun } from './dispatcher.js';
 import { type EngineRunSpec, startRun } from './engine.js';
 import { ContainedError, type ErrorInfo } from './errors.js';
 import { type Gate, passThroughGate } from './gate.js';
-import { type Limits, type LimitsInput, limitsSchema } from './limits.js';
+import { DEFAULT_LIMITS, type Limits, type LimitsInput, limitsSchema } from './limits.js';
+import { IsolatePool } from './prepared-isolate.js';
 import type { LogLine, RunOutcome } from './outcome.js';
 import { type Program, programFromSource, validateProgram } from './program.js';
 import { WorkerPool } from './worker-pool.js';
@@ -28,6 +29,11 @@ export interface SandboxOptions {
   maxRunsPerWorker?: number;
   /** A worker silent for this long is killed and replaced. Default 5000 ms. */
   heartbeatTimeoutMs?: number;
+  /**
+   * Isolates kept ready (context and bootstrap prepared) for runs with the default heap limit —
+   * in this process, or in each worker. Default 2; 0 disables the warm pool.
+   */
+  warmIsolates?: number;
   /** The gate every capability call passes through. Default: pass-through (scope only). */
   gate?: Gate;
   /** Limits for runs that do not set their own. */
@@ -72,18 +78,25 @@ export function createSandbox(options: SandboxOptions = {}): Sandbox {
 class SandboxImpl implements Sandbox {
   private readonly dispatcher: Dispatcher;
   private readonly pool: WorkerPool | undefined;
+  private readonly warm: IsolatePool | undefined;
   private readonly live = new Map<string, LiveRun>();
   private closed = false;
 
   constructor(private readonly options: SandboxOptions) {
     this.dispatcher = new Dispatcher(options.gate ?? passThroughGate, options.logger);
+    const warmIsolates = options.warmIsolates ?? 2;
+    const warmMemoryMb = limitsSchema.safeParse(options.defaultLimits ?? {}).data?.memoryMb ?? DEFAULT_LIMITS.memoryMb;
     if ((options.isolation ?? 'worker') === 'worker') {
       this.pool = new WorkerPool({
         workers: options.workers ?? Math.max(1, Math.min(2, os.availableParallelism())),
         maxRunsPerWorker: options.maxRunsPerWorker ?? 32,
         heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? 5000,
+        warmIsolates,
+        warmMemoryMb,
         logger: options.logger,
       });
+    } else if (warmIsolates > 0) {
+      this.warm = new IsolatePool({ size: warmIsolates, memoryMb: warmMemoryMb });
     }
   }
 
@@ -113,7 +126,7 @@ class SandboxImpl implements Sandbox {
         this.live.set(runId, { pause: () => pool.pause(runId), cancel: (m) => pool.cancel(runId, m) });
         return await pool.run(spec, { call: (call) => this.dispatcher.dispatch(dispatchRun, call), log: request.onLog });
       }
-      const engineRun = startRun(spec, { call: (call) => this.dispatcher.dispatch(dispatchRun, call), log: request.onLog });
+      const engineRun = startRun(spec, { call: (call) => this.dispatcher.dispatch(dispatchRun, call), log: request.onLog }, this.warm);
       this.live.set(runId, { pause: () => engineRun.pauseWallClock(), cancel: (m) => engineRun.cancel(m) });
       return await engineRun.outcome;
     } finally {
@@ -135,6 +148,7 @@ class SandboxImpl implements Sandbox {
     this.closed = true;
     for (const run of this.live.values()) run.cancel('the sandbox was closed');
     await this.pool?.close();
+    this.warm?.close();
   }
 
   private prepare(runId: string, request: RunRequest): { spec: EngineRunSpec; capabilities: Map<string, CapabilityInstance> } {

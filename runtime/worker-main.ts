@@ -5,8 +5,13 @@
  * replaces it.
  */
 import { type BridgeResult, type EngineRun, startRun } from './engine.js';
+import { IsolatePool } from './prepared-isolate.js';
 import type { HostToWorker, WorkerToHost } from './worker-protocol.js';
 
+const warm = new IsolatePool({
+  size: Number(process.env.CONTAINED_WARM_ISOLATES ?? 0) || 0,
+  memoryMb: Number(process.env.CONTAINED_WARM_MEMORY_MB ?? 64) || 64,
+});
 const runs = new Map<string, { run: EngineRun; resumes: Map<number, () => void> }>();
 const pendingCalls = new Map<string, (result: BridgeResult) => void>();
 
@@ -30,7 +35,7 @@ process.on('message', (message: HostToWorker) => {
           // isolated-vm's advice after a catastrophic error: end the process. Let the messages out first.
           setTimeout(() => process.abort(), 50);
         },
-      });
+      }, warm);
       runs.set(runId, { run, resumes: new Map() });
       void run.outcome.then((outcome) => {
         runs.delete(runId);
@@ -64,6 +69,7 @@ process.on('message', (message: HostToWorker) => {
       send({ t: 'pong', id: message.id });
       break;
     case 'exit':
+      warm.close();
       // Give disposed isolates a moment: dispose immediately followed by exit has segfaulted.
       setTimeout(() => process.exit(0), 100);
       break;

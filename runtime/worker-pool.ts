@@ -18,6 +18,9 @@ export interface WorkerPoolOptions {
   maxRunsPerWorker: number;
   /** A worker that has not answered a heartbeat for this long is killed. */
   heartbeatTimeoutMs: number;
+  /** Isolates each worker keeps ready, and their heap limit. */
+  warmIsolates: number;
+  warmMemoryMb: number;
   logger?: Logger;
 }
 
@@ -151,7 +154,12 @@ export class WorkerPool {
 
   private spawn(): Worker {
     const { file, execArgv } = workerEntry();
-    const child = fork(file, [], { execArgv, serialization: 'json', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(file, [], {
+      execArgv,
+      serialization: 'json',
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      env: { ...process.env, CONTAINED_WARM_ISOLATES: String(this.options.warmIsolates), CONTAINED_WARM_MEMORY_MB: String(this.options.warmMemoryMb) },
+    });
     const worker: Worker = { child, runs: new Map(), lastSeen: Date.now(), alive: true };
     child.on('message', (message: WorkerToHost) => this.onMessage(worker, message));
     child.on('error', (error) => this.options.logger?.error({ err: error }, 'sandbox worker error'));

@@ -1,13 +1,13 @@
 /**
  * Source that runs INSIDE the isolate, before any agent module. It never imports host code: it is
- * a string evaluated with `context.evalClosure(BOOTSTRAP_SOURCE, [submit, log, configJson])`.
+ * a string evaluated with `context.evalClosure(BOOTSTRAP_SOURCE, [submit, log])`.
  *
  * It captures the built-ins it needs before agent code can replace them, removes what the sandbox
  * must not offer (WebAssembly, FinalizationRegistry, WeakRef, SharedArrayBuffer, Atomics.wait),
  * builds the frozen `caps` object of plain async functions (no host object ever reaches agent
  * code: the two host callbacks stay in this closure), a size-capped `console`, and
- * `requestCapability`. Arguments are copied to a JSON string here, once, so a getter, Proxy or
- * thenable can't change them between the host's check and use. It returns `{ start, deliver }`:
+ * `requestCapability` (these three per run, in `configure`). Arguments are copied to a JSON string here, once, so a getter, Proxy or
+ * thenable can't change them between the host's check and use. It returns `{ configure, start, deliver }`: `configure(configJson)` once per run,
  * `start(mainNamespace, inputJson)` runs main and always resolves with a JSON string describing
  * the outcome (never a live value), `deliver(id, ok, json)` settles a pending call.
  *
@@ -18,7 +18,8 @@ export const BOOTSTRAP_FILENAME = '<contained>';
 
 export const BOOTSTRAP_SOURCE = String.raw`
 'use strict';
-const submit = $0, hostLog = $1, config = JSON.parse($2);
+const submit = $0, hostLog = $1;
+let config;
 const G = globalThis;
 const { stringify, parse } = JSON;
 const freeze = Object.freeze, create = Object.create, defineProperty = Object.defineProperty;
@@ -28,7 +29,8 @@ const call = Function.prototype.call.bind(Function.prototype.call);
 const strSlice = String.prototype.slice;
 const arrayJoin = Array.prototype.join, arrayMap = Array.prototype.map;
 
-if (!config.allowWasm) { delete G.WebAssembly; }
+const WebAssemblyC = G.WebAssembly;
+delete G.WebAssembly;
 delete G.FinalizationRegistry;
 delete G.WeakRef;
 delete G.SharedArrayBuffer;
@@ -36,7 +38,7 @@ if (typeof G.Atomics === 'object') { delete G.Atomics.wait; delete G.Atomics.wai
 
 // --- console: formatted here, capped here and again on the host --------------------------------
 let logBytes = 0, logStopped = false;
-const maxLogBytes = config.maxLogBytes, minLine = config.minLogLineBytes;
+let maxLogBytes = 0, minLine = 16;
 function fmt(v) {
   if (typeof v === 'string') return v;
   if (v === undefined) return 'undefined';
@@ -61,12 +63,6 @@ function emit(level, args) {
   logBytes += cost;
   hostLog(level, line);
 }
-const consoleObj = create(null);
-for (const level of ['log', 'info', 'warn', 'error', 'debug']) {
-  consoleObj[level] = freeze(function (...args) { emit(level, args); });
-}
-defineProperty(G, 'console', { value: freeze(consoleObj), writable: false, configurable: false, enumerable: false });
-
 // --- capability calls --------------------------------------------------------------------------
 const pending = new MapC();
 let nextId = 1, sent = 0, inFlight = 0, callsStopped = false;
@@ -112,23 +108,41 @@ function readReason(options) {
   try { r = options.reason; } catch { return ''; }
   return typeof r === 'string' ? call(strSlice, r, 0, 4096) : '';
 }
-const caps = create(null);
-for (const spec of config.capabilities) {
-  const obj = create(null);
-  for (const m of spec.methods) {
-    const capName = spec.name;
-    const fn = { [m](arg, options) { return send(capName, m, arg, readReason(options)); } }[m];
-    obj[m] = freeze(fn);
+// --- per-run configuration ---------------------------------------------------------------------
+// Everything above is the same for every run, so isolates can be prepared ahead of time (a warm
+// pool); configure() binds one run's limits and capabilities before any agent module is evaluated.
+let caps;
+function configure(configJson) {
+  if (config !== undefined) return;
+  config = parse(configJson);
+  maxLogBytes = config.maxLogBytes;
+  minLine = config.minLogLineBytes;
+  if (config.allowWasm && WebAssemblyC !== undefined) {
+    defineProperty(G, 'WebAssembly', { value: WebAssemblyC, writable: true, configurable: true, enumerable: false });
   }
-  caps[spec.name] = freeze(obj);
+  const consoleObj = create(null);
+  for (const level of ['log', 'info', 'warn', 'error', 'debug']) {
+    consoleObj[level] = freeze(function (...args) { emit(level, args); });
+  }
+  defineProperty(G, 'console', { value: freeze(consoleObj), writable: false, configurable: false, enumerable: false });
+  caps = create(null);
+  for (const spec of config.capabilities) {
+    const obj = create(null);
+    for (const m of spec.methods) {
+      const capName = spec.name;
+      const fn = { [m](arg, options) { return send(capName, m, arg, readReason(options)); } }[m];
+      obj[m] = freeze(fn);
+    }
+    caps[spec.name] = freeze(obj);
+  }
+  freeze(caps);
+  defineProperty(G, 'requestCapability', {
+    value: freeze(function requestCapability(name, scope, reason) {
+      return send('$request', 'requestCapability', { name: StringC(name), scope: scope === undefined ? null : scope, reason: typeof reason === 'string' ? reason : '' }, '');
+    }),
+    writable: false, configurable: false, enumerable: false,
+  });
 }
-freeze(caps);
-defineProperty(G, 'requestCapability', {
-  value: freeze(function requestCapability(name, scope, reason) {
-    return send('$request', 'requestCapability', { name: StringC(name), scope: scope === undefined ? null : scope, reason: typeof reason === 'string' ? reason : '' }, '');
-  }),
-  writable: false, configurable: false, enumerable: false,
-});
 
 // --- running main --------------------------------------------------------------------------------
 function describe(e) {
@@ -176,5 +190,5 @@ async function start(ns, inputJson) {
   }
   return '{"ok":true,"value":' + json + '}';
 }
-return freeze({ start, deliver });
+return freeze({ configure, start, deliver });
 `;
