@@ -1,0 +1,177 @@
+/**
+ * Restart loses nothing, and nothing is performed twice: a real `contained host` process is
+ * killed with SIGKILL while a recommendation is pending, and between a durable decision and the
+ * action; after a restart the request is offered again (or finished) and the email is sent once.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { newGrantId } from '../../host/grants.js';
+import { OperatorClient } from '../../host/operator/client.js';
+import { defaultStorePath, openSqliteStore } from '../../host/store/sqlite-store.js';
+import { createToken } from '../../host/tokens.js';
+import { computeDigest } from '../../sandbox-images/digest.js';
+import { packImage } from '../../sandbox-images/pack.js';
+
+const MAIN = path.resolve('host/cli/main.ts');
+const children: ChildProcess[] = [];
+const dirs: string[] = [];
+
+afterEach(() => {
+  for (const c of children.splice(0)) c.kill('SIGKILL');
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+interface Setup {
+  dir: string;
+  configFile: string;
+  tokens: { alice: string; plat: string };
+  image: Buffer;
+}
+
+async function setup(): Promise<Setup> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'contained-restart-'));
+  dirs.push(dir);
+  const configFile = path.join(dir, 'contained.config.json');
+  writeFileSync(
+    configFile,
+    JSON.stringify({
+      dataDir: dir,
+      listen: { host: '127.0.0.1', port: 0 },
+      mail: { folder: path.join(dir, 'mail') },
+      capabilities: { mail: { kind: 'outbox', scope: { from: 'agent@example.com', allowedRecipients: ['@example.com'] } } },
+    }),
+  );
+  const manifest = { format: 1, name: 'mailer', version: '1.0.0', description: 'sends one email', entry: 'main.js', requests: [{ capability: 'mail', kind: 'outbox', scope: {}, methods: ['send'], why: 'the email' }] };
+  const files = new Map<string, Uint8Array>([
+    ['manifest.json', Buffer.from(JSON.stringify(manifest))],
+    ['main.js', Buffer.from("export default async (input, caps) => caps.mail.send({ to: 'team@example.com', subject: 'restart test', text: 'once' }, { reason: 'test' })")],
+  ]);
+  const digest = computeDigest(files).digest;
+  const store = await openSqliteStore(defaultStorePath(dir));
+  const alice = (await createToken({ name: 'alice', role: 'approver', createdBy: 'test' }, store)).token;
+  const plat = (await createToken({ name: 'plat', role: 'platform', createdBy: 'test' }, store)).token;
+  await store.insertGrant({ id: newGrantId(), subject: { digest }, capability: 'mail', methods: ['send'], mode: 'assisted', approvals: 1, createdBy: 'test', reason: 'test', createdAt: Date.now() });
+  await store.close();
+  return { dir, configFile, tokens: { alice, plat }, image: packImage(files) };
+}
+
+/** Start `contained host` as a real process; resolves with its URL once it listens. */
+function startHost(configFile: string, env: Record<string, string> = {}): Promise<{ child: ChildProcess; url: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--no-node-snapshot', '--import', 'tsx', MAIN, 'host', '--config', configFile, '--in-process'], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(child);
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`host did not start: ${out}`)), 30_000);
+    child.stdout?.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const match = /listening on (http:\/\/[^\s]+)/.exec(out);
+      if (match) {
+        clearTimeout(timer);
+        resolve({ child, url: match[1] as string });
+      }
+    });
+    child.stderr?.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    child.on('exit', () => {
+      clearTimeout(timer);
+      reject(new Error(`host exited early: ${out}`));
+    });
+  });
+}
+
+function killed(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once('exit', () => resolve());
+  });
+}
+
+async function submit(url: string, token: string, image: Buffer): Promise<string> {
+  const res = await fetch(`${url}/v1/runs`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ image: image.toString('base64'), input: null }) });
+  expect(res.status).toBe(202);
+  return ((await res.json()) as { runId: string }).runId;
+}
+
+async function operator(url: string, token: string): Promise<OperatorClient> {
+  return OperatorClient.connect({ url: `${url.replace(/^http/, 'ws')}/v1/operator`, token });
+}
+
+async function waitFor<T>(f: () => T | undefined | Promise<T | undefined>, what: string, ms = 15_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function mails(dir: string): string[] {
+  try {
+    return readdirSync(path.join(dir, 'mail', 'new'));
+  } catch {
+    return [];
+  }
+}
+
+describe('host restart', () => {
+  it('a pending recommendation survives SIGKILL, is offered again, and is performed exactly once after the run is gone', async () => {
+    const s = await setup();
+    const first = await startHost(s.configFile);
+    await submit(first.url, s.tokens.plat, s.image);
+    const op1 = await operator(first.url, s.tokens.alice);
+    const pending = await waitFor(() => [...op1.pending.values()][0], 'the recommendation');
+    expect(pending).toMatchObject({ kind: 'recommendation', method: 'send', status: 'pending' });
+    first.child.kill('SIGKILL');
+    await killed(first.child);
+    await op1.close().catch(() => undefined);
+
+    const second = await startHost(s.configFile);
+    const op2 = await operator(second.url, s.tokens.alice);
+    expect([...op2.pending.keys()]).toEqual([pending.id]);
+    await op2.decide({ requestId: pending.id, verdict: 'approve' });
+    await waitFor(() => (mails(s.dir).length > 0 ? true : undefined), 'the email');
+    await op2.close();
+    second.child.kill('SIGTERM');
+    await killed(second.child);
+
+    const store = await openSqliteStore(defaultStorePath(s.dir));
+    expect(await store.getRequest(pending.id)).toMatchObject({ status: 'approved', execution: { state: 'done', ok: true } });
+    await store.close();
+    // A third start performs nothing again.
+    const third = await startHost(s.configFile);
+    await new Promise((r) => setTimeout(r, 500));
+    third.child.kill('SIGTERM');
+    await killed(third.child);
+    expect(mails(s.dir)).toHaveLength(1);
+  }, 90_000);
+
+  it('killed between the durable decision and the action: the restart performs it once', async () => {
+    const s = await setup();
+    const first = await startHost(s.configFile, { CONTAINED_FAULT: 'kill-after-decision' });
+    await submit(first.url, s.tokens.plat, s.image);
+    const op = await operator(first.url, s.tokens.alice);
+    const pending = await waitFor(() => [...op.pending.values()][0], 'the recommendation');
+    await op.decide({ requestId: pending.id, verdict: 'approve' }).catch(() => undefined);
+    await killed(first.child);
+    expect(first.child.signalCode).toBe('SIGKILL');
+    expect(mails(s.dir)).toHaveLength(0);
+    await op.close().catch(() => undefined);
+
+    for (let i = 0; i < 2; i++) {
+      const again = await startHost(s.configFile);
+      await waitFor(() => (mails(s.dir).length > 0 ? true : undefined), 'the email');
+      again.child.kill('SIGTERM');
+      await killed(again.child);
+    }
+    expect(mails(s.dir)).toHaveLength(1);
+    const store = await openSqliteStore(defaultStorePath(s.dir));
+    expect(await store.getRequest(pending.id)).toMatchObject({ status: 'approved', execution: { state: 'done', ok: true } });
+    await store.close();
+  }, 90_000);
+});
