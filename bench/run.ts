@@ -15,6 +15,7 @@ import { startRun } from '../runtime/engine.js';
 import { DEFAULT_LIMITS } from '../runtime/limits.js';
 import { createSandbox } from '../runtime/index.js';
 import { programFromSource } from '../runtime/program.js';
+import { escalationRoundTrip, operatorSnapshot } from './host.js';
 
 interface Row {
   name: string;
@@ -246,8 +247,22 @@ function printTable(): void {
   process.stdout.write(`\nMachine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.availableParallelism()} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}\n\n${lines.join('\n')}\n`);
 }
 
+async function hostSuite(rows: () => Promise<Array<{ name: string; value: number; unit: string; target?: string }>>): Promise<void> {
+  for (const row of await rows()) report(row);
+}
+
 const only = process.argv.slice(2);
-const suites: Record<string, () => Promise<void>> = { coldStart, callOverhead, validatedVsRaw, fsRead, idleDensity, computeHeavy, throughput };
+const suites: Record<string, () => Promise<void>> = {
+  coldStart,
+  callOverhead,
+  validatedVsRaw,
+  fsRead,
+  idleDensity,
+  computeHeavy,
+  throughput,
+  escalation: () => hostSuite(escalationRoundTrip),
+  snapshot: () => hostSuite(operatorSnapshot),
+};
 for (const [name, suite] of Object.entries(suites)) {
   if (only.length > 0 && !only.includes(name)) continue;
   process.stderr.write(`bench: ${name}…\n`);
