@@ -73,6 +73,12 @@ export const hostConfigSchema = z.strictObject({
   trustedKeys: z.array(z.string().min(1)).default([]),
   /** Refuse images without a signature from a trusted key. */
   requireSignature: z.boolean().default(false),
+  /** Runs holding an isolate at once (running, or waiting for a human); more wait in the run queue. */
+  maxConcurrentRuns: z.number().int().min(1).max(10_000).default(32),
+  /** Runs waiting for a free slot; beyond this a submission fails QUEUE_FULL (HTTP 429 with Retry-After). */
+  maxQueuedRuns: z.number().int().min(0).max(1_000_000).default(1000),
+  /** Serve `GET /metrics` without a token (default false: an admin or platform token is required). */
+  metricsPublic: z.boolean().default(false),
 });
 export type HostConfig = z.output<typeof hostConfigSchema>;
 

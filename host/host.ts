@@ -7,7 +7,6 @@
  * recommendations that were never performed are performed once; runs that were live when the host
  * died are closed as crashed.
  */
-import type { Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import pino, { type Logger } from 'pino';
 import type { CapabilityInstance } from '../capabilities/sdk/index.js';
@@ -15,11 +14,16 @@ import { ContainedError } from '../runtime/errors.js';
 import { createSandbox, type RunOutcome, type Sandbox } from '../runtime/index.js';
 import { loadImage, type LoadedImage } from '../sandbox-images/load.js';
 import { imageProgram } from '../sandbox-images/program.js';
+import type { Manifest } from '../sandbox-images/manifest.js';
+import { createImageStore } from './api/image-store.js';
+import { type RunEvent, type RunEventListener, RunJournal } from './api/run-journal.js';
+import { RunQueue, type RunSlot } from './api/run-queue.js';
 import { type HostConfig, instantiateCapabilities } from './config.js';
 import { PolicyGate, type LiveRun } from './gate/policy-gate.js';
 import { type ExecutionOutcome, RequestManager } from './gate/requests.js';
 import { createHostBackend } from './host-backend.js';
-import { startHttpServer } from './http.js';
+import { type HttpServer, type RoutesOption, startHttpServer } from './http.js';
+import { createHostMetrics, type HostMetrics } from './metrics.js';
 import type { RequestRecord, RunRecord, RunSubject } from './model.js';
 import type { OperatorBackend } from './operator/backend.js';
 import { defaultStorePath, openSqliteStore } from './store/sqlite-store.js';
@@ -36,6 +40,22 @@ export interface HostOptions {
   now?: () => number;
   /** Crash-test seam, see RequestManagerOptions.afterDecision. */
   afterDecision?: (request: RequestRecord) => void;
+  /** Routes mounted on the HTTP server after the built-in ones (the web console…); see http.ts. */
+  httpRoutes?: RoutesOption;
+}
+
+export interface SubmittedRun {
+  runId: string;
+  digest: string;
+  /** `queued` when the run waits for a free slot in the run queue. */
+  status: 'queued' | 'running';
+}
+
+export interface SubmitDigestInput {
+  /** `sha256:<hex>` of an image stored with `addImage` (`POST /v1/images`). */
+  digest: string;
+  input?: unknown;
+  submittedBy?: string;
 }
 
 export interface SubmitInput {
@@ -50,9 +70,20 @@ export interface Host {
   readonly requests: RequestManager;
   readonly gate: PolicyGate;
   readonly backend: OperatorBackend;
+  /** The capability instances the host offers, by binding name (from the config). */
+  readonly instances: ReadonlyMap<string, CapabilityInstance>;
   /** `http://host:port` once listening. */
   readonly url: string | undefined;
-  submit(input: SubmitInput): Promise<{ runId: string; digest: string }>;
+  readonly queue: RunQueue;
+  readonly metrics: HostMetrics;
+  /** Queue a run of an image archive; QUEUE_FULL (nothing stored) when the run queue is full. */
+  submit(input: SubmitInput): Promise<SubmittedRun>;
+  /** Validate an image archive and store it under `<dataDir>/images/` by digest. */
+  addImage(bytes: Uint8Array): Promise<{ digest: string; manifest: Manifest }>;
+  /** Queue a run of an image stored with `addImage` (NOT_FOUND if there is none). */
+  submitDigest(input: SubmitDigestInput): Promise<SubmittedRun>;
+  /** The run's events so far, then live ones, while it is queued or running; undefined once it has ended. */
+  followRun(runId: string, listener: RunEventListener): { replay: RunEvent[]; stop(): void } | undefined;
   /** Resolves with the outcome when the run ends (or with the stored outcome if it already has). */
   waitForRun(runId: string): Promise<RunOutcome>;
   cancelRun(runId: string): Promise<RunRecord>;
@@ -65,7 +96,14 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const now = options.now ?? Date.now;
   const store = await openSqliteStore(defaultStorePath(config.dataDir));
   const instances = instantiateCapabilities(config, { logger });
-  const live = new Map<string, LiveRun & { done: Promise<RunOutcome> }>();
+  const live = new Map<string, LiveRun & { done: Promise<RunOutcome>; slot?: RunSlot; cancelled?: boolean }>();
+  const metrics = createHostMetrics({ isKnownCapability: (name) => instances.has(name) });
+  const queue = new RunQueue({ maxConcurrentRuns: config.maxConcurrentRuns, maxQueuedRuns: config.maxQueuedRuns });
+  metrics.observeQueue(queue);
+  const journal = new RunJournal();
+  const images = createImageStore(config.dataDir);
+  const trust = config.trustedKeys.length > 0 ? { trustedKeys: config.trustedKeys, requireSignature: config.requireSignature } : {};
+  let closing = false;
 
   let gate!: PolicyGate;
   const requests = new RequestManager({
@@ -86,11 +124,13 @@ export async function startHost(options: HostOptions): Promise<Host> {
     now,
     logger,
   });
+  requests.subscribe(journal.onRequestEvent);
+  requests.subscribe((event) => metrics.onRequestEvent(event));
 
-  const sandbox: Sandbox = createSandbox({ isolation: options.isolation ?? 'worker', logger, gate });
+  const sandbox: Sandbox = createSandbox({ isolation: options.isolation ?? 'worker', logger, gate: metrics.meterGate(gate) });
 
   // Runs that were live when the host went down cannot resume.
-  for (const run of await store.listRuns({ status: 'running' })) {
+  for (const run of [...(await store.listRuns({ status: 'running' })), ...(await store.listRuns({ status: 'queued' }))]) {
     await store.updateRun(run.id, {
       status: 'error',
       endedAt: now(),
@@ -99,35 +139,102 @@ export async function startHost(options: HostOptions): Promise<Host> {
   }
   const recovered = await requests.recover();
   if (recovered.pending + recovered.closed + recovered.performed > 0) logger.info(recovered, 'recovered requests from the store');
+  metrics.seedPending(await requests.pending());
+
+  const announce = (run: RunRecord): void => {
+    requests.emit({ type: 'run', run });
+    journal.push(run.id, { type: 'run', run });
+  };
+
+  /** Queue (or start) a run of a loaded image. QUEUE_FULL before anything is stored. */
+  async function start(image: LoadedImage, input: unknown, submittedBy: string | undefined): Promise<SubmittedRun> {
+    if (closing) throw new ContainedError('SHUTTING_DOWN', 'the host is closing');
+    const runId = randomUUID();
+    const subject: RunSubject = { digest: image.digest, name: image.manifest.name, signers: image.signatures.filter((s) => s.trusted).map((s) => s.keyId) };
+    const capabilities = await capabilitiesFor(image, subject, instances, store, now());
+    let slot: RunSlot;
+    try {
+      slot = queue.reserve();
+    } catch (error) {
+      metrics.queueRejected();
+      throw error;
+    }
+    const record: RunRecord = { id: runId, subject: image.digest, imageName: image.manifest.name, status: slot.queued ? 'queued' : 'running', input, createdAt: now() };
+    if (submittedBy !== undefined) record.submittedBy = submittedBy;
+    try {
+      await store.insertRun(record);
+    } catch (error) {
+      slot.release();
+      throw error;
+    }
+    journal.open(runId);
+    announce(record);
+    const execute = async (): Promise<RunOutcome> => {
+      const entry = live.get(runId);
+      if (slot.queued && (await slot.started) && !entry?.cancelled) {
+        await store.updateRun(runId, { status: 'running' });
+        if (!entry?.cancelled) announce({ ...record, status: 'running' });
+      }
+      if (entry?.cancelled) return { status: 'error', error: { code: 'CANCELLED', message: 'cancelled before it started' }, logs: [], usage: { cpuMs: 0, wallMs: 0, heapBytes: 0, calls: 0 } };
+      return sandbox.run({
+        runId,
+        program: imageProgram(image),
+        input,
+        capabilities,
+        limits: image.manifest.limits ?? {},
+        subject: image.digest,
+        onLog: (line) => journal.push(runId, { type: 'log', line }),
+      });
+    };
+    let startedAt = 0;
+    const done = Promise.resolve()
+      .then(async () => {
+        startedAt = now();
+        return execute();
+      })
+      .catch((error: unknown): RunOutcome => {
+        logger.error({ err: error, runId }, 'starting a run failed');
+        return { status: 'error', error: { code: 'INTERNAL', message: 'the host could not start the run' }, logs: [], usage: { cpuMs: 0, wallMs: 0, heapBytes: 0, calls: 0 } };
+      })
+      .then(async (outcome) => {
+        slot.release();
+        queue.observe(now() - startedAt);
+        live.delete(runId);
+        const current = await store.getRun(runId);
+        const status = current?.status === 'cancelled' ? 'cancelled' : outcome.status === 'ok' ? 'ok' : 'error';
+        await store.updateRun(runId, { status, endedAt: now(), outcome });
+        const updated = (await store.getRun(runId)) ?? { ...record, status, endedAt: now(), outcome };
+        requests.emit({ type: 'run', run: updated });
+        metrics.runFinished(status, outcome, now() - startedAt);
+        journal.end(runId, { type: 'outcome', run: updated });
+        return outcome;
+      });
+    live.set(runId, { subject, allowances: [], done, slot });
+    return { runId, digest: image.digest, status: slot.queued ? 'queued' : 'running' };
+  }
 
   const host: Host & { url: string | undefined } = {
     store,
     requests,
     gate,
     backend: undefined as unknown as OperatorBackend,
+    instances,
     url: undefined,
+    queue,
+    metrics,
     async submit({ image: bytes, input = null, submittedBy }) {
-      const image = await loadImage(bytes, config.trustedKeys.length > 0 ? { trustedKeys: config.trustedKeys, requireSignature: config.requireSignature } : {});
-      const runId = randomUUID();
-      const subject: RunSubject = { digest: image.digest, name: image.manifest.name, signers: image.signatures.filter((s) => s.trusted).map((s) => s.keyId) };
-      const capabilities = await capabilitiesFor(image, subject, instances, store, now());
-      const record: RunRecord = { id: runId, subject: image.digest, imageName: image.manifest.name, status: 'running', input, createdAt: now() };
-      if (submittedBy !== undefined) record.submittedBy = submittedBy;
-      await store.insertRun(record);
-      requests.emit({ type: 'run', run: record });
-      const done = sandbox
-        .run({ runId, program: imageProgram(image), input, capabilities, limits: image.manifest.limits ?? {}, subject: image.digest })
-        .then(async (outcome) => {
-          live.delete(runId);
-          const current = await store.getRun(runId);
-          const status = current?.status === 'cancelled' ? 'cancelled' : outcome.status === 'ok' ? 'ok' : 'error';
-          await store.updateRun(runId, { status, endedAt: now(), outcome });
-          const updated = await store.getRun(runId);
-          if (updated) requests.emit({ type: 'run', run: updated });
-          return outcome;
-        });
-      live.set(runId, { subject, allowances: [], done });
-      return { runId, digest: image.digest };
+      return start(await loadImage(bytes, trust), input, submittedBy);
+    },
+    async addImage(bytes) {
+      if (closing) throw new ContainedError('SHUTTING_DOWN', 'the host is closing');
+      const image = await images.add(bytes, trust);
+      return { digest: image.digest, manifest: image.manifest };
+    },
+    async submitDigest({ digest, input = null, submittedBy }) {
+      return start(await images.load(digest, trust), input, submittedBy);
+    },
+    followRun(runId, listener) {
+      return journal.follow(runId, listener);
     },
     async waitForRun(runId) {
       const running = live.get(runId);
@@ -140,13 +247,20 @@ export async function startHost(options: HostOptions): Promise<Host> {
     async cancelRun(runId) {
       const record = await store.getRun(runId);
       if (!record) throw new ContainedError('NOT_FOUND', `no run ${runId}`);
-      if (live.has(runId)) {
+      const entry = live.get(runId);
+      if (entry) {
+        entry.cancelled = true;
         await store.updateRun(runId, { status: 'cancelled' });
-        sandbox.cancel(runId, 'cancelled by an operator');
+        if (!entry.slot?.cancel()) sandbox.cancel(runId, 'cancelled by an operator');
       }
       return (await store.getRun(runId)) ?? record;
     },
     async close() {
+      closing = true;
+      for (const entry of live.values()) {
+        entry.cancelled = true;
+        entry.slot?.cancel();
+      }
       await server?.close();
       requests.close();
       await sandbox.close();
@@ -155,9 +269,9 @@ export async function startHost(options: HostOptions): Promise<Host> {
     },
   };
   (host as { backend: OperatorBackend }).backend = createHostBackend({ host, store, requests, gate, instances, logger });
-  let server: { url: string; close(): Promise<void>; server: Server } | undefined;
+  let server: HttpServer | undefined;
   if (options.listen !== false) {
-    server = await startHttpServer({ host, config, verifier: createTokenVerifier(store), logger });
+    server = await startHttpServer({ host, config, verifier: createTokenVerifier(store), logger, metrics, ...(options.httpRoutes ? { routes: options.httpRoutes } : {}) });
     host.url = server.url;
   }
   return host;

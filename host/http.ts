@@ -1,52 +1,167 @@
 /**
- * The host's HTTP server: a minimal, authenticated run API (`POST /v1/runs`, `GET /v1/runs/:id`)
- * and the operator WebSocket channel on the same port. Loopback by default. Request bodies are
- * size-capped and validated; every error is JSON `{ error: { code, message } }` with a stable code.
+ * The host's HTTP server: the platform API (`/v1/images`, `/v1/runs…`, host/api/), `/metrics`,
+ * `/healthz`, the operator WebSocket channel (`/v1/operator`, upgrade only) and whatever other
+ * routes are mounted — all on one port, loopback by default.
+ *
+ * ## Mounting routes (the web console and anything else served by the host)
+ *
+ * A route is `{ method, path, handler }`. `path` is exact (`/console`), has `:name` parameters
+ * (`/console/runs/:id`, a parameter matches one non-empty segment), or ends in `/*` for a prefix
+ * (`/console/*` matches `/console` and everything below it). Pass routes (or a function of the
+ * server's services that returns them — use it to reach `channel.issueTicket`, `host`, `verifier`)
+ * as `routes` to `startHttpServer`, or as `HostOptions.httpRoutes` to `startHost`:
+ *
+ * ```ts
+ * startHost({ config, httpRoutes: (s) => consoleRoutes(s) });
+ * function consoleRoutes({ host, channel, verifier }: HttpServices): HttpRoute[] {
+ *   return [{ method: 'GET', path: '/console/*', handler: async ({ req, res, url }) => { ... } }];
+ * }
+ * ```
+ *
+ * Built-in routes are matched first, then mounted routes in order. A handler answers with `res`
+ * itself (`sendJson`/`sendError` from host/api/respond.ts are there to reuse); a ContainedError it
+ * throws becomes the JSON error answer (status from the code). Mounted routes do their own
+ * authentication (cookies, CSRF…) — `authenticate` in host/api/auth.ts does bearer tokens.
+ * A path no route knows is `NOT_FOUND` (404); a known path with another method is
+ * `METHOD_NOT_ALLOWED` (405, with `Allow`).
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from 'pino';
-import { z } from 'zod';
-import { ContainedError, type ErrorCode } from '../runtime/errors.js';
+import { ContainedError } from '../runtime/errors.js';
+import { type ApiLimits, createApi, DEFAULT_API_LIMITS } from './api/routes.js';
+import { sendError, sendJson } from './api/respond.js';
 import type { HostConfig } from './config.js';
 import type { Host } from './host.js';
-import type { Operator } from './model.js';
+import type { HostMetrics } from './metrics.js';
 import type { TokenVerifier } from './operator/backend.js';
-import { attachOperatorChannel } from './operator/server.js';
+import { attachOperatorChannel, type OperatorChannel } from './operator/server.js';
 
-/** Largest request body, bytes (a base64 image plus input). */
-export const MAX_BODY_BYTES = 48 * 1024 * 1024;
-/** Longest `?waitMs=` long-poll. */
-export const MAX_WAIT_MS = 120_000;
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'HEAD';
 
-const submitSchema = z.strictObject({
-  /** The image archive, base64. */
-  image: z.string().min(1),
-  input: z.unknown().optional(),
-});
+export interface RouteContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  url: URL;
+  /** `:name` parameters of the path, decoded. */
+  params: Readonly<Record<string, string>>;
+}
+
+export interface HttpRoute {
+  method: HttpMethod;
+  path: string;
+  handler(ctx: RouteContext): Promise<void> | void;
+  /** A label for metrics and logs (default: `path`). */
+  name?: string;
+}
+
+/** What mounted routes may use. */
+export interface HttpServices {
+  host: Host;
+  config: HostConfig;
+  verifier: TokenVerifier;
+  channel: OperatorChannel;
+  metrics: HostMetrics | undefined;
+  logger: Logger | undefined;
+}
+
+export type RoutesOption = readonly HttpRoute[] | ((services: HttpServices) => readonly HttpRoute[]);
 
 export interface HttpServerOptions {
   host: Host;
   config: HostConfig;
   verifier: TokenVerifier;
   logger?: Logger;
+  metrics?: HostMetrics;
+  /** Extra routes (the web console…), matched after the built-in ones. */
+  routes?: RoutesOption;
+  /** Body and stream limits of the platform API. */
+  limits?: Partial<ApiLimits>;
 }
 
-export async function startHttpServer(options: HttpServerOptions): Promise<{ url: string; server: Server; close(): Promise<void> }> {
-  const { host, config, verifier, logger } = options;
+export interface HttpServer {
+  url: string;
+  server: Server;
+  channel: OperatorChannel;
+  close(): Promise<void>;
+}
+
+interface CompiledRoute extends HttpRoute {
+  pattern: RegExp;
+  keys: string[];
+}
+
+export function compileRoute(route: HttpRoute): CompiledRoute {
+  const keys: string[] = [];
+  let path = route.path;
+  let prefix = false;
+  if (path.endsWith('/*')) {
+    prefix = true;
+    path = path.slice(0, -2);
+  }
+  const source = path
+    .split('/')
+    .map((segment) => {
+      if (segment.startsWith(':')) {
+        keys.push(segment.slice(1));
+        return '([^/]+)';
+      }
+      return segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    })
+    .join('/');
+  return { ...route, keys, pattern: new RegExp(`^${source}${prefix ? '(?:/.*)?' : ''}$`) };
+}
+
+export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
+  const { host, config, verifier, logger, metrics } = options;
+  const limits: ApiLimits = { ...DEFAULT_API_LIMITS, ...options.limits };
+  const routes: CompiledRoute[] = [];
   const server = createServer((req, res) => {
-    handle(req, res, host, verifier).catch((error: unknown) => {
-      const info = error instanceof ContainedError ? error : new ContainedError('INTERNAL', 'internal error in the host');
-      if (!(error instanceof ContainedError)) logger?.error({ err: error }, 'http handler failed');
-      sendError(res, info.code, info.message);
+    dispatch(req, res).catch((error: unknown) => {
+      if (!(error instanceof ContainedError)) logger?.error({ err: error, url: req.url }, 'http handler failed');
+      sendError(res, error);
     });
   });
-  const channel = attachOperatorChannel(server, {
-    backend: host.backend,
-    verifier,
-    allowedOrigins: config.allowedOrigins,
-    logger,
-  });
+  // Slow or stalled clients must not hold sockets forever (SSE streams reset their own timeout).
+  server.requestTimeout = 120_000;
+  server.headersTimeout = 30_000;
+  const channel = attachOperatorChannel(server, { backend: host.backend, verifier, allowedOrigins: config.allowedOrigins, logger });
+  const services: HttpServices = { host, config, verifier, channel, metrics, logger };
+
+  async function dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://host.invalid');
+    } catch {
+      throw new ContainedError('INVALID_ARGUMENT', 'malformed request URL');
+    }
+    const method = (req.method ?? 'GET').toUpperCase();
+    const allowed: string[] = [];
+    for (const route of routes) {
+      const match = route.pattern.exec(url.pathname);
+      if (!match) continue;
+      if (route.method !== method) {
+        allowed.push(route.method);
+        continue;
+      }
+      const params: Record<string, string> = {};
+      route.keys.forEach((key, i) => {
+        params[key] = decodeURIComponent(match[i + 1] ?? '');
+      });
+      const stop = metrics?.httpTimer(method, route.name ?? route.path);
+      res.once('close', () => stop?.(res.statusCode));
+      await route.handler({ req, res, url, params });
+      return;
+    }
+    if (allowed.length > 0) throw new ContainedError('METHOD_NOT_ALLOWED', `${method} is not allowed on ${url.pathname}`, { data: { allow: [...new Set(allowed)] } });
+    throw new ContainedError('NOT_FOUND', `no route ${method} ${url.pathname}`);
+  }
+
+  const api = createApi({ host, verifier, config, limits, metrics, logger });
+  const builtIn: HttpRoute[] = [{ method: 'GET', path: '/healthz', handler: ({ res }) => sendJson(res, 200, { ok: true }) }, ...api.routes];
+  const extra = typeof options.routes === 'function' ? options.routes(services) : (options.routes ?? []);
+  for (const route of [...builtIn, ...extra]) routes.push(compileRoute(route));
+
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.listen.port, config.listen.host, () => resolve());
@@ -56,87 +171,15 @@ export async function startHttpServer(options: HttpServerOptions): Promise<{ url
   return {
     url: `http://${hostname}:${address.port}`,
     server,
+    channel,
     async close() {
       await channel.close();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeAllConnections();
+      api.close();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      // Event streams never go idle on their own.
+      setTimeout(() => server.closeAllConnections(), 1000).unref();
+      await closed;
     },
   };
-}
-
-async function authenticate(req: IncomingMessage, verifier: TokenVerifier): Promise<Operator> {
-  const header = req.headers.authorization;
-  const token = typeof header === 'string' && /^Bearer /i.test(header) ? header.slice(7).trim() : '';
-  const operator = token ? await verifier.verify(token) : undefined;
-  if (!operator) throw new ContainedError('CAPABILITY_DENIED', 'a valid bearer token is required', { data: { status: 401 } });
-  return operator;
-}
-
-async function handle(req: IncomingMessage, res: ServerResponse, host: Host, verifier: TokenVerifier): Promise<void> {
-  const url = new URL(req.url ?? '/', 'http://localhost');
-  if (req.method === 'GET' && url.pathname === '/healthz') return sendJson(res, 200, { ok: true });
-  const operator = await authenticate(req, verifier);
-  const platform = operator.role === 'platform' || operator.role === 'admin';
-  if (req.method === 'POST' && url.pathname === '/v1/runs') {
-    if (!platform) throw new ContainedError('CAPABILITY_DENIED', 'submitting runs needs the platform or admin role', { data: { status: 403 } });
-    const body = submitSchema.safeParse(await readJson(req));
-    if (!body.success) {
-      const issue = body.error.issues[0];
-      throw new ContainedError('INVALID_ARGUMENT', `invalid body${issue ? ` at ${issue.path.join('.') || '(root)'}: ${issue.message}` : ''}`);
-    }
-    const image = Buffer.from(body.data.image, 'base64');
-    const { runId, digest } = await host.submit({ image, input: body.data.input ?? null, submittedBy: operator.name });
-    return sendJson(res, 202, { runId, digest });
-  }
-  const match = /^\/v1\/runs\/([A-Za-z0-9-]{1,64})$/.exec(url.pathname);
-  if (req.method === 'GET' && match) {
-    const runId = match[1] as string;
-    const waitMs = Math.min(MAX_WAIT_MS, Math.max(0, Number(url.searchParams.get('waitMs') ?? 0) || 0));
-    let run = await host.store.getRun(runId);
-    if (!run) throw new ContainedError('NOT_FOUND', `no run ${runId}`);
-    if (waitMs > 0 && run.status === 'running') {
-      await Promise.race([host.waitForRun(runId).catch(() => undefined), new Promise((r) => setTimeout(r, waitMs))]);
-      run = (await host.store.getRun(runId)) ?? run;
-    }
-    return sendJson(res, 200, run);
-  }
-  throw new ContainedError('NOT_FOUND', `no route ${req.method ?? ''} ${url.pathname}`);
-}
-
-async function readJson(req: IncomingMessage): Promise<unknown> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > MAX_BODY_BYTES) throw new ContainedError('INVALID_ARGUMENT', `the body is larger than ${MAX_BODY_BYTES} bytes`, { data: { status: 413 } });
-    chunks.push(chunk as Buffer);
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8')) as unknown;
-  } catch {
-    throw new ContainedError('INVALID_ARGUMENT', 'the body is not valid JSON');
-  }
-}
-
-const STATUS: Partial<Record<ErrorCode, number>> = {
-  NOT_FOUND: 404,
-  INVALID_ARGUMENT: 400,
-  USAGE: 400,
-  CAPABILITY_DENIED: 403,
-  ALREADY_RESOLVED: 409,
-};
-
-function sendError(res: ServerResponse, code: ErrorCode, message: string): void {
-  const status = code.startsWith('IMAGE_') ? 422 : (STATUS[code] ?? 500);
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  sendJson(res, code === 'CAPABILITY_DENIED' && message.startsWith('a valid bearer') ? 401 : status, { error: { code, message } });
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
-  res.end(text);
 }

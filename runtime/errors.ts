@@ -65,6 +65,13 @@ export const ERROR_CODES = {
   IMAGE_DIGEST_MISMATCH: 'The image digest differs from the one expected.',
   IMAGE_SIGNATURE_INVALID: 'The signature does not verify, or is missing where one is required.',
   IMAGE_UNTRUSTED_SIGNER: 'The image is signed by a key that is not in the trust store.',
+  // HTTP API (host/http.ts, host/api/)
+  FORBIDDEN: 'The credential is valid but its role may not use this endpoint (HTTP 403).',
+  METHOD_NOT_ALLOWED: 'The path exists but not with this HTTP method; the `Allow` header lists the methods (HTTP 405).',
+  PAYLOAD_TOO_LARGE: 'The request body is larger than the endpoint accepts; `data.limitBytes` is the limit (HTTP 413).',
+  UNSUPPORTED_MEDIA_TYPE: 'The request body has a `Content-Type` the endpoint does not accept (HTTP 415).',
+  QUEUE_FULL: 'The run queue is full; nothing was stored. Retry after `Retry-After` seconds (HTTP 429).',
+  SHUTTING_DOWN: 'The host is closing and accepts no new work (HTTP 503).',
   // CLI / usage
   USAGE: 'The command line is malformed (unknown command or flag, missing value).',
 } as const;

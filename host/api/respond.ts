@@ -1,0 +1,69 @@
+/**
+ * How the HTTP API answers: JSON bodies, and every error as `{ error: { code, message, data? } }`
+ * with a stable code from runtime/errors.ts and an HTTP status derived from that code only (so a
+ * code always means the same status). Anything that is not a ContainedError becomes `INTERNAL`
+ * with a generic message; the detail goes to the log, never to the caller.
+ */
+import type { ServerResponse } from 'node:http';
+import { ContainedError, type ErrorCode } from '../../runtime/errors.js';
+
+/** HTTP status of each code the API can answer with; IMAGE_* codes are 422; anything else 500. */
+export const HTTP_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
+  INVALID_ARGUMENT: 400,
+  USAGE: 400,
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
+  CAPABILITY_DENIED: 403,
+  NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  ALREADY_RESOLVED: 409,
+  DUPLICATE_APPROVER: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  UNSUPPORTED_MEDIA_TYPE: 415,
+  QUEUE_FULL: 429,
+  RATE_LIMITED: 429,
+  SHUTTING_DOWN: 503,
+  INTERNAL: 500,
+};
+
+export function statusFor(code: ErrorCode): number {
+  if (code.startsWith('IMAGE_')) return 422;
+  return HTTP_STATUS[code] ?? 500;
+}
+
+/** Structured detail safe for the caller (paths of invalid fields, limits, image details). */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; data?: Record<string, unknown> };
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': String(Buffer.byteLength(text)),
+    'cache-control': 'no-store',
+    'x-content-type-options': 'nosniff',
+    ...headers,
+  });
+  res.end(text);
+}
+
+/** Answer with an error; a response already under way (e.g. an SSE stream) is cut instead. */
+export function sendError(res: ServerResponse, error: unknown): void {
+  const info = error instanceof ContainedError ? error : new ContainedError('INTERNAL', 'internal error in the host');
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const headers: Record<string, string> = {};
+  const retryAfter = info.data?.['retryAfterSeconds'];
+  if (typeof retryAfter === 'number') headers['retry-after'] = String(Math.max(1, Math.ceil(retryAfter)));
+  if (info.code === 'UNAUTHENTICATED') headers['www-authenticate'] = 'Bearer realm="contained"';
+  const allow = info.data?.['allow'];
+  if (info.code === 'METHOD_NOT_ALLOWED' && Array.isArray(allow)) headers['allow'] = allow.join(', ');
+  const body: ErrorBody = { error: { code: info.code, message: info.message } };
+  if (info.data !== undefined) body.error.data = info.data;
+  // A body we did not read to the end would otherwise be parsed as the next request.
+  headers['connection'] = res.req.complete ? 'keep-alive' : 'close';
+  sendJson(res, statusFor(info.code), body, headers);
+}

@@ -1,0 +1,164 @@
+/**
+ * The platform API routes (docs/http-api.md): upload images, submit runs, read and follow and
+ * cancel them, and `/metrics`. Authenticated with `platform` (or `admin`) bearer tokens; bodies
+ * size-capped before they are buffered and validated with the zod schemas of schemas.ts; every
+ * failure a JSON error with a stable code (respond.ts).
+ *
+ * The route list is also the table openapi.ts documents: `API_OPERATIONS` holds, per route, the
+ * summary and the request and response schemas.
+ */
+import type { Logger } from 'pino';
+import { z } from 'zod';
+import { ContainedError } from '../../runtime/errors.js';
+import type { HostConfig } from '../config.js';
+import type { Host } from '../host.js';
+import type { HttpRoute, RouteContext } from '../http.js';
+import type { HostMetrics } from '../metrics.js';
+import type { RunRecord } from '../model.js';
+import type { TokenVerifier } from '../operator/backend.js';
+import { API_ROLES, authenticate } from './auth.js';
+import { readBody, readJson, requireMediaType, validate } from './body.js';
+import { EventStreams } from './events.js';
+import { sendJson } from './respond.js';
+import { RUN_ID, runQuerySchema, submitDigestSchema, submitImageSchema } from './schemas.js';
+
+export interface ApiLimits {
+  /** Largest image upload (`POST /v1/images`), bytes. Beyond: 413 PAYLOAD_TOO_LARGE. */
+  maxImageBytes: number;
+  /** Largest `POST /v1/runs` body (an inline base64 image plus input), bytes. */
+  maxRunBodyBytes: number;
+  /** Longest `?waitMs=` long-poll on `GET /v1/runs/:id`, ms. */
+  maxWaitMs: number;
+  /** Keep-alive comment interval on event streams, ms. */
+  sseHeartbeatMs: number;
+  /** Unsent bytes an event stream may queue before it is cut (slow reader), bytes. */
+  sseMaxBufferedBytes: number;
+}
+
+export const DEFAULT_API_LIMITS: Readonly<ApiLimits> = Object.freeze({
+  maxImageBytes: 32 * 1024 * 1024,
+  maxRunBodyBytes: 48 * 1024 * 1024,
+  maxWaitMs: 120_000,
+  sseHeartbeatMs: 15_000,
+  sseMaxBufferedBytes: 4 * 1024 * 1024,
+});
+
+/** Media types accepted for an image upload. */
+export const IMAGE_MEDIA_TYPES = ['application/gzip', 'application/x-gzip', 'application/octet-stream'] as const;
+
+export interface ApiDeps {
+  host: Host;
+  verifier: TokenVerifier;
+  config: HostConfig;
+  limits: ApiLimits;
+  metrics: HostMetrics | undefined;
+  logger: Logger | undefined;
+}
+
+export interface Api {
+  routes: HttpRoute[];
+  /** End open event streams (server shutdown). */
+  close(): void;
+}
+
+export function createApi(deps: ApiDeps): Api {
+  const { host, verifier, config, limits, metrics } = deps;
+  const streams = new EventStreams({ heartbeatMs: limits.sseHeartbeatMs, maxBufferedBytes: limits.sseMaxBufferedBytes });
+  const platform = (ctx: RouteContext) => authenticate(ctx.req, verifier, API_ROLES);
+
+  async function findRun(ctx: RouteContext): Promise<RunRecord> {
+    const id = ctx.params['id'] ?? '';
+    const run = RUN_ID.test(id) ? await host.store.getRun(id) : undefined;
+    if (!run) throw new ContainedError('NOT_FOUND', `no run ${id.slice(0, 80)}`);
+    return run;
+  }
+
+  const routes: HttpRoute[] = [
+    {
+      method: 'POST',
+      path: '/v1/images',
+      async handler(ctx) {
+        await platform(ctx);
+        requireMediaType(ctx.req, IMAGE_MEDIA_TYPES);
+        const bytes = await readBody(ctx.req, limits.maxImageBytes);
+        const image = await host.addImage(bytes);
+        sendJson(ctx.res, 201, image, { location: `/v1/images/${image.digest}` });
+      },
+    },
+    {
+      method: 'POST',
+      path: '/v1/runs',
+      async handler(ctx) {
+        const operator = await platform(ctx);
+        const raw = await readJson(ctx.req, z.unknown(), limits.maxRunBodyBytes);
+        // Two forms; pick the schema by the key that tells them apart, so errors name real fields.
+        const inline = typeof raw === 'object' && raw !== null && 'image' in raw;
+        const body = inline ? validate(submitImageSchema, raw, 'body') : validate(submitDigestSchema, raw, 'body');
+        const submittedBy = operator.name;
+        const submitted =
+          'image' in body
+            ? await host.submit({ image: decodeBase64(body.image), input: body.input ?? null, submittedBy })
+            : await host.submitDigest({ digest: body.digest, input: body.input ?? null, submittedBy });
+        sendJson(ctx.res, 202, submitted, { location: `/v1/runs/${submitted.runId}` });
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/runs/:id',
+      async handler(ctx) {
+        await platform(ctx);
+        const query = validate(runQuerySchema, Object.fromEntries(ctx.url.searchParams), 'query');
+        let run = await findRun(ctx);
+        const waitMs = Math.min(limits.maxWaitMs, query.waitMs ?? 0);
+        if (waitMs > 0 && (run.status === 'running' || run.status === 'queued')) {
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([host.waitForRun(run.id).catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, waitMs)))]);
+          clearTimeout(timer);
+          run = (await host.store.getRun(run.id)) ?? run;
+        }
+        sendJson(ctx.res, 200, run);
+      },
+    },
+    {
+      method: 'GET',
+      path: '/v1/runs/:id/events',
+      name: '/v1/runs/:id/events',
+      async handler(ctx) {
+        await platform(ctx);
+        const run = await findRun(ctx);
+        await streams.serve(ctx.req, ctx.res, host, run);
+      },
+    },
+    {
+      method: 'DELETE',
+      path: '/v1/runs/:id',
+      async handler(ctx) {
+        await platform(ctx);
+        const run = await findRun(ctx);
+        const live = run.status === 'running' || run.status === 'queued';
+        const after = live ? await host.cancelRun(run.id) : run;
+        sendJson(ctx.res, live ? 202 : 200, after);
+      },
+    },
+    {
+      method: 'GET',
+      path: '/metrics',
+      async handler(ctx) {
+        if (!config.metricsPublic) await platform(ctx);
+        if (!metrics) throw new ContainedError('NOT_FOUND', 'this server has no metrics');
+        const { contentType, body } = await metrics.render();
+        ctx.res.writeHead(200, { 'content-type': contentType, 'content-length': String(Buffer.byteLength(body)), 'cache-control': 'no-store' });
+        ctx.res.end(body);
+      },
+    },
+  ];
+  return { routes, close: () => streams.closeAll() };
+}
+
+/** Strict base64 (standard alphabet, optional padding); anything else is INVALID_ARGUMENT. */
+function decodeBase64(text: string): Buffer {
+  if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 === 1) {
+    throw new ContainedError('INVALID_ARGUMENT', 'image must be base64', { data: { path: ['image'] } });
+  }
+  return Buffer.from(text, 'base64');
+}
