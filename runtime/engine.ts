@@ -16,7 +16,7 @@
  *   isolate, and call results go in as JSON strings. No `Reference` is handed to agent code.
  * - Never uses a `*Sync` API to run untrusted code on this thread.
  */
-import ivm from 'isolated-vm';
+import type ivm from 'isolated-vm';
 import { ContainedError, type ErrorCode, type ErrorInfo, isErrorCode } from './errors.js';
 import { type Limits, MIN_LOG_LINE_BYTES } from './limits.js';
 import { type Program, resolveSpecifier, validateProgram } from './program.js';

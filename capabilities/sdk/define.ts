@@ -4,7 +4,7 @@
  * scope check and an implementation. Definitions are data; instances (instance.ts) bind them to a
  * scope and to host resources.
  */
-import { z } from 'zod';
+import type { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
 import { resolveRisk, type RiskAnnotations } from './risk.js';
 

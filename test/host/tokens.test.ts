@@ -14,6 +14,7 @@ import { createToken, createTokenVerifier, hashToken, looksLikeToken } from '../
 import { ContainedError } from '../../runtime/errors.js';
 
 vi.mock('node:crypto', async (importOriginal) => {
+  // eslint-disable-next-line @typescript-eslint/consistent-type-imports -- vi.mock needs the module type inline
   const original = await importOriginal<typeof import('node:crypto')>();
   return { ...original, timingSafeEqual: vi.fn(original.timingSafeEqual) };
 });
