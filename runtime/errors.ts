@@ -72,6 +72,10 @@ export const ERROR_CODES = {
   UNSUPPORTED_MEDIA_TYPE: 'The request body has a `Content-Type` the endpoint does not accept (HTTP 415).',
   QUEUE_FULL: 'The run queue is full; nothing was stored. Retry after `Retry-After` seconds (HTTP 429).',
   SHUTTING_DOWN: 'The host is closing and accepts no new work (HTTP 503).',
+  // Audit and trust (host/audit/, host/trust/)
+  AUDIT_FAILED: 'The audit record could not be made durable (disk full, lock timeout, closed log); the action it was to precede was not performed.',
+  AUDIT_TAMPERED: '`contained audit verify` found the chain broken (a record edited, deleted, inserted or moved) or a checkpoint that does not match; `data.firstBad` names the first bad record.',
+  PROMOTION_REFUSED: 'A promotion to executed was refused: the action is destructive, financial or irreversible (the ceiling), or its evidence no longer meets the bar.',
   // CLI / usage
   USAGE: 'The command line is malformed (unknown command or flag, missing value).',
 } as const;
