@@ -47,12 +47,21 @@ async function benchHost(): Promise<{ dir: string; host: Awaited<ReturnType<type
 }
 
 export async function escalationRoundTrip(): Promise<HostBenchRow[]> {
-  const N = 300;
+  const N = 150;
   const b = await benchHost();
-  const op = await OperatorClient.connect({ url: `${b.host.url?.replace(/^http/, 'ws')}/v1/operator`, token: b.approver, requestTimeoutMs: 60_000 });
-  op.onEvent((event) => {
-    if (event.type === 'created') void op.decide({ requestId: event.request.id, verdict: 'approve', span: 'once' });
-  });
+  // Five automated approvers, each taking its share: the channel rate-limits every connection
+  // (20 messages/s, burst 40), which a single bot approving 150 requests at once would exceed.
+  const ops = await Promise.all(
+    Array.from({ length: 5 }, () => OperatorClient.connect({ url: `${b.host.url?.replace(/^http/, 'ws')}/v1/operator`, token: b.approver, requestTimeoutMs: 60_000 })),
+  );
+  for (const [k, op] of ops.entries()) {
+    op.onEvent((event) => {
+      if (event.type !== 'created' || Number.parseInt(event.request.id.slice(0, 8), 16) % ops.length !== k) return;
+      op.decide({ requestId: event.request.id, verdict: 'approve', span: 'once' }).catch((error: unknown) => {
+        process.stderr.write(`bench approve failed: ${String((error as Error).message)}\n`);
+      });
+    });
+  }
   const manifest = { format: 1, name: 'bench', version: '1.0.0', description: 'escalates', entry: 'main.js', requests: [{ capability: 'notes', kind: 'fs', scope: {}, methods: ['read'], why: 'bench' }], limits: { wallMs: 600_000, cpuMs: 60_000 } };
   const files = new Map<string, Uint8Array>([
     ['manifest.json', Buffer.from(JSON.stringify(manifest))],
@@ -70,7 +79,7 @@ export async function escalationRoundTrip(): Promise<HostBenchRow[]> {
   };
   const { runId } = await b.host.submit({ image: packImage(files), input: N });
   const outcome = await b.host.waitForRun(runId);
-  await op.close();
+  await Promise.all(ops.map((op) => op.close()));
   await b.close();
   const rows: HostBenchRow[] = [
     { name: 'escalation round trip p50 (gate: open → operator over ws → approve → resume)', value: round(pct(decideTimes, 50)), unit: 'ms', target: '≤ 2 ms' },
