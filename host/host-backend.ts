@@ -30,12 +30,21 @@ function requireRole(operator: Operator, needed: Exclude<Role, 'platform'>, what
 
 export function createHostBackend(deps: HostBackendDeps): OperatorBackend {
   const { store, requests, gate } = deps;
+  /**
+   * A token revoked while its connection is open (`contained token revoke` runs in another
+   * process) must stop deciding at once: every state change re-reads the token's record.
+   */
+  async function assertLive(operator: Operator): Promise<void> {
+    const token = (await store.listTokens()).find((t) => t.id === operator.tokenId);
+    if (!token || token.revokedAt !== undefined) throw new ContainedError('UNAUTHENTICATED', `the token of ${operator.name} was revoked`);
+  }
   return {
     async pending(operator) {
       requireRole(operator, 'viewer', 'seeing requests');
       return requests.pending();
     },
     async decide(operator, input) {
+      await assertLive(operator);
       return requests.decide(operator, input);
     },
     async listGrants(operator) {
@@ -44,6 +53,7 @@ export function createHostBackend(deps: HostBackendDeps): OperatorBackend {
     },
     async revokeGrant(operator, grantId, reason) {
       requireRole(operator, 'admin', 'revoking a grant');
+      await assertLive(operator);
       if (typeof reason !== 'string' || reason.trim() === '') throw new ContainedError('INVALID_ARGUMENT', 'revoking a grant needs a reason');
       const existing = await store.getGrant(grantId);
       if (!existing) throw new ContainedError('NOT_FOUND', `no grant ${grantId}`);
@@ -59,6 +69,7 @@ export function createHostBackend(deps: HostBackendDeps): OperatorBackend {
     },
     async cancelRun(operator, runId) {
       requireRole(operator, 'admin', 'cancelling a run');
+      await assertLive(operator);
       return deps.host.cancelRun(runId);
     },
     subscribe(listener) {

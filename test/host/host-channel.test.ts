@@ -104,4 +104,22 @@ describe('operator channel of a live host under bad input', () => {
     expect(fx.mails().filter((m) => m.includes('Subject: p'))).toHaveLength(1);
     for (const c of [alice, vic]) c.ws.close();
   });
+
+  it('a token revoked while its connection is open can no longer decide', async () => {
+    const image = fx.image('revoked', "export default async (input, caps) => caps.mail.send({ to: 'a@example.com', subject: 'r', text: 't' })", [
+      { capability: 'mail', kind: 'outbox', scope: {}, methods: ['send'], why: 'mail' },
+    ]);
+    await fx.grant(image.digest, { capability: 'mail', methods: ['send'], mode: 'assisted' });
+    const carol = await connect(fx.tokens.carol as string);
+    const created = carol.next((m) => m.type === 'created' && (m.request as { subject?: string }).subject === image.digest);
+    const { runId } = await fx.host.submit({ image: image.bytes, input: null });
+    const request = (await created).request as { id: string };
+    const record = (await fx.host.store.listTokens()).find((t) => t.name === 'carol');
+    await fx.host.store.revokeToken(record?.id ?? '', Date.now());
+    carol.ws.send(JSON.stringify({ type: 'decide', id: 'c1', requestId: request.id, verdict: 'approve' }));
+    expect(await carol.next((m) => m.id === 'c1')).toMatchObject({ type: 'error', code: 'UNAUTHENTICATED' });
+    expect((await fx.host.store.getRequest(request.id))?.status).toBe('pending');
+    await fx.host.cancelRun(runId);
+    carol.ws.close();
+  });
 });
