@@ -93,8 +93,100 @@ CREATE TABLE tokens (
 CREATE UNIQUE INDEX tokens_active_name ON tokens (name) WHERE revoked_at IS NULL;
 `;
 
+/**
+ * v2 — audit log and trust ledger (host/audit, host/trust; docs/audit-and-trust.md). Additive only.
+ * `audit_records` is the hash chain (seq is the chain order); `audit_checkpoints` holds signed
+ * heads; `audit_inbox` is filled by triggers on grants and tokens in the same transaction as the
+ * change (whoever makes it: host, CLI, API) and drained into the chain by the audit writer.
+ */
+const V2 = `
+CREATE TABLE audit_records (
+  seq INTEGER PRIMARY KEY NOT NULL,
+  at INTEGER NOT NULL,
+  type TEXT NOT NULL,
+  run_id TEXT,
+  subject TEXT,
+  capability TEXT,
+  method TEXT,
+  call_id TEXT,
+  data TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+) STRICT;
+CREATE INDEX audit_by_call ON audit_records (call_id) WHERE call_id IS NOT NULL;
+CREATE INDEX audit_by_run ON audit_records (run_id) WHERE run_id IS NOT NULL;
+
+CREATE TABLE audit_checkpoints (
+  seq INTEGER PRIMARY KEY NOT NULL,
+  hash TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  key_id TEXT NOT NULL,
+  signature TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE audit_inbox (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  kind TEXT NOT NULL,
+  ref TEXT NOT NULL
+) STRICT;
+CREATE TRIGGER audit_grant_added AFTER INSERT ON grants BEGIN INSERT INTO audit_inbox (kind, ref) VALUES ('grant.added', NEW.id); END;
+CREATE TRIGGER audit_grant_revoked AFTER UPDATE OF revoked_at ON grants WHEN OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL
+  BEGIN INSERT INTO audit_inbox (kind, ref) VALUES ('grant.revoked', NEW.id); END;
+CREATE TRIGGER audit_token_created AFTER INSERT ON tokens BEGIN INSERT INTO audit_inbox (kind, ref) VALUES ('token.created', NEW.id); END;
+CREATE TRIGGER audit_token_revoked AFTER UPDATE OF revoked_at ON tokens WHEN OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL
+  BEGIN INSERT INTO audit_inbox (kind, ref) VALUES ('token.revoked', NEW.id); END;
+
+CREATE TABLE reviews (
+  id TEXT PRIMARY KEY NOT NULL,
+  call_id TEXT NOT NULL UNIQUE,
+  run_id TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  capability TEXT NOT NULL,
+  method TEXT NOT NULL,
+  grant_id TEXT NOT NULL,
+  action TEXT NOT NULL,
+  status TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  marked_at INTEGER,
+  marked_by TEXT,
+  note TEXT
+) STRICT;
+CREATE INDEX reviews_by_status ON reviews (status, created_at);
+
+CREATE TABLE trust_events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  ref TEXT NOT NULL UNIQUE,
+  subject TEXT NOT NULL,
+  capability TEXT NOT NULL,
+  method TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  grant_id TEXT,
+  shadow INTEGER,
+  risk TEXT
+) STRICT;
+CREATE INDEX trust_events_by_action ON trust_events (subject, capability, method, id);
+
+CREATE TABLE promotions (
+  id TEXT PRIMARY KEY NOT NULL,
+  subject TEXT NOT NULL,
+  capability TEXT NOT NULL,
+  method TEXT NOT NULL,
+  grant_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  evidence TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  decided_at INTEGER,
+  decided_by TEXT,
+  decide_reason TEXT,
+  new_grant_id TEXT,
+  events_at_proposal INTEGER NOT NULL
+) STRICT;
+CREATE UNIQUE INDEX promotions_open ON promotions (subject, capability, method) WHERE status = 'proposed';
+`;
+
 /** Migration n (1-based) is MIGRATIONS[n - 1]. Append only; never edit a shipped migration. */
-const MIGRATIONS: readonly string[] = [V1];
+const MIGRATIONS: readonly string[] = [V1, V2];
 
 /** The schema version this build writes. */
 export const SCHEMA_VERSION = MIGRATIONS.length;

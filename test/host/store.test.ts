@@ -52,7 +52,7 @@ afterEach(async () => {
 });
 
 describe('opening', () => {
-  it('creates the data folder (owner-only) and a WAL database with synchronous=FULL and schema v1', async () => {
+  it('creates the data folder (owner-only) and a WAL database with synchronous=FULL and every schema migration', async () => {
     expect(file).toBe(path.join(dir, 'data', 'contained.db'));
     await store();
     expect(statSync(path.join(dir, 'data')).mode & 0o777).toBe(0o700);
@@ -60,11 +60,11 @@ describe('opening', () => {
     const raw = new Database(file, { readonly: true });
     try {
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(raw.prepare('SELECT version FROM schema_version').all()).toEqual([{ version: 1 }]);
+      expect(raw.prepare('SELECT version FROM schema_version').all()).toEqual([{ version: 1 }, { version: 2 }]);
     } finally {
       raw.close();
     }
-    expect(SCHEMA_VERSION).toBe(1);
+    expect(SCHEMA_VERSION).toBe(2);
   });
 
   it('opens an existing file without migrating it again', async () => {
@@ -73,7 +73,7 @@ describe('opening', () => {
     const again = await reopen(s);
     expect(await again.getGrant('g1')).toEqual(grant());
     const raw = new Database(file, { readonly: true });
-    expect(raw.prepare('SELECT COUNT(*) AS n FROM schema_version').get()).toEqual({ n: 1 });
+    expect(raw.prepare('SELECT COUNT(*) AS n FROM schema_version').get()).toEqual({ n: SCHEMA_VERSION });
     raw.close();
   });
 

@@ -1,0 +1,271 @@
+/**
+ * The audit log writer: appends hash-chained records to the host's SQLite file with group commit,
+ * writes signed checkpoints, drains the grant/token inbox, and emits every committed record as a
+ * pino line (`{ audit: true, … }`).
+ *
+ * Durability: `append` resolves only after the transaction holding its record has committed with
+ * `synchronous=FULL` (fsynced to the WAL). Appends made in the same tick share one IMMEDIATE
+ * transaction (group commit); the chain head is read inside that transaction, so several writers
+ * (the host, a CLI marking a review) can append to one chain safely.
+ *
+ * `append(input, within)` runs `within(db)` in the same transaction, in a savepoint just before the
+ * record is inserted: state changes that must never exist without their audit record (a review
+ * verdict, a ledger event) and the record commit or vanish together. When `within` throws, only
+ * that append rejects (with its error); the batch goes on.
+ *
+ * Fails closed: a batch that cannot commit (disk full, lock timeout, closed log) rejects every
+ * append in it with AUDIT_FAILED; the gate then refuses the action it was about to perform.
+ */
+import Database from 'better-sqlite3';
+import type { Logger } from 'pino';
+import { ContainedError } from '../../runtime/errors.js';
+import { formatSubject } from '../grants.js';
+import { rowToGrant, type Row } from '../store/rows.js';
+import { migrate } from '../store/schema.js';
+import { type AuditKey, type Checkpoint, signCheckpoint } from './keys.js';
+import { type AuditInput, type AuditRecord, GENESIS, type StoredRecord, sealRecord } from './record.js';
+
+export interface AuditLogOptions {
+  /** The host store file (`<dataDir>/contained.db`). */
+  file: string;
+  key: AuditKey;
+  logger?: Logger;
+  now?: () => number;
+  /** Sign a checkpoint every this many records (default 1000). */
+  checkpointEvery?: number;
+  /** …and at least this often while records arrive, in ms (default 60 000; 0 disables the timer). */
+  checkpointIntervalMs?: number;
+  /** Most records per transaction (default 10 000); the rest go in the next one. */
+  maxBatch?: number;
+  /** `full` (default) fsyncs every commit; `normal` survives process death but not power loss. */
+  synchronous?: 'full' | 'normal';
+  /** ms to wait for another process's write lock (default 5000). */
+  busyTimeoutMs?: number;
+  /** Poll the grant/token inbox this often, in ms (default 1000; 0: only when appending). */
+  inboxPollMs?: number;
+  /** Who opened the log, recorded in the `audit.started` record (`host`, `cli`…); none when undefined. */
+  role?: string;
+}
+
+interface Pending {
+  input: AuditInput;
+  at: number;
+  within: ((db: Database.Database) => void) | undefined;
+  resolve: (record: AuditRecord) => void;
+  reject: (error: unknown) => void;
+}
+
+const INBOX_BATCH = 500;
+
+export class AuditLog {
+  readonly db: Database.Database;
+  private readonly now: () => number;
+  private readonly log: Logger | undefined;
+  private queue: Pending[] = [];
+  private scheduled = false;
+  private closed = false;
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly idle = new Set<() => void>();
+  private readonly stmts: Record<'head' | 'insert' | 'lastCheckpoint' | 'insertCheckpoint' | 'inbox' | 'inboxAny', Database.Statement>;
+
+  constructor(private readonly options: AuditLogOptions) {
+    this.now = options.now ?? Date.now;
+    this.log = options.logger?.child({ audit: true });
+    try {
+      this.db = new Database(options.file, { timeout: options.busyTimeoutMs ?? 5000 });
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
+      this.db.pragma('trusted_schema = OFF');
+      migrate(this.db, this.now());
+    } catch (error) {
+      if (error instanceof ContainedError) throw error;
+      throw new ContainedError('AUDIT_FAILED', `audit: cannot open ${options.file}: ${(error as Error).message}`, { cause: error });
+    }
+    this.stmts = {
+      head: this.db.prepare('SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1').raw(true),
+      insert: this.db.prepare(
+        'INSERT INTO audit_records (seq, at, type, run_id, subject, capability, method, call_id, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      lastCheckpoint: this.db.prepare('SELECT MAX(seq) FROM audit_checkpoints').pluck(),
+      insertCheckpoint: this.db.prepare('INSERT OR IGNORE INTO audit_checkpoints (seq, hash, at, key_id, signature) VALUES (?, ?, ?, ?, ?)'),
+      inbox: this.db.prepare(`SELECT id, kind, ref FROM audit_inbox ORDER BY id LIMIT ${INBOX_BATCH}`).raw(true),
+      inboxAny: this.db.prepare('SELECT 1 FROM audit_inbox LIMIT 1').pluck(),
+    };
+    const interval = options.checkpointIntervalMs ?? 60_000;
+    if (interval > 0) this.timers.push(setInterval(() => this.safely(() => this.checkpoint()), interval));
+    const poll = options.inboxPollMs ?? 1000;
+    if (poll > 0) this.timers.push(setInterval(() => this.safely(() => this.stmts.inboxAny.get() !== undefined && this.schedule()), poll));
+    for (const t of this.timers) t.unref();
+    if (options.role !== undefined) {
+      void this.append({ type: 'audit.started', data: { role: options.role, keyId: options.key.keyId, pid: process.pid } }).catch((error: unknown) =>
+        this.log?.error({ err: error }, 'audit: could not record the start'),
+      );
+    }
+  }
+
+  /** Append one record; resolves once it is committed (durable), with its seq and hash. */
+  append(input: AuditInput, within?: (db: Database.Database) => void): Promise<AuditRecord> {
+    if (this.closed) return Promise.reject(new ContainedError('AUDIT_FAILED', 'audit: the log is closed'));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ input, at: input.at ?? this.now(), within, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  /** Resolves when everything appended so far has been committed (or failed). */
+  flush(): Promise<void> {
+    if (this.queue.length === 0 && !this.scheduled) return Promise.resolve();
+    return new Promise((resolve) => this.idle.add(resolve));
+  }
+
+  /** Sign the current head now if it is not signed yet; returns the checkpoint written, if any. */
+  checkpoint(): Checkpoint | undefined {
+    if (this.closed) return undefined;
+    return this.db.transaction(() => this.checkpointIfDue(1)).immediate();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    for (const t of this.timers) clearInterval(t);
+    while (this.queue.length > 0) this.commitBatch();
+    this.safely(() => this.checkpoint());
+    this.closed = true;
+    this.db.close();
+    this.settleIdle();
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.closed) return;
+    this.scheduled = true;
+    // setImmediate, not a microtask: every append made while this I/O phase runs joins the batch.
+    setImmediate(() => {
+      this.scheduled = false;
+      if (!this.closed) this.commitBatch();
+      if (this.queue.length > 0) this.schedule();
+      else this.settleIdle();
+    });
+  }
+
+  private commitBatch(): void {
+    const batch = this.queue.splice(0, this.options.maxBatch ?? 10_000);
+    const results: Array<{ item: Pending; record?: StoredRecord; error?: unknown }> = batch.map((item) => ({ item }));
+    let written: StoredRecord[] = [];
+    try {
+      written = this.db
+        .transaction(() => {
+          const out: StoredRecord[] = [];
+          const head = this.stmts.head.get() as [number, string] | undefined;
+          let seq = head?.[0] ?? 0;
+          let prev = head?.[1] ?? GENESIS;
+          const put = (input: AuditInput, at: number): StoredRecord => {
+            const r = sealRecord(input, seq + 1, at, prev);
+            this.stmts.insert.run(r.seq, r.at, r.type, r.runId, r.subject, r.capability, r.method, r.callId, r.data, r.prevHash, r.hash);
+            seq = r.seq;
+            prev = r.hash;
+            out.push(r);
+            return r;
+          };
+          for (const input of this.drainInbox()) put(input, input.at ?? this.now());
+          for (const result of results) {
+            const { item } = result;
+            if (item.within === undefined) {
+              result.record = put(item.input, item.at);
+              continue;
+            }
+            try {
+              result.record = this.db.transaction(() => {
+                item.within?.(this.db);
+                return put(item.input, item.at);
+              })();
+            } catch (error) {
+              result.error = error;
+            }
+          }
+          this.checkpointIfDue(this.options.checkpointEvery ?? 1000);
+          return out;
+        })
+        .immediate();
+    } catch (error) {
+      const failure = new ContainedError('AUDIT_FAILED', `audit: the batch could not be committed: ${(error as Error).message}`, { cause: error });
+      this.log?.error({ err: error, records: batch.length }, 'audit: commit failed');
+      for (const { item } of results) item.reject(failure);
+      return;
+    }
+    for (const r of written) this.emit(r);
+    for (const { item, record, error } of results) {
+      if (record) item.resolve({ ...publicFields(record), data: item.input.data });
+      else item.reject(error);
+    }
+  }
+
+  /** Inside a write transaction: sign the head when `every` records have passed since the last checkpoint. */
+  private checkpointIfDue(every: number): Checkpoint | undefined {
+    const head = this.stmts.head.get() as [number, string] | undefined;
+    if (!head) return undefined;
+    const last = (this.stmts.lastCheckpoint.get() as number | null) ?? 0;
+    if (head[0] - last < every) return undefined;
+    const cp = signCheckpoint(this.options.key, head[0], head[1], this.now());
+    this.stmts.insertCheckpoint.run(cp.seq, cp.hash, cp.at, cp.keyId, cp.signature);
+    return cp;
+  }
+
+  /** Grant and token changes the triggers queued (by whoever made them), as records. */
+  private drainInbox(): AuditInput[] {
+    const rows = this.stmts.inbox.all() as Array<[number, string, string]>;
+    if (rows.length === 0) return [];
+    const out: AuditInput[] = [];
+    for (const [, kind, ref] of rows) out.push(this.inboxRecord(kind, ref));
+    this.db.prepare('DELETE FROM audit_inbox WHERE id <= ?').run(rows[rows.length - 1]?.[0] ?? 0);
+    if (rows.length === INBOX_BATCH) this.schedule();
+    return out;
+  }
+
+  private inboxRecord(kind: string, ref: string): AuditInput {
+    if (kind === 'grant.added' || kind === 'grant.revoked') {
+      const row = this.db.prepare('SELECT * FROM grants WHERE id = ?').get(ref) as Row | undefined;
+      if (!row) return { type: kind, data: { grantId: ref, missing: true } };
+      const grant = rowToGrant(row);
+      const common = { subject: formatSubject(grant.subject), capability: grant.capability };
+      if (kind === 'grant.added') return { type: kind, at: grant.createdAt, ...common, data: { grant } };
+      return { type: kind, at: grant.revokedAt, ...common, data: { grantId: grant.id, by: grant.revokedBy, reason: grant.revokeReason, mode: grant.mode, methods: grant.methods } };
+    }
+    const row = this.db.prepare('SELECT id, name, role, created_at, created_by, revoked_at FROM tokens WHERE id = ?').get(ref) as
+      | { id: string; name: string; role: string; created_at: number; created_by: string; revoked_at: number | null }
+      | undefined;
+    const type = kind === 'token.created' ? 'token.created' : 'token.revoked';
+    if (!row) return { type, data: { tokenId: ref, missing: true } };
+    // Never the hash: name, role and who made it.
+    if (type === 'token.created') return { type, at: row.created_at, data: { tokenId: row.id, name: row.name, role: row.role, createdBy: row.created_by } };
+    return { type, ...(row.revoked_at === null ? {} : { at: row.revoked_at }), data: { tokenId: row.id, name: row.name, role: row.role } };
+  }
+
+  private emit(r: StoredRecord): void {
+    if (!this.log?.isLevelEnabled('info')) return;
+    const { data, ...rest } = r;
+    this.log.info({ ...publicFields({ ...rest, data }), data: JSON.parse(data) as unknown }, `audit ${r.type}`);
+  }
+
+  private settleIdle(): void {
+    const waiting = [...this.idle];
+    this.idle.clear();
+    for (const done of waiting) done();
+  }
+
+  private safely(f: () => unknown): void {
+    try {
+      f();
+    } catch (error) {
+      this.log?.error({ err: error }, 'audit: background step failed');
+    }
+  }
+}
+
+function publicFields(r: StoredRecord): Omit<AuditRecord, 'data'> {
+  const out: Omit<AuditRecord, 'data'> = { seq: r.seq, at: r.at, type: r.type, prevHash: r.prevHash, hash: r.hash };
+  if (r.runId !== null) out.runId = r.runId;
+  if (r.subject !== null) out.subject = r.subject;
+  if (r.capability !== null) out.capability = r.capability;
+  if (r.method !== null) out.method = r.method;
+  if (r.callId !== null) out.callId = r.callId;
+  return out;
+}

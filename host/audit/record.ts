@@ -1,0 +1,152 @@
+/**
+ * The audit record and its hash. A record is `{ seq, at, type, runId?, subject?, capability?,
+ * method?, callId?, data, prevHash, hash }`; `hash` is the sha256 of the record's canonical JSON
+ * without `hash`, and `prevHash` is the previous record's `hash` (GENESIS for seq 1). Changing,
+ * removing, inserting or moving any record therefore breaks the chain at that point.
+ *
+ * `data` is stored as its canonical JSON text, and the hash input is assembled from the stored text
+ * directly (identical to `canonicalJson(record)` because the keys are written in sorted order), so
+ * verification never has to parse `data`.
+ */
+import { canonicalJson, sha256Hex } from './canonical.js';
+
+/** prevHash of the first record. */
+export const GENESIS = '0'.repeat(64);
+
+/** Every record type, with what `data` holds (docs/audit-and-trust.md has the full list). */
+export const AUDIT_TYPES = [
+  'call', // a capability call reached the gate: args (or their sha256), reason, risk
+  'decision', // the gate's answer: allow (basis, grant, approvers) or deny (code, message)
+  'intent', // written and durable before an allowed action is performed
+  'outcome', // after the action: result sha256 + summary, or the error code
+  'request.created', // a recommendation or escalation opened for a human
+  'request.approval', // one approval of a multi-approver request
+  'request.resolved', // approved (by whom, edited or not), denied (by whom, why), expired, run_gone
+  'run.started',
+  'run.ended',
+  'grant.added',
+  'grant.revoked',
+  'token.created',
+  'token.revoked',
+  'review.queued', // an executed action entered the review queue
+  'review.marked', // ok / error / critical, by whom, note
+  'promotion.proposed',
+  'promotion.accepted',
+  'promotion.declined',
+  'promotion.withdrawn',
+  'demotion',
+  'audit.started', // a writer opened the log (host start, CLI), with its public key id
+] as const;
+export type AuditType = (typeof AUDIT_TYPES)[number];
+
+/** What a caller appends; the writer adds seq, at (unless given), prevHash and hash. */
+export interface AuditInput {
+  type: AuditType;
+  at?: number;
+  runId?: string | undefined;
+  subject?: string | undefined;
+  capability?: string | undefined;
+  method?: string | undefined;
+  callId?: string | undefined;
+  data: Record<string, unknown>;
+}
+
+export interface AuditRecord {
+  seq: number;
+  at: number;
+  type: string;
+  runId?: string;
+  subject?: string;
+  capability?: string;
+  method?: string;
+  callId?: string;
+  data: unknown;
+  prevHash: string;
+  hash: string;
+}
+
+/** A record as stored: `data` is canonical JSON text; absent fields are null. */
+export interface StoredRecord {
+  seq: number;
+  at: number;
+  type: string;
+  runId: string | null;
+  subject: string | null;
+  capability: string | null;
+  method: string | null;
+  callId: string | null;
+  data: string;
+  prevHash: string;
+  hash: string;
+}
+
+function field(name: string, value: string | null): string {
+  return value === null ? '' : `${JSON.stringify(name)}:${JSON.stringify(value)},`;
+}
+
+/** The canonical JSON of the record without `hash` (keys in sorted order), from stored columns. */
+export function hashInput(r: Omit<StoredRecord, 'hash'>): string {
+  return (
+    `{"at":${r.at},${field('callId', r.callId)}${field('capability', r.capability)}"data":${r.data},${field('method', r.method)}` +
+    `"prevHash":${JSON.stringify(r.prevHash)},${field('runId', r.runId)}"seq":${r.seq},${field('subject', r.subject)}"type":${JSON.stringify(r.type)}}`
+  );
+}
+
+export function hashRecord(r: Omit<StoredRecord, 'hash'>): string {
+  return sha256Hex(hashInput(r));
+}
+
+/** Build the stored form of a new record at `seq` after `prevHash`. */
+export function sealRecord(input: AuditInput, seq: number, at: number, prevHash: string): StoredRecord {
+  const unsealed: Omit<StoredRecord, 'hash'> = {
+    seq,
+    at,
+    type: input.type,
+    runId: input.runId ?? null,
+    subject: input.subject ?? null,
+    capability: input.capability ?? null,
+    method: input.method ?? null,
+    callId: input.callId ?? null,
+    data: canonicalJson(input.data),
+    prevHash,
+  };
+  return { ...unsealed, hash: hashRecord(unsealed) };
+}
+
+/** The public shape of a stored record (`data` parsed, nulls dropped). */
+export function toAuditRecord(r: StoredRecord): AuditRecord {
+  let data: unknown;
+  try {
+    data = JSON.parse(r.data) as unknown;
+  } catch {
+    // A hand-edited row: shown as it is (verify names it), never a crash of tail/query/export.
+    data = { unparsable: r.data.slice(0, 200) };
+  }
+  const out: AuditRecord = { seq: r.seq, at: r.at, type: r.type, data, prevHash: r.prevHash, hash: r.hash };
+  if (r.runId !== null) out.runId = r.runId;
+  if (r.subject !== null) out.subject = r.subject;
+  if (r.capability !== null) out.capability = r.capability;
+  if (r.method !== null) out.method = r.method;
+  if (r.callId !== null) out.callId = r.callId;
+  return out;
+}
+
+/** Columns in SELECT order, so raw rows map onto StoredRecord. */
+export const RECORD_COLUMNS = 'seq, at, type, run_id, subject, capability, method, call_id, data, prev_hash, hash';
+
+export function rowToStored(row: unknown[]): StoredRecord {
+  const [seq, at, type, runId, subject, capability, method, callId, data, prevHash, hash] = row as [
+    number,
+    number,
+    string,
+    string | null,
+    string | null,
+    string | null,
+    string | null,
+    string | null,
+    string,
+    string,
+    string,
+  ];
+  return { seq, at, type, runId, subject, capability, method, callId, data, prevHash, hash };
+}
