@@ -19,12 +19,12 @@ export interface CallOptions {
 export async function call<T = any>(base: string, method: string, path: string, options: CallOptions = {}): Promise<ApiResponse<T>> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.token !== undefined) headers.authorization = `Bearer ${options.token}`;
-  let body: BodyInit | undefined;
+  let body: RequestInit['body'];
   if (options.json !== undefined) {
     body = JSON.stringify(options.json);
     headers['content-type'] = options.contentType ?? 'application/json';
   } else if (options.body !== undefined) {
-    body = options.body as BodyInit;
+    body = options.body as RequestInit['body'];
     headers['content-type'] = options.contentType ?? 'application/gzip';
   }
   const res = await fetch(`${base}${path}`, { method, headers, body });

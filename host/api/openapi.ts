@@ -1,0 +1,178 @@
+/**
+ * The OpenAPI 3.1 document of the platform API, generated from the zod schemas the routes
+ * validate with (schemas.ts, via `z.toJSONSchema`). `npm run docs:openapi` writes
+ * `docs/openapi.json`; test/host/api-openapi.test.ts fails when the committed file is stale.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { z } from 'zod';
+import { DEFAULT_API_LIMITS, IMAGE_MEDIA_TYPES } from './routes.js';
+import { apiSchemas } from './schemas.js';
+
+export const OPENAPI_PATH = fileURLToPath(new URL('../../docs/openapi.json', import.meta.url));
+
+type Json = Record<string, unknown>;
+
+const ref = (id: string): Json => ({ $ref: `#/components/schemas/${id}` });
+const json = (id: string): Json => ({ 'application/json': { schema: ref(id) } });
+const error = (description: string): Json => ({ description, content: json('Error') });
+
+const RUN_ID_PARAM = { name: 'id', in: 'path', required: true, description: 'The run id (a UUID).', schema: { type: 'string', format: 'uuid' } };
+const MiB = 1024 * 1024;
+
+/** The standard error answers of an authenticated endpoint. */
+const AUTH_ERRORS = {
+  '401': error('UNAUTHENTICATED: no valid bearer token.'),
+  '403': error('FORBIDDEN: the token\'s role is not platform or admin.'),
+};
+
+function operations(): Json {
+  return {
+    '/v1/images': {
+      post: {
+        operationId: 'uploadImage',
+        summary: 'Upload an image',
+        description: `Validate an image archive (.tgz) with the image loader and store it by digest. At most ${DEFAULT_API_LIMITS.maxImageBytes / MiB} MiB. Uploading the same image again replaces the stored file.`,
+        requestBody: { required: true, content: Object.fromEntries(IMAGE_MEDIA_TYPES.map((t) => [t, { schema: { type: 'string', format: 'binary' } }])) },
+        responses: {
+          '201': { description: 'Stored.', content: json('ImageUploaded') },
+          ...AUTH_ERRORS,
+          '413': error('PAYLOAD_TOO_LARGE: the archive is larger than the limit.'),
+          '415': error('UNSUPPORTED_MEDIA_TYPE: not application/gzip or application/octet-stream.'),
+          '422': error('IMAGE_*: the loader refused the archive (the code says why: IMAGE_PATH_TRAVERSAL, IMAGE_LINK, IMAGE_TOO_LARGE, IMAGE_MANIFEST_INVALID…).'),
+        },
+      },
+    },
+    '/v1/runs': {
+      post: {
+        operationId: 'submitRun',
+        summary: 'Submit a run',
+        description: 'Queue a run of an uploaded image (by digest), or of an image sent inline as base64. Answers at once; follow the run with GET /v1/runs/{id} or its event stream.',
+        requestBody: { required: true, content: json('SubmitRun') },
+        responses: {
+          '202': { description: 'Accepted (running, or queued for a free slot).', headers: { Location: { schema: { type: 'string' }, description: 'The run\'s URL.' } }, content: json('RunAccepted') },
+          '400': error('INVALID_ARGUMENT: the body does not match the schema; `data.path` names the field.'),
+          ...AUTH_ERRORS,
+          '404': error('NOT_FOUND: no image with this digest was uploaded.'),
+          '413': error('PAYLOAD_TOO_LARGE'),
+          '415': error('UNSUPPORTED_MEDIA_TYPE: not application/json.'),
+          '422': error('IMAGE_*: the inline image was refused.'),
+          '429': { description: 'QUEUE_FULL: the run queue is full; nothing was stored.', headers: { 'Retry-After': { schema: { type: 'integer' }, description: 'Seconds to wait before retrying.' } }, content: json('Error') },
+          '503': error('SHUTTING_DOWN: the host is closing.'),
+        },
+      },
+    },
+    '/v1/runs/{id}': {
+      get: {
+        operationId: 'getRun',
+        summary: 'Read a run',
+        parameters: [
+          RUN_ID_PARAM,
+          { name: 'waitMs', in: 'query', required: false, description: `Long-poll: wait up to this many ms (at most ${DEFAULT_API_LIMITS.maxWaitMs}) for a queued or running run to end.`, schema: { type: 'integer', minimum: 0, maximum: DEFAULT_API_LIMITS.maxWaitMs } },
+        ],
+        responses: { '200': { description: 'The run.', content: json('Run') }, '400': error('INVALID_ARGUMENT: bad waitMs.'), ...AUTH_ERRORS, '404': error('NOT_FOUND') },
+      },
+      delete: {
+        operationId: 'cancelRun',
+        summary: 'Cancel a run',
+        description: 'Cancel a queued or running run (one waiting for a human included). A run that has already ended is answered as it is.',
+        parameters: [RUN_ID_PARAM],
+        responses: {
+          '202': { description: 'Cancellation under way; the run ends with status `cancelled`.', content: json('Run') },
+          '200': { description: 'The run had already ended; nothing changed.', content: json('Run') },
+          ...AUTH_ERRORS,
+          '404': error('NOT_FOUND'),
+        },
+      },
+    },
+    '/v1/runs/{id}/events': {
+      get: {
+        operationId: 'runEvents',
+        summary: 'Follow a run (Server-Sent Events)',
+        description:
+          'Messages `id: <n>`, `event: <type>`, `data: <JSON>`. Types: `run` (data: Run, on each status change), `log` (data: LogLine), `request` (data: `{ change: created|updated|resolved, request }`), `outcome` (data: Run with its outcome; the stream then ends). What already happened is replayed first. A `: keep-alive` comment is sent every 15 s.',
+        parameters: [RUN_ID_PARAM],
+        responses: { '200': { description: 'The event stream.', content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...AUTH_ERRORS, '404': error('NOT_FOUND') },
+      },
+    },
+    '/metrics': {
+      get: {
+        operationId: 'metrics',
+        summary: 'Prometheus metrics',
+        description: 'Prometheus text format. Needs a platform or admin token unless the host config sets `metricsPublic`.',
+        responses: { '200': { description: 'The metrics.', content: { 'text/plain': { schema: { type: 'string' } } } }, ...AUTH_ERRORS },
+      },
+    },
+    '/healthz': {
+      get: { operationId: 'health', summary: 'Liveness', security: [], responses: { '200': { description: 'The host is up.', content: { 'application/json': { schema: { type: 'object', properties: { ok: { const: true } }, required: ['ok'] } } } } } },
+    },
+  };
+}
+
+/**
+ * zod puts recursive schemas used by several components (`z.json()` in the manifest) under a
+ * `__shared` entry and points at them as `…/__shared#/$defs/schemaN`, which is not a valid
+ * reference inside an OpenAPI document. Hoist each into its own component (identical ones once).
+ */
+function hoistShared(generated: Record<string, Json>): Record<string, Json> {
+  const shared = (generated['__shared']?.['$defs'] ?? {}) as Record<string, Json>;
+  const names = new Map<string, string>();
+  const bodies = new Map<string, string>();
+  let n = 0;
+  for (const [key, def] of Object.entries(shared)) {
+    // Normalise self-references so identical recursive shapes compare equal.
+    const shape = JSON.stringify(def).replaceAll(`#/components/schemas/__shared#/$defs/${key}"`, '#SELF"');
+    const known = bodies.get(shape);
+    if (known !== undefined) names.set(key, known);
+    else {
+      const name = shape.includes('"propertyNames"') && shape.includes('"null"') ? (n++ === 0 ? 'JsonValue' : `JsonValue${n}`) : `Shared${key}`;
+      names.set(key, name);
+      bodies.set(shape, name);
+    }
+  }
+  const rewrite = (value: unknown): unknown =>
+    JSON.parse(
+      JSON.stringify(value).replace(/#\/components\/schemas\/__shared#\/\$defs\/([A-Za-z0-9_]+)"/g, (_m, key: string) => `#/components/schemas/${names.get(key) ?? key}"`),
+    ) as unknown;
+  const out: Record<string, Json> = {};
+  for (const [key, def] of Object.entries(shared)) {
+    const name = names.get(key) as string;
+    if (!(name in out)) out[name] = rewrite(def) as Json;
+  }
+  for (const [id, schema] of Object.entries(generated)) {
+    if (id === '__shared') continue;
+    const { $schema: _s, $id: _i, ...rest } = schema;
+    out[id] = rewrite(rest) as Json;
+  }
+  return Object.fromEntries(Object.entries(out).sort(([a], [b]) => a.localeCompare(b)));
+}
+
+export function renderOpenApi(): string {
+  const generated = z.toJSONSchema(apiSchemas, { uri: (id) => `#/components/schemas/${id}`, unrepresentable: 'any' }) as { schemas: Record<string, Json> };
+  const schemas = hoistShared(generated.schemas);
+  const document = {
+    openapi: '3.1.0',
+    info: {
+      title: 'ai-contained platform API',
+      version: 'v1',
+      description: 'Submit agent runs to an ai-contained host and follow them. See docs/http-api.md. Generated from the zod schemas by `npm run docs:openapi`.',
+    },
+    servers: [{ url: 'http://127.0.0.1:7420', description: 'The host\'s default listening address.' }],
+    security: [{ bearer: [] }],
+    paths: operations(),
+    components: {
+      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An operator token (`ctd_…`) of the platform or admin role: `contained token create --role platform`.' } },
+      schemas,
+    },
+  };
+  return `${JSON.stringify(document, null, 2)}\n`;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  if (process.argv.includes('--write')) {
+    writeFileSync(OPENAPI_PATH, renderOpenApi());
+    process.stdout.write(`wrote ${OPENAPI_PATH}\n`);
+  } else {
+    process.stdout.write(readFileSync(OPENAPI_PATH, 'utf8') === renderOpenApi() ? 'docs/openapi.json is current\n' : 'docs/openapi.json is stale\n');
+  }
+}
