@@ -275,6 +275,7 @@ const suites: Record<string, () => Promise<void>> = {
   throughput,
   escalation: () => hostSuite(escalationRoundTrip),
   snapshot: () => hostSuite(operatorSnapshot),
+  api: async () => hostSuite((await import('./api.js')).apiThroughput),
 };
 for (const [name, suite] of Object.entries(suites)) {
   if (only.length > 0 && !only.includes(name)) continue;
