@@ -320,6 +320,9 @@ describe('host config', () => {
       outOfScope: 'escalate',
       trustedKeys: [],
       requireSignature: false,
+      maxConcurrentRuns: 32,
+      maxQueuedRuns: 1000,
+      metricsPublic: false,
     });
     const config = parseHostConfig(
       { dataDir: 'state', mail: { folder: 'mail' }, paymentsLedger: { file: 'shop.db', currency: 'EUR' }, secrets: { file: 'secrets.json' } },
