@@ -7,6 +7,7 @@
  * recommendations that were never performed are performed once; runs that were live when the host
  * died are closed as crashed.
  */
+import type { Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import pino, { type Logger } from 'pino';
 import type { CapabilityInstance } from '../capabilities/sdk/index.js';
@@ -23,6 +24,7 @@ import { PolicyGate, type LiveRun } from './gate/policy-gate.js';
 import { type ExecutionOutcome, RequestManager } from './gate/requests.js';
 import { createHostBackend } from './host-backend.js';
 import { type HttpServer, type RoutesOption, startHttpServer } from './http.js';
+import { createWebConsole, type WebConsole, type WebConsoleOptions } from './console/index.js';
 import { createHostMetrics, type HostMetrics } from './metrics.js';
 import type { RequestRecord, RunRecord, RunSubject } from './model.js';
 import type { OperatorBackend } from './operator/backend.js';
@@ -42,6 +44,8 @@ export interface HostOptions {
   afterDecision?: (request: RequestRecord) => void;
   /** Routes mounted on the HTTP server after the built-in ones (the web console…); see http.ts. */
   httpRoutes?: RoutesOption;
+  /** Serve the web console at `/console/` (default true; `false` to leave it out). */
+  console?: boolean | WebConsoleOptions;
 }
 
 export interface SubmittedRun {
@@ -72,6 +76,8 @@ export interface Host {
   readonly backend: OperatorBackend;
   /** The capability instances the host offers, by binding name (from the config). */
   readonly instances: ReadonlyMap<string, CapabilityInstance>;
+  /** The web console, when served (one-time login links for `npm start`). */
+  readonly console: WebConsole | undefined;
   /** `http://host:port` once listening. */
   readonly url: string | undefined;
   readonly queue: RunQueue;
@@ -219,6 +225,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     gate,
     backend: undefined as unknown as OperatorBackend,
     instances,
+    console: undefined,
     url: undefined,
     queue,
     metrics,
@@ -262,6 +269,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
         entry.slot?.cancel();
       }
       await server?.close();
+      host.console?.close();
       requests.close();
       await sandbox.close();
       await Promise.allSettled([...live.values()].map((r) => r.done));
@@ -271,7 +279,11 @@ export async function startHost(options: HostOptions): Promise<Host> {
   (host as { backend: OperatorBackend }).backend = createHostBackend({ host, store, requests, gate, instances, logger });
   let server: HttpServer | undefined;
   if (options.listen !== false) {
-    server = await startHttpServer({ host, config, verifier: createTokenVerifier(store), logger, metrics, ...(options.httpRoutes ? { routes: options.httpRoutes } : {}) });
+    const web = options.console === false ? undefined : createWebConsole(options.console === true || options.console === undefined ? {} : options.console);
+    (host as { console: WebConsole | undefined }).console = web;
+    const extra = options.httpRoutes;
+    const routes: RoutesOption | undefined = web ? (s) => [...(typeof extra === 'function' ? extra(s) : (extra ?? [])), ...web.routes(s)] : extra;
+    server = await startHttpServer({ host, config, verifier: createTokenVerifier(store), logger, metrics, ...(routes ? { routes } : {}) });
     host.url = server.url;
   }
   return host;

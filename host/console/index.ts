@@ -1,0 +1,83 @@
+/**
+ * The web console (docs/console.md): a page served by the host that is a client of the operator
+ * WebSocket protocol like any other — live pending requests, decisions, runs, grants, and the
+ * review / trust / audit views when the host has them. This module wires sessions, static assets
+ * and routes together; `startHost` mounts it on the host's HTTP server unless told not to.
+ *
+ * Public API: `createWebConsole(options)` → `{ routes(services), loginLink(token), close() }`.
+ */
+import type { Logger } from 'pino';
+import type { HttpRoute, HttpServices } from '../http.js';
+import { hashToken } from '../tokens.js';
+import { createOriginGuard } from './http.js';
+import { consoleRoutes, type TaggedOperator } from './routes.js';
+import { createSessionStore, SESSION_DEFAULTS, type Session, type SessionOptions } from './sessions.js';
+import { defaultStaticDir, loadAssets } from './static.js';
+
+export { CSRF_HEADER, SESSION_COOKIE } from './routes.js';
+
+export interface WebConsoleOptions {
+  sessions?: SessionOptions;
+  /** Mark the session cookie `Secure` (serve the console over HTTPS, e.g. behind a proxy). Default false. */
+  secureCookies?: boolean;
+  /** Where the page and its assets are (default: host/console/static). */
+  staticDir?: string;
+  /** How often expired sessions are swept and their sockets closed, ms (default 30 000). */
+  sweepMs?: number;
+  logger?: Logger;
+  now?: () => number;
+}
+
+export interface WebConsole {
+  /** The routes to mount on the host's HTTP server. */
+  routes(services: HttpServices): HttpRoute[];
+  /**
+   * A one-time login link for an operator token (the token itself never appears in it): the path
+   * `/console/login#code=…`, valid once, until `expiresAt`. Undefined if the token is not valid.
+   */
+  loginLink(token: string): Promise<{ path: string; expiresAt: number } | undefined>;
+  close(): void;
+}
+
+export function createWebConsole(options: WebConsoleOptions = {}): WebConsole {
+  const now = options.now ?? Date.now;
+  const sessions = createSessionStore({ ...options.sessions, now });
+  const assets = loadAssets(options.staticDir ?? defaultStaticDir());
+  const maxAgeMs = options.sessions?.maxAgeMs ?? SESSION_DEFAULTS.maxAgeMs;
+  let services: HttpServices | undefined;
+
+  const disconnect = (session: Session, reason: string): void => {
+    services?.channel.disconnect((op) => (op as TaggedOperator).consoleSession === session.key, reason);
+  };
+  const sweep = setInterval(() => {
+    for (const gone of sessions.sweep()) disconnect(gone, 'session expired');
+  }, options.sweepMs ?? 30_000);
+  sweep.unref();
+
+  return {
+    routes(s) {
+      services = s;
+      const logger = options.logger ?? s.logger;
+      return consoleRoutes({
+        services: s,
+        sessions,
+        assets,
+        guard: createOriginGuard(s.config.allowedOrigins, () => s.host.url),
+        secureCookies: options.secureCookies ?? false,
+        maxAgeMs,
+        now,
+        logger: logger?.child({ component: 'console' }),
+        disconnect,
+      });
+    },
+    async loginLink(token) {
+      const operator = await services?.verifier.verify(token);
+      if (!operator) return undefined;
+      const { code, expiresAt } = sessions.issueCode(operator, hashToken(token));
+      return { path: `/console/login#code=${code}`, expiresAt };
+    },
+    close() {
+      clearInterval(sweep);
+    },
+  };
+}

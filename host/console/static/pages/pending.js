@@ -1,0 +1,339 @@
+// Pending: the live list of requests waiting for a human (recommendations and escalations), from
+// the channel's snapshot and created/updated/resolved events — no reload. Each card shows who asks,
+// the exact action and arguments, risk, the agent's reason, its trust record and two-person
+// progress; approvers get approve / edit-then-approve (with a diff) / deny, and once/run/always for
+// escalations. Cards are keyed by request id and updated in place, so an open form survives events.
+import { renderArgsDiff } from '../lib/diff.js';
+import { badge, clear, h, json, relative, section, shortDigest, time, toast, visible } from '../lib/dom.js';
+
+const RISK_LABELS = [
+  ['destructive', 'destructive', 'danger'],
+  ['financial', 'financial', 'danger'],
+  ['reversible', 'irreversible', 'warn', true],
+  ['openWorld', 'open world', 'warn'],
+  ['readOnly', 'read-only', 'ok'],
+];
+
+export function mount(root, state) {
+  const list = h('div.cards', { role: 'list' });
+  const empty = h('p.empty', 'Nothing is waiting for a decision.');
+  const roleNote = state.can('approver') ? null : h('p.notice.info', `You are a ${state.me.role}: you can watch requests, not decide them.`);
+  root.append(section('Pending requests', roleNote, h('p.muted.hint', 'Live: new requests appear here as agents ask. Keys: j/k select · a approve · e edit · d deny · ? help'), empty, list));
+  const cards = new Map();
+
+  function render() {
+    const requests = [...state.pending.values()].sort((a, b) => a.createdAt - b.createdAt);
+    for (const [id, card] of cards) {
+      if (!state.pending.has(id)) {
+        const focused = card.contains(document.activeElement);
+        const next = card.nextElementSibling ?? card.previousElementSibling;
+        card.remove();
+        cards.delete(id);
+        if (focused && next) next.focus();
+      }
+    }
+    let previous = null;
+    for (const r of requests) {
+      let card = cards.get(r.id);
+      if (!card) {
+        card = buildCard(r, state);
+        cards.set(r.id, card);
+      } else card.refresh(r);
+      if (card.previousElementSibling !== previous || card.parentElement !== list) {
+        if (previous) previous.after(card);
+        else list.prepend(card);
+      }
+      previous = card;
+    }
+    empty.hidden = requests.length > 0;
+  }
+
+  const timer = setInterval(() => {
+    for (const el of root.querySelectorAll('[data-expires]')) el.textContent = `expires ${relative(Number(el.dataset.expires))}`;
+  }, 5000);
+
+  render();
+  return {
+    update(event) {
+      if (['snapshot.complete', 'created', 'updated', 'resolved', 'run', 'lists'].includes(event.type)) render();
+    },
+    unmount() {
+      clearInterval(timer);
+    },
+    key(event) {
+      const all = [...list.children];
+      if (all.length === 0) return;
+      const at = all.findIndex((c) => c.contains(document.activeElement));
+      const card = all[at] ?? all[0];
+      if (event.key === 'j' || event.key === 'ArrowDown') (all[Math.min(all.length - 1, at + 1)] ?? card).focus();
+      else if (event.key === 'k' || event.key === 'ArrowUp') (all[Math.max(0, at - 1)] ?? card).focus();
+      else if (['a', 'e', 'd'].includes(event.key) && state.can('approver')) card.open(event.key);
+      else return;
+      event.preventDefault();
+    },
+  };
+}
+
+function agentName(r, state) {
+  const run = state.runs.get(r.runId);
+  return run?.imageName ?? 'agent';
+}
+
+function riskBadges(risk) {
+  if (!risk) return [badge('risk unknown (worst case)', 'danger')];
+  const out = [];
+  for (const [key, label, kind, negate] of RISK_LABELS) if (negate ? risk[key] === false : risk[key] === true) out.push(badge(label, kind));
+  return out;
+}
+
+/** Arguments as a readable list: one row per field, long text in a scrollable block. */
+export function renderArgs(args) {
+  if (args === undefined) return h('p.muted', 'no arguments');
+  const plain = args !== null && typeof args === 'object' && !Array.isArray(args);
+  if (!plain) return h('pre.value', visible(json(args)));
+  return h(
+    'dl.args',
+    Object.entries(args).map(([key, value]) => {
+      const text = typeof value === 'string' ? value : json(value);
+      const long = text.length > 200 || text.includes('\n');
+      return [h('dt', visible(key)), h('dd', h(`pre.value${long ? '.long' : ''}`, visible(text)), long ? h('span.muted.size', `${text.length} characters, ${text.split('\n').length} lines`) : null)];
+    }),
+  );
+}
+
+function renderTrust(trust) {
+  if (!trust || Object.keys(trust).length === 0) return h('p.muted', 'No trust record for this action yet.');
+  return h(
+    'dl.trust',
+    Object.entries(trust).map(([k, v]) => [h('dt', visible(k)), h('dd', visible(typeof v === 'object' ? JSON.stringify(v) : String(v)))]),
+  );
+}
+
+function buildCard(initial, state) {
+  let r = initial;
+  const id = `req-${r.id}`;
+  const progress = h('div.progress');
+  const panel = h('div.panel');
+  const actions = h('div.actions');
+  const agent = h('strong');
+  const title = r.method ? `${r.capability}.${r.method}` : `${r.capability}: more capability`;
+  const card = h(
+    'article.card',
+    { tabindex: 0, role: 'listitem', 'aria-labelledby': `${id}-title`, dataset: { id: r.id } },
+    h(
+      'header.card-head',
+      badge(r.kind, r.kind === 'escalation' ? 'esc' : 'rec'),
+      h(`h2#${id}-title.action`, visible(title)),
+      h('span.risks', riskBadges(r.risk)),
+      h('span.spacer'),
+      h('span.expires', { dataset: { expires: String(r.expiresAt) }, title: `expires at ${time(r.expiresAt)}` }, `expires ${relative(r.expiresAt)}`),
+    ),
+    h(
+      'p.meta',
+      agent,
+      ' ',
+      h('span.muted', { title: r.subject ?? '' }, shortDigest(r.subject)),
+      ' · run ',
+      h('code', r.runId.slice(0, 8)),
+      ' · asked ',
+      time(r.createdAt),
+      ' · ',
+      h('span.why', visible(r.why)),
+    ),
+    h('div.reason', h('span.label', 'Agent’s reason'), r.reason ? h('blockquote', visible(r.reason)) : h('span.muted', ' (none given)')),
+    h('div.block', h('span.label', r.method ? 'Arguments' : 'Requested scope'), renderArgs(r.method ? r.args : r.requestedScope)),
+    h('details.block', h('summary', 'Agent’s record for this action'), renderTrust(r.trust)),
+    progress,
+    actions,
+    panel,
+  );
+
+  const mine = () => r.approvals.some((a) => a.operator === state.me.name);
+
+  function refreshProgress() {
+    clear(progress);
+    const got = r.approvals.length;
+    const need = r.approvalsRequired;
+    progress.append(
+      h('span.label', need > 1 ? 'Two-person rule' : 'Approval'),
+      h('span.pips', Array.from({ length: need }, (_, i) => h(`span.pip${i < got ? '.on' : ''}`, { 'aria-hidden': 'true' }))),
+      h('span', `${got} of ${need} approval${need > 1 ? 's' : ''}`),
+      r.approvals.map((a) => h('span.approver', '✓ ', visible(a.operator), a.note ? h('span.muted', ` — ${a.note}`) : null, a.args !== undefined ? h('span.muted', ' (with edits)') : null)),
+    );
+  }
+
+  function refreshActions() {
+    clear(actions);
+    if (!state.can('approver')) return;
+    if (mine()) {
+      actions.append(h('p.muted', 'You approved this; a second, different approver must complete it.'));
+      actions.append(h('button', { type: 'button', on: { click: () => open('d') } }, 'Deny…'));
+      return;
+    }
+    actions.append(
+      h('button.primary', { type: 'button', 'aria-keyshortcuts': 'a', on: { click: () => open('a') } }, 'Approve…'),
+      r.method ? h('button', { type: 'button', 'aria-keyshortcuts': 'e', on: { click: () => open('e') } }, 'Edit & approve…') : null,
+      h('button.danger', { type: 'button', 'aria-keyshortcuts': 'd', on: { click: () => open('d') } }, 'Deny…'),
+    );
+  }
+
+  async function decide(fields, errorLine, submit) {
+    errorLine.textContent = '';
+    submit.disabled = true;
+    try {
+      const result = await state.channel.request('decide', { requestId: r.id, ...fields });
+      const after = result.request;
+      if (after.status === 'pending') toast(`Approved; ${after.approvalsRequired - after.approvals.length} more approval needed`, 'ok');
+      close();
+    } catch (error) {
+      errorLine.textContent = `${error.code ?? 'ERROR'}: ${error.message}`;
+      submit.disabled = false;
+    }
+  }
+
+  function close() {
+    clear(panel);
+    card.classList.remove('open');
+    card.focus();
+  }
+
+  function formKeys(form) {
+    form.addEventListener('keydown', (event) => {
+      if (event.key === 'Escape') {
+        event.preventDefault();
+        close();
+      } else if (event.key === 'Enter' && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        form.requestSubmit();
+      }
+    });
+  }
+
+  function open(kind) {
+    if (!state.can('approver')) return;
+    clear(panel);
+    card.classList.add('open');
+    const errorLine = h('p.error', { role: 'alert' });
+    const cancel = h('button', { type: 'button', on: { click: close } }, 'Cancel');
+    if (kind === 'd') {
+      const reason = h('textarea', { id: `${id}-deny`, rows: 3, required: true, maxlength: 2000, placeholder: 'Shown to the agent' });
+      const submit = h('button.danger', { type: 'submit' }, 'Deny request');
+      const form = h('form.decide', { on: { submit: (e) => (e.preventDefault(), reason.value.trim() ? decide({ verdict: 'deny', reason: reason.value.trim() }, errorLine, submit) : (errorLine.textContent = 'A denial needs a reason.')) } }, h('label', { for: `${id}-deny` }, 'Reason for denying (the agent sees it)'), reason, errorLine, h('div.row', submit, cancel));
+      formKeys(form);
+      panel.append(form);
+      reason.focus();
+      return;
+    }
+    if (mine()) return;
+    const note = h('input', { id: `${id}-note`, type: 'text', maxlength: 2000, placeholder: 'optional' });
+    const spans = r.kind === 'escalation' ? spanChooser(id) : null;
+    if (kind === 'e' && r.method) {
+      const editor = argsEditor(r.args, id);
+      const diffBox = h('div.diffbox');
+      const refreshDiff = () => {
+        clear(diffBox);
+        const parsed = editor.value();
+        if (!parsed.ok) return diffBox.append(h('p.error', parsed.error));
+        diffBox.append(h('span.label', 'Changes (− asked by the agent, + what you approve)'), renderArgsDiff(r.args, parsed.value).element);
+      };
+      editor.element.addEventListener('input', refreshDiff);
+      const submit = h('button.primary', { type: 'submit' }, 'Approve with edits');
+      const form = h(
+        'form.decide',
+        {
+          on: {
+            submit: (e) => {
+              e.preventDefault();
+              const parsed = editor.value();
+              if (!parsed.ok) return void (errorLine.textContent = parsed.error);
+              void decide({ verdict: 'approve', args: parsed.value, ...(note.value.trim() ? { note: note.value.trim() } : {}), ...(spans ? { span: spans.value() } : {}) }, errorLine, submit);
+            },
+          },
+        },
+        h('span.label', 'Edit the arguments'),
+        editor.element,
+        diffBox,
+        spans?.element,
+        h('label', { for: `${id}-note` }, 'Note (optional)'),
+        note,
+        errorLine,
+        h('div.row', submit, cancel),
+      );
+      formKeys(form);
+      panel.append(form);
+      refreshDiff();
+      editor.focus();
+      return;
+    }
+    const submit = h('button.primary', { type: 'submit' }, r.approvalsRequired - r.approvals.length > 1 ? 'Approve (first of two)' : 'Approve');
+    const form = h(
+      'form.decide',
+      { on: { submit: (e) => (e.preventDefault(), decide({ verdict: 'approve', ...(note.value.trim() ? { note: note.value.trim() } : {}), ...(spans ? { span: spans.value() } : {}) }, errorLine, submit)) } },
+      spans?.element,
+      h('label', { for: `${id}-note` }, 'Note (optional)'),
+      note,
+      errorLine,
+      h('div.row', submit, cancel),
+    );
+    formKeys(form);
+    panel.append(form);
+    submit.focus();
+  }
+
+  card.open = open;
+  card.refresh = (next) => {
+    r = next;
+    agent.replaceChildren(visible(agentName(r, state)));
+    refreshProgress();
+    refreshActions();
+  };
+  card.refresh(r);
+  return card;
+}
+
+function spanChooser(id) {
+  const options = [
+    ['once', 'Once', 'this call only'],
+    ['run', 'This run', 'until this run ends'],
+    ['always', 'Always', 'writes a new, narrowest grant for this agent'],
+  ];
+  const element = h(
+    'fieldset.spans',
+    h('legend', 'How far does the approval reach?'),
+    options.map(([value, label, hint], i) => h('label.radio', h('input', { type: 'radio', name: `${id}-span`, value, checked: i === 0 }), ` ${label} `, h('span.muted', `— ${hint}`))),
+  );
+  return { element, value: () => element.querySelector('input:checked')?.value ?? 'once' };
+}
+
+/** One field per top-level argument (strings as text, anything else as JSON); or one JSON box. */
+function argsEditor(args, id) {
+  const plain = args !== null && typeof args === 'object' && !Array.isArray(args);
+  const entries = plain ? Object.entries(args) : [['(arguments)', args]];
+  const fields = entries.map(([key, value], i) => {
+    const isString = typeof value === 'string';
+    const text = isString ? value : json(value);
+    const rows = Math.min(14, Math.max(1, text.split('\n').length + (text.length > 80 ? 1 : 0)));
+    const input = rows === 1 && isString ? h('input', { id: `${id}-f${i}`, type: 'text', value: text }) : h('textarea', { id: `${id}-f${i}`, rows, spellcheck: 'false' }, text);
+    if (input.tagName === 'INPUT') input.value = text;
+    return { key, isString, input, label: h('label', { for: `${id}-f${i}` }, visible(key), isString ? '' : h('span.muted', ' (JSON)')) };
+  });
+  const element = h('div.editor', fields.map((f) => h('div.field', f.label, f.input)));
+  return {
+    element,
+    focus: () => fields[0]?.input.focus(),
+    value() {
+      const out = {};
+      for (const f of fields) {
+        if (f.isString) out[f.key] = f.input.value;
+        else {
+          try {
+            out[f.key] = JSON.parse(f.input.value);
+          } catch {
+            return { ok: false, error: `${f.key}: not valid JSON` };
+          }
+        }
+      }
+      return { ok: true, value: plain ? out : out['(arguments)'] };
+    },
+  };
+}

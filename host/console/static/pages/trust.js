@@ -1,0 +1,12 @@
+// Trust: shown when the host's operator channel offers it (see lib/feature.js).
+import { h, section } from '../lib/dom.js';
+import { hostSupports, notAvailable } from '../lib/feature.js';
+
+export function mount(root, state) {
+  const box = h('div', h('p.muted', 'asking the host…'));
+  root.append(section('Trust', box));
+  void hostSupports(state.channel, 'trust.report').then((ok) => {
+    box.replaceChildren(ok ? h('p', 'available') : notAvailable('Trust'));
+  });
+  return {};
+}
