@@ -4,7 +4,7 @@
 // progress; approvers get approve / edit-then-approve (with a diff) / deny, and once/run/always for
 // escalations. Cards are keyed by request id and updated in place, so an open form survives events.
 import { renderArgsDiff } from '../lib/diff.js';
-import { badge, clear, h, json, relative, section, shortDigest, time, toast, visible } from '../lib/dom.js';
+import { append, badge, clear, h, json, relative, section, shortDigest, time, toast, visible } from '../lib/dom.js';
 
 const RISK_LABELS = [
   ['destructive', 'destructive', 'danger'],
@@ -154,12 +154,12 @@ function buildCard(initial, state) {
     clear(progress);
     const got = r.approvals.length;
     const need = r.approvalsRequired;
-    progress.append(
+    append(progress, [
       h('span.label', need > 1 ? 'Two-person rule' : 'Approval'),
       h('span.pips', Array.from({ length: need }, (_, i) => h(`span.pip${i < got ? '.on' : ''}`, { 'aria-hidden': 'true' }))),
       h('span', `${got} of ${need} approval${need > 1 ? 's' : ''}`),
-      r.approvals.map((a) => h('span.approver', '✓ ', visible(a.operator), a.note ? h('span.muted', ` — ${a.note}`) : null, a.args !== undefined ? h('span.muted', ' (with edits)') : null)),
-    );
+      r.approvals.map((a) => h('span.approver', '✓ ', visible(a.operator), a.note ? h('span.muted', ' — ', visible(a.note)) : null, a.args !== undefined ? h('span.muted', ' (with edits)') : null)),
+    ]);
   }
 
   function refreshActions() {
@@ -170,11 +170,11 @@ function buildCard(initial, state) {
       actions.append(h('button', { type: 'button', on: { click: () => open('d') } }, 'Deny…'));
       return;
     }
-    actions.append(
+    append(actions, [
       h('button.primary', { type: 'button', 'aria-keyshortcuts': 'a', on: { click: () => open('a') } }, 'Approve…'),
       r.method ? h('button', { type: 'button', 'aria-keyshortcuts': 'e', on: { click: () => open('e') } }, 'Edit & approve…') : null,
       h('button.danger', { type: 'button', 'aria-keyshortcuts': 'd', on: { click: () => open('d') } }, 'Deny…'),
-    );
+    ]);
   }
 
   async function decide(fields, errorLine, submit) {

@@ -2,7 +2,7 @@
 // agent, duration and usage; selecting one shows its input, outcome, logs, usage and the requests it
 // made (GET /console/api/runs/:id/requests). Admins can cancel a live run (runs.cancel).
 import { api } from '../lib/api.js';
-import { badge, clear, duration, h, json, section, shortDigest, time, toast, visible } from '../lib/dom.js';
+import { append, badge, clear, duration, h, json, section, shortDigest, time, toast, visible } from '../lib/dom.js';
 
 const STATUS_KIND = { ok: 'ok', error: 'danger', cancelled: 'warn', running: 'info', queued: 'info' };
 
@@ -52,7 +52,7 @@ export function mount(root, state) {
     clear(detail);
     const outcome = run.outcome;
     const requestsBox = h('div', h('p.muted', 'loading requests…'));
-    detail.append(
+    append(detail, [
       h('h2', 'Run ', h('code', run.id)),
       h(
         'dl.facts',
@@ -81,7 +81,7 @@ export function mount(root, state) {
       outcome?.logs?.length ? h('pre.logs', outcome.logs.map((l) => h(`span.log.${l.level ?? 'log'}`, `[${l.level ?? 'log'}] `, visible(l.message ?? JSON.stringify(l)), '\n'))) : h('p.muted', 'no logs'),
       h('h3', 'Requests this run made'),
       requestsBox,
-    );
+    ]);
     try {
       const { requests } = await api.get(`/console/api/runs/${encodeURIComponent(id)}/requests`);
       clear(requestsBox);
