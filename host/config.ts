@@ -23,6 +23,7 @@ import { budgetSchema } from '../capabilities/sdk/budget.js';
 import type { CapabilityInstance, InstanceOptions } from '../capabilities/sdk/instance.js';
 import { ContainedError } from '../runtime/errors.js';
 import { parsePublicKey } from '../sandbox-images/signature.js';
+import { trustConfigSchema } from './trust/policy.js';
 
 /** Looked for in the working folder when no `--config` is given. */
 export const DEFAULT_CONFIG_FILE = 'contained.config.json';
@@ -73,6 +74,8 @@ export const hostConfigSchema = z.strictObject({
   trustedKeys: z.array(z.string().min(1)).default([]),
   /** Refuse images without a signature from a trusted key. */
   requireSignature: z.boolean().default(false),
+  /** Promotion policy, demotion rule, ledger windows (host/trust/policy.ts; docs/audit-and-trust.md). */
+  trust: trustConfigSchema.prefault({}),
   /** Runs holding an isolate at once (running, or waiting for a human); more wait in the run queue. */
   maxConcurrentRuns: z.number().int().min(1).max(10_000).default(32),
   /** Runs waiting for a free slot; beyond this a submission fails QUEUE_FULL (HTTP 429 with Retry-After). */

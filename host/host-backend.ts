@@ -12,6 +12,7 @@ import type { Host } from './host.js';
 import { type Operator, type Role, roleAtLeast } from './model.js';
 import type { OperatorBackend } from './operator/backend.js';
 import type { Store } from './store/store.js';
+import type { TrustService } from './trust/service.js';
 
 export interface HostBackendDeps {
   host: Pick<Host, 'cancelRun'>;
@@ -20,6 +21,8 @@ export interface HostBackendDeps {
   gate: PolicyGate;
   instances: ReadonlyMap<string, CapabilityInstance>;
   logger?: Logger;
+  /** The review queue and promotions (host/trust); without it those operations are NOT_FOUND. */
+  trust?: TrustService;
 }
 
 function requireRole(operator: Operator, needed: Exclude<Role, 'platform'>, what: string): void {
@@ -74,6 +77,29 @@ export function createHostBackend(deps: HostBackendDeps): OperatorBackend {
     },
     subscribe(listener) {
       return requests.subscribe(listener);
+    },
+    ...(deps.trust ? trustOperations(deps.trust) : {}),
+  };
+}
+
+/** Review queue and promotions: approvers review, admins decide promotions (checked here, not only in the channel). */
+function trustOperations(trust: TrustService): Pick<OperatorBackend, 'listReviews' | 'markReview' | 'listPromotions' | 'decidePromotion'> {
+  return {
+    async listReviews(operator, filter) {
+      requireRole(operator, 'approver', 'seeing the review queue');
+      return trust.listReviews(filter);
+    },
+    async markReview(operator, input) {
+      requireRole(operator, 'approver', 'reviewing executed actions');
+      return trust.markReview(operator.name, input.reviewId, input.verdict, input.note);
+    },
+    async listPromotions(operator, status) {
+      requireRole(operator, 'viewer', 'seeing promotion proposals');
+      return trust.promotions.list(status);
+    },
+    async decidePromotion(operator, input) {
+      requireRole(operator, 'admin', 'deciding a promotion');
+      return trust.promotions.decide(operator.name, input.proposalId, input.verdict, input.reason);
     },
   };
 }

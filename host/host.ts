@@ -31,6 +31,9 @@ import type { OperatorBackend } from './operator/backend.js';
 import { defaultStorePath, openSqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { createTokenVerifier } from './tokens.js';
+import type { AuditLog } from './audit/log.js';
+import type { TrustService } from './trust/service.js';
+import { openAuditAndTrust } from './trust/wiring.js';
 
 export interface HostOptions {
   config: HostConfig;
@@ -82,6 +85,10 @@ export interface Host {
   readonly url: string | undefined;
   readonly queue: RunQueue;
   readonly metrics: HostMetrics;
+  /** The hash-chained audit log (host/audit). */
+  readonly audit: AuditLog;
+  /** Review queue, trust ledger, promotions and demotions (host/trust). */
+  readonly trust: TrustService;
   /** Queue a run of an image archive; QUEUE_FULL (nothing stored) when the run queue is full. */
   submit(input: SubmitInput): Promise<SubmittedRun>;
   /** Validate an image archive and store it under `<dataDir>/images/` by digest. */
@@ -112,6 +119,8 @@ export async function startHost(options: HostOptions): Promise<Host> {
   let closing = false;
 
   let gate!: PolicyGate;
+  // Audit and trust (host/trust/wiring.ts); its closures run only after start-up.
+  const oversight = openAuditAndTrust({ config, store, instances, logger, now, emit: (event) => requests.emit(event), onGrantRevoked: (id, why) => gate.revokeGrant(id, why) });
   const requests = new RequestManager({
     store,
     now,
@@ -119,6 +128,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     validateEdit: (request, args) => validateEdit(request, args, instances, gate),
     performDetached: (request, args) => performDetached(request, args, instances, gate),
     ...(options.afterDecision ? { afterDecision: options.afterDecision } : {}),
+    ...oversight.requestOptions,
   });
   gate = new PolicyGate({
     store,
@@ -129,7 +139,9 @@ export async function startHost(options: HostOptions): Promise<Host> {
     requestTimeoutMs: config.requestTimeoutMs,
     now,
     logger,
+    ...oversight.gateOptions,
   });
+  requests.subscribe(oversight.onRequestEvent);
   requests.subscribe(journal.onRequestEvent);
   requests.subscribe((event) => metrics.onRequestEvent(event));
 
@@ -145,6 +157,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
   }
   const recovered = await requests.recover();
   if (recovered.pending + recovered.closed + recovered.performed > 0) logger.info(recovered, 'recovered requests from the store');
+  await oversight.start();
   metrics.seedPending(await requests.pending());
 
   const announce = (run: RunRecord): void => {
@@ -229,6 +242,8 @@ export async function startHost(options: HostOptions): Promise<Host> {
     url: undefined,
     queue,
     metrics,
+    audit: oversight.audit,
+    trust: oversight.trust,
     async submit({ image: bytes, input = null, submittedBy }) {
       return start(await loadImage(bytes, trust), input, submittedBy);
     },
@@ -273,10 +288,11 @@ export async function startHost(options: HostOptions): Promise<Host> {
       requests.close();
       await sandbox.close();
       await Promise.allSettled([...live.values()].map((r) => r.done));
+      await oversight.close();
       await store.close();
     },
   };
-  (host as { backend: OperatorBackend }).backend = createHostBackend({ host, store, requests, gate, instances, logger });
+  (host as { backend: OperatorBackend }).backend = createHostBackend({ host, store, requests, gate, instances, logger, trust: oversight.trust });
   let server: HttpServer | undefined;
   if (options.listen !== false) {
     const web = options.console === false ? undefined : createWebConsole(options.console === true || options.console === undefined ? {} : options.console);

@@ -19,6 +19,7 @@ import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
 import { needsSecondSignOff } from '../../capabilities/sdk/risk.js';
 import { ContainedError } from '../../runtime/errors.js';
 import type { CallOutcome, CapabilityRequest, Gate, GateCall, GateContext, GateDecision } from '../../runtime/gate.js';
+import type { GateAuditHooks } from '../audit/gate-audit.js';
 import { grantCovers, narrowestGrantFor } from '../grants.js';
 import type { Grant, Mode, RequestRecord, RunSubject } from '../model.js';
 import type { Store } from '../store/store.js';
@@ -50,6 +51,8 @@ export interface PolicyGateOptions {
   requestTimeoutMs: number;
   /** Told about every action performed in `executed` mode (the review queue). */
   onExecuted?(call: GateCall, grant: Grant, outcome: CallOutcome): void | Promise<void>;
+  /** The audit log: call, decision, intent (durable before an allowed call returns from `decide`), outcome. */
+  audit?: GateAuditHooks;
   now?: () => number;
   logger?: Logger;
 }
@@ -66,6 +69,14 @@ export class PolicyGate implements Gate {
   }
 
   async decide(call: GateCall, ctx: GateContext): Promise<GateDecision> {
+    this.options.audit?.requested(call);
+    const decision = await this.decideCall(call, ctx);
+    // An allowed call's intent is on disk before the dispatcher performs it (AUDIT_FAILED otherwise).
+    await this.options.audit?.decided(call, decision);
+    return decision;
+  }
+
+  private async decideCall(call: GateCall, ctx: GateContext): Promise<GateDecision> {
     const host = this.options.instances.get(call.capability);
     const run = this.options.run(call.runId);
     if (!host || !run) return deny('CAPABILITY_DENIED', `${call.capability}.${call.method} is not offered by this host`);
@@ -94,6 +105,7 @@ export class PolicyGate implements Gate {
   }
 
   async settle(call: GateCall, decision: GateDecision & { allow: true }, outcome: CallOutcome): Promise<void> {
+    await this.options.audit?.settled(call, decision, outcome);
     const basis = decision.basis ?? '';
     if (basis.startsWith('request:')) {
       await this.options.requests.complete(

@@ -39,6 +39,10 @@ export interface RequestManagerOptions {
    * acts on it (`contained host` wires it to CONTAINED_FAULT=kill-after-decision).
    */
   afterDecision?(request: RequestRecord): void;
+  /** Audit: the intent of a detached perform, durable before the action (throws AUDIT_FAILED: not performed). */
+  beforeDetached?(request: RequestRecord, args: unknown): Promise<void>;
+  /** Audit: the outcome of a detached perform. */
+  afterDetached?(request: RequestRecord, outcome: ExecutionOutcome): Promise<void>;
 }
 
 export type OpenRequest = Omit<RequestRecord, 'id' | 'status' | 'approvals' | 'createdAt' | 'expiresAt'> & { timeoutMs: number };
@@ -246,10 +250,19 @@ export class RequestManager {
     if (!(await this.claim(request.id))) return;
     let outcome: ExecutionOutcome;
     try {
+      await this.options.beforeDetached?.(request, effectiveArgs(request));
+    } catch (error) {
+      // No intent on record: not performed, and recorded as such.
+      this.options.logger?.error({ err: error, requestId: request.id }, 'the intent could not be audited; the recommendation was not performed');
+      await this.complete(request.id, { ok: false, error: { code: 'AUDIT_FAILED', message: 'the audit log could not record the intent; not performed' } });
+      return;
+    }
+    try {
       outcome = await this.options.performDetached(request, effectiveArgs(request));
     } catch (error) {
       outcome = { ok: false, error: error instanceof ContainedError ? { code: error.code, message: error.message } : { code: 'INTERNAL', message: 'the action failed in the host' } };
     }
+    await this.options.afterDetached?.(request, outcome);
     await this.complete(request.id, outcome);
   }
 }

@@ -4,6 +4,7 @@
  * this interface in the host, so the console and the terminal client are clients of one policy.
  */
 import type { Grant, GrantSpan, Operator, RequestRecord, RunRecord } from '../model.js';
+import type { Demotion, Proposal, Review, ReviewStatus, ReviewVerdict, TrustEvent } from '../trust/model.js';
 
 /** Events fanned out to every connected operator allowed to see them. */
 export type RequestEvent =
@@ -11,7 +12,8 @@ export type RequestEvent =
   | { type: 'updated'; request: RequestView }
   | { type: 'resolved'; request: RequestView }
   | { type: 'grant'; change: 'added' | 'revoked'; grant: Grant }
-  | { type: 'run'; run: RunRecord };
+  | { type: 'run'; run: RunRecord }
+  | TrustEvent;
 
 /** A request as operators see it (the record plus trust figures when available). */
 export interface RequestView extends RequestRecord {
@@ -34,6 +36,15 @@ export interface OperatorBackend {
   cancelRun(operator: Operator, runId: string): Promise<RunRecord>;
   /** Subscribe to events; returns the unsubscribe function. */
   subscribe(listener: (event: RequestEvent) => void): () => void;
+  // After-the-fact review and promotions (host/trust); absent on a host without a ledger.
+  /** Executed actions to review (approver+); default the pending ones, oldest first. */
+  listReviews?(operator: Operator, filter: { status?: ReviewStatus | 'all'; limit?: number }): Promise<Review[]>;
+  /** Mark an executed action ok / error / critical (approver+); a critical verdict demotes it at once. */
+  markReview?(operator: Operator, input: { reviewId: string; verdict: ReviewVerdict; note?: string }): Promise<{ review: Review; demotion?: Demotion }>;
+  /** Promotion proposals (viewer+). */
+  listPromotions?(operator: Operator, status?: Proposal['status']): Promise<Proposal[]>;
+  /** Accept (writes the executed grant) or decline a proposal (admin). */
+  decidePromotion?(operator: Operator, input: { proposalId: string; verdict: 'accept' | 'decline'; reason: string }): Promise<Proposal>;
 }
 
 /** Authenticates a bearer token (constant-time comparison of hashes inside). */

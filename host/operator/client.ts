@@ -12,6 +12,7 @@ import type { IncomingMessage } from 'node:http';
 import WebSocket from 'ws';
 import { ContainedError } from '../../runtime/errors.js';
 import type { Grant, Operator } from '../model.js';
+import type { Demotion, Proposal, Review, ReviewStatus, ReviewVerdict } from '../trust/model.js';
 import type { DecideInput } from './backend.js';
 import {
   type ClientMessage,
@@ -37,6 +38,8 @@ export interface OperatorClientOptions {
 }
 
 export type OperatorEvent = Extract<ServerMessage, { type: 'created' | 'updated' | 'resolved' | 'grant' | 'run' }>;
+/** Review queue, promotion and demotion events (delivered to `onTrustEvent` listeners). */
+export type OperatorTrustEvent = Extract<ServerMessage, { type: 'review' | 'promotion' | 'demotion' }>;
 
 type Waiter = { type: ClientMessageType; resolve: (value: unknown) => void; reject: (error: ContainedError) => void; timer: NodeJS.Timeout };
 
@@ -49,6 +52,7 @@ export class OperatorClient {
   private hello_: HelloMessage | undefined;
   private readonly waiters = new Map<string, Waiter>();
   private readonly eventListeners = new Set<(event: OperatorEvent) => void>();
+  private readonly trustListeners = new Set<(event: OperatorTrustEvent) => void>();
   private readonly closeListeners = new Set<(error: ContainedError) => void>();
   private nextId = 1;
   private closedWith: ContainedError | undefined;
@@ -124,6 +128,12 @@ export class OperatorClient {
     return () => this.eventListeners.delete(listener);
   }
 
+  /** Review, promotion and demotion events. */
+  onTrustEvent(listener: (event: OperatorTrustEvent) => void): () => void {
+    this.trustListeners.add(listener);
+    return () => this.trustListeners.delete(listener);
+  }
+
   /** Called once when the connection ends, with why. */
   onClose(listener: (error: ContainedError) => void): () => void {
     this.closeListeners.add(listener);
@@ -147,6 +157,18 @@ export class OperatorClient {
   }
   async ping(): Promise<number> {
     return (await this.call('ping', {})).at;
+  }
+  async listReviews(filter: { status?: ReviewStatus | 'all'; limit?: number } = {}): Promise<Review[]> {
+    return (await this.call('review.list', filter)).reviews;
+  }
+  async markReview(input: { reviewId: string; verdict: ReviewVerdict; note?: string }): Promise<{ review: Review; demotion?: Demotion }> {
+    return this.call('review.mark', input);
+  }
+  async listPromotions(status?: Proposal['status']): Promise<Proposal[]> {
+    return (await this.call('promotion.list', status === undefined ? {} : { status })).proposals;
+  }
+  async decidePromotion(input: { proposalId: string; verdict: 'accept' | 'decline'; reason: string }): Promise<Proposal> {
+    return (await this.call('promotion.decide', input)).proposal;
   }
 
   /** Send one client message and wait for its `result` (or throw its `error` as a ContainedError). */
@@ -213,6 +235,11 @@ export class OperatorClient {
       case 'grant':
       case 'run':
         break;
+      case 'review':
+      case 'promotion':
+      case 'demotion':
+        for (const listener of this.trustListeners) listener(message);
+        return;
     }
     for (const listener of this.eventListeners) listener(message);
   }

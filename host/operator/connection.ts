@@ -221,6 +221,34 @@ export class OperatorConnection {
         this.log.info({ runId: message.runId }, 'operator cancelled run');
         return { type: 'result', id: message.id, of: 'runs.cancel', result: { run } };
       }
+      case 'review.list': {
+        this.requireRole('approver', 'see the review queue');
+        const reviews = await supported(backend.listReviews, 'review queue').call(backend, op, {
+          ...(message.status !== undefined ? { status: message.status } : {}),
+          ...(message.limit !== undefined ? { limit: message.limit } : {}),
+        });
+        return { type: 'result', id: message.id, of: 'review.list', result: { reviews } };
+      }
+      case 'review.mark': {
+        this.requireRole('approver', 'review executed actions');
+        const marked = await supported(backend.markReview, 'review queue').call(backend, op, {
+          reviewId: message.reviewId,
+          verdict: message.verdict,
+          ...(message.note !== undefined ? { note: message.note } : {}),
+        });
+        this.log.info({ reviewId: message.reviewId, verdict: message.verdict, demoted: marked.demotion !== undefined }, 'operator reviewed an executed action');
+        return { type: 'result', id: message.id, of: 'review.mark', result: marked.demotion ? { review: marked.review, demotion: marked.demotion } : { review: marked.review } };
+      }
+      case 'promotion.list': {
+        const proposals = await supported(backend.listPromotions, 'trust ledger').call(backend, op, message.status);
+        return { type: 'result', id: message.id, of: 'promotion.list', result: { proposals } };
+      }
+      case 'promotion.decide': {
+        this.requireRole('admin', 'decide promotions');
+        const proposal = await supported(backend.decidePromotion, 'trust ledger').call(backend, op, { proposalId: message.proposalId, verdict: message.verdict, reason: message.reason });
+        this.log.info({ proposalId: message.proposalId, verdict: message.verdict }, 'operator decided a promotion');
+        return { type: 'result', id: message.id, of: 'promotion.decide', result: { proposal } };
+      }
     }
   }
 
@@ -235,6 +263,12 @@ export class OperatorConnection {
     this.log.error({ err: error }, 'operator backend failed');
     return errorMessage('INTERNAL', 'internal error in the host (see the host log)', id);
   }
+}
+
+/** An optional backend operation, or NOT_FOUND when this host has none (e.g. no trust ledger). */
+function supported<F>(f: F | undefined, what: string): F {
+  if (f === undefined) throw new ContainedError('NOT_FOUND', `this host has no ${what}`);
+  return f;
 }
 
 export function encode(message: ServerMessage): Buffer {

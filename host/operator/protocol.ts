@@ -10,6 +10,7 @@
 import { z } from 'zod';
 import { ERROR_CODES, type ErrorCode } from '../../runtime/errors.js';
 import { grantSchema, grantSpanSchema, requestSchema, roleSchema, RUN_STATUSES } from '../model.js';
+import { demotionSchema, proposalSchema, proposalStatusSchema, reviewSchema, reviewStatusSchema, reviewVerdictSchema } from '../trust/model.js';
 
 /** The subprotocol name, and the version every message belongs to. */
 export const PROTOCOL = 'contained.operator.v1';
@@ -72,6 +73,41 @@ export const runsCancelMessageSchema = z.strictObject({ type: z.literal('runs.ca
 
 export const pingMessageSchema = z.strictObject({ type: z.literal('ping'), id: idSchema });
 
+// After-the-fact review and promotions (docs/audit-and-trust.md) --------------------------------
+
+/** Executed actions in the review queue (approver+); default the pending ones, oldest first. */
+export const reviewListMessageSchema = z.strictObject({
+  type: z.literal('review.list'),
+  id: idSchema,
+  status: z.union([reviewStatusSchema, z.literal('all')]).optional(),
+  limit: z.number().int().min(1).max(1000).optional(),
+});
+
+/** A verdict on an executed action (approver+); `error` and `critical` need a note. */
+export const reviewMarkMessageSchema = z
+  .strictObject({
+    type: z.literal('review.mark'),
+    id: idSchema,
+    reviewId: refSchema,
+    verdict: reviewVerdictSchema,
+    note: textSchema.optional(),
+  })
+  .superRefine((msg, ctx) => {
+    if (msg.verdict !== 'ok' && msg.note === undefined) ctx.addIssue({ code: 'custom', path: ['note'], message: `an ${msg.verdict} verdict needs a note` });
+  });
+
+/** Promotion proposals (viewer+). */
+export const promotionListMessageSchema = z.strictObject({ type: z.literal('promotion.list'), id: idSchema, status: proposalStatusSchema.optional() });
+
+/** Accept or decline a promotion proposal (admin). */
+export const promotionDecideMessageSchema = z.strictObject({
+  type: z.literal('promotion.decide'),
+  id: idSchema,
+  proposalId: refSchema,
+  verdict: z.enum(['accept', 'decline']),
+  reason: textSchema,
+});
+
 export const clientMessageSchema = z.discriminatedUnion('type', [
   decideMessageSchema,
   grantsListMessageSchema,
@@ -79,6 +115,10 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
   runsListMessageSchema,
   runsCancelMessageSchema,
   pingMessageSchema,
+  reviewListMessageSchema,
+  reviewMarkMessageSchema,
+  promotionListMessageSchema,
+  promotionDecideMessageSchema,
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
 export type ClientMessageType = ClientMessage['type'];
@@ -131,6 +171,16 @@ export const grantEventMessageSchema = z.strictObject({
   grant: grantSchema,
 });
 export const runEventMessageSchema = z.strictObject({ type: z.literal('run'), run: runViewSchema });
+/** An executed action entered the review queue, or was marked. */
+export const reviewEventMessageSchema = z.strictObject({ type: z.literal('review'), change: z.enum(['queued', 'marked']), review: reviewSchema });
+/** A promotion proposal was made, accepted, declined or withdrawn. */
+export const promotionEventMessageSchema = z.strictObject({
+  type: z.literal('promotion'),
+  change: z.enum(['proposed', 'accepted', 'declined', 'withdrawn']),
+  proposal: proposalSchema,
+});
+/** An action was moved back to assisted (a critical review, or the error rate). */
+export const demotionEventMessageSchema = z.strictObject({ type: z.literal('demotion'), demotion: demotionSchema });
 
 /** The successful reply to a client message, by the client message's type. */
 export const resultPayloadSchemas = {
@@ -140,6 +190,10 @@ export const resultPayloadSchemas = {
   'runs.list': z.strictObject({ runs: z.array(runViewSchema) }),
   'runs.cancel': z.strictObject({ run: runViewSchema }),
   ping: z.strictObject({ pong: z.literal(true), at: z.number().int() }),
+  'review.list': z.strictObject({ reviews: z.array(reviewSchema) }),
+  'review.mark': z.strictObject({ review: reviewSchema, demotion: demotionSchema.optional() }),
+  'promotion.list': z.strictObject({ proposals: z.array(proposalSchema) }),
+  'promotion.decide': z.strictObject({ proposal: proposalSchema }),
 } as const satisfies Record<ClientMessageType, z.ZodType>;
 export type ResultPayload<T extends ClientMessageType> = z.infer<(typeof resultPayloadSchemas)[T]>;
 
@@ -170,6 +224,9 @@ export const serverMessageSchema = z.discriminatedUnion('type', [
   resolvedMessageSchema,
   grantEventMessageSchema,
   runEventMessageSchema,
+  reviewEventMessageSchema,
+  promotionEventMessageSchema,
+  demotionEventMessageSchema,
   resultMessageSchema,
   errorMessageSchema,
 ]);

@@ -271,6 +271,10 @@ function toMessage(event: RequestEvent): ServerMessage {
       return { type: 'grant', change: event.change, grant: event.grant };
     case 'run':
       return { type: 'run', run: event.run };
+    case 'review':
+    case 'promotion':
+    case 'demotion':
+      return event;
   }
 }
 

@@ -1,0 +1,105 @@
+/**
+ * Trust figures for one action and phases for one subject, computed from the ledger, the active
+ * grants and the policy: what an approver sees next to a request (`trustFor`), what
+ * `contained trust report` prints, and what the promotion check evaluates. Read-only.
+ */
+import type Database from 'better-sqlite3';
+import type { RiskAnnotations } from '../../capabilities/sdk/risk.js';
+import type { Grant, Mode } from '../model.js';
+import { activeGrants, effectiveMode, grantsFor } from './grant-changes.js';
+import type { ActionKey, ActionStats, Ledger } from './ledger.js';
+import { type BarVerdict, evaluateBar, type Phase, type PhaseAction, phaseOf, pct, type TrustConfig } from './policy.js';
+import type { Proposals } from './proposals.js';
+
+export interface ActionFigures {
+  key: ActionKey;
+  stats: ActionStats;
+  risk: RiskAnnotations | undefined;
+  mode: Mode | 'none';
+  /** The grant that decides the mode (the one the gate would pick). */
+  grant: Grant | undefined;
+  bar: BarVerdict;
+  openProposal: string | undefined;
+}
+
+export interface FigureSources {
+  db: Database.Database;
+  ledger: Ledger;
+  proposals: Proposals;
+  config: TrustConfig;
+  riskOf?(capability: string, method: string): RiskAnnotations | undefined;
+}
+
+export function actionFigures(src: FigureSources, key: ActionKey, now: number, grants: readonly Grant[] = activeGrants(src.db, now), excludeProposal?: string): ActionFigures {
+  const stats = src.ledger.stats(key, now, src.config);
+  const risk = stats.risk ?? src.riskOf?.(key.capability, key.method);
+  const covering = grantsFor(grants, key, stats.grantIds);
+  const { mode, grant } = effectiveMode(covering);
+  const assisted = stats.lifetime.approved + stats.lifetime.edited + stats.lifetime.denied;
+  const bar = evaluateBar(
+    {
+      risk,
+      assisted,
+      recentEdited: stats.recentAssisted.edited,
+      recentDenied: stats.recentAssisted.denied,
+      critical: stats.lifetime.critical,
+      lastProposalAt: src.proposals.lastProposalAt(key, excludeProposal),
+    },
+    src.config,
+  );
+  return { key, stats, risk, mode, grant, bar, openProposal: src.proposals.open(key)?.id };
+}
+
+export function phaseForSubject(src: FigureSources, subject: string, now: number, grants: readonly Grant[] = activeGrants(src.db, now)): Phase {
+  const actions: PhaseAction[] = src.ledger.actions(subject).map((key) => {
+    const f = actionFigures(src, key, now, grants);
+    return {
+      mode: f.mode,
+      risk: f.risk,
+      reviews: f.stats.lifetime.ok + f.stats.lifetime.error + f.stats.lifetime.critical,
+      windowReviews: f.stats.reviewWindow.count,
+      windowErrors: f.stats.reviewWindow.errors,
+      critical: f.stats.lifetime.critical,
+      sampled: f.mode === 'executed' && f.grant?.reviewSample !== undefined && f.grant.reviewSample < 1,
+    };
+  });
+  // Executed grants of the subject with no ledger events yet still count as executed actions.
+  for (const g of grants) {
+    if (g.mode !== 'executed' || !('digest' in g.subject) || g.subject.digest !== subject) continue;
+    for (const method of g.methods) {
+      if (src.ledger.actions(subject).some((k) => k.capability === g.capability && k.method === method)) continue;
+      actions.push({ mode: 'executed', risk: src.riskOf?.(g.capability, method), reviews: 0, windowReviews: 0, windowErrors: 0, critical: 0, sampled: g.reviewSample !== undefined && g.reviewSample < 1 });
+    }
+  }
+  return phaseOf(actions, src.config);
+}
+
+/** The compact figures shown to an approver with a request (RequestView.trust). */
+export function compactFigures(f: ActionFigures, phase: Phase, config: TrustConfig): Record<string, unknown> {
+  const s = f.stats;
+  const reviews = s.lifetime.ok + s.lifetime.error + s.lifetime.critical;
+  return {
+    action: `${f.key.capability}.${f.key.method}`,
+    mode: f.mode,
+    phase: phase.phase,
+    assisted: {
+      reviews: s.lifetime.approved + s.lifetime.edited + s.lifetime.denied,
+      approvedAsIs: s.lifetime.approved,
+      edited: s.lifetime.edited,
+      denied: s.lifetime.denied,
+      editRate: pct(f.bar.editRate),
+      [`last${config.windowDays}d`]: { approvedAsIs: s.lastDays.approved, edited: s.lastDays.edited, denied: s.lastDays.denied },
+    },
+    executed: {
+      actions: s.lifetime.executed + reviews,
+      reviews,
+      ok: s.lifetime.ok,
+      error: s.lifetime.error,
+      critical: s.lifetime.critical,
+      errorRate: pct(s.reviewWindow.errors / Math.max(s.reviewWindow.count, config.demoteWindow)),
+    },
+    shadow: { wouldAllowNow: f.bar.met, ...s.shadow },
+    bar: f.bar.met ? 'met' : f.bar.missing.join('; '),
+    ...(f.openProposal === undefined ? {} : { proposal: f.openProposal }),
+  };
+}

@@ -1,0 +1,283 @@
+/**
+ * The trust service: turns gate and request events into ledger rows, queues executed actions for
+ * review, applies review verdicts (and demotes at once on a critical review or an error rate over
+ * the threshold), and proposes promotions exactly when an action meets the bar (promotions.ts).
+ *
+ * Every state change commits together with its audit record (AuditLog.append `within`); grant
+ * changes go through the Store and are audited by its triggers as well as by the `demotion` /
+ * `promotion.accepted` records. Operators hear about each change as a TrustEvent.
+ *
+ * Fails: NOT_FOUND / ALREADY_RESOLVED for unknown or already decided reviews and proposals,
+ * INVALID_ARGUMENT for an error or critical verdict without a note, PROMOTION_REFUSED for a
+ * promotion the policy does not allow, AUDIT_FAILED when the audit log cannot commit (nothing
+ * changed then). Event handlers never throw: failures are logged.
+ */
+import type { Logger } from 'pino';
+import type { RiskAnnotations } from '../../capabilities/sdk/risk.js';
+import { ContainedError } from '../../runtime/errors.js';
+import type { CallOutcome, GateCall } from '../../runtime/gate.js';
+import { argsForAudit, resultSummary } from '../audit/canonical.js';
+import type { AuditLog } from '../audit/log.js';
+import type { Grant, RequestRecord } from '../model.js';
+import type { RequestEvent } from '../operator/backend.js';
+import type { Store } from '../store/store.js';
+import { actionFigures, compactFigures, type FigureSources, phaseForSubject } from './figures.js';
+import { activeGrants, demoteGrants, grantsFor } from './grant-changes.js';
+import { type ActionKey, Ledger } from './ledger.js';
+import { type Demotion, newId, type Review, type ReviewVerdict, type TrustEvent } from './model.js';
+import { evaluateDemotion, type TrustConfig } from './policy.js';
+import { Proposals } from './proposals.js';
+import { PromotionFlow } from './promotions.js';
+import { type ReviewFilter, ReviewQueue, sampled } from './reviews.js';
+
+export type TrustOutEvent = TrustEvent | { type: 'grant'; change: 'added' | 'revoked'; grant: Grant };
+
+export interface TrustServiceDeps {
+  audit: AuditLog;
+  store: Store;
+  config: TrustConfig;
+  /** Risk of a method as the host offers it (used when the ledger has none recorded). */
+  riskOf?(capability: string, method: string): RiskAnnotations | undefined;
+  /** Methods of a capability instance (expands `*` grants on demotion). */
+  methodsOf?(capability: string): readonly string[] | undefined;
+  /** Tell operators (the host wires this to RequestManager.emit). */
+  emit?(event: TrustOutEvent): void;
+  /** A grant was revoked by a demotion (the host revokes the gate's attenuated instance). */
+  onGrantRevoked?(grantId: string, reason: string): void;
+  now?: () => number;
+  logger?: Logger;
+}
+
+/** Figures shown with requests are cached this long (ms); own writes invalidate at once. */
+const FIGURES_TTL_MS = 1000;
+
+export class TrustService {
+  readonly ledger: Ledger;
+  readonly reviews: ReviewQueue;
+  readonly proposals: Proposals;
+  readonly promotions: PromotionFlow;
+  readonly sources: FigureSources;
+  private readonly now: () => number;
+  private readonly cache = new Map<string, { at: number; value: Record<string, unknown> }>();
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(readonly deps: TrustServiceDeps) {
+    const db = deps.audit.db;
+    this.now = deps.now ?? Date.now;
+    this.ledger = new Ledger(db);
+    this.reviews = new ReviewQueue(db);
+    this.proposals = new Proposals(db);
+    this.sources = { db, ledger: this.ledger, proposals: this.proposals, config: deps.config, ...(deps.riskOf ? { riskOf: deps.riskOf } : {}) };
+    this.promotions = new PromotionFlow(this, this.now);
+  }
+
+  /** Run `f` after every earlier grant-changing step (reviews, proposals, demotions never interleave). */
+  serial<T>(f: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(f, f);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  emit(event: TrustOutEvent): void {
+    this.cache.clear();
+    try {
+      this.deps.emit?.(event);
+    } catch (error) {
+      this.deps.logger?.error({ err: error }, 'trust: event listener failed');
+    }
+  }
+
+  // Figures -----------------------------------------------------------------------------------
+
+  /** The trust figures an approver sees with a request (undefined for requests naming no method). */
+  trustFor(request: RequestRecord): Record<string, unknown> | undefined {
+    if (request.method === undefined || request.subject === undefined) return undefined;
+    const key = { subject: request.subject, capability: request.capability, method: request.method };
+    const id = JSON.stringify(key);
+    const now = this.now();
+    const hit = this.cache.get(id);
+    if (hit && now - hit.at < FIGURES_TTL_MS) return hit.value;
+    try {
+      const grants = activeGrants(this.sources.db, now);
+      const value = compactFigures(actionFigures(this.sources, key, now, grants), phaseForSubject(this.sources, key.subject, now, grants), this.deps.config);
+      this.cache.set(id, { at: now, value });
+      return value;
+    } catch (error) {
+      this.deps.logger?.error({ err: error }, 'trust: figures failed');
+      return undefined;
+    }
+  }
+
+  // Assisted: recommendations and their verdicts ------------------------------------------------
+
+  onRequestEvent(event: RequestEvent): void {
+    if ((event.type !== 'created' && event.type !== 'resolved') || event.request.kind !== 'recommendation') return;
+    const request = event.request;
+    const step = event.type === 'created' ? Promise.resolve(this.recommended(request)) : this.resolved(request);
+    step.catch((error: unknown) => this.deps.logger?.error({ err: error, requestId: request.id }, 'trust: recording a recommendation failed'));
+  }
+
+  /** Record a new recommendation with its shadow verdict: would the policy have allowed it on its own? */
+  recommended(request: RequestRecord): void {
+    const key = keyOf(request);
+    if (!key) return;
+    const figures = actionFigures(this.sources, key, this.now());
+    this.ledger.recommended(request.id, key, request.createdAt, request.grantId, request.risk ?? figures.risk, figures.bar.met);
+    this.cache.clear();
+  }
+
+  /** Record a recommendation's verdict, then propose a promotion if the action now meets the bar. */
+  async resolved(request: RequestRecord): Promise<void> {
+    const key = keyOf(request);
+    if (!key) return;
+    const kind = request.status === 'approved' ? (request.approvals.some((a) => a.args !== undefined) ? 'edited' : 'approved') : request.status === 'denied' ? 'denied' : request.status === 'expired' ? 'expired' : undefined;
+    if (!kind) return;
+    const changed = this.ledger.verdict(request.id, key, kind, request.resolvedAt ?? this.now(), request.grantId, request.risk ?? this.deps.riskOf?.(key.capability, key.method));
+    this.cache.clear();
+    if (changed && kind !== 'expired') await this.serial(() => this.promotions.check(key));
+  }
+
+  // Executed: the review queue ----------------------------------------------------------------
+
+  /** An action performed in executed mode: into the ledger, and into the review queue when sampled. */
+  async onExecuted(call: GateCall, grant: Grant, outcome: CallOutcome): Promise<void> {
+    const key = { subject: call.subject ?? 'unknown', capability: call.capability, method: call.method };
+    const at = this.now();
+    this.cache.clear();
+    if (!sampled(call.callId, grant.reviewSample)) {
+      this.ledger.executed(call.callId, key, at, grant.id, call.risk);
+      return;
+    }
+    const review: Review = {
+      id: newId('rev'),
+      callId: call.callId,
+      runId: call.runId,
+      ...key,
+      grantId: grant.id,
+      action: {
+        ...argsForAudit(call.args),
+        ...(call.reason === undefined ? {} : { reason: call.reason }),
+        outcome: outcome.ok ? { ok: true, ...resultSummary(outcome.value) } : { ok: false, error: outcome.error.code },
+      },
+      status: 'pending',
+      createdAt: at,
+    };
+    await this.deps.audit.append(
+      { type: 'review.queued', runId: call.runId, ...key, callId: call.callId, data: { reviewId: review.id, grantId: grant.id, reviewSample: grant.reviewSample ?? 1 } },
+      () => {
+        this.ledger.executed(call.callId, key, at, grant.id, call.risk);
+        this.reviews.insert(review);
+      },
+    );
+    this.emit({ type: 'review', change: 'queued', review });
+  }
+
+  listReviews(filter: ReviewFilter = {}): Review[] {
+    return this.reviews.list(filter);
+  }
+
+  /** Mark a review; a critical verdict (or the error rate) demotes the action back to assisted at once. */
+  markReview(by: string, reviewId: string, verdict: ReviewVerdict, note?: string): Promise<{ review: Review; demotion?: Demotion }> {
+    return this.serial(async () => {
+      const text = note?.trim() === '' ? undefined : note?.trim();
+      if (verdict !== 'ok' && text === undefined) throw new ContainedError('INVALID_ARGUMENT', `an ${verdict} verdict needs a note saying what went wrong`);
+      const existing = this.reviews.get(reviewId);
+      if (!existing) throw new ContainedError('NOT_FOUND', `no review ${reviewId}`);
+      const at = this.now();
+      let review = existing;
+      await this.deps.audit.append(
+        {
+          type: 'review.marked',
+          runId: existing.runId,
+          subject: existing.subject,
+          capability: existing.capability,
+          method: existing.method,
+          callId: existing.callId,
+          data: { reviewId, verdict, by, ...(text === undefined ? {} : { note: text }), grantId: existing.grantId },
+        },
+        () => {
+          review = this.reviews.mark(reviewId, verdict, by, text, at);
+          this.ledger.reviewed(existing.callId, verdict, at);
+        },
+      );
+      this.emit({ type: 'review', change: 'marked', review });
+      const key = { subject: review.subject, capability: review.capability, method: review.method };
+      const window = this.ledger.stats(key, at, this.deps.config).reviewWindow;
+      const verdictOf = evaluateDemotion({ verdict, windowReviews: window.count, windowErrors: window.errors }, this.deps.config);
+      if (!verdictOf.demote) return { review };
+      const demotion = await this.demote(key, verdictOf.trigger, `${verdictOf.reason}${text ? `: ${text}` : ''}`, by, review);
+      return demotion ? { review, demotion } : { review };
+    });
+  }
+
+  /** Move the action back to assisted (call inside `serial`). Undefined when it was not executed. */
+  async demote(key: ActionKey, trigger: Demotion['trigger'], reason: string, by: string, review?: Review, onlyGrantId?: string): Promise<Demotion | undefined> {
+    const now = this.now();
+    const stats = this.ledger.stats(key, now, this.deps.config);
+    const covering = grantsFor(activeGrants(this.sources.db, now), key, [...stats.grantIds, ...(review ? [review.grantId] : [])]);
+    const executed = covering.filter((g) => g.mode === 'executed' && (onlyGrantId === undefined || g.id === onlyGrantId));
+    await this.promotions.withdrawOpen(key, by, `demoted: ${reason}`);
+    if (executed.length === 0) return undefined;
+    const why = `demoted to assisted: ${reason}${review ? ` (review ${review.id})` : ''}`;
+    const change = await demoteGrants(this.deps.store, executed, covering.filter((g) => g.mode === 'assisted'), key, {
+      by,
+      reason: why,
+      now,
+      risk: stats.risk ?? this.deps.riskOf?.(key.capability, key.method),
+      ...(this.deps.methodsOf ? { methodsOf: this.deps.methodsOf } : {}),
+    });
+    for (const grant of change.revoked) {
+      this.deps.onGrantRevoked?.(grant.id, why);
+      this.emit({ type: 'grant', change: 'revoked', grant });
+    }
+    for (const grant of change.added) this.emit({ type: 'grant', change: 'added', grant });
+    const demotion: Demotion = {
+      ...key,
+      trigger,
+      reason,
+      ...(review ? { reviewId: review.id } : {}),
+      revokedGrants: change.revoked.map((g) => g.id),
+      addedGrants: change.added.map((g) => g.id),
+      by,
+      at: now,
+    };
+    await this.deps.audit.append({ type: 'demotion', ...key, ...(review ? { runId: review.runId } : {}), data: { ...demotion } });
+    this.emit({ type: 'demotion', demotion });
+    this.deps.logger?.warn({ ...key, trigger, by }, 'trust: action demoted to assisted');
+    return demotion;
+  }
+
+  /**
+   * After a restart: verdicts of recommendations resolved while the host was down or crashing,
+   * critical reviews whose demotion did not happen, accepted promotions whose grant was not written.
+   */
+  async reconcile(): Promise<{ verdicts: number; demotions: number; grants: number }> {
+    let verdicts = 0;
+    for (const status of ['approved', 'denied'] as const) {
+      for (const request of await this.deps.store.listRequests({ status })) {
+        const key = keyOf(request);
+        if (!key || request.kind !== 'recommendation') continue;
+        const kind = status === 'denied' ? 'denied' : request.approvals.some((a) => a.args !== undefined) ? 'edited' : 'approved';
+        if (this.ledger.verdict(request.id, key, kind, request.resolvedAt ?? this.now(), request.grantId, request.risk)) verdicts += 1;
+      }
+    }
+    // Only the grant the critical review was made under: an executed grant an admin wrote since is their decision.
+    let demotions = 0;
+    for (const review of this.reviews.critical()) {
+      const grant = await this.deps.store.getGrant(review.grantId);
+      if (!grant || grant.mode !== 'executed' || grant.revokedAt !== undefined) continue;
+      const key = { subject: review.subject, capability: review.capability, method: review.method };
+      const reason = `a critical review (re-applied at start-up)${review.note ? `: ${review.note}` : ''}`;
+      const done = await this.serial(() => this.demote(key, 'critical', reason, review.markedBy ?? 'host', review, review.grantId));
+      if (done) demotions += 1;
+    }
+    const grants = await this.serial(() => this.promotions.restoreAcceptedGrants());
+    this.cache.clear();
+    return { verdicts, demotions, grants };
+  }
+}
+
+function keyOf(request: RequestRecord): ActionKey | undefined {
+  if (request.method === undefined || request.subject === undefined) return undefined;
+  return { subject: request.subject, capability: request.capability, method: request.method };
+}

@@ -1,0 +1,109 @@
+/**
+ * Audit and trust, assembled for the host: the audit log (own connection to the store file, the
+ * host key from the data folder), the gate's audit hooks, the trust service, and what startHost
+ * hands to the RequestManager and the PolicyGate. Kept here so host.ts only spreads the options in.
+ *
+ * Why a separate connection over the same SQLite file instead of more Store methods: the audit
+ * writer batches appends into its own IMMEDIATE transactions (group commit) and runs ledger and
+ * review changes inside them; the Store's one-call-one-transaction contract stays as it is, and
+ * both see one file, one WAL, one backup.
+ */
+import type { Logger } from 'pino';
+import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
+import type { CallOutcome, GateCall } from '../../runtime/gate.js';
+import { createGateAudit } from '../audit/gate-audit.js';
+import { loadOrCreateAuditKey } from '../audit/keys.js';
+import { AuditLog } from '../audit/log.js';
+import type { HostConfig } from '../config.js';
+import type { ExecutionOutcome } from '../gate/requests.js';
+import type { Grant, RequestRecord } from '../model.js';
+import type { RequestEvent } from '../operator/backend.js';
+import { defaultStorePath } from '../store/sqlite-store.js';
+import type { Store } from '../store/store.js';
+import { type TrustOutEvent, TrustService } from './service.js';
+
+export interface AuditAndTrustOptions {
+  config: HostConfig;
+  store: Store;
+  instances: ReadonlyMap<string, CapabilityInstance>;
+  logger: Logger;
+  now: () => number;
+  /** Fan an event out to operators (RequestManager.emit). Called only after start-up. */
+  emit(event: TrustOutEvent): void;
+  /** A demotion revoked a grant (PolicyGate.revokeGrant). */
+  onGrantRevoked(grantId: string, reason: string): void;
+}
+
+export interface AuditAndTrust {
+  readonly audit: AuditLog;
+  readonly trust: TrustService;
+  /** Spread into RequestManagerOptions. */
+  readonly requestOptions: {
+    trustFor(request: RequestRecord): Record<string, unknown> | undefined;
+    beforeDetached(request: RequestRecord, args: unknown): Promise<void>;
+    afterDetached(request: RequestRecord, outcome: ExecutionOutcome): Promise<void>;
+  };
+  /** Spread into PolicyGateOptions. */
+  readonly gateOptions: {
+    audit: ReturnType<typeof createGateAudit>;
+    onExecuted(call: GateCall, grant: Grant, outcome: CallOutcome): Promise<void>;
+  };
+  /** Give to RequestManager.subscribe: request lifecycle into the audit log and the ledger. */
+  onRequestEvent(event: RequestEvent): void;
+  /** After RequestManager.recover(): ledger verdicts, demotions and promotion grants a crash left undone. */
+  start(): Promise<void>;
+  /** Flush, sign a final checkpoint, close the connection. */
+  close(): Promise<void>;
+}
+
+export function openAuditAndTrust(options: AuditAndTrustOptions): AuditAndTrust {
+  const { config, store, instances, logger, now } = options;
+  const audit = new AuditLog({ file: defaultStorePath(config.dataDir), key: loadOrCreateAuditKey(config.dataDir), logger, now, role: 'host' });
+  const gateAudit = createGateAudit({ audit, store, logger });
+  const trust = new TrustService({
+    audit,
+    store,
+    config: config.trust,
+    riskOf: (capability, method) => {
+      const instance = instances.get(capability);
+      return instance?.hasMethod(method) ? instance.risk(method) : undefined;
+    },
+    methodsOf: (capability) => instances.get(capability)?.methodNames(),
+    emit: (event) => options.emit(event),
+    onGrantRevoked: (id, reason) => options.onGrantRevoked(id, reason),
+    now,
+    logger,
+  });
+  return {
+    audit,
+    trust,
+    requestOptions: {
+      trustFor: (request) => trust.trustFor(request),
+      beforeDetached: (request, args) => gateAudit.beforeDetached(request, args),
+      afterDetached: (request, outcome) => gateAudit.afterDetached(request, outcome),
+    },
+    gateOptions: {
+      audit: gateAudit,
+      onExecuted: async (call, grant, outcome) => {
+        try {
+          await trust.onExecuted(call, grant, outcome);
+        } catch (error) {
+          // The action already happened; a review that cannot be queued is logged, not thrown at the agent.
+          logger.error({ err: error, callId: call.callId }, 'trust: could not queue the executed action for review');
+        }
+      },
+    },
+    onRequestEvent(event) {
+      gateAudit.onRequestEvent(event);
+      trust.onRequestEvent(event);
+    },
+    async start() {
+      const done = await trust.reconcile();
+      if (done.verdicts + done.demotions + done.grants > 0) logger.info(done, 'trust: reconciled the ledger after a restart');
+    },
+    async close() {
+      await audit.flush();
+      await audit.close();
+    },
+  };
+}
