@@ -64,6 +64,31 @@ export function sendError(res: ServerResponse, error: unknown): void {
   const body: ErrorBody = { error: { code: info.code, message: info.message } };
   if (info.data !== undefined) body.error.data = info.data;
   // A body we did not read to the end would otherwise be parsed as the next request.
-  headers['connection'] = res.req.complete ? 'keep-alive' : 'close';
+  if (!res.req.complete) {
+    headers['connection'] = 'close';
+    lingerOnClose(res);
+  }
   sendJson(res, statusFor(info.code), body, headers);
+}
+
+/** How long a connection refused mid-body keeps reading (and discarding) before it is closed, ms. */
+export const LINGER_MS = 1000;
+
+/**
+ * Closing a socket while the client is still sending makes the kernel answer with a reset, which
+ * can destroy our error response before the client reads it (and the client sees EPIPE instead
+ * of 413). So, like a web server's "lingering close": send the response, half-close, discard
+ * whatever still arrives for at most LINGER_MS, then close.
+ */
+function lingerOnClose(res: ServerResponse): void {
+  const socket = res.socket as (NonNullable<ServerResponse['socket']> & { destroySoon?: () => void }) | null;
+  if (!socket) return;
+  socket.destroySoon = function lingeringClose(): void {
+    this.end();
+    this.resume();
+    const timer = setTimeout(() => this.destroy(), LINGER_MS);
+    timer.unref();
+    this.once('end', () => this.destroy());
+    this.once('close', () => clearTimeout(timer));
+  };
 }
