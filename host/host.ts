@@ -188,6 +188,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     }
     journal.open(runId);
     announce(record);
+    let startedAt = now();
     const execute = async (): Promise<RunOutcome> => {
       const entry = live.get(runId);
       if (slot.queued && (await slot.started) && !entry?.cancelled) {
@@ -195,6 +196,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
         if (!entry?.cancelled) announce({ ...record, status: 'running' });
       }
       if (entry?.cancelled) return { status: 'error', error: { code: 'CANCELLED', message: 'cancelled before it started' }, logs: [], usage: { cpuMs: 0, wallMs: 0, heapBytes: 0, calls: 0 } };
+      startedAt = now(); // run duration excludes the time spent in the queue
       return sandbox.run({
         runId,
         program: imageProgram(image),
@@ -205,12 +207,8 @@ export async function startHost(options: HostOptions): Promise<Host> {
         onLog: (line) => journal.push(runId, { type: 'log', line }),
       });
     };
-    let startedAt = 0;
     const done = Promise.resolve()
-      .then(async () => {
-        startedAt = now();
-        return execute();
-      })
+      .then(execute)
       .catch((error: unknown): RunOutcome => {
         logger.error({ err: error, runId }, 'starting a run failed');
         return { status: 'error', error: { code: 'INTERNAL', message: 'the host could not start the run' }, logs: [], usage: { cpuMs: 0, wallMs: 0, heapBytes: 0, calls: 0 } };
