@@ -15,12 +15,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
-import { readJson } from '../api/body.js';
+import { readJson, validate } from '../api/body.js';
 import { sendError } from '../api/respond.js';
 import type { HttpRoute, HttpServices, RouteContext } from '../http.js';
 import { type Operator, roleAtLeast } from '../model.js';
 import { hashToken } from '../tokens.js';
 import { addGrant, addGrantSchema, narrowGrant, narrowGrantSchema } from './grants.js';
+import { auditQuerySchema, auditSearch, createVerifier, trustReport } from './oversight.js';
 import { type OriginGuard, parseCookies, securityHeaders, sendConsoleJson, sessionCookie } from './http.js';
 import { checkCsrf, type Session, type SessionStore } from './sessions.js';
 import type { Asset } from './static.js';
@@ -96,6 +97,8 @@ export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
   }
 
   const page = ({ res }: RouteContext): void => serveAsset(res, 'index.html');
+  const verify = createVerifier(host, services.config.dataDir, deps.now);
+  const subjectParam = z.string().regex(/^sha256:[0-9a-f]{64}$/).optional();
 
   return [
     route('GET', '/', ({ res }) => {
@@ -165,6 +168,23 @@ export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
       if (!/^[A-Za-z0-9-]{1,64}$/.test(runId)) throw new ContainedError('INVALID_ARGUMENT', 'malformed run id');
       const requests = await host.store.listRequests({ runId, limit: 500 });
       sendConsoleJson(res, 200, { requests: requests.map((r) => host.requests.view(r)) });
+    }),
+
+    route('GET', '/console/api/trust', async ({ req, res, url }) => {
+      await session(req, res, { csrf: false });
+      const subject = validate(subjectParam, url.searchParams.get('subject') ?? undefined, 'subject');
+      sendConsoleJson(res, 200, { subjects: trustReport(host, deps.now(), subject) });
+    }),
+
+    route('GET', '/console/api/audit', async ({ req, res, url }) => {
+      await session(req, res, { csrf: false });
+      const query = validate(auditQuerySchema, Object.fromEntries([...url.searchParams].filter(([, v]) => v !== '')), 'query');
+      sendConsoleJson(res, 200, { records: auditSearch(host, query) });
+    }),
+
+    route('GET', '/console/api/audit/verify', async ({ req, res }) => {
+      await session(req, res, { csrf: false });
+      sendConsoleJson(res, 200, verify());
     }),
 
     route('POST', '/console/api/grants', async ({ req, res }) => {

@@ -13,6 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Fixture, startFixture } from '../host/helpers/host-fixture.js';
 import { hasChromium, launch, loginAs, type OperatorPage } from './browser.js';
 
+/** In the page: the status of GET /console/api/session (200 logged in, 401 not). */
+const SESSION_STATUS = "fetch('/console/api/session').then((r) => r.status)";
 const MAIL = { capability: 'mail', kind: 'outbox', scope: {}, methods: ['send'], why: 'mail' };
 
 function mailer(fx: Fixture, name: string, subject: string, text = 'line one\nline two') {
@@ -106,10 +108,11 @@ describe.skipIf(!hasChromium)('web console in headless Chromium', () => {
 
     const requestId = (await card.getAttribute('data-id')) as string;
     // Forge it from the viewer's own page and session: the channel, not the page, decides.
-    const reply = await vic.page.evaluate(async (id) => {
+    // (Browser code is passed as text: the tests are type-checked without the DOM library.)
+    const reply = await vic.page.evaluate(`(async (id) => {
       const session = await (await fetch('/console/api/session')).json();
       const t = await (await fetch('/console/api/ticket', { method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': session.csrf }, body: '{}' })).json();
-      const ws = new WebSocket(`ws://${location.host}${t.path}?ticket=${encodeURIComponent(t.ticket)}`, ['contained.operator.v1']);
+      const ws = new WebSocket('ws://' + location.host + t.path + '?ticket=' + encodeURIComponent(t.ticket), ['contained.operator.v1']);
       return new Promise((resolve) => {
         ws.onmessage = (event) => {
           const m = JSON.parse(event.data);
@@ -120,7 +123,7 @@ describe.skipIf(!hasChromium)('web console in headless Chromium', () => {
           }
         };
       });
-    }, requestId);
+    })(${JSON.stringify(requestId)})`);
     expect(reply).toMatchObject({ type: 'error', code: 'CAPABILITY_DENIED' });
     expect((await fx.host.store.getRequest(requestId))?.status).toBe('pending');
 
@@ -165,11 +168,11 @@ describe.skipIf(!hasChromium)('web console in headless Chromium', () => {
 
   it('CSRF: a state change without the token is refused, from the page itself and from another origin', async () => {
     const { page } = alice;
-    const results = await page.evaluate(async () => {
+    const results = await page.evaluate<{ none: { status: number; body: unknown }; wrong: { status: number }; right: { status: number } }>(`(async () => {
       const session = await (await fetch('/console/api/session')).json();
-      const send = (headers: Record<string, string>) => fetch('/console/api/ticket', { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: '{}' }).then(async (r) => ({ status: r.status, body: await r.json() }));
+      const send = (headers) => fetch('/console/api/ticket', { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: '{}' }).then(async (r) => ({ status: r.status, body: await r.json() }));
       return { none: await send({}), wrong: await send({ 'x-csrf-token': 'A'.repeat(43) }), right: await send({ 'x-csrf-token': session.csrf }) };
-    });
+    })()`);
     expect(results.none).toMatchObject({ status: 403, body: { error: { code: 'FORBIDDEN' } } });
     expect(results.wrong.status).toBe(403);
     expect(results.right.status).toBe(200);
@@ -190,7 +193,7 @@ describe.skipIf(!hasChromium)('web console in headless Chromium', () => {
     await evilPage.close();
     await new Promise<void>((resolve) => evil.close(() => resolve()));
     expect(hits).toContain('/');
-    expect(await page.evaluate(async () => (await fetch('/console/api/session')).status)).toBe(200);
+    expect(await page.evaluate(SESSION_STATUS)).toBe(200);
     await page.locator('#link-state[data-state="live"]').waitFor();
   });
 
@@ -198,7 +201,7 @@ describe.skipIf(!hasChromium)('web console in headless Chromium', () => {
     const { page } = alice;
     await page.getByRole('button', { name: 'Log out' }).click();
     await page.getByLabel('Operator token').waitFor();
-    expect(await page.evaluate(async () => (await fetch('/console/api/session')).status)).toBe(401);
+    expect(await page.evaluate(SESSION_STATUS)).toBe(401);
     expect(await page.locator('#nav').isHidden()).toBe(true);
   });
 });

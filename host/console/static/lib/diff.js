@@ -33,6 +33,20 @@ export function diffLines(before, after) {
   return out;
 }
 
+/** Long runs of unchanged lines shrink to `CONTEXT` lines around each change and a "⋯ n unchanged" mark. */
+const CONTEXT = 2;
+export function collapse(lines) {
+  const keep = lines.map((l) => l.op !== ' ');
+  const near = lines.map((_, i) => keep.slice(Math.max(0, i - CONTEXT), i + CONTEXT + 1).some(Boolean));
+  const out = [];
+  for (let i = 0; i < lines.length; i++) {
+    if (near[i]) out.push(lines[i]);
+    else if (out.length > 0 && out[out.length - 1].skipped) out[out.length - 1].skipped++;
+    else out.push({ skipped: 1 });
+  }
+  return out;
+}
+
 /** A text form of a value for diffing: strings as they are, anything else as pretty JSON. */
 export function asText(value) {
   return typeof value === 'string' ? value : (JSON.stringify(value, null, 2) ?? 'undefined');
@@ -49,9 +63,16 @@ export function renderArgsDiff(before, after) {
     const b = now === undefined ? '' : asText(now);
     if (a === b && (was === undefined) === (now === undefined)) continue;
     changed++;
-    const lines = diffLines(a, b);
+    const lines = collapse(diffLines(a, b));
     box.append(
-      h('div.diff', h('div.diff-field', was === undefined ? `${key} (added)` : now === undefined ? `${key} (removed)` : key), h('pre.diff-body', lines.map(({ op, line }) => h(`span.${op === '-' ? 'del' : op === '+' ? 'ins' : 'ctx'}`, `${op} `, visible(line), '\n')))),
+      h(
+        'div.diff',
+        h('div.diff-field', was === undefined ? `${key} (added)` : now === undefined ? `${key} (removed)` : key),
+        h(
+          'pre.diff-body',
+          lines.map(({ op, line, skipped }) => (skipped ? h('span.gap', `⋯ ${skipped} unchanged line${skipped > 1 ? 's' : ''}\n`) : h(`span.${op === '-' ? 'del' : op === '+' ? 'ins' : 'ctx'}`, `${op} `, visible(line), '\n'))),
+        ),
+      ),
     );
   }
   if (changed === 0) box.append(h('p.muted', 'No changes yet: edit a field above.'));

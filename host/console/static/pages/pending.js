@@ -103,9 +103,17 @@ export function renderArgs(args) {
 
 function renderTrust(trust) {
   if (!trust || Object.keys(trust).length === 0) return h('p.muted', 'No trust record for this action yet.');
+  return facts(trust, 0);
+}
+
+/** Nested figures as nested definition lists (two levels, then compact JSON). */
+function facts(value, depth) {
   return h(
     'dl.trust',
-    Object.entries(trust).map(([k, v]) => [h('dt', visible(k)), h('dd', visible(typeof v === 'object' ? JSON.stringify(v) : String(v)))]),
+    Object.entries(value).map(([k, v]) => [
+      h('dt', visible(k)),
+      h('dd', v !== null && typeof v === 'object' && !Array.isArray(v) && depth < 2 ? facts(v, depth + 1) : visible(typeof v === 'object' ? JSON.stringify(v) : String(v))),
+    ]),
   );
 }
 
