@@ -114,6 +114,9 @@ export class AuditLog {
 
   /** Resolves when everything appended so far has been committed (or failed). */
   flush(): Promise<void> {
+    if (this.closed) return Promise.resolve();
+    // Grant/token changes waiting in the inbox are part of "so far" too.
+    if (this.queue.length === 0 && !this.scheduled && this.stmts.inboxAny.get() !== undefined) this.schedule();
     if (this.queue.length === 0 && !this.scheduled) return Promise.resolve();
     return new Promise((resolve) => this.idle.add(resolve));
   }

@@ -19,6 +19,8 @@ export interface ActionFigures {
   /** The grant that decides the mode (the one the gate would pick). */
   grant: Grant | undefined;
   bar: BarVerdict;
+  /** Shadow verdict: the evidence alone meets the bar (ignoring the spacing after an earlier proposal). */
+  wouldAllow: boolean;
   openProposal: string | undefined;
 }
 
@@ -36,18 +38,10 @@ export function actionFigures(src: FigureSources, key: ActionKey, now: number, g
   const covering = grantsFor(grants, key, stats.grantIds);
   const { mode, grant } = effectiveMode(covering);
   const assisted = stats.lifetime.approved + stats.lifetime.edited + stats.lifetime.denied;
-  const bar = evaluateBar(
-    {
-      risk,
-      assisted,
-      recentEdited: stats.recentAssisted.edited,
-      recentDenied: stats.recentAssisted.denied,
-      critical: stats.lifetime.critical,
-      lastProposalAt: src.proposals.lastProposalAt(key, excludeProposal),
-    },
-    src.config,
-  );
-  return { key, stats, risk, mode, grant, bar, openProposal: src.proposals.open(key)?.id };
+  const input = { risk, assisted, recentEdited: stats.recentAssisted.edited, recentDenied: stats.recentAssisted.denied, critical: stats.lifetime.critical };
+  const bar = evaluateBar({ ...input, lastProposalAt: src.proposals.lastProposalAt(key, excludeProposal) }, src.config);
+  const wouldAllow = evaluateBar(input, src.config).met;
+  return { key, stats, risk, mode, grant, bar, wouldAllow, openProposal: src.proposals.open(key)?.id };
 }
 
 export function phaseForSubject(src: FigureSources, subject: string, now: number, grants: readonly Grant[] = activeGrants(src.db, now)): Phase {
@@ -87,7 +81,8 @@ export function compactFigures(f: ActionFigures, phase: Phase, config: TrustConf
       approvedAsIs: s.lifetime.approved,
       edited: s.lifetime.edited,
       denied: s.lifetime.denied,
-      editRate: pct(f.bar.editRate),
+      /** Observed over the last minAssistedReviews verdicts (the bar divides by minAssistedReviews itself). */
+      editRate: pct(s.recentAssisted.count > 0 ? (s.recentAssisted.edited + s.recentAssisted.denied) / s.recentAssisted.count : 0),
       [`last${config.windowDays}d`]: { approvedAsIs: s.lastDays.approved, edited: s.lastDays.edited, denied: s.lastDays.denied },
     },
     executed: {
@@ -96,9 +91,10 @@ export function compactFigures(f: ActionFigures, phase: Phase, config: TrustConf
       ok: s.lifetime.ok,
       error: s.lifetime.error,
       critical: s.lifetime.critical,
-      errorRate: pct(s.reviewWindow.errors / Math.max(s.reviewWindow.count, config.demoteWindow)),
+      /** Observed over the last demoteWindow reviews (demotion divides by at least demoteWindow). */
+      errorRate: pct(s.reviewWindow.count > 0 ? s.reviewWindow.errors / s.reviewWindow.count : 0),
     },
-    shadow: { wouldAllowNow: f.bar.met, ...s.shadow },
+    shadow: { wouldAllowNow: f.wouldAllow, ...s.shadow },
     bar: f.bar.met ? 'met' : f.bar.missing.join('; '),
     ...(f.openProposal === undefined ? {} : { proposal: f.openProposal }),
   };

@@ -122,7 +122,7 @@ export class TrustService {
     const key = keyOf(request);
     if (!key) return;
     const figures = actionFigures(this.sources, key, this.now());
-    this.ledger.recommended(request.id, key, request.createdAt, request.grantId, request.risk ?? figures.risk, figures.bar.met);
+    this.ledger.recommended(request.id, key, request.createdAt, request.grantId, request.risk ?? figures.risk, figures.wouldAllow);
     this.cache.clear();
   }
 
