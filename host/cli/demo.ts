@@ -130,16 +130,17 @@ export async function demoCommand(argv: string[], io: CliIo): Promise<number> {
       for (const t of await host.store.listTokens()) if (t.name === op.name && t.revokedAt === undefined) await host.store.revokeToken(t.id, Date.now());
       const { token } = await createToken({ name: op.name, role: op.role, createdBy: 'npm start' }, host.store);
       const link = await host.console?.loginLink(token);
-      if (link) links.push(`  ${op.name.padEnd(14)} (${op.role})  ${host.url}${link.path}`);
+      if (link) links.push(`  ${op.name.padEnd(14)} ${`(${op.role})`.padEnd(11)} ${host.url}${link.path}`);
     }
     const unwatch = watch(host, io);
-    const started = await startRuns(host, built, home, io);
+    await startRuns(host, built, home, io);
+    const waiting = (await host.requests.pending()).length;
 
     io.stdout(`\nThe host is running: ${host.url}  (log: ${rel(logFile)})\n`);
     io.stdout(`Web console:         ${host.url}/console/\n`);
     io.stdout(`One-time login links (each works once, for an hour; npm start prints new ones):\n${links.join('\n')}\n`);
     io.stdout(`  Open the second one in a private window to be the second approver of a refund.\n`);
-    io.stdout(`\n${started > 0 ? 'Agents are waiting for you on the Pending page.' : 'Nothing new to run.'} Emails land in ${rel(path.join(home, 'demo', 'mail', 'new'))}/;\n`);
+    io.stdout(`\n${waiting > 0 ? 'Agents are waiting for you on the Pending page.' : 'The agents are starting; their requests will appear on the Pending page.'} Emails land in ${rel(path.join(home, 'demo', 'mail', 'new'))}/;\n`);
     io.stdout(`to use a real SMTP relay, set "mail": { "smtp": { "host", "port", "auth" } } in ${rel(configFile)}.\n`);
     io.stdout(`More operators: npx contained token create --config ${rel(configFile)} --name you --role approver\n`);
     io.stdout('Press Ctrl-C to stop.\n\n');
