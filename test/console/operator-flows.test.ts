@@ -197,6 +197,21 @@ describe.skipIf(!hasChromium)('web console in headless Chromium', () => {
     await page.locator('#link-state[data-state="live"]').waitFor();
   });
 
+  it('a one-time login link signs in once, and never again', async () => {
+    const link = await fx.host.console?.loginLink(fx.tokens['erin'] as string);
+    const first = await browser.newContext();
+    const page = await first.newPage();
+    await page.goto(`${base}${link?.path ?? ''}`);
+    await page.locator('#link-state[data-state="live"]').waitFor();
+    expect(await page.locator('#whoami').textContent()).toBe('erin · admin');
+    expect(page.url()).toBe(`${base}/console/#/pending`); // the code left the address bar
+    const second = await browser.newContext();
+    const again = await second.newPage();
+    await again.goto(`${base}${link?.path ?? ''}`);
+    await again.getByText('That login link did not work').waitFor();
+    await Promise.all([first.close(), second.close()]);
+  });
+
   it('logout ends the session: the login form returns and the API answers 401', async () => {
     const { page } = alice;
     await page.getByRole('button', { name: 'Log out' }).click();
