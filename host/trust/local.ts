@@ -1,0 +1,57 @@
+/**
+ * The trust service opened from a terminal on the host, without a running host: the store, an
+ * audit writer (role `cli`, signing with the host key in the data folder) and the ledger over the
+ * same file. What it writes reaches a running host at its next call (grants are read per call);
+ * operators connected to that host are not notified — use the channel (--url/--token) for that.
+ */
+import { existsSync } from 'node:fs';
+import type { RiskAnnotations } from '../../capabilities/sdk/risk.js';
+import { ContainedError } from '../../runtime/errors.js';
+import { loadOrCreateAuditKey } from '../audit/keys.js';
+import { AuditLog } from '../audit/log.js';
+import { instantiateCapabilities } from '../config.js';
+import type { StateLocation } from '../store/location.js';
+import { openSqliteStore } from '../store/sqlite-store.js';
+import { DEFAULT_TRUST_CONFIG } from './policy.js';
+import { TrustService } from './service.js';
+
+export interface LocalTrust {
+  trust: TrustService;
+  close(): Promise<void>;
+}
+
+/** Risk lookup from the host config's capability instances, when a config is there and instantiates. */
+export function riskFromConfig(location: StateLocation): ((capability: string, method: string) => RiskAnnotations | undefined) | undefined {
+  if (!location.config) return undefined;
+  try {
+    const instances = instantiateCapabilities(location.config);
+    return (capability, method) => {
+      const i = instances.get(capability);
+      return i?.hasMethod(method) ? i.risk(method) : undefined;
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+export async function openLocalTrust(location: StateLocation): Promise<LocalTrust> {
+  if (!existsSync(location.storeFile)) throw new ContainedError('NOT_FOUND', `no host store at ${location.storeFile} (pass --data-dir or --config)`);
+  const store = await openSqliteStore(location.storeFile);
+  let audit: AuditLog;
+  try {
+    audit = new AuditLog({ file: location.storeFile, key: loadOrCreateAuditKey(location.dataDir), role: 'cli', checkpointIntervalMs: 0, inboxPollMs: 0 });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  const riskOf = riskFromConfig(location);
+  const trust = new TrustService({ audit, store, config: location.config?.trust ?? DEFAULT_TRUST_CONFIG, ...(riskOf ? { riskOf } : {}) });
+  return {
+    trust,
+    async close() {
+      await audit.flush();
+      await audit.close();
+      await store.close();
+    },
+  };
+}
