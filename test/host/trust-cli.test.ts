@@ -38,6 +38,12 @@ function cli(argv: string[], env: Record<string, string | undefined> = {}): Prom
   });
 }
 
+function token(name: string): string {
+  const t = fx.tokens[name];
+  if (t === undefined) throw new Error(`no token ${name}`);
+  return t;
+}
+
 const NOTES = { capability: 'notes', kind: 'fs', scope: {}, methods: ['mkdir'], why: 'folders' };
 
 async function runImage(bytes: Buffer): Promise<string> {
@@ -64,20 +70,20 @@ describe('review and trust from the command line', () => {
     const runId = await runImage(image.bytes);
     const url = fx.host.url ?? '';
 
-    const listed = await cli(['review', 'list', '--json'], { CONTAINED_URL: url, CONTAINED_TOKEN: fx.tokens.alice });
+    const listed = await cli(['review', 'list', '--json'], { CONTAINED_URL: url, CONTAINED_TOKEN: token('alice') });
     expect(listed.code).toBe(0);
     const reviews = (JSON.parse(listed.out) as Review[]).filter((r) => r.runId === runId);
     expect(reviews.map((r) => r.action.args)).toEqual(['a/one', 'a/two']);
-    const human = await cli(['review', 'list', '--url', url, '--token', fx.tokens.alice]);
+    const human = await cli(['review', 'list', '--url', url, '--token', token('alice')]);
     expect(human.out).toContain(`${reviews[0]?.id}  pending  notes.mkdir  run ${runId.slice(0, 8)}`);
     expect(human.out).toContain('args "a/one"');
 
-    const viewer = await cli(['review', 'list', '--url', url, '--token', fx.tokens.vic]);
+    const viewer = await cli(['review', 'list', '--url', url, '--token', token('vic')]);
     expect(viewer).toMatchObject({ code: 1, err: expect.stringMatching(/^CAPABILITY_DENIED/) });
-    const noNote = await cli(['review', 'mark', reviews[0]?.id ?? '', 'error', '--url', url, '--token', fx.tokens.alice]);
+    const noNote = await cli(['review', 'mark', reviews[0]?.id ?? '', 'error', '--url', url, '--token', token('alice')]);
     expect(noNote.code).toBe(2);
 
-    const ok = await cli(['review', 'mark', reviews[0]?.id ?? '', 'ok', '--url', url, '--token', fx.tokens.alice]);
+    const ok = await cli(['review', 'mark', reviews[0]?.id ?? '', 'ok', '--url', url, '--token', token('alice')]);
     expect(ok).toMatchObject({ code: 0, out: `review ${reviews[0]?.id}: ok (notes.mkdir, run ${runId.slice(0, 8)})\n` });
     // On the data folder, as a terminal approver, while the host keeps writing the same chain.
     const local = await cli(['review', 'mark', reviews[1]?.id ?? '', 'critical', '--note', 'wrong tree', '--data-dir', fx.dir, '--by', 'carol']);
@@ -108,9 +114,9 @@ describe('review and trust from the command line', () => {
     const proposal = (JSON.parse(listed.out) as Proposal[]).find((p) => p.subject === image.digest);
     expect(proposal).toMatchObject({ capability: 'notes', method: 'mkdir', evidence: { assistedReviews: 2, approvedAsIs: 2 } });
 
-    const refused = await cli(['trust', 'accept', proposal?.id ?? '', '--reason', 'clean', '--url', fx.host.url ?? '', '--token', fx.tokens.alice]);
+    const refused = await cli(['trust', 'accept', proposal?.id ?? '', '--reason', 'clean', '--url', fx.host.url ?? '', '--token', token('alice')]);
     expect(refused).toMatchObject({ code: 1, err: expect.stringMatching(/^CAPABILITY_DENIED/) });
-    const accepted = await cli(['trust', 'accept', proposal?.id ?? '', '--reason', 'clean record', '--url', fx.host.url ?? '', '--token', fx.tokens.erin]);
+    const accepted = await cli(['trust', 'accept', proposal?.id ?? '', '--reason', 'clean record', '--url', fx.host.url ?? '', '--token', token('erin')]);
     expect(accepted.code).toBe(0);
     expect(accepted.out).toMatch(/accepted by erin: clean record → executed grant grt_/);
 
