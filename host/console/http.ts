@@ -5,8 +5,8 @@
  * Defends against: script injection (a strict CSP — `default-src 'self'`, no inline script or
  * style — on every answer), framing (`frame-ancestors 'none'`), MIME sniffing, referrer leaks,
  * DNS rebinding (the `Host` header must name this server, as the operator channel's origin rule
- * does), and cross-site requests (state changes need an `Origin` of this server; `Sec-Fetch-Site`
- * cross-site is refused everywhere). Each check fails closed: a header it cannot parse is a refusal.
+ * does), and other origins (state changes need an `Origin` of this server; the JSON API refuses any
+ * `Sec-Fetch-Site` but `same-origin` and `none`, while the page itself may be opened from a link). Each check fails closed: a header it cannot parse is a refusal.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ContainedError } from '../../runtime/errors.js';
@@ -72,6 +72,8 @@ export function sessionCookie(name: string, value: string, options: CookieOption
 export interface OriginGuard {
   /** Throws FORBIDDEN unless the `Host` header names this server (or a configured origin). */
   checkHost(req: IncomingMessage): void;
+  /** Throws FORBIDDEN when a browser says the request comes from another origin (the API is for the console's own page). */
+  checkFetchSite(req: IncomingMessage): void;
   /** Throws FORBIDDEN unless `Origin` is present and is this server (or a configured origin). */
   checkStateChange(req: IncomingMessage): void;
 }
@@ -100,8 +102,10 @@ export function createOriginGuard(allowedOrigins: readonly string[], listening: 
       const name = new URL(origin).host;
       const ours = [...sameHost()].some((o) => new URL(o).host === name);
       if (!ours && !allowedHosts.has(name)) throw new ContainedError('FORBIDDEN', `host ${name} is not this console`);
+    },
+    checkFetchSite(req) {
       const site = req.headers['sec-fetch-site'];
-      if (site === 'cross-site') throw new ContainedError('FORBIDDEN', 'cross-site requests are refused');
+      if (site !== undefined && site !== 'same-origin' && site !== 'none') throw new ContainedError('FORBIDDEN', `the console API answers its own page only (Sec-Fetch-Site: ${String(site).slice(0, 20)})`);
     },
     checkStateChange(req) {
       const header = req.headers.origin;

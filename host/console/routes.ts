@@ -3,8 +3,8 @@
  * small JSON API under `/console/api/` for what a browser cannot do over the operator WebSocket
  * (log in, get a connection ticket, add or narrow a grant, list a run's requests).
  *
- * Every route: `Host` must name this server (DNS rebinding), `Sec-Fetch-Site: cross-site` is
- * refused. Every state change (POST): an `Origin` of this server, JSON only, and — once logged in —
+ * Every route: `Host` must name this server (DNS rebinding); the API answers only its own page
+ * (`Sec-Fetch-Site` same-origin or none). Every state change (POST): an `Origin` of this server, JSON only, and — once logged in —
  * the session's CSRF token in `X-CSRF-Token`. Roles are the host's: `platform` tokens cannot log
  * in (as on the channel), grant changes need `admin` (as the channel's grant messages do), and
  * decisions are not made here at all — they go over the operator WebSocket, where the channel and
@@ -62,6 +62,7 @@ export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
     async handler(ctx) {
       try {
         guard.checkHost(ctx.req);
+        if (path.startsWith('/console/api/')) guard.checkFetchSite(ctx.req);
         if (method !== 'GET') guard.checkStateChange(ctx.req);
         await handler(ctx);
       } catch (error) {

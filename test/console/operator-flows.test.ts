@@ -4,7 +4,7 @@
  * action performed (checked in the maildir); deny with a reason; a viewer has no decision controls
  * and the host refuses its forged decision; the second approver of a two-person request completes
  * it; a state change without the CSRF token — from the page or from another origin — is refused;
- * logout ends the session.
+ * an executed action is reviewed; a one-time login link works once; logout ends the session.
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -195,6 +195,23 @@ describe.skipIf(!hasChromium)('web console in headless Chromium', () => {
     expect(hits).toContain('/');
     expect(await page.evaluate(SESSION_STATUS)).toBe(200);
     await page.locator('#link-state[data-state="live"]').waitFor();
+  });
+
+  it('review: an executed action appears live in the queue and an approver marks it ok', async () => {
+    const { page } = alice;
+    await page.getByRole('link', { name: 'Review' }).click();
+    await page.getByText('Nothing to review.').waitFor();
+    const notes = { capability: 'notes', kind: 'fs', scope: {}, methods: ['read'], why: 'notes' };
+    const image = fx.image('console-reader', "export default async (input, caps) => (await caps.notes.read('a.txt', { reason: 'summarise the notes' })).length", [notes]);
+    await fx.grant(image.digest, { capability: 'notes', methods: ['read'], mode: 'executed' });
+    await fx.host.waitForRun((await fx.host.submit({ image: image.bytes })).runId);
+    const card = page.locator('article.card', { hasText: 'summarise the notes' });
+    await card.waitFor();
+    await card.getByRole('button', { name: 'OK', exact: true }).click();
+    await card.getByRole('button', { name: 'Mark ok' }).click();
+    await card.waitFor({ state: 'detached' });
+    expect(fx.host.trust.listReviews({ status: 'ok' }).filter((r) => r.subject === image.digest)).toMatchObject([{ status: 'ok', markedBy: 'alice' }]);
+    await page.getByRole('link', { name: /Pending/ }).click();
   });
 
   it('a one-time login link signs in once, and never again', async () => {
