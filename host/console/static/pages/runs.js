@@ -78,7 +78,7 @@ export function mount(root, state) {
         : h('p.muted', 'still running'),
       outcome?.usage ? [h('h3', 'Usage'), h('dl.facts', Object.entries(outcome.usage).map(([k, v]) => [h('dt', k), h('dd', String(v))]))] : null,
       h('h3', 'Logs'),
-      outcome?.logs?.length ? h('pre.logs', outcome.logs.map((l) => h(`span.log.${l.level ?? 'log'}`, `[${l.level ?? 'log'}] `, visible(l.message ?? JSON.stringify(l)), '\n'))) : h('p.muted', 'no logs'),
+      outcome?.logs?.length ? h('pre.logs', outcome.logs.map((l) => h(`span.log.${/^[a-z]{1,10}$/.test(l.level) ? l.level : 'log'}`, '[', visible(String(l.level ?? 'log')), '] ', visible(l.message ?? JSON.stringify(l)), '\n'))) : h('p.muted', 'no logs'),
       h('h3', 'Requests this run made'),
       requestsBox,
     ]);
