@@ -276,6 +276,7 @@ const suites: Record<string, () => Promise<void>> = {
   escalation: () => hostSuite(escalationRoundTrip),
   snapshot: () => hostSuite(operatorSnapshot),
   api: async () => hostSuite((await import('./api.js')).apiThroughput),
+  auditThroughput: async () => hostSuite((await import('./audit.js')).auditThroughput), auditVerify: async () => hostSuite((await import('./audit.js')).auditVerify),
 };
 for (const [name, suite] of Object.entries(suites)) {
   if (only.length > 0 && !only.includes(name)) continue;

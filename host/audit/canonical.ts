@@ -11,7 +11,7 @@
  * Fails closed: a value JSON cannot express (BigInt, a cycle, a function) throws `AUDIT_FAILED`
  * rather than being recorded as something else.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { ContainedError } from '../../runtime/errors.js';
 
 /** Arguments whose canonical JSON is larger than this (bytes) are recorded as a digest. */
@@ -19,7 +19,8 @@ export const MAX_INLINE_BYTES = 4096;
 
 /** Hex sha256 of a string (UTF-8) or bytes. */
 export function sha256Hex(text: string | Uint8Array): string {
-  return createHash('sha256').update(text).digest('hex');
+  // One-shot crypto.hash: about twice as fast as createHash for record-sized inputs (verify speed).
+  return hash('sha256', text, 'hex');
 }
 
 /** The canonical JSON text of a JSON-compatible value. */

@@ -69,26 +69,22 @@ export function verifyAudit(db: Database.Database, key: AuditKey | undefined): V
   let lastGoodCheckpoint = 0;
   let anomaly: StoredRecord | undefined;
   let mismatch: { record: StoredRecord; checkpoint: Checkpoint; since: number } | undefined;
-  const iterator = db.prepare(`SELECT ${RECORD_COLUMNS} FROM audit_records ORDER BY seq`).raw(true).iterate() as IterableIterator<unknown[]>;
-  for (const raw of iterator) {
+  for (const raw of pages(db)) {
     const r = rowToStored(raw);
     count += 1;
     if (r.seq !== expected) {
       problems.push(r.seq > expected
         ? { seq: expected, kind: 'deleted', message: expected === r.seq - 1 ? `record ${expected} is missing (the chain goes from ${expected - 1} to ${r.seq})` : `records ${expected}..${r.seq - 1} are missing` }
         : { seq: r.seq, kind: 'edited', message: `record ${r.seq} has a seq out of order` });
-      iterator.return?.();
       break;
     }
     if (hashRecord(r) !== r.hash || r.prevHash !== prevHash) {
       anomaly = r;
-      iterator.return?.();
       break;
     }
     const cp = bySeq.get(r.seq);
     if (cp && cp.hash !== r.hash) {
       mismatch = { record: r, checkpoint: cp, since: lastGoodCheckpoint + 1 };
-      iterator.return?.();
       break;
     }
     if (cp) lastGoodCheckpoint = r.seq;
@@ -135,6 +131,18 @@ export function verifyAudit(db: Database.Database, key: AuditKey | undefined): V
     warnings,
     elapsedMs: Math.round(performance.now() - t0),
   };
+}
+
+/** Every record in seq order, read in pages (faster than a row iterator; constant memory). */
+function* pages(db: Database.Database, size = 20_000): Generator<unknown[]> {
+  const page = db.prepare(`SELECT ${RECORD_COLUMNS} FROM audit_records WHERE seq > ? ORDER BY seq LIMIT ?`).raw(true);
+  let after = Number.MIN_SAFE_INTEGER;
+  for (;;) {
+    const rows = page.all(after, size) as unknown[][];
+    yield* rows;
+    if (rows.length < size) return;
+    after = rows[rows.length - 1]?.[0] as number;
+  }
 }
 
 /** Name what happened at the first record that does not verify. */

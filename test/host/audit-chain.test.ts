@@ -98,6 +98,13 @@ describe('the chain', () => {
     expect(verify()).toMatchObject({ ok: true, records: 50, headSeq: 50, firstBad: undefined });
   });
 
+  it('the fast hash input equals canonical JSON for strings that need escaping (quotes, controls, surrogates, U+2028)', () => {
+    for (const c of ['plain', 'quo"te', 'back\\slash', 'ctl\u0001', 'lone\ud800', 'pair😀', 'line\u2028sep', 'tab\t', 'ünï', '']) {
+      const r = { seq: 1, at: 2, type: c, runId: c, subject: null, capability: c, method: null, callId: c, data: canonicalJson({ c }), prevHash: c };
+      expect(hashInput(r)).toBe(canonicalJson({ seq: 1, at: 2, type: c, runId: c, capability: c, callId: c, data: { c }, prevHash: c }));
+    }
+  });
+
   it('group commit: appends of one tick share a transaction, resolve only once committed, and survive reopening', async () => {
     const log = open({ synchronous: 'full' });
     const records = await Promise.all(Array.from({ length: 2000 }, (_, i) => log.append({ type: 'call', data: { i } })));
