@@ -56,6 +56,8 @@ export async function hostCommand(argv: string[], io: CliIo): Promise<number> {
     ...(fault ? { afterDecision: (r) => { if (r.status === 'approved') process.kill(process.pid, 'SIGKILL'); } } : {}),
   });
   io.stdout(`contained host listening on ${host.url} (operator channel ${host.url?.replace(/^http/, 'ws')}/v1/operator, data in ${config.dataDir})\n`);
+  io.stdout(`  web console  ${host.url}/console/   (log in with an operator token: contained token create --name NAME --role approver)\n`);
+  io.stdout(`  run API      ${host.url}/v1/runs    (platform tokens; docs/http-api.md)\n`);
   await new Promise<void>((resolve) => {
     const stop = (): void => resolve();
     process.once('SIGINT', stop);
