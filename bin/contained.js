@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // The `contained` command. isolated-vm on Node 20+ must run with --no-node-snapshot, so this
 // launcher starts Node with that flag (a user typing `npx contained …` never needs to know).
-// It runs the compiled CLI from dist/ when present, else the TypeScript sources through tsx
-// (a development checkout).
+// A development checkout (sources and tsx present) runs the TypeScript sources through tsx;
+// an installed package runs the compiled CLI from dist/.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -10,10 +10,17 @@ import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const compiled = join(root, 'dist', 'host', 'cli', 'main.js');
+const source = join(root, 'host', 'cli', 'main.ts');
 const args = ['--no-node-snapshot'];
-if (existsSync(compiled)) args.push(compiled);
-// tsx is resolved from this package, not from the caller's folder.
-else args.push('--import', import.meta.resolve('tsx'), join(root, 'host', 'cli', 'main.ts'));
+// A development checkout runs its sources (never a stale dist/); an installed package runs dist/.
+let tsx;
+try {
+  tsx = existsSync(source) ? import.meta.resolve('tsx') : undefined;
+} catch {
+  tsx = undefined;
+}
+if (tsx) args.push('--import', tsx, source);
+else args.push(compiled);
 
 const child = spawn(process.execPath, [...args, ...process.argv.slice(2)], { stdio: 'inherit', cwd: process.cwd() });
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
