@@ -323,6 +323,7 @@ describe('host config', () => {
       maxConcurrentRuns: 32,
       maxQueuedRuns: 1000,
       metricsPublic: false,
+      trust: { minAssistedReviews: 200, maxEditRate: 0.1, autoAccept: false, demoteErrorRate: 0.05, demoteWindow: 50, windowDays: 30, windowCount: 200, phase3MinReviews: 50, promotedReviewSample: 1 },
     });
     const config = parseHostConfig(
       { dataDir: 'state', mail: { folder: 'mail' }, paymentsLedger: { file: 'shop.db', currency: 'EUR' }, secrets: { file: 'secrets.json' } },
