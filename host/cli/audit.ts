@@ -112,10 +112,10 @@ function verify(db: Database.Database, dataDir: string, publicKey: string | unde
   if (json) {
     io.stdout(`${JSON.stringify(report)}\n`);
   } else {
-    io.stdout(
-      `audit log: ${report.records} records (head seq ${report.headSeq}, ${report.headHash.slice(0, 16)}…), ${report.checkpoints} signed checkpoint${report.checkpoints === 1 ? '' : 's'}` +
-        `${report.lastCheckpointSeq === undefined ? '' : ` (last at seq ${report.lastCheckpointSeq})`}, ${report.unsignedTail} record${report.unsignedTail === 1 ? '' : 's'} after it not yet signed\n`,
-    );
+    const signed = report.lastCheckpointSeq === undefined
+      ? 'no signed checkpoint yet'
+      : `${report.checkpoints} signed checkpoint${report.checkpoints === 1 ? '' : 's'} (last at seq ${report.lastCheckpointSeq}, ${report.unsignedTail} record${report.unsignedTail === 1 ? '' : 's'} after it not yet signed)`;
+    io.stdout(`audit log: ${report.records} records (head seq ${report.headSeq}, ${report.headHash.slice(0, 16)}…), ${signed}\n`);
     if (report.keyId) io.stdout(`host key ${report.keyId}\n`);
     for (const w of report.warnings) io.stderr(`warning: ${w}\n`);
     if (report.ok) io.stdout(`OK: the chain and every checkpoint verify (${report.elapsedMs} ms)\n`);
