@@ -10,9 +10,9 @@
  * (after a restart, or once the run has gone) get the same intent/outcome pair via `detached*`.
  *
  * Fails closed where it matters: if the intent cannot be made durable, `decided` throws
- * AUDIT_FAILED and the action is not performed. `call`, `decision` (for denials) and `outcome`
- * records that fail are logged, never thrown: the action already happened (or never will), and a
- * missing outcome shows as a dangling intent.
+ * AUDIT_FAILED and the action is not performed. Every other record is appended `soon` (it shares
+ * the next commit; nobody waits on it) and a failure is logged, never thrown: the action already
+ * happened (or never will), and a missing outcome shows as a dangling intent.
  */
 import type { Logger } from 'pino';
 import { ContainedError } from '../../runtime/errors.js';
@@ -30,7 +30,7 @@ export interface GateAuditHooks {
   requested(call: GateCall): void;
   /** The gate decided; for an allowed call the intent is durable when this resolves. */
   decided(call: GateCall, decision: GateDecision): Promise<void>;
-  /** The action ran (or failed). Never throws. */
+  /** The action ran (or failed): the outcome is queued (committed with the next batch). Never throws. */
   settled(call: GateCall, decision: GateDecision & { allow: true }, outcome: CallOutcome): Promise<void>;
 }
 
@@ -62,7 +62,7 @@ export function createGateAudit(deps: GateAuditDeps): GateAuditHooks & DetachedA
   const { audit, store, logger } = deps;
   const background = (input: AuditInput): void => {
     try {
-      audit.append(input).catch((error: unknown) => logger?.error({ err: error, type: input.type }, 'audit: a record could not be written'));
+      audit.append(input, undefined, { soon: true }).catch((error: unknown) => logger?.error({ err: error, type: input.type }, 'audit: a record could not be written'));
     } catch (error) {
       logger?.error({ err: error, type: input.type }, 'audit: a record could not be built');
     }
@@ -122,11 +122,9 @@ export function createGateAudit(deps: GateAuditDeps): GateAuditHooks & DetachedA
     },
 
     async settled(call, decision, outcome) {
-      try {
-        await audit.append({ type: 'outcome', ...scope(call), data: outcomeData(outcome.ok ? { ok: true, result: outcome.value } : { ok: false, error: outcome.error }, decision.basis) });
-      } catch (error) {
-        logger?.error({ err: error, callId: call.callId }, 'audit: the outcome could not be written (the intent stays dangling)');
-      }
+      // Not awaited: the agent gets its result without waiting for a commit; a crash before the
+      // next batch leaves the intent dangling, which is exactly what "outcome unknown" means.
+      background({ type: 'outcome', ...scope(call), data: outcomeData(outcome.ok ? { ok: true, result: outcome.value } : { ok: false, error: outcome.error }, decision.basis) });
     },
 
     async beforeDetached(request, args) {
@@ -138,11 +136,7 @@ export function createGateAudit(deps: GateAuditDeps): GateAuditHooks & DetachedA
     },
 
     async afterDetached(request, outcome) {
-      try {
-        await audit.append({ type: 'outcome', ...requestScope(request), callId: `request:${request.id}`, data: outcomeData(outcome, `request:${request.id}`) });
-      } catch (error) {
-        logger?.error({ err: error, requestId: request.id }, 'audit: the outcome could not be written (the intent stays dangling)');
-      }
+      background({ type: 'outcome', ...requestScope(request), callId: `request:${request.id}`, data: outcomeData(outcome, `request:${request.id}`) });
     },
 
     onRequestEvent(event) {

@@ -13,6 +13,11 @@
  * verdict, a ledger event) and the record commit or vanish together. When `within` throws, only
  * that append rejects (with its error); the batch goes on.
  *
+ * Appends nobody waits on before acting (`{ soon: true }`: call, decision, outcome, request and run
+ * records, ledger rows) wait up to `lazyFlushMs` for company, or ride along with the next urgent
+ * append (an intent, which flushes at once): one fsync per allowed call instead of one per record.
+ * A host killed meanwhile loses at most that window of such records; never an intent.
+ *
  * Fails closed: a batch that cannot commit (disk full, lock timeout, closed log) rejects every
  * append in it with AUDIT_FAILED; the gate then refuses the action it was about to perform.
  */
@@ -45,13 +50,21 @@ export interface AuditLogOptions {
   inboxPollMs?: number;
   /** Who opened the log, recorded in the `audit.started` record (`host`, `cli`…); none when undefined. */
   role?: string;
+  /** Longest wait, in ms, of a `{ soon: true }` append for an urgent one to share its commit (default 10). */
+  lazyFlushMs?: number;
+}
+
+export interface AppendOptions {
+  /** Nobody waits on this record before acting: commit with the next batch, within `lazyFlushMs`. */
+  soon?: boolean;
 }
 
 interface Pending {
-  input: AuditInput;
+  /** Absent: a `transact` item (state change only, no record). */
+  input: AuditInput | undefined;
   at: number;
   within: ((db: Database.Database) => void) | undefined;
-  resolve: (record: AuditRecord) => void;
+  resolve: (record: AuditRecord | undefined) => void;
   reject: (error: unknown) => void;
 }
 
@@ -63,6 +76,7 @@ export class AuditLog {
   private readonly log: Logger | undefined;
   private queue: Pending[] = [];
   private scheduled = false;
+  private lazy: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly idle = new Set<() => void>();
@@ -104,11 +118,21 @@ export class AuditLog {
   }
 
   /** Append one record; resolves once it is committed (durable), with its seq and hash. */
-  append(input: AuditInput, within?: (db: Database.Database) => void): Promise<AuditRecord> {
+  append(input: AuditInput, within?: (db: Database.Database) => void, options: AppendOptions = {}): Promise<AuditRecord> {
+    return this.enqueue(input, within, options) as Promise<AuditRecord>;
+  }
+
+  /** Run `within` in the next batch transaction, with no record of its own (ledger rows that follow a record). */
+  async transact(within: (db: Database.Database) => void, options: AppendOptions = {}): Promise<void> {
+    await this.enqueue(undefined, within, options);
+  }
+
+  private enqueue(input: AuditInput | undefined, within: ((db: Database.Database) => void) | undefined, options: AppendOptions): Promise<AuditRecord | undefined> {
     if (this.closed) return Promise.reject(new ContainedError('AUDIT_FAILED', 'audit: the log is closed'));
     return new Promise((resolve, reject) => {
-      this.queue.push({ input, at: input.at ?? this.now(), within, resolve, reject });
-      this.schedule();
+      this.queue.push({ input, at: input?.at ?? this.now(), within, resolve, reject });
+      if (options.soon && (this.options.lazyFlushMs ?? 10) > 0) this.scheduleSoon();
+      else this.schedule();
     });
   }
 
@@ -116,7 +140,7 @@ export class AuditLog {
   flush(): Promise<void> {
     if (this.closed) return Promise.resolve();
     // Grant/token changes waiting in the inbox are part of "so far" too.
-    if (this.queue.length === 0 && !this.scheduled && this.stmts.inboxAny.get() !== undefined) this.schedule();
+    if (this.queue.length > 0 || this.stmts.inboxAny.get() !== undefined) this.schedule();
     if (this.queue.length === 0 && !this.scheduled) return Promise.resolve();
     return new Promise((resolve) => this.idle.add(resolve));
   }
@@ -130,6 +154,7 @@ export class AuditLog {
   async close(): Promise<void> {
     if (this.closed) return;
     for (const t of this.timers) clearInterval(t);
+    if (this.lazy) clearTimeout(this.lazy);
     while (this.queue.length > 0) this.commitBatch();
     this.safely(() => this.checkpoint());
     this.closed = true;
@@ -137,7 +162,20 @@ export class AuditLog {
     this.settleIdle();
   }
 
+  /** Flush within `lazyFlushMs` unless something urgent flushes first. */
+  private scheduleSoon(): void {
+    if (this.scheduled || this.lazy || this.closed) return;
+    this.lazy = setTimeout(() => {
+      this.lazy = undefined;
+      this.schedule();
+    }, this.options.lazyFlushMs ?? 10);
+  }
+
   private schedule(): void {
+    if (this.lazy) {
+      clearTimeout(this.lazy);
+      this.lazy = undefined;
+    }
     if (this.scheduled || this.closed) return;
     this.scheduled = true;
     // setImmediate, not a microtask: every append made while this I/O phase runs joins the batch.
@@ -151,7 +189,7 @@ export class AuditLog {
 
   private commitBatch(): void {
     const batch = this.queue.splice(0, this.options.maxBatch ?? 10_000);
-    const results: Array<{ item: Pending; record?: StoredRecord; error?: unknown }> = batch.map((item) => ({ item }));
+    const results: Array<{ item: Pending; record?: StoredRecord | undefined; error?: unknown }> = batch.map((item) => ({ item }));
     let written: StoredRecord[] = [];
     try {
       written = this.db
@@ -171,14 +209,15 @@ export class AuditLog {
           for (const input of this.drainInbox()) put(input, input.at ?? this.now());
           for (const result of results) {
             const { item } = result;
+            const input = item.input;
             if (item.within === undefined) {
-              result.record = put(item.input, item.at);
+              if (input) result.record = put(input, item.at);
               continue;
             }
             try {
               result.record = this.db.transaction(() => {
                 item.within?.(this.db);
-                return put(item.input, item.at);
+                return input ? put(input, item.at) : undefined;
               })();
             } catch (error) {
               result.error = error;
@@ -196,8 +235,8 @@ export class AuditLog {
     }
     for (const r of written) this.emit(r);
     for (const { item, record, error } of results) {
-      if (record) item.resolve({ ...publicFields(record), data: item.input.data });
-      else item.reject(error);
+      if (error !== undefined) item.reject(error);
+      else item.resolve(record && item.input ? { ...publicFields(record), data: item.input.data } : undefined);
     }
   }
 

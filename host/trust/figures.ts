@@ -68,10 +68,12 @@ export function phaseForSubject(src: FigureSources, subject: string, now: number
   return phaseOf(actions, src.config);
 }
 
-/** The compact figures shown to an approver with a request (RequestView.trust). */
-export function compactFigures(f: ActionFigures, phase: Phase, config: TrustConfig): Record<string, unknown> {
+/**
+ * The compact figures shown to an approver with a request (RequestView.trust). Kept small: they go
+ * out with every request in every operator snapshot (the full windows are in `trust report`).
+ */
+export function compactFigures(f: ActionFigures, phase: Phase, _config?: TrustConfig): Record<string, unknown> {
   const s = f.stats;
-  const reviews = s.lifetime.ok + s.lifetime.error + s.lifetime.critical;
   return {
     action: `${f.key.capability}.${f.key.method}`,
     mode: f.mode,
@@ -81,20 +83,18 @@ export function compactFigures(f: ActionFigures, phase: Phase, config: TrustConf
       approvedAsIs: s.lifetime.approved,
       edited: s.lifetime.edited,
       denied: s.lifetime.denied,
-      /** Observed over the last minAssistedReviews verdicts (the bar divides by minAssistedReviews itself). */
+      // Observed over the last minAssistedReviews verdicts (the bar divides by minAssistedReviews itself).
       editRate: pct(s.recentAssisted.count > 0 ? (s.recentAssisted.edited + s.recentAssisted.denied) / s.recentAssisted.count : 0),
-      [`last${config.windowDays}d`]: { approvedAsIs: s.lastDays.approved, edited: s.lastDays.edited, denied: s.lastDays.denied },
     },
     executed: {
-      actions: s.lifetime.executed + reviews,
-      reviews,
+      reviews: s.lifetime.ok + s.lifetime.error + s.lifetime.critical,
       ok: s.lifetime.ok,
       error: s.lifetime.error,
       critical: s.lifetime.critical,
-      /** Observed over the last demoteWindow reviews (demotion divides by at least demoteWindow). */
+      // Observed over the last demoteWindow reviews (demotion divides by at least demoteWindow).
       errorRate: pct(s.reviewWindow.count > 0 ? s.reviewWindow.errors / s.reviewWindow.count : 0),
     },
-    shadow: { wouldAllowNow: f.wouldAllow, ...s.shadow },
+    shadow: { wouldAllowNow: f.wouldAllow, wouldAllow: s.shadow.wouldAllow, approved: s.shadow.approved, edited: s.shadow.edited, denied: s.shadow.denied },
     bar: f.bar.met ? 'met' : f.bar.missing.join('; '),
     ...(f.openProposal === undefined ? {} : { proposal: f.openProposal }),
   };

@@ -99,7 +99,7 @@ export class TrustService {
     if (hit && now - hit.at < FIGURES_TTL_MS) return hit.value;
     try {
       const grants = activeGrants(this.sources.db, now);
-      const value = compactFigures(actionFigures(this.sources, key, now, grants), phaseForSubject(this.sources, key.subject, now, grants), this.deps.config);
+      const value = compactFigures(actionFigures(this.sources, key, now, grants), phaseForSubject(this.sources, key.subject, now, grants));
       this.cache.set(id, { at: now, value });
       return value;
     } catch (error) {
@@ -113,16 +113,17 @@ export class TrustService {
   onRequestEvent(event: RequestEvent): void {
     if ((event.type !== 'created' && event.type !== 'resolved') || event.request.kind !== 'recommendation') return;
     const request = event.request;
-    const step = event.type === 'created' ? Promise.resolve(this.recommended(request)) : this.resolved(request);
+    const step = event.type === 'created' ? this.recommended(request) : this.resolved(request);
     step.catch((error: unknown) => this.deps.logger?.error({ err: error, requestId: request.id }, 'trust: recording a recommendation failed'));
   }
 
   /** Record a new recommendation with its shadow verdict: would the policy have allowed it on its own? */
-  recommended(request: RequestRecord): void {
+  async recommended(request: RequestRecord): Promise<void> {
     const key = keyOf(request);
     if (!key) return;
     const figures = actionFigures(this.sources, key, this.now());
-    this.ledger.recommended(request.id, key, request.createdAt, request.grantId, request.risk ?? figures.risk, figures.wouldAllow);
+    // Rides along with the next audit batch (the request.created record is in it too).
+    await this.deps.audit.transact(() => this.ledger.recommended(request.id, key, request.createdAt, request.grantId, request.risk ?? figures.risk, figures.wouldAllow), { soon: true });
     this.cache.clear();
   }
 
@@ -132,7 +133,11 @@ export class TrustService {
     if (!key) return;
     const kind = request.status === 'approved' ? (request.approvals.some((a) => a.args !== undefined) ? 'edited' : 'approved') : request.status === 'denied' ? 'denied' : request.status === 'expired' ? 'expired' : undefined;
     if (!kind) return;
-    const changed = this.ledger.verdict(request.id, key, kind, request.resolvedAt ?? this.now(), request.grantId, request.risk ?? this.deps.riskOf?.(key.capability, key.method));
+    let changed = false;
+    const risk = request.risk ?? this.deps.riskOf?.(key.capability, key.method);
+    await this.deps.audit.transact(() => {
+      changed = this.ledger.verdict(request.id, key, kind, request.resolvedAt ?? this.now(), request.grantId, risk);
+    }, { soon: true });
     this.cache.clear();
     if (changed && kind !== 'expired') await this.serial(() => this.promotions.check(key));
   }
@@ -145,7 +150,7 @@ export class TrustService {
     const at = this.now();
     this.cache.clear();
     if (!sampled(call.callId, grant.reviewSample)) {
-      this.ledger.executed(call.callId, key, at, grant.id, call.risk);
+      await this.deps.audit.transact(() => this.ledger.executed(call.callId, key, at, grant.id, call.risk), { soon: true });
       return;
     }
     const review: Review = {
@@ -168,6 +173,7 @@ export class TrustService {
         this.ledger.executed(call.callId, key, at, grant.id, call.risk);
         this.reviews.insert(review);
       },
+      { soon: true },
     );
     this.emit({ type: 'review', change: 'queued', review });
   }

@@ -85,12 +85,9 @@ export function openAuditAndTrust(options: AuditAndTrustOptions): AuditAndTrust 
     gateOptions: {
       audit: gateAudit,
       onExecuted: async (call, grant, outcome) => {
-        try {
-          await trust.onExecuted(call, grant, outcome);
-        } catch (error) {
-          // The action already happened; a review that cannot be queued is logged, not thrown at the agent.
-          logger.error({ err: error, callId: call.callId }, 'trust: could not queue the executed action for review');
-        }
+        // Not awaited: the agent gets its result at once; the review is queued with the next
+        // audit batch. A failure is logged, not thrown at the agent (the action already happened).
+        trust.onExecuted(call, grant, outcome).catch((error: unknown) => logger.error({ err: error, callId: call.callId }, 'trust: could not queue the executed action for review'));
       },
     },
     onRequestEvent(event) {

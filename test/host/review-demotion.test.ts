@@ -123,6 +123,7 @@ describe('executed mode: review, then demotion on a critical verdict', () => {
     await fx.grant(image.digest, { capability: 'notes', methods: ['write'], mode: 'executed', reviewSample: 0.25 });
     const { outcome } = await run(image.bytes);
     expect((await outcome).status).toBe('ok');
+    await fx.host.audit.flush(); // reviews are queued with the next audit batch
     const queued: Review[] = fx.host.trust.listReviews({ status: 'all', subject: image.digest, limit: 1000 });
     const stats = fx.host.trust.ledger.stats({ subject: image.digest, capability: 'notes', method: 'write' }, Date.now(), fx.config.trust);
     expect(queued.length).toBeGreaterThan(0);
@@ -135,6 +136,7 @@ describe('executed mode: review, then demotion on a critical verdict', () => {
     await fx.grant(image.digest, { capability: 'notes', methods: ['write'], mode: 'executed' });
     const { outcome } = await run(image.bytes);
     expect((await outcome).status).toBe('ok');
+    await fx.host.audit.flush();
     const reviews = fx.host.trust.listReviews({ subject: image.digest });
     expect(reviews).toHaveLength(4);
     const [a, b, c] = reviews as [Review, Review, Review];

@@ -49,6 +49,7 @@ const NOTES = { capability: 'notes', kind: 'fs', scope: {}, methods: ['mkdir'], 
 async function runImage(bytes: Buffer): Promise<string> {
   const { runId } = await fx.host.submit({ image: bytes });
   expect((await fx.host.waitForRun(runId)).status).toBe('ok');
+  await fx.host.audit.flush(); // reviews and ledger rows ride along with the next audit batch
   return runId;
 }
 
@@ -109,7 +110,8 @@ describe('review and trust from the command line', () => {
       await alice.decide({ requestId: (await seen).id, verdict: 'approve' });
       await fx.host.waitForRun(runId);
     }
-    await new Promise((r) => setTimeout(r, 50));
+    // The verdict rides along with the next audit batch, then the promotion check runs: wait for it.
+    for (let i = 0; i < 100 && !fx.host.trust.promotions.list('proposed').some((p) => p.subject === image.digest); i++) await new Promise((r) => setTimeout(r, 20));
     const listed = await cli(['trust', 'proposals', '--status', 'proposed', '--json', '--data-dir', fx.dir]);
     const proposal = (JSON.parse(listed.out) as Proposal[]).find((p) => p.subject === image.digest);
     expect(proposal).toMatchObject({ capability: 'notes', method: 'mkdir', evidence: { assistedReviews: 2, approvedAsIs: 2 } });

@@ -47,7 +47,7 @@ export async function startTrust(config: Partial<TrustConfig> = {}): Promise<Tru
   const file = defaultStorePath(dir);
   const store = await openSqliteStore(file, { synchronous: 'normal' });
   const clock = { now: 1_900_000_000_000 };
-  const audit = new AuditLog({ file, key: loadOrCreateAuditKey(dir), checkpointIntervalMs: 0, inboxPollMs: 0, synchronous: 'normal', now: () => clock.now });
+  const audit = new AuditLog({ file, key: loadOrCreateAuditKey(dir), checkpointIntervalMs: 0, inboxPollMs: 0, synchronous: 'normal', lazyFlushMs: 0, now: () => clock.now });
   const events: TrustOutEvent[] = [];
   const trust = new TrustService({ audit, store, config: trustConfigSchema.parse(config), now: () => clock.now, emit: (e) => events.push(e) });
   const grants = new Map<string, Grant>();
@@ -84,7 +84,7 @@ export async function startTrust(config: Partial<TrustConfig> = {}): Promise<Tru
         createdAt: clock.now,
         expiresAt: clock.now + 60_000,
       };
-      trust.recommended(base);
+      void trust.recommended(base);
       clock.now += 1000;
       const resolved: RequestRecord =
         verdict === 'denied'
