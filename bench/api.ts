@@ -17,15 +17,7 @@ import { type Host, startHost } from '../host/host.js';
 import { createToken } from '../host/tokens.js';
 import { EXAMPLES_DIR } from '../sandbox-images/build-examples.js';
 import { buildImage } from '../sandbox-images/build.js';
-
-export interface ApiBenchRow {
-  name: string;
-  value: number;
-  unit: string;
-  peer?: string;
-  peerValue?: number;
-  target?: string;
-}
+import type { BenchRow } from './report.js';
 
 const RUNS = 500;
 const CLIENTS = 20;
@@ -90,8 +82,8 @@ async function direct(host: Host, digest: string, i: number): Promise<void> {
   if (outcome.status !== 'ok') throw new Error(`bench run failed: ${JSON.stringify(outcome.error)}`);
 }
 
-export async function apiThroughput(): Promise<ApiBenchRow[]> {
-  const rows: ApiBenchRow[] = [];
+export async function apiThroughput(): Promise<BenchRow[]> {
+  const rows: BenchRow[] = [];
   for (const isolation of ['in-process', 'worker'] as const) {
     const h = await exampleHost(isolation);
     try {

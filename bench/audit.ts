@@ -17,16 +17,7 @@ import { type AuditInput, GENESIS, sealRecord } from '../host/audit/record.js';
 import { verifyAudit } from '../host/audit/verify.js';
 import { migrate } from '../host/store/schema.js';
 import { defaultStorePath } from '../host/store/sqlite-store.js';
-
-/** The row shape of bench/run.ts's report(). */
-export interface Row {
-  name: string;
-  value: number;
-  unit: string;
-  peer?: string;
-  peerValue?: number;
-  target?: string;
-}
+import { type BenchRow, round } from './report.js';
 
 const TARGET_PER_SECOND = 20_000;
 
@@ -43,16 +34,11 @@ function sample(i: number): AuditInput {
   };
 }
 
-function round(n: number, digits = 1): number {
-  const f = 10 ** digits;
-  return Math.round(n * f) / f;
-}
-
 function tempDir(): string {
   return mkdtempSync(path.join(os.tmpdir(), 'contained-bench-audit-'));
 }
 
-export async function auditThroughput(): Promise<Row[]> {
+export async function auditThroughput(): Promise<BenchRow[]> {
   const dir = tempDir();
   try {
     const key = loadOrCreateAuditKey(dir);
@@ -79,15 +65,15 @@ export async function auditThroughput(): Promise<Row[]> {
     const callers = (CALLERS * PER) / ((performance.now() - t2) / 1000);
     await log.close();
     return [
-      { name: 'audit append, group commit, durable (synchronous=FULL)', value: round(grouped), unit: 'records/s', peer: 'target', peerValue: TARGET_PER_SECOND, target: '≥ 20000 records/s' },
-      { name: 'audit append, 64 callers each awaiting its record', value: round(callers), unit: 'records/s', peer: 'one transaction per record', peerValue: round(single) },
+      { name: 'audit append, group commit, durable (synchronous=FULL)', value: round(grouped, 1), unit: 'records/s', peer: 'target', peerValue: TARGET_PER_SECOND, target: '≥ 20000 records/s' },
+      { name: 'audit append, 64 callers each awaiting its record', value: round(callers, 1), unit: 'records/s', peer: 'one transaction per record', peerValue: round(single, 1) },
     ];
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-export async function auditVerify(): Promise<Row[]> {
+export async function auditVerify(): Promise<BenchRow[]> {
   const N = 1_000_000;
   const dir = tempDir();
   try {
@@ -122,7 +108,7 @@ export async function auditVerify(): Promise<Row[]> {
     if (!report.ok || report.records !== N) throw new Error(`bench chain did not verify: ${JSON.stringify(report.firstBad)}`);
     return [
       { name: `audit verify, ${N.toLocaleString('en')} records + ${report.checkpoints} signed checkpoints`, value: round(seconds, 2), unit: 's' },
-      { name: 'audit verify speed', value: round(N / seconds), unit: 'records/s' },
+      { name: 'audit verify speed', value: round(N / seconds, 1), unit: 'records/s' },
     ];
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -15,18 +15,7 @@ import { OperatorClient } from '../host/operator/client.js';
 import { createToken } from '../host/tokens.js';
 
 import { packImage } from '../sandbox-images/pack.js';
-
-export interface HostBenchRow {
-  name: string;
-  value: number;
-  unit: string;
-  target?: string;
-}
-
-function pct(samples: number[], p: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
-}
+import { type BenchRow, pct, round } from './report.js';
 
 async function benchHost(): Promise<{ dir: string; host: Awaited<ReturnType<typeof startHost>>; approver: string; close(): Promise<void> }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'contained-bench-host-'));
@@ -46,7 +35,7 @@ async function benchHost(): Promise<{ dir: string; host: Awaited<ReturnType<type
   };
 }
 
-export async function escalationRoundTrip(): Promise<HostBenchRow[]> {
+export async function escalationRoundTrip(): Promise<BenchRow[]> {
   const N = 150;
   const b = await benchHost();
   // Five automated approvers, each taking its share: the channel rate-limits every connection
@@ -81,7 +70,7 @@ export async function escalationRoundTrip(): Promise<HostBenchRow[]> {
   const outcome = await b.host.waitForRun(runId);
   await Promise.all(ops.map((op) => op.close()));
   await b.close();
-  const rows: HostBenchRow[] = [
+  const rows: BenchRow[] = [
     { name: 'escalation round trip p50 (gate: open → operator over ws → approve → resume)', value: round(pct(decideTimes, 50)), unit: 'ms', target: '≤ 2 ms' },
     { name: 'escalation round trip p99', value: round(pct(decideTimes, 99)), unit: 'ms' },
   ];
@@ -89,7 +78,7 @@ export async function escalationRoundTrip(): Promise<HostBenchRow[]> {
   return rows;
 }
 
-export async function operatorSnapshot(): Promise<HostBenchRow[]> {
+export async function operatorSnapshot(): Promise<BenchRow[]> {
   const COUNT = 10_000;
   const b = await benchHost();
   const now = Date.now();
@@ -125,6 +114,3 @@ export async function operatorSnapshot(): Promise<HostBenchRow[]> {
   return [{ name: `operator snapshot of ${COUNT} pending requests (connect → complete)`, value: round(pct(samples, 50)), unit: 'ms', target: '≤ 250 ms' }];
 }
 
-function round(n: number): number {
-  return Math.round(n * 1000) / 1000;
-}

@@ -16,32 +16,13 @@ import { DEFAULT_LIMITS } from '../runtime/limits.js';
 import { createSandbox } from '../runtime/index.js';
 import { programFromSource } from '../runtime/program.js';
 import { escalationRoundTrip, operatorSnapshot } from './host.js';
+import { type BenchRow, pct, round } from './report.js';
 
-interface Row {
-  name: string;
-  value: number;
-  unit: string;
-  peer?: string;
-  peerValue?: number;
-  ratio?: number;
-  target?: string;
-}
-
-const rows: Row[] = [];
-function report(row: Row): void {
+const rows: BenchRow[] = [];
+function report(row: BenchRow): void {
   if (row.peerValue !== undefined) row.ratio = round(row.value / row.peerValue);
   rows.push(row);
   process.stdout.write(`${JSON.stringify(row)}\n`);
-}
-
-function round(n: number, digits = 3): number {
-  const f = 10 ** digits;
-  return Math.round(n * f) / f;
-}
-
-function pct(samples: number[], p: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number;
 }
 
 async function timeEach(n: number, f: () => Promise<unknown> | unknown): Promise<number[]> {
@@ -260,7 +241,7 @@ function printTable(): void {
   process.stdout.write(`\nMachine: ${os.cpus()[0]?.model ?? 'unknown CPU'}, ${os.availableParallelism()} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, Node ${process.version}\n\n${lines.join('\n')}\n`);
 }
 
-async function hostSuite(rows: () => Promise<Array<{ name: string; value: number; unit: string; target?: string }>>): Promise<void> {
+async function hostSuite(rows: () => Promise<BenchRow[]>): Promise<void> {
   for (const row of await rows()) report(row);
 }
 

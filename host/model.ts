@@ -130,6 +130,19 @@ export type RequestRecord = z.infer<typeof requestSchema>;
 export const RUN_STATUSES = ['queued', 'running', 'ok', 'error', 'cancelled'] as const;
 export type RunStatus = (typeof RUN_STATUSES)[number];
 
+/** A run as stored and as shown to operators (validated on every read from the store). */
+export const runRecordSchema = z.strictObject({
+  id: z.string().min(1),
+  subject: z.string().optional(),
+  imageName: z.string().optional(),
+  status: z.enum(RUN_STATUSES),
+  input: z.unknown(),
+  createdAt: z.number().int(),
+  endedAt: z.number().int().optional(),
+  outcome: z.unknown().optional(),
+  submittedBy: z.string().optional(),
+});
+
 export interface RunRecord {
   id: string;
   subject: string | undefined;

@@ -9,7 +9,7 @@
  */
 import { z } from 'zod';
 import { ERROR_CODES, type ErrorCode } from '../../runtime/errors.js';
-import { grantSchema, grantSpanSchema, requestSchema, roleSchema, RUN_STATUSES } from '../model.js';
+import { grantSchema, grantSpanSchema, requestSchema, roleSchema, runRecordSchema } from '../model.js';
 import { demotionSchema, proposalSchema, proposalStatusSchema, reviewSchema, reviewStatusSchema, reviewVerdictSchema } from '../trust/model.js';
 
 /** The subprotocol name, and the version every message belongs to. */
@@ -130,17 +130,8 @@ export const CLIENT_MESSAGE_TYPES: readonly ClientMessageType[] = clientMessageS
 /** A request as operators see it: the stored record plus the agent's trust figures when known. */
 export const requestViewSchema = requestSchema.extend({ trust: z.record(z.string(), z.unknown()).optional() });
 
-export const runViewSchema = z.object({
-  id: z.string(),
-  subject: z.string().optional(),
-  imageName: z.string().optional(),
-  status: z.enum(RUN_STATUSES),
-  input: z.unknown(),
-  createdAt: z.number().int(),
-  endedAt: z.number().int().optional(),
-  outcome: z.unknown().optional(),
-  submittedBy: z.string().optional(),
-});
+/** Runs as operators see them: the stored record (unknown extra fields are dropped, not refused). */
+export const runViewSchema = z.object(runRecordSchema.shape);
 
 export const helloMessageSchema = z.strictObject({
   type: z.literal('hello'),

@@ -15,8 +15,8 @@ import {
   type RequestRecord,
   requestSchema,
   roleSchema,
-  RUN_STATUSES,
   type RunRecord,
+  runRecordSchema,
   type TokenRecord,
 } from '../model.js';
 
@@ -202,17 +202,6 @@ export function rowToRequest(row: Row): RequestRecord {
 
 // Runs ---------------------------------------------------------------------------------------
 
-export const runRecordSchema = z.strictObject({
-  id: z.string().min(1),
-  subject: z.string().optional(),
-  imageName: z.string().optional(),
-  status: z.enum(RUN_STATUSES),
-  input: z.unknown(),
-  createdAt: z.number().int(),
-  endedAt: z.number().int().optional(),
-  outcome: z.unknown().optional(),
-  submittedBy: z.string().optional(),
-});
 
 function toRunRecord(r: z.infer<typeof runRecordSchema>): RunRecord {
   const { subject, imageName, endedAt, outcome, submittedBy, ...rest } = r;
