@@ -6,7 +6,6 @@
  * while no host has started since, `interrupted` after a restart — and `audit verify` still passes:
  * the kill loses no committed record and breaks no link.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -21,8 +20,8 @@ import { defaultStorePath, openSqliteStore } from '../../host/store/sqlite-store
 import { createToken } from '../../host/tokens.js';
 import { computeDigest } from '../../sandbox-images/digest.js';
 import { packImage } from '../../sandbox-images/pack.js';
+import { exited, type HostProcess, startHostProcess } from './helpers/host-process.js';
 
-const MAIN = path.resolve('host/cli/main.ts');
 const cleanup: Array<() => void | Promise<void>> = [];
 afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
@@ -52,28 +51,8 @@ async function silentServer(): Promise<{ port: number; arrived: Promise<string> 
   return { port: (server.address() as net.AddressInfo).port, arrived };
 }
 
-function spawnHost(configFile: string): Promise<{ child: ChildProcess; url: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--no-node-snapshot', '--import', 'tsx', MAIN, 'host', '--config', configFile, '--in-process'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    cleanup.push(() => {
-      child.kill('SIGKILL');
-    });
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`host did not start: ${out}`)), 30_000);
-    child.stdout?.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /listening on (http:\/\/[^\s]+)/.exec(out);
-      if (match) {
-        clearTimeout(timer);
-        resolve({ child, url: match[1] as string });
-      }
-    });
-    child.stderr?.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    child.on('exit', () => {
-      clearTimeout(timer);
-      reject(new Error(`host exited early: ${out}`));
-    });
-  });
+function spawnHost(configFile: string): Promise<HostProcess> {
+  return startHostProcess(configFile, (child) => cleanup.push(() => void child.kill('SIGKILL')));
 }
 
 describe('crash between intent and outcome', () => {
@@ -108,7 +87,7 @@ describe('crash between intent and outcome', () => {
     // The request reached the outside world: the action is under way, its intent already durable.
     expect(await peer.arrived).toBe('GET /report HTTP/1.1');
     host.child.kill('SIGKILL');
-    await new Promise<void>((resolve) => (host.child.exitCode !== null || host.child.signalCode !== null ? resolve() : host.child.once('exit', () => resolve())));
+    await exited(host.child);
 
     const dangling = await run(['audit', 'dangling', '--data-dir', dir, '--json']);
     expect(dangling.code).toBe(0);

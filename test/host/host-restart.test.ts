@@ -3,7 +3,7 @@
  * killed with SIGKILL while a recommendation is pending, and between a durable decision and the
  * action; after a restart the request is offered again (or finished) and the email is sent once.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,8 +14,8 @@ import { defaultStorePath, openSqliteStore } from '../../host/store/sqlite-store
 import { createToken } from '../../host/tokens.js';
 import { computeDigest } from '../../sandbox-images/digest.js';
 import { packImage } from '../../sandbox-images/pack.js';
+import { exited, type HostProcess, startHostProcess } from './helpers/host-process.js';
 
-const MAIN = path.resolve('host/cli/main.ts');
 const children: ChildProcess[] = [];
 const dirs: string[] = [];
 
@@ -58,38 +58,11 @@ async function setup(): Promise<Setup> {
   return { dir, configFile, tokens: { alice, plat }, image: packImage(files) };
 }
 
-/** Start `contained host` as a real process; resolves with its URL once it listens. */
-function startHost(configFile: string, env: Record<string, string> = {}): Promise<{ child: ChildProcess; url: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--no-node-snapshot', '--import', 'tsx', MAIN, 'host', '--config', configFile, '--in-process'], {
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    children.push(child);
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`host did not start: ${out}`)), 30_000);
-    child.stdout?.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const match = /listening on (http:\/\/[^\s]+)/.exec(out);
-      if (match) {
-        clearTimeout(timer);
-        resolve({ child, url: match[1] as string });
-      }
-    });
-    child.stderr?.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    child.on('exit', () => {
-      clearTimeout(timer);
-      reject(new Error(`host exited early: ${out}`));
-    });
-  });
+function startHost(configFile: string, env: Record<string, string> = {}): Promise<HostProcess> {
+  return startHostProcess(configFile, (child) => children.push(child), env);
 }
 
-function killed(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null || child.signalCode !== null) return resolve();
-    child.once('exit', () => resolve());
-  });
-}
+const killed = exited;
 
 async function submit(url: string, token: string, image: Buffer): Promise<string> {
   const res = await fetch(`${url}/v1/runs`, { method: 'POST', headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: JSON.stringify({ image: image.toString('base64'), input: null }) });
