@@ -102,7 +102,7 @@ export class RequestManager {
       }
       approval.args = await this.options.validateEdit(request, input.args);
     }
-    const added = await this.options.store.addApproval(request.id, approval);
+    const added = await this.options.store.addApproval(request.id, approval, { resolve: true });
     if (!added.ok) {
       if (added.code === 'DUPLICATE_APPROVER') {
         throw new ContainedError('DUPLICATE_APPROVER', `${operator.name} already approved request ${request.id}; a second, different approver is needed`);
@@ -110,19 +110,13 @@ export class RequestManager {
       throw new ContainedError(added.code, `request ${request.id} is already resolved`);
     }
     const current = added.request;
-    if (current.approvals.length < current.approvalsRequired) {
+    if (current.status !== 'approved') {
       this.emit({ type: 'updated', request: this.view(current) });
       return this.view(current);
     }
-    const resolved = await this.options.store.resolveRequest(current.id, {
-      status: 'approved',
-      at: this.now(),
-      by: current.approvals.map((a) => a.operator),
-    });
-    if (!resolved.ok) throw new ContainedError(resolved.code, `request ${current.id} is already resolved`);
-    const args = effectiveArgs(resolved.request);
-    this.finish(resolved.request, { status: 'approved', request: resolved.request, args, span: lastSpan(resolved.request) });
-    return this.view(resolved.request);
+    // The completing approval resolved the request in the same commit.
+    this.finish(current, { status: 'approved', request: current, args: effectiveArgs(current), span: lastSpan(current) });
+    return this.view(current);
   }
 
   /** Claim the right to perform an approved recommendation (false: already performed or claimed). */

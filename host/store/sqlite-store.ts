@@ -263,7 +263,7 @@ export class SqliteStore implements Store {
    * `approvalsRequired` are accepted (so a request left pending with enough approvals by a crash
    * before `resolveRequest` can still be completed); the first `resolveRequest` decides.
    */
-  async addApproval(id: string, approval: Approval): Promise<ApprovalResult> {
+  async addApproval(id: string, approval: Approval, options: { resolve?: boolean } = {}): Promise<ApprovalResult> {
     return this.guard('addApproval', () =>
       this.db
         .transaction((): ApprovalResult => {
@@ -277,6 +277,12 @@ export class SqliteStore implements Store {
           const updated = { ...request, approvals };
           requestToRow(updated); // validates the approval before it is written
           this.stmt("UPDATE requests SET approvals = ? WHERE id = ? AND status = 'pending'").run(JSON.stringify(approvals), id);
+          if (options.resolve === true && approvals.length >= request.approvalsRequired) {
+            const by = approvals.map((a) => a.operator);
+            this.stmt("UPDATE requests SET status = 'approved', resolved_at = ?, resolved_by = ? WHERE id = ? AND status = 'pending'").run(approval.at, JSON.stringify(by), id);
+            const resolved = this.get('SELECT * FROM requests WHERE id = ?', [id], rowToRequest);
+            return { ok: true, request: resolved ?? updated };
+          }
           return { ok: true, request: updated };
         })
         .immediate(),

@@ -47,8 +47,12 @@ export interface Store {
   insertRequest(request: RequestRecord): Promise<void>;
   getRequest(id: string): Promise<RequestRecord | undefined>;
   listRequests(filter: { status?: RequestStatus; runId?: string; limit?: number }): Promise<RequestRecord[]>;
-  /** Append an approval to a pending request (refuses a second approval by the same operator). */
-  addApproval(id: string, approval: Approval): Promise<ApprovalResult>;
+  /**
+   * Append an approval to a pending request (refuses a second approval by the same operator).
+   * With `resolve`, the approval that completes the required count also moves the request to
+   * `approved` in the same transaction (one durable commit instead of two).
+   */
+  addApproval(id: string, approval: Approval, options?: { resolve?: boolean }): Promise<ApprovalResult>;
   /** Move a pending request to a final status; only the first call wins. */
   resolveRequest(id: string, resolution: Resolution): Promise<ResolveResult>;
   /** Claim the right to perform an approved recommendation; false if already claimed or done. */

@@ -186,6 +186,17 @@ describe('requests: compare-and-set', () => {
     expect((await s.getRequest('r1'))?.approvals[0]?.args).toEqual({ orderId: 'o-1', amountCents: 400 });
   });
 
+  it('addApproval with resolve: the completing approval resolves the request in the same commit', async () => {
+    const s = await store();
+    await s.insertRequest(request({ expiresAt: 10_000 }));
+    const first = await s.addApproval('r1', { operator: 'alice', at: 2_000 }, { resolve: true });
+    expect(first.ok && first.request.status).toBe('pending');
+    const second = await s.addApproval('r1', { operator: 'bob', at: 3_000 }, { resolve: true });
+    expect(second.ok && second.request).toMatchObject({ status: 'approved', resolvedAt: 3_000, resolvedBy: ['alice', 'bob'] });
+    expect(await s.resolveRequest('r1', { status: 'denied', at: 3_001, by: ['carol'], denyReason: 'late' })).toMatchObject({ ok: false, code: 'ALREADY_RESOLVED' });
+    expect((await (await reopen(s)).getRequest('r1'))?.status).toBe('approved');
+  });
+
   it('resolveRequest: only the first of many racing resolutions wins, across two connections', async () => {
     const a = await store();
     const b = await store();
