@@ -54,3 +54,29 @@ export type {
   RiskAnnotations,
   ScopeCheck,
 } from './capabilities/sdk/index.js';
+// Built-in capabilities, the registry and grant specs, the agent-facing docs generator.
+export {
+  builtinCapabilities,
+  createClock,
+  createFs,
+  createKv,
+  createLog,
+  createRandom,
+  createRegistry,
+  createSql,
+  generateCapsDts,
+  generateCapsMarkdown,
+  parseGrantSpec,
+} from './capabilities/index.js';
+export { createHttp } from './capabilities/http/index.js';
+export { createOutbox } from './capabilities/outbox/index.js';
+export type { CapabilityRegistry, HostDeps, RegistryEntry } from './capabilities/index.js';
+// Sandbox images.
+export { buildImage, computeDigest, loadImage, writeImage } from './sandbox-images/index.js';
+export type { LoadImageOptions, LoadedImage } from './sandbox-images/index.js';
+// The host, embeddable.
+export { startHost } from './host/host.js';
+export type { Host, HostOptions } from './host/host.js';
+export { loadHostConfig, parseHostConfig } from './host/config.js';
+export type { HostConfig } from './host/config.js';
+export { createToken } from './host/tokens.js';

@@ -1,0 +1,25 @@
+/** The package entry exposes the documented API by name (explicit exports, no `export *`). */
+import { describe, expect, it } from 'vitest';
+import * as contained from '../index.js';
+
+describe('package entry', () => {
+  it('exports the library API the README documents', () => {
+    for (const name of [
+      'createSandbox', 'defineCapability', 'createInstance', 'ContainedError', 'ERROR_CODES',
+      'createFs', 'createHttp', 'createKv', 'createSql', 'createOutbox', 'builtinCapabilities', 'parseGrantSpec', 'generateCapsDts',
+      'buildImage', 'loadImage', 'computeDigest', 'startHost', 'parseHostConfig', 'loadHostConfig', 'createToken',
+    ] as const) {
+      expect(typeof (contained as Record<string, unknown>)[name], name).toBe('function');
+    }
+    expect(typeof contained.passThroughGate.decide).toBe('function');
+  });
+
+  it('runs an agent through the entry in a few lines', async () => {
+    const sandbox = contained.createSandbox({ isolation: 'in-process' });
+    try {
+      expect(await sandbox.run({ source: 'export default async (input) => input.a + 1', input: { a: 41 } })).toMatchObject({ status: 'ok', value: 42 });
+    } finally {
+      await sandbox.close();
+    }
+  });
+});
