@@ -6,13 +6,14 @@ describe('package entry', () => {
   it('exports the library API the README documents', () => {
     for (const name of [
       'createSandbox', 'defineCapability', 'createInstance', 'ContainedError',
-      'createFs', 'createHttp', 'createKv', 'createSql', 'createOutbox', 'builtinCapabilities', 'parseGrantSpec', 'generateCapsDts',
+      'createFs', 'createHttp', 'createKv', 'createSql', 'createOutbox', 'parseGrantSpec', 'generateCapsDts',
       'buildImage', 'loadImage', 'computeDigest', 'startHost', 'parseHostConfig', 'loadHostConfig', 'createToken',
     ] as const) {
       expect(typeof (contained as Record<string, unknown>)[name], name).toBe('function');
     }
     expect(typeof contained.passThroughGate.decide).toBe('function');
     expect(contained.ERROR_CODES.CPU_LIMIT).toMatch(/CPU/);
+    expect(Object.keys(contained.builtinCapabilities)).toEqual(expect.arrayContaining(['fs', 'http', 'kv', 'sql', 'outbox', 'clock', 'random', 'log']));
   });
 
   it('runs an agent through the entry in a few lines', async () => {
