@@ -17,9 +17,10 @@
  * - Never uses a `*Sync` API to run untrusted code on this thread.
  */
 import type ivm from 'isolated-vm';
-import { ContainedError, type ErrorCode, type ErrorInfo, isErrorCode } from './errors.js';
+import { ContainedError, type ErrorCode, type ErrorInfo, isErrorCode, messageOf } from './errors.js';
 import { type Limits, MIN_LOG_LINE_BYTES } from './limits.js';
-import { type Program, resolveSpecifier, validateProgram } from './program.js';
+import { linkProgram } from './link.js';
+import { type Program, validateProgram } from './program.js';
 import { type IsolatePool, type PreparedIsolate, prepareIsolate } from './prepared-isolate.js';
 import type { LogLine, RunOutcome, RunUsage } from './outcome.js';
 
@@ -163,7 +164,7 @@ class Run {
     });
     await prepared.configure.apply(undefined, [config]);
 
-    const entry = await this.instantiate(isolate, context, program);
+    const entry = await linkProgram(isolate, context, program);
     // Module top-level code runs under the watchdog like everything else.
     try {
       await entry.evaluate();
@@ -173,56 +174,6 @@ class Run {
     return (await start.apply(undefined, [entry.namespace.derefInto(), inputJson], {
       result: { promise: true, copy: true },
     })) as string;
-  }
-
-  private async instantiate(isolate: ivm.Isolate, context: ivm.Context, program: Program): Promise<ivm.Module> {
-    const modules = new Map<string, ivm.Module>();
-    const paths = new Map<ivm.Module, string>();
-    const compile = async (p: string): Promise<ivm.Module> => {
-      const existing = modules.get(p);
-      if (existing) return existing;
-      const source = program.files[p] as string;
-      let code = source;
-      if (p.endsWith('.json')) {
-        try {
-          code = `export default ${JSON.stringify(JSON.parse(source))};`;
-        } catch {
-          throw new ContainedError('INVALID_PROGRAM', `data module "${p}" is not valid JSON`);
-        }
-      } else if (p.endsWith('.txt')) {
-        code = `export default ${JSON.stringify(source)};`;
-      }
-      let mod: ivm.Module;
-      try {
-        mod = await isolate.compileModule(code, { filename: p });
-      } catch (error) {
-        throw new ContainedError('INVALID_PROGRAM', `cannot compile ${p}: ${messageOf(error)}`);
-      }
-      modules.set(p, mod);
-      paths.set(mod, p);
-      return mod;
-    };
-    // Compile the whole import graph up front so resolution errors are INVALID_PROGRAM.
-    const entry = await compile(program.entry);
-    const queue: Array<[string, ivm.Module]> = [[program.entry, entry]];
-    while (queue.length > 0) {
-      const [p, mod] = queue.shift() as [string, ivm.Module];
-      for (const spec of mod.dependencySpecifiers) {
-        const dep = resolveSpecifier(spec, p, program.files);
-        if (!modules.has(dep)) queue.push([dep, await compile(dep)]);
-      }
-    }
-    try {
-      await entry.instantiate(context, (specifier, referrer) => {
-        const from = paths.get(referrer);
-        const target = from === undefined ? undefined : modules.get(resolveSpecifier(specifier, from, program.files));
-        if (!target) throw new Error(`cannot resolve "${specifier}"`);
-        return target;
-      });
-    } catch (error) {
-      throw new ContainedError('INVALID_PROGRAM', `cannot link the program: ${messageOf(error)}`);
-    }
-    return entry;
   }
 
   private onSubmit(seq: unknown, capability: unknown, method: unknown, argJson: unknown, reason: unknown): void {
@@ -438,12 +389,6 @@ function normaliseLevel(level: string): LogLine['level'] {
   return level === 'info' || level === 'warn' || level === 'error' || level === 'debug' ? level : 'log';
 }
 
-function messageOf(error: unknown): string {
-  if (error !== null && typeof error === 'object' && typeof (error as { message?: unknown }).message === 'string') {
-    return ((error as { message: string }).message).slice(0, MAX_MESSAGE_CHARS);
-  }
-  return String(error).slice(0, MAX_MESSAGE_CHARS);
-}
 
 export function toErrorInfo(error: unknown): ErrorInfo {
   if (error instanceof ContainedError) return { code: error.code, message: error.message };

@@ -133,3 +133,14 @@ export function toAgentError(error: unknown): ErrorInfo {
   }
   return { code: 'INTERNAL', message: 'internal error in the host (see the host log)' };
 }
+
+/**
+ * The message of anything thrown, without touching getters beyond `message`, capped at 4096
+ * characters. For host-side logging and for wrapping isolated-vm's errors; never for agent values.
+ */
+export function messageOf(error: unknown): string {
+  if (error !== null && typeof error === 'object' && typeof (error as { message?: unknown }).message === 'string') {
+    return (error as { message: string }).message.slice(0, 4096);
+  }
+  return String(error).slice(0, 4096);
+}

@@ -1,0 +1,59 @@
+/**
+ * Compile and link an agent program's modules inside its isolate. The whole import graph is
+ * compiled up front so a bad import is INVALID_PROGRAM before any agent code runs; only relative
+ * imports of the program's own files resolve (see program.ts). `.json` and `.txt` files become
+ * data modules (`export default …`).
+ */
+import type ivm from 'isolated-vm';
+import { ContainedError, messageOf } from './errors.js';
+import { type Program, resolveSpecifier } from './program.js';
+
+export async function linkProgram(isolate: ivm.Isolate, context: ivm.Context, program: Program): Promise<ivm.Module> {
+  const modules = new Map<string, ivm.Module>();
+  const paths = new Map<ivm.Module, string>();
+  const compile = async (p: string): Promise<ivm.Module> => {
+    const existing = modules.get(p);
+    if (existing) return existing;
+    const source = program.files[p] as string;
+    let code = source;
+    if (p.endsWith('.json')) {
+      try {
+        code = `export default ${JSON.stringify(JSON.parse(source))};`;
+      } catch {
+        throw new ContainedError('INVALID_PROGRAM', `data module "${p}" is not valid JSON`);
+      }
+    } else if (p.endsWith('.txt')) {
+      code = `export default ${JSON.stringify(source)};`;
+    }
+    let mod: ivm.Module;
+    try {
+      mod = await isolate.compileModule(code, { filename: p });
+    } catch (error) {
+      throw new ContainedError('INVALID_PROGRAM', `cannot compile ${p}: ${messageOf(error)}`);
+    }
+    modules.set(p, mod);
+    paths.set(mod, p);
+    return mod;
+  };
+  // Compile the whole import graph up front so resolution errors are INVALID_PROGRAM.
+  const entry = await compile(program.entry);
+  const queue: Array<[string, ivm.Module]> = [[program.entry, entry]];
+  while (queue.length > 0) {
+    const [p, mod] = queue.shift() as [string, ivm.Module];
+    for (const spec of mod.dependencySpecifiers) {
+      const dep = resolveSpecifier(spec, p, program.files);
+      if (!modules.has(dep)) queue.push([dep, await compile(dep)]);
+    }
+  }
+  try {
+    await entry.instantiate(context, (specifier, referrer) => {
+      const from = paths.get(referrer);
+      const target = from === undefined ? undefined : modules.get(resolveSpecifier(specifier, from, program.files));
+      if (!target) throw new Error(`cannot resolve "${specifier}"`);
+      return target;
+    });
+  } catch (error) {
+    throw new ContainedError('INVALID_PROGRAM', `cannot link the program: ${messageOf(error)}`);
+  }
+  return entry;
+}
