@@ -28,7 +28,7 @@ import { formatSubject } from '../grants.js';
 import { rowToGrant, type Row } from '../store/rows.js';
 import { migrate } from '../store/schema.js';
 import { type AuditKey, type Checkpoint, signCheckpoint } from './keys.js';
-import { type AuditInput, type AuditRecord, GENESIS, type StoredRecord, sealRecord } from './record.js';
+import { type AuditInput, type AuditRecord, GENESIS, publicFields, type StoredRecord, sealRecord } from './record.js';
 
 export interface AuditLogOptions {
   /** The host store file (`<dataDir>/contained.db`). */
@@ -302,12 +302,3 @@ export class AuditLog {
   }
 }
 
-function publicFields(r: StoredRecord): Omit<AuditRecord, 'data'> {
-  const out: Omit<AuditRecord, 'data'> = { seq: r.seq, at: r.at, type: r.type, prevHash: r.prevHash, hash: r.hash };
-  if (r.runId !== null) out.runId = r.runId;
-  if (r.subject !== null) out.subject = r.subject;
-  if (r.capability !== null) out.capability = r.capability;
-  if (r.method !== null) out.method = r.method;
-  if (r.callId !== null) out.callId = r.callId;
-  return out;
-}

@@ -121,6 +121,17 @@ export function sealRecord(input: AuditInput, seq: number, at: number, prevHash:
   return { ...unsealed, hash: hashRecord(unsealed) };
 }
 
+/** The public fields of a stored record, without `data` (nulls dropped). */
+export function publicFields(r: StoredRecord): Omit<AuditRecord, 'data'> {
+  const out: Omit<AuditRecord, 'data'> = { seq: r.seq, at: r.at, type: r.type, prevHash: r.prevHash, hash: r.hash };
+  if (r.runId !== null) out.runId = r.runId;
+  if (r.subject !== null) out.subject = r.subject;
+  if (r.capability !== null) out.capability = r.capability;
+  if (r.method !== null) out.method = r.method;
+  if (r.callId !== null) out.callId = r.callId;
+  return out;
+}
+
 /** The public shape of a stored record (`data` parsed, nulls dropped). */
 export function toAuditRecord(r: StoredRecord): AuditRecord {
   let data: unknown;
@@ -130,13 +141,7 @@ export function toAuditRecord(r: StoredRecord): AuditRecord {
     // A hand-edited row: shown as it is (verify names it), never a crash of tail/query/export.
     data = { unparsable: r.data.slice(0, 200) };
   }
-  const out: AuditRecord = { seq: r.seq, at: r.at, type: r.type, data, prevHash: r.prevHash, hash: r.hash };
-  if (r.runId !== null) out.runId = r.runId;
-  if (r.subject !== null) out.subject = r.subject;
-  if (r.capability !== null) out.capability = r.capability;
-  if (r.method !== null) out.method = r.method;
-  if (r.callId !== null) out.callId = r.callId;
-  return out;
+  return { ...publicFields(r), data };
 }
 
 /** Columns in SELECT order, so raw rows map onto StoredRecord. */

@@ -185,15 +185,8 @@ export class PolicyGate implements Gate {
 
   private async recommend(call: GateCall, ctx: GateContext, grant: Grant, via: CapabilityInstance): Promise<GateDecision> {
     const decision = await this.wait(ctx, {
+      ...callFields(call),
       kind: 'recommendation',
-      runId: call.runId,
-      subject: call.subject,
-      capability: call.capability,
-      definition: call.definition,
-      method: call.method,
-      args: call.args,
-      reason: call.reason,
-      risk: call.risk,
       why: `assisted mode (grant ${grant.id})`,
       grantId: grant.id,
       approvalsRequired: Math.max(grant.approvals, needsSecondSignOff(call.risk) ? 2 : 1),
@@ -209,15 +202,8 @@ export class PolicyGate implements Gate {
 
   private async escalate(call: GateCall, ctx: GateContext, host: CapabilityInstance, why: string): Promise<GateDecision> {
     const decision = await this.wait(ctx, {
+      ...callFields(call),
       kind: 'escalation',
-      runId: call.runId,
-      subject: call.subject,
-      capability: call.capability,
-      definition: call.definition,
-      method: call.method,
-      args: call.args,
-      reason: call.reason,
-      risk: call.risk,
       why,
       approvalsRequired: needsSecondSignOff(call.risk) ? 2 : 1,
       timeoutMs: this.options.requestTimeoutMs,
@@ -254,6 +240,20 @@ export class PolicyGate implements Gate {
 function narrowed(host: CapabilityInstance, fields: unknown): unknown {
   if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) return fields;
   return { ...(host.scope as Record<string, unknown>), ...(fields as Record<string, unknown>) };
+}
+
+/** What a request records about the call that opened it. */
+function callFields(call: GateCall): Pick<RequestRecord, 'runId' | 'subject' | 'capability' | 'definition' | 'method' | 'args' | 'reason' | 'risk'> {
+  return {
+    runId: call.runId,
+    subject: call.subject,
+    capability: call.capability,
+    definition: call.definition,
+    method: call.method,
+    args: call.args,
+    reason: call.reason,
+    risk: call.risk,
+  };
 }
 
 function deny(code: 'CAPABILITY_DENIED' | 'INVALID_ARGUMENT' | 'ALREADY_RESOLVED', message: string): GateDecision {
