@@ -19,6 +19,7 @@ import type { Manifest } from '../sandbox-images/manifest.js';
 import { createImageStore } from './api/image-store.js';
 import { type RunEvent, type RunEventListener, RunJournal } from './api/run-journal.js';
 import { RunQueue, type RunSlot } from './api/run-queue.js';
+import { subjectMatches } from './grants.js';
 import { type HostConfig, instantiateCapabilities } from './config.js';
 import { PolicyGate, type LiveRun } from './gate/policy-gate.js';
 import { type ExecutionOutcome, RequestManager } from './gate/requests.js';
@@ -316,10 +317,7 @@ async function capabilitiesFor(
 ): Promise<CapabilityInstance[]> {
   const names = new Set(image.manifest.requests.map((r) => r.capability));
   for (const grant of await store.listGrants({ activeAt: now })) {
-    const s = grant.subject;
-    if (('digest' in s && s.digest === subject.digest) || ('name' in s && s.name === subject.name && subject.signers.includes(s.signer))) {
-      names.add(grant.capability);
-    }
+    if (subjectMatches(grant.subject, subject)) names.add(grant.capability);
   }
   return [...names].map((n) => instances.get(n)).filter((i): i is CapabilityInstance => i !== undefined);
 }
