@@ -23,6 +23,8 @@ const ALLOWED_GLOBALS = new Set([
   'constructor',
   // Newer V8 built-ins, should the isolate's V8 ship them.
   'Iterator', 'Float16Array', 'SuppressedError', 'DisposableStack', 'AsyncDisposableStack',
+  // ECMAScript 2026's Temporal (V8 in Node 26). Temporal.Now reads the clock, as Date.now() already does.
+  'Temporal',
 ]);
 
 const FORBIDDEN = [
