@@ -18,7 +18,7 @@ import { randomBytes } from 'node:crypto';
 import { type Budget, budgetSchema } from '../capabilities/sdk/budget.js';
 import { needsSecondSignOff, type RiskAnnotations, WORST_CASE_RISK } from '../capabilities/sdk/risk.js';
 import { ContainedError, type ErrorCode } from '../runtime/errors.js';
-import { type Grant, grantSchema, type Mode, type RequestRecord, type Role, roleAtLeast, type RunSubject, type Subject, subjectSchema } from './model.js';
+import { type Grant, grantSchema, type Mode, type RequestRecord, type Role, roleAtLeast, roleWithArticle, type RunSubject, type Subject, subjectSchema } from './model.js';
 
 export type RuleResult = { ok: true } | { ok: false; code: ErrorCode; message: string; rule: string };
 
@@ -75,7 +75,7 @@ function list(methods: readonly string[], capability: string): string {
  */
 export function validateNewGrant(input: NewGrantInput, ctx: GrantRuleContext): ValidatedGrant {
   const notes: string[] = [];
-  if (!roleAtLeast(ctx.role, 'approver')) return refuse('CAPABILITY_DENIED', 'role', `a ${ctx.role} cannot create grants`);
+  if (!roleAtLeast(ctx.role, 'approver')) return refuse('CAPABILITY_DENIED', 'role', `${roleWithArticle(ctx.role)} cannot create grants`);
   if (!subjectSchema.safeParse(input.subject).success) return refuse('INVALID_ARGUMENT', 'subject', 'the subject must be an image digest or an image name with a signer key id');
   if (typeof input.reason !== 'string' || input.reason.trim() === '') return refuse('INVALID_ARGUMENT', 'reason', 'a grant needs a reason');
   if (typeof input.createdBy !== 'string' || input.createdBy.trim() === '') return refuse('INVALID_ARGUMENT', 'author', 'a grant needs an author');

@@ -9,7 +9,7 @@ import { ContainedError } from '../runtime/errors.js';
 import type { PolicyGate } from './gate/policy-gate.js';
 import type { RequestManager } from './gate/requests.js';
 import type { Host } from './host.js';
-import { type Operator, type Role, roleAtLeast } from './model.js';
+import { type Operator, type Role, roleAtLeast, roleWithArticle } from './model.js';
 import type { OperatorBackend } from './operator/backend.js';
 import type { Store } from './store/store.js';
 import type { TrustService } from './trust/service.js';
@@ -27,7 +27,7 @@ export interface HostBackendDeps {
 
 function requireRole(operator: Operator, needed: Exclude<Role, 'platform'>, what: string): void {
   if (!roleAtLeast(operator.role, needed)) {
-    throw new ContainedError('CAPABILITY_DENIED', `${what} needs the ${needed} role; ${operator.name} is a ${operator.role}`);
+    throw new ContainedError('CAPABILITY_DENIED', `${what} needs the ${needed} role; ${operator.name} is ${roleWithArticle(operator.role)}`);
   }
 }
 

@@ -176,6 +176,11 @@ export interface Operator {
 
 export const ROLE_RANK: Readonly<Record<Role, number>> = { platform: 0, viewer: 1, approver: 2, admin: 3 };
 
+/** A role with its article, for messages: "a viewer", "an approver", "an admin", "a platform client". */
+export function roleWithArticle(role: Role): string {
+  return role === 'platform' ? 'a platform client' : role === 'approver' || role === 'admin' ? `an ${role}` : `a ${role}`;
+}
+
 /** viewer < approver < admin; `platform` is for the HTTP API only. */
 export function roleAtLeast(role: Role, needed: Exclude<Role, 'platform'>): boolean {
   return role !== 'platform' && ROLE_RANK[role] >= ROLE_RANK[needed];

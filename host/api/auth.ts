@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { ContainedError } from '../../runtime/errors.js';
-import type { Operator, Role } from '../model.js';
+import { type Operator, type Role, roleWithArticle } from '../model.js';
 import type { TokenVerifier } from '../operator/backend.js';
 
 /** Roles that may use the platform API (`/v1/images`, `/v1/runs`). */
@@ -26,7 +26,7 @@ export async function authenticate(req: IncomingMessage, verifier: TokenVerifier
   const operator = token === undefined ? undefined : await verifier.verify(token);
   if (operator === undefined) throw new ContainedError('UNAUTHENTICATED', 'a valid bearer token is required (Authorization: Bearer <token>)');
   if (!roles.includes(operator.role)) {
-    throw new ContainedError('FORBIDDEN', `this endpoint needs the ${roles.join(' or ')} role; ${operator.name} is a ${operator.role}`);
+    throw new ContainedError('FORBIDDEN', `this endpoint needs the ${roles.join(' or ')} role; ${operator.name} is ${roleWithArticle(operator.role)}`);
   }
   return operator;
 }

@@ -15,7 +15,7 @@ import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
 import { ContainedError } from '../../runtime/errors.js';
 import { buildGrant, type NewGrantInput } from '../grants.js';
 import type { Grant, Mode, Operator } from '../model.js';
-import { modeSchema, roleAtLeast, subjectSchema } from '../model.js';
+import { modeSchema, roleAtLeast, roleWithArticle, subjectSchema } from '../model.js';
 import type { RequestManager } from '../gate/requests.js';
 import type { PolicyGate } from '../gate/policy-gate.js';
 import type { Store } from '../store/store.js';
@@ -55,7 +55,7 @@ export interface GrantDeps {
 const OVERSIGHT: Readonly<Record<Mode, number>> = { contained: 0, executed: 1, assisted: 2 };
 
 function requireAdmin(operator: Operator, what: string): void {
-  if (!roleAtLeast(operator.role, 'admin')) throw new ContainedError('FORBIDDEN', `${what} needs the admin role; ${operator.name} is a ${operator.role}`);
+  if (!roleAtLeast(operator.role, 'admin')) throw new ContainedError('FORBIDDEN', `${what} needs the admin role; ${operator.name} is ${roleWithArticle(operator.role)}`);
 }
 
 function instanceOf(deps: GrantDeps, capability: string): CapabilityInstance {

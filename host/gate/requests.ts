@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ContainedError } from '../../runtime/errors.js';
 import type { Approval, GrantSpan, Operator, RequestRecord } from '../model.js';
-import { roleAtLeast } from '../model.js';
+import { roleAtLeast, roleWithArticle } from '../model.js';
 import type { DecideInput, RequestEvent, RequestView } from '../operator/backend.js';
 import type { Store } from '../store/store.js';
 
@@ -81,7 +81,7 @@ export class RequestManager {
 
   async decide(operator: Operator, input: DecideInput): Promise<RequestView> {
     if (!roleAtLeast(operator.role, 'approver')) {
-      throw new ContainedError('CAPABILITY_DENIED', `${operator.name} is a ${operator.role}: only approvers and admins decide`);
+      throw new ContainedError('CAPABILITY_DENIED', `${operator.name} is ${roleWithArticle(operator.role)}: only approvers and admins decide`);
     }
     const request = await this.options.store.getRequest(input.requestId);
     if (!request) throw new ContainedError('NOT_FOUND', `no request ${input.requestId}`);

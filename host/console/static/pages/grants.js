@@ -8,7 +8,7 @@ const MODES = ['contained', 'executed', 'assisted'];
 
 export function mount(root, state) {
   if (!state.can('admin')) {
-    root.append(section('Grants', h('p.notice.info', `Grants are managed by admins; you are a ${state.me.role}. The host refuses grant changes from other roles, here and over the operator channel.`)));
+    root.append(section('Grants', h('p.notice.info', `Grants are managed by admins; you are ${state.me.role === 'approver' ? 'an' : 'a'} ${state.me.role}. The host refuses grant changes from other roles, here and over the operator channel.`)));
     return {};
   }
   let capabilities = [];
