@@ -103,6 +103,27 @@ async function withDir<T>(deps: FsHostDeps, segments: string[], display: string,
   }
 }
 
+/**
+ * The folder a write goes into, opened as for `withDir`; a missing folder fails naming the folder
+ * (the file not existing yet is the point of a write), with `data.folder` for callers.
+ */
+async function withParentDir<T>(deps: FsHostDeps, parent: string[], display: string, f: (dir: DirHandle) => Promise<T>): Promise<T> {
+  let opened = false;
+  try {
+    return await withDir(deps, parent, display, false, (dir) => {
+      opened = true;
+      return f(dir);
+    });
+  } catch (e) {
+    if (opened || !(e instanceof ContainedError) || e.data?.reason !== 'ENOENT') throw e;
+    const folder = display.includes('/') ? display.slice(0, display.lastIndexOf('/')) : '.';
+    throw new ContainedError('CAPABILITY_FAILED', `fs: cannot write "${display}": the folder "${folder}" does not exist (create it with mkdir first)`, {
+      data: { reason: 'ENOENT', path: display, folder },
+      cause: e,
+    });
+  }
+}
+
 function split(segments: string[]): { parent: string[]; name: string } {
   return { parent: segments.slice(0, -1), name: segments.at(-1) ?? '' };
 }
@@ -117,7 +138,7 @@ async function atomicWrite(deps: FsHostDeps, scope: FsScope, p: string, content:
   const bytes = Buffer.from(content, 'utf8');
   if (bytes.length > maxBytes(scope)) throw new ContainedError('OUT_OF_SCOPE', `fs: content is larger than ${maxBytes(scope)} bytes`);
   const { parent, name } = split(segments);
-  return withDir(deps, parent, display, false, async (dir) => {
+  return withParentDir(deps, parent, display, async (dir) => {
     const existing = await lstatOrNull(dir.at(name));
     if (existing !== null && classify(existing, display) === 'dir') throw fsFailure('EISDIR', display);
     // Same folder, so the rename is atomic; O_EXCL never follows or reuses an existing entry.
@@ -231,7 +252,7 @@ export const fsCapability = defineCapability<FsScope, FsHostDeps>({
         const { segments, display } = locate(a.path, scope, deps, false);
         const { parent, name } = split(segments);
         const bytes = Buffer.from(a.content, 'utf8');
-        return withDir(deps, parent, display, false, async (dir) => {
+        return withParentDir(deps, parent, display, async (dir) => {
           const { fh, st } = await openFile(dir, name, display, C.O_WRONLY | C.O_APPEND | C.O_CREAT);
           try {
             if (st.size + bytes.length > maxBytes(scope)) {

@@ -203,6 +203,19 @@ describe.each(strategies)('fs (%s strategy)', (strategy) => {
     expect(await call(md, 'list')).toEqual([{ name: 'docs', type: 'dir', size: 0 }]);
   });
 
+  it('writing or appending into a missing folder names the folder, not the file (CAPABILITY_FAILED, data.folder)', async () => {
+    const fs = make();
+    for (const m of ['write', 'append'] as const) {
+      const e = await errorOf(call(fs, m, { path: 'sub/deep/x.txt', content: 'hi' }));
+      expect(e).toMatchObject({ code: 'CAPABILITY_FAILED', data: { reason: 'ENOENT', path: 'sub/deep/x.txt', folder: 'sub/deep' } });
+      expect(e.message).toBe('fs: cannot write "sub/deep/x.txt": the folder "sub/deep" does not exist (create it with mkdir first)');
+      expect(JSON.stringify(e.toJSON())).not.toContain(base);
+    }
+    expect(existsSync(path.join(root, 'sub'))).toBe(false);
+    await call(fs, 'mkdir', 'sub/deep');
+    expect(await call(fs, 'write', { path: 'sub/deep/x.txt', content: 'hi' })).toEqual({ path: 'sub/deep/x.txt', size: 2 });
+  });
+
   it('reports missing files and existing destinations as CAPABILITY_FAILED with a reason', async () => {
     const fs = make();
     const missing = await errorOf(call(fs, 'read', 'nope.txt'));
