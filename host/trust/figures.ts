@@ -69,6 +69,15 @@ export function phaseForSubject(src: FigureSources, subject: string, now: number
 }
 
 /**
+ * Where an action stands against the promotion bar, in words: `met`, what is missing, or — for an
+ * action already contained or executed — that it needs no promotion (the bar is only for assisted).
+ */
+export function promotionBar(f: Pick<ActionFigures, 'mode' | 'bar'>): string {
+  if (f.mode === 'contained' || f.mode === 'executed') return `not needed (already ${f.mode})`;
+  return f.bar.met ? 'met' : f.bar.missing.join('; ');
+}
+
+/**
  * The compact figures shown to an approver with a request (RequestView.trust). Kept small: they go
  * out with every request in every operator snapshot (the full windows are in `trust report`).
  */
@@ -95,7 +104,7 @@ export function compactFigures(f: ActionFigures, phase: Phase, _config?: TrustCo
       errorRate: pct(s.reviewWindow.count > 0 ? s.reviewWindow.errors / s.reviewWindow.count : 0),
     },
     shadow: { wouldAllowNow: f.wouldAllow, wouldAllow: s.shadow.wouldAllow, approved: s.shadow.approved, edited: s.shadow.edited, denied: s.shadow.denied },
-    bar: f.bar.met ? 'met' : f.bar.missing.join('; '),
+    bar: promotionBar(f),
     ...(f.openProposal === undefined ? {} : { proposal: f.openProposal }),
   };
 }

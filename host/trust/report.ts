@@ -5,7 +5,7 @@
  */
 import { formatSubject } from '../grants.js';
 import type { Grant } from '../model.js';
-import { actionFigures, type FigureSources, phaseForSubject } from './figures.js';
+import { actionFigures, type FigureSources, phaseForSubject, promotionBar } from './figures.js';
 import { activeGrants } from './grant-changes.js';
 import type { ActionKey, Counts } from './ledger.js';
 import { ceilingReason, pct } from './policy.js';
@@ -66,7 +66,7 @@ function row(src: FigureSources, key: ActionKey, now: number, grants: readonly G
     lastDays: f.stats.lastDays,
     lastEvents: f.stats.lastEvents,
     shadow: { wouldAllowNow: f.wouldAllow, wouldAllow: f.stats.shadow.wouldAllow, approved: f.stats.shadow.approved, edited: f.stats.shadow.edited, denied: f.stats.shadow.denied },
-    bar: f.bar.met ? 'met' : f.bar.missing.join('; '),
+    bar: promotionBar(f),
     proposal: f.openProposal,
   };
 }
@@ -91,7 +91,7 @@ export function formatTrustReport(report: readonly SubjectReport[], windowDays: 
       `${a.executed.reviews} ${a.executed.ok}/${a.executed.error}/${a.executed.critical}${a.executed.pending > 0 ? ` (+${a.executed.pending} unreviewed)` : ''}`,
       a.executed.errorRate,
       `${a.shadow.wouldAllow}(${a.shadow.approved}/${a.shadow.edited}/${a.shadow.denied})`,
-      a.ceiling ? `never (${a.ceiling})` : a.proposal ? `proposed ${a.proposal}` : a.mode === 'assisted' ? (a.bar === 'met' ? 'bar met' : a.bar) : '—',
+      a.mode === 'contained' || a.mode === 'executed' ? a.bar : a.ceiling ? `never (${a.ceiling})` : a.proposal ? `proposed ${a.proposal}` : a.mode === 'assisted' ? (a.bar === 'met' ? 'bar met' : a.bar) : '—',
     ]);
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
     const line = (cells: string[]): string => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ');

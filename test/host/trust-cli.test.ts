@@ -9,6 +9,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditCommand } from '../../host/cli/audit.js';
 import { main } from '../../host/cli/main.js';
+import { trustReport } from '../../host/console/oversight.js';
 import type { OperatorClient } from '../../host/operator/client.js';
 import type { RequestView } from '../../host/operator/protocol.js';
 import type { Proposal, Review } from '../../host/trust/model.js';
@@ -127,6 +128,26 @@ describe('review and trust from the command line', () => {
     // The next run needs nobody.
     const { runId } = await fx.host.submit({ image: image.bytes, input: 3 });
     expect((await fx.host.waitForRun(runId)).status).toBe('ok');
+  });
+
+  it('contained and executed actions need no promotion: the report says so instead of counting assisted reviews', async () => {
+    const READS = { capability: 'notes', kind: 'fs', scope: {}, methods: ['read', 'mkdir'], why: 'notes' };
+    const image = fx.image('cli-contained', "export default async (input, caps) => { await caps.notes.mkdir('c'); return caps.notes.read('a.txt'); }", [READS]);
+    await fx.grant(image.digest, { capability: 'notes', methods: ['read'], mode: 'contained' });
+    await fx.grant(image.digest, { capability: 'notes', methods: ['mkdir'], mode: 'executed' });
+    await runImage(image.bytes);
+    const json = JSON.parse((await cli(['trust', 'report', '--subject', image.digest, '--json', '--data-dir', fx.dir])).out) as Array<{ actions: Array<{ action: string; mode: string; bar: string }> }>;
+    expect(json[0]?.actions.map((a) => [a.action, a.mode, a.bar])).toEqual([
+      ['notes.mkdir', 'executed', 'not needed (already executed)'],
+      ['notes.read', 'contained', 'not needed (already contained)'],
+    ]);
+    const text = (await cli(['trust', 'report', '--subject', image.digest, '--data-dir', fx.dir])).out;
+    expect(text).toMatch(/notes\.read +contained .*not needed \(already contained\)\n/);
+    expect(text).toMatch(/notes\.mkdir +executed .*not needed \(already executed\)\n/);
+    expect(text).not.toMatch(/assisted reviews/);
+    // The console's trust page and the figures shown with a request use the same words.
+    const rows = trustReport(fx.host, Date.now(), image.digest);
+    expect(rows[0]?.actions.map((a) => a.bar)).toEqual(['not needed (already executed)', 'not needed (already contained)']);
   });
 
   it('audit tail / query / export / verify read what all of that recorded', async () => {
