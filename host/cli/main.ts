@@ -2,11 +2,11 @@
  * The `contained` command line: one dispatcher for every subcommand. Errors become one line
  * `CODE: message` on stderr and an exit code (2 for usage errors); never a stack trace.
  */
-import { readFileSync } from 'node:fs';
 import { ContainedError } from '../../runtime/errors.js';
 import { type CliIo, processIo } from './args.js';
 import { demoCommand } from './demo.js';
 import { runCommand } from './run.js';
+import { versionCommand } from './version.js';
 
 const HELP = `contained — a sandboxed runtime for AI agents
 
@@ -29,7 +29,7 @@ Commands:
   review list|mark           after-the-fact review of executed actions (ok / error / critical)
   trust report|proposals|accept|decline
                              the trust ledger, phases, and promotion proposals
-  version                    print the version
+  version [--json]           print the versions of ai-contained, Node and isolated-vm
 
 Run 'contained <command> --help' for a command's options.
 `;
@@ -51,24 +51,9 @@ const commands: Record<string, Command> = {
   audit: async (argv, io) => (await import('./audit.js')).auditCommand(argv, io),
   review: async (argv, io) => (await import('./review.js')).reviewCommand(argv, io),
   trust: async (argv, io) => (await import('./trust.js')).trustCommand(argv, io),
-  version: async (_argv, io) => {
-    io.stdout(`${packageVersion()}\n`);
-    return 0;
-  },
+  version: versionCommand,
+  '--version': versionCommand,
 };
-
-/** package.json is two folders up from the sources, three from dist/. */
-function packageVersion(): string {
-  for (const rel of ['../../package.json', '../../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'ai-contained' && pkg.version) return pkg.version;
-    } catch {
-      // Try the next location.
-    }
-  }
-  return 'unknown';
-}
 
 export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
   const [name, ...rest] = argv;
