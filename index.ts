@@ -1,4 +1,11 @@
-/** The package entry (`import … from 'ai-contained'`): explicit named exports only. */
+/**
+ * The package entry (`import … from 'ai-contained'`): the sandbox, the capability SDK, the built-in
+ * capabilities and sandbox images. Explicit named exports only. The host (store, operator channel, HTTP
+ * API, web console) is the separate entry `ai-contained/host` (host-entry.ts), so a library user does not
+ * load SQLite, ws and the console by default.
+ */
+// First, before anything loads isolated-vm: refuse a Node started without --no-node-snapshot.
+import './preflight.js';
 export {
   ContainedError,
   DEFAULT_LIMITS,
@@ -74,9 +81,3 @@ export type { CapabilityRegistry, HostDeps, RegistryEntry } from './capabilities
 // Sandbox images.
 export { buildImage, computeDigest, loadImage, writeImage } from './sandbox-images/index.js';
 export type { LoadImageOptions, LoadedImage } from './sandbox-images/index.js';
-// The host, embeddable.
-export { startHost } from './host/host.js';
-export type { Host, HostOptions } from './host/host.js';
-export { loadHostConfig, parseHostConfig } from './host/config.js';
-export type { HostConfig } from './host/config.js';
-export { createToken } from './host/tokens.js';

@@ -1,5 +1,6 @@
-/** The package entry exposes the documented API by name (explicit exports, no `export *`). */
+/** The package entries expose the documented API by name (explicit exports, no `export *`); the host is `ai-contained/host`. */
 import { describe, expect, it } from 'vitest';
+import * as host from '../host-entry.js';
 import * as contained from '../index.js';
 
 describe('package entry', () => {
@@ -7,13 +8,20 @@ describe('package entry', () => {
     for (const name of [
       'createSandbox', 'defineCapability', 'createInstance', 'ContainedError',
       'createFs', 'createHttp', 'createKv', 'createSql', 'createOutbox', 'parseGrantSpec', 'generateCapsDts',
-      'buildImage', 'loadImage', 'computeDigest', 'startHost', 'parseHostConfig', 'loadHostConfig', 'createToken',
+      'buildImage', 'loadImage', 'computeDigest',
     ] as const) {
       expect(typeof (contained as Record<string, unknown>)[name], name).toBe('function');
     }
     expect(typeof contained.passThroughGate.decide).toBe('function');
     expect(contained.ERROR_CODES.CPU_LIMIT).toMatch(/CPU/);
     expect(Object.keys(contained.builtinCapabilities)).toEqual(expect.arrayContaining(['fs', 'http', 'kv', 'sql', 'outbox', 'clock', 'random', 'log']));
+  });
+
+  it('leaves the host to its own entry, ai-contained/host', async () => {
+    for (const name of ['startHost', 'parseHostConfig', 'loadHostConfig', 'createToken']) {
+      expect(name in contained, name).toBe(false);
+      expect(typeof (host as Record<string, unknown>)[name], name).toBe('function');
+    }
   });
 
   it('runs an agent through the entry in a few lines', async () => {
