@@ -6,6 +6,7 @@
  * Exit codes: 0 ok, 2 usage error (unknown flag, missing value, bad grant spec or scope),
  * 1 anything else. Errors are one line `CODE: message` on stderr.
  */
+import path from 'node:path';
 import { ContainedError } from '../runtime/errors.js';
 import { generateCapsDts, generateCapsMarkdown } from './docs.js';
 import { parseGrantSpec } from './grant-spec.js';
@@ -81,7 +82,9 @@ export async function capsCommand(argv: string[], io: CapsIo): Promise<number> {
     const instances: CapabilityInstance[] = [];
     const seen = new Set<string>();
     for (const spec of args.grants) {
-      const inst = await parseGrantSpec(spec, args.dataDir === undefined ? {} : { host: { dataDir: args.dataDir } });
+      // Documenting an outbox grant sends nothing; a transport only lets its instance be built.
+      const mail = { folder: path.resolve(args.dataDir ?? '.contained', 'outbox') };
+      const inst = await parseGrantSpec(spec, { host: args.dataDir === undefined ? { mail } : { dataDir: args.dataDir, mail } });
       if (seen.has(inst.name)) throw usage(`two grants are named "${inst.name}"`);
       seen.add(inst.name);
       instances.push(inst);

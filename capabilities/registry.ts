@@ -101,14 +101,15 @@ export const builtinCapabilities: CapabilityRegistry = Object.freeze({
     definition: outboxCapability,
     create: (scope, host, options) => {
       const transport = host.mail ?? (host.dataDir === undefined ? undefined : { folder: path.resolve(host.dataDir, 'outbox') });
-      if (!transport) throw new ContainedError('INVALID_ARGUMENT', 'outbox: the host has no mail transport (HostDeps.mail) and no dataDir');
+      // Said in the words of who configures it: the host config key, or the run command's flags.
+      if (!transport) throw new ContainedError('INVALID_ARGUMENT', 'outbox: no mail transport is configured: set "mail" in the host config (contained run: --smtp URL or --maildir DIR)');
       return createOutbox(scope as OutboxScope, { transport }, withNow(options, host));
     },
   },
   payments: {
     definition: paymentsCapability,
     create: (scope, host, options) => {
-      if (!host.paymentsLedger) throw new ContainedError('INVALID_ARGUMENT', 'payments: the host has no ledger (HostDeps.paymentsLedger)');
+      if (!host.paymentsLedger) throw new ContainedError('INVALID_ARGUMENT', 'payments: no refunds ledger is configured: set "paymentsLedger" in the host config (contained run cannot grant payments)');
       return createPayments(scope as PaymentsScope, { ledger: host.paymentsLedger }, withNow(options, host));
     },
   },

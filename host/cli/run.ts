@@ -1,15 +1,17 @@
 /**
  * `contained run <entry.js | image.tgz> [--input JSON|@file] [--grant SPEC]… [--memory-mb N]
- * [--cpu-ms N] [--wall-ms N] [--json]`: run one agent program in a worker-process sandbox and
- * print its outcome. Exit codes: 0 ok, 1 agent error (including a crashed sandbox), 2 usage error,
+ * [--cpu-ms N] [--wall-ms N] [--smtp URL | --maildir DIR] [--json]`: run one agent program in a
+ * worker-process sandbox and print its outcome. Exit codes: 0 ok, 1 agent error (including a crashed sandbox), 2 usage error,
  * 3 limit exceeded. The worker mode means no agent program can make this command die, hang, or
  * exit with any other status.
  */
 import { readFile } from 'node:fs/promises';
+import type { HostDeps } from '../../capabilities/registry.js';
 import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
 import { ContainedError } from '../../runtime/errors.js';
 import { createSandbox, LIMIT_CODES, loadProgramFromFile, type LimitsInput, type Program, type RunOutcome } from '../../runtime/index.js';
 import { type CliIo, intFlag, listFlag, parseFlags, stringFlag } from './args.js';
+import { MAIL_FLAGS, MAIL_USAGE, runHostDeps } from './run-host.js';
 import { loadRunTarget } from './run-target.js';
 
 export const RUN_USAGE = `Usage: contained run <entry.js | image.tgz> [options]
@@ -19,7 +21,9 @@ Runs an agent program (an ES module whose default export is main(input, caps)) i
 Options:
   --input JSON|@file   input handed to main (default null)
   --grant SPEC         grant a capability, e.g. --grant 'notes=fs:{"root":"./notes","readOnly":true}'
-                       (repeatable; see docs/capabilities.md for the syntax)
+                       (repeatable; see docs/capabilities.md for the syntax; relative paths in
+                       scopes are relative to the working directory)
+${MAIL_USAGE}
   --memory-mb N        isolate heap limit, MiB
   --cpu-ms N           CPU time limit, ms (counts code resumed after await)
   --wall-ms N          wall-clock limit, ms
@@ -29,8 +33,9 @@ Options:
 Exit codes: 0 ok, 1 agent error or crashed sandbox, 2 usage error, 3 limit exceeded.
 `;
 
-export async function runCommand(argv: string[], io: CliIo): Promise<number> {
+export async function runCommand(argv: string[], io: CliIo, env: Record<string, string | undefined> = process.env): Promise<number> {
   const { values, positionals } = parseFlags(argv, {
+    ...MAIL_FLAGS,
     input: { type: 'string' },
     grant: { type: 'string', multiple: true },
     'memory-mb': { type: 'string' },
@@ -55,7 +60,9 @@ export async function runCommand(argv: string[], io: CliIo): Promise<number> {
   if (memoryMb !== undefined) limits.memoryMb = memoryMb;
   if (cpuMs !== undefined) limits.cpuMs = cpuMs;
   if (wallMs !== undefined) limits.wallMs = wallMs;
-  const capabilities = await grantsFromFlags(listFlag(values, 'grant'));
+  const runHost = runHostDeps(values, env);
+  const capabilities = await grantsFromFlags(listFlag(values, 'grant'), runHost.host);
+  if (runHost.maildirNotice !== undefined && capabilities.some((c) => c.definition.name === 'outbox')) io.stderr(runHost.maildirNotice);
   const outcome = await runOnce(loaded.program, input, limits, capabilities, values['in-process'] === true, loaded.subject);
   if (values.json) io.stdout(`${JSON.stringify(outcome)}\n`);
   else printOutcome(outcome, io);
@@ -102,11 +109,11 @@ async function parseInput(raw: string | undefined): Promise<unknown> {
   }
 }
 
-async function grantsFromFlags(specs: string[]): Promise<CapabilityInstance[]> {
+async function grantsFromFlags(specs: string[], host: HostDeps): Promise<CapabilityInstance[]> {
   if (specs.length === 0) return [];
   const { parseGrantSpec } = await import('../../capabilities/grant-spec.js');
   const instances: CapabilityInstance[] = [];
-  for (const spec of specs) instances.push(await parseGrantSpec(spec));
+  for (const spec of specs) instances.push(await parseGrantSpec(spec, { host }));
   return instances;
 }
 
