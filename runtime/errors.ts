@@ -78,6 +78,7 @@ export const ERROR_CODES = {
   PROMOTION_REFUSED: 'A promotion to executed was refused: the action is destructive, financial or irreversible (the ceiling), or its evidence no longer meets the bar.',
   // CLI / usage
   USAGE: 'The command line is malformed (unknown command or flag, missing value).',
+  AMBIGUOUS_ID: 'An id prefix given on the command line matches several pending requests; `data.candidates` lists them and nothing was decided.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

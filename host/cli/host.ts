@@ -11,6 +11,7 @@ import { loadHostConfig } from '../config.js';
 import { startHost } from '../host.js';
 import type { RunRecord } from '../model.js';
 import { type CliIo, intFlag, parseFlags, stringFlag } from './args.js';
+import { endpointFrom, hostFetch } from './endpoint.js';
 import { exitCodeFor, printOutcome } from './run.js';
 
 const HOST_USAGE = `Usage: contained host [--config contained.config.json] [--port N] [--in-process]
@@ -21,9 +22,10 @@ the policy gate, the operator WebSocket channel and the run API, on one port (lo
 
 const SUBMIT_USAGE = `Usage: contained submit <image.tgz> [--input JSON|@file] [--url URL] [--token TOKEN] [--json] [--no-wait]
 
-Submits a run to a running host (URL and token also from CONTAINED_URL / CONTAINED_TOKEN; the token
-needs the platform or admin role), waits while its requests are decided, and prints the outcome.
-Exit codes as for 'contained run'.
+Submits a run to a running host (URL and token also from CONTAINED_URL / CONTAINED_TOKEN; the URL is
+the host's http://HOST:PORT or its ws://HOST:PORT/v1/operator, default http://127.0.0.1:7420; the
+token needs the platform or admin role), waits while its requests are decided, and prints the outcome.
+Exit codes as for 'contained run'; 1 with HOST_UNREACHABLE when the host cannot be reached.
 `;
 
 function hostLogger(): Logger {
@@ -82,9 +84,9 @@ export async function submitCommand(argv: string[], io: CliIo): Promise<number> 
   }
   const file = positionals[0];
   if (!file || positionals.length > 1) throw new ContainedError('USAGE', `submit takes exactly one image\n\n${SUBMIT_USAGE}`);
-  const url = stringFlag(values, 'url') ?? process.env.CONTAINED_URL;
+  const base = endpointFrom(values, process.env).http;
   const token = stringFlag(values, 'token') ?? process.env.CONTAINED_TOKEN;
-  if (!url || !token) throw new ContainedError('USAGE', 'submit needs --url and --token (or CONTAINED_URL and CONTAINED_TOKEN)');
+  if (!token) throw new ContainedError('USAGE', 'submit needs a platform token: pass --token or set CONTAINED_TOKEN');
   let image: Buffer;
   try {
     image = await readFile(file);
@@ -101,7 +103,6 @@ export async function submitCommand(argv: string[], io: CliIo): Promise<number> 
       throw new ContainedError('USAGE', '--input must be JSON (or @file holding JSON)');
     }
   }
-  const base = url.replace(/\/+$/, '');
   const submitted = (await api(`${base}/v1/runs`, token, { method: 'POST', body: JSON.stringify({ image: image.toString('base64'), input }) })) as { runId: string; digest: string };
   if (values['no-wait']) {
     io.stdout(values.json ? `${JSON.stringify(submitted)}\n` : `submitted run ${submitted.runId} (${submitted.digest})\n`);
@@ -119,17 +120,7 @@ export async function submitCommand(argv: string[], io: CliIo): Promise<number> 
   }
 }
 
-async function api(url: string, token: string, init: { method: string; body?: string }): Promise<unknown> {
-  let res: Response;
-  try {
-    res = await fetch(url, { ...init, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' } });
-  } catch (error) {
-    throw new ContainedError('NOT_FOUND', `cannot reach the host at ${url}: ${(error as Error).message}`);
-  }
-  const body = (await res.json().catch(() => ({}))) as { error?: { code?: string; message?: string } };
-  if (!res.ok) {
-    const code = body.error?.code;
-    throw new ContainedError(code && /^[A-Z_]+$/.test(code) ? (code as 'INTERNAL') : 'INTERNAL', body.error?.message ?? `HTTP ${res.status}`);
-  }
-  return body;
+/** The run API; not reaching the host is HOST_UNREACHABLE (endpoint.ts). */
+function api(url: string, token: string, init: { method: string; body?: string }): Promise<unknown> {
+  return hostFetch(url, token, init);
 }

@@ -71,7 +71,7 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
   } catch (error) {
     if (error instanceof ContainedError) {
       io.stderr(`${error.code}: ${error.message}\n`);
-      return error.code === 'USAGE' || error.code === 'INVALID_ARGUMENT' || error.code === 'INVALID_SCOPE' ? 2 : 1;
+      return error.code === 'USAGE' || error.code === 'AMBIGUOUS_ID' || error.code === 'INVALID_ARGUMENT' || error.code === 'INVALID_SCOPE' ? 2 : 1;
     }
     io.stderr(`INTERNAL: ${(error as Error)?.message ?? String(error)}\n`);
     return 1;

@@ -1,10 +1,13 @@
 /**
  * `contained operator` (interactive console), `contained approve ID` and `contained deny ID` (for
  * scripts), all clients of the operator channel. The token comes from `--token` or, better (argv
- * is visible to other local users), from `CONTAINED_TOKEN`; the URL from `--url` or `CONTAINED_URL`.
+ * is visible to other local users), from `CONTAINED_TOKEN`; the URL from `--url` or `CONTAINED_URL`,
+ * the host's http(s):// address or its ws(s):// channel (endpoint.ts). `approve`/`deny` take a full
+ * id or an unambiguous prefix of a pending request's id (request-id.ts).
  *
  * Exit codes: 0 success; 1 and one line `CODE: message` when the host refuses (a typed error,
- * including INVALID_ARGUMENT from the host) or cannot be reached; 2 for usage errors.
+ * including INVALID_ARGUMENT from the host) or cannot be reached (HOST_UNREACHABLE); 2 for usage
+ * errors (including AMBIGUOUS_ID).
  */
 import { ContainedError } from '../../runtime/errors.js';
 import { GRANT_SPANS, type GrantSpan } from '../model.js';
@@ -13,6 +16,8 @@ import { OperatorClient } from '../operator/client.js';
 import { runOperatorConsole } from '../operator/console.js';
 import type { RequestView } from '../operator/protocol.js';
 import { type CliIo, parseFlags, stringFlag } from './args.js';
+import { endpointFrom } from './endpoint.js';
+import { resolveRequestId } from './request-id.js';
 
 export const DEFAULT_OPERATOR_URL = 'ws://127.0.0.1:7420/v1/operator';
 
@@ -23,20 +28,21 @@ const CONNECTION_FLAGS = { url: { type: 'string' }, token: { type: 'string' }, h
 const OPERATOR_HELP = `Usage: contained operator [--url URL] [--token TOKEN]
 
 Interactive operator console: lists pending requests as they arrive; approve, edit or deny them.
-  --url URL       operator endpoint (default $CONTAINED_URL, else ${DEFAULT_OPERATOR_URL})
+  --url URL       the host: http://HOST:PORT or ws://HOST:PORT/v1/operator (default $CONTAINED_URL, else ${DEFAULT_OPERATOR_URL})
   --token TOKEN   operator token (default $CONTAINED_TOKEN; prefer the variable: argv is visible to others)
 `;
 
 const APPROVE_HELP = `Usage: contained approve ID [--span once|run|always] [--args JSON] [--note TEXT] [--url URL] [--token TOKEN]
 
-Approve a pending request. --args replaces the arguments (approve with edits; the host re-validates
-them); --span says how far an escalation's approval reaches (default once).
+Approve a pending request. ID is its id, or at least 4 leading characters that name exactly one
+pending request. --args replaces the arguments (approve with edits; the host re-validates them);
+--span says how far an escalation's approval reaches (default once).
 Exit 0 when the approval was recorded, 1 with "CODE: message" when the host refused it, 2 on usage errors.
 `;
 
 const DENY_HELP = `Usage: contained deny ID --reason TEXT [--url URL] [--token TOKEN]
 
-Deny a pending request; the agent sees the reason.
+Deny a pending request (ID as for approve); the agent sees the reason.
 Exit 0 when the denial was recorded, 1 with "CODE: message" when the host refused it, 2 on usage errors.
 `;
 
@@ -74,7 +80,7 @@ export async function approveCommand(argv: string[], io: CliIo, env: Env = proce
     ...(note !== undefined ? { note } : {}),
   };
   const target = connection(values, env);
-  return withClient(io, target, async (client) => report(io, await client.decide(input)));
+  return withClient(io, target, async (client) => report(io, await client.decide({ ...input, requestId: resolveRequestId(client.pending, requestId) })));
 }
 
 export async function denyCommand(argv: string[], io: CliIo, env: Env = process.env): Promise<number> {
@@ -84,7 +90,7 @@ export async function denyCommand(argv: string[], io: CliIo, env: Env = process.
   const reason = stringFlag(values, 'reason')?.trim();
   if (!reason) throw new ContainedError('USAGE', 'deny needs --reason TEXT (the agent sees it)');
   const target = connection(values, env);
-  return withClient(io, target, async (client) => report(io, await client.decide({ requestId, verdict: 'deny', reason })));
+  return withClient(io, target, async (client) => report(io, await client.decide({ requestId: resolveRequestId(client.pending, requestId), verdict: 'deny', reason })));
 }
 
 function help(io: CliIo, text: string): number {
@@ -98,9 +104,8 @@ function onePositional(positionals: string[], command: string): string {
 }
 
 function connection(values: Record<string, unknown>, env: Env): { url: string; token: string } {
-  const url = (typeof values.url === 'string' ? values.url : undefined) ?? env.CONTAINED_URL ?? DEFAULT_OPERATOR_URL;
+  const url = endpointFrom(values, env).operator;
   const token = (typeof values.token === 'string' ? values.token : undefined) ?? env.CONTAINED_TOKEN;
-  if (!/^wss?:\/\//i.test(url)) throw new ContainedError('USAGE', `--url must be a ws:// or wss:// URL (got ${JSON.stringify(url)})`);
   if (!token) throw new ContainedError('USAGE', 'no operator token: pass --token or set CONTAINED_TOKEN');
   return { url, token };
 }
@@ -114,7 +119,7 @@ async function withClient(io: CliIo, target: { url: string; token: string }, bod
   } catch (error) {
     if (!(error instanceof ContainedError)) throw error;
     io.stderr(`${error.code}: ${error.message}\n`);
-    return 1;
+    return error.code === 'USAGE' || error.code === 'AMBIGUOUS_ID' ? 2 : 1;
   } finally {
     await client?.close();
   }

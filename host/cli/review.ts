@@ -17,13 +17,14 @@ import { locateState } from '../store/location.js';
 import { openLocalTrust } from '../trust/local.js';
 import { type Demotion, REVIEW_STATUSES, REVIEW_VERDICTS, type Review, type ReviewStatus, type ReviewVerdict } from '../trust/model.js';
 import { type CliIo, intFlag, parseFlags, stringFlag } from './args.js';
+import { endpointFrom } from './endpoint.js';
 import { author } from './grant.js';
 
 export const REVIEW_USAGE = `Usage:
   contained review list [--status pending|ok|error|critical|all] [--limit N] [--json]
   contained review mark ID ok|error|critical [--note TEXT] [--json]
 
-  Through a running host:  --url ws://HOST:PORT/v1/operator --token TOKEN
+  Through a running host:  --url http://HOST:PORT (or ws://HOST:PORT/v1/operator) --token TOKEN
                            (or CONTAINED_URL / CONTAINED_TOKEN; approver or admin token)
   On the data folder:      [--data-dir DIR] [--config FILE] [--by NAME]
 
@@ -51,10 +52,10 @@ interface ReviewOps {
 
 /** The channel when a URL and token are given, else the local data folder. */
 export async function reviewOps(values: Record<string, string | boolean | string[] | undefined>, env: Env): Promise<ReviewOps> {
-  const url = stringFlag(values, 'url') ?? env.CONTAINED_URL;
+  const endpoint = endpointFrom(values, env, false);
   const token = stringFlag(values, 'token') ?? env.CONTAINED_TOKEN;
-  if (url !== undefined && token !== undefined && stringFlag(values, 'data-dir') === undefined) {
-    const client = await OperatorClient.connect({ url: url.startsWith('http') ? `${url.replace(/^http/, 'ws').replace(/\/+$/, '')}/v1/operator` : url, token });
+  if (endpoint !== undefined && token !== undefined && stringFlag(values, 'data-dir') === undefined) {
+    const client = await OperatorClient.connect({ url: endpoint.operator, token });
     return { list: (f) => client.listReviews(f), mark: (i) => client.markReview(i), close: () => client.close() };
   }
   const location = await locateState({ configFlag: stringFlag(values, 'config'), dataDirFlag: stringFlag(values, 'data-dir') });

@@ -20,6 +20,7 @@ import { DEFAULT_TRUST_CONFIG } from '../trust/policy.js';
 import { Proposals } from '../trust/proposals.js';
 import { buildTrustReport, formatTrustReport } from '../trust/report.js';
 import { type CliIo, parseFlags, stringFlag } from './args.js';
+import { endpointFrom } from './endpoint.js';
 import { author } from './grant.js';
 
 export const TRUST_USAGE = `Usage:
@@ -90,11 +91,11 @@ async function decide(verdict: 'accept' | 'decline', argv: string[], io: CliIo, 
   if (id === undefined || extra.length > 0) throw new ContainedError('USAGE', `trust ${verdict} takes one proposal id`);
   const reason = stringFlag(values, 'reason');
   if (reason === undefined || reason.trim() === '') throw new ContainedError('USAGE', `trust ${verdict} needs --reason`);
-  const url = stringFlag(values, 'url') ?? env.CONTAINED_URL;
+  const endpoint = endpointFrom(values, env, false);
   const token = stringFlag(values, 'token') ?? env.CONTAINED_TOKEN;
   let proposal: Proposal;
-  if (url !== undefined && token !== undefined && stringFlag(values, 'data-dir') === undefined) {
-    const client = await OperatorClient.connect({ url: url.startsWith('http') ? `${url.replace(/^http/, 'ws').replace(/\/+$/, '')}/v1/operator` : url, token });
+  if (endpoint !== undefined && token !== undefined && stringFlag(values, 'data-dir') === undefined) {
+    const client = await OperatorClient.connect({ url: endpoint.operator, token });
     try {
       proposal = await client.decidePromotion({ proposalId: id, verdict, reason });
     } finally {

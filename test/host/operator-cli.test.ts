@@ -96,7 +96,7 @@ describe('contained approve / deny', () => {
       ['approve', 'a', '--bogus', '--url', h.url, '--token', TOKENS.alice],
       ['deny', 'a', '--url', h.url, '--token', TOKENS.alice],
       ['deny', 'a', '--reason', '  ', '--url', h.url, '--token', TOKENS.alice],
-      ['approve', 'a', '--url', 'http://127.0.0.1:1/', '--token', TOKENS.alice],
+      ['approve', 'a', '--url', 'ftp://127.0.0.1:1/', '--token', TOKENS.alice], // http(s):// is the host's address too (cli-endpoint.test.ts)
       ['operator', 'extra', '--url', h.url, '--token', TOKENS.alice],
     ];
     const saved = process.env.CONTAINED_TOKEN;
