@@ -298,7 +298,13 @@ export async function startHost(options: HostOptions): Promise<Host> {
     (host as { console: WebConsole | undefined }).console = web;
     const extra = options.httpRoutes;
     const routes: RoutesOption | undefined = web ? (s) => [...(typeof extra === 'function' ? extra(s) : (extra ?? [])), ...web.routes(s)] : extra;
-    server = await startHttpServer({ host, config, verifier: createTokenVerifier(store), logger, metrics, ...(routes ? { routes } : {}) });
+    try {
+      server = await startHttpServer({ host, config, verifier: createTokenVerifier(store), logger, metrics, ...(routes ? { routes } : {}) });
+    } catch (error) {
+      // A port in use must not leave sandbox workers, timers or the store open behind it.
+      await host.close().catch((closeError: unknown) => logger.error({ err: closeError }, 'closing after a failed start failed'));
+      throw error;
+    }
     host.url = server.url;
   }
   return host;

@@ -162,10 +162,20 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   const extra = typeof options.routes === 'function' ? options.routes(services) : (options.routes ?? []);
   for (const route of [...builtIn, ...extra]) routes.push(compileRoute(route));
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.listen.port, config.listen.host, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.listen.port, config.listen.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (error) {
+    // Nothing may outlive a failed start: the channel's heartbeat, the API's streams.
+    await channel.close();
+    api.close();
+    throw listenError(error, config.listen);
+  }
   const address = server.address() as AddressInfo;
   const hostname = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return {
@@ -182,4 +192,17 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       await closed;
     },
   };
+}
+
+/** A listen failure as a typed error that names the address (ADDRESS_IN_USE, LISTEN_FAILED). */
+export function listenError(error: unknown, listen: { host: string; port: number }): ContainedError {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  if (code === 'EADDRINUSE') {
+    return new ContainedError('ADDRESS_IN_USE', `port ${listen.port} is in use on ${listen.host} (another contained host or another program listens there); choose another port with --port or "listen" in the host config`, {
+      cause: error,
+      data: { host: listen.host, port: listen.port },
+    });
+  }
+  const reason = code === 'EACCES' ? 'permission denied (ports below 1024 need privileges)' : code === 'EADDRNOTAVAIL' ? 'the address is not on this machine' : (code ?? 'unknown error');
+  return new ContainedError('LISTEN_FAILED', `cannot listen on ${listen.host}:${listen.port}: ${reason}`, { cause: error, data: { host: listen.host, port: listen.port, reason: code ?? 'unknown' } });
 }

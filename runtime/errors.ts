@@ -72,6 +72,10 @@ export const ERROR_CODES = {
   UNSUPPORTED_MEDIA_TYPE: 'The request body has a `Content-Type` the endpoint does not accept (HTTP 415).',
   QUEUE_FULL: 'The run queue is full; nothing was stored. Retry after `Retry-After` seconds (HTTP 429).',
   SHUTTING_DOWN: 'The host is closing and accepts no new work (HTTP 503).',
+  SERVER_BUSY: 'The host holds as many connections as `http.maxConnections` allows; the connection was answered and closed. Retry after `Retry-After` seconds (HTTP 503).',
+  TOO_MANY_CONNECTIONS: 'The client already holds as many event streams (`http.maxEventStreamsPerClient`) or operator WebSockets (`http.maxOperatorConnectionsPerToken`) as allowed; close one, or retry after `Retry-After` seconds (HTTP 429).',
+  ADDRESS_IN_USE: 'The host cannot listen: another process holds its port (`listen.port`, `--port`). Nothing was left running.',
+  LISTEN_FAILED: 'The host cannot listen on its address for another reason (permission denied, address not on this machine); `data.reason` says which. Nothing was left running.',
   // Audit and trust (host/audit/, host/trust/)
   AUDIT_FAILED: 'The audit record could not be made durable (disk full, lock timeout, closed log); the action it was to precede was not performed.',
   AUDIT_TAMPERED: '`contained audit verify` found the chain broken (a record edited, deleted, inserted or moved) or a checkpoint that does not match; `data.firstBad` names the first bad record.',
