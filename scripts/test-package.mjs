@@ -169,7 +169,9 @@ try {
   writeFileSync(
     path.join(app, 'tsconfig.json'),
     JSON.stringify({
-      compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', strict: true, noEmit: true, skipLibCheck: true, types: ['node'], typeRoots: [path.join(ROOT, 'node_modules/@types')] },
+      // skipLibCheck off: the entries' declarations must type-check against what the package installs
+      // (a type from a devDependency would fail here for the user too).
+      compilerOptions: { module: 'nodenext', moduleResolution: 'nodenext', target: 'es2022', strict: true, noEmit: true, skipLibCheck: false, types: ['node'] },
       files: ['check.ts'],
     }),
   );
