@@ -23,6 +23,7 @@ import { budgetSchema } from '../capabilities/sdk/budget.js';
 import type { CapabilityInstance, InstanceOptions } from '../capabilities/sdk/instance.js';
 import { ContainedError } from '../runtime/errors.js';
 import { parsePublicKey } from '../sandbox-images/signature.js';
+import { httpConfigSchema } from './api/limits.js';
 import { trustConfigSchema } from './trust/policy.js';
 
 /** Looked for in the working folder when no `--config` is given. */
@@ -82,6 +83,8 @@ export const hostConfigSchema = z.strictObject({
   maxQueuedRuns: z.number().int().min(0).max(1_000_000).default(1000),
   /** Serve `GET /metrics` without a token (default false: an admin or platform token is required). */
   metricsPublic: z.boolean().default(false),
+  /** HTTP server limits (timeouts, connection caps, body sizes) and cross-client readers (host/api/limits.ts; docs/http-api.md). */
+  http: httpConfigSchema.prefault({}),
 });
 export type HostConfig = z.output<typeof hostConfigSchema>;
 

@@ -9,9 +9,14 @@
  *
  * Reading back is not trusted either: the host loads the stored bytes again with
  * `expectedDigest`, so a file changed on disk fails `IMAGE_DIGEST_MISMATCH`.
+ *
+ * Which platform clients uploaded an image (`createImageClients`): one empty marker file per
+ * client, `<dataDir>/images/clients/<hex>/<sha256 of the client name>`, so concurrent uploads never
+ * race on a shared list and no client-chosen text reaches a path. A client runs by digest only the
+ * images it uploaded (host/api/routes.ts); the others' are `NOT_FOUND`, as if never uploaded.
  */
-import { randomBytes } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { access, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ContainedError } from '../../runtime/errors.js';
 import { loadImage, type LoadedImage, type LoadImageOptions } from '../../sandbox-images/load.js';
@@ -37,6 +42,11 @@ export function fileNameFor(digest: string): string {
   const match = DIGEST.exec(digest);
   if (!match) throw new ContainedError('INVALID_ARGUMENT', 'a digest looks like sha256:<64 lower-case hex digits>', { data: { path: ['digest'] } });
   return `${match[1] as string}.tgz`;
+}
+
+/** The answer for a digest that names no image the caller may run (the same whether stored or not). */
+export function noSuchImage(digest: string): ContainedError {
+  return new ContainedError('NOT_FOUND', `no image ${digest} on this host (upload it with POST /v1/images)`);
 }
 
 export function createImageStore(dataDir: string): ImageStore {
@@ -92,9 +102,41 @@ export function createImageStore(dataDir: string): ImageStore {
       const cached = cache.get(digest);
       if (cached) return remember(cached);
       const bytes = await store.get(digest);
-      if (bytes === undefined) throw new ContainedError('NOT_FOUND', `no image ${digest} on this host (upload it with POST /v1/images)`);
+      if (bytes === undefined) throw noSuchImage(digest);
       return remember(await loadImage(bytes, { ...options, expectedDigest: digest }));
     },
   };
   return store;
+}
+
+/** Which platform clients uploaded which stored image. */
+export interface ImageClients {
+  /** Record that `client` uploaded `digest` (idempotent). */
+  add(digest: string, client: string): Promise<void>;
+  /** Whether `client` uploaded `digest`. False for anything it cannot read. */
+  has(digest: string, client: string): Promise<boolean>;
+}
+
+export function createImageClients(dataDir: string): ImageClients {
+  const root = path.join(dataDir, 'images', 'clients');
+  const marker = (digest: string, client: string): { dir: string; file: string } => {
+    const dir = path.join(root, fileNameFor(digest).slice(0, -'.tgz'.length));
+    return { dir, file: path.join(dir, createHash('sha256').update(client, 'utf8').digest('hex')) };
+  };
+  return {
+    async add(digest, client) {
+      const { dir, file } = marker(digest, client);
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await writeFile(file, '', { mode: 0o600 });
+    },
+    async has(digest, client) {
+      const { file } = marker(digest, client);
+      try {
+        await access(file);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+  };
 }

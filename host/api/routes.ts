@@ -4,6 +4,10 @@
  * size-capped before they are buffered and validated with the zod schemas of schemas.ts; every
  * failure a JSON error with a stable code (respond.ts).
  *
+ * Clients are kept apart (access.ts): a platform client reaches only the runs it submitted and
+ * runs by digest only the images it uploaded; anything else is NOT_FOUND, like a run or image that
+ * does not exist. Admins reach everything; `http.crossClientReaders` read every run.
+ *
  * The route list is also the table openapi.ts documents: `API_OPERATIONS` holds, per route, the
  * summary and the request and response schemas.
  */
@@ -14,11 +18,13 @@ import type { HostConfig } from '../config.js';
 import type { Host } from '../host.js';
 import type { HttpRoute, RouteContext } from '../http.js';
 import type { HostMetrics } from '../metrics.js';
-import type { RunRecord } from '../model.js';
+import type { Operator, RunRecord } from '../model.js';
 import type { TokenVerifier } from '../operator/backend.js';
+import { type AccessPolicy, checkRunAccess, noSuchRun, type RunIntent } from './access.js';
 import { API_ROLES, authenticate } from './auth.js';
 import { readBody, readJson, requireMediaType, validate } from './body.js';
 import { EventStreams } from './events.js';
+import { createImageClients, noSuchImage } from './image-store.js';
 import { sendJson } from './respond.js';
 import { RUN_ID, runQuerySchema, submitDigestSchema, submitImageSchema } from './schemas.js';
 
@@ -65,11 +71,16 @@ export function createApi(deps: ApiDeps): Api {
   const { host, verifier, config, limits, metrics } = deps;
   const streams = new EventStreams({ heartbeatMs: limits.sseHeartbeatMs, maxBufferedBytes: limits.sseMaxBufferedBytes });
   const platform = (ctx: RouteContext) => authenticate(ctx.req, verifier, API_ROLES);
+  const policy: AccessPolicy = { crossClientReaders: new Set(config.http.crossClientReaders) };
+  const imageClients = createImageClients(config.dataDir);
 
-  async function findRun(ctx: RouteContext): Promise<RunRecord> {
+  /** The run named by `:id` if `caller` may reach it for `intent`; NOT_FOUND (as for no run) or FORBIDDEN. */
+  async function findRun(ctx: RouteContext, caller: Operator, intent: RunIntent): Promise<RunRecord> {
     const id = ctx.params['id'] ?? '';
     const run = RUN_ID.test(id) ? await host.store.getRun(id) : undefined;
-    if (!run) throw new ContainedError('NOT_FOUND', `no run ${id.slice(0, 80)}`);
+    if (!run) throw noSuchRun(id);
+    const access = checkRunAccess(caller, run, intent, policy);
+    if (!access.ok) throw access.code === 'NOT_FOUND' ? noSuchRun(id) : new ContainedError(access.code, access.message);
     return run;
   }
 
@@ -78,10 +89,11 @@ export function createApi(deps: ApiDeps): Api {
       method: 'POST',
       path: '/v1/images',
       async handler(ctx) {
-        await platform(ctx);
+        const operator = await platform(ctx);
         requireMediaType(ctx.req, IMAGE_MEDIA_TYPES);
         const bytes = await readBody(ctx.req, limits.maxImageBytes);
         const image = await host.addImage(bytes);
+        await imageClients.add(image.digest, operator.name);
         sendJson(ctx.res, 201, image, { location: `/v1/images/${image.digest}` });
       },
     },
@@ -95,6 +107,8 @@ export function createApi(deps: ApiDeps): Api {
         const inline = typeof raw === 'object' && raw !== null && 'image' in raw;
         const body = inline ? validate(submitImageSchema, raw, 'body') : validate(submitDigestSchema, raw, 'body');
         const submittedBy = operator.name;
+        // Another client's image is answered exactly like one never uploaded.
+        if ('digest' in body && operator.role !== 'admin' && !(await imageClients.has(body.digest, operator.name))) throw noSuchImage(body.digest);
         const submitted =
           'image' in body
             ? await host.submit({ image: decodeBase64(body.image), input: body.input ?? null, submittedBy })
@@ -106,9 +120,9 @@ export function createApi(deps: ApiDeps): Api {
       method: 'GET',
       path: '/v1/runs/:id',
       async handler(ctx) {
-        await platform(ctx);
+        const operator = await platform(ctx);
         const query = validate(runQuerySchema, Object.fromEntries(ctx.url.searchParams), 'query');
-        let run = await findRun(ctx);
+        let run = await findRun(ctx, operator, 'read');
         const waitMs = Math.min(limits.maxWaitMs, query.waitMs ?? 0);
         if (waitMs > 0 && (run.status === 'running' || run.status === 'queued')) {
           let timer: NodeJS.Timeout | undefined;
@@ -124,8 +138,8 @@ export function createApi(deps: ApiDeps): Api {
       path: '/v1/runs/:id/events',
       name: '/v1/runs/:id/events',
       async handler(ctx) {
-        await platform(ctx);
-        const run = await findRun(ctx);
+        const operator = await platform(ctx);
+        const run = await findRun(ctx, operator, 'read');
         await streams.serve(ctx.req, ctx.res, host, run);
       },
     },
@@ -133,8 +147,8 @@ export function createApi(deps: ApiDeps): Api {
       method: 'DELETE',
       path: '/v1/runs/:id',
       async handler(ctx) {
-        await platform(ctx);
-        const run = await findRun(ctx);
+        const operator = await platform(ctx);
+        const run = await findRun(ctx, operator, 'cancel');
         const live = run.status === 'running' || run.status === 'queued';
         const after = live ? await host.cancelRun(run.id) : run;
         sendJson(ctx.res, live ? 202 : 200, after);
