@@ -69,6 +69,11 @@ export const hostConfigSchema = z.strictObject({
   allowedOrigins: z.array(z.string().min(1)).default([]),
   /** Milliseconds a request waits for a human unless its grant says otherwise. Default 15 min. */
   requestTimeoutMs: z.number().int().positive().default(900_000),
+  /**
+   * Pending recommendations of a run that is cancelled: `withdraw` (the default) closes them as
+   * `cancelled`, never performed; `keep` leaves them standing (approved later, the host performs them).
+   */
+  cancelledRunRecommendations: z.enum(['withdraw', 'keep']).optional(),
   /** A call outside every grant: ask an operator (`escalate`) or fail `CAPABILITY_DENIED` at once (`deny`). */
   outOfScope: z.enum(['escalate', 'deny']).default('escalate'),
   /** Image signing public keys (PEM text, or a path to a PEM file); loaded as PEM text. */

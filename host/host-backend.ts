@@ -73,7 +73,7 @@ export function createHostBackend(deps: HostBackendDeps): OperatorBackend {
     async cancelRun(operator, runId) {
       requireRole(operator, 'admin', 'cancelling a run');
       await assertLive(operator);
-      return deps.host.cancelRun(runId);
+      return deps.host.cancelRun(runId, { by: operator.name });
     },
     subscribe(listener) {
       return requests.subscribe(listener);

@@ -5,7 +5,7 @@
  *
  * Restart loses nothing: pending requests live in the store and are offered again; approved
  * recommendations that were never performed are performed once; runs that were live when the host
- * died are closed as crashed.
+ * died are closed as crashed. Cancelling a run withdraws its pending recommendations (by default).
  */
 import type { Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
@@ -100,7 +100,11 @@ export interface Host {
   followRun(runId: string, listener: RunEventListener): { replay: RunEvent[]; stop(): void } | undefined;
   /** Resolves with the outcome when the run ends (or with the stored outcome if it already has). */
   waitForRun(runId: string): Promise<RunOutcome>;
-  cancelRun(runId: string): Promise<RunRecord>;
+  /**
+   * Cancel a queued or running run. Its pending recommendations are withdrawn (closed as
+   * `cancelled` by `by`, never performed) unless the config says `cancelledRunRecommendations: "keep"`.
+   */
+  cancelRun(runId: string, options?: { by?: string }): Promise<RunRecord>;
   close(): Promise<void>;
 }
 
@@ -118,6 +122,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const images = createImageStore(config.dataDir);
   const trust = config.trustedKeys.length > 0 ? { trustedKeys: config.trustedKeys, requireSignature: config.requireSignature } : {};
   let closing = false;
+  const withdrawOnCancel = config.cancelledRunRecommendations !== 'keep';
 
   let gate!: PolicyGate;
   // Audit and trust (host/trust/wiring.ts); its closures run only after start-up.
@@ -130,6 +135,11 @@ export async function startHost(options: HostOptions): Promise<Host> {
     performDetached: (request, args) => performDetached(request, args, instances, gate),
     ...(options.afterDecision ? { afterDecision: options.afterDecision } : {}),
     ...oversight.requestOptions,
+    runLive: (runId) => {
+      const entry = live.get(runId);
+      return entry !== undefined && entry.cancelled !== true;
+    },
+    withdrawsOnCancel: async (runId) => withdrawOnCancel && (await store.getRun(runId))?.status === 'cancelled',
   });
   gate = new PolicyGate({
     store,
@@ -265,13 +275,15 @@ export async function startHost(options: HostOptions): Promise<Host> {
       if (record.outcome) return record.outcome as RunOutcome;
       throw new ContainedError('RUN_GONE', `run ${runId} has no outcome`);
     },
-    async cancelRun(runId) {
+    async cancelRun(runId, { by = 'host' } = {}) {
       const record = await store.getRun(runId);
       if (!record) throw new ContainedError('NOT_FOUND', `no run ${runId}`);
       const entry = live.get(runId);
       if (entry) {
         entry.cancelled = true;
+        // Stored first: a request the run opens from here on is withdrawn as it opens (requests.ts).
         await store.updateRun(runId, { status: 'cancelled' });
+        if (withdrawOnCancel) await requests.withdrawForRun(runId, by);
         if (!entry.slot?.cancel()) sandbox.cancel(runId, 'cancelled by an operator');
       }
       return (await store.getRun(runId)) ?? record;

@@ -62,7 +62,8 @@ export type Grant = z.infer<typeof grantSchema>;
 export const REQUEST_KINDS = ['recommendation', 'escalation'] as const;
 export type RequestKind = (typeof REQUEST_KINDS)[number];
 
-export const REQUEST_STATUSES = ['pending', 'approved', 'denied', 'expired', 'run_gone'] as const;
+/** `cancelled`: withdrawn because the run that made it was cancelled (never performed). */
+export const REQUEST_STATUSES = ['pending', 'approved', 'denied', 'expired', 'run_gone', 'cancelled'] as const;
 export type RequestStatus = (typeof REQUEST_STATUSES)[number];
 
 /** How far an escalation's approval reaches. */

@@ -78,7 +78,7 @@ function operations(): Json {
         description: 'Cancel a queued or running run (one waiting for a human included). A run that has already ended is answered as it is.',
         parameters: [RUN_ID_PARAM],
         responses: {
-          '202': { description: 'Cancellation under way; the run ends with status `cancelled`.', content: json('Run') },
+          '202': { description: 'Cancellation under way; the run ends with status `cancelled`; its pending recommendations are withdrawn (status `cancelled`).', content: json('Run') },
           '200': { description: 'The run had already ended; nothing changed.', content: json('Run') },
           ...AUTH_ERRORS,
           '404': error('NOT_FOUND'),

@@ -150,7 +150,7 @@ export function createApi(deps: ApiDeps): Api {
         const operator = await platform(ctx);
         const run = await findRun(ctx, operator, 'cancel');
         const live = run.status === 'running' || run.status === 'queued';
-        const after = live ? await host.cancelRun(run.id) : run;
+        const after = live ? await host.cancelRun(run.id, { by: operator.name }) : run;
         sendJson(ctx.res, live ? 202 : 200, after);
       },
     },

@@ -130,6 +130,8 @@ function report(io: CliIo, request: RequestView): number {
     io.stdout(`${request.id}: approval recorded (${request.approvals.length}/${request.approvalsRequired}); waiting for another approver\n`);
   } else if (request.status === 'denied') {
     io.stdout(`${request.id}: denied: ${request.denyReason ?? ''}\n`);
+  } else if (request.status === 'approved' && request.kind === 'recommendation' && request.runEnded === true) {
+    io.stdout(`${request.id}: approved (its run had ended: the host performs the action on its own)\n`);
   } else {
     io.stdout(`${request.id}: ${request.status}\n`);
   }

@@ -6,7 +6,10 @@
  *
  * A recommendation stands on its own: approved after its run has gone (or after a restart), the
  * host still performs it — exactly once, guarded by `claimExecution` — and records the outcome.
- * An escalation whose run has gone is closed as `run_gone`.
+ * Views say `runEnded` so nobody approves one thinking its agent still waits. Except when its run
+ * was cancelled: then it is withdrawn (`withdrawForRun`, closed as `cancelled`, never performed),
+ * including one opened in the race after the cancel. An escalation whose run has gone is closed
+ * as `run_gone`.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -43,6 +46,10 @@ export interface RequestManagerOptions {
   beforeDetached?(request: RequestRecord, args: unknown): Promise<void>;
   /** Audit: the outcome of a detached perform. */
   afterDetached?(request: RequestRecord, outcome: ExecutionOutcome): Promise<void>;
+  /** Whether the run that made a request is still live (views carry `runEnded`; absent: not said). */
+  runLive?(runId: string): boolean;
+  /** Whether a run's pending recommendations are to be withdrawn because it was cancelled. */
+  withdrawsOnCancel?(runId: string): Promise<boolean>;
 }
 
 export type OpenRequest = Omit<RequestRecord, 'id' | 'status' | 'approvals' | 'createdAt' | 'expiresAt'> & { timeoutMs: number };
@@ -85,7 +92,7 @@ export class RequestManager {
     }
     const request = await this.options.store.getRequest(input.requestId);
     if (!request) throw new ContainedError('NOT_FOUND', `no request ${input.requestId}`);
-    if (request.status !== 'pending') throw new ContainedError('ALREADY_RESOLVED', `request ${request.id} is already ${request.status}`);
+    if (request.status !== 'pending') throw alreadyResolved(request);
     if (input.verdict === 'deny') {
       if (typeof input.reason !== 'string' || input.reason.trim() === '') throw new ContainedError('INVALID_ARGUMENT', 'a denial needs a reason');
       const resolved = await this.options.store.resolveRequest(request.id, { status: 'denied', at: this.now(), by: [operator.name], denyReason: input.reason });
@@ -128,6 +135,21 @@ export class RequestManager {
     await this.options.store.completeExecution(id, outcome.ok ? { ok: true, result: outcome.result } : { ok: false, error: outcome.error }, this.now());
     const request = await this.options.store.getRequest(id);
     if (request) this.emit({ type: 'updated', request: this.view(request) });
+  }
+
+  /**
+   * Withdraw the pending recommendations of a cancelled run: each closes as `cancelled` (first wins
+   * against a concurrent decision), operators get `resolved`, the audit records `by`; nothing is
+   * performed. (Its escalations close as `run_gone` when the run ends, as for any run.)
+   */
+  async withdrawForRun(runId: string, by: string): Promise<RequestRecord[]> {
+    const withdrawn: RequestRecord[] = [];
+    for (const request of await this.options.store.listRequests({ status: 'pending', runId })) {
+      if (request.kind !== 'recommendation') continue;
+      const closed = await this.withdraw(request.id, by);
+      if (closed) withdrawn.push(closed);
+    }
+    return withdrawn;
   }
 
   async pending(): Promise<RequestView[]> {
@@ -190,7 +212,8 @@ export class RequestManager {
 
   view(request: RequestRecord): RequestView {
     const trust = this.options.trustFor?.(request);
-    return trust ? { ...request, trust } : { ...request };
+    const runEnded = this.options.runLive === undefined ? undefined : !this.options.runLive(request.runId);
+    return { ...request, ...(trust ? { trust } : {}), ...(runEnded === undefined ? {} : { runEnded }) };
   }
 
   private schedule(request: RequestRecord): void {
@@ -214,7 +237,10 @@ export class RequestManager {
     if (resolved.ok) this.finish(resolved.request, { status: 'expired', request: resolved.request });
   }
 
-  /** The run that opened the request ended: escalations close, recommendations stand. */
+  /**
+   * The run that opened the request ended: escalations close, recommendations stand — unless the
+   * run was cancelled (one opened after `withdrawForRun` looked, in the race, is withdrawn here).
+   */
   private async runEnded(id: string): Promise<void> {
     const waiter = this.waiters.get(id);
     this.waiters.delete(id);
@@ -224,8 +250,18 @@ export class RequestManager {
     if (request.kind === 'escalation') {
       const resolved = await this.options.store.resolveRequest(id, { status: 'run_gone', at: this.now() });
       if (resolved.ok) this.finish(resolved.request, { status: 'run_gone', request: resolved.request });
+    } else if (await this.options.withdrawsOnCancel?.(request.runId)) {
+      await this.withdraw(id, 'host');
     }
     waiter?.({ status: 'run_gone', request });
+  }
+
+  private async withdraw(id: string, by: string): Promise<RequestRecord | undefined> {
+    const resolved = await this.options.store.resolveRequest(id, { status: 'cancelled', at: this.now(), by: [by] });
+    if (!resolved.ok) return undefined;
+    // Whoever waits (the gate, for a live run) learns the run is gone; nothing is performed.
+    this.finish(resolved.request, { status: 'run_gone', request: resolved.request });
+    return resolved.request;
   }
 
   private finish(request: RequestRecord, decision: FinalDecision): void {
@@ -272,4 +308,11 @@ export function effectiveArgs(request: RequestRecord): unknown {
 
 function lastSpan(request: RequestRecord): GrantSpan {
   return request.approvals[request.approvals.length - 1]?.span ?? 'once';
+}
+
+function alreadyResolved(request: RequestRecord): ContainedError {
+  return new ContainedError(
+    'ALREADY_RESOLVED',
+    request.status === 'cancelled' ? `request ${request.id} was withdrawn: its run was cancelled` : `request ${request.id} is already ${request.status}`,
+  );
 }

@@ -19,6 +19,8 @@ export type RequestEvent =
 export interface RequestView extends RequestRecord {
   /** The agent's record for this action (filled by the trust ledger when it exists). */
   trust?: Record<string, unknown>;
+  /** The run that made it is no longer live (ended, cancelled, or from before a restart). */
+  runEnded?: boolean;
 }
 
 export type DecideInput =

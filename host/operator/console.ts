@@ -169,7 +169,7 @@ export function formatRequest(r: RequestView, now: number): string {
   const risk = r.risk ? Object.entries(r.risk).filter(([, v]) => v).map(([k]) => k).join(', ') || 'none' : 'unknown (treated as worst case)';
   const lines = [
     `── ${r.id}  ${r.kind}  ${target}`,
-    `   agent ${shortSubject(r.subject)}  run ${r.runId}`,
+    `   agent ${shortSubject(r.subject)}  run ${r.runId}${r.runEnded ? ' (run ended: approving performs the action without it)' : ''}`,
     `   risk: ${risk}   approvals ${r.approvals.length}/${r.approvalsRequired}${r.approvals.length ? ` (${r.approvals.map((a) => a.operator).join(', ')})` : ''}   expires in ${duration(r.expiresAt - now)}`,
     `   why: ${r.why}`,
   ];
@@ -205,6 +205,8 @@ function formatDecision(r: RequestView): string {
       return `${r.id}: expired\n`;
     case 'run_gone':
       return `${r.id}: closed (run gone)\n`;
+    case 'cancelled':
+      return `${r.id}: withdrawn (its run was cancelled${r.resolvedBy?.length ? ` by ${r.resolvedBy.join(', ')}` : ''})\n`;
   }
 }
 

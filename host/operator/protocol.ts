@@ -127,8 +127,12 @@ export const CLIENT_MESSAGE_TYPES: readonly ClientMessageType[] = clientMessageS
 // ---------------------------------------------------------------------------------------------
 // Server → client
 
-/** A request as operators see it: the stored record plus the agent's trust figures when known. */
-export const requestViewSchema = requestSchema.extend({ trust: z.record(z.string(), z.unknown()).optional() });
+/**
+ * A request as operators see it: the stored record plus the agent's trust figures when known, and
+ * `runEnded` when the run that made it is no longer live (approving then performs the action with
+ * no agent waiting for the result).
+ */
+export const requestViewSchema = requestSchema.extend({ trust: z.record(z.string(), z.unknown()).optional(), runEnded: z.boolean().optional() });
 
 /** Runs as operators see them: the stored record (unknown extra fields are dropped, not refused). */
 export const runViewSchema = z.object(runRecordSchema.shape);
