@@ -79,6 +79,13 @@ function agentName(r, state) {
   return run?.imageName ?? 'agent';
 }
 
+/** The run that made the request is over: the view says so, or a `run` event has ended it since. */
+function runEnded(r, state) {
+  if (r.runEnded === true) return true;
+  const run = state.runs.get(r.runId);
+  return run !== undefined && run.status !== 'queued' && run.status !== 'running';
+}
+
 function riskBadges(risk) {
   if (!risk) return [badge('risk unknown (worst case)', 'danger')];
   const out = [];
@@ -124,6 +131,7 @@ function buildCard(initial, state) {
   const panel = h('div.panel');
   const actions = h('div.actions');
   const agent = h('strong');
+  const runState = h('span.run-state', { title: 'The agent’s run has ended: approving performs the action with no agent waiting for the result.' });
   const title = r.method ? `${r.capability}.${r.method}` : `${r.capability}: more capability`;
   const card = h(
     'article.card',
@@ -133,6 +141,7 @@ function buildCard(initial, state) {
       badge(r.kind, r.kind === 'escalation' ? 'esc' : 'rec'),
       h(`h2#${id}-title.action`, visible(title)),
       h('span.risks', riskBadges(r.risk)),
+      runState,
       h('span.spacer'),
       h('span.expires', { dataset: { expires: String(r.expiresAt) }, title: `expires at ${time(r.expiresAt)}` }, `expires ${relative(r.expiresAt)}`),
     ),
@@ -292,6 +301,7 @@ function buildCard(initial, state) {
   card.refresh = (next) => {
     r = next;
     agent.replaceChildren(visible(agentName(r, state)));
+    runState.replaceChildren(...(runEnded(r, state) ? [badge('run ended', 'warn')] : []));
     refreshProgress();
     refreshActions();
   };
