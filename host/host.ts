@@ -17,7 +17,7 @@ import { loadImage, type LoadedImage } from '../sandbox-images/load.js';
 import { imageProgram } from '../sandbox-images/program.js';
 import type { Manifest } from '../sandbox-images/manifest.js';
 import { createImageStore } from './api/image-store.js';
-import { type RunEvent, type RunEventListener, RunJournal } from './api/run-journal.js';
+import { type RunEventListener, type RunFollow, RunJournal } from './api/run-journal.js';
 import { RunQueue, type RunSlot } from './api/run-queue.js';
 import { subjectMatches } from './grants.js';
 import { type HostConfig, instantiateCapabilities } from './config.js';
@@ -96,8 +96,8 @@ export interface Host {
   addImage(bytes: Uint8Array): Promise<{ digest: string; manifest: Manifest }>;
   /** Queue a run of an image stored with `addImage` (NOT_FOUND if there is none). */
   submitDigest(input: SubmitDigestInput): Promise<SubmittedRun>;
-  /** The run's events so far, then live ones, while it is queued or running; undefined once it has ended. */
-  followRun(runId: string, listener: RunEventListener): { replay: RunEvent[]; stop(): void } | undefined;
+  /** The run's events so far, then live ones, while it is queued or running; a recently ended run's kept events (`ended`); else undefined. */
+  followRun(runId: string, listener: RunEventListener): RunFollow | undefined;
   /** Resolves with the outcome when the run ends (or with the stored outcome if it already has). */
   waitForRun(runId: string): Promise<RunOutcome>;
   /**

@@ -24,13 +24,23 @@
  * authentication (cookies, CSRF…) — `authenticate` in host/api/auth.ts does bearer tokens.
  * A path no route knows is `NOT_FOUND` (404); a known path with another method is
  * `METHOD_NOT_ALLOWED` (405, with `Allow`).
+ *
+ * ## Limits (the `http` config section, host/api/limits.ts)
+ *
+ * Node's `headersTimeout`/`requestTimeout` (408 and close; checked every
+ * `connectionsCheckingInterval`, derived from them) and `keepAliveTimeout` cut slow and idle
+ * clients. `maxConnections` counts every socket, WebSockets and event streams included; one more
+ * is answered `503 SERVER_BUSY` with `Retry-After` on the spot — before a byte of its request is
+ * read — and closed after a short lingering read, so a flood of half-open connections costs at
+ * most `maxConnections` sockets plus one second of each refused one.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { ContainedError } from '../runtime/errors.js';
-import { type ApiLimits, createApi, DEFAULT_API_LIMITS } from './api/routes.js';
-import { sendError, sendJson } from './api/respond.js';
+import { CONNECTION_RETRY_AFTER_SECONDS, type HttpConfig } from './api/limits.js';
+import { createApi } from './api/routes.js';
+import { LINGER_MS, sendError, sendJson } from './api/respond.js';
 import type { HostConfig } from './config.js';
 import type { Host } from './host.js';
 import type { HostMetrics } from './metrics.js';
@@ -75,8 +85,8 @@ export interface HttpServerOptions {
   metrics?: HostMetrics;
   /** Extra routes (the web console…), matched after the built-in ones. */
   routes?: RoutesOption;
-  /** Body and stream limits of the platform API. */
-  limits?: Partial<ApiLimits>;
+  /** Limits over those of `config.http` (timeouts, connection caps, body and stream limits). */
+  limits?: Partial<HttpConfig>;
 }
 
 export interface HttpServer {
@@ -114,18 +124,45 @@ export function compileRoute(route: HttpRoute): CompiledRoute {
 
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
   const { host, config, verifier, logger, metrics } = options;
-  const limits: ApiLimits = { ...DEFAULT_API_LIMITS, ...options.limits };
+  const limits: HttpConfig = { ...config.http, ...options.limits };
   const routes: CompiledRoute[] = [];
-  const server = createServer((req, res) => {
-    dispatch(req, res).catch((error: unknown) => {
-      if (!(error instanceof ContainedError)) logger?.error({ err: error, url: req.url }, 'http handler failed');
-      sendError(res, error);
-    });
+  /** Sockets answered SERVER_BUSY: whatever they send is read and dropped, never dispatched. */
+  const refused = new WeakSet<Socket>();
+  const server = createServer(
+    {
+      // Slow or stalled clients must not hold sockets: 408 and close (covers receiving the request only,
+      // so event streams are not cut). Node checks the deadlines every connectionsCheckingInterval ms.
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
+    },
+    (req, res) => {
+      if (refused.has(req.socket)) return;
+      dispatch(req, res).catch((error: unknown) => {
+        if (!(error instanceof ContainedError)) logger?.error({ err: error, url: req.url }, 'http handler failed');
+        sendError(res, error);
+      });
+    },
+  );
+  let sockets = 0;
+  // First listener: the refusal is decided before Node's HTTP parser reads anything.
+  server.prependListener('connection', (socket: Socket) => {
+    if (sockets >= limits.maxConnections) {
+      refused.add(socket);
+      refuseBusy(socket, limits.maxConnections);
+      return;
+    }
+    sockets += 1;
+    socket.once('close', () => (sockets -= 1));
   });
-  // Slow or stalled clients must not hold sockets forever (SSE streams reset their own timeout).
-  server.requestTimeout = 120_000;
-  server.headersTimeout = 30_000;
-  const channel = attachOperatorChannel(server, { backend: host.backend, verifier, allowedOrigins: config.allowedOrigins, logger });
+  const channel = attachOperatorChannel(server, {
+    backend: host.backend,
+    verifier,
+    allowedOrigins: config.allowedOrigins,
+    maxConnectionsPerToken: limits.maxOperatorConnectionsPerToken,
+    logger,
+  });
   const services: HttpServices = { host, config, verifier, channel, metrics, logger };
 
   async function dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -192,6 +229,34 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
       await closed;
     },
   };
+}
+
+/**
+ * Answer a socket over `maxConnections` with `503 SERVER_BUSY` (JSON, `Retry-After`) without
+ * waiting for its request, then close it: half-close at once, keep reading (and dropping) for at
+ * most LINGER_MS so the client reads the answer rather than a reset, then destroy.
+ */
+function refuseBusy(socket: Socket, limit: number): void {
+  socket.on('error', () => undefined);
+  const body = JSON.stringify({
+    error: {
+      code: 'SERVER_BUSY',
+      message: `the host holds its maximum of ${limit} connections (http.maxConnections); retry later`,
+      data: { limit, retryAfterSeconds: CONNECTION_RETRY_AFTER_SECONDS },
+    },
+  });
+  const head = [
+    'HTTP/1.1 503 Service Unavailable',
+    'Content-Type: application/json; charset=utf-8',
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    `Retry-After: ${CONNECTION_RETRY_AFTER_SECONDS}`,
+    'Cache-Control: no-store',
+    'Connection: close',
+  ];
+  socket.end(`${head.join('\r\n')}\r\n\r\n${body}`);
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  socket.once('close', () => clearTimeout(timer));
 }
 
 /** A listen failure as a typed error that names the address (ADDRESS_IN_USE, LISTEN_FAILED). */

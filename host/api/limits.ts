@@ -45,7 +45,7 @@ export const httpConfigSchema = z.strictObject({
   sseHeartbeatMs: z.number().int().min(10).max(600_000).default(15_000),
   /** Unsent bytes an event stream may queue before it is cut (slow reader), bytes. */
   sseMaxBufferedBytes: z.number().int().min(1024).max(1024 * MiB).default(4 * MiB),
-});
+}).refine((c) => c.headersTimeoutMs <= c.requestTimeoutMs, { message: 'headersTimeoutMs must not exceed requestTimeoutMs', path: ['headersTimeoutMs'] });
 export type HttpConfig = z.output<typeof httpConfigSchema>;
 
 /** Every default of the `http` section. */

@@ -20,11 +20,17 @@ const error = (description: string): Json => ({ description, content: json('Erro
 const RUN_ID_PARAM = { name: 'id', in: 'path', required: true, description: 'The run id (a UUID).', schema: { type: 'string', format: 'uuid' } };
 const MiB = 1024 * 1024;
 
+const RETRY_AFTER = { 'Retry-After': { schema: { type: 'integer' }, description: 'Seconds to wait before retrying.' } };
+const retry = (description: string): Json => ({ description, headers: RETRY_AFTER, content: json('Error') });
+const SERVER_BUSY = 'SERVER_BUSY: the host holds its maximum of connections (`http.maxConnections`); answered at once, before the request is read.';
+
 /** The standard error answers of an authenticated endpoint. */
 const AUTH_ERRORS = {
   '401': error('UNAUTHENTICATED: no valid bearer token.'),
   '403': error('FORBIDDEN: the token\'s role is not platform or admin.'),
+  '503': retry(SERVER_BUSY),
 };
+const NOT_FOUND_RUN = error('NOT_FOUND: no such run, or the run of another platform client (the same answer, so run ids of other clients cannot be probed).');
 
 function operations(): Json {
   return {
@@ -32,7 +38,7 @@ function operations(): Json {
       post: {
         operationId: 'uploadImage',
         summary: 'Upload an image',
-        description: `Validate an image archive (.tgz) with the image loader and store it by digest. At most ${DEFAULT_API_LIMITS.maxImageBytes / MiB} MiB. Uploading the same image again replaces the stored file.`,
+        description: `Validate an image archive (.tgz) with the image loader and store it by digest. At most ${DEFAULT_API_LIMITS.maxImageBytes / MiB} MiB (\`http.maxImageBytes\`). Uploading the same image again replaces the stored file. The image becomes runnable by digest for the client that uploaded it (and admins); other clients upload it themselves.`,
         requestBody: { required: true, content: Object.fromEntries(IMAGE_MEDIA_TYPES.map((t) => [t, { schema: { type: 'string', format: 'binary' } }])) },
         responses: {
           '201': { description: 'Stored.', content: json('ImageUploaded') },
@@ -53,12 +59,12 @@ function operations(): Json {
           '202': { description: 'Accepted (running, or queued for a free slot).', headers: { Location: { schema: { type: 'string' }, description: 'The run\'s URL.' } }, content: json('RunAccepted') },
           '400': error('INVALID_ARGUMENT: the body does not match the schema; `data.path` names the field.'),
           ...AUTH_ERRORS,
-          '404': error('NOT_FOUND: no image with this digest was uploaded.'),
+          '404': error('NOT_FOUND: this client (platform token name) uploaded no image with this digest; another client\'s upload does not count, and the answer is the same.'),
           '413': error('PAYLOAD_TOO_LARGE'),
           '415': error('UNSUPPORTED_MEDIA_TYPE: not application/json.'),
           '422': error('IMAGE_*: the inline image was refused.'),
-          '429': { description: 'QUEUE_FULL: the run queue is full; nothing was stored.', headers: { 'Retry-After': { schema: { type: 'integer' }, description: 'Seconds to wait before retrying.' } }, content: json('Error') },
-          '503': error('SHUTTING_DOWN: the host is closing.'),
+          '429': retry('QUEUE_FULL: the run queue is full; nothing was stored.'),
+          '503': retry(`SHUTTING_DOWN: the host is closing; or ${SERVER_BUSY}`),
         },
       },
     },
@@ -66,22 +72,24 @@ function operations(): Json {
       get: {
         operationId: 'getRun',
         summary: 'Read a run',
+        description: 'A platform client reads its own runs; admins and `http.crossClientReaders` read every run.',
         parameters: [
           RUN_ID_PARAM,
           { name: 'waitMs', in: 'query', required: false, description: `Long-poll: wait up to this many ms (at most ${DEFAULT_API_LIMITS.maxWaitMs}) for a queued or running run to end.`, schema: { type: 'integer', minimum: 0, maximum: DEFAULT_API_LIMITS.maxWaitMs } },
         ],
-        responses: { '200': { description: 'The run.', content: json('Run') }, '400': error('INVALID_ARGUMENT: bad waitMs.'), ...AUTH_ERRORS, '404': error('NOT_FOUND') },
+        responses: { '200': { description: 'The run.', content: json('Run') }, '400': error('INVALID_ARGUMENT: bad waitMs.'), ...AUTH_ERRORS, '404': NOT_FOUND_RUN },
       },
       delete: {
         operationId: 'cancelRun',
         summary: 'Cancel a run',
-        description: 'Cancel a queued or running run (one waiting for a human included). A run that has already ended is answered as it is.',
+        description: 'Cancel a queued or running run (one waiting for a human included). A run that has already ended is answered as it is. A platform client cancels its own runs only; admins any.',
         parameters: [RUN_ID_PARAM],
         responses: {
           '202': { description: 'Cancellation under way; the run ends with status `cancelled`; its pending recommendations are withdrawn (status `cancelled`).', content: json('Run') },
           '200': { description: 'The run had already ended; nothing changed.', content: json('Run') },
           ...AUTH_ERRORS,
-          '404': error('NOT_FOUND'),
+          '403': error('FORBIDDEN: the token\'s role is not platform or admin; or a cross-client reader (`http.crossClientReaders`) asked to cancel another client\'s run.'),
+          '404': NOT_FOUND_RUN,
         },
       },
     },
@@ -90,9 +98,19 @@ function operations(): Json {
         operationId: 'runEvents',
         summary: 'Follow a run (Server-Sent Events)',
         description:
-          'Messages `id: <n>`, `event: <type>`, `data: <JSON>`. Types: `run` (data: Run, on each status change), `log` (data: LogLine), `request` (data: `{ change: created|updated|resolved, request }`), `outcome` (data: Run with its outcome; the stream then ends). What already happened is replayed first. A `: keep-alive` comment is sent every 15 s.',
-        parameters: [RUN_ID_PARAM],
-        responses: { '200': { description: 'The event stream.', content: { 'text/event-stream': { schema: { type: 'string' } } } }, ...AUTH_ERRORS, '404': error('NOT_FOUND') },
+          'Messages `id: <n>`, `event: <type>`, `data: <JSON>`; `n` is the event\'s sequence number in its run. Types: `run` (data: Run, on each status change), `log` (data: LogLine), `request` (data: `{ change: created|updated|resolved, request }`), `outcome` (data: Run with its outcome; the stream then ends). What already happened is replayed first; with `Last-Event-ID`, only the events after it. A `: keep-alive` comment is sent every 15 s. Same access rule as GET /v1/runs/{id}.',
+        parameters: [
+          RUN_ID_PARAM,
+          { name: 'Last-Event-ID', in: 'header', required: false, description: 'Resume: the id of the last event received; only later events are sent.', schema: { type: 'string', pattern: '^[0-9]{1,16}$' } },
+        ],
+        responses: {
+          '200': { description: 'The event stream.', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+          '204': { description: 'Nothing after Last-Event-ID: the run has ended and that was its last event, or its events are no longer kept (read the run with GET /v1/runs/{id}). An EventSource stops reconnecting.' },
+          '400': error('INVALID_ARGUMENT: Last-Event-ID is not a whole number (`data.path` = ["Last-Event-ID"]).'),
+          ...AUTH_ERRORS,
+          '404': NOT_FOUND_RUN,
+          '429': retry(`TOO_MANY_CONNECTIONS: this client already holds \`http.maxEventStreamsPerClient\` (default ${DEFAULT_API_LIMITS.maxEventStreamsPerClient}) event streams.`),
+        },
       },
     },
     '/metrics': {

@@ -22,7 +22,9 @@ export const HTTP_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
   UNSUPPORTED_MEDIA_TYPE: 415,
   QUEUE_FULL: 429,
   RATE_LIMITED: 429,
+  TOO_MANY_CONNECTIONS: 429,
   SHUTTING_DOWN: 503,
+  SERVER_BUSY: 503,
   INTERNAL: 500,
 };
 

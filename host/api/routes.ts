@@ -25,28 +25,20 @@ import { API_ROLES, authenticate } from './auth.js';
 import { readBody, readJson, requireMediaType, validate } from './body.js';
 import { EventStreams } from './events.js';
 import { createImageClients, noSuchImage } from './image-store.js';
+import { DEFAULT_HTTP_CONFIG, type HttpConfig } from './limits.js';
 import { sendJson } from './respond.js';
 import { RUN_ID, runQuerySchema, submitDigestSchema, submitImageSchema } from './schemas.js';
 
-export interface ApiLimits {
-  /** Largest image upload (`POST /v1/images`), bytes. Beyond: 413 PAYLOAD_TOO_LARGE. */
-  maxImageBytes: number;
-  /** Largest `POST /v1/runs` body (an inline base64 image plus input), bytes. */
-  maxRunBodyBytes: number;
-  /** Longest `?waitMs=` long-poll on `GET /v1/runs/:id`, ms. */
-  maxWaitMs: number;
-  /** Keep-alive comment interval on event streams, ms. */
-  sseHeartbeatMs: number;
-  /** Unsent bytes an event stream may queue before it is cut (slow reader), bytes. */
-  sseMaxBufferedBytes: number;
-}
+/** The limits of the API routes: the fields of the `http` config section they use (limits.ts documents each). */
+export type ApiLimits = Pick<HttpConfig, 'maxImageBytes' | 'maxRunBodyBytes' | 'maxWaitMs' | 'sseHeartbeatMs' | 'sseMaxBufferedBytes' | 'maxEventStreamsPerClient'>;
 
 export const DEFAULT_API_LIMITS: Readonly<ApiLimits> = Object.freeze({
-  maxImageBytes: 32 * 1024 * 1024,
-  maxRunBodyBytes: 48 * 1024 * 1024,
-  maxWaitMs: 120_000,
-  sseHeartbeatMs: 15_000,
-  sseMaxBufferedBytes: 4 * 1024 * 1024,
+  maxImageBytes: DEFAULT_HTTP_CONFIG.maxImageBytes,
+  maxRunBodyBytes: DEFAULT_HTTP_CONFIG.maxRunBodyBytes,
+  maxWaitMs: DEFAULT_HTTP_CONFIG.maxWaitMs,
+  sseHeartbeatMs: DEFAULT_HTTP_CONFIG.sseHeartbeatMs,
+  sseMaxBufferedBytes: DEFAULT_HTTP_CONFIG.sseMaxBufferedBytes,
+  maxEventStreamsPerClient: DEFAULT_HTTP_CONFIG.maxEventStreamsPerClient,
 });
 
 /** Media types accepted for an image upload. */
@@ -69,7 +61,7 @@ export interface Api {
 
 export function createApi(deps: ApiDeps): Api {
   const { host, verifier, config, limits, metrics } = deps;
-  const streams = new EventStreams({ heartbeatMs: limits.sseHeartbeatMs, maxBufferedBytes: limits.sseMaxBufferedBytes });
+  const streams = new EventStreams({ heartbeatMs: limits.sseHeartbeatMs, maxBufferedBytes: limits.sseMaxBufferedBytes, maxStreamsPerClient: limits.maxEventStreamsPerClient });
   const platform = (ctx: RouteContext) => authenticate(ctx.req, verifier, API_ROLES);
   const policy: AccessPolicy = { crossClientReaders: new Set(config.http.crossClientReaders) };
   const imageClients = createImageClients(config.dataDir);
@@ -140,7 +132,7 @@ export function createApi(deps: ApiDeps): Api {
       async handler(ctx) {
         const operator = await platform(ctx);
         const run = await findRun(ctx, operator, 'read');
-        await streams.serve(ctx.req, ctx.res, host, run);
+        await streams.serve(ctx.req, ctx.res, host, run, { client: operator.name, lastEventId: header(ctx, 'last-event-id') });
       },
     },
     {
@@ -175,4 +167,10 @@ function decodeBase64(text: string): Buffer {
     throw new ContainedError('INVALID_ARGUMENT', 'image must be base64', { data: { path: ['image'] } });
   }
   return Buffer.from(text, 'base64');
+}
+
+/** A request header as one string (repeated ones joined, so a strict parser refuses them). */
+function header(ctx: RouteContext, name: string): string | undefined {
+  const value = ctx.req.headers[name];
+  return Array.isArray(value) ? value.join(', ') : value;
 }

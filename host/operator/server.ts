@@ -4,8 +4,10 @@
  * What it defends, in order, before any WebSocket exists (the `upgrade` handler, `noServer` ws):
  * the path; the `Origin` (403 unless allowed or same-host); exactly one credential — bearer header,
  * `bearer.<token>` subprotocol, or single-use ticket — checked by the injected `TokenVerifier`
- * (401 otherwise; `platform` tokens 403). A refused handshake gets one HTTP status line and the
- * socket is destroyed: no WebSocket frame ever flows to an unauthenticated peer.
+ * (401 otherwise; `platform` tokens 403); at most `maxConnectionsPerToken` connections per token
+ * (tickets count for the token they were issued for): one more is refused `429` with `Retry-After`
+ * and a JSON body `{ error: { code: "TOO_MANY_CONNECTIONS", … } }`. A refused handshake gets one
+ * HTTP answer and the socket is destroyed: no WebSocket frame ever flows to a refused peer.
  *
  * After the upgrade: `maxPayload` (ws closes 1009 on a bigger frame), the per-connection rate
  * limit and backpressure (connection.ts), a ping/pong heartbeat that terminates peers silent for
@@ -45,6 +47,8 @@ export interface OperatorChannelOptions {
   closeTimeoutMs?: number;
   /** Pending requests per `snapshot` message (default 500). */
   snapshotChunkSize?: number;
+  /** WebSockets one operator token may hold at once; one more is refused 429 at the upgrade (default 16). */
+  maxConnectionsPerToken?: number;
   /** Where tickets are issued and redeemed (default: a private store with a 30 s TTL). */
   tickets?: TicketStore;
   logger?: Logger;
@@ -78,11 +82,15 @@ export const OPERATOR_DEFAULTS = {
   maxBufferedBytes: 4 * 1024 * 1024,
   closeTimeoutMs: 5_000,
   snapshotChunkSize: 500,
+  maxConnectionsPerToken: 16,
 } as const;
+
+/** Seconds a client refused for holding too many connections is told to wait (`Retry-After`). */
+const RETRY_AFTER_SECONDS = 5;
 
 export function attachOperatorChannel(httpServer: Server, options: OperatorChannelOptions): OperatorChannel {
   const o = { ...OPERATOR_DEFAULTS, ...definedOnly(options) };
-  for (const key of ['maxPayloadBytes', 'messagesPerSecond', 'messageBurst', 'abuseWindowMs', 'heartbeatMs', 'maxBufferedBytes', 'closeTimeoutMs', 'snapshotChunkSize'] as const) {
+  for (const key of ['maxPayloadBytes', 'messagesPerSecond', 'messageBurst', 'abuseWindowMs', 'heartbeatMs', 'maxBufferedBytes', 'closeTimeoutMs', 'snapshotChunkSize', 'maxConnectionsPerToken'] as const) {
     if (!(typeof o[key] === 'number' && o[key] > 0 && Number.isFinite(o[key]))) throw new RangeError(`operator channel: ${key} must be a positive number`);
   }
   const allowed = compileOrigins(options.allowedOrigins ?? []);
@@ -91,6 +99,8 @@ export function attachOperatorChannel(httpServer: Server, options: OperatorChann
   const now = options.now ?? Date.now;
   const tickets = options.tickets ?? createTicketStore({ now });
   const connections = new Set<OperatorConnection>();
+  /** Sockets per token id, counted from the moment the upgrade is accepted until the socket closes. */
+  const perToken = new Map<string, number>();
   let closed = false;
 
   const wssOptions: ServerOptions & { closeTimeout: number } = {
@@ -118,15 +128,18 @@ export function attachOperatorChannel(httpServer: Server, options: OperatorChann
     heartbeatMs: o.heartbeatMs,
   };
 
-  function refuse(socket: Duplex, status: 400 | 401 | 403 | 404 | 500 | 503, message: string, req: IncomingMessage): void {
+  /** `error` makes the answer a JSON error body (with `Retry-After` when it says so) instead of a text line. */
+  function refuse(socket: Duplex, status: 400 | 401 | 403 | 404 | 429 | 500 | 503, message: string, req: IncomingMessage, error?: { code: string; data: Record<string, unknown> & { retryAfterSeconds?: number } }): void {
     logger.info({ status, reason: message, remoteAddress: req.socket.remoteAddress }, 'operator connection refused');
-    const body = `${message}\n`;
+    const body = error ? JSON.stringify({ error: { code: error.code, message, data: error.data } }) : `${message}\n`;
+    const retryAfter = error?.data.retryAfterSeconds;
     const headers = [
       `HTTP/1.1 ${status} ${STATUS_TEXT[status]}`,
       'Connection: close',
-      'Content-Type: text/plain; charset=utf-8',
+      `Content-Type: ${error ? 'application/json' : 'text/plain'}; charset=utf-8`,
       `Content-Length: ${Buffer.byteLength(body)}`,
       ...(status === 401 ? ['WWW-Authenticate: Bearer realm="contained-operator"'] : []),
+      ...(retryAfter === undefined ? [] : [`Retry-After: ${retryAfter}`]),
     ];
     if (socket.destroyed || !socket.writable) return void socket.destroy();
     socket.once('finish', () => socket.destroy());
@@ -158,6 +171,19 @@ export function attachOperatorChannel(httpServer: Server, options: OperatorChann
     if (socket.destroyed || !socket.writable) return;
 
     const who: Operator = operator;
+    const held = perToken.get(who.tokenId) ?? 0;
+    if (held >= o.maxConnectionsPerToken) {
+      return refuse(socket, 429, `${who.name} already holds ${held} operator connections with this token, the most allowed; close one first`, req, {
+        code: 'TOO_MANY_CONNECTIONS',
+        data: { limit: o.maxConnectionsPerToken, retryAfterSeconds: RETRY_AFTER_SECONDS },
+      });
+    }
+    perToken.set(who.tokenId, held + 1);
+    socket.once('close', () => {
+      const n = (perToken.get(who.tokenId) ?? 1) - 1;
+      if (n > 0) perToken.set(who.tokenId, n);
+      else perToken.delete(who.tokenId);
+    });
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (closed) return void ws.close(CLOSE.GOING_AWAY, 'server shutting down');
       const hello: HelloMessage = { type: 'hello', protocol: PROTOCOL, operator: { name: who.name, role: who.role }, limits: helloLimits };
@@ -174,6 +200,8 @@ export function attachOperatorChannel(httpServer: Server, options: OperatorChann
   }
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    // Already answered (the server's connection cap refused it): nothing to add.
+    if (!socket.writable) return;
     if (pathOf(req.url) !== o.path) {
       // Another handler may own this path; if none does, answer rather than leave the socket hanging.
       if (httpServer.listenerCount('upgrade') === 1) refuse(socket, 404, 'no such endpoint', req);
@@ -245,7 +273,7 @@ export function attachOperatorChannel(httpServer: Server, options: OperatorChann
   };
 }
 
-const STATUS_TEXT = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 500: 'Internal Server Error', 503: 'Service Unavailable' } as const;
+const STATUS_TEXT = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable' } as const;
 
 function pathOf(url: string | undefined): string | undefined {
   try {

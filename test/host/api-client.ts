@@ -41,9 +41,14 @@ export interface SseMessage {
 }
 
 /** Open an event stream; `messages` fills as events arrive, `done` resolves when the server ends it. */
-export async function openEvents(base: string, path: string, token: string): Promise<{ status: number; messages: SseMessage[]; done: Promise<SseMessage[]>; next(event: string, match?: (m: SseMessage) => boolean): Promise<SseMessage>; close(): void }> {
+export async function openEvents(
+  base: string,
+  path: string,
+  token: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Headers; messages: SseMessage[]; done: Promise<SseMessage[]>; next(event: string, match?: (m: SseMessage) => boolean): Promise<SseMessage>; close(): void }> {
   const controller = new AbortController();
-  const res = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream' }, signal: controller.signal });
+  const res = await fetch(`${base}${path}`, { headers: { authorization: `Bearer ${token}`, accept: 'text/event-stream', ...headers }, signal: controller.signal });
   const messages: SseMessage[] = [];
   const waiters: { event: string; match: (m: SseMessage) => boolean; resolve: (m: SseMessage) => void }[] = [];
   const deliver = (m: SseMessage): void => {
@@ -87,6 +92,7 @@ export async function openEvents(base: string, path: string, token: string): Pro
   })();
   return {
     status: res.status,
+    headers: res.headers,
     messages,
     done,
     next(event, match = () => true) {

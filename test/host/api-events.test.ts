@@ -86,13 +86,13 @@ describe('event streams', () => {
 
 describe('RunJournal', () => {
   it('replays then streams, with nothing missed or doubled; ends with the outcome; bounded replay', () => {
-    const journal = new RunJournal(3);
+    const journal = new RunJournal(3, { keepEndedRuns: 0 });
     journal.open('r1');
     journal.push('r1', log('a'));
     journal.push('nobody', log('ignored'));
     const seen: RunEvent[] = [];
     const follow = journal.follow('r1', (e) => seen.push(e));
-    expect(follow?.replay).toEqual([log('a')]);
+    expect(follow?.replay).toEqual([{ ...log('a'), id: 1 }]);
     for (const m of ['b', 'c', 'd']) journal.push('r1', log(m));
     expect(seen.map((e) => (e.type === 'log' ? e.line.message : e.type))).toEqual(['b', 'c', 'd']);
     // Only 3 kept for late followers; the final event always is.
@@ -101,5 +101,36 @@ describe('RunJournal', () => {
     expect(seen.at(-1)?.type).toBe('outcome');
     expect(journal.follow('r1', () => undefined)).toBeUndefined();
     expect(journal.size).toBe(0);
+  });
+
+  it('numbers every event of a run from 1 (log lines it does not keep included), so ids stay the same for every follower', () => {
+    const journal = new RunJournal(2);
+    journal.open('r1');
+    const live: number[] = [];
+    journal.follow('r1', (e) => live.push(e.id));
+    for (const m of ['a', 'b', 'c', 'd']) journal.push('r1', log(m));
+    journal.push('r1', { type: 'run', run: RUN });
+    expect(live).toEqual([1, 2, 3, 4, 5]);
+    expect(journal.follow('r1', () => undefined)?.replay.map((e) => e.id)).toEqual([1, 2, 5]);
+  });
+
+  it('keeps the journal of an ended run for keepEndedMs, at most keepEndedRuns of them, for resuming streams', () => {
+    let now = 0;
+    const journal = new RunJournal(100, { keepEndedMs: 1_000, keepEndedRuns: 2, now: () => now });
+    for (const id of ['r1', 'r2', 'r3']) {
+      journal.open(id);
+      journal.push(id, log(id));
+      journal.end(id, { type: 'outcome', run: { ...RUN, id } });
+      now += 100;
+    }
+    expect(journal.size).toBe(0);
+    // r1 was dropped for r3 (count); r2 and r3 are kept, ended, up to their outcome.
+    expect(journal.follow('r1', () => undefined)).toBeUndefined();
+    const r2 = journal.follow('r2', () => expect.unreachable());
+    expect(r2).toMatchObject({ ended: true });
+    expect(r2?.replay.map((e) => [e.id, e.type])).toEqual([[1, 'log'], [2, 'outcome']]);
+    now = 1_150; // r2 ended at 100: more than keepEndedMs ago; r3 (200) not yet
+    expect(journal.follow('r2', () => undefined)).toBeUndefined();
+    expect(journal.follow('r3', () => undefined)?.ended).toBe(true);
   });
 });
