@@ -27,7 +27,7 @@ export const ERROR_CODES = {
   CAPABILITY_EXPIRED: 'The capability instance expired.',
   BUDGET_EXCEEDED: 'A per-method budget (calls, rate or bytes) of the capability instance is used up.',
   CAPABILITY_FAILED: 'The capability tried to act and the outside world failed (file system, network, SMTP, SQL error).',
-  INVALID_SCOPE: 'A scope given to a capability (or to `attenuate`) is invalid, or is not narrower than its parent.',
+  INVALID_SCOPE: 'A scope given to a capability (or to `attenuate`) is invalid, or is not narrower than its parent; from `restrict` (grants, capability requests) `data.fields` names the fields that ask for more.',
   QUOTA_EXCEEDED: 'A storage quota of the capability scope (kv `maxTotalBytes`) would be exceeded; nothing was written.',
   FS_LINK: 'An fs path is, or passes through, a symbolic link, or names a file with several hard links; links are never followed.',
   FS_SPECIAL_FILE: 'An fs path names a device, FIFO or socket; only regular files and folders are served.',

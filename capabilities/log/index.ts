@@ -46,7 +46,8 @@ export const logCapability = defineCapability<LogScope, LogDeps>({
   scope: logScopeSchema,
   intersect(parent, narrower) {
     const min = rank(parent.minLevel) >= rank(narrower.minLevel) ? parent.minLevel : narrower.minLevel;
-    return min === undefined ? {} : { minLevel: min };
+    // "debug" is the default: leave it unset, so equal scopes give one answer (see defineCapability).
+    return min === undefined || min === 'debug' ? {} : { minLevel: min };
   },
   describeScope: (s) => `levels ${LEVELS.slice(rank(s.minLevel)).join(', ')} are kept`,
   methods: {

@@ -1,7 +1,8 @@
 /**
  * `defineCapability`: the typed description of a capability — its scope schema, how two scopes
  * intersect (attenuation), and its methods with argument/result schemas, risk annotations, a pure
- * scope check and an implementation. Definitions are data; instances (instance.ts) bind them to a
+ * scope check and an implementation; optional hooks tell grants how to narrow it (`reframe`,
+ * `methodUsable`, `narrowestScope`). Definitions are data; instances (instance.ts) bind them to a
  * scope and to host resources.
  */
 import type { z } from 'zod';
@@ -60,10 +61,34 @@ export interface CapabilityDefinitionInput<S, D> {
   /**
    * The intersection of a parent scope and a requested narrower one: everything the result allows
    * must be allowed by both. Throw `ContainedError('INVALID_SCOPE')` when they cannot intersect.
+   * Answer in one canonical form (two scopes that allow the same thing give the same answer, e.g.
+   * a default left unset rather than spelled out): the SDK compares answers to decide what is
+   * narrower (narrowing.ts), so a non-canonical answer makes an equal scope look wider.
    */
   intersect: (parent: S, narrower: S) => S;
   /** The scope in words, for operators and for the agent-facing docs. */
   describeScope: (scope: S) => string;
+  /**
+   * Optional. `narrower` rewritten so that arguments mean for it what they mean for `parent`.
+   * Grants and capability requests narrow the binding an agent already holds (`restrict`), so its
+   * arguments must keep their meaning; `attenuate` hands out a new binding and does not reframe.
+   * Absent: `narrower` as is — right for every capability whose arguments do not depend on the
+   * scope (keys, URLs, table names). fs uses it: a subfolder `root` becomes `paths: [subfolder]`
+   * under the parent's root, so a path the agent passes still starts at the parent's root.
+   */
+  reframe?: (parent: S, narrower: S) => S;
+  /**
+   * Optional, pure. Can `method` do anything at all under `scope`? (A read-only scope: only the
+   * read-only methods.) Grants written for a requested scope cover only these methods, and the
+   * approvals a capability request needs follow from their risk. Absent: every method.
+   */
+  methodUsable?: (scope: S, method: { name: string; risk: RiskAnnotations }) => boolean;
+  /**
+   * Optional, pure. The narrowest scope, in the same frame as `scope`, that still admits this one
+   * call (fs: `list("sub")` → only `sub`); an operator's "always" answer grants that. Absent, or
+   * `undefined`: the instance's scope. Ignored unless it is within `scope` and admits the call.
+   */
+  narrowestScope?: (scope: S, method: string, args: unknown) => S | undefined;
   methods: Record<string, MethodDefinition<S, D>>;
 }
 

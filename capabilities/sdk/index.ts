@@ -9,6 +9,8 @@ export type {
   ScopeCheck,
 } from './define.js';
 export { CapabilityInstance, createInstance } from './instance.js';
+export { changedFields, differingFields, mergeScopeFields, narrowerLimit, sameScope } from './narrowing.js';
+export type { WithinCheck } from './narrowing.js';
 export type { CapabilityDescription, InstanceOptions, InvokeContext, MethodDescription } from './instance.js';
 export { budgetSchema } from './budget.js';
 export { formatBytes, jsonValueSchema } from './json.js';

@@ -3,6 +3,7 @@
  * with optional method subset, budgets and expiry. Instances form a tree through `attenuate`: a
  * child's scope is the intersection with its parent's, its calls are checked against every
  * ancestor and charged to every ancestor's budget, and revoking a parent revokes the child.
+ * `restrict` is the exact narrowing grants use: a scope wider than the instance is refused.
  *
  * Fails closed: an unknown method, an argument that does not parse, a scope check that throws, a
  * revoked or expired instance, or a used-up budget all refuse the call with a typed error.
@@ -10,6 +11,7 @@
 import { ContainedError } from '../../runtime/errors.js';
 import { type Budget, BudgetMeter, budgetSchema } from './budget.js';
 import type { CapabilityDefinition, ResolvedMethod, ScopeCheck } from './define.js';
+import { checkedIntersect, checkWithin, mergeScopeFields, type WithinCheck } from './narrowing.js';
 import type { RiskAnnotations } from './risk.js';
 
 export interface InstanceOptions {
@@ -204,16 +206,104 @@ export class CapabilityInstance<S = any, D = any> {
   }
 
   /**
-   * A new instance whose scope is the intersection of this scope and `narrower` — never wider.
+   * A new instance whose scope is the intersection of this scope and `narrower` — never wider
+   * (asking for more gets the intersection; the definition's answer is checked, see narrowing.ts).
    * The child may also drop methods, add budgets and an earlier expiry.
    */
   attenuate(narrower: unknown, options: InstanceOptions = {}): CapabilityInstance<S, D> {
+    const scope = checkedIntersect(this.definition, this.scope, this.parseScope(narrower));
+    return new CapabilityInstance(this.definition, scope, this.deps, { name: this.name, ...options }, this);
+  }
+
+  /**
+   * The narrowing grants and capability requests use: the agent keeps its binding, so
+   * - `narrower` may be written as the fields it changes (the rest is this instance's scope);
+   * - it is put in this instance's frame (the definition's `reframe`), so arguments keep their meaning;
+   * - it must lie within this instance exactly: anything wider is refused `INVALID_SCOPE` with
+   *   `data.fields` naming the fields that ask for more, never intersected away. With
+   *   `{ exact: false }` it is intersected instead (a stored grant whose host instance has since
+   *   been narrowed keeps working, with less).
+   */
+  restrict(narrower: unknown, options: InstanceOptions = {}, how: { exact?: boolean } = {}): CapabilityInstance<S, D> {
+    let scope: S;
+    if (how.exact === false) {
+      scope = checkedIntersect(this.definition, this.scope, this.frame(narrower));
+    } else {
+      const verdict = this.checkRestriction(narrower);
+      if (!verdict.ok) throw new ContainedError('INVALID_SCOPE', verdict.message, { data: { fields: verdict.fields } });
+      scope = verdict.scope;
+    }
+    return new CapabilityInstance(this.definition, scope, this.deps, { name: this.name, ...options }, this);
+  }
+
+  /** `restrict`'s verdict without creating anything: the scope it would get, or why not. Pure. */
+  checkRestriction(narrower: unknown): WithinCheck<S> {
+    let framed: S;
+    try {
+      framed = this.frame(narrower);
+    } catch (error) {
+      const message = error instanceof ContainedError ? error.message : `invalid scope for ${this.definition.name}`;
+      return { ok: false, code: 'INVALID_SCOPE', message, fields: [] };
+    }
+    return checkWithin(this.definition, this.scope, framed);
+  }
+
+  /** The methods that can do anything under this scope and every ancestor's (`methodUsable`). */
+  usableMethods(): string[] {
+    return this.methodNames().filter((name) => {
+      for (let node: CapabilityInstance<S, D> | undefined = this; node; node = node.parent) {
+        const usable = node.definition.methodUsable;
+        if (!usable) continue;
+        try {
+          if (!usable(node.scope, { name, risk: this.method(name).riskResolved })) return false;
+        } catch {
+          return false;
+        }
+      }
+      return true;
+    });
+  }
+
+  /**
+   * The narrowest scope that still admits this call (the definition's `narrowestScope`), or
+   * `undefined` when there is none narrower — or the hook's answer is not within this instance,
+   * does not admit the call, or throws.
+   */
+  narrowestScopeFor(method: string, args: unknown): S | undefined {
+    const hook = this.definition.narrowestScope;
+    if (!hook) return undefined;
+    try {
+      const proposed = hook(this.scope, method, args);
+      if (proposed === undefined) return undefined;
+      const verdict = this.checkRestriction(proposed);
+      if (!verdict.ok) return undefined;
+      const child = new CapabilityInstance(this.definition, verdict.scope, this.deps, { name: this.name }, this);
+      return child.checkScope(method, args).ok ? verdict.scope : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private parseScope(narrower: unknown): S {
     const parsed = this.definition.scope.safeParse(narrower);
     if (!parsed.success) {
-      throw new ContainedError('INVALID_SCOPE', `invalid scope for ${this.definition.name}: ${parsed.error.issues[0]?.message ?? ''}`);
+      const issue = parsed.error.issues[0];
+      throw new ContainedError('INVALID_SCOPE', `invalid scope for ${this.definition.name}${issue?.path.length ? ` at ${issue.path.join('.')}` : ''}: ${issue?.message ?? ''}`);
     }
-    const scope = this.definition.intersect(this.scope, parsed.data);
-    return new CapabilityInstance(this.definition, scope, this.deps, { name: this.name, ...options }, this);
+    return parsed.data;
+  }
+
+  /** Fields over this scope, parsed, then in this instance's frame. Throws INVALID_SCOPE. */
+  private frame(narrower: unknown): S {
+    const parsed = this.parseScope(mergeScopeFields(this.scope, narrower));
+    const reframe = this.definition.reframe;
+    if (!reframe) return parsed;
+    try {
+      return this.parseScope(reframe(this.scope, parsed));
+    } catch (error) {
+      if (error instanceof ContainedError && error.code === 'INVALID_SCOPE') throw error;
+      throw new ContainedError('INVALID_SCOPE', `${this.definition.name}: the scope cannot be put in its parent's frame`, { cause: error });
+    }
   }
 
   /** What this instance offers, for agent-facing docs and for operators. */

@@ -129,3 +129,15 @@ describe('payments (custom capability example)', () => {
     }
   });
 });
+
+describe('payments: a grant never shows more than it allows', () => {
+  it('restrict refuses a higher per-refund limit or another currency (INVALID_SCOPE); a lower one is kept as asked', async () => {
+    const parent = createPayments({ maxAmountCents: 50_000, currency: 'EUR' }, { ledger: ledger() });
+    for (const wider of [{ maxAmountCents: 90_000 }, { maxAmountCents: 90_000, currency: 'EUR' }, { maxAmountCents: 50_001 }]) {
+      expect(await refusal(() => parent.restrict(wider)), JSON.stringify(wider)).toMatchObject({ code: 'INVALID_SCOPE', data: { fields: ['maxAmountCents'] } });
+    }
+    expect((await refusal(() => parent.restrict({ currency: 'USD' }))).code).toBe('INVALID_SCOPE');
+    expect(parent.restrict({ maxAmountCents: 20_000 }).scope).toEqual({ maxAmountCents: 20_000, currency: 'EUR' });
+    expect(parent.restrict({ maxAmountCents: 50_000 }).scope).toEqual({ maxAmountCents: 50_000, currency: 'EUR' });
+  });
+});

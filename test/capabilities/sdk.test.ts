@@ -263,3 +263,76 @@ describe('arguments, methods, attenuation', () => {
     ]);
   });
 });
+
+describe('restrict: the narrowing grants and capability requests use', () => {
+  type Prefix = { prefix: string; max: number; readOnly?: boolean };
+  const prefixed = (intersect: (p: Prefix, n: Prefix) => Prefix) =>
+    defineCapability<Prefix, null>({
+      name: 'store',
+      description: 'Keys under a prefix.',
+      scope: z.strictObject({ prefix: z.string(), max: z.number().int().positive(), readOnly: z.boolean().optional() }),
+      intersect,
+      describeScope: (s) => `keys under ${s.prefix}`,
+      methodUsable: (s, m) => !s.readOnly || m.risk.readOnly,
+      methods: {
+        get: method({ description: 'Get.', args: z.string(), result: z.null(), risk: { readOnly: true, openWorld: false }, inScope: (k: string, s: Prefix) => (k.startsWith(s.prefix) ? IN_SCOPE : outOfScope('other prefix')), run: () => null }),
+        put: method({ description: 'Put.', args: z.string(), result: z.null(), risk: { readOnly: false, destructive: true, openWorld: false }, inScope: (k: string, s: Prefix) => (s.readOnly ? outOfScope('read-only') : k.startsWith(s.prefix) ? IN_SCOPE : outOfScope('other prefix')), run: () => null }),
+      },
+    });
+  const sound = prefixed((p, n) => {
+    const prefix = n.prefix.startsWith(p.prefix) ? n.prefix : p.prefix.startsWith(n.prefix) ? p.prefix : undefined;
+    if (prefix === undefined) throw new ContainedError('INVALID_SCOPE', 'prefixes do not overlap');
+    return { prefix, max: Math.min(p.max, n.max), ...(p.readOnly || n.readOnly ? { readOnly: true } : {}) };
+  });
+  // The README's first sketch: when the child is not inside the parent it silently answers the parent.
+  const lax = prefixed((p, n) => (n.prefix.startsWith(p.prefix) ? { ...n, max: Math.min(p.max, n.max) } : p));
+
+  it('refuses (INVALID_SCOPE, naming the fields) a scope that asks for more, where attenuate would intersect it away', async () => {
+    const parent = createInstance(sound, { prefix: 'a/', max: 10 }, null);
+    expect(parent.attenuate({ prefix: 'a/', max: 90 }).scope).toEqual({ prefix: 'a/', max: 10 });
+    const wider = await errorOf(() => parent.restrict({ prefix: 'a/', max: 90 }));
+    expect(wider).toMatchObject({ code: 'INVALID_SCOPE', data: { fields: ['max'] } });
+    expect(wider.message).toMatch(/max/);
+    expect((await errorOf(() => parent.restrict({ prefix: '', max: 10 }))).data).toEqual({ fields: ['prefix'] });
+    expect((await errorOf(() => parent.restrict({ prefix: 'b/', max: 10 }))).code).toBe('INVALID_SCOPE');
+    expect((await errorOf(() => createInstance(sound, { prefix: 'a/', max: 10, readOnly: true }, null).restrict({ readOnly: false }))).data).toEqual({ fields: ['readOnly'] });
+  });
+
+  it('takes the fields it changes (the rest from the parent) and keeps exactly what was asked', () => {
+    const parent = createInstance(sound, { prefix: 'a/', max: 10 }, null);
+    expect(parent.restrict({ max: 4 }).scope).toEqual({ prefix: 'a/', max: 4 });
+    expect(parent.restrict({ prefix: 'a/b/', readOnly: true }).scope).toEqual({ prefix: 'a/b/', max: 10, readOnly: true });
+    expect(parent.restrict({}).scope).toEqual(parent.scope);
+    const child = parent.restrict({ max: 4 }, { methods: ['get'] });
+    expect(child.methodNames()).toEqual(['get']);
+    expect(child.checkScope('get', 'a/x').ok).toBe(true);
+  });
+
+  it('a lax intersect that answers the parent for a child outside it is caught: INVALID_SCOPE, not the parent scope', async () => {
+    const parent = createInstance(lax, { prefix: 'a/', max: 10 }, null);
+    expect((await errorOf(() => parent.restrict({ prefix: 'b/' }))).code).toBe('INVALID_SCOPE');
+    expect((await errorOf(() => parent.restrict({ prefix: '' }))).code).toBe('INVALID_SCOPE');
+    expect((await errorOf(() => parent.restrict({ max: 11 }))).code).toBe('INVALID_SCOPE');
+    // attenuate (the SDK's intersection) refuses too when the answer is wider than the child asked for
+    expect((await errorOf(() => parent.attenuate({ prefix: 'b/', max: 10 }))).code).toBe('INVALID_SCOPE');
+    expect(parent.restrict({ prefix: 'a/b/', max: 3 }).scope).toEqual({ prefix: 'a/b/', max: 3 });
+  });
+
+  it('usableMethods: the methods that can do anything under the scope (methodUsable), every ancestor included', () => {
+    const parent = createInstance(sound, { prefix: 'a/', max: 10 }, null);
+    expect(parent.usableMethods()).toEqual(['get', 'put']);
+    expect(parent.restrict({ readOnly: true }).usableMethods()).toEqual(['get']);
+    expect(createInstance(counter, { max: 1 }, { log: [] }).usableMethods()).toEqual(Object.keys(counter.methods));
+  });
+
+  it('narrowestScopeFor: the hook\'s scope only when it is within the instance and still admits the call', () => {
+    const hooked = (narrowest: (s: Prefix, m: string, a: unknown) => Prefix | undefined) => createInstance(defineCapability({ ...sound, narrowestScope: narrowest }), { prefix: 'a/', max: 10 }, null);
+    expect(hooked((s, _m, key) => ({ ...s, prefix: String(key) })).narrowestScopeFor('get', 'a/b/c')).toEqual({ prefix: 'a/b/c', max: 10 });
+    expect(hooked((s) => ({ ...s, prefix: '' })).narrowestScopeFor('get', 'a/b/c')).toBeUndefined(); // wider than the instance
+    expect(hooked((s) => ({ ...s, prefix: 'a/z/' })).narrowestScopeFor('get', 'a/b/c')).toBeUndefined(); // does not admit the call
+    expect(hooked(() => {
+      throw new Error('bug');
+    }).narrowestScopeFor('get', 'a/b/c')).toBeUndefined();
+    expect(createInstance(sound, { prefix: 'a/', max: 10 }, null).narrowestScopeFor('get', 'a/b')).toBeUndefined(); // no hook
+  });
+});
