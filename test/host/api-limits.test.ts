@@ -255,3 +255,42 @@ describe('Last-Event-ID', () => {
     }
   });
 });
+
+describe('the finding, replayed at the default limits', () => {
+  it('800 half-open requests, 300 event streams of one client, 200 WebSockets of one token: the excess is refused with its code, nothing piles up', async () => {
+    const { base, port, fx } = await host({});
+    const defaults = fx.config.http;
+
+    // 800 half-open requests: maxConnections are held (until headersTimeoutMs), the rest answered 503 at once.
+    const attempts = Array.from({ length: 800 }, () => raw(port, 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n'));
+    const refusedAtOnce = await Promise.all(attempts.map((a) => Promise.race([a.closed, new Promise<undefined>((r) => setTimeout(r, 2_000))])));
+    const refused = refusedAtOnce.filter((r) => r !== undefined);
+    expect(refused.length).toBe(800 - defaults.maxConnections);
+    for (const r of refused) expect(r?.data).toMatch(/^HTTP\/1\.1 503[^]*"code":"SERVER_BUSY"/);
+    for (const a of attempts) a.socket.destroy();
+    await expect.poll(async () => (await call(base, 'GET', '/healthz')).status).toBe(200);
+
+    // 300 event streams of one platform client on one run: maxEventStreamsPerClient, then 429.
+    const plat = fx.tokens['plat'] as string;
+    const image = fx.image('watched', "export default async (input, caps) => caps.notes.read('a.txt')", [NOTES]);
+    expect((await call(base, 'POST', '/v1/images', { token: plat, body: image.bytes })).status).toBe(201);
+    const alice = await fx.operator('alice');
+    const created = nextCreated(alice, image.digest);
+    const { body } = await call(base, 'POST', '/v1/runs', { token: plat, json: { digest: image.digest } });
+    const request = await created;
+    const streams = await Promise.all(Array.from({ length: 300 }, () => openEvents(base, `/v1/runs/${body.runId}/events`, plat)));
+    const statuses = streams.map((s) => s.status);
+    expect(statuses.filter((s) => s === 200).length).toBe(defaults.maxEventStreamsPerClient);
+    expect(statuses.filter((s) => s === 429).length).toBe(300 - defaults.maxEventStreamsPerClient);
+    await alice.decide({ requestId: request.id, verdict: 'deny', reason: 'enough' });
+    await Promise.all(streams.map((s) => s.done));
+
+    // 200 viewer WebSockets with one token: maxOperatorConnectionsPerToken, then 429 at the upgrade.
+    const sockets = await Promise.all(Array.from({ length: 200 }, () => openOperator(base, fx.tokens['vic'] as string)));
+    expect(sockets.filter((s) => s.ws).length).toBe(defaults.maxOperatorConnectionsPerToken);
+    const refusedWs = sockets.filter((s) => s.status !== undefined);
+    expect(refusedWs.length).toBe(200 - defaults.maxOperatorConnectionsPerToken);
+    for (const r of refusedWs) expect(r).toMatchObject({ status: 429, headers: { 'retry-after': '5' } });
+    for (const s of sockets) s.ws?.close();
+  }, 60_000);
+});
