@@ -1,6 +1,7 @@
 /**
  * fs — files under one host folder. The scope names the folder (`root`), and optionally makes it
- * read-only, caps file size and restricts file extensions; a narrower scope may name a subfolder.
+ * read-only, caps file size, restricts file extensions and the `paths` reachable under the root; a
+ * narrower scope may name a subfolder (narrowing rules: scope.ts).
  *
  * Defends: traversal and absolute paths (pure check, `OUT_OF_SCOPE`); symbolic links anywhere in a
  * path and hard-linked files (`FS_LINK`); devices, FIFOs and sockets (`FS_SPECIAL_FILE`); a link
@@ -18,9 +19,9 @@ import { type CapabilityInstance, createInstance, type InstanceOptions } from '.
 import { formatBytes } from '../sdk/json.js';
 import { extensionAllowed, isWithin, normalizeExtension, parseAgentPath } from './paths.js';
 import { classify, type DirHandle, type FsRoot, type FsStrategy, fsFailure, lstatOrNull, mapFsError, openDir, openFile } from './resolve.js';
+import { DEFAULT_MAX_FILE_BYTES, describePaths, intersectFsScopes, MAX_SCOPE_PATHS, narrowestFsScope, pathAllowed, reframeFsScope, scopePathSchema } from './scope.js';
 
-/** Largest file read or written when the scope sets no `maxFileBytes`: 8 MiB. */
-export const DEFAULT_MAX_FILE_BYTES = 8 * 1024 * 1024;
+export { DEFAULT_MAX_FILE_BYTES } from './scope.js';
 
 export const fsScopeSchema = z.strictObject({
   /** Absolute host folder; every agent path is relative to it. */
@@ -34,6 +35,8 @@ export const fsScopeSchema = z.strictObject({
   maxFileBytes: z.number().int().positive().optional(),
   /** Only files with these extensions (`"md"` or `".md"`, case-insensitive) are visible. */
   extensions: z.array(z.string().regex(/^\.?[A-Za-z0-9_+-]{1,16}$/, 'an extension like "md" or ".md"')).max(64).optional(),
+  /** Only these root-relative paths, and what lies under them (`["sub", "notes/today.md"]`); the root stays the root. */
+  paths: z.array(scopePathSchema).min(1).max(MAX_SCOPE_PATHS).optional(),
 });
 export type FsScope = z.output<typeof fsScopeSchema>;
 
@@ -71,6 +74,7 @@ function checkPath(p: string, scope: FsScope, opts: { allowRoot?: boolean; file?
   if (opts.write && scope.readOnly) return outOfScope('fs: this folder is read-only');
   const parsed = parseAgentPath(p, opts.allowRoot ?? false);
   if (!parsed.ok) return outOfScope(`fs: ${parsed.message}`);
+  if (!pathAllowed(parsed.segments, scope.paths)) return outOfScope(`fs: "${parsed.display}" is outside the paths this scope allows (${scope.paths?.join(', ') ?? ''})`);
   if (opts.file && !extensionAllowed(parsed.segments.at(-1) ?? '', scope.extensions)) {
     return outOfScope(`fs: "${parsed.display}" does not have an allowed extension (${describeExtensions(scope)})`);
   }
@@ -167,25 +171,15 @@ export const fsCapability = defineCapability<FsScope, FsHostDeps>({
   name: 'fs',
   description: 'Text files in one folder; paths are relative to it, with "/" separators.',
   scope: fsScopeSchema as unknown as z.ZodType<FsScope>,
-  intersect(parent, narrower) {
-    if (!isWithin(parent.root, narrower.root)) {
-      throw new ContainedError('INVALID_SCOPE', 'fs: a narrower scope must name the same folder or a subfolder of it');
-    }
-    const scope: FsScope = { root: narrower.root };
-    if (parent.readOnly || narrower.readOnly) scope.readOnly = true;
-    const max = Math.min(parent.maxFileBytes ?? Infinity, narrower.maxFileBytes ?? Infinity);
-    if (max !== Infinity) scope.maxFileBytes = max;
-    if (parent.extensions && narrower.extensions) {
-      const allowed = new Set(parent.extensions.map(normalizeExtension));
-      scope.extensions = [...new Set(narrower.extensions.map(normalizeExtension))].filter((e) => allowed.has(e));
-    } else if (parent.extensions || narrower.extensions) {
-      scope.extensions = [...new Set((parent.extensions ?? narrower.extensions ?? []).map(normalizeExtension))];
-    }
-    return scope;
-  },
+  intersect: intersectFsScopes,
+  reframe: reframeFsScope,
+  methodUsable: (s, m) => !s.readOnly || m.risk.readOnly,
+  narrowestScope: narrowestFsScope,
   describeScope(s) {
     const parts = [s.readOnly ? 'read-only' : 'read-write', `files up to ${formatBytes(maxBytes(s))}`];
     if (s.extensions !== undefined) parts.push(`only files ending ${describeExtensions(s)}`);
+    const paths = describePaths(s.paths);
+    if (paths !== undefined) parts.push(paths);
     return `${parts.join('; ')}; symbolic links, hard-linked files and special files are refused`;
   },
   methods: {

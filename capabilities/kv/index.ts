@@ -18,6 +18,7 @@ import { ContainedError } from '../../runtime/errors.js';
 import { defineCapability, IN_SCOPE, method, outOfScope, type ScopeCheck } from '../sdk/define.js';
 import { type CapabilityInstance, createInstance, type InstanceOptions } from '../sdk/instance.js';
 import { formatBytes, jsonValueSchema } from '../sdk/json.js';
+import { narrowerLimit } from '../sdk/narrowing.js';
 
 /** Largest value (its JSON text, in UTF-8 bytes) when the scope sets no `maxValueBytes`: 256 KiB. */
 export const DEFAULT_MAX_VALUE_BYTES = 256 * 1024;
@@ -127,12 +128,14 @@ export const kvCapability = defineCapability<KvScope, KvDeps>({
     const prefix = n.length > p.length ? n : p;
     if (prefix !== '') scope.prefix = prefix;
     if (parent.readOnly || narrower.readOnly) scope.readOnly = true;
-    const mv = Math.min(parent.maxValueBytes ?? Infinity, narrower.maxValueBytes ?? Infinity);
-    if (mv !== Infinity) scope.maxValueBytes = mv;
-    const mt = Math.min(parent.maxTotalBytes ?? Infinity, narrower.maxTotalBytes ?? Infinity);
-    if (mt !== Infinity) scope.maxTotalBytes = mt;
+    // An unset parent limit is its default, not "unlimited": a child cannot raise it.
+    const mv = narrowerLimit(parent.maxValueBytes, narrower.maxValueBytes, DEFAULT_MAX_VALUE_BYTES);
+    if (mv !== undefined) scope.maxValueBytes = mv;
+    const mt = narrowerLimit(parent.maxTotalBytes, narrower.maxTotalBytes, DEFAULT_MAX_TOTAL_BYTES);
+    if (mt !== undefined) scope.maxTotalBytes = mt;
     return scope;
   },
+  methodUsable: (s, m) => !s.readOnly || m.risk.readOnly,
   describeScope(s) {
     const parts = [s.prefix ? `keys starting with ${JSON.stringify(s.prefix)}` : 'any key', s.readOnly ? 'read-only' : 'read-write'];
     parts.push(`values up to ${formatBytes(valueLimit(s))} of JSON`, `${formatBytes(totalLimit(s))} in total`);

@@ -21,6 +21,7 @@ import { ContainedError } from '../../runtime/errors.js';
 import { defineCapability, IN_SCOPE, method, outOfScope } from '../sdk/define.js';
 import { type CapabilityInstance, createInstance, type InstanceOptions } from '../sdk/instance.js';
 import { formatBytes } from '../sdk/json.js';
+import { narrowerLimit } from '../sdk/narrowing.js';
 import { checkProgram, refused, statementKind } from './guard.js';
 
 /** Rows returned by one query when the scope sets no `maxRows`. */
@@ -151,12 +152,14 @@ export const sqlCapability = defineCapability<SqlScope, SqlDeps>({
     const allowed = new Set(parent.tables.map((t) => t.toLowerCase()));
     const scope: SqlScope = { file: parent.file, tables: [...new Set(narrower.tables.map((t) => t.toLowerCase()))].filter((t) => allowed.has(t)) };
     if (parent.readOnly || narrower.readOnly) scope.readOnly = true;
-    const rows = Math.min(parent.maxRows ?? Infinity, narrower.maxRows ?? Infinity);
-    if (rows !== Infinity) scope.maxRows = rows;
-    const bytes = Math.min(parent.maxBytes ?? Infinity, narrower.maxBytes ?? Infinity);
-    if (bytes !== Infinity) scope.maxBytes = bytes;
+    // An unset parent limit is its default, not "unlimited": a child cannot raise it.
+    const rows = narrowerLimit(parent.maxRows, narrower.maxRows, DEFAULT_MAX_ROWS);
+    if (rows !== undefined) scope.maxRows = rows;
+    const bytes = narrowerLimit(parent.maxBytes, narrower.maxBytes, DEFAULT_MAX_BYTES);
+    if (bytes !== undefined) scope.maxBytes = bytes;
     return scope;
   },
+  methodUsable: (s, m) => !s.readOnly || m.risk.readOnly,
   describeScope(s) {
     const tables = s.tables.length ? `tables ${s.tables.join(', ')}` : 'no tables';
     return `${tables}; ${s.readOnly ? 'read-only' : 'read-write'}; at most ${s.maxRows ?? DEFAULT_MAX_ROWS} rows and ${formatBytes(s.maxBytes ?? DEFAULT_MAX_BYTES)} per query; one statement per call, no PRAGMA/ATTACH/DDL`;

@@ -7,6 +7,10 @@
  * - the intersected scope's fields are each at least as strict as the parent's.
  * For sql, whose allowlist is enforced when the statement is compiled, the property is checked by
  * running statements against a real database file.
+ *
+ * `restrict` (grants): whatever it accepts allows no more than the parent, taken alone too; it never
+ * refuses a scope that lies within the parent (every intersection does); and it refuses exactly
+ * the scopes whose intersection with the parent differs from what was asked.
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
@@ -52,12 +56,20 @@ function tryParse(inst: CapabilityInstance, m: string, raw: unknown): unknown {
   }
 }
 
-/** The core property, for the chain and for the intersected scope standing alone. */
-function neverWider(parent: CapabilityInstance, child: CapabilityInstance, alone: CapabilityInstance, m: string, raw: unknown): void {
+/**
+ * The core property, for the chain and for the intersected scope standing alone. `toParent` puts
+ * the child's argument in the parent's frame (fs: a child rooted in a subfolder names paths from
+ * there); default: the same argument.
+ */
+function neverWider(parent: CapabilityInstance, child: CapabilityInstance, alone: CapabilityInstance, m: string, raw: unknown, toParent: (m: string, a: unknown) => unknown = (_m, a) => a): void {
   const parsed = tryParse(parent, m, raw) as { value: unknown } | null;
   if (parsed === null) return;
-  if (child.checkScope(m, parsed.value).ok) expect(parent.checkScope(m, parsed.value).ok).toBe(true);
-  if (alone.checkScope(m, parsed.value).ok) expect(parent.checkScope(m, parsed.value).ok).toBe(true);
+  const inParent = (): boolean => {
+    const mapped = tryParse(parent, m, toParent(m, parsed.value)) as { value: unknown } | null;
+    return mapped !== null && parent.checkScope(m, mapped.value).ok;
+  };
+  if (child.checkScope(m, parsed.value).ok) expect(inParent()).toBe(true);
+  if (alone.checkScope(m, parsed.value).ok) expect(inParent()).toBe(true);
 }
 
 // ── fs ──────────────────────────────────────────────────────────────────────────────────────────
@@ -68,6 +80,7 @@ const fsScopeArb = fc.record(
     readOnly: fc.boolean(),
     maxFileBytes: fc.integer({ min: 1, max: 64 }),
     extensions: fc.uniqueArray(fc.constantFrom(...EXT), { maxLength: 3 }),
+    paths: fc.uniqueArray(fc.constantFrom('a', 'a/b', 'b', 'c', 'x.md', 'a/x.md'), { minLength: 1, maxLength: 3 }),
   },
   { requiredKeys: ['root'] },
 );
@@ -99,12 +112,64 @@ describe('fs attenuation never widens', () => {
           for (const e of cs.extensions ?? []) expect(allowed.has(normalizeExtension(e))).toBe(true);
         }
         const alone = createFs(cs);
-        for (const [m, a] of calls) neverWider(parent, child, alone, m, a);
+        const prefix = path.relative(ps.root, cs.root).split(path.sep).join('/');
+        const under = (p: unknown): unknown => (typeof p === 'string' && prefix !== '' && !p.startsWith('/') ? `${prefix}/${p}` : p);
+        const toParent = (m: string, a: unknown): unknown => {
+          if (m === 'move') return { ...(a as object), from: under((a as { from: unknown }).from), to: under((a as { to: unknown }).to) };
+          if (m === 'write' || m === 'append') return { ...(a as object), path: under((a as { path: unknown }).path) };
+          return under(a ?? '');
+        };
+        for (const [m, a] of calls) neverWider(parent, child, alone, m, a, toParent);
+      }),
+      RUNS,
+    );
+  });
+
+  it('restrict: accepts every scope within the parent, refuses every wider one, and what it accepts never widens', () => {
+    fc.assert(
+      fc.property(fsScopeArb, fsScopeArb, fc.array(fsCall, { minLength: 1, maxLength: 8 }), (p, n, calls) => {
+        const parent = createFs(abs(p));
+        restrictProperty(parent, abs(n), (scope) => createFs(scope), calls);
       }),
       RUNS,
     );
   });
 });
+
+/**
+ * For a requested scope `asked`: `restrict` succeeds exactly when `attenuate`'s intersection (in the
+ * parent's frame) is what was asked; an intersection, asked again, is always accepted; and what
+ * `restrict` accepts allows no call the parent refuses, through the chain or alone.
+ */
+function restrictProperty<S>(parent: CapabilityInstance<S>, asked: unknown, alone: (scope: S) => CapabilityInstance<S>, calls: [string, unknown][]): void {
+  let restricted: CapabilityInstance<S> | null = null;
+  try {
+    restricted = parent.restrict(asked);
+  } catch (e) {
+    if (!(e instanceof ContainedError && e.code === 'INVALID_SCOPE')) throw e;
+  }
+  const intersected = (() => {
+    try {
+      return parent.restrict(asked, {}, { exact: false });
+    } catch (e) {
+      if (e instanceof ContainedError && e.code === 'INVALID_SCOPE') return null;
+      throw e;
+    }
+  })();
+  if (intersected === null) {
+    expect(restricted).toBeNull();
+    return;
+  }
+  // the intersection lies within the parent: asked for as such, it is accepted unchanged
+  expect(parent.restrict(intersected.scope).scope).toEqual(intersected.scope);
+  if (restricted === null) {
+    expect(parent.checkRestriction(asked)).toMatchObject({ ok: false, code: 'INVALID_SCOPE' });
+    return;
+  }
+  expect(restricted.scope).toEqual(intersected.scope);
+  const standalone = alone(restricted.scope);
+  for (const [m, a] of calls) neverWider(parent, restricted, standalone, m, a);
+}
 
 // ── kv ──────────────────────────────────────────────────────────────────────────────────────────
 const PREFIXES = ['', 'a', 'a/', 'a/b/', 'b/', 'ab'];
@@ -141,6 +206,16 @@ describe('kv attenuation never widens', () => {
         expect(cs.maxTotalBytes ?? Infinity).toBeLessThanOrEqual(ps.maxTotalBytes ?? Infinity);
         const alone = createInstance(kvCapability, cs, {});
         for (const [m, a] of calls) neverWider(parent, child, alone, m, a);
+      }),
+      RUNS,
+    );
+  });
+
+  it('restrict: accepts every scope within the parent, refuses every wider one, and what it accepts never widens', () => {
+    const file = path.join(base, 'kv.db');
+    fc.assert(
+      fc.property(kvScopeArb, kvScopeArb, fc.array(kvCall, { minLength: 1, maxLength: 8 }), (p, n, calls) => {
+        restrictProperty(createKv({ file, namespace: 'ns', ...p }), n, (scope) => createInstance(kvCapability, scope, {}), calls);
       }),
       RUNS,
     );
