@@ -16,9 +16,15 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type Budget, budgetSchema } from '../capabilities/sdk/budget.js';
+import { CapabilityInstance } from '../capabilities/sdk/instance.js';
+import { changedFields } from '../capabilities/sdk/narrowing.js';
 import { needsSecondSignOff, type RiskAnnotations, WORST_CASE_RISK } from '../capabilities/sdk/risk.js';
 import { ContainedError, type ErrorCode } from '../runtime/errors.js';
+import { capabilityOffer } from './grant-scope.js';
 import { type Grant, grantSchema, type Mode, type RequestRecord, type Role, roleAtLeast, roleWithArticle, type RunSubject, type Subject, subjectSchema } from './model.js';
+
+export { capabilityOffer, grantInstance, grantScopeCheck, restrictToScope } from './grant-scope.js';
+export type { CapabilityOffer } from './grant-scope.js';
 
 export type RuleResult = { ok: true } | { ok: false; code: ErrorCode; message: string; rule: string };
 
@@ -211,8 +217,14 @@ export interface AlwaysContext {
   /** Name of the operator whose answer it was. */
   by: string;
   now: number;
-  /** The host capability instance (methods and risk); needed for `requestCapability` escalations. */
-  host?: MethodRisk;
+  /**
+   * The host capability instance; needed for `requestCapability` escalations. A real instance also
+   * narrows the grant: to the methods the requested scope leaves usable, or to the scope that
+   * admits just the call (its definition's `narrowestScope`); bare methods and risk do not.
+   */
+  host?: MethodRisk | CapabilityInstance;
+  /** The arguments the operators approved (possibly edited); default the request's. */
+  args?: unknown;
   id?: string;
   /** Epoch ms; default: no expiry. */
   expiresAt?: number;
@@ -220,13 +232,16 @@ export interface AlwaysContext {
 
 /**
  * The grant an "always" answer to an escalation writes — as narrow as the request: exactly its
- * subject, capability and method, scope = the requested scope if any.
+ * subject, capability and method; scope = the requested scope, or for a call the narrowest scope
+ * that admits its (approved) arguments (fs `list("sub")`: `{ paths: ["sub"] }`), stored as the
+ * fields that differ from the host instance's scope.
  * - A method that is neither destructive nor financial: mode `contained`.
  * - A destructive or financial method (or one whose risk is unknown: worst case): mode `assisted`
  *   with 2 approvals. "Always" can never make such a method autonomous; it makes future calls
  *   recommendations under a standing grant instead of escalations.
- * - A `requestCapability` escalation (no method): the host instance's methods that are neither
- *   destructive nor financial, `contained`; when it has none, all of them, `assisted`, 2 approvals.
+ * - A `requestCapability` escalation (no method): of the methods the requested scope leaves usable
+ *   (a read-only scope: the read methods), those neither destructive nor financial, `contained`;
+ *   when there are none, all of them, `assisted`, 2 approvals.
  * Throws GRANT_REFUSED when the request has no subject a grant can name (no digest, no signed
  * name) or a capability request comes without the host instance.
  */
@@ -239,19 +254,25 @@ export function narrowestGrantFor(request: RequestRecord, ctx: AlwaysContext): G
   }
   let methods: string[];
   let risky: boolean;
+  let scope = isPlainObject(request.requestedScope) ? request.requestedScope : undefined;
+  const instance = ctx.host instanceof CapabilityInstance ? ctx.host : undefined;
   if (request.method !== undefined) {
     methods = [request.method];
     risky = needsSecondSignOff(request.risk ?? ctx.host?.risk(request.method) ?? WORST_CASE_RISK);
+    if (instance && scope === undefined) {
+      const narrowest = instance.narrowestScopeFor(request.method, 'args' in ctx ? ctx.args : request.args);
+      const fields = narrowest === undefined ? undefined : changedFields(instance.scope, narrowest);
+      if (isPlainObject(fields) && Object.keys(fields).length > 0) scope = fields;
+    }
   } else {
     if (!ctx.host) throw new ContainedError('GRANT_REFUSED', `request ${request.id}: the host instance is needed to grant a requested capability`, { data: { rule: 'always-host' } });
     const host = ctx.host;
-    const all = [...host.methodNames()];
+    const all = instance ? capabilityOffer(instance, request.requestedScope).methods : [...host.methodNames()];
     const safe = all.filter((m) => !needsSecondSignOff(host.risk(m)));
     risky = safe.length === 0;
     methods = risky ? all : safe;
   }
   if (methods.length === 0) throw new ContainedError('GRANT_REFUSED', `request ${request.id}: nothing to grant`, { data: { rule: 'always-methods' } });
-  const scope = isPlainObject(request.requestedScope) ? request.requestedScope : undefined;
   const grant: Grant = {
     id: ctx.id ?? newGrantId(),
     subject,

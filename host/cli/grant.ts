@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ContainedError } from '../../runtime/errors.js';
 import { instantiateCapability } from '../config.js';
-import { buildGrant, formatSubject, isMode, type NewGrantInput, parseBudgets, parseExpiry, parseSubject } from '../grants.js';
+import { buildGrant, formatSubject, grantScopeCheck, isMode, type NewGrantInput, parseBudgets, parseExpiry, parseSubject } from '../grants.js';
 import type { Grant } from '../model.js';
 import { locateState, openForRead, openForWrite, withStore } from '../store/location.js';
 import type { GrantFilter } from '../store/store.js';
@@ -188,7 +188,7 @@ async function grantAdd(argv: string[], io: CliIo): Promise<number> {
     risk: (m) => instance.risk(m),
     role: 'admin',
     now,
-    checkScope: (scope) => void instance.attenuate(scope),
+    checkScope: grantScopeCheck(instance),
   });
   await withStore(await openForWrite(location), (store) => store.insertGrant(grant));
   if (values.json) {

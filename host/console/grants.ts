@@ -13,7 +13,7 @@
 import { z } from 'zod';
 import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
 import { ContainedError } from '../../runtime/errors.js';
-import { buildGrant, type NewGrantInput } from '../grants.js';
+import { buildGrant, grantScopeCheck, type NewGrantInput } from '../grants.js';
 import type { Grant, Mode, Operator } from '../model.js';
 import { modeSchema, roleAtLeast, roleWithArticle, subjectSchema } from '../model.js';
 import type { RequestManager } from '../gate/requests.js';
@@ -65,7 +65,7 @@ function instanceOf(deps: GrantDeps, capability: string): CapabilityInstance {
 }
 
 function rules(deps: GrantDeps, instance: CapabilityInstance, operator: Operator) {
-  return { methods: instance.methodNames(), risk: (m: string) => instance.risk(m), role: operator.role, now: deps.now(), checkScope: (scope: Record<string, unknown>) => void instance.attenuate(scope) };
+  return { methods: instance.methodNames(), risk: (m: string) => instance.risk(m), role: operator.role, now: deps.now(), checkScope: grantScopeCheck(instance) };
 }
 
 export async function addGrant(deps: GrantDeps, operator: Operator, body: z.output<typeof addGrantSchema>): Promise<{ grant: Grant; notes: string[] }> {

@@ -139,6 +139,42 @@ describe('contained grant', () => {
     expect((await add('--methods', 'read', '--mode', 'contained', '--scope', '[1]')).stderr).toMatch(/^INVALID_ARGUMENT: --scope: must be a JSON object/);
   });
 
+  it('refuses a scope wider than the configured instance, field by field (exit 2, INVALID_SCOPE naming the field)', async () => {
+    // The payments example: the instance refunds at most 50000 cents. A grant of 90000 must not be
+    // stored (it would show 90000 while the limit stays 50000); a narrower one is stored as written.
+    const payDir = path.join(dir, 'pay');
+    await mkdir(payDir, { recursive: true });
+    const payConfig = path.join(payDir, 'contained.config.json');
+    await writeFile(
+      payConfig,
+      JSON.stringify({
+        dataDir: './state',
+        paymentsLedger: { file: 'shop.db', currency: 'EUR' },
+        capabilities: {
+          payments: { kind: 'payments', scope: { maxAmountCents: 50_000, currency: 'EUR' } },
+          docs: { kind: 'fs', scope: { root: reports, readOnly: true, maxFileBytes: 4096 } },
+        },
+      }),
+    );
+    const grantTo = (capability: string, methods: string, scope: unknown) =>
+      cli('grant', 'add', '--config', payConfig, '--subject', DIGEST, '--capability', capability, '--methods', methods, '--mode', 'assisted', '--approvals', '2', '--reason', 'refund desk', '--scope', JSON.stringify(scope), '--json');
+    for (const wider of [{ maxAmountCents: 90_000 }, { maxAmountCents: 90_000, currency: 'EUR' }, { maxAmountCents: 50_001 }]) {
+      const res = await grantTo('payments', 'refund', wider);
+      expect(res, JSON.stringify(wider)).toMatchObject({ code: 2, stdout: '' });
+      expect(res.stderr).toMatch(/^INVALID_SCOPE: .*maxAmountCents/);
+    }
+    for (const [wider, field] of [[{ readOnly: false }, 'readOnly'], [{ maxFileBytes: 8192 }, 'maxFileBytes'], [{ root: path.dirname(reports) }, '']] as const) {
+      const res = await grantTo('docs', 'read', wider);
+      expect(res, JSON.stringify(wider)).toMatchObject({ code: 2, stdout: '' });
+      expect(res.stderr).toMatch(new RegExp(`^INVALID_SCOPE: .*${field}`));
+    }
+    const narrower = await grantTo('payments', 'refund', { maxAmountCents: 20_000 });
+    expect(narrower.code).toBe(0);
+    expect((JSON.parse(narrower.stdout) as Grant).scope).toEqual({ maxAmountCents: 20_000 });
+    expect((await grantTo('payments', 'refund', { maxAmountCents: 50_000, currency: 'EUR' })).code).toBe(0);
+    expect((await grantTo('docs', 'read', { maxFileBytes: 1024 })).code).toBe(0);
+  });
+
   it('matches grants by signed image name', async () => {
     const res = await cli('grant', 'add', '--config', config, '--subject', `refund-desk@${KEY}`, '--capability', 'notes', '--methods', 'get,list', '--mode', 'contained', '--reason', 'notes');
     expect(res.code).toBe(0);

@@ -4,12 +4,25 @@
  * shape rules (methods, expiry, budgets, scope), which grant covers a call (with lookalike
  * subjects), what an "always" answer writes, and the small parsers.
  */
-import { describe, expect, it } from 'vitest';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import pino from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { createSqliteLedger } from '../../capabilities/examples/payments.js';
+import { createFs } from '../../capabilities/fs/index.js';
+import { builtinCapabilities } from '../../capabilities/registry.js';
+import { type CapabilityInstance, createInstance, defineCapability, method } from '../../capabilities/sdk/index.js';
 import { type RiskAnnotations, resolveRisk } from '../../capabilities/sdk/risk.js';
 import {
   buildGrant,
+  capabilityOffer,
   type GrantRuleContext,
   grantCovers,
+  grantInstance,
+  grantScopeCheck,
   narrowestGrantFor,
   type NewGrantInput,
   parseBudgets,
@@ -296,5 +309,155 @@ describe('parsers', () => {
     for (const bad of [['read'], ['read=maxCalls'], ['read=calls:1'], ['read=maxCalls:1:2'], ['read=maxCalls:1', 'read=maxBytes:1'], ['read=maxCalls:1,maxCalls:2'], ['=maxCalls:1'], ['read=maxCalls:-1']]) {
       expect(() => parseBudgets(bad), bad.join(' ')).toThrow(expect.objectContaining({ code: 'INVALID_ARGUMENT' }));
     }
+  });
+});
+
+describe('grant scopes never show more than they allow', () => {
+  let dir: string;
+  let instances: Record<string, CapabilityInstance>;
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'grant-scopes-'));
+    mkdirSync(path.join(dir, 'reports', 'sub'), { recursive: true });
+    const db = new Database(path.join(dir, 'records.db'));
+    db.exec('CREATE TABLE records (id INTEGER PRIMARY KEY); CREATE TABLE secrets (id INTEGER PRIMARY KEY);');
+    db.close();
+    const hostDeps = {
+      dataDir: dir,
+      logger: pino({ level: 'silent' }),
+      mail: { folder: path.join(dir, 'mail') },
+      paymentsLedger: createSqliteLedger({ file: path.join(dir, 'shop.db'), currency: 'EUR' }),
+    };
+    const make = (kind: string, scope: unknown) => {
+      const entry = builtinCapabilities[kind];
+      if (!entry) throw new Error(kind);
+      return entry.create(scope, hostDeps);
+    };
+    instances = {
+      fs: make('fs', { root: path.join(dir, 'reports'), readOnly: true, extensions: ['md'] }),
+      kv: make('kv', { file: 'notes.db', namespace: 'notes', prefix: 'p/' }),
+      sql: make('sql', { file: 'records.db', tables: ['records'], readOnly: true }),
+      clock: make('clock', {}),
+      random: make('random', { seed: 1 }),
+      log: make('log', { minLevel: 'info' }),
+      http: make('http', { origins: ['https://api.example.com'], pathPrefixes: ['/v1'], timeoutMs: 5000 }),
+      outbox: make('outbox', { from: 'agent@example.com', allowedRecipients: ['@example.com'], maxPerRun: 5 }),
+      payments: make('payments', { maxAmountCents: 50_000, currency: 'EUR' }),
+    };
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  const check = (kind: string, scope: Record<string, unknown>) => {
+    const instance = instances[kind] as CapabilityInstance;
+    return validateNewGrant(input({ capability: kind, scope, methods: [instance.methodNames()[0] as string], mode: 'assisted', approvals: 2 }), ctx({ methods: instance.methodNames(), risk: (m) => instance.risk(m), checkScope: grantScopeCheck(instance) }));
+  };
+
+  it.each([
+    ['fs', { readOnly: false }, /readOnly/],
+    ['fs', { extensions: ['md', 'txt'] }, /extensions/],
+    ['fs', { maxFileBytes: 64 * 1024 * 1024 }, /maxFileBytes/],
+    ['fs', { root: os.tmpdir() }, /same folder or a subfolder/],
+    ['kv', { prefix: '' }, /prefix/],
+    ['kv', { maxTotalBytes: 2 ** 40 }, /maxTotalBytes/],
+    ['kv', { maxValueBytes: 2 ** 30 }, /maxValueBytes/],
+    ['sql', { tables: ['records', 'secrets'] }, /tables/],
+    ['sql', { readOnly: false }, /readOnly/],
+    ['sql', { maxRows: 10_000_000 }, /maxRows/],
+    ['clock', { anything: 1 }, /invalid scope for clock/],
+    ['random', { seed: 2 }, /re-seeded/],
+    ['log', { minLevel: 'debug' }, /minLevel/],
+    ['http', { origins: ['https://api.example.com', 'https://evil.example'] }, /origins/],
+    ['http', { pathPrefixes: ['/'] }, /pathPrefixes/],
+    ['http', { methods: ['GET', 'POST'] }, /methods/],
+    ['http', { timeoutMs: 60_000 }, /timeoutMs/],
+    ['http', { allowPrivateNetwork: true }, /allowPrivateNetwork/],
+    ['outbox', { allowedRecipients: ['@example.com', '@evil.org'] }, /allowedRecipients/],
+    ['outbox', { maxPerRun: 50 }, /maxPerRun/],
+    ['payments', { maxAmountCents: 90_000 }, /maxAmountCents 90000 \(the instance allows 50000\)/],
+    ['payments', { maxAmountCents: 90_000, currency: 'EUR' }, /maxAmountCents/],
+    ['payments', { currency: 'USD' }, /currency/],
+  ])('%s: a wider scope %j is refused INVALID_SCOPE', (kind, scope, message) => {
+    const verdict = check(kind, scope);
+    expect(verdict).toMatchObject({ ok: false, code: 'INVALID_SCOPE', rule: 'scope' });
+    expect(verdict.ok ? '' : verdict.message).toMatch(message);
+  });
+
+  it.each([
+    ['fs', { root: '{dir}/reports/sub' }],
+    ['fs', { maxFileBytes: 1024, extensions: ['.MD'] }],
+    ['kv', { prefix: 'p/q/', readOnly: true }],
+    ['kv', { maxTotalBytes: 1024 }],
+    ['sql', { tables: ['records'], maxRows: 10 }],
+    ['clock', {}],
+    ['random', { seed: 1 }],
+    ['log', { minLevel: 'error' }],
+    ['http', { pathPrefixes: ['/v1/reports'], timeoutMs: 1000 }],
+    ['outbox', { allowedRecipients: ['alice@example.com'], maxPerRun: 1 }],
+    ['payments', { maxAmountCents: 20_000 }],
+    ['payments', { maxAmountCents: 50_000, currency: 'EUR' }],
+  ])('%s: an equal or narrower scope %j is stored as written', (kind, raw) => {
+    const scope = JSON.parse(JSON.stringify(raw).replace('{dir}', dir)) as Record<string, unknown>;
+    const verdict = check(kind, scope);
+    expect(verdict).toMatchObject({ ok: true, grant: { scope } });
+  });
+
+  it('a custom capability whose intersect answers the parent for a wider child is refused too', () => {
+    type P = { prefix: string };
+    const lax = defineCapability<P>({
+      name: 'docs',
+      description: 'Documents under a prefix.',
+      scope: z.strictObject({ prefix: z.string() }),
+      intersect: (parent, narrower) => (narrower.prefix.startsWith(parent.prefix) ? narrower : parent),
+      describeScope: (s) => `documents under ${s.prefix}`,
+      methods: { get: method({ description: 'Get.', args: z.string(), result: z.null(), risk: { readOnly: true }, run: () => null }) },
+    });
+    const instance = createInstance(lax, { prefix: 'team/' }, undefined);
+    const rules = ctx({ methods: ['get'], risk: (m) => instance.risk(m), checkScope: grantScopeCheck(instance) });
+    for (const wider of [{ prefix: '' }, { prefix: 'other/' }, { prefix: 'tea' }]) {
+      expect(validateNewGrant(input({ capability: 'docs', methods: ['get'], scope: wider }), rules), JSON.stringify(wider)).toMatchObject({ ok: false, code: 'INVALID_SCOPE' });
+    }
+    expect(validateNewGrant(input({ capability: 'docs', methods: ['get'], scope: { prefix: 'team/a/' } }), rules)).toMatchObject({ ok: true });
+  });
+});
+
+describe('"always" with the host instance: the narrowest grant', () => {
+  let dir: string;
+  let notes: CapabilityInstance;
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'grant-always-'));
+    mkdirSync(path.join(dir, 'notes', 'sub'), { recursive: true });
+    notes = createFs({ root: path.join(dir, 'notes') });
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const asked = (requestedScope: unknown) => request({ kind: 'escalation', capability: 'notes', definition: 'fs', method: undefined, args: undefined, risk: undefined, grantId: undefined, requestedScope, approvalsRequired: 1 });
+
+  it('requestCapability with a read-only scope: only the read methods, contained, one approval', () => {
+    const scope = { root: path.join(dir, 'notes', 'sub'), readOnly: true };
+    expect(capabilityOffer(notes, scope)).toMatchObject({ methods: ['read', 'list', 'stat'], approvals: 1 });
+    expect(narrowestGrantFor(asked(scope), { by: 'bob', now: NOW, host: notes })).toMatchObject({ methods: ['read', 'list', 'stat'], mode: 'contained', approvals: 1, scope });
+  });
+
+  it('requestCapability without read-only: the safe methods contained, while the request itself needs two approvals (its run span allows write and remove)', () => {
+    expect(capabilityOffer(notes, { root: path.join(dir, 'notes', 'sub') })).toMatchObject({ methods: ['read', 'write', 'append', 'list', 'stat', 'remove', 'mkdir', 'move'], approvals: 2 });
+    expect(narrowestGrantFor(asked({ root: path.join(dir, 'notes', 'sub') }), { by: 'bob', now: NOW, host: notes })).toMatchObject({ methods: ['read', 'append', 'list', 'stat', 'mkdir', 'move'], mode: 'contained' });
+  });
+
+  it('requestCapability with a wider scope than the host instance: INVALID_SCOPE', () => {
+    const ro = createFs({ root: path.join(dir, 'notes'), readOnly: true });
+    expect(() => capabilityOffer(ro, { readOnly: false })).toThrow(expect.objectContaining({ code: 'INVALID_SCOPE' }));
+    expect(() => capabilityOffer(notes, { root: dir })).toThrow(expect.objectContaining({ code: 'INVALID_SCOPE' }));
+  });
+
+  it('a call escalation: the scope narrows to the path the call touched', () => {
+    const listSub = request({ kind: 'escalation', capability: 'notes', definition: 'fs', method: 'list', args: 'sub', risk: notes.risk('list'), grantId: undefined, approvalsRequired: 1 });
+    expect(narrowestGrantFor(listSub, { by: 'bob', now: NOW, host: notes })).toMatchObject({ methods: ['list'], mode: 'contained', scope: { paths: ['sub'] } });
+    // the approved (possibly edited) arguments decide, not the ones first asked
+    expect(narrowestGrantFor(listSub, { by: 'bob', now: NOW, host: notes, args: 'sub/deeper' }).scope).toEqual({ paths: ['sub/deeper'] });
+    expect(narrowestGrantFor({ ...listSub, args: undefined }, { by: 'bob', now: NOW, host: notes }).scope).toBeUndefined(); // the root: nothing narrower
+    const g = narrowestGrantFor(listSub, { by: 'bob', now: NOW, host: notes });
+    const via = grantInstance(notes, g);
+    expect(via.checkScope('list', 'sub').ok).toBe(true);
+    expect(via.checkScope('list', 'sub/deeper').ok).toBe(true);
+    expect(via.checkScope('list', undefined).ok).toBe(false);
+    expect(via.checkScope('list', 'subway').ok).toBe(false);
   });
 });
