@@ -33,7 +33,14 @@ async function exampleHost(isolation: 'in-process' | 'worker'): Promise<{ host: 
   );
   const host = await startHost({ config, isolation, logger: pino({ level: 'silent' }) });
   const token = (await createToken({ name: 'bench', role: 'platform', createdBy: 'bench' }, host.store)).token;
-  const { digest } = await host.addImage(await buildImage(path.join(EXAMPLES_DIR, 'records-cleanup', 'image')));
+  // Uploaded through the API: a platform client runs by digest only the images it uploaded.
+  const uploaded = await fetch(`${host.url}/v1/images`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/gzip' },
+    body: await buildImage(path.join(EXAMPLES_DIR, 'records-cleanup', 'image')),
+  });
+  if (uploaded.status !== 201) throw new Error(`image upload failed: HTTP ${uploaded.status}`);
+  const { digest } = (await uploaded.json()) as { digest: string };
   await host.store.insertGrant({ id: newGrantId(), subject: { digest }, capability: 'records', methods: ['query'], mode: 'contained', approvals: 1, createdBy: 'bench', reason: 'bench', createdAt: Date.now() });
   return {
     host,
