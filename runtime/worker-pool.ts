@@ -3,6 +3,11 @@
  * some out-of-memory cases abort the whole process, so untrusted code never runs in the host
  * process in this mode: a worker that dies (or stops answering heartbeats) takes down only the
  * runs it was hosting — they end with SANDBOX_CRASHED — and is replaced.
+ *
+ * Heartbeats judge the workers, never the host: time the host's own event loop was blocked (a long
+ * synchronous task, a GC pause) is not counted against a worker, and the judgement runs after the
+ * poll phase has read what the workers sent meanwhile. A stalled host once declared every worker
+ * dead and killed them all, with every run in flight.
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -16,7 +21,10 @@ export interface WorkerPoolOptions {
   workers: number;
   /** Runs one worker hosts at once; more wait in a queue. A crash ends all of a worker's runs. */
   maxRunsPerWorker: number;
-  /** A worker that has not answered a heartbeat for this long is killed. */
+  /**
+   * A worker that has not answered a heartbeat for this long (ms of the host's own awake time) is
+   * killed.
+   */
   heartbeatTimeoutMs: number;
   /** Isolates each worker keeps ready, and their heap limit. */
   warmIsolates: number;
@@ -40,6 +48,7 @@ interface PoolRun {
 interface Worker {
   child: ChildProcess;
   runs: Map<string, PoolRun>;
+  /** performance.now() when the worker last said anything (monotonic: wall-clock jumps do not count). */
   lastSeen: number;
   alive: boolean;
 }
@@ -60,13 +69,14 @@ export class WorkerPool {
   private readonly workers: Worker[] = [];
   private readonly queue: PoolRun[] = [];
   private readonly heartbeat: NodeJS.Timeout;
+  private lastTick = performance.now();
   private pingId = 0;
   private closed = false;
   private pauseToken = 0;
 
   constructor(private readonly options: WorkerPoolOptions) {
     for (let i = 0; i < options.workers; i++) this.workers.push(this.spawn());
-    this.heartbeat = setInterval(() => this.checkHeartbeats(), HEARTBEAT_INTERVAL_MS);
+    this.heartbeat = setInterval(() => this.heartbeatTick(), HEARTBEAT_INTERVAL_MS);
     this.heartbeat.unref();
   }
 
@@ -160,7 +170,7 @@ export class WorkerPool {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       env: { ...process.env, CONTAINED_WARM_ISOLATES: String(this.options.warmIsolates), CONTAINED_WARM_MEMORY_MB: String(this.options.warmMemoryMb) },
     });
-    const worker: Worker = { child, runs: new Map(), lastSeen: Date.now(), alive: true };
+    const worker: Worker = { child, runs: new Map(), lastSeen: performance.now(), alive: true };
     child.on('message', (message: WorkerToHost) => this.onMessage(worker, message));
     child.on('error', (error) => this.options.logger?.error({ err: error }, 'sandbox worker error'));
     child.on('exit', (code, signal) => this.onExit(worker, code, signal));
@@ -168,7 +178,7 @@ export class WorkerPool {
   }
 
   private onMessage(worker: Worker, message: WorkerToHost): void {
-    worker.lastSeen = Date.now();
+    worker.lastSeen = performance.now();
     switch (message.t) {
       case 'call': {
         const run = worker.runs.get(message.runId);
@@ -221,12 +231,31 @@ export class WorkerPool {
     }
   }
 
-  private checkHeartbeats(): void {
-    const now = Date.now();
+  /**
+   * Every HEARTBEAT_INTERVAL_MS. A tick that comes late means the host's event loop was blocked: the
+   * delay is credited to every worker (nothing they did could reach us meanwhile). The judgement is
+   * then deferred to the check phase, after the poll phase has read the workers' queued messages, and
+   * is made as of this tick, so a stall between the tick and the judgement is not counted either.
+   */
+  private heartbeatTick(): void {
+    const now = performance.now();
+    const hostLagMs = Math.max(0, now - this.lastTick - HEARTBEAT_INTERVAL_MS);
+    this.lastTick = now;
+    if (hostLagMs > 0) {
+      for (const worker of this.workers) worker.lastSeen = Math.min(now, worker.lastSeen + hostLagMs);
+      if (hostLagMs > this.options.heartbeatTimeoutMs / 2) {
+        this.options.logger?.warn({ hostLagMs: Math.round(hostLagMs) }, 'the host event loop was blocked; not counted against sandbox workers');
+      }
+    }
+    setImmediate(() => this.checkHeartbeats(now));
+  }
+
+  private checkHeartbeats(asOf: number): void {
+    if (this.closed) return;
     for (const worker of this.workers) {
       if (!worker.alive && worker.runs.size === 0) worker.child.kill('SIGKILL');
-      if (now - worker.lastSeen > this.options.heartbeatTimeoutMs) {
-        this.options.logger?.error({ pid: worker.child.pid }, 'sandbox worker stopped answering; killing it');
+      if (asOf - worker.lastSeen > this.options.heartbeatTimeoutMs) {
+        this.options.logger?.error({ pid: worker.child.pid, runIds: [...worker.runs.keys()] }, 'sandbox worker stopped answering; killing it');
         worker.child.kill('SIGKILL');
         continue;
       }

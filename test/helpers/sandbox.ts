@@ -2,6 +2,9 @@
  * Shared helpers for runtime and escape tests: both isolation modes, timing, and the assertions
  * every limit test makes (exact code, stopped in time, no host detail in the outcome).
  */
+import { execFileSync } from 'node:child_process';
+import { Writable } from 'node:stream';
+import pino, { type Logger } from 'pino';
 import { expect } from 'vitest';
 import type { RunOutcome, Sandbox } from '../../runtime/index.js';
 
@@ -52,4 +55,30 @@ export async function until(check: () => boolean, ms = 10_000): Promise<void> {
     if (Date.now() - t0 > ms) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/** PIDs of this process's sandbox worker processes (children running worker-main). */
+export function workerPids(): number[] {
+  let text = '';
+  try {
+    text = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(process.pid)], { encoding: 'utf8' });
+  } catch {
+    return []; // ps exits 1 when there are no children
+  }
+  return text
+    .split('\n')
+    .filter((line) => line.includes('worker-main'))
+    .map((line) => Number.parseInt(line.trim(), 10));
+}
+
+/** A real pino logger whose JSON lines are kept in memory, parsed, for assertions. */
+export function captureLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _encoding, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line.trim() !== '') lines.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { logger: pino({ level: 'debug' }, stream), lines };
 }
