@@ -359,6 +359,20 @@ describe('host config', () => {
       maxConcurrentRuns: 32,
       maxQueuedRuns: 1000,
       metricsPublic: false,
+      http: {
+        headersTimeoutMs: 10_000,
+        requestTimeoutMs: 120_000,
+        keepAliveTimeoutMs: 5_000,
+        maxConnections: 512,
+        maxEventStreamsPerClient: 64,
+        maxOperatorConnectionsPerToken: 16,
+        crossClientReaders: [],
+        maxImageBytes: 32 * 1024 * 1024,
+        maxRunBodyBytes: 48 * 1024 * 1024,
+        maxWaitMs: 120_000,
+        sseHeartbeatMs: 15_000,
+        sseMaxBufferedBytes: 4 * 1024 * 1024,
+      },
       trust: { minAssistedReviews: 200, maxEditRate: 0.1, autoAccept: false, demoteErrorRate: 0.05, demoteWindow: 50, windowDays: 30, windowCount: 200, phase3MinReviews: 50, promotedReviewSample: 1 },
     });
     const config = parseHostConfig(
