@@ -263,7 +263,7 @@ describe('the finding, replayed at the default limits', () => {
 
     // 800 half-open requests: maxConnections are held (until headersTimeoutMs), the rest answered 503 at once.
     const attempts = Array.from({ length: 800 }, () => raw(port, 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n'));
-    const refusedAtOnce = await Promise.all(attempts.map((a) => Promise.race([a.closed, new Promise<undefined>((r) => setTimeout(r, 2_000))])));
+    const refusedAtOnce = await Promise.all(attempts.map((a) => Promise.race([a.closed, new Promise<undefined>((r) => setTimeout(() => r(undefined), 2_000))])));
     const refused = refusedAtOnce.filter((r) => r !== undefined);
     expect(refused.length).toBe(800 - defaults.maxConnections);
     for (const r of refused) expect(r?.data).toMatch(/^HTTP\/1\.1 503[^]*"code":"SERVER_BUSY"/);
