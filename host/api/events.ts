@@ -114,7 +114,11 @@ export class EventStreams {
     };
     const send = (event: RunEvent, id: number): void => {
       if (ended) return;
-      if (after !== undefined && id <= after) return;
+      if (after !== undefined && id <= after) {
+        // An id past the run's own (made up, or stale) must not keep the stream open forever.
+        if (event.type === 'outcome') finish();
+        return;
+      }
       const data = event.type === 'log' ? event.line : event.type === 'request' ? { change: event.change, request: event.request } : event.run;
       res.write(`id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(data)}\n\n`);
       if (res.writableLength > this.options.maxBufferedBytes) {

@@ -230,9 +230,12 @@ describe('Last-Event-ID', () => {
     // Reconnect with Last-Event-ID while the run still waits: only later events, in order, no duplicate.
     const resumed = await openEvents(base, path, plat, { 'last-event-id': String(seen) });
     expect(resumed.status).toBe(200);
+    const future = await openEvents(base, path, plat, { 'last-event-id': '1000000' }); // an id the run never reached
+    expect(future.status).toBe(200);
     await resumed.next('request');
     await alice.decide({ requestId: request.id, verdict: 'approve' });
     const rest = await resumed.done;
+    expect(await future.done).toEqual([]); // ends with the run instead of hanging
     const ids = rest.map((m) => Number(m.id));
     expect(ids[0]).toBe(seen + 1);
     expect(ids).toEqual([...ids].sort((a, b) => a - b));
