@@ -30,6 +30,11 @@ export interface SandboxOptions {
   /** A worker silent for this long is killed and replaced. Default 5000 ms. */
   heartbeatTimeoutMs?: number;
   /**
+   * Bytes of a worker process's own stdout/stderr (V8's crash reports) written to `logger`, per
+   * worker process; never to this process's terminal. Default 64 KiB.
+   */
+  maxWorkerOutputBytes?: number;
+  /**
    * Isolates kept ready (context and bootstrap prepared) for runs with the default heap limit —
    * in this process, or in each worker. Default 2; 0 disables the warm pool.
    */
@@ -91,6 +96,7 @@ class SandboxImpl implements Sandbox {
         workers: options.workers ?? Math.max(1, Math.min(2, os.availableParallelism())),
         maxRunsPerWorker: options.maxRunsPerWorker ?? 32,
         heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? 5000,
+        maxWorkerOutputBytes: options.maxWorkerOutputBytes,
         warmIsolates,
         warmMemoryMb,
         logger: options.logger,

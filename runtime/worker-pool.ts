@@ -8,8 +8,14 @@
  * synchronous task, a GC pause) is not counted against a worker, and the judgement runs after the
  * poll phase has read what the workers sent meanwhile. A stalled host once declared every worker
  * dead and killed them all, with every run in flight.
+ *
+ * A worker's stdout and stderr are piped, never inherited: what V8 prints when it dies (a fatal
+ * error's native stack trace, "Last few GCs") goes to the pool's logger, tagged with the runs the
+ * worker was hosting, capped per process, and never reaches the terminal of whoever started the
+ * host. Without a logger it is read and dropped (a full pipe would block the worker).
  */
 import { type ChildProcess, fork } from 'node:child_process';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { BridgeResult, EngineCall, EngineRunSpec } from './engine.js';
@@ -29,6 +35,8 @@ export interface WorkerPoolOptions {
   /** Isolates each worker keeps ready, and their heap limit. */
   warmIsolates: number;
   warmMemoryMb: number;
+  /** Bytes of stdout + stderr logged per worker process; the rest is dropped. Default 64 KiB. */
+  maxWorkerOutputBytes?: number;
   logger?: Logger;
 }
 
@@ -51,9 +59,17 @@ interface Worker {
   /** performance.now() when the worker last said anything (monotonic: wall-clock jumps do not count). */
   lastSeen: number;
   alive: boolean;
+  /** Runs that ended lately, with when: output that arrives just after its run ended is theirs too. */
+  recent: Array<{ runId: string; at: number }>;
+  output: { bytes: number; text: string; streams: Set<string>; runIds: Set<string>; timer: NodeJS.Timeout | undefined };
 }
 
 const HEARTBEAT_INTERVAL_MS = 500;
+const DEFAULT_MAX_WORKER_OUTPUT_BYTES = 64 * 1024;
+/** Output pieces arriving this close together are logged as one record. */
+const OUTPUT_COALESCE_MS = 25;
+/** How long after a run ended the worker's output is still tagged with it. */
+const RECENT_RUN_MS = 2000;
 
 /** Worker entry next to this module; under vitest/tsx the sources are .ts and need the tsx loader. */
 function workerEntry(): { file: string; execArgv: string[] } {
@@ -167,10 +183,19 @@ export class WorkerPool {
     const child = fork(file, [], {
       execArgv,
       serialization: 'json',
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       env: { ...process.env, CONTAINED_WARM_ISOLATES: String(this.options.warmIsolates), CONTAINED_WARM_MEMORY_MB: String(this.options.warmMemoryMb) },
     });
-    const worker: Worker = { child, runs: new Map(), lastSeen: performance.now(), alive: true };
+    const worker: Worker = {
+      child,
+      runs: new Map(),
+      lastSeen: performance.now(),
+      alive: true,
+      recent: [],
+      output: { bytes: 0, text: '', streams: new Set(), runIds: new Set(), timer: undefined },
+    };
+    this.captureOutput(worker, child.stdout, 'stdout');
+    this.captureOutput(worker, child.stderr, 'stderr');
     child.on('message', (message: WorkerToHost) => this.onMessage(worker, message));
     child.on('error', (error) => this.options.logger?.error({ err: error }, 'sandbox worker error'));
     child.on('exit', (code, signal) => this.onExit(worker, code, signal));
@@ -202,6 +227,7 @@ export class WorkerPool {
         const run = worker.runs.get(message.runId);
         if (!run) return;
         worker.runs.delete(message.runId);
+        this.remember(worker, message.runId);
         run.resolve(message.outcome);
         this.pump();
         break;
@@ -224,6 +250,7 @@ export class WorkerPool {
       this.options.logger?.warn({ pid: worker.child.pid, code, signal, runs: [...worker.runs.keys()] }, 'sandbox worker died');
     }
     for (const run of worker.runs.values()) run.resolve(crashed(run, `the worker process hosting this run died (${signal ?? `exit ${code}`})`));
+    for (const runId of worker.runs.keys()) this.remember(worker, runId);
     worker.runs.clear();
     if (!this.closed) {
       this.workers.push(this.spawn());
@@ -261,6 +288,47 @@ export class WorkerPool {
       }
       this.send(worker, { t: 'ping', id: ++this.pingId });
     }
+  }
+
+  private remember(worker: Worker, runId: string): void {
+    const now = performance.now();
+    worker.recent = worker.recent.filter((r) => now - r.at < RECENT_RUN_MS);
+    worker.recent.push({ runId, at: now });
+  }
+
+  /** Read a worker's stdout/stderr into the log (see the module comment); always keep it flowing. */
+  private captureOutput(worker: Worker, stream: Readable | null, name: 'stdout' | 'stderr'): void {
+    if (!stream) return;
+    const max = this.options.maxWorkerOutputBytes ?? DEFAULT_MAX_WORKER_OUTPUT_BYTES;
+    const out = worker.output;
+    stream.on('data', (chunk: Buffer) => {
+      if (out.bytes >= max) return;
+      const kept = chunk.subarray(0, max - out.bytes);
+      out.bytes += kept.length;
+      out.text += kept.toString('utf8');
+      out.streams.add(name);
+      const now = performance.now();
+      for (const runId of worker.runs.keys()) out.runIds.add(runId);
+      for (const r of worker.recent) if (now - r.at < RECENT_RUN_MS) out.runIds.add(r.runId);
+      if (out.bytes >= max) out.text += `\n[further output of this worker dropped: more than ${max} bytes]`;
+      out.timer ??= setTimeout(() => this.flushOutput(worker), OUTPUT_COALESCE_MS);
+    });
+    stream.on('end', () => this.flushOutput(worker));
+    stream.on('error', () => undefined);
+  }
+
+  private flushOutput(worker: Worker): void {
+    const out = worker.output;
+    if (out.timer) clearTimeout(out.timer);
+    out.timer = undefined;
+    if (out.text === '') return;
+    this.options.logger?.warn(
+      { pid: worker.child.pid, stream: [...out.streams].join('+'), runIds: [...out.runIds], output: out.text },
+      'sandbox worker output',
+    );
+    out.text = '';
+    out.streams.clear();
+    out.runIds.clear();
   }
 
   private send(worker: Worker, message: HostToWorker): void {

@@ -21,25 +21,10 @@
  * - A worker SIGKILLed by the test mid-run (an outside kill, e.g. the kernel OOM killer) →
  *   SANDBOX_CRASHED for its run alone.
  */
-import { execFileSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createSandbox, type RunOutcome } from '../../runtime/index.js';
 import { createTestNotes } from '../helpers/test-capability.js';
-import { expectCode, expectHealthy, expectOk, until } from '../helpers/sandbox.js';
-
-/** PIDs of this process's sandbox worker processes. */
-function workerPids(): number[] {
-  let text = '';
-  try {
-    text = execFileSync('ps', ['-o', 'pid=,args=', '--ppid', String(process.pid)], { encoding: 'utf8' });
-  } catch {
-    return []; // ps exits 1 when there are no children
-  }
-  return text
-    .split('\n')
-    .filter((line) => line.includes('worker-main'))
-    .map((line) => Number.parseInt(line.trim(), 10));
-}
+import { expectCode, expectHealthy, expectOk, until, workerPids } from '../helpers/sandbox.js';
 
 function alive(pid: number): boolean {
   try {
