@@ -63,9 +63,12 @@ export interface CapabilityOffer {
   approvals: 1 | 2;
 }
 
-/** The offer for `requestCapability(name, scope)`; INVALID_SCOPE when the scope is wider than the host's. */
+/**
+ * The offer for `requestCapability(name, scope)`; INVALID_SCOPE when the scope is wider than the
+ * host's. Its refusal names fields only, never the host's values: the agent reads it.
+ */
 export function capabilityOffer(host: CapabilityInstance, scope: unknown): CapabilityOffer {
-  const via = scope === null || scope === undefined ? host : restrictToScope(host, scope);
+  const via = scope === null || scope === undefined ? host : host.restrict(scope);
   const methods = via.usableMethods();
   return { via, methods, approvals: methods.some((m) => needsSecondSignOff(via.risk(m))) ? 2 : 1 };
 }

@@ -20,7 +20,7 @@ import { needsSecondSignOff } from '../../capabilities/sdk/risk.js';
 import { ContainedError } from '../../runtime/errors.js';
 import type { CallOutcome, CapabilityRequest, Gate, GateCall, GateContext, GateDecision } from '../../runtime/gate.js';
 import type { GateAuditHooks } from '../audit/gate-audit.js';
-import { grantCovers, narrowestGrantFor } from '../grants.js';
+import { capabilityOffer, type CapabilityOffer, grantCovers, grantInstance, narrowestGrantFor } from '../grants.js';
 import type { Grant, Mode, RequestRecord, RunSubject } from '../model.js';
 import type { Store } from '../store/store.js';
 import type { FinalDecision, RequestManager } from './requests.js';
@@ -122,14 +122,16 @@ export class PolicyGate implements Gate {
     const host = this.options.instances.get(request.capability);
     const run = this.options.run(request.runId);
     if (!host || !run) return deny('CAPABILITY_DENIED', `requestCapability: this host offers no capability "${request.capability}"`);
-    let via: CapabilityInstance;
+    // The scope must lie within the host's (a wider one is refused, not intersected); the methods
+    // it leaves usable decide the approvals, what a "run" answer allows, and what "always" writes.
+    let offer: CapabilityOffer;
     try {
-      via = request.scope === null || request.scope === undefined ? host : host.attenuate(narrowed(host, request.scope));
+      offer = capabilityOffer(host, request.scope);
     } catch (error) {
       return deny('INVALID_ARGUMENT', `requestCapability("${request.capability}"): ${error instanceof ContainedError ? error.message : 'invalid scope'}`);
     }
+    const { via } = offer;
     if (this.options.outOfScope === 'deny') return deny('CAPABILITY_DENIED', `requestCapability("${request.capability}"): this host does not escalate`);
-    const risky = host.methodNames().some((m) => needsSecondSignOff(host.risk(m)));
     const decision = await this.wait(ctx, {
       kind: 'escalation',
       runId: request.runId,
@@ -138,13 +140,13 @@ export class PolicyGate implements Gate {
       definition: host.definition.name,
       requestedScope: request.scope ?? undefined,
       reason: request.reason,
-      why: `the agent asks for ${request.capability} (${host.definition.describeScope(via.scope)})`,
-      approvalsRequired: risky ? 2 : 1,
+      why: `the agent asks for ${request.capability} (${host.definition.describeScope(via.scope)}): ${offer.methods.join(', ') || 'no method'}`,
+      approvalsRequired: offer.approvals,
       timeoutMs: this.options.requestTimeoutMs,
     });
     if (decision.status !== 'approved') return refusal(decision);
     if (decision.span === 'always') await this.writeAlways(decision);
-    run.allowances.push({ capability: request.capability, method: '*', via });
+    for (const method of offer.methods) run.allowances.push({ capability: request.capability, method, via });
     return { allow: true, basis: `request:${decision.request.id}` };
   }
 
@@ -174,10 +176,7 @@ export class PolicyGate implements Gate {
   private instanceFor(grant: Grant, host: CapabilityInstance): CapabilityInstance {
     let instance = this.attenuated.get(grant.id);
     if (!instance) {
-      instance = host.attenuate(narrowed(host, grant.scope ?? {}), {
-        ...(grant.budgets ? { budgets: grant.budgets } : {}),
-        ...(grant.expiresAt !== undefined ? { expiresAt: grant.expiresAt } : {}),
-      });
+      instance = grantInstance(host, grant);
       this.attenuated.set(grant.id, instance);
     }
     return instance;
@@ -218,7 +217,7 @@ export class PolicyGate implements Gate {
     const host = this.options.instances.get(decision.request.capability);
     if (!host) return;
     const approver = decision.request.approvals[decision.request.approvals.length - 1]?.operator ?? 'operator';
-    const grant = narrowestGrantFor(decision.request, { by: approver, now: this.now(), host });
+    const grant = narrowestGrantFor(decision.request, { by: approver, now: this.now(), host, args: decision.args });
     await this.options.store.insertGrant(grant);
     this.options.requests.emit({ type: 'grant', change: 'added', grant });
   }
@@ -231,15 +230,6 @@ export class PolicyGate implements Gate {
       resume();
     }
   }
-}
-
-/**
- * A narrower scope is written as the fields it changes (`{ "readOnly": true }`); the rest comes
- * from the host instance's scope. The definition's intersection then guarantees it never widens.
- */
-function narrowed(host: CapabilityInstance, fields: unknown): unknown {
-  if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) return fields;
-  return { ...(host.scope as Record<string, unknown>), ...(fields as Record<string, unknown>) };
 }
 
 /** What a request records about the call that opened it. */
