@@ -3,6 +3,10 @@
  * compiled up front so a bad import is INVALID_PROGRAM before any agent code runs; only relative
  * imports of the program's own files resolve (see program.ts). `.json` and `.txt` files become
  * data modules (`export default …`).
+ *
+ * isolated-vm 7.0.1 hands import specifiers back (in `dependencySpecifiers` and to the instantiate
+ * callback) as their UTF-8 bytes read as Latin-1, so `./données.js` arrives as `./donnÃ©es.js`;
+ * `specifierOf` undoes that (an identity for ASCII).
  */
 import type ivm from 'isolated-vm';
 import { ContainedError, messageOf } from './errors.js';
@@ -40,15 +44,15 @@ export async function linkProgram(isolate: ivm.Isolate, context: ivm.Context, pr
   const queue: Array<[string, ivm.Module]> = [[program.entry, entry]];
   while (queue.length > 0) {
     const [p, mod] = queue.shift() as [string, ivm.Module];
-    for (const spec of mod.dependencySpecifiers) {
-      const dep = resolveSpecifier(spec, p, program.files);
+    for (const raw of mod.dependencySpecifiers) {
+      const dep = resolveSpecifier(specifierOf(raw), p, program.files);
       if (!modules.has(dep)) queue.push([dep, await compile(dep)]);
     }
   }
   try {
     await entry.instantiate(context, (specifier, referrer) => {
       const from = paths.get(referrer);
-      const target = from === undefined ? undefined : modules.get(resolveSpecifier(specifier, from, program.files));
+      const target = from === undefined ? undefined : modules.get(resolveSpecifier(specifierOf(specifier), from, program.files));
       if (!target) throw new Error(`cannot resolve "${specifier}"`);
       return target;
     });
@@ -56,4 +60,9 @@ export async function linkProgram(isolate: ivm.Isolate, context: ivm.Context, pr
     throw new ContainedError('INVALID_PROGRAM', `cannot link the program: ${messageOf(error)}`);
   }
   return entry;
+}
+
+/** An import specifier as isolated-vm reports it (UTF-8 bytes as Latin-1 characters), decoded. */
+function specifierOf(raw: string): string {
+  return /^[\u0000-\u007f]*$/.test(raw) ? raw : Buffer.from(raw, 'latin1').toString('utf8');
 }

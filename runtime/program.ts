@@ -1,7 +1,11 @@
 /**
  * An agent program: ES module sources keyed by POSIX path relative to the program root, and the
- * entry path. Paths are validated here (no absolute paths, no `..`, no odd characters) so a module
- * name can never point anywhere but another module of the same program.
+ * entry path. A module path is a key of the program's own file map, never a host path, so it may
+ * hold any character a file name may (`my+agent.js`, spaces, accents). What is refused, each with a
+ * message naming the rule (see `checkModulePath`): empty, absolute, an empty / `.` / `..` segment
+ * (a name could then point outside the program, or two names at one module), a segment longer than
+ * a file name may be, an over-long path, and control characters (a module name ends up in error
+ * messages and stack traces that people read in a terminal).
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -17,12 +21,47 @@ export interface Program {
 /** Total source bytes a program may have. */
 export const MAX_PROGRAM_BYTES = 16 * 1024 * 1024;
 const MODULE_EXTENSIONS = ['.js', '.mjs', '.json', '.txt'];
-const SEGMENT = /^[A-Za-z0-9_@][A-Za-z0-9_.@-]*$/;
+/** UTF-8 bytes one path segment may have (a file name, as on Linux and macOS). */
+export const MAX_SEGMENT_BYTES = 255;
+/** UTF-8 bytes a whole module path may have. */
+export const MAX_MODULE_PATH_BYTES = 4096;
+
+export type ModulePathVerdict = { ok: true } | { ok: false; rule: string };
+
+/**
+ * The rules a module path must follow; pure, never throws. On refusal `rule` says which rule, in
+ * words fit for the end of "module path … is refused: ".
+ */
+export function checkModulePath(p: string): ModulePathVerdict {
+  if (typeof p !== 'string' || p.length === 0) return { ok: false, rule: 'it is empty' };
+  const control = /[\u0000-\u001f\u007f-\u009f]/.exec(p);
+  if (control) {
+    const code = (control[0].codePointAt(0) as number).toString(16).toUpperCase().padStart(4, '0');
+    return { ok: false, rule: `it contains a control character (U+${code})` };
+  }
+  if (p.startsWith('/')) return { ok: false, rule: 'it is absolute (starts with "/"); module paths are relative to the program root' };
+  if (Buffer.byteLength(p, 'utf8') > MAX_MODULE_PATH_BYTES) return { ok: false, rule: `it is longer than ${MAX_MODULE_PATH_BYTES} bytes` };
+  for (const segment of p.split('/')) {
+    if (segment === '') return { ok: false, rule: 'it has an empty segment ("//" or a trailing "/")' };
+    if (segment === '.' || segment === '..') return { ok: false, rule: 'it has a "." or ".." segment' };
+    if (Buffer.byteLength(segment, 'utf8') > MAX_SEGMENT_BYTES) return { ok: false, rule: `a segment is longer than ${MAX_SEGMENT_BYTES} bytes` };
+  }
+  return { ok: true };
+}
 
 export function isValidModulePath(p: string): boolean {
-  if (p.length === 0 || p.length > 512 || p.startsWith('/')) return false;
-  const segments = p.split('/');
-  return segments.every((s) => SEGMENT.test(s) && s !== '.' && s !== '..');
+  return checkModulePath(p).ok;
+}
+
+/** A path as it may appear in a message: quoted, control characters escaped, length capped. */
+function shown(p: string): string {
+  // JSON escapes C0 controls only; DEL and C1 controls (U+009B is a terminal's CSI) too.
+  const quoted = JSON.stringify(p).replace(/[\u007f-\u009f]/g, (c) => `\\u${(c.codePointAt(0) as number).toString(16).padStart(4, '0')}`);
+  return quoted.length > 160 ? `${quoted.slice(0, 150)}…" (${Buffer.byteLength(p)} bytes)` : quoted;
+}
+
+function refusedPath(p: string, rule: string, context = ''): ContainedError {
+  return new ContainedError('INVALID_PROGRAM', `module path ${shown(p)}${context} is refused: ${rule}`);
 }
 
 /** Validate a program; throws INVALID_PROGRAM naming what is wrong. */
@@ -32,17 +71,18 @@ export function validateProgram(program: Program): Program {
   }
   let total = 0;
   for (const [p, source] of Object.entries(program.files)) {
-    if (!isValidModulePath(p)) throw new ContainedError('INVALID_PROGRAM', `invalid module path "${p}"`);
-    if (typeof source !== 'string') throw new ContainedError('INVALID_PROGRAM', `module "${p}" is not text`);
+    const verdict = checkModulePath(p);
+    if (!verdict.ok) throw refusedPath(p, verdict.rule);
+    if (typeof source !== 'string') throw new ContainedError('INVALID_PROGRAM', `module ${shown(p)} is not text`);
     total += source.length;
   }
   if (total > MAX_PROGRAM_BYTES) {
     throw new ContainedError('INVALID_PROGRAM', `program is larger than ${MAX_PROGRAM_BYTES} bytes`);
   }
   if (typeof program.entry !== 'string' || !Object.prototype.hasOwnProperty.call(program.files, program.entry)) {
-    throw new ContainedError('INVALID_PROGRAM', `entry module "${String(program.entry)}" is not in the program`);
+    throw new ContainedError('INVALID_PROGRAM', `entry module ${typeof program.entry === 'string' ? shown(program.entry) : String(typeof program.entry)} is not in the program`);
   }
-  if (!/\.m?js$/.test(program.entry)) throw new ContainedError('INVALID_PROGRAM', 'the entry must be a .js or .mjs module');
+  if (!/\.m?js$/.test(program.entry)) throw new ContainedError('INVALID_PROGRAM', entryExtensionMessage(program.entry));
   return program;
 }
 
@@ -55,15 +95,17 @@ export function resolveSpecifier(specifier: string, referrer: string, files: Rea
   if (!specifier.startsWith('./') && !specifier.startsWith('../')) {
     throw new ContainedError(
       'INVALID_PROGRAM',
-      `cannot import "${specifier}" from ${referrer}: only relative imports of the program's own modules work in a sandbox (no Node built-ins, no packages)`,
+      `cannot import ${shown(specifier)} from ${shown(referrer)}: only relative imports of the program's own modules work in a sandbox (no Node built-ins, no packages)`,
     );
   }
   const resolved = path.posix.normalize(path.posix.join(path.posix.dirname(referrer), specifier));
-  if (resolved.startsWith('../') || resolved === '..' || !isValidModulePath(resolved)) {
-    throw new ContainedError('INVALID_PROGRAM', `import "${specifier}" from ${referrer} leaves the program`);
+  if (resolved.startsWith('../') || resolved === '..') {
+    throw new ContainedError('INVALID_PROGRAM', `import ${shown(specifier)} from ${shown(referrer)} leaves the program`);
   }
+  const verdict = checkModulePath(resolved);
+  if (!verdict.ok) throw refusedPath(resolved, verdict.rule, ` (import ${shown(specifier)} from ${shown(referrer)})`);
   if (!Object.prototype.hasOwnProperty.call(files, resolved)) {
-    throw new ContainedError('INVALID_PROGRAM', `import "${specifier}" from ${referrer}: module "${resolved}" is not in the program`);
+    throw new ContainedError('INVALID_PROGRAM', `import ${shown(specifier)} from ${shown(referrer)}: module ${shown(resolved)} is not in the program`);
   }
   return resolved;
 }
@@ -80,20 +122,26 @@ export function programFromSource(source: string, entry = 'main.js'): Program {
 export async function loadProgramFromFile(entryPath: string): Promise<Program> {
   const root = path.dirname(path.resolve(entryPath));
   const entry = path.basename(entryPath);
+  if (!/\.m?js$/.test(entry)) throw new ContainedError('INVALID_PROGRAM', entryExtensionMessage(entry));
   const files: Record<string, string> = {};
-  const queue = [entry];
+  const queue: Array<{ rel: string; from: string | undefined }> = [{ rel: entry, from: undefined }];
   let total = 0;
   while (queue.length > 0) {
-    const rel = queue.shift() as string;
+    const { rel, from } = queue.shift() as { rel: string; from: string | undefined };
     if (Object.prototype.hasOwnProperty.call(files, rel)) continue;
-    if (!isValidModulePath(rel) || !MODULE_EXTENSIONS.includes(path.posix.extname(rel))) {
-      throw new ContainedError('INVALID_PROGRAM', `cannot load module "${rel}"`);
+    const importedBy = from === undefined ? '' : ` imported by ${from}`;
+    const verdict = checkModulePath(rel);
+    if (!verdict.ok) throw refusedPath(rel, verdict.rule, importedBy);
+    // On Windows a backslash separates folders: a name holding one would read outside the root.
+    if (path.sep === '\\' && rel.includes('\\')) throw refusedPath(rel, 'it contains a backslash, a folder separator on this system', importedBy);
+    if (!MODULE_EXTENSIONS.includes(path.posix.extname(rel))) {
+      throw new ContainedError('INVALID_PROGRAM', `cannot load module ${shown(rel)}${importedBy}: only .js, .mjs, .json and .txt files are modules`);
     }
     let source: string;
     try {
       source = await readFile(path.join(root, ...rel.split('/')), 'utf8');
-    } catch {
-      throw new ContainedError('INVALID_PROGRAM', `cannot read module "${rel}"`);
+    } catch (error) {
+      throw new ContainedError('INVALID_PROGRAM', `cannot read module ${shown(rel)}${importedBy}: ${readFailure(error)}`);
     }
     total += source.length;
     if (total > MAX_PROGRAM_BYTES) throw new ContainedError('INVALID_PROGRAM', `program is larger than ${MAX_PROGRAM_BYTES} bytes`);
@@ -102,11 +150,25 @@ export async function loadProgramFromFile(entryPath: string): Promise<Program> {
     for (const spec of staticImports(source)) {
       if (spec.startsWith('./') || spec.startsWith('../')) {
         const resolved = path.posix.normalize(path.posix.join(path.posix.dirname(rel), spec));
-        if (!resolved.startsWith('../')) queue.push(resolved);
+        if (!resolved.startsWith('../')) queue.push({ rel: resolved, from: rel });
       }
     }
   }
   return { files, entry };
+}
+
+function entryExtensionMessage(entry: string): string {
+  return `the entry ${shown(entry)} must be a .js or .mjs file (the extension decides how a module is loaded)`;
+}
+
+/** Why a module file could not be read, without the host path. */
+function readFailure(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === 'ENOENT') return 'no such file';
+  if (code === 'EISDIR') return 'it is a folder';
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'ENAMETOOLONG') return 'the name is too long for the file system';
+  return typeof code === 'string' ? code : 'unreadable';
 }
 
 /**

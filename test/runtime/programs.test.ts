@@ -4,8 +4,12 @@
  * thrown values that are not Errors, deep recursion. Every failure is a typed outcome with an
  * exact code; the sandbox serves the next run.
  */
-import { afterAll, describe, expect, it } from 'vitest';
-import { createSandbox } from '../../runtime/index.js';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ContainedError, createSandbox, loadProgramFromFile, validateProgram } from '../../runtime/index.js';
 import { MODES, expectCode, expectHealthy, expectNoHostDetail, expectOk, timed } from '../helpers/sandbox.js';
 
 const limits = { cpuMs: 1000, wallMs: 10_000, memoryMb: 64 };
@@ -165,5 +169,111 @@ describe.each(MODES)('agent programs (%s)', (isolation) => {
       const source = 'export default function main() { const f = (n) => f(n + 1); for (;;) { try { f(0); } catch {} } }';
       expectCode((await timed(sb, { source, limits: { ...limits, cpuMs: 300 } })).out, 'CPU_LIMIT');
     });
+  });
+});
+
+/**
+ * Module names. A program's module paths are keys of its own file map, never host paths, so they may
+ * hold any character a file name may (`my+agent.js`, spaces, accents, a leading dot); a path is
+ * refused only for a stated rule: empty, absolute, an empty / "." / ".." segment, a segment longer
+ * than a file name may be (255 bytes) or a path past 4096 bytes, a NUL or other control character
+ * (they would rewrite the terminal that shows an error or a stack). Every refusal says which rule.
+ */
+describe('module names', () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'contained-names-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+  const write = async (rel: string, text: string): Promise<string> => {
+    const file = path.join(dir, rel);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, text);
+    return file;
+  };
+
+  it('an entry and imports with +, spaces, accents, #, a leading dot load and run (both modes)', async () => {
+    await write('names/lib/with space+plus (1).js', 'export const a = "space+plus";');
+    await write('names/données/ünï.mjs', 'export const b = "unicode";');
+    await write('names/.hidden.js', 'export const c = "hidden";');
+    await write('names/data #1.json', '{ "d": "hash" }');
+    const entry = await write(
+      'names/my+agent.js',
+      'import { a } from "./lib/with space+plus (1).js"; import { b } from "./données/ünï.mjs"; import { c } from "./.hidden.js"; import data from "./data #1.json";\nexport default function main() { return [a, b, c, data.d]; }',
+    );
+    const program = await loadProgramFromFile(entry);
+    expect(program.entry).toBe('my+agent.js');
+    expect(Object.keys(program.files).sort()).toEqual(['.hidden.js', 'data #1.json', 'données/ünï.mjs', 'lib/with space+plus (1).js', 'my+agent.js']);
+    for (const isolation of MODES) {
+      const sb = createSandbox({ isolation, workers: 1, warmIsolates: 0 });
+      try {
+        expectOk(await sb.run({ program, limits }), ['space+plus', 'unicode', 'hidden', 'hash']);
+      } finally {
+        await sb.close();
+      }
+    }
+  });
+
+  it("contained run 'my+agent.js' runs (the reported failure: INVALID_PROGRAM cannot load module, no reason)", async () => {
+    const entry = await write('cli/my+agent.js', 'export default function main(input) { return { got: input }; }');
+    const res = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(process.execPath, [path.resolve('bin/contained.js'), 'run', entry, '--input', '7', '--json'], { timeout: 60_000 }, (error, stdout, stderr) =>
+        resolve({ code: error ? (typeof error.code === 'number' ? error.code : -1) : 0, stdout, stderr }),
+      );
+    });
+    expect(res.stderr).toBe('');
+    expect(JSON.parse(res.stdout)).toMatchObject({ status: 'ok', value: { got: 7 } });
+    expect(res.code).toBe(0);
+  });
+
+  it.each([
+    ['an empty path', '', /empty/],
+    ['an absolute path', '/abs.js', /absolute/],
+    ['an empty segment', 'a//b.js', /empty segment/],
+    ['a trailing slash', 'a/', /empty segment/],
+    ['a "." segment', './a.js', /"\." or "\.\." segment/],
+    ['a ".." segment', 'a/../b.js', /"\." or "\.\." segment/],
+    ['a NUL character', 'a\u0000.js', /control character \(U\+0000\)/],
+    ['an escape sequence', 'a\u001b[31m.js', /control character \(U\+001B\)/],
+    ['a C1 control (CSI)', 'a\u009b31m.js', /control character \(U\+009B\)/],
+    ['a segment longer than a file name may be', `${'x'.repeat(256)}.js`, /longer than 255 bytes/],
+    ['a path longer than 4096 bytes', `${'abcdefgh/'.repeat(460)}a.js`, /longer than 4096 bytes/],
+  ])('a module path with %s is refused, naming the rule', async (_name, bad, rule) => {
+    const files: Record<string, string> = { 'main.js': 'export default () => 1;', [bad]: 'export default 1;' };
+    const error = (() => {
+      try {
+        validateProgram({ files, entry: 'main.js' });
+      } catch (e) {
+        return e as ContainedError;
+      }
+      return undefined;
+    })();
+    expect(error?.code).toBe('INVALID_PROGRAM');
+    expect(error?.message).toMatch(rule);
+    expect(error?.message).toMatch(/^module path ".*" (\(\d+ bytes\) )?is refused: /s);
+    expect(error?.message).not.toMatch(/[\u0000-\u001f\u007f-\u009f]/);
+  });
+
+  it('an import that resolves to a refused name says which rule it broke', async () => {
+    const sb = createSandbox({ isolation: 'in-process', warmIsolates: 0 });
+    try {
+      const program = { files: { 'main.js': 'import x from "./a\\u001b.js"; export default () => x;' }, entry: 'main.js' };
+      const error = expectCode(await sb.run({ program, limits }), 'INVALID_PROGRAM');
+      expect(error.message).toMatch(/control character \(U\+001B\)/);
+    } finally {
+      await sb.close();
+    }
+  });
+
+  it.each([
+    ['an import of a .ts file', 'ts/main.js', 'import x from "./x.ts"; export default () => x;', 'ts/x.ts', /cannot load module "x\.ts" imported by main\.js: only \.js, \.mjs, \.json and \.txt files are modules/],
+    ['an import of a missing file', 'missing/main.js', 'import x from "./nope.js"; export default () => x;', undefined, /cannot read module "nope\.js" imported by main\.js: no such file/],
+    ['an entry that is not .js or .mjs', 'entry/agent.ts', 'export default () => 1;', undefined, /the entry "agent\.ts" must be a \.js or \.mjs file/],
+  ])('loading from files: %s → INVALID_PROGRAM naming the rule', async (_name, entryRel, source, other, message) => {
+    if (other) await write(other, 'export default 1;');
+    const entry = await write(entryRel, source);
+    await expect(loadProgramFromFile(entry)).rejects.toMatchObject({ code: 'INVALID_PROGRAM', message: expect.stringMatching(message) });
   });
 });
