@@ -21,6 +21,8 @@ export type { Budget } from './sdk/budget.js';
 export { WORST_CASE_RISK, needsSecondSignOff, resolveRisk } from './sdk/risk.js';
 export type { RiskAnnotations } from './sdk/risk.js';
 export { formatBytes, jsonValueSchema } from './sdk/json.js';
+export { narrowerLimit, sameScope } from './sdk/narrowing.js';
+export type { WithinCheck } from './sdk/narrowing.js';
 
 // Built-ins
 export { createFs, DEFAULT_MAX_FILE_BYTES, fsCapability, fsScopeSchema } from './fs/index.js';
