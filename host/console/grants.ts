@@ -13,7 +13,7 @@
 import { z } from 'zod';
 import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
 import { ContainedError } from '../../runtime/errors.js';
-import { buildGrant, grantScopeCheck, type NewGrantInput } from '../grants.js';
+import { buildGrant, grantInstance, grantScopeCheck, type NewGrantInput } from '../grants.js';
 import type { Grant, Mode, Operator } from '../model.js';
 import { modeSchema, roleAtLeast, roleWithArticle, subjectSchema } from '../model.js';
 import type { RequestManager } from '../gate/requests.js';
@@ -104,8 +104,9 @@ export async function narrowGrant(deps: GrantDeps, operator: Operator, grantId: 
   let scope = old.scope;
   if (body.scope !== undefined) {
     // The capability's own intersection: whatever was asked, the result allows no more than before.
-    const base = old.scope ? instance.attenuate(old.scope) : instance;
-    scope = JSON.parse(JSON.stringify(base.attenuate(body.scope).scope)) as Record<string, unknown>;
+    // Both scopes are grant scopes (the fields they change, in the host instance's frame).
+    const base = grantInstance(instance, old);
+    scope = JSON.parse(JSON.stringify(base.restrict(body.scope, {}, { exact: false }).scope)) as Record<string, unknown>;
   }
 
   const input: NewGrantInput = { subject: old.subject, capability: old.capability, methods, mode, approvals, createdBy: operator.name, reason: `${body.reason} (narrowed from ${old.id})` };

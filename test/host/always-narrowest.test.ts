@@ -11,6 +11,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { narrowGrant } from '../../host/console/grants.js';
 import type { RequestView } from '../../host/operator/backend.js';
 import type { OperatorClient, OperatorEvent } from '../../host/operator/client.js';
 import type { Grant } from '../../host/model.js';
@@ -137,6 +138,16 @@ describe('"always" writes the narrowest grant', () => {
     expect(root.args).toBeUndefined();
     await alice.decide({ requestId: root.id, verdict: 'deny', reason: 'only sub was granted' });
     expect(await second).toMatchObject({ status: 'ok', value: [['x.txt'], 'ESCALATION_DENIED'] });
+  });
+
+  it('an "always" grant (fields only, e.g. { paths }) can be narrowed further from the console, never widened', async () => {
+    const image = fx.image('narrow-me', "export default async () => null", [NOTES]);
+    const g = await fx.grant(image.digest, { capability: 'notes', methods: ['list'], mode: 'contained', scope: { paths: ['sub'] } });
+    const deps = { store: fx.host.store, requests: fx.host.requests, gate: fx.host.gate, instances: fx.host.instances, now: Date.now };
+    const erin = { tokenId: 'tok_erin', name: 'erin', role: 'admin' as const };
+    const narrowed = await narrowGrant(deps, erin, g.id, { scope: { paths: ['sub/deep'] }, reason: 'only deep' });
+    expect(narrowed.grant.scope).toMatchObject({ paths: ['sub/deep'] });
+    await expect(narrowGrant(deps, erin, narrowed.grant.id, { scope: { paths: ['sub', 'a.txt'] }, reason: 'wider' })).resolves.toMatchObject({ grant: { scope: { paths: ['sub/deep'] } } });
   });
 
   it('a grant naming a subfolder root: the agent still names files from the binding\'s root, and reaches only the subfolder', async () => {
