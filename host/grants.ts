@@ -243,7 +243,7 @@ export interface AlwaysContext {
  *   (a read-only scope: the read methods), those neither destructive nor financial, `contained`;
  *   when there are none, all of them, `assisted`, 2 approvals.
  * Throws GRANT_REFUSED when the request has no subject a grant can name (no digest, no signed
- * name) or a capability request comes without the host instance.
+ * name), a capability request comes without the host instance, or its scope is not an object.
  */
 export function narrowestGrantFor(request: RequestRecord, ctx: AlwaysContext): Grant {
   const subject = request.subject === undefined ? undefined : trySubject(request.subject);
@@ -254,7 +254,11 @@ export function narrowestGrantFor(request: RequestRecord, ctx: AlwaysContext): G
   }
   let methods: string[];
   let risky: boolean;
-  let scope = isPlainObject(request.requestedScope) ? request.requestedScope : undefined;
+  if (request.requestedScope !== undefined && !isPlainObject(request.requestedScope)) {
+    // A grant's scope is an object; dropping the one asked for would grant the whole instance.
+    throw new ContainedError('GRANT_REFUSED', `request ${request.id}: the requested scope is not an object a grant can hold (answer once or run)`, { data: { rule: 'always-scope' } });
+  }
+  let scope = request.requestedScope;
   const instance = ctx.host instanceof CapabilityInstance ? ctx.host : undefined;
   if (request.method !== undefined) {
     methods = [request.method];

@@ -441,6 +441,20 @@ describe('"always" with the host instance: the narrowest grant', () => {
     expect(narrowestGrantFor(asked({ root: path.join(dir, 'notes', 'sub') }), { by: 'bob', now: NOW, host: notes })).toMatchObject({ methods: ['read', 'append', 'list', 'stat', 'mkdir', 'move'], mode: 'contained' });
   });
 
+  it('a requested scope a grant cannot hold (not an object) refuses "always" rather than granting the whole instance', () => {
+    const strings = createInstance(defineCapability<string>({
+      name: 'tagged',
+      description: 'One tag.',
+      scope: z.string(),
+      intersect: (p, n) => (n.startsWith(p) ? n : p),
+      describeScope: (s) => `tag ${s}`,
+      methods: { get: method({ description: 'Get.', args: z.undefined(), result: z.null(), risk: { readOnly: true }, run: () => null }) },
+    }), 'team/', undefined);
+    expect(capabilityOffer(strings, 'team/a').methods).toEqual(['get']);
+    expect(() => narrowestGrantFor(asked('team/a'), { by: 'bob', now: NOW, host: strings })).toThrow(expect.objectContaining({ code: 'GRANT_REFUSED', data: { rule: 'always-scope' } }));
+    expect(() => narrowestGrantFor(asked(['x']), { by: 'bob', now: NOW, host })).toThrow(expect.objectContaining({ code: 'GRANT_REFUSED' }));
+  });
+
   it('requestCapability with a wider scope than the host instance: INVALID_SCOPE', () => {
     const ro = createFs({ root: path.join(dir, 'notes'), readOnly: true });
     expect(() => capabilityOffer(ro, { readOnly: false })).toThrow(expect.objectContaining({ code: 'INVALID_SCOPE' }));
