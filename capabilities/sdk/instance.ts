@@ -11,6 +11,7 @@
 import { ContainedError } from '../../runtime/errors.js';
 import { type Budget, BudgetMeter, budgetSchema } from './budget.js';
 import type { CapabilityDefinition, ResolvedMethod, ScopeCheck } from './define.js';
+import { deepFreeze, jsonLength } from './json.js';
 import { checkedIntersect, checkWithin, mergeScopeFields, type WithinCheck } from './narrowing.js';
 import type { RiskAnnotations } from './risk.js';
 
@@ -387,20 +388,4 @@ export function createInstance<S, D>(
     throw new ContainedError('INVALID_SCOPE', `invalid scope for ${definition.name}${issue ? ` at ${issue.path.join('.') || '(root)'}: ${issue.message}` : ''}`);
   }
   return new CapabilityInstance(definition, parsed.data, deps, options);
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const v of Object.values(value)) deepFreeze(v);
-  }
-  return value;
-}
-
-function jsonLength(value: unknown): number {
-  try {
-    return value === undefined ? 0 : Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8');
-  } catch {
-    return 0;
-  }
 }

@@ -1,6 +1,7 @@
 /**
  * Shared schema pieces for capability definitions: any JSON value (printed as `JsonValue` in the
- * generated docs instead of its recursive expansion), and byte counts in words for scope texts.
+ * generated docs instead of its recursive expansion), and byte counts in words for scope texts;
+ * the SDK's own small JSON helpers (byte length, deep freeze).
  */
 import { z } from 'zod';
 
@@ -13,4 +14,22 @@ export function formatBytes(n: number): string {
     if (n >= size && n % size === 0) return `${n / size} ${unit}`;
   }
   return `${n} bytes`;
+}
+
+/** Freeze a value and everything it holds, so nothing holding it can change it later. */
+export function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+/** UTF-8 bytes of a value's JSON (0 for `undefined` or anything JSON cannot print). */
+export function jsonLength(value: unknown): number {
+  try {
+    return value === undefined ? 0 : Buffer.byteLength(JSON.stringify(value) ?? '', 'utf8');
+  } catch {
+    return 0;
+  }
 }
