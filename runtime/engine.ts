@@ -13,7 +13,9 @@
  * - Host memory: every string the guest sends is bounded (logs, call arguments, the result) and
  *   counted here as well as in the guest.
  * - Nothing but strings crosses: the guest reports its outcome as a JSON string built inside the
- *   isolate, and call results go in as JSON strings. No `Reference` is handed to agent code.
+ *   isolate (through a callback, never as a promise result, which isolated-vm would `then` with the
+ *   agent's Promise machinery), and call results go in as JSON strings. No `Reference` is handed
+ *   to agent code. The outcome text must have the bootstrap's fixed shape, or the run is INTERNAL.
  * - Never uses a `*Sync` API to run untrusted code on this thread.
  */
 import type ivm from 'isolated-vm';
@@ -102,6 +104,7 @@ class Run {
   /** CPU the isolate used before this run owned it (our bootstrap, in a pooled isolate). */
   private cpuBaselineNs = 0n;
   private heapProbe: Promise<void> | undefined;
+  private reportOutcome: ((text: string) => void) | undefined;
 
   constructor(
     private readonly spec: EngineRunSpec,
@@ -120,6 +123,7 @@ class Run {
       prepared.attach({
         onSubmit: (seq, capability, method, argJson, reason) => this.onSubmit(seq, capability, method, argJson, reason),
         onLog: (level, line) => this.onLog(level, line),
+        onReport: (outcome) => this.onReport(outcome),
         onCatastrophe: (message) => {
           // isolated-vm has lost control of this isolate; the worker process will be replaced.
           this.kill('MEMORY_LIMIT', `the sandbox failed catastrophically: ${message.slice(0, 200)}`);
@@ -171,9 +175,24 @@ class Run {
     } catch (error) {
       throw new ContainedError('AGENT_ERROR', messageOf(error));
     }
-    return (await start.apply(undefined, [entry.namespace.derefInto(), inputJson], {
-      result: { promise: true, copy: true },
-    })) as string;
+    const reported = new Promise<string>((resolve) => (this.reportOutcome = resolve));
+    await start.apply(undefined, [entry.namespace.derefInto(), inputJson]);
+    return reported;
+  }
+
+  private onReport(outcome: unknown): void {
+    if (this.killed) return;
+    const resolve = this.reportOutcome;
+    this.reportOutcome = undefined;
+    if (!resolve) {
+      this.kill('INTERNAL', 'the sandbox reported an outcome twice');
+      return;
+    }
+    if (typeof outcome !== 'string') {
+      this.kill('INTERNAL', 'malformed outcome from the sandbox');
+      return;
+    }
+    resolve(outcome);
   }
 
   private onSubmit(seq: unknown, capability: unknown, method: unknown, argJson: unknown, reason: unknown): void {
@@ -347,28 +366,54 @@ class Run {
     if (Buffer.byteLength(resultJson) > this.spec.limits.maxOutputBytes + 64) {
       return { status: 'error', error: { code: 'OUTPUT_LIMIT', message: `the return value is larger than ${this.spec.limits.maxOutputBytes} bytes` }, logs, usage };
     }
-    let parsed: { ok?: unknown; value?: unknown; error?: { code?: unknown; message?: unknown; stack?: unknown } };
-    try {
-      parsed = JSON.parse(resultJson) as typeof parsed;
-    } catch {
-      return { status: 'error', error: { code: 'INTERNAL', message: 'the sandbox reported an unreadable outcome' }, logs, usage };
-    }
-    if (parsed.ok === true) return { status: 'ok', value: parsed.value ?? null, logs, usage };
-    const e = parsed.error ?? {};
-    const reported = typeof e.code === 'string' && isErrorCode(e.code) ? e.code : 'AGENT_ERROR';
+    const report = readReport(resultJson);
+    if (!report) return { status: 'error', error: { code: 'INTERNAL', message: 'the sandbox reported an unreadable outcome' }, logs, usage };
+    if (report.ok) return { status: 'ok', value: report.value, logs, usage };
+    const e = report.error;
+    const reported = isErrorCode(e.code) ? e.code : 'AGENT_ERROR';
+    // The bootstrap reports a code only for errors it made itself (a real refusal, a real limit) or
+    // decided itself; codes outside these sets are not the guest's to report, whatever it says.
     // CALL_LIMIT passes through like OUTPUT_LIMIT: a per-call size refusal (argument or result over
     // maxCallBytes) reaches the agent as a catchable CapabilityError; left uncaught it is the run's
-    // outcome (it was AGENT_ERROR, contradicting the registry). Forging it gains an agent nothing:
-    // it can always trigger a real CALL_LIMIT.
+    // outcome.
     const code: ErrorCode =
       reported === 'INVALID_PROGRAM' || reported === 'INVALID_OUTPUT' || reported === 'OUTPUT_LIMIT' || reported === 'CALL_LIMIT' ||
       PASS_THROUGH_CODES.has(reported)
         ? reported
         : 'AGENT_ERROR';
-    const message = typeof e.message === 'string' ? e.message.slice(0, MAX_MESSAGE_CHARS) : 'the agent failed';
-    const stack = typeof e.stack === 'string' ? sandboxStack(e.stack, this.spec.program) : undefined;
+    const message = e.message.slice(0, MAX_MESSAGE_CHARS);
+    const stack = e.stack === undefined ? undefined : sandboxStack(e.stack, this.spec.program);
     return { status: 'error', error: stack ? { code, message, stack } : { code, message }, logs, usage };
   }
+}
+
+type Report = { ok: true; value: unknown } | { ok: false; error: { code: string; message: string; stack?: string } };
+
+/**
+ * The bootstrap's outcome text, if it has exactly the fixed shape the bootstrap builds:
+ * `{"ok":true,"value":…}` or `{"ok":false,"error":{"code":…,"message":…[,"stack":…]}}` with string
+ * code, message and stack. Anything else (other keys, other types) is not believed.
+ */
+function readReport(text: string): Report | undefined {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!isRecord(parsed)) return undefined;
+  const keys = Object.keys(parsed);
+  if (parsed.ok === true && keys.length === 2 && Object.hasOwn(parsed, 'value')) return { ok: true, value: parsed.value ?? null };
+  if (parsed.ok !== false || keys.length !== 2 || !isRecord(parsed.error)) return undefined;
+  const { code, message, stack } = parsed.error;
+  const errorKeys = Object.keys(parsed.error);
+  if (typeof code !== 'string' || typeof message !== 'string' || (stack !== undefined && typeof stack !== 'string')) return undefined;
+  if (errorKeys.length !== (stack === undefined ? 2 : 3)) return undefined;
+  return { ok: false, error: stack === undefined ? { code, message } : { code, message, stack } };
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** Keep only stack frames that point into the agent's own modules; drop anything host-side. */

@@ -14,6 +14,8 @@ import { BOOTSTRAP_FILENAME, BOOTSTRAP_SOURCE } from './guest/bootstrap.guest.js
 export interface IsolateListener {
   onSubmit(seq: unknown, capability: unknown, method: unknown, argJson: unknown, reason: unknown): void;
   onLog(level: unknown, line: unknown): void;
+  /** The run's outcome, as the fixed-shape JSON text the bootstrap builds; called once. */
+  onReport(outcome: unknown): void;
   onCatastrophe(message: string): void;
 }
 
@@ -41,7 +43,8 @@ export async function prepareIsolate(memoryMb: number): Promise<PreparedIsolate>
       { ignored: true },
     );
     const log = new ivm.Callback((level: unknown, line: unknown) => listener?.onLog(level, line), { ignored: true });
-    const guest = (await context.evalClosure(BOOTSTRAP_SOURCE, [submit, log], { filename: BOOTSTRAP_FILENAME, result: { reference: true } })) as ivm.Reference;
+    const report = new ivm.Callback((outcome: unknown) => listener?.onReport(outcome), { ignored: true });
+    const guest = (await context.evalClosure(BOOTSTRAP_SOURCE, [submit, log, report], { filename: BOOTSTRAP_FILENAME, result: { reference: true } })) as ivm.Reference;
     const [configure, start, deliver] = (await Promise.all([
       guest.get('configure', { reference: true }),
       guest.get('start', { reference: true }),
