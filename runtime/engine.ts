@@ -23,7 +23,7 @@ import { ContainedError, type ErrorCode, type ErrorInfo, isErrorCode, messageOf 
 import { type Limits, MIN_LOG_LINE_BYTES } from './limits.js';
 import { linkProgram } from './link.js';
 import { type Program, validateProgram } from './program.js';
-import { type IsolatePool, type PreparedIsolate, prepareIsolate } from './prepared-isolate.js';
+import { type IsolateSource, type PreparedIsolate, prepareIsolate } from './prepared-isolate.js';
 import type { LogLine, RunOutcome, RunUsage } from './outcome.js';
 
 /** What the guest knows about a capability: its binding name and method names. Nothing else. */
@@ -79,7 +79,7 @@ export interface EngineRun {
   cancel(message?: string): void;
 }
 
-export function startRun(spec: EngineRunSpec, bridge: EngineBridge, pool?: IsolatePool): EngineRun {
+export function startRun(spec: EngineRunSpec, bridge: EngineBridge, pool?: IsolateSource): EngineRun {
   const run = new Run(spec, bridge, pool);
   return { outcome: run.execute(), pauseWallClock: () => run.pause(), cancel: (m) => run.kill('CANCELLED', m ?? 'the run was cancelled') };
 }
@@ -93,6 +93,7 @@ class Run {
   private readonly logs: LogLine[] = [];
   private logBytes = 0;
   private calls = 0;
+  private lastSeq = 0;
   private inFlight = 0;
   private readonly startedAt = performance.now();
   private pausedTotal = 0;
@@ -109,7 +110,7 @@ class Run {
   constructor(
     private readonly spec: EngineRunSpec,
     private readonly bridge: EngineBridge,
-    private readonly pool: IsolatePool | undefined,
+    private readonly pool: IsolateSource | undefined,
   ) {}
 
   async execute(): Promise<RunOutcome> {
@@ -198,10 +199,18 @@ class Run {
   private onSubmit(seq: unknown, capability: unknown, method: unknown, argJson: unknown, reason: unknown): void {
     if (this.killed) return;
     const { limits } = this.spec;
-    if (typeof seq !== 'number' || typeof capability !== 'string' || typeof method !== 'string' || typeof argJson !== 'string') {
+    // The bootstrap numbers its calls 1, 2, 3…, names a capability and method it was configured
+    // with, and sends the argument as JSON text and the reason as a string. Anything else did not
+    // come from it: the run ends, and nothing is dispatched.
+    const wellFormed =
+      typeof seq === 'number' && Number.isSafeInteger(seq) && seq > this.lastSeq &&
+      typeof capability === 'string' && capability !== '' && typeof method === 'string' && method !== '' &&
+      typeof argJson === 'string' && (reason === undefined || typeof reason === 'string');
+    if (!wellFormed) {
       this.kill('INTERNAL', 'malformed call from the sandbox');
       return;
     }
+    this.lastSeq = seq;
     this.calls += 1;
     this.inFlight += 1;
     if (this.calls > limits.maxCalls) {
@@ -247,7 +256,11 @@ class Run {
   private onLog(level: unknown, line: unknown): void {
     if (this.killed) return;
     const { maxLogBytes } = this.spec.limits;
-    if (level === 'overflow' || typeof line !== 'string' || typeof level !== 'string') {
+    if (typeof line !== 'string' || typeof level !== 'string') {
+      this.kill('INTERNAL', 'malformed log line from the sandbox');
+      return;
+    }
+    if (level === 'overflow') {
       this.kill('OUTPUT_LIMIT', `logs exceeded ${maxLogBytes} bytes`);
       return;
     }
@@ -263,8 +276,14 @@ class Run {
 
   private checkLimits(): void {
     const isolate = this.isolate;
-    if (!isolate || isolate.isDisposed || this.killed) return;
+    if (!isolate || this.killed) return;
     const { limits } = this.spec;
+    if (isolate.isDisposed) {
+      // Nothing here disposes an isolate before the run is killed or finished: isolated-vm did, and it
+      // does so by itself only past the memory limit. The outcome report will never come.
+      this.kill('MEMORY_LIMIT', `the sandbox heap grew past ${limits.memoryMb} MiB`);
+      return;
+    }
     try {
       this.cpuNs = isolate.cpuTime - this.cpuBaselineNs;
     } catch {

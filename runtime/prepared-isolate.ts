@@ -57,6 +57,14 @@ export async function prepareIsolate(memoryMb: number): Promise<PreparedIsolate>
   }
 }
 
+/** Where a run takes its prepared isolate from (the warm pool; a test may supply its own). */
+export interface IsolateSource {
+  /** A ready isolate with this heap limit, or undefined (then the run prepares its own). */
+  take(memoryMb: number): PreparedIsolate | undefined;
+  /** Called when a run is over. */
+  refill(): void;
+}
+
 export interface IsolatePoolOptions {
   /** Isolates kept ready. 0 disables the pool. */
   size: number;
@@ -64,7 +72,7 @@ export interface IsolatePoolOptions {
   memoryMb: number;
 }
 
-export class IsolatePool {
+export class IsolatePool implements IsolateSource {
   private readonly ready: PreparedIsolate[] = [];
   private filling = false;
   private closed = false;
