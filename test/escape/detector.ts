@@ -11,7 +11,11 @@
  * - an instance of a class whose prototype chain holds isolated-vm's method names (`derefInto`,
  *   `applySync`, `copyInto`, …) or a native constructor that is no intrinsic (`Reference`,
  *   `ExternalCopy`, `ExternalCopyInto`, `Transferable` — how those look inside an isolate);
- * - any property named like an isolated-vm method.
+ * - any property named like an isolated-vm method;
+ * - a JavaScript function whose source calls one of the sandbox bootstrap's private functions or
+ *   host callbacks by name (`submit(`, `hostLog(`, `report(`, `finish(`, `deliver(`, `configure(`,
+ *   `settle(`): the public `caps` methods, console methods and `requestCapability` only call
+ *   `send(` / `emit(`, so anything else found is a piece of the bridge that must stay private.
  *
  * Intrinsics are collected first, from the ECMAScript global names and from syntax (the function
  * kinds, iterator prototypes, %ThrowTypeError%, V8's error `stack` accessor and CallSite
@@ -28,6 +32,7 @@ function detect(roots) {
   const apply = Reflect.apply, ownKeys = Reflect.ownKeys, gopd = Reflect.getOwnPropertyDescriptor, getProto = Reflect.getPrototypeOf;
   const fnToString = Function.prototype.toString, test = RegExp.prototype.test, push = Array.prototype.push;
   const NATIVE = /\{\s*\[native code\]\s*\}\s*$/;
+  const BRIDGE_INTERNAL = /\b(submit|hostLog|report|finish|deliver|configure|settle)\s*\(/;
   const IVM_METHODS = ['derefInto', 'deref', 'applySync', 'applySyncPromise', 'applyIgnored', 'copyInto', 'copySync', 'getSync', 'setSync', 'setIgnored', 'deleteSync', 'deleteIgnored', 'evalClosure', 'evalClosureSync', 'compileScript', 'compileModule', 'createContext', 'release'];
   const IVM_NAMES = ['Reference', 'ExternalCopy', 'ExternalCopyInto', 'Callback', 'Isolate', 'Context', 'Script', 'Module', 'NativeModule', 'PromiseHolder'];
   const isObj = (v) => v !== null && (typeof v === 'object' || typeof v === 'function');
@@ -113,6 +118,11 @@ function detect(roots) {
       }
       const n = ownName(v);
       if (n !== undefined && IVM_NAMES.includes(n) && isNative(v)) findings.push('isolated-vm class ' + n + ' at ' + path);
+      if (!isNative(v)) {
+        let src = '';
+        try { src = apply(fnToString, v, []); } catch {}
+        if (apply(test, BRIDGE_INTERNAL, [src])) findings.push('a private function of the bridge (name ' + JSON.stringify(ownName(v) ?? null) + ') at ' + path);
+      }
     }
     // An instance of an isolated-vm class: its prototype chain has isolated-vm's methods or a native
     // constructor that is no ECMAScript intrinsic.

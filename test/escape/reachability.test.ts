@@ -10,7 +10,7 @@
  * host function (see ./detector.ts for what each looks like inside an isolate).
  *
  * The detector is proven first, in a raw isolate: it flags each isolated-vm object planted in
- * eleven different places (a global, deep in data, behind a getter, under a symbol, on
+ * eleven different places, and a leaked private bridge function, (a global, deep in data, behind a getter, under a symbol, on
  * Object.prototype, as a prototype, thrown by a getter, bound, an ExternalCopy's copyInto(), on an
  * error, as a getter itself) and flags nothing in a clean isolate. This test, and no other
  * file outside runtime/, imports isolated-vm: only to build that positive control.
@@ -46,7 +46,7 @@ describe('the detector (positive and negative control, raw isolated-vm isolate)'
     }
   });
 
-  it('flags every isolated-vm Reference, ExternalCopy and Callback planted in eleven places', async () => {
+  it('flags every isolated-vm Reference, ExternalCopy and Callback planted in eleven places, and a leaked bridge function', async () => {
     const isolate = new ivm.Isolate({ memoryLimit: 128 });
     try {
       const context = await isolate.createContext();
@@ -67,6 +67,7 @@ describe('the detector (positive and negative control, raw isolated-vm isolate)'
         globalThis.into = $8.copyInto();
         globalThis.errHolder = Object.assign(new Error('x'), { ref: $9 });
         Object.defineProperty(globalThis, 'cbGetter', { get: $10, configurable: true });
+        const report = () => {}; globalThis.leakedFinish = function finish(text) { report(text); };
         const walk = detect([['globalThis', globalThis]]);
         delete Object.prototype.onEveryObject;
         return JSON.stringify(walk);`;
@@ -83,6 +84,7 @@ describe('the detector (positive and negative control, raw isolated-vm isolate)'
         ["an ExternalCopy's copyInto()", /^instance of "ExternalCopyInto" at globalThis\.into$/],
         ['a Reference on an error', /^instance of "Reference" at globalThis\.errHolder\.ref$/],
         ['a Callback as a getter', /^native function .* \(name ""\) at globalThis\.cbGetter<get>$/],
+        ['a private function of the bridge', /^a private function of the bridge \(name "finish"\) at globalThis\.leakedFinish$/],
       ];
       for (const [what, pattern] of expected) expect(walk.findings.some((f) => pattern.test(f)), what).toBe(true);
       expect(walk.findings.some((f) => /isolated-vm method name (derefInto|applySync|copyInto)/.test(f))).toBe(true);
