@@ -74,8 +74,13 @@ export type GrantSpan = z.infer<typeof grantSpanSchema>;
 export const approvalSchema = z.strictObject({
   operator: z.string(),
   at: z.number().int(),
-  /** Edited arguments (approve-with-edits), already re-validated. */
+  /** Edited arguments (approve-with-edits), already re-validated: a new proposal. */
   args: z.unknown().optional(),
+  /**
+   * `sha256:<hex>` of the canonical JSON of the arguments this approval approved (host/gate/proposal.ts):
+   * only approvals of the current proposal's digest count. Absent on approvals stored before it existed (they never count).
+   */
+  argsDigest: z.string().optional(),
   span: grantSpanSchema.optional(),
   note: z.string().optional(),
 });

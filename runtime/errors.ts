@@ -38,7 +38,8 @@ export const ERROR_CODES = {
   ALREADY_RESOLVED: 'A decision arrived for a request that is already resolved or expired.',
   NOT_FOUND: 'The named run, request, grant, token or image does not exist.',
   RUN_GONE: 'The run that opened an escalation ended before the decision.',
-  DUPLICATE_APPROVER: 'The same operator tried to give a second approval of a two-person request.',
+  DUPLICATE_APPROVER: 'The same operator tried to approve the same arguments of a two-person request a second time.',
+  STALE_REQUEST: 'An approval named arguments (`argsDigest`) that are no longer the request\'s current proposal: someone edited them since; `data.argsDigest` is the current one, `data.proposedBy` who proposed it. Review the current arguments and approve those.',
   // Host (grants, tokens, durable state: host/)
   GRANT_REFUSED: 'The host refused to store a grant that breaks the risk policy (a destructive or financial method made autonomous without an admin override, `executed` for an irreversible method, too few approvals); `data.rule` names the rule.',
   // Operator channel (host/operator/)

@@ -17,6 +17,7 @@
 import type { Logger } from 'pino';
 import { ContainedError } from '../../runtime/errors.js';
 import type { CallOutcome, GateCall, GateDecision } from '../../runtime/gate.js';
+import { agreedSpan, approvalDigest, countingApprovals, currentProposal, isEdited } from '../gate/proposal.js';
 import { effectiveArgs, type ExecutionOutcome } from '../gate/requests.js';
 import type { RequestRecord } from '../model.js';
 import type { RequestEvent } from '../operator/backend.js';
@@ -54,8 +55,24 @@ function requestScope(r: RequestRecord): Pick<AuditInput, 'runId' | 'subject' | 
   return { runId: r.runId, subject: r.subject, capability: r.capability, method: r.method };
 }
 
-function edited(r: RequestRecord): boolean {
-  return r.approvals.some((a) => a.args !== undefined);
+/**
+ * Every approval of a request, each with the digest of the arguments it approved and whether it
+ * counts (it approved the current proposal). An approval of other arguments stays on record.
+ */
+function approvalsOnRecord(r: RequestRecord): Array<Record<string, unknown>> {
+  const proposal = currentProposal(r);
+  return r.approvals.map((a) => {
+    const digest = approvalDigest(a);
+    return {
+      operator: a.operator,
+      at: a.at,
+      ...(digest === undefined ? {} : { argsDigest: digest }),
+      counts: digest === proposal.argsDigest,
+      edited: a.args !== undefined,
+      ...(a.span === undefined ? {} : { span: a.span }),
+      ...(a.note === undefined ? {} : { note: a.note }),
+    };
+  });
 }
 
 export function createGateAudit(deps: GateAuditDeps): GateAuditHooks & DetachedAuditHooks & { onRequestEvent(event: RequestEvent): void } {
@@ -78,12 +95,17 @@ export function createGateAudit(deps: GateAuditDeps): GateAuditHooks & DetachedA
     if (kind === 'request' || kind === 'escalation') {
       const request = await store.getRequest(id);
       if (!request) return { requestId: id };
+      const proposal = currentProposal(request);
+      const counted = countingApprovals(request, proposal);
       return {
         requestId: id,
         mode: request.kind === 'recommendation' ? 'assisted' : 'escalated',
         ...(request.grantId === undefined ? {} : { grantId: request.grantId }),
-        approvedBy: request.approvals.map((a) => a.operator),
-        edited: edited(request),
+        // Who approved what runs, each with the digest they approved (the same one: only those count).
+        approvedBy: counted.map((a) => a.operator),
+        argsDigest: proposal.argsDigest,
+        approvals: counted.map((a) => ({ operator: a.operator, argsDigest: approvalDigest(a) })),
+        edited: isEdited(request, proposal),
         ...(request.approvals.some((a) => a.note !== undefined) ? { notes: request.approvals.filter((a) => a.note !== undefined).map((a) => ({ operator: a.operator, note: a.note })) } : {}),
       };
     }
@@ -176,11 +198,12 @@ export function requestEventRecord(event: RequestEvent): AuditInput | undefined 
     case 'updated': {
       const r = event.request;
       if (r.status !== 'pending') return undefined; // execution progress: intent/outcome records cover it
-      return { type: 'request.approval', ...requestScope(r), data: { requestId: r.id, approvals: r.approvals.map((a) => ({ operator: a.operator, at: a.at, edited: a.args !== undefined, ...(a.note === undefined ? {} : { note: a.note }) })), approvalsRequired: r.approvalsRequired } };
+      return { type: 'request.approval', ...requestScope(r), data: { requestId: r.id, argsDigest: currentProposal(r).argsDigest, approvals: approvalsOnRecord(r), approvalsRequired: r.approvalsRequired } };
     }
     case 'resolved': {
       const r = event.request;
-      const isEdited = edited(r);
+      const proposal = currentProposal(r);
+      const edited = isEdited(r, proposal);
       return {
         type: 'request.resolved',
         ...requestScope(r),
@@ -190,8 +213,9 @@ export function requestEventRecord(event: RequestEvent): AuditInput | undefined 
           status: r.status,
           by: r.resolvedBy ?? [],
           ...(r.denyReason === undefined ? {} : { denyReason: r.denyReason }),
-          ...(r.status === 'approved' ? { edited: isEdited, span: r.approvals[r.approvals.length - 1]?.span ?? 'once' } : {}),
-          ...(r.status === 'approved' && isEdited ? { editedArgs: argsForAudit(effectiveArgs(r)) } : {}),
+          ...(r.status === 'approved' ? { edited, span: agreedSpan(countingApprovals(r, proposal)), argsDigest: proposal.argsDigest } : {}),
+          ...(r.status === 'approved' && edited ? { editedArgs: argsForAudit(effectiveArgs(r)) } : {}),
+          ...(r.approvals.length > 0 ? { approvals: approvalsOnRecord(r) } : {}),
         },
       };
     }

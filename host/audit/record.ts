@@ -16,12 +16,12 @@ export const GENESIS = '0'.repeat(64);
 /** Every record type, with what `data` holds (docs/audit-and-trust.md has the full list). */
 export const AUDIT_TYPES = [
   'call', // a capability call reached the gate: args (or their sha256), reason, risk
-  'decision', // the gate's answer: allow (basis, grant, approvers) or deny (code, message)
+  'decision', // the gate's answer: allow (basis, grant, approvers and the argsDigest each approved) or deny (code, message)
   'intent', // written and durable before an allowed action is performed
   'outcome', // after the action: result sha256 + summary, or the error code
   'request.created', // a recommendation or escalation opened for a human
-  'request.approval', // one approval of a multi-approver request
-  'request.resolved', // approved (by whom, edited or not), denied (by whom, why), expired, run_gone
+  'request.approval', // one approval of a multi-approver request: every approval so far with its argsDigest and whether it counts
+  'request.resolved', // approved (by whom, the argsDigest that runs, every approval with its argsDigest, edited or not), denied (by whom, why), expired, run_gone
   'run.started',
   'run.ended',
   'grant.added',

@@ -10,6 +10,13 @@
  * was cancelled: then it is withdrawn (`withdrawForRun`, closed as `cancelled`, never performed),
  * including one opened in the race after the cancel. An escalation whose run has gone is closed
  * as `run_gone`.
+ *
+ * Approvals are bound to arguments (proposal.ts): each records the digest of the arguments it
+ * approved; an edit is a new proposal and approvals of other digests stop counting; the request is
+ * approved when enough distinct operators approved the current proposal. An approval names the
+ * digest its approver saw (none: what the agent asked); if the proposal moved since, it is refused
+ * STALE_REQUEST. The store appends an approval only if no other landed since this one was judged
+ * (`expectApprovals`), so the judgement and the write cannot be split by a concurrent edit.
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -18,6 +25,10 @@ import type { Approval, GrantSpan, Operator, RequestRecord } from '../model.js';
 import { roleAtLeast, roleWithArticle } from '../model.js';
 import type { DecideInput, RequestEvent, RequestView } from '../operator/backend.js';
 import type { Store } from '../store/store.js';
+import { agreedSpan, ARGS_DIGEST_PATTERN, argsDigest, askedArgs, countingApprovals, currentProposal, proposalView } from './proposal.js';
+
+/** Times `decide` judges an approval again when other approvals landed while it was judging. */
+const MAX_DECIDE_ATTEMPTS = 5;
 
 export type FinalDecision =
   | { status: 'approved'; request: RequestRecord; args: unknown; span: GrantSpan }
@@ -101,29 +112,59 @@ export class RequestManager {
       return this.view(resolved.request);
     }
     const span: GrantSpan = request.kind === 'escalation' ? (input.span ?? 'once') : 'once';
-    const approval: Approval = { operator: operator.name, at: this.now(), span };
-    if (input.note !== undefined) approval.note = input.note;
-    if (input.args !== undefined) {
-      if (request.kind !== 'recommendation' && request.method === undefined) {
-        throw new ContainedError('INVALID_ARGUMENT', 'a capability request has no arguments to edit');
-      }
-      approval.args = await this.options.validateEdit(request, input.args);
+    if (input.args !== undefined && request.kind !== 'recommendation' && request.method === undefined) {
+      throw new ContainedError('INVALID_ARGUMENT', 'a capability request has no arguments to edit');
     }
-    const added = await this.options.store.addApproval(request.id, approval, { resolve: true });
-    if (!added.ok) {
-      if (added.code === 'DUPLICATE_APPROVER') {
-        throw new ContainedError('DUPLICATE_APPROVER', `${operator.name} already approved request ${request.id}; a second, different approver is needed`);
-      }
-      throw new ContainedError(added.code, `request ${request.id} is already resolved`);
+    if (input.argsDigest !== undefined && !ARGS_DIGEST_PATTERN.test(input.argsDigest)) {
+      throw new ContainedError('INVALID_ARGUMENT', 'argsDigest must be "sha256:" and 64 lower-case hex digits (the request view\'s proposal.argsDigest)', { data: { path: 'argsDigest' } });
     }
-    const current = added.request;
-    if (current.status !== 'approved') {
-      this.emit({ type: 'updated', request: this.view(current) });
+    // Validate an edit once: the arguments do not depend on who else approved meanwhile.
+    const edited = input.args === undefined ? undefined : await this.options.validateEdit(request, input.args);
+    for (let attempt = 1, seen = request; ; attempt++) {
+      const approval = this.approvalFor(operator, seen, input, span, edited);
+      const approvals = [...seen.approvals, approval];
+      const completes = countingApprovals({ ...seen, approvals }).length >= seen.approvalsRequired;
+      const added = await this.options.store.addApproval(seen.id, approval, { resolve: completes, expectApprovals: seen.approvals.length });
+      if (!added.ok) {
+        if (added.code === 'STALE_REQUEST' && added.request?.status === 'pending' && attempt < MAX_DECIDE_ATTEMPTS) {
+          // Someone else's approval landed while this one was judged: judge it again against theirs.
+          seen = added.request;
+          continue;
+        }
+        if (added.code === 'DUPLICATE_APPROVER') {
+          throw new ContainedError('DUPLICATE_APPROVER', `${operator.name} already approved these arguments of request ${seen.id}; a second, different approver is needed`);
+        }
+        if (added.code === 'STALE_REQUEST') throw staleRequest(added.request ?? seen);
+        if (added.request && added.request.status !== 'pending') throw alreadyResolved(added.request);
+        throw new ContainedError(added.code === 'NOT_FOUND' ? 'NOT_FOUND' : 'ALREADY_RESOLVED', `request ${seen.id} is ${added.code === 'NOT_FOUND' ? 'gone' : 'already resolved'}`);
+      }
+      const current = added.request;
+      if (current.status !== 'approved') {
+        this.emit({ type: 'updated', request: this.view(current) });
+        return this.view(current);
+      }
+      // The completing approval resolved the request in the same commit.
+      this.finish(current, { status: 'approved', request: current, args: effectiveArgs(current), span: agreedSpan(countingApprovals(current)) });
       return this.view(current);
     }
-    // The completing approval resolved the request in the same commit.
-    this.finish(current, { status: 'approved', request: current, args: effectiveArgs(current), span: lastSpan(current) });
-    return this.view(current);
+  }
+
+  /**
+   * The approval `input` makes of `request` as it stands: refused STALE_REQUEST when the proposal
+   * its approver saw (`argsDigest`; none: what the agent asked) is no longer the current one. An
+   * edit (`edited`, already validated) approves its own arguments, a new proposal.
+   */
+  private approvalFor(operator: Operator, request: RequestRecord, input: DecideInput & { verdict: 'approve' }, span: GrantSpan, edited: unknown): Approval {
+    const proposal = currentProposal(request);
+    const seen = input.argsDigest ?? argsDigest(askedArgs(request));
+    if (seen !== proposal.argsDigest) throw staleRequest(request);
+    const approval: Approval = { operator: operator.name, at: this.now(), span, argsDigest: proposal.argsDigest };
+    if (input.note !== undefined) approval.note = input.note;
+    if (input.args !== undefined) {
+      approval.args = edited;
+      approval.argsDigest = argsDigest(edited);
+    }
+    return approval;
   }
 
   /** Claim the right to perform an approved recommendation (false: already performed or claimed). */
@@ -181,9 +222,10 @@ export class RequestManager {
     let performed = 0;
     const pending = await this.options.store.listRequests({ status: 'pending' });
     for (const request of pending) {
-      if (request.kind === 'recommendation' && request.approvals.length >= request.approvalsRequired) {
+      const counted = countingApprovals(request);
+      if (request.kind === 'recommendation' && counted.length >= request.approvalsRequired) {
         // The host died between the last approval and the resolution: finish the resolution.
-        const resolved = await this.options.store.resolveRequest(request.id, { status: 'approved', at: this.now(), by: request.approvals.map((a) => a.operator) });
+        const resolved = await this.options.store.resolveRequest(request.id, { status: 'approved', at: this.now(), by: counted.map((a) => a.operator) });
         if (resolved.ok) closed += 1;
         continue;
       }
@@ -213,7 +255,7 @@ export class RequestManager {
   view(request: RequestRecord): RequestView {
     const trust = this.options.trustFor?.(request);
     const runEnded = this.options.runLive === undefined ? undefined : !this.options.runLive(request.runId);
-    return { ...request, ...(trust ? { trust } : {}), ...(runEnded === undefined ? {} : { runEnded }) };
+    return { ...request, proposal: proposalView(request), ...(trust ? { trust } : {}), ...(runEnded === undefined ? {} : { runEnded }) };
   }
 
   private schedule(request: RequestRecord): void {
@@ -297,17 +339,20 @@ export class RequestManager {
   }
 }
 
-/** The arguments to perform with: the latest edit among the approvals, else the agent's own. */
+/** The arguments to perform with: the current proposal (the latest edit, else what the agent asked). */
 export function effectiveArgs(request: RequestRecord): unknown {
-  for (let i = request.approvals.length - 1; i >= 0; i--) {
-    const a = request.approvals[i];
-    if (a && a.args !== undefined) return a.args;
-  }
-  return request.args;
+  return currentProposal(request).args;
 }
 
-function lastSpan(request: RequestRecord): GrantSpan {
-  return request.approvals[request.approvals.length - 1]?.span ?? 'once';
+/** STALE_REQUEST: the approval named arguments that are no longer the current proposal. */
+function staleRequest(request: RequestRecord): ContainedError {
+  const proposal = currentProposal(request);
+  const who = proposal.by === undefined ? 'the arguments are what the agent asked' : `${proposal.by} edited the arguments`;
+  return new ContainedError(
+    'STALE_REQUEST',
+    `request ${request.id} changed since you loaded it (${who}; now ${proposal.argsDigest}): review the current arguments and approve those`,
+    { data: { argsDigest: proposal.argsDigest, ...(proposal.by === undefined ? {} : { proposedBy: proposal.by }) } },
+  );
 }
 
 function alreadyResolved(request: RequestRecord): ContainedError {

@@ -3,6 +3,7 @@
  * sockets, authentication, framing and limits; every decision and every policy check lives behind
  * this interface in the host, so the console and the terminal client are clients of one policy.
  */
+import type { ProposalView } from '../gate/proposal.js';
 import type { Grant, GrantSpan, Operator, RequestRecord, RunRecord } from '../model.js';
 import type { Demotion, Proposal, Review, ReviewStatus, ReviewVerdict, TrustEvent } from '../trust/model.js';
 
@@ -15,8 +16,10 @@ export type RequestEvent =
   | { type: 'run'; run: RunRecord }
   | TrustEvent;
 
-/** A request as operators see it (the record plus trust figures when available). */
+/** A request as operators see it (the record, its current proposal, trust figures when available). */
 export interface RequestView extends RequestRecord {
+  /** What runs if it is approved now, its digest, who proposed it (absent: the agent) and whose approvals count. */
+  proposal: ProposalView;
   /** The agent's record for this action (filled by the trust ledger when it exists). */
   trust?: Record<string, unknown>;
   /** The run that made it is no longer live (ended, cancelled, or from before a restart). */
@@ -24,7 +27,16 @@ export interface RequestView extends RequestRecord {
 }
 
 export type DecideInput =
-  | { requestId: string; verdict: 'approve'; args?: unknown; span?: GrantSpan; note?: string }
+  | {
+      requestId: string;
+      verdict: 'approve';
+      /** Edited arguments: a new proposal, approved by this approval. */
+      args?: unknown;
+      /** The proposal the approver saw (`proposal.argsDigest`); absent: what the agent asked. STALE_REQUEST when it moved since. */
+      argsDigest?: string;
+      span?: GrantSpan;
+      note?: string;
+    }
   | { requestId: string; verdict: 'deny'; reason: string };
 
 /** Thrown as ContainedError with codes NOT_FOUND, ALREADY_RESOLVED, INVALID_ARGUMENT, CAPABILITY_DENIED (role). */

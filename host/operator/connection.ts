@@ -197,6 +197,7 @@ export class OperatorConnection {
                 requestId: message.requestId,
                 verdict: 'approve' as const,
                 ...(message.args !== undefined ? { args: message.args } : {}),
+                ...(message.argsDigest !== undefined ? { argsDigest: message.argsDigest } : {}),
                 ...(message.span !== undefined ? { span: message.span } : {}),
                 ...(message.note !== undefined ? { note: message.note } : {}),
               };

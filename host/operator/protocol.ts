@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import { ERROR_CODES, type ErrorCode } from '../../runtime/errors.js';
+import { ARGS_DIGEST_PATTERN } from '../gate/proposal.js';
 import { grantSchema, grantSpanSchema, requestSchema, roleSchema, runRecordSchema } from '../model.js';
 import { demotionSchema, proposalSchema, proposalStatusSchema, reviewSchema, reviewStatusSchema, reviewVerdictSchema } from '../trust/model.js';
 
@@ -33,8 +34,14 @@ export const decideMessageSchema = z
     id: idSchema,
     requestId: refSchema,
     verdict: z.enum(['approve', 'deny']),
-    /** Approve with edits: replacement arguments, re-validated by the host against the same schema and scope. */
+    /** Approve with edits: replacement arguments, re-validated by the host against the same schema and scope. A new proposal. */
     args: z.unknown().optional(),
+    /**
+     * Approve: the `proposal.argsDigest` of the request as the approver saw it (absent: the digest of
+     * what the agent asked). Refused STALE_REQUEST when the proposal moved since. With `args`, the
+     * proposal the edit was made from.
+     */
+    argsDigest: z.string().regex(ARGS_DIGEST_PATTERN, 'sha256: and 64 lower-case hex digits (a request view\'s proposal.argsDigest)').optional(),
     /** Escalations: how far the approval reaches (default once). */
     span: grantSpanSchema.optional(),
     /** Approve: an optional note recorded with the approval. */
@@ -45,7 +52,7 @@ export const decideMessageSchema = z
   .superRefine((msg, ctx) => {
     if (msg.verdict === 'deny') {
       if (msg.reason === undefined) ctx.addIssue({ code: 'custom', path: ['reason'], message: 'a denial needs a reason' });
-      for (const key of ['args', 'span', 'note'] as const) {
+      for (const key of ['args', 'argsDigest', 'span', 'note'] as const) {
         if (msg[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `"${key}" belongs to an approval, not a denial` });
       }
     } else if (msg.reason !== undefined) {
@@ -128,11 +135,28 @@ export const CLIENT_MESSAGE_TYPES: readonly ClientMessageType[] = clientMessageS
 // Server → client
 
 /**
- * A request as operators see it: the stored record plus the agent's trust figures when known, and
- * `runEnded` when the run that made it is no longer live (approving then performs the action with
- * no agent waiting for the result).
+ * What runs if a request is approved now (host/gate/proposal.ts): the arguments of the latest edit,
+ * else what the agent asked (for `requestCapability`, the scope asked for); their digest, which an
+ * approval names; who proposed them by editing (absent: the agent); whose approvals count.
  */
-export const requestViewSchema = requestSchema.extend({ trust: z.record(z.string(), z.unknown()).optional(), runEnded: z.boolean().optional() });
+export const argsProposalSchema = z.strictObject({
+  args: z.unknown().optional(),
+  argsDigest: z.string().regex(ARGS_DIGEST_PATTERN),
+  by: z.string().optional(),
+  at: z.number().int().optional(),
+  approvedBy: z.array(z.string()),
+});
+
+/**
+ * A request as operators see it: the stored record (`args`: what the agent asked), its current
+ * `proposal`, the agent's trust figures when known, and `runEnded` when the run that made it is no
+ * longer live (approving then performs the action with no agent waiting for the result).
+ */
+export const requestViewSchema = requestSchema.extend({
+  proposal: argsProposalSchema,
+  trust: z.record(z.string(), z.unknown()).optional(),
+  runEnded: z.boolean().optional(),
+});
 
 /** Runs as operators see them: the stored record (unknown extra fields are dropped, not refused). */
 export const runViewSchema = z.object(runRecordSchema.shape);

@@ -259,11 +259,14 @@ export class SqliteStore implements Store {
   /**
    * First-wins append. Refused with ALREADY_RESOLVED when the request is no longer pending or is
    * past its `expiresAt` (as of `approval.at`, even before anyone marked it expired), and with
-   * DUPLICATE_APPROVER when this operator already approved it. Approvals beyond
-   * `approvalsRequired` are accepted (so a request left pending with enough approvals by a crash
-   * before `resolveRequest` can still be completed); the first `resolveRequest` decides.
+   * DUPLICATE_APPROVER when this operator already approved the same `argsDigest`, with
+   * STALE_REQUEST when `expectApprovals` is given and other approvals landed since the caller read
+   * the request. Approvals count per `argsDigest`: `resolve` approves the request when those of the
+   * new approval's digest reach `approvalsRequired`, and `resolvedBy` names just them. Approvals
+   * beyond that are accepted (so a request left pending with enough approvals by a crash before
+   * `resolveRequest` can still be completed); the first `resolveRequest` decides.
    */
-  async addApproval(id: string, approval: Approval, options: { resolve?: boolean } = {}): Promise<ApprovalResult> {
+  async addApproval(id: string, approval: Approval, options: { resolve?: boolean; expectApprovals?: number } = {}): Promise<ApprovalResult> {
     return this.guard('addApproval', () =>
       this.db
         .transaction((): ApprovalResult => {
@@ -272,13 +275,16 @@ export class SqliteStore implements Store {
           if (request.status !== 'pending' || approval.at >= request.expiresAt) {
             return { ok: false, code: 'ALREADY_RESOLVED', request };
           }
-          if (request.approvals.some((a) => a.operator === approval.operator)) return { ok: false, code: 'DUPLICATE_APPROVER', request };
+          if (options.expectApprovals !== undefined && request.approvals.length !== options.expectApprovals) return { ok: false, code: 'STALE_REQUEST', request };
+          const same = (a: Approval): boolean => a.argsDigest === approval.argsDigest;
+          if (request.approvals.some((a) => a.operator === approval.operator && same(a))) return { ok: false, code: 'DUPLICATE_APPROVER', request };
           const approvals = [...request.approvals, approval];
           const updated = { ...request, approvals };
           requestToRow(updated); // validates the approval before it is written
           this.stmt("UPDATE requests SET approvals = ? WHERE id = ? AND status = 'pending'").run(JSON.stringify(approvals), id);
-          if (options.resolve === true && approvals.length >= request.approvalsRequired) {
-            const by = approvals.map((a) => a.operator);
+          const counted = approvals.filter(same);
+          if (options.resolve === true && counted.length >= request.approvalsRequired) {
+            const by = counted.map((a) => a.operator);
             this.stmt("UPDATE requests SET status = 'approved', resolved_at = ?, resolved_by = ? WHERE id = ? AND status = 'pending'").run(approval.at, JSON.stringify(by), id);
             const resolved = this.get('SELECT * FROM requests WHERE id = ?', [id], rowToRequest);
             return { ok: true, request: resolved ?? updated };

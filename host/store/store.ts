@@ -24,7 +24,7 @@ export interface RunFilter {
 
 export type ApprovalResult =
   | { ok: true; request: RequestRecord }
-  | { ok: false; code: 'NOT_FOUND' | 'ALREADY_RESOLVED' | 'DUPLICATE_APPROVER'; request?: RequestRecord };
+  | { ok: false; code: 'NOT_FOUND' | 'ALREADY_RESOLVED' | 'DUPLICATE_APPROVER' | 'STALE_REQUEST'; request?: RequestRecord };
 
 export type ResolveResult = { ok: true; request: RequestRecord } | { ok: false; code: 'NOT_FOUND' | 'ALREADY_RESOLVED'; request?: RequestRecord };
 
@@ -48,11 +48,13 @@ export interface Store {
   getRequest(id: string): Promise<RequestRecord | undefined>;
   listRequests(filter: { status?: RequestStatus; runId?: string; limit?: number }): Promise<RequestRecord[]>;
   /**
-   * Append an approval to a pending request (refuses a second approval by the same operator).
-   * With `resolve`, the approval that completes the required count also moves the request to
-   * `approved` in the same transaction (one durable commit instead of two).
+   * Append an approval to a pending request (refuses a second approval by the same operator of the
+   * same `argsDigest`; with `expectApprovals`, refuses STALE_REQUEST when the request no longer has
+   * that many approvals, i.e. another landed since the caller read it). Approvals count per
+   * `argsDigest`: with `resolve`, the approval that brings its digest's count to the required one
+   * also moves the request to `approved` (by those approvers) in the same transaction.
    */
-  addApproval(id: string, approval: Approval, options?: { resolve?: boolean }): Promise<ApprovalResult>;
+  addApproval(id: string, approval: Approval, options?: { resolve?: boolean; expectApprovals?: number }): Promise<ApprovalResult>;
   /** Move a pending request to a final status; only the first call wins. */
   resolveRequest(id: string, resolution: Resolution): Promise<ResolveResult>;
   /** Claim the right to perform an approved recommendation; false if already claimed or done. */

@@ -7,10 +7,16 @@
 import { ContainedError } from '../../runtime/errors.js';
 import type { Grant, Operator, Role, RunRecord } from '../../host/model.js';
 import { roleAtLeast } from '../../host/model.js';
+import { argsDigest, askedArgs, countingApprovals, currentProposal, proposalView } from '../../host/gate/proposal.js';
 import type { DecideInput, OperatorBackend, RequestEvent, RequestView, TokenVerifier } from '../../host/operator/backend.js';
 
 export interface NewRequest extends Partial<RequestView> {
   id: string;
+}
+
+/** A copy to hand out, with its current proposal (as the host's views carry it). */
+function view(request: RequestView): RequestView {
+  return { ...structuredClone(request), proposal: proposalView(request) };
 }
 
 export class MemoryBackend implements OperatorBackend {
@@ -42,9 +48,11 @@ export class MemoryBackend implements OperatorBackend {
       createdAt: at,
       expiresAt: at + 15 * 60_000,
       ...partial,
+      proposal: { args: undefined, argsDigest: '', approvedBy: [] },
     };
+    request.proposal = proposalView(request);
     this.requests.set(request.id, request);
-    this.emit({ type: 'created', request: structuredClone(request) });
+    this.emit({ type: 'created', request: view(request) });
     return request;
   }
 
@@ -64,7 +72,7 @@ export class MemoryBackend implements OperatorBackend {
   async pending(operator: Operator): Promise<RequestView[]> {
     await tick();
     requireRole(operator, 'viewer');
-    return [...this.requests.values()].filter((r) => r.status === 'pending').map((r) => structuredClone(r));
+    return [...this.requests.values()].filter((r) => r.status === 'pending').map(view);
   }
 
   async decide(operator: Operator, input: DecideInput): Promise<RequestView> {
@@ -77,27 +85,34 @@ export class MemoryBackend implements OperatorBackend {
     const at = this.now();
     if (input.verdict === 'deny') {
       Object.assign(request, { status: 'denied', resolvedAt: at, resolvedBy: [operator.name], denyReason: input.reason });
-      this.emit({ type: 'resolved', request: structuredClone(request) });
-      return structuredClone(request);
+      this.emit({ type: 'resolved', request: view(request) });
+      return view(request);
     }
-    if (request.approvals.some((a) => a.operator === operator.name)) {
+    // The host's rule (host/gate/proposal.ts): approvals are bound to the digest of the arguments.
+    const proposal = currentProposal(request);
+    if ((input.argsDigest ?? argsDigest(askedArgs(request))) !== proposal.argsDigest) {
+      throw new ContainedError('STALE_REQUEST', `request ${request.id} changed since you loaded it`, { data: { argsDigest: proposal.argsDigest } });
+    }
+    const digest = input.args !== undefined ? argsDigest(input.args) : proposal.argsDigest;
+    if (request.approvals.some((a) => a.operator === operator.name && a.argsDigest === digest)) {
       throw new ContainedError('DUPLICATE_APPROVER', `${operator.name} already approved ${request.id}; the second approval must come from someone else`);
     }
     request.approvals.push({
       operator: operator.name,
       at,
+      argsDigest: digest,
       ...(input.args !== undefined ? { args: input.args } : {}),
       ...(input.span !== undefined ? { span: input.span } : {}),
       ...(input.note !== undefined ? { note: input.note } : {}),
     });
-    if (input.args !== undefined) request.args = input.args;
-    if (request.approvals.length >= request.approvalsRequired) {
-      Object.assign(request, { status: 'approved', resolvedAt: at, resolvedBy: request.approvals.map((a) => a.operator) });
-      this.emit({ type: 'resolved', request: structuredClone(request) });
+    const counted = countingApprovals(request);
+    if (counted.length >= request.approvalsRequired) {
+      Object.assign(request, { status: 'approved', resolvedAt: at, resolvedBy: counted.map((a) => a.operator) });
+      this.emit({ type: 'resolved', request: view(request) });
     } else {
-      this.emit({ type: 'updated', request: structuredClone(request) });
+      this.emit({ type: 'updated', request: view(request) });
     }
-    return structuredClone(request);
+    return view(request);
   }
 
   async listGrants(operator: Operator): Promise<Grant[]> {

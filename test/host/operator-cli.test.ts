@@ -206,7 +206,7 @@ describe('interactive console', () => {
     input.write('quit\n');
     expect(await done).toBe(0);
 
-    expect(h.backend.requests.get('req-edit')?.args).toEqual({ to: 'me@example.com' });
+    expect(h.backend.requests.get('req-edit')?.approvals).toMatchObject([{ operator: 'alice', args: { to: 'me@example.com' } }]);
     expect(h.backend.requests.get('req-deny')?.denyReason).toBe('not now, maybe next week');
     await client.close();
   });

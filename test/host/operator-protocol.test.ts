@@ -106,7 +106,11 @@ describe('live events and decisions', () => {
     h.backend.add({ id: 'd1' });
     const alice = await connectReady(h.url, TOKENS.alice);
     const edited = await alice.request({ type: 'decide', requestId: 'e1', verdict: 'approve', args: { to: 'team@example.com', subject: 'digest' } });
-    expect(edited).toMatchObject({ type: 'result', result: { request: { status: 'approved', args: { to: 'team@example.com' } } } });
+    // `args` stays what the agent asked; `proposal` is what runs, proposed and approved by alice.
+    expect(edited).toMatchObject({
+      type: 'result',
+      result: { request: { status: 'approved', args: { to: 'ops@example.com' }, proposal: { args: { to: 'team@example.com' }, by: 'alice', approvedBy: ['alice'] } } },
+    });
     const denied = await alice.request({ type: 'decide', requestId: 'd1', verdict: 'deny', reason: 'wrong recipient' });
     expect(denied).toMatchObject({ type: 'result', result: { request: { status: 'denied', denyReason: 'wrong recipient' } } });
   });

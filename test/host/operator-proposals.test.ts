@@ -1,0 +1,224 @@
+/**
+ * Hardening finding 1 (High): an edit let one person decide a two-person action. A real host
+ * (SQLite store, the example `payments` capability over a real refunds ledger) and operators on
+ * real WebSockets over loopback.
+ *
+ * The rule: every approval is bound to the digest of the exact arguments that will run. An edit is
+ * a new proposal; approvals of other arguments stop counting. Every view carries the current
+ * proposal (arguments + digest); an approval names the digest it saw, and one sent against
+ * arguments that changed since is refused STALE_REQUEST. The audit names each approver's digest.
+ *
+ * The two exploits, as reported:
+ * - Alice approves a refund of 1000 as asked; Bob approves "with edits" 2000: the 2000 refund ran,
+ *   audited as approved by both.
+ * - Alice edits 100 → 2900 and approves; Bob's views still said 100; Bob's plain approve ran 2900.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { canonicalJson, sha256Hex } from '../../host/audit/canonical.js';
+import { openAuditReader, queryAudit } from '../../host/audit/query.js';
+import type { OperatorClient } from '../../host/operator/client.js';
+import type { RequestView } from '../../host/operator/protocol.js';
+import { defaultStorePath } from '../../host/store/sqlite-store.js';
+import { type Fixture, startFixture } from './helpers/host-fixture.js';
+
+const PAYMENTS = { capability: 'payments', kind: 'payments', scope: {}, methods: ['refund'], why: 'refunds' };
+
+/** The digest an approval is bound to: sha256 of the arguments' canonical JSON. */
+function digestOf(args: unknown): string {
+  return `sha256:${sha256Hex(canonicalJson(args))}`;
+}
+
+let fx: Fixture;
+let dir: string;
+let shop: string;
+beforeAll(async () => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'contained-proposals-'));
+  shop = path.join(dir, 'shop.db');
+  const db = new Database(shop);
+  db.exec(`CREATE TABLE orders (id TEXT PRIMARY KEY, customer_email TEXT NOT NULL, status TEXT NOT NULL, amount_cents INTEGER NOT NULL, refunded_cents INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL);
+    INSERT INTO orders VALUES ('P-1', 'a@example.com', 'delivered', 100000, 0, '2024-06-01T00:00:00Z'), ('P-2', 'b@example.com', 'delivered', 100000, 0, '2024-06-01T00:00:00Z'),
+      ('P-3', 'c@example.com', 'delivered', 100000, 0, '2024-06-01T00:00:00Z'), ('P-4', 'd@example.com', 'delivered', 100000, 0, '2024-06-01T00:00:00Z');`);
+  db.close();
+  fx = await startFixture(
+    {
+      paymentsLedger: { file: shop, currency: 'EUR' },
+      capabilities: { payments: { kind: 'payments', scope: { currency: 'EUR', maxAmountCents: 50_000 } } },
+    },
+    dir,
+  );
+});
+afterAll(async () => {
+  await fx?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Cents refunded so far on an order, read from the ledger itself. */
+function refunded(orderId: string): number {
+  const db = new Database(shop, { readonly: true });
+  try {
+    return (db.prepare('SELECT refunded_cents FROM orders WHERE id = ?').pluck().get(orderId) as number) ?? -1;
+  } finally {
+    db.close();
+  }
+}
+
+function refundAgent(name: string, orderId: string, amountCents: number) {
+  const args = { orderId, amountCents, reason: 'parcel arrived damaged' };
+  const source = `export default async (input, caps) => (await caps.payments.refund(${JSON.stringify(args)}, { reason: 'the customer sent photos' })).amountCents;`;
+  return { image: fx.image(name, source, [PAYMENTS]), args };
+}
+
+function next(op: OperatorClient, type: 'created' | 'updated' | 'resolved', filter: (r: RequestView) => boolean): Promise<RequestView> {
+  return new Promise((resolve) => {
+    const off = op.onEvent((event) => {
+      if (event.type === type && filter(event.request as RequestView)) {
+        off();
+        resolve(event.request as RequestView);
+      }
+    });
+  });
+}
+
+async function start(name: string, orderId: string, amountCents: number, watchers: OperatorClient[]) {
+  const { image, args } = refundAgent(name, orderId, amountCents);
+  await fx.grant(image.digest, { capability: 'payments', methods: ['refund'], mode: 'assisted', approvals: 2 });
+  const seen = watchers.map((op) => next(op, 'created', (r) => r.subject === image.digest));
+  const { runId } = await fx.host.submit({ image: image.bytes, input: null });
+  const views = await Promise.all(seen);
+  return { runId, args, request: views[0] as RequestView, outcome: fx.host.waitForRun(runId) };
+}
+
+async function auditOf(runId: string) {
+  await fx.host.audit.flush();
+  const db = openAuditReader(defaultStorePath(fx.dir));
+  try {
+    return queryAudit(db, { runId }).map((r) => ({ type: r.type, data: r.data as Record<string, unknown> }));
+  } finally {
+    db.close();
+  }
+}
+
+describe('two-person requests: approvals are bound to the arguments they approved', () => {
+  it('Alice approves 1000 as asked, Bob approves with 2000: nothing runs until Alice approves 2000 too; the audit names both digests', async () => {
+    const alice = await fx.operator('alice');
+    const bob = await fx.operator('bob');
+    const { runId, args, request, outcome } = await start('refund-1000', 'P-1', 1000, [alice, bob]);
+    expect(request).toMatchObject({ approvalsRequired: 2, args: { amountCents: 1000 } });
+    const asked = digestOf(args);
+    const edited = { ...args, amountCents: 2000 };
+
+    await alice.decide({ requestId: request.id, verdict: 'approve' }); // the agent's own arguments
+    const afterBob = await bob.decide({ requestId: request.id, verdict: 'approve', args: edited });
+
+    // The exploit: this used to run the 2000 refund, "approved by alice and bob".
+    expect(afterBob.status).toBe('pending');
+    expect(refunded('P-1')).toBe(0);
+    expect(afterBob).toMatchObject({ proposal: { args: edited, argsDigest: digestOf(edited), by: 'bob', approvedBy: ['bob'] } });
+    expect(afterBob.approvals.map((a) => [a.operator, a.argsDigest])).toEqual([
+      ['alice', asked],
+      ['bob', digestOf(edited)],
+    ]);
+
+    // Alice, who approved 1000, may now approve 2000 — having seen it: the digest she sends is 2000's.
+    const done = await alice.decide({ requestId: request.id, verdict: 'approve', argsDigest: digestOf(edited) });
+    expect(done).toMatchObject({ status: 'approved', resolvedBy: ['bob', 'alice'] });
+    expect(await outcome).toMatchObject({ status: 'ok', value: 2000 });
+    expect(refunded('P-1')).toBe(2000);
+
+    const audit = await auditOf(runId);
+    const decision = audit.find((r) => r.type === 'decision' && r.data.allow === true);
+    expect(decision?.data).toMatchObject({
+      approvedBy: ['bob', 'alice'],
+      argsDigest: digestOf(edited),
+      approvals: [
+        { operator: 'bob', argsDigest: digestOf(edited) },
+        { operator: 'alice', argsDigest: digestOf(edited) },
+      ],
+    });
+    const resolved = audit.find((r) => r.type === 'request.resolved');
+    expect(resolved?.data).toMatchObject({
+      status: 'approved',
+      by: ['bob', 'alice'],
+      argsDigest: digestOf(edited),
+      edited: true,
+      approvals: [
+        { operator: 'alice', argsDigest: asked, counts: false },
+        { operator: 'bob', argsDigest: digestOf(edited), counts: true, edited: true },
+        { operator: 'alice', argsDigest: digestOf(edited), counts: true },
+      ],
+    });
+    const partial = audit.filter((r) => r.type === 'request.approval').at(-1);
+    expect(partial?.data).toMatchObject({ argsDigest: digestOf(edited), approvals: [{ operator: 'alice', argsDigest: asked, counts: false }, { operator: 'bob', argsDigest: digestOf(edited), counts: true }] });
+  });
+
+  it('Alice edits 100 → 2900 and approves: Bob sees 2900 and its digest, his approval of 100 is refused STALE_REQUEST, his approval of 2900 runs it', async () => {
+    const alice = await fx.operator('alice');
+    const bob = await fx.operator('bob');
+    const { runId, args, request, outcome } = await start('refund-100', 'P-2', 100, [alice, bob]);
+    const edited = { ...args, amountCents: 2900 };
+    const bobSeesEdit = next(bob, 'updated', (r) => r.id === request.id);
+    await alice.decide({ requestId: request.id, verdict: 'approve', args: edited, argsDigest: request.proposal.argsDigest });
+
+    // Every view carries what will run: Bob's copy of the request, from the event.
+    const view = await bobSeesEdit;
+    expect(view).toMatchObject({ args: { amountCents: 100 }, proposal: { args: edited, argsDigest: digestOf(edited), by: 'alice', approvedBy: ['alice'] } });
+    expect(bob.pending.get(request.id)?.proposal.args).toEqual(edited);
+
+    // A plain approve that names no digest approves what the agent asked (100): stale now.
+    await expect(bob.decide({ requestId: request.id, verdict: 'approve' })).rejects.toMatchObject({
+      code: 'STALE_REQUEST',
+      data: { argsDigest: digestOf(edited), proposedBy: 'alice' },
+    });
+    // So is one naming the digest of 100 explicitly, and an edit built on 100.
+    await expect(bob.decide({ requestId: request.id, verdict: 'approve', argsDigest: digestOf(args) })).rejects.toMatchObject({ code: 'STALE_REQUEST' });
+    await expect(bob.decide({ requestId: request.id, verdict: 'approve', args: { ...args, amountCents: 150 }, argsDigest: digestOf(args) })).rejects.toMatchObject({ code: 'STALE_REQUEST' });
+    expect(refunded('P-2')).toBe(0);
+    expect(await fx.host.store.getRequest(request.id)).toMatchObject({ status: 'pending', approvals: [{ operator: 'alice' }] });
+
+    const done = await bob.decide({ requestId: request.id, verdict: 'approve', argsDigest: view.proposal.argsDigest });
+    expect(done).toMatchObject({ status: 'approved', resolvedBy: ['alice', 'bob'] });
+    expect(await outcome).toMatchObject({ status: 'ok', value: 2900 });
+    expect(refunded('P-2')).toBe(2900);
+    const audit = await auditOf(runId);
+    expect(audit.find((r) => r.type === 'request.resolved')?.data).toMatchObject({
+      by: ['alice', 'bob'],
+      argsDigest: digestOf(edited),
+      approvals: [
+        { operator: 'alice', argsDigest: digestOf(edited), counts: true, edited: true },
+        { operator: 'bob', argsDigest: digestOf(edited), counts: true },
+      ],
+    });
+  });
+
+  it('a malformed digest is INVALID_ARGUMENT; an approval of the same arguments twice is DUPLICATE_APPROVER; a deny needs no digest', async () => {
+    const alice = await fx.operator('alice');
+    const { request, outcome } = await start('refund-dup', 'P-3', 300, [alice]);
+    await expect(alice.decide({ requestId: request.id, verdict: 'approve', argsDigest: 'sha256:abc' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await alice.decide({ requestId: request.id, verdict: 'approve', argsDigest: request.proposal.argsDigest });
+    await expect(alice.decide({ requestId: request.id, verdict: 'approve', argsDigest: request.proposal.argsDigest })).rejects.toMatchObject({ code: 'DUPLICATE_APPROVER' });
+    await alice.decide({ requestId: request.id, verdict: 'deny', reason: 'not this one' });
+    expect(await outcome).toMatchObject({ status: 'error', error: { code: 'ESCALATION_DENIED' } });
+    expect(refunded('P-3')).toBe(0);
+  });
+
+  it('an approval given while the proposal moved under it is refused, not counted for the new arguments', async () => {
+    const alice = await fx.operator('alice');
+    const bob = await fx.operator('bob');
+    const carol = await fx.operator('carol');
+    const { args, request, outcome } = await start('refund-race', 'P-4', 400, [alice, bob, carol]);
+    const seen = request.proposal.argsDigest;
+    // Bob and Carol both loaded 400. Bob edits to 4000; Carol's approve of 400 arrives after.
+    await bob.decide({ requestId: request.id, verdict: 'approve', args: { ...args, amountCents: 4000 }, argsDigest: seen });
+    await expect(carol.decide({ requestId: request.id, verdict: 'approve', argsDigest: seen })).rejects.toMatchObject({ code: 'STALE_REQUEST' });
+    // Alice edits back to what the agent asked: a new proposal again; Bob's 4000 stops counting.
+    const back = await alice.decide({ requestId: request.id, verdict: 'approve', args, argsDigest: digestOf({ ...args, amountCents: 4000 }) });
+    expect(back).toMatchObject({ status: 'pending', proposal: { argsDigest: seen, by: 'alice', approvedBy: ['alice'] } });
+    await carol.decide({ requestId: request.id, verdict: 'approve', argsDigest: seen });
+    expect(await outcome).toMatchObject({ status: 'ok', value: 400 });
+    expect(refunded('P-4')).toBe(400);
+  });
+});
