@@ -10,6 +10,7 @@
  * errors (including AMBIGUOUS_ID).
  */
 import { ContainedError } from '../../runtime/errors.js';
+import { ARGS_DIGEST_PATTERN } from '../gate/proposal.js';
 import { GRANT_SPANS, type GrantSpan } from '../model.js';
 import type { DecideInput } from '../operator/backend.js';
 import { OperatorClient } from '../operator/client.js';
@@ -32,11 +33,15 @@ Interactive operator console: lists pending requests as they arrive; approve, ed
   --token TOKEN   operator token (default $CONTAINED_TOKEN; prefer the variable: argv is visible to others)
 `;
 
-const APPROVE_HELP = `Usage: contained approve ID [--span once|run|always] [--args JSON] [--note TEXT] [--url URL] [--token TOKEN]
+const APPROVE_HELP = `Usage: contained approve ID [--digest sha256:HEX] [--span once|run|always] [--args JSON] [--note TEXT] [--url URL] [--token TOKEN]
 
 Approve a pending request. ID is its id, or at least 4 leading characters that name exactly one
-pending request. --args replaces the arguments (approve with edits; the host re-validates them);
---span says how far an escalation's approval reaches (default once).
+pending request. An approval approves exact arguments: without --digest, the arguments the agent
+asked for; with --digest, the arguments of that digest (as \`contained operator\` shows it, "args
+digest"), e.g. after someone edited them. If the request's arguments are no longer those, the host
+refuses STALE_REQUEST and nothing is approved. --args replaces the arguments (approve with edits, a
+new proposal that every other approver must approve again; the host re-validates them); --span says
+how far an escalation's approval reaches (default once).
 Exit 0 when the approval was recorded, 1 with "CODE: message" when the host refused it, 2 on usage errors.
 `;
 
@@ -55,7 +60,7 @@ export async function operatorCommand(argv: string[], io: CliIo, env: Env = proc
 }
 
 export async function approveCommand(argv: string[], io: CliIo, env: Env = process.env): Promise<number> {
-  const { values, positionals } = parseFlags(argv, { ...CONNECTION_FLAGS, span: { type: 'string' }, args: { type: 'string' }, note: { type: 'string' } });
+  const { values, positionals } = parseFlags(argv, { ...CONNECTION_FLAGS, digest: { type: 'string' }, span: { type: 'string' }, args: { type: 'string' }, note: { type: 'string' } });
   if (values.help) return help(io, APPROVE_HELP);
   const requestId = onePositional(positionals, 'approve');
   const span = stringFlag(values, 'span');
@@ -72,9 +77,14 @@ export async function approveCommand(argv: string[], io: CliIo, env: Env = proce
     }
   }
   const note = stringFlag(values, 'note');
+  const digest = stringFlag(values, 'digest');
+  if (digest !== undefined && !ARGS_DIGEST_PATTERN.test(digest)) {
+    throw new ContainedError('USAGE', `--digest takes sha256: and 64 lower-case hex digits, as \`contained operator\` prints it (got ${JSON.stringify(digest.slice(0, 80))})`);
+  }
   const input: DecideInput = {
     requestId,
     verdict: 'approve',
+    ...(digest !== undefined ? { argsDigest: digest } : {}),
     ...(span !== undefined ? { span: span as GrantSpan } : {}),
     ...(rawArgs !== undefined ? { args } : {}),
     ...(note !== undefined ? { note } : {}),

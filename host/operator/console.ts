@@ -4,19 +4,27 @@
  * by the host, and a refusal is printed as `CODE: message` without ending the session.
  *
  *   list                              pending requests
- *   approve ID [once|run|always]      approve (escalations: how far it reaches)
- *   edit ID <json-args>               approve with edited arguments
+ *   approve ID [once|run|always]      approve the arguments shown (escalations: how far it reaches)
+ *   edit ID <json-args>               approve with edited arguments (a new proposal)
  *   deny ID <reason…>                 deny, with the reason the agent will see
  *   help, quit
  *
  * IDs may be shortened to any unique prefix of a pending request's id.
+ *
+ * An approval names the digest of the arguments this console last printed for the request (and
+ * an edit, the arguments it was made from): if they changed since — someone edited them — the host
+ * refuses it STALE_REQUEST instead of counting it for arguments nobody here read. A change of the
+ * arguments is printed in full as it arrives (console-format.ts).
  */
 import { createInterface } from 'node:readline';
 import { ContainedError } from '../../runtime/errors.js';
 import { GRANT_SPANS, type GrantSpan } from '../model.js';
 import type { DecideInput } from './backend.js';
-import type { OperatorClient, OperatorEvent } from './client.js';
+import type { OperatorClient } from './client.js';
+import { formatDecision, formatEvent, formatNewProposal, formatPending, formatRequest } from './console-format.js';
 import type { RequestView } from './protocol.js';
+
+export { formatEvent, formatPending, formatRequest } from './console-format.js';
 
 export interface ConsoleIo {
   input: NodeJS.ReadableStream;
@@ -28,8 +36,8 @@ export interface ConsoleIo {
 
 const HELP = `commands:
   list                              show pending requests
-  approve ID [once|run|always]      approve (escalations: once, for this run, or always)
-  edit ID <json-args>               approve with edited arguments
+  approve ID [once|run|always]      approve the arguments shown (escalations: once, for this run, or always)
+  edit ID <json-args>               approve with edited arguments (a new proposal: others must approve it again)
   deny ID <reason…>                 deny with a reason (the agent sees it)
   help                              this text
   quit                              leave
@@ -59,6 +67,11 @@ export function runOperatorConsole(client: OperatorClient, io: ConsoleIo): Promi
       rl.prompt(true);
     };
 
+    // The digest of the arguments last printed per request: what an approval from here approves.
+    const shownDigest = new Map<string, string>();
+    const show = (requests: RequestView[]): void => {
+      for (const r of requests) shownDigest.set(r.id, r.proposal.argsDigest);
+    };
     // Your own decision arrives twice (its reply and the event everyone gets): print it once.
     const shown = new Set<string>();
     const once = (request: RequestView, text: string): void => {
@@ -67,9 +80,20 @@ export function runOperatorConsole(client: OperatorClient, io: ConsoleIo): Promi
       shown.add(key);
       print(text);
     };
+    /** A decision or progress; a pending request whose arguments changed since it was shown is shown again in full. */
+    const progress = (request: RequestView): void => {
+      const changed = request.status === 'pending' && shownDigest.get(request.id) !== request.proposal.argsDigest;
+      if (request.status !== 'pending') shownDigest.delete(request.id);
+      if (!changed) return once(request, formatDecision(request));
+      show([request]);
+      once(request, formatNewProposal(request, now()));
+    };
     const offEvent = client.onEvent((event) => {
-      if (event.type === 'updated' || event.type === 'resolved') once(event.request, formatEvent(event, now()));
-      else print(formatEvent(event, now()));
+      if (event.type === 'updated' || event.type === 'resolved') progress(event.request);
+      else {
+        if (event.type === 'created') show([event.request]);
+        print(formatEvent(event, now()));
+      }
     });
     const offClose = client.onClose((error) => {
       print(`${error.code}: ${error.message}\n`);
@@ -77,6 +101,7 @@ export function runOperatorConsole(client: OperatorClient, io: ConsoleIo): Promi
     });
 
     out(`connected as ${client.operator.name} (${client.operator.role})\n`);
+    show([...client.pending.values()]);
     out(formatPending([...client.pending.values()], now()));
     out('type "help" for commands\n');
     rl.prompt();
@@ -86,10 +111,10 @@ export function runOperatorConsole(client: OperatorClient, io: ConsoleIo): Promi
     rl.on('line', (line) => {
       queue = queue.then(async () => {
         if (done) return;
-        const result = await execute(client, line.trim(), now);
+        const result = await execute(client, line.trim(), { now, shownDigest, show });
         if (result === 'quit') return finish(0);
         if (typeof result === 'string') print(result);
-        else once(result, formatDecision(result));
+        else progress(result);
       });
     });
     rl.on('close', () => {
@@ -98,8 +123,20 @@ export function runOperatorConsole(client: OperatorClient, io: ConsoleIo): Promi
   });
 }
 
+interface Shown {
+  now: () => number;
+  /** The digest of the arguments last printed per request. */
+  shownDigest: ReadonlyMap<string, string>;
+  show(requests: RequestView[]): void;
+}
+
 /** Text to print, 'quit', or the request a decision returned. */
-async function execute(client: OperatorClient, line: string, now: () => number): Promise<string | RequestView> {
+async function execute(client: OperatorClient, line: string, { now, shownDigest, show }: Shown): Promise<string | RequestView> {
+  // What an approval from here approves: the arguments printed here (none printed: what the agent asked).
+  const seen = (requestId: string): { argsDigest?: string } => {
+    const digest = shownDigest.get(requestId);
+    return digest === undefined ? {} : { argsDigest: digest };
+  };
   const [command = '', idArg, ...rest] = line.split(/\s+/);
   try {
     switch (command) {
@@ -113,13 +150,14 @@ async function execute(client: OperatorClient, line: string, now: () => number):
         return 'quit';
       case 'list':
       case 'ls':
+        show([...client.pending.values()]);
         return formatPending([...client.pending.values()], now());
       case 'approve': {
         const requestId = resolveId(client, idArg);
         if (rest.length > 1 || (rest[0] !== undefined && !(GRANT_SPANS as readonly string[]).includes(rest[0]))) {
           return 'usage: approve ID [once|run|always]\n';
         }
-        const input: DecideInput = { requestId, verdict: 'approve', ...(rest[0] ? { span: rest[0] as GrantSpan } : {}) };
+        const input: DecideInput = { requestId, verdict: 'approve', ...seen(requestId), ...(rest[0] ? { span: rest[0] as GrantSpan } : {}) };
         return await client.decide(input);
       }
       case 'edit': {
@@ -132,7 +170,7 @@ async function execute(client: OperatorClient, line: string, now: () => number):
         } catch (error) {
           return `INVALID_ARGUMENT: edited arguments are not JSON (${(error as Error).message})\n`;
         }
-        return await client.decide({ requestId, verdict: 'approve', args });
+        return await client.decide({ requestId, verdict: 'approve', args, ...seen(requestId) });
       }
       case 'deny': {
         const requestId = resolveId(client, idArg);
@@ -156,71 +194,4 @@ function resolveId(client: OperatorClient, id: string | undefined): string {
   const matches = [...client.pending.keys()].filter((k) => k.startsWith(id));
   if (matches.length > 1) throw new ContainedError('USAGE', `"${id}" matches ${matches.length} requests; type more of the id`);
   return matches[0] ?? id;
-}
-
-export function formatPending(requests: RequestView[], now: number): string {
-  if (requests.length === 0) return 'no pending requests\n';
-  const sorted = [...requests].sort((a, b) => a.createdAt - b.createdAt);
-  return `${sorted.length} pending request${sorted.length === 1 ? '' : 's'}:\n${sorted.map((r) => formatRequest(r, now)).join('')}`;
-}
-
-export function formatRequest(r: RequestView, now: number): string {
-  const target = r.method ? `${r.capability}.${r.method}` : `${r.capability} (capability requested)`;
-  const risk = r.risk ? Object.entries(r.risk).filter(([, v]) => v).map(([k]) => k).join(', ') || 'none' : 'unknown (treated as worst case)';
-  const lines = [
-    `── ${r.id}  ${r.kind}  ${target}`,
-    `   agent ${shortSubject(r.subject)}  run ${r.runId}${r.runEnded ? ' (run ended: approving performs the action without it)' : ''}`,
-    `   risk: ${risk}   approvals ${r.approvals.length}/${r.approvalsRequired}${r.approvals.length ? ` (${r.approvals.map((a) => a.operator).join(', ')})` : ''}   expires in ${duration(r.expiresAt - now)}`,
-    `   why: ${r.why}`,
-  ];
-  if (r.reason) lines.push(`   reason: ${JSON.stringify(r.reason)}`);
-  if (r.args !== undefined) lines.push(`   args: ${indent(JSON.stringify(r.args, null, 2))}`);
-  if (r.requestedScope !== undefined) lines.push(`   scope: ${indent(JSON.stringify(r.requestedScope, null, 2))}`);
-  return `${lines.join('\n')}\n`;
-}
-
-export function formatEvent(event: OperatorEvent, now: number): string {
-  switch (event.type) {
-    case 'created':
-      return `new request:\n${formatRequest(event.request, now)}`;
-    case 'updated':
-    case 'resolved':
-      return formatDecision(event.request);
-    case 'grant':
-      return `grant ${event.grant.id} ${event.change} (${event.grant.capability}, ${event.grant.mode})\n`;
-    case 'run':
-      return `run ${event.run.id}: ${event.run.status}\n`;
-  }
-}
-
-function formatDecision(r: RequestView): string {
-  switch (r.status) {
-    case 'pending':
-      return `${r.id}: approvals ${r.approvals.length}/${r.approvalsRequired} (${r.approvals.map((a) => a.operator).join(', ')}); waiting for another approver\n`;
-    case 'approved':
-      return `${r.id}: approved by ${(r.resolvedBy ?? r.approvals.map((a) => a.operator)).join(', ')}\n`;
-    case 'denied':
-      return `${r.id}: denied${r.resolvedBy?.length ? ` by ${r.resolvedBy.join(', ')}` : ''}: ${r.denyReason ?? ''}\n`;
-    case 'expired':
-      return `${r.id}: expired\n`;
-    case 'run_gone':
-      return `${r.id}: closed (run gone)\n`;
-    case 'cancelled':
-      return `${r.id}: withdrawn (its run was cancelled${r.resolvedBy?.length ? ` by ${r.resolvedBy.join(', ')}` : ''})\n`;
-  }
-}
-
-function shortSubject(subject: string | undefined): string {
-  if (subject === undefined) return 'unknown';
-  return /^sha256:[0-9a-f]{64}$/.test(subject) ? `${subject.slice(0, 19)}…` : subject;
-}
-
-function duration(ms: number): string {
-  if (ms <= 0) return 'now';
-  const s = Math.round(ms / 1000);
-  return s < 120 ? `${s}s` : `${Math.round(s / 60)}m`;
-}
-
-function indent(text: string): string {
-  return text.replace(/\n/g, '\n   ');
 }

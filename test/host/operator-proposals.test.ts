@@ -17,7 +17,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { main } from '../../host/cli/main.js';
+import { formatRequest, runOperatorConsole } from '../../host/operator/console.js';
 import { canonicalJson, sha256Hex } from '../../host/audit/canonical.js';
 import { openAuditReader, queryAudit } from '../../host/audit/query.js';
 import type { OperatorClient } from '../../host/operator/client.js';
@@ -40,8 +43,10 @@ beforeAll(async () => {
   shop = path.join(dir, 'shop.db');
   const db = new Database(shop);
   db.exec(`CREATE TABLE orders (id TEXT PRIMARY KEY, customer_email TEXT NOT NULL, status TEXT NOT NULL, amount_cents INTEGER NOT NULL, refunded_cents INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL);
-    INSERT INTO orders VALUES ('P-1', 'a@example.com', 'delivered', 100000, 0, '2024-06-01T00:00:00Z'), ('P-2', 'b@example.com', 'delivered', 100000, 0, '2024-06-01T00:00:00Z'),
-      ('P-3', 'c@example.com', 'delivered', 100000, 0, '2024-06-01T00:00:00Z'), ('P-4', 'd@example.com', 'delivered', 100000, 0, '2024-06-01T00:00:00Z');`);
+    INSERT INTO orders (id, customer_email, status, amount_cents, refunded_cents, created_at) VALUES
+      ('P-1', 'a@example.com', 'delivered', 100000, 0, '2024-06-01T00:00:00Z'), ('P-2', 'b@example.com', 'delivered', 100000, 0, '2024-06-01T00:00:00Z'),
+      ('P-3', 'c@example.com', 'delivered', 100000, 0, '2024-06-01T00:00:00Z'), ('P-4', 'd@example.com', 'delivered', 100000, 0, '2024-06-01T00:00:00Z'),
+      ('C-1', 'e@example.com', 'delivered', 100000, 0, '2024-06-01T00:00:00Z'), ('C-2', 'f@example.com', 'delivered', 100000, 0, '2024-06-01T00:00:00Z');`);
   db.close();
   fx = await startFixture(
     {
@@ -66,9 +71,9 @@ function refunded(orderId: string): number {
   }
 }
 
-function refundAgent(name: string, orderId: string, amountCents: number) {
+function refundAgent(name: string, orderId: string, amountCents: number, why = 'the customer sent photos') {
   const args = { orderId, amountCents, reason: 'parcel arrived damaged' };
-  const source = `export default async (input, caps) => (await caps.payments.refund(${JSON.stringify(args)}, { reason: 'the customer sent photos' })).amountCents;`;
+  const source = `export default async (input, caps) => (await caps.payments.refund(${JSON.stringify(args)}, { reason: ${JSON.stringify(why)} })).amountCents;`;
   return { image: fx.image(name, source, [PAYMENTS]), args };
 }
 
@@ -83,8 +88,8 @@ function next(op: OperatorClient, type: 'created' | 'updated' | 'resolved', filt
   });
 }
 
-async function start(name: string, orderId: string, amountCents: number, watchers: OperatorClient[]) {
-  const { image, args } = refundAgent(name, orderId, amountCents);
+async function start(name: string, orderId: string, amountCents: number, watchers: OperatorClient[], why?: string) {
+  const { image, args } = refundAgent(name, orderId, amountCents, why);
   await fx.grant(image.digest, { capability: 'payments', methods: ['refund'], mode: 'assisted', approvals: 2 });
   const seen = watchers.map((op) => next(op, 'created', (r) => r.subject === image.digest));
   const { runId } = await fx.host.submit({ image: image.bytes, input: null });
@@ -220,5 +225,101 @@ describe('two-person requests: approvals are bound to the arguments they approve
     await carol.decide({ requestId: request.id, verdict: 'approve', argsDigest: seen });
     expect(await outcome).toMatchObject({ status: 'ok', value: 400 });
     expect(refunded('P-4')).toBe(400);
+  });
+});
+
+/** The terminal console of one operator, driven through streams. */
+function terminal(op: OperatorClient) {
+  const input = new PassThrough();
+  const output = new PassThrough();
+  let text = '';
+  output.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+  const done = runOperatorConsole(op, { input, output, terminal: false });
+  return {
+    done,
+    type: (line: string) => input.write(`${line}\n`),
+    get text() {
+      return text;
+    },
+    /** Wait until the output (from `from` on) contains `needle`; the output from there. */
+    async until(needle: string, from = 0): Promise<string> {
+      const deadline = Date.now() + 5000;
+      while (!text.slice(from).includes(needle)) {
+        if (Date.now() > deadline) throw new Error(`console never printed ${JSON.stringify(needle)}; got:\n${text.slice(from)}`);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      return text.slice(from);
+    },
+  };
+}
+
+async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await main(argv, { stdout: (t) => void (out += t), stderr: (t) => void (err += t) });
+  return { code, out, err };
+}
+
+describe('the command line shows and approves exact arguments', () => {
+  it('contained operator: a new proposal is printed in full (arguments that run, changes, digest); approve approves what was printed', async () => {
+    const alice = await fx.operator('alice');
+    const bob = await fx.operator('bob');
+    const console = terminal(bob);
+    await console.until('type "help" for commands');
+    const { args, request, outcome } = await start('refund-cli', 'C-1', 100, [alice, bob]);
+    const created = await console.until(`── ${request.id}`);
+    expect(created).toContain('args (as the agent asked; these run if approved): {');
+    expect(created).toContain('"amountCents": 100');
+    expect(created).toContain(`args digest: ${digestOf(args)}`);
+    expect(created).toContain('approvals 0/2');
+
+    const mark = console.text.length;
+    const edited = { ...args, amountCents: 2900 };
+    await alice.decide({ requestId: request.id, verdict: 'approve', args: edited, argsDigest: digestOf(args) });
+    const shown = await console.until(`args digest: ${digestOf(edited)}`, mark);
+    expect(shown).toContain(`${request.id}: alice edited the arguments: a new proposal; approvals of other arguments no longer count`);
+    expect(shown).toContain('args (edited by alice; these run if approved): {');
+    expect(shown).toContain('"amountCents": 2900');
+    expect(shown).toContain('changes from what the agent asked:\n     - "amountCents": 100\n     + "amountCents": 2900\n');
+    expect(shown).toContain('approvals 1/2 (alice)');
+
+    console.type(`approve ${request.id.slice(0, 8)}`);
+    await console.until(`${request.id}: approved by alice, bob`, mark);
+    expect(await outcome).toMatchObject({ status: 'ok', value: 2900 });
+    expect(refunded('C-1')).toBe(2900);
+    expect((await fx.host.store.getRequest(request.id))?.approvals.map((a) => a.argsDigest)).toEqual([digestOf(edited), digestOf(edited)]);
+    console.type('quit');
+    expect(await console.done).toBe(0);
+  });
+
+  it('agent text that imitates the console stays on its own labelled line, with control and bidi characters escaped (finding 14)', async () => {
+    const alice = await fx.operator('alice');
+    // A newline, a fake approvals line, "clear screen" (ESC [2J), a C1 CSI (U+009B) and a right-to-left override.
+    const hostile = 'ok\n   risk: none   approvals 2/2 (alice, bob)   Two-person rule ●● 2 of 2 approvals ✓\u001b[2J\u009b31m\u202Etxet';
+    const { request } = await start('refund-lookalike', 'P-1', 1, [alice], hostile);
+    const text = formatRequest(request, Date.now());
+    const lines = text.split('\n');
+    // One line starts like the risk and approvals line: the host's. The lookalike is inside the quoted reason.
+    expect(lines.filter((l) => /^\s*risk:/.test(l))).toEqual([expect.stringMatching(/^ {3}risk: openWorld, financial {3}approvals 0\/2 {3}expires in /)]);
+    const reason = lines.find((l) => l.startsWith("   agent's reason: "));
+    expect(reason).toBe(`   agent's reason: "ok\\n   risk: none   approvals 2/2 (alice, bob)   Two-person rule ●● 2 of 2 approvals ✓\\u001b[2J\\u{009B}31m\\u{202E}txet"`);
+    expect(text).not.toMatch(/[\u001b\u009b\u202e]/);
+    await alice.decide({ requestId: request.id, verdict: 'deny', reason: 'test' });
+  });
+
+  it('contained approve: without --digest it approves what the agent asked (STALE_REQUEST once edited); --digest names what was reviewed', async () => {
+    const alice = await fx.operator('alice');
+    const { args, request, outcome } = await start('refund-cli-2', 'C-2', 200, [alice]);
+    const edited = { ...args, amountCents: 250 };
+    await alice.decide({ requestId: request.id, verdict: 'approve', args: edited, argsDigest: digestOf(args) });
+    const url = fx.host.url as string;
+    const blind = await cli(['approve', request.id, '--url', url, '--token', fx.tokens['bob'] as string]);
+    expect(blind.code).toBe(1);
+    expect(blind.err).toMatch(new RegExp(`^STALE_REQUEST: request ${request.id} changed since you loaded it \\(alice edited the arguments; now ${digestOf(edited)}\\)`));
+    expect(await cli(['approve', request.id, '--digest', 'sha256:nope', '--url', url, '--token', fx.tokens['bob'] as string])).toMatchObject({ code: 2, err: expect.stringMatching(/^USAGE: --digest/) });
+    expect(refunded('C-2')).toBe(0);
+    const reviewed = await cli(['approve', request.id, '--digest', digestOf(edited), '--url', url, '--token', fx.tokens['bob'] as string]);
+    expect(reviewed).toEqual({ code: 0, out: `${request.id}: approved\n`, err: '' });
+    expect(await outcome).toMatchObject({ status: 'ok', value: 250 });
   });
 });
