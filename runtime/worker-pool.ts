@@ -13,6 +13,10 @@
  * error's native stack trace, "Last few GCs") goes to the pool's logger, tagged with the runs the
  * worker was hosting, capped per process, and never reaches the terminal of whoever started the
  * host. Without a logger it is read and dropped (a full pipe would block the worker).
+ *
+ * A worker gets no copy of the host's environment (operator tokens, SMTP passwords, database URLs
+ * live there), only the few variables a Node process needs to start: were an isolate ever escaped
+ * (GHSA-864f-rcv7-6rh4 was such a bug), the worker holds nothing worth taking.
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import type { Readable } from 'node:stream';
@@ -70,6 +74,15 @@ const DEFAULT_MAX_WORKER_OUTPUT_BYTES = 64 * 1024;
 const OUTPUT_COALESCE_MS = 25;
 /** How long after a run ended the worker's output is still tagged with it. */
 const RECENT_RUN_MS = 2000;
+
+/** The only variables of the host's environment a worker inherits (none of them holds a secret). */
+const WORKER_ENV_ALLOWLIST = ['PATH', 'TMPDIR', 'TMP', 'TEMP', 'TZ', 'LANG', 'LC_ALL', 'NODE_OPTIONS', 'NODE_ENV', 'NODE_V8_COVERAGE', 'SYSTEMROOT', 'SystemRoot', 'WINDIR'];
+
+function workerEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const name of WORKER_ENV_ALLOWLIST) if (process.env[name] !== undefined) env[name] = process.env[name];
+  return { ...env, ...extra };
+}
 
 /** Worker entry next to this module; under vitest/tsx the sources are .ts and need the tsx loader. */
 function workerEntry(): { file: string; execArgv: string[] } {
@@ -184,7 +197,7 @@ export class WorkerPool {
       execArgv,
       serialization: 'json',
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      env: { ...process.env, CONTAINED_WARM_ISOLATES: String(this.options.warmIsolates), CONTAINED_WARM_MEMORY_MB: String(this.options.warmMemoryMb) },
+      env: workerEnv({ CONTAINED_WARM_ISOLATES: String(this.options.warmIsolates), CONTAINED_WARM_MEMORY_MB: String(this.options.warmMemoryMb) }),
     });
     const worker: Worker = {
       child,
