@@ -1,8 +1,19 @@
 // Pending: the live list of requests waiting for a human (recommendations and escalations), from
 // the channel's snapshot and created/updated/resolved events — no reload. Each card shows who asks,
-// the exact action and arguments, risk, the agent's reason, its trust record and two-person
-// progress; approvers get approve / edit-then-approve (with a diff) / deny, and once/run/always for
-// escalations. Cards are keyed by request id and updated in place, so an open form survives events.
+// the exact action, risk, the agent's reason, its trust record and two-person progress; approvers
+// get approve / edit-then-approve (with a diff) / deny, and once/run/always for escalations. Cards
+// are keyed by request id and updated in place, so an open form survives events.
+//
+// What an approval approves: the card shows the request's current proposal — the arguments that run
+// if it is approved now, "as the agent asked" or "edited by NAME" with the diff against what the
+// agent asked, and their digest — and re-renders it on every update. Approvals are counted for that
+// proposal only. Every approve sends the digest that was shown when its form opened, so an edit
+// arriving meanwhile makes the host refuse it (STALE_REQUEST) instead of counting it for arguments
+// nobody here read; the open form says so.
+//
+// Agent-written text (reason, arguments, requested scope) is only ever shown inside a framed,
+// scrolling box labelled as written by the agent; the host's own line with risk and approvals
+// comes first and holds none of it, so text imitating it ("2 of 2 approvals ✓") reads as a quote.
 import { renderArgsDiff } from '../lib/diff.js';
 import { append, badge, clear, h, json, relative, section, shortDigest, time, toast, visible } from '../lib/dom.js';
 
@@ -124,10 +135,16 @@ function facts(value, depth) {
   );
 }
 
+/** A box of agent-written text: framed, labelled, scrolling (it cannot pass for the card's own lines). */
+function agentText(label, ...content) {
+  return h('div.agent-text', h('span.agent-label', label), ...content);
+}
+
 function buildCard(initial, state) {
   let r = initial;
   const id = `req-${r.id}`;
   const progress = h('div.progress');
+  const proposalBox = h('div.block.proposal');
   const panel = h('div.panel');
   const actions = h('div.actions');
   const agent = h('strong');
@@ -140,11 +157,11 @@ function buildCard(initial, state) {
       'header.card-head',
       badge(r.kind, r.kind === 'escalation' ? 'esc' : 'rec'),
       h(`h2#${id}-title.action`, visible(title)),
-      h('span.risks', riskBadges(r.risk)),
-      runState,
       h('span.spacer'),
       h('span.expires', { dataset: { expires: String(r.expiresAt) }, title: `expires at ${time(r.expiresAt)}` }, `expires ${relative(r.expiresAt)}`),
     ),
+    // The host's own line: risk and approvals. Nothing the agent wrote is ever put here.
+    h('div.status-line.card-status', h('span.risks', riskBadges(r.risk)), runState, progress),
     h(
       'p.meta',
       agent,
@@ -157,25 +174,55 @@ function buildCard(initial, state) {
       ' · ',
       h('span.why', visible(r.why)),
     ),
-    h('div.reason', h('span.label', 'Agent’s reason'), r.reason ? h('blockquote', visible(r.reason)) : h('span.muted', ' (none given)')),
-    h('div.block', h('span.label', r.method ? 'Arguments' : 'Requested scope'), renderArgs(r.method ? r.args : r.requestedScope)),
+    h('div.reason', r.reason ? agentText('Agent’s reason — written by the agent', h('blockquote', visible(r.reason))) : h('p.muted', 'The agent gave no reason.')),
+    proposalBox,
     h('details.block', h('summary', 'Agent’s record for this action'), renderTrust(r.trust)),
-    progress,
     actions,
     panel,
   );
+  /** The digest of the proposal an open form was opened on (undefined: no approve/edit form open). */
+  let formDigest;
+  let formNotice;
 
-  const mine = () => r.approvals.some((a) => a.operator === state.me.name);
+  /** What runs if approved now: its arguments, who proposed them, the diff from what the agent asked, the digest. */
+  function refreshProposal() {
+    clear(proposalBox);
+    const p = r.proposal;
+    const what = r.method ? 'Arguments' : 'Requested scope';
+    const asked = r.method ? r.args : r.requestedScope;
+    if (p.by === undefined) {
+      proposalBox.append(
+        h('span.label', `${what} — as the agent asked; these run if approved`),
+        agentText('written by the agent', h('div.proposal-args', renderArgs(p.args))),
+      );
+    } else {
+      const diff = renderArgsDiff(asked, p.args);
+      proposalBox.append(
+        h('span.label', `${what} that will run — edited by `, visible(p.by)),
+        agentText(`written by the agent, edited by ${p.by}`, h('div.proposal-args', renderArgs(p.args))),
+        h('span.label', 'Changes from what the agent asked (− asked, + will run)'),
+        diff.element,
+      );
+    }
+    proposalBox.append(h('p.digest.muted', 'digest ', h('code', { title: 'sha256 of the arguments’ canonical JSON: what an approval approves' }, p.argsDigest)));
+  }
+
+  /** Approvals of the current proposal (the ones that count). */
+  const counting = () => r.approvals.filter((a) => a.argsDigest === r.proposal.argsDigest && r.proposal.approvedBy.includes(a.operator));
+  const mine = () => r.proposal.approvedBy.includes(state.me.name);
+  /** Operators whose only approvals were of other arguments. */
+  const outdated = () => [...new Set(r.approvals.map((a) => a.operator))].filter((name) => !r.proposal.approvedBy.includes(name));
 
   function refreshProgress() {
     clear(progress);
-    const got = r.approvals.length;
+    const got = r.proposal.approvedBy.length;
     const need = r.approvalsRequired;
     append(progress, [
       h('span.label', need > 1 ? 'Two-person rule' : 'Approval'),
       h('span.pips', Array.from({ length: need }, (_, i) => h(`span.pip${i < got ? '.on' : ''}`, { 'aria-hidden': 'true' }))),
       h('span', `${got} of ${need} approval${need > 1 ? 's' : ''}`),
-      r.approvals.map((a) => h('span.approver', '✓ ', visible(a.operator), a.note ? h('span.muted', ' — ', visible(a.note)) : null, a.args !== undefined ? h('span.muted', ' (with edits)') : null)),
+      counting().map((a) => h('span.approver', '✓ ', visible(a.operator), a.note ? h('span.muted', ' — ', visible(a.note)) : null, a.args !== undefined ? h('span.muted', ' (proposed these)') : null)),
+      outdated().map((name) => h('span.stale-approver', visible(name), '’s approval was of other arguments: it no longer counts')),
     ]);
   }
 
@@ -183,9 +230,12 @@ function buildCard(initial, state) {
     clear(actions);
     if (!state.can('approver')) return;
     if (mine()) {
-      actions.append(h('p.muted', 'You approved this; a second, different approver must complete it.'));
+      actions.append(h('p.muted', 'You approved this (these exact arguments); a second, different approver must complete it.'));
       actions.append(h('button', { type: 'button', on: { click: () => open('d') } }, 'Deny…'));
       return;
+    }
+    if (outdated().includes(state.me.name)) {
+      actions.append(h('p.notice.warn', 'Your approval was of other arguments; it no longer counts. Review the arguments that will run, above, and approve them if they are right.'));
     }
     append(actions, [
       h('button.primary', { type: 'button', 'aria-keyshortcuts': 'a', on: { click: () => open('a') } }, 'Approve…'),
@@ -210,8 +260,24 @@ function buildCard(initial, state) {
 
   function close() {
     clear(panel);
+    formDigest = undefined;
+    formNotice = undefined;
     card.classList.remove('open');
     card.focus();
+  }
+
+  /** The arguments moved under an open approve/edit form: say so (the host refuses its approval). */
+  function warnIfMoved() {
+    if (formDigest === undefined || !formNotice) return;
+    const moved = formDigest !== r.proposal.argsDigest;
+    formNotice.hidden = !moved;
+    if (moved) {
+      formNotice.replaceChildren(
+        'The arguments changed since you opened this',
+        r.proposal.by ? [' (edited by ', visible(r.proposal.by), ')'] : '',
+        ': what would run now is shown above. Approving from this form is refused; cancel and review them.',
+      );
+    }
   }
 
   function formKeys(form) {
@@ -233,7 +299,7 @@ function buildCard(initial, state) {
     const errorLine = h('p.error', { role: 'alert' });
     const cancel = h('button', { type: 'button', on: { click: close } }, 'Cancel');
     if (kind === 'd') {
-      const reason = h('textarea', { id: `${id}-deny`, rows: 3, required: true, maxlength: 2000, placeholder: 'Shown to the agent' });
+      const reason = h('textarea', { id: `${id}-deny`, rows: 3, required: true, maxlength: 2000, placeholder: 'Shown to the agent', on: { input: () => (errorLine.textContent = '') } });
       const submit = h('button.danger', { type: 'submit' }, 'Deny request');
       const form = h('form.decide', { on: { submit: (e) => (e.preventDefault(), reason.value.trim() ? decide({ verdict: 'deny', reason: reason.value.trim() }, errorLine, submit) : (errorLine.textContent = 'A denial needs a reason.')) } }, h('label', { for: `${id}-deny` }, 'Reason for denying (the agent sees it)'), reason, errorLine, h('div.row', submit, cancel));
       formKeys(form);
@@ -242,18 +308,27 @@ function buildCard(initial, state) {
       return;
     }
     if (mine()) return;
+    // What this approval approves: the proposal shown now. The host refuses it if that moves.
+    const seen = r.proposal.argsDigest;
+    formDigest = seen;
+    formNotice = h('p.notice.warn', { role: 'alert', hidden: true });
     const note = h('input', { id: `${id}-note`, type: 'text', maxlength: 2000, placeholder: 'optional' });
     const spans = r.kind === 'escalation' ? spanChooser(id) : null;
     if (kind === 'e' && r.method) {
-      const editor = argsEditor(r.args, id);
+      const asked = r.args;
+      const editor = argsEditor(r.proposal.args, id);
       const diffBox = h('div.diffbox');
       const refreshDiff = () => {
         clear(diffBox);
         const parsed = editor.value();
         if (!parsed.ok) return diffBox.append(h('p.error', parsed.error));
-        diffBox.append(h('span.label', 'Changes (− asked by the agent, + what you approve)'), renderArgsDiff(r.args, parsed.value).element);
+        diffBox.append(h('span.label', 'Changes (− asked by the agent, + what you approve)'), renderArgsDiff(asked, parsed.value).element);
       };
-      editor.element.addEventListener('input', refreshDiff);
+      editor.element.addEventListener('input', () => {
+        // An error about what was submitted is stale once the arguments change.
+        errorLine.textContent = '';
+        refreshDiff();
+      });
       const submit = h('button.primary', { type: 'submit' }, 'Approve with edits');
       const form = h(
         'form.decide',
@@ -263,11 +338,12 @@ function buildCard(initial, state) {
               e.preventDefault();
               const parsed = editor.value();
               if (!parsed.ok) return void (errorLine.textContent = parsed.error);
-              void decide({ verdict: 'approve', args: parsed.value, ...(note.value.trim() ? { note: note.value.trim() } : {}), ...(spans ? { span: spans.value() } : {}) }, errorLine, submit);
+              void decide({ verdict: 'approve', args: parsed.value, argsDigest: seen, ...(note.value.trim() ? { note: note.value.trim() } : {}), ...(spans ? { span: spans.value() } : {}) }, errorLine, submit);
             },
           },
         },
-        h('span.label', 'Edit the arguments'),
+        formNotice,
+        h('span.label', 'Edit the arguments that will run (your edit is a new proposal: every approver approves it anew)'),
         editor.element,
         diffBox,
         spans?.element,
@@ -285,7 +361,9 @@ function buildCard(initial, state) {
     const submit = h('button.primary', { type: 'submit' }, r.approvalsRequired - r.approvals.length > 1 ? 'Approve (first of two)' : 'Approve');
     const form = h(
       'form.decide',
-      { on: { submit: (e) => (e.preventDefault(), decide({ verdict: 'approve', ...(note.value.trim() ? { note: note.value.trim() } : {}), ...(spans ? { span: spans.value() } : {}) }, errorLine, submit)) } },
+      { on: { submit: (e) => (e.preventDefault(), decide({ verdict: 'approve', argsDigest: seen, ...(note.value.trim() ? { note: note.value.trim() } : {}), ...(spans ? { span: spans.value() } : {}) }, errorLine, submit)) } },
+      formNotice,
+      h('p.muted', 'You approve the arguments shown above (digest ', h('code', seen.slice(0, 19), '…'), ').'),
       spans?.element,
       h('label', { for: `${id}-note` }, 'Note (optional)'),
       note,
@@ -302,8 +380,10 @@ function buildCard(initial, state) {
     r = next;
     agent.replaceChildren(visible(agentName(r, state)));
     runState.replaceChildren(...(runEnded(r, state) ? [badge('run ended', 'warn')] : []));
+    refreshProposal();
     refreshProgress();
     refreshActions();
+    warnIfMoved();
   };
   card.refresh(r);
   return card;
