@@ -1,7 +1,8 @@
 /**
- * Grant rules: which grants the host stores, which grant covers a call, and which grant an
- * operator's "always" answer writes. Pure functions (the clock is an argument), so the CLI, the
- * operator channel and the gate apply one policy.
+ * Grant rules: which grants the host stores, and which grant an operator's "always" answer writes;
+ * which grant covers a call is grant-choice.ts, how a grant may be narrowed grant-narrowing.ts.
+ * Pure functions (the clock is an argument), so the CLI, the operator channel and the gate apply
+ * one policy. Grants are written only through the grant service (grant-service.ts).
  *
  * Defends the risk policy of CONCEPTS.md: a destructive or financial method is never autonomous
  * (`contained`/`executed`) unless an admin forces it with a recorded reason; assisted, it needs
@@ -11,8 +12,7 @@
  * Fails closed: rule checks return `{ ok: false, code, message, rule }` on anything they cannot
  * accept (`INVALID_ARGUMENT` for a malformed grant, `GRANT_REFUSED` for a policy breach,
  * `CAPABILITY_DENIED` for a role that may not do this, `INVALID_SCOPE` for a scope that does not
- * narrow the instance); the throwing helpers raise the same as a ContainedError. `grantCovers`
- * answers false to anything it cannot match exactly.
+ * narrow the instance); the throwing helpers raise the same as a ContainedError.
  */
 import { randomBytes } from 'node:crypto';
 import { type Budget, budgetSchema } from '../capabilities/sdk/budget.js';
@@ -21,10 +21,12 @@ import { changedFields } from '../capabilities/sdk/narrowing.js';
 import { needsSecondSignOff, type RiskAnnotations, WORST_CASE_RISK } from '../capabilities/sdk/risk.js';
 import { ContainedError, type ErrorCode } from '../runtime/errors.js';
 import { capabilityOffer } from './grant-scope.js';
-import { type Grant, grantSchema, type Mode, type RequestRecord, type Role, roleAtLeast, roleWithArticle, type RunSubject, type Subject, subjectSchema } from './model.js';
+import { type Grant, grantSchema, type Mode, type RequestRecord, type Role, roleAtLeast, roleWithArticle, type Subject, subjectSchema } from './model.js';
 
 export { capabilityOffer, grantInstance, grantScopeCheck, restrictToScope } from './grant-scope.js';
 export type { CapabilityOffer } from './grant-scope.js';
+export { chooseGrant, grantCovers, lessSupervised, MODE_ORDER, subjectMatches } from './grant-choice.js';
+export type { GrantCall, GrantChoice } from './grant-choice.js';
 
 export type RuleResult = { ok: true } | { ok: false; code: ErrorCode; message: string; rule: string };
 
@@ -196,21 +198,6 @@ export function buildGrant(input: NewGrantInput, ctx: GrantRuleContext, id: stri
 
 export function newGrantId(): string {
   return `grt_${randomBytes(8).toString('hex')}`;
-}
-
-/** Does `subject` (a run's identity) match the grant's subject? Exact digest, or name plus a trusted signer. */
-export function subjectMatches(subject: Subject, run: RunSubject): boolean {
-  if ('digest' in subject) return run.digest !== undefined && run.digest === subject.digest;
-  return run.name !== undefined && run.name === subject.name && run.signers.includes(subject.signer);
-}
-
-/** Whether `grant` covers this call now: subject, capability, method (or `*`), not revoked, not expired. */
-export function grantCovers(grant: Grant, call: { subject: RunSubject; capability: string; method: string; now: number }): boolean {
-  if (grant.revokedAt !== undefined) return false;
-  if (grant.expiresAt !== undefined && !(call.now < grant.expiresAt)) return false;
-  if (grant.capability !== call.capability) return false;
-  if (!subjectMatches(grant.subject, call.subject)) return false;
-  return grant.methods.includes(call.method) || grant.methods.includes('*');
 }
 
 export interface AlwaysContext {

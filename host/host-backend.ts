@@ -58,11 +58,8 @@ export function createHostBackend(deps: HostBackendDeps): OperatorBackend {
       requireRole(operator, 'admin', 'revoking a grant');
       await assertLive(operator);
       if (typeof reason !== 'string' || reason.trim() === '') throw new ContainedError('INVALID_ARGUMENT', 'revoking a grant needs a reason');
-      const existing = await store.getGrant(grantId);
-      if (!existing) throw new ContainedError('NOT_FOUND', `no grant ${grantId}`);
-      const grant = (await store.revokeGrant(grantId, operator.name, reason, Date.now())) ?? existing;
-      gate.revokeGrant(grantId, reason);
-      requests.emit({ type: 'grant', change: 'revoked', grant });
+      const grant = await gate.grants.revoke(grantId, operator.name, reason);
+      if (!grant) throw new ContainedError('NOT_FOUND', `no grant ${grantId}`);
       deps.logger?.info({ grantId, by: operator.name, reason }, 'grant revoked');
       return grant;
     },

@@ -13,6 +13,9 @@
  *
  * Waiting for a human pauses the run's wall clock. Every allowed call is performed through the
  * instance the grant attenuated (its budgets and scope apply again at the moment of use).
+ *
+ * Which grant decides is `chooseGrant` (grant-choice.ts), the rule trust reports by too; grants
+ * are read and written, and attenuated instances kept, by the grant service (grant-service.ts).
  */
 import type { Logger } from 'pino';
 import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
@@ -20,8 +23,10 @@ import { needsSecondSignOff } from '../../capabilities/sdk/risk.js';
 import { ContainedError } from '../../runtime/errors.js';
 import type { CallOutcome, CapabilityRequest, Gate, GateCall, GateContext, GateDecision } from '../../runtime/gate.js';
 import type { GateAuditHooks } from '../audit/gate-audit.js';
-import { capabilityOffer, type CapabilityOffer, grantCovers, grantInstance, narrowestGrantFor } from '../grants.js';
-import type { Grant, Mode, RequestRecord, RunSubject } from '../model.js';
+import { chooseGrant } from '../grant-choice.js';
+import type { GrantService } from '../grant-service.js';
+import { capabilityOffer, type CapabilityOffer } from '../grants.js';
+import type { Grant, RequestRecord, RunSubject } from '../model.js';
 import type { Store } from '../store/store.js';
 import type { FinalDecision, RequestManager } from './requests.js';
 
@@ -39,7 +44,10 @@ export interface LiveRun {
 }
 
 export interface PolicyGateOptions {
-  store: Store;
+  /** Not read: grants go through `grants`, requests through `requests`. */
+  store?: Store;
+  /** Reads the grants a call is decided by, keeps their attenuated instances, writes "always" grants. */
+  grants: GrantService;
   requests: RequestManager;
   /** Capability instances the host offers, by name. */
   instances: ReadonlyMap<string, CapabilityInstance>;
@@ -57,15 +65,16 @@ export interface PolicyGateOptions {
   logger?: Logger;
 }
 
-const MODE_ORDER: Readonly<Record<Mode, number>> = { contained: 0, executed: 1, assisted: 2 };
-
 export class PolicyGate implements Gate {
-  /** Grant-attenuated instances, one per grant, so budgets accumulate across calls and runs. */
-  private readonly attenuated = new Map<string, CapabilityInstance>();
   private readonly now: () => number;
 
   constructor(private readonly options: PolicyGateOptions) {
     this.now = options.now ?? Date.now;
+  }
+
+  /** The host's grant service (the only writer of grants). */
+  get grants(): GrantService {
+    return this.options.grants;
   }
 
   async decide(call: GateCall, ctx: GateContext): Promise<GateDecision> {
@@ -82,14 +91,14 @@ export class PolicyGate implements Gate {
     if (!host || !run) return deny('CAPABILITY_DENIED', `${call.capability}.${call.method} is not offered by this host`);
     if (!call.scope.ok) return deny('CAPABILITY_DENIED', `${call.capability}.${call.method}: ${call.scope.message} (outside what this host offers)`);
 
-    const grants = await this.coveringGrants(run.subject, call.capability, call.method);
-    const inScope = grants
-      .map((grant) => ({ grant, via: this.instanceFor(grant, host) }))
-      .filter(({ via }) => via.checkScope(call.method, call.args).ok)
-      .sort((a, b) => MODE_ORDER[a.grant.mode] - MODE_ORDER[b.grant.mode]);
-    const chosen = inScope[0];
-    if (chosen) {
-      const { grant, via } = chosen;
+    const now = this.now();
+    const { grant, covering: grants } = chooseGrant(
+      await this.options.grants.active(now),
+      { subject: run.subject, capability: call.capability, method: call.method, now },
+      (g) => this.options.grants.instanceFor(g, host).checkScope(call.method, call.args).ok,
+    );
+    if (grant) {
+      const via = this.options.grants.instanceFor(grant, host);
       if (grant.mode !== 'assisted') return { allow: true, basis: `grant:${grant.id}`, via };
       return this.recommend(call, ctx, grant, via);
     }
@@ -113,7 +122,7 @@ export class PolicyGate implements Gate {
         outcome.ok ? { ok: true, result: outcome.value } : { ok: false, error: { code: outcome.error.code, message: outcome.error.message } },
       );
     } else if (basis.startsWith('grant:') && this.options.onExecuted) {
-      const grant = await this.options.store.getGrant(basis.slice('grant:'.length));
+      const grant = await this.options.grants.get(basis.slice('grant:'.length));
       if (grant?.mode === 'executed') await this.options.onExecuted(call, grant, outcome);
     }
   }
@@ -156,30 +165,17 @@ export class PolicyGate implements Gate {
    */
   async viaForRequest(request: RequestRecord, host: CapabilityInstance): Promise<CapabilityInstance> {
     if (request.grantId === undefined) return host;
-    const grant = await this.options.store.getGrant(request.grantId);
+    const grant = await this.options.grants.get(request.grantId);
     if (!grant) throw new ContainedError('NOT_FOUND', `grant ${request.grantId} no longer exists`);
-    return this.instanceFor(grant, host);
+    return this.options.grants.instanceFor(grant, host);
   }
 
-  /** Revoke the attenuated instance of a grant (calls in flight through it fail CAPABILITY_REVOKED). */
+  /**
+   * Revoke the attenuated instance of a grant (calls in flight through it fail CAPABILITY_REVOKED).
+   * Revocations through the grant service do this themselves; this is for one stored elsewhere.
+   */
   revokeGrant(grantId: string, reason: string): void {
-    this.attenuated.get(grantId)?.revoke(reason);
-    this.attenuated.delete(grantId);
-  }
-
-  private async coveringGrants(subject: RunSubject, capability: string, method: string): Promise<Grant[]> {
-    const now = this.now();
-    const all = await this.options.store.listGrants({ activeAt: now });
-    return all.filter((grant) => grantCovers(grant, { subject, capability, method, now }));
-  }
-
-  private instanceFor(grant: Grant, host: CapabilityInstance): CapabilityInstance {
-    let instance = this.attenuated.get(grant.id);
-    if (!instance) {
-      instance = grantInstance(host, grant);
-      this.attenuated.set(grant.id, instance);
-    }
-    return instance;
+    this.options.grants.revokeInstance(grantId, reason);
   }
 
   private async recommend(call: GateCall, ctx: GateContext, grant: Grant, via: CapabilityInstance): Promise<GateDecision> {
@@ -214,12 +210,9 @@ export class PolicyGate implements Gate {
   }
 
   private async writeAlways(decision: FinalDecision & { status: 'approved' }): Promise<void> {
-    const host = this.options.instances.get(decision.request.capability);
-    if (!host) return;
+    if (!this.options.instances.has(decision.request.capability)) return;
     const approver = decision.request.approvals[decision.request.approvals.length - 1]?.operator ?? 'operator';
-    const grant = narrowestGrantFor(decision.request, { by: approver, now: this.now(), host, args: decision.args });
-    await this.options.store.insertGrant(grant);
-    this.options.requests.emit({ type: 'grant', change: 'added', grant });
+    await this.options.grants.always(decision.request, { by: approver, args: decision.args });
   }
 
   private async wait(ctx: GateContext, request: Parameters<RequestManager['open']>[0]): Promise<FinalDecision> {

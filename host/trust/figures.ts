@@ -5,8 +5,9 @@
  */
 import type Database from 'better-sqlite3';
 import type { RiskAnnotations } from '../../capabilities/sdk/risk.js';
+import { formatSubject } from '../grants.js';
 import type { Grant, Mode } from '../model.js';
-import { activeGrants, effectiveMode, grantsFor } from './grant-changes.js';
+import { actionGrants, activeGrants } from './grant-changes.js';
 import type { ActionKey, ActionStats, Ledger } from './ledger.js';
 import { type BarVerdict, evaluateBar, type Phase, type PhaseAction, phaseOf, pct, type TrustConfig } from './policy.js';
 import type { Proposals } from './proposals.js';
@@ -35,8 +36,8 @@ export interface FigureSources {
 export function actionFigures(src: FigureSources, key: ActionKey, now: number, grants: readonly Grant[] = activeGrants(src.db, now), excludeProposal?: string): ActionFigures {
   const stats = src.ledger.stats(key, now, src.config);
   const risk = stats.risk ?? src.riskOf?.(key.capability, key.method);
-  const covering = grantsFor(grants, key, stats.grantIds);
-  const { mode, grant } = effectiveMode(covering);
+  const { grant } = actionGrants(grants, key, now, stats.grantIds);
+  const mode = grant?.mode ?? 'none';
   const assisted = stats.lifetime.approved + stats.lifetime.edited + stats.lifetime.denied;
   const input = { risk, assisted, recentEdited: stats.recentAssisted.edited, recentDenied: stats.recentAssisted.denied, critical: stats.lifetime.critical };
   const bar = evaluateBar({ ...input, lastProposalAt: src.proposals.lastProposalAt(key, excludeProposal) }, src.config);
@@ -57,9 +58,9 @@ export function phaseForSubject(src: FigureSources, subject: string, now: number
       sampled: f.mode === 'executed' && f.grant?.reviewSample !== undefined && f.grant.reviewSample < 1,
     };
   });
-  // Executed grants of the subject with no ledger events yet still count as executed actions.
+  // Executed grants of the subject (a digest, or name@signer) with no ledger events yet still count as executed actions.
   for (const g of grants) {
-    if (g.mode !== 'executed' || !('digest' in g.subject) || g.subject.digest !== subject) continue;
+    if (g.mode !== 'executed' || formatSubject(g.subject) !== subject) continue;
     for (const method of g.methods) {
       if (src.ledger.actions(subject).some((k) => k.capability === g.capability && k.method === method)) continue;
       actions.push({ mode: 'executed', risk: src.riskOf?.(g.capability, method), reviews: 0, windowReviews: 0, windowErrors: 0, critical: 0, sampled: g.reviewSample !== undefined && g.reviewSample < 1 });

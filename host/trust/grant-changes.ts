@@ -11,19 +11,22 @@
  *   autonomy); when no active assisted grant covers the method, one is written (two approvers for
  *   destructive or financial methods). The next call becomes a recommendation.
  *
- * Reading: `activeGrants` reads the grants table synchronously on the audit connection (trust
- * figures are computed while a request is being announced); writes go through the Store.
- * Budgets restart with a new grant (a grant's budget is counted per grant).
+ * Which grant covers an action is the gate's own rule (`chooseGrant`, grant-choice.ts) applied to
+ * the action's subject: its digest, with the image name and signers the gate matched it by (read
+ * from the grants its events were recorded under), or a `name@signer` subject. An action has no
+ * arguments, so every grant's scope is taken to admit it.
+ *
+ * Pure, except `activeGrants`, which reads the grants table synchronously on the audit connection
+ * (trust figures are computed while a request is being announced). The changes are written by the
+ * grant service (grant-service.ts). Budgets restart with a new grant (counted per grant).
  */
 import type Database from 'better-sqlite3';
 import { needsSecondSignOff, type RiskAnnotations, WORST_CASE_RISK } from '../../capabilities/sdk/risk.js';
-import { formatSubject, newGrantId } from '../grants.js';
-import { type Grant, grantSchema, type Mode } from '../model.js';
+import { chooseGrant, type GrantChoice } from '../grant-choice.js';
+import { newGrantId, parseSubject } from '../grants.js';
+import { type Grant, grantSchema, type RunSubject } from '../model.js';
 import { rowToGrant, type Row } from '../store/rows.js';
-import type { Store } from '../store/store.js';
 import type { ActionKey } from './ledger.js';
-
-const MODE_ORDER: Readonly<Record<Mode, number>> = { contained: 0, executed: 1, assisted: 2 };
 
 /** Grants neither revoked nor expired at `now`. */
 export function activeGrants(db: Database.Database, now: number): Grant[] {
@@ -31,18 +34,33 @@ export function activeGrants(db: Database.Database, now: number): Grant[] {
   return rows.map(rowToGrant);
 }
 
-/** Grants covering the action: same capability, the method (or `*`), and the subject (by digest, or one of `grantIds`). */
-export function grantsFor(grants: readonly Grant[], key: ActionKey, grantIds: readonly string[] = []): Grant[] {
-  return grants.filter(
-    (g) => g.capability === key.capability && (g.methods.includes(key.method) || g.methods.includes('*')) && (formatSubject(g.subject) === key.subject || grantIds.includes(g.id)),
-  );
+/**
+ * The run subject an action's subject stands for. A digest, with the image name and trusted signers
+ * of the signed-name grants its events were recorded under (`recordedGrantIds`: the gate matched
+ * the run by them); `name@signer`; anything else matches no grant.
+ */
+export function actionSubject(subject: string, grants: readonly Grant[], recordedGrantIds: readonly string[] = []): RunSubject {
+  let parsed: ReturnType<typeof parseSubject>;
+  try {
+    parsed = parseSubject(subject);
+  } catch {
+    return { digest: undefined, name: undefined, signers: [] };
+  }
+  if (!('digest' in parsed)) return { digest: undefined, name: parsed.name, signers: [parsed.signer] };
+  let name: string | undefined;
+  const signers: string[] = [];
+  for (const g of grants) {
+    if (!recordedGrantIds.includes(g.id) || 'digest' in g.subject) continue;
+    if (name !== undefined && name !== g.subject.name) continue; // one digest, one image name
+    name = g.subject.name;
+    if (!signers.includes(g.subject.signer)) signers.push(g.subject.signer);
+  }
+  return { digest: parsed.digest, name, signers };
 }
 
-/** The mode the gate applies (the least restrictive covering grant wins, as in the gate), or `none`. */
-export function effectiveMode(covering: readonly Grant[]): { mode: Mode | 'none'; grant: Grant | undefined } {
-  const sorted = [...covering].sort((a, b) => MODE_ORDER[a.mode] - MODE_ORDER[b.mode]);
-  const grant = sorted[0];
-  return { mode: grant?.mode ?? 'none', grant };
+/** The grant that decides the action (the gate's choice, for any arguments) and every grant covering it. */
+export function actionGrants(grants: readonly Grant[], key: ActionKey, now: number, recordedGrantIds: readonly string[] = []): GrantChoice {
+  return chooseGrant(grants, { subject: actionSubject(key.subject, grants, recordedGrantIds), capability: key.capability, method: key.method, now });
 }
 
 function budgetFor(grant: Grant, method: string): Pick<Grant, 'budgets'> {
@@ -76,60 +94,59 @@ export function promotionGrant(base: Grant, method: string, by: string, reason: 
   });
 }
 
-export interface DemotionChange {
-  revoked: Grant[];
-  added: Grant[];
+export interface DemotionPlan {
+  /** The executed grants to revoke. */
+  revoke: Grant[];
+  /** Their other methods re-issued, and the assisted grant when none covers the action. */
+  add: Grant[];
 }
 
 /**
  * Move the action back to assisted: revoke the executed grants covering it, re-issue their other
  * methods, and make sure an assisted grant covers it. `methodsOf` expands a `*` grant.
  */
-export async function demoteGrants(
-  store: Store,
+export function demotionPlan(
   executed: readonly Grant[],
   assistedCovering: readonly Grant[],
   key: ActionKey,
   ctx: { by: string; reason: string; now: number; risk: RiskAnnotations | undefined; methodsOf?: (capability: string) => readonly string[] | undefined },
-): Promise<DemotionChange> {
-  const change: DemotionChange = { revoked: [], added: [] };
+): DemotionPlan {
+  const plan: DemotionPlan = { revoke: [...executed], add: [] };
   for (const grant of executed) {
-    const revoked = await store.revokeGrant(grant.id, ctx.by, ctx.reason, ctx.now);
-    if (revoked) change.revoked.push(revoked);
     const all = grant.methods.includes('*') ? (ctx.methodsOf?.(grant.capability) ?? []) : grant.methods;
     const rest = all.filter((m) => m !== key.method && m !== '*');
     if (rest.length > 0) {
       const budgets = grant.budgets ? Object.fromEntries(Object.entries(grant.budgets).filter(([m]) => rest.includes(m))) : undefined;
       const { revokedAt: _at, revokedBy: _by, revokeReason: _why, budgets: _budgets, ...kept } = grant;
-      const reissued = grantSchema.parse({
-        ...kept,
-        id: newGrantId(),
-        methods: rest,
-        ...(budgets && Object.keys(budgets).length > 0 ? { budgets } : {}),
-        createdBy: ctx.by,
-        reason: `re-issued from ${grant.id} without ${key.method} (${key.capability}.${key.method} demoted: ${ctx.reason})`,
-        createdAt: ctx.now,
-      });
-      await store.insertGrant(reissued);
-      change.added.push(reissued);
+      plan.add.push(
+        grantSchema.parse({
+          ...kept,
+          id: newGrantId(),
+          methods: rest,
+          ...(budgets && Object.keys(budgets).length > 0 ? { budgets } : {}),
+          createdBy: ctx.by,
+          reason: `re-issued from ${grant.id} without ${key.method} (${key.capability}.${key.method} demoted: ${ctx.reason})`,
+          createdAt: ctx.now,
+        }),
+      );
     }
   }
   const template = executed[0];
   if (assistedCovering.length === 0 && template) {
     const risky = needsSecondSignOff(ctx.risk ?? WORST_CASE_RISK);
-    const assisted = grantSchema.parse({
-      id: newGrantId(),
-      ...copyFields(template),
-      ...budgetFor(template, key.method),
-      methods: [key.method],
-      mode: 'assisted',
-      approvals: risky ? 2 : 1,
-      createdBy: ctx.by,
-      reason: `demotion of ${key.capability}.${key.method}: ${ctx.reason}`,
-      createdAt: ctx.now,
-    });
-    await store.insertGrant(assisted);
-    change.added.push(assisted);
+    plan.add.push(
+      grantSchema.parse({
+        id: newGrantId(),
+        ...copyFields(template),
+        ...budgetFor(template, key.method),
+        methods: [key.method],
+        mode: 'assisted',
+        approvals: risky ? 2 : 1,
+        createdBy: ctx.by,
+        reason: `demotion of ${key.capability}.${key.method}: ${ctx.reason}`,
+        createdAt: ctx.now,
+      }),
+    )
   }
-  return change;
+  return plan;
 }

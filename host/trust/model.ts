@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import type { GrantEvent } from '../grant-service.js';
 
 export const REVIEW_VERDICTS = ['ok', 'error', 'critical'] as const;
 export const reviewVerdictSchema = z.enum(REVIEW_VERDICTS);
@@ -79,6 +80,9 @@ export type TrustEvent =
   | { type: 'review'; change: 'queued' | 'marked'; review: Review }
   | { type: 'promotion'; change: 'proposed' | 'accepted' | 'declined' | 'withdrawn'; proposal: Proposal }
   | { type: 'demotion'; demotion: Demotion };
+
+/** What the trust service tells operators: its own events and the grant changes it makes. */
+export type TrustOutEvent = TrustEvent | GrantEvent;
 
 /** Ledger row kinds (trust_events.kind). */
 export const ASSISTED_VERDICTS = ['approved', 'edited', 'denied'] as const;

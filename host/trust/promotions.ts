@@ -7,35 +7,56 @@
  *
  * Acceptance re-checks everything (the ceiling, the bar, the assisted grant, the current mode) and
  * refuses with PROMOTION_REFUSED — withdrawing the proposal — when the evidence no longer holds.
- * The decision and its audit record commit first; the grant is written next, and if the host dies
- * in between, start-up writes it (`restoreAcceptedGrants`).
+ * The decision and its audit record commit first; the grant is written next (by the grant service),
+ * and if the host dies in between, start-up writes it (`restoreAcceptedGrants`).
  */
+import type { Logger } from 'pino';
 import { ContainedError } from '../../runtime/errors.js';
-import { actionFigures } from './figures.js';
+import type { AuditLog } from '../audit/log.js';
+import type { GrantService } from '../grant-service.js';
+import { actionFigures, type FigureSources } from './figures.js';
 import { promotionGrant } from './grant-changes.js';
-import type { ActionKey } from './ledger.js';
-import { newId, type Proposal, type ProposalStatus } from './model.js';
-import { ceilingReason, pct } from './policy.js';
-import type { TrustService } from './service.js';
+import type { ActionKey, Ledger } from './ledger.js';
+import { newId, type Proposal, type ProposalStatus, type TrustOutEvent } from './model.js';
+import { ceilingReason, pct, type TrustConfig } from './policy.js';
+import type { Proposals } from './proposals.js';
 
 export const AUTO_ACCEPT_BY = 'host (autoAccept)';
 
+/** What the promotion flow uses of the trust service (given, not reached back for). */
+export interface PromotionDeps {
+  proposals: Proposals;
+  ledger: Ledger;
+  sources: FigureSources;
+  grants: GrantService;
+  audit: AuditLog;
+  config: TrustConfig;
+  logger?: Logger | undefined;
+  /** Tell operators (and drop cached figures). */
+  emit(event: TrustOutEvent): void;
+  /** Run after every earlier grant-changing step of the trust service. */
+  serial<T>(f: () => Promise<T>): Promise<T>;
+  now(): number;
+}
+
 export class PromotionFlow {
-  constructor(
-    private readonly svc: TrustService,
-    private readonly now: () => number,
-  ) {}
+  constructor(private readonly deps: PromotionDeps) {}
+
+  private now(): number {
+    return this.deps.now();
+  }
 
   list(status?: ProposalStatus): Proposal[] {
-    return this.svc.proposals.list(status);
+    return this.deps.proposals.list(status);
   }
 
   /** Propose when the bar is met (call inside `serial`). Returns the proposal made, if any. */
   async check(key: ActionKey): Promise<Proposal | undefined> {
-    const { proposals, ledger, deps } = this.svc;
+    const deps = this.deps;
+    const { proposals, ledger } = deps;
     if (proposals.open(key)) return undefined;
     const now = this.now();
-    const f = actionFigures(this.svc.sources, key, now);
+    const f = actionFigures(deps.sources, key, now);
     if (f.mode !== 'assisted' || !f.grant || !f.bar.met) return undefined;
     const s = f.stats;
     const proposal: Proposal = {
@@ -62,7 +83,7 @@ export class PromotionFlow {
       inserted = proposals.insert(proposal, count);
       if (!inserted) throw new ContainedError('ALREADY_RESOLVED', 'a proposal is already open for this action');
     });
-    this.svc.emit({ type: 'promotion', change: 'proposed', proposal });
+    deps.emit({ type: 'promotion', change: 'proposed', proposal });
     deps.logger?.info({ ...key, proposalId: proposal.id }, 'trust: promotion proposed');
     if (deps.config.autoAccept) return this.decideNow(AUTO_ACCEPT_BY, proposal.id, 'accept', 'trust.autoAccept: the evidence met the bar');
     return proposal;
@@ -70,11 +91,12 @@ export class PromotionFlow {
 
   /** An admin's (or the CLI's) decision on a proposal. */
   decide(by: string, id: string, verdict: 'accept' | 'decline', reason: string): Promise<Proposal> {
-    return this.svc.serial(() => this.decideNow(by, id, verdict, reason));
+    return this.deps.serial(() => this.decideNow(by, id, verdict, reason));
   }
 
   private async decideNow(by: string, id: string, verdict: 'accept' | 'decline', reason: string): Promise<Proposal> {
-    const { proposals, deps } = this.svc;
+    const deps = this.deps;
+    const { proposals } = deps;
     if (reason.trim() === '') throw new ContainedError('INVALID_ARGUMENT', 'a promotion decision needs a reason');
     const proposal = proposals.get(id);
     if (!proposal) throw new ContainedError('NOT_FOUND', `no promotion proposal ${id}`);
@@ -83,9 +105,9 @@ export class PromotionFlow {
     const now = this.now();
     if (verdict === 'decline') return this.close(proposal, 'declined', by, reason, now);
 
-    const f = actionFigures(this.svc.sources, key, now, undefined, proposal.id);
+    const f = actionFigures(deps.sources, key, now, undefined, proposal.id);
     const ceiling = ceilingReason(f.risk);
-    const base = await deps.store.getGrant(proposal.grantId);
+    const base = await deps.grants.get(proposal.grantId);
     const refusal = ceiling
       ? `${key.capability}.${key.method} can never be promoted: ${ceiling}`
       : !f.bar.met
@@ -104,45 +126,44 @@ export class PromotionFlow {
     await deps.audit.append({ type: 'promotion.accepted', ...key, data: { proposalId: id, by, reason, newGrantId: grant.id, evidence: proposal.evidence } }, () => {
       decided = proposals.decide(id, 'accepted', by, reason, now, grant.id);
     });
-    await deps.store.insertGrant(grant);
-    this.svc.emit({ type: 'grant', change: 'added', grant });
-    this.svc.emit({ type: 'promotion', change: 'accepted', proposal: decided });
+    await deps.grants.issue(grant);
+    deps.emit({ type: 'promotion', change: 'accepted', proposal: decided });
     deps.logger?.warn({ ...key, proposalId: id, by, grantId: grant.id }, 'trust: action promoted to executed');
     return decided;
   }
 
   /** Withdraw the open proposal of an action (a demotion or a critical review makes its evidence stale). */
   async withdrawOpen(key: ActionKey, by: string, reason: string): Promise<void> {
-    const open = this.svc.proposals.open(key);
+    const open = this.deps.proposals.open(key);
     if (open) await this.close(open, 'withdrawn', by, reason, this.now());
   }
 
   /** Accepted proposals whose executed grant was never written (host died in between): write it now. */
   async restoreAcceptedGrants(): Promise<number> {
-    const { deps } = this.svc;
+    const deps = this.deps;
     let restored = 0;
-    for (const p of this.svc.proposals.accepted()) {
-      if (p.newGrantId === undefined || (await deps.store.getGrant(p.newGrantId))) continue;
-      const base = await deps.store.getGrant(p.grantId);
+    for (const p of deps.proposals.accepted()) {
+      if (p.newGrantId === undefined || (await deps.grants.get(p.newGrantId))) continue;
+      const base = await deps.grants.get(p.grantId);
       if (!base) continue;
       const by = p.decidedBy ?? 'host';
       const grant = promotionGrant(base, p.method, by, `promotion ${p.id} accepted by ${by}: ${p.reason ?? ''} (written at start-up)`, deps.config.promotedReviewSample, p.decidedAt ?? this.now(), p.newGrantId);
-      await deps.store.insertGrant(grant);
+      await deps.grants.issue(grant, { announce: false });
       restored += 1;
     }
     return restored;
   }
 
   private async close(proposal: Proposal, status: 'declined' | 'withdrawn', by: string, reason: string, now: number): Promise<Proposal> {
-    const { proposals, deps } = this.svc;
+    const { proposals, audit } = this.deps;
     let decided = proposal;
-    await deps.audit.append(
+    await audit.append(
       { type: status === 'declined' ? 'promotion.declined' : 'promotion.withdrawn', subject: proposal.subject, capability: proposal.capability, method: proposal.method, data: { proposalId: proposal.id, by, reason } },
       () => {
         decided = proposals.decide(proposal.id, status, by, reason, now);
       },
     );
-    this.svc.emit({ type: 'promotion', change: status, proposal: decided });
+    this.deps.emit({ type: 'promotion', change: status, proposal: decided });
     return decided;
   }
 }

@@ -4,8 +4,9 @@
  * the threshold), and proposes promotions exactly when an action meets the bar (promotions.ts).
  *
  * Every state change commits together with its audit record (AuditLog.append `within`); grant
- * changes go through the Store and are audited by its triggers as well as by the `demotion` /
- * `promotion.accepted` records. Operators hear about each change as a TrustEvent.
+ * changes go through the grant service (grant-service.ts, the only writer of grants) and are
+ * audited by the store's triggers as well as by the `demotion` / `promotion.accepted` records.
+ * Operators hear about each change as a TrustEvent.
  *
  * Fails: NOT_FOUND / ALREADY_RESOLVED for unknown or already decided reviews and proposals,
  * INVALID_ARGUMENT for an error or critical verdict without a note, PROMOTION_REFUSED for a
@@ -18,23 +19,29 @@ import { ContainedError } from '../../runtime/errors.js';
 import type { CallOutcome, GateCall } from '../../runtime/gate.js';
 import { argsForAudit, resultSummary } from '../audit/canonical.js';
 import type { AuditLog } from '../audit/log.js';
+import { GrantService } from '../grant-service.js';
 import type { Grant, RequestRecord } from '../model.js';
 import type { RequestEvent } from '../operator/backend.js';
 import type { Store } from '../store/store.js';
 import { actionFigures, compactFigures, type FigureSources, phaseForSubject } from './figures.js';
-import { activeGrants, demoteGrants, grantsFor } from './grant-changes.js';
+import { actionGrants, activeGrants, demotionPlan } from './grant-changes.js';
 import { type ActionKey, Ledger } from './ledger.js';
-import { type Demotion, newId, type Review, type ReviewVerdict, type TrustEvent } from './model.js';
+import { type Demotion, newId, type Review, type ReviewVerdict, type TrustOutEvent } from './model.js';
 import { evaluateDemotion, type TrustConfig } from './policy.js';
 import { Proposals } from './proposals.js';
 import { PromotionFlow } from './promotions.js';
 import { type ReviewFilter, ReviewQueue, sampled } from './reviews.js';
 
-export type TrustOutEvent = TrustEvent | { type: 'grant'; change: 'added' | 'revoked'; grant: Grant };
+export type { TrustOutEvent } from './model.js';
 
 export interface TrustServiceDeps {
   audit: AuditLog;
   store: Store;
+  /**
+   * The host's grant service (it revokes the gate's attenuated instances and tells operators).
+   * Default: one over `store` that announces through `emit` (the CLI, tests).
+   */
+  grants?: GrantService;
   config: TrustConfig;
   /** Risk of a method as the host offers it (used when the ledger has none recorded). */
   riskOf?(capability: string, method: string): RiskAnnotations | undefined;
@@ -42,8 +49,6 @@ export interface TrustServiceDeps {
   methodsOf?(capability: string): readonly string[] | undefined;
   /** Tell operators (the host wires this to RequestManager.emit). */
   emit?(event: TrustOutEvent): void;
-  /** A grant was revoked by a demotion (the host revokes the gate's attenuated instance). */
-  onGrantRevoked?(grantId: string, reason: string): void;
   now?: () => number;
   logger?: Logger;
 }
@@ -57,6 +62,7 @@ export class TrustService {
   readonly proposals: Proposals;
   readonly promotions: PromotionFlow;
   readonly sources: FigureSources;
+  readonly grants: GrantService;
   private readonly now: () => number;
   private readonly cache = new Map<string, { at: number; value: Record<string, unknown> }>();
   private queue: Promise<unknown> = Promise.resolve();
@@ -68,7 +74,19 @@ export class TrustService {
     this.reviews = new ReviewQueue(db);
     this.proposals = new Proposals(db);
     this.sources = { db, ledger: this.ledger, proposals: this.proposals, config: deps.config, ...(deps.riskOf ? { riskOf: deps.riskOf } : {}) };
-    this.promotions = new PromotionFlow(this, this.now);
+    this.grants = deps.grants ?? new GrantService({ store: deps.store, now: this.now, emit: (event) => this.emit(event), ...(deps.logger ? { logger: deps.logger } : {}) });
+    this.promotions = new PromotionFlow({
+      proposals: this.proposals,
+      ledger: this.ledger,
+      sources: this.sources,
+      grants: this.grants,
+      audit: deps.audit,
+      config: deps.config,
+      logger: deps.logger,
+      emit: (event) => this.emit(event),
+      serial: (f) => this.serial(f),
+      now: this.now,
+    });
   }
 
   /** Run `f` after every earlier grant-changing step (reviews, proposals, demotions never interleave). */
@@ -220,23 +238,23 @@ export class TrustService {
   async demote(key: ActionKey, trigger: Demotion['trigger'], reason: string, by: string, review?: Review, onlyGrantId?: string): Promise<Demotion | undefined> {
     const now = this.now();
     const stats = this.ledger.stats(key, now, this.deps.config);
-    const covering = grantsFor(activeGrants(this.sources.db, now), key, [...stats.grantIds, ...(review ? [review.grantId] : [])]);
+    const { covering } = actionGrants(activeGrants(this.sources.db, now), key, now, [...stats.grantIds, ...(review ? [review.grantId] : [])]);
     const executed = covering.filter((g) => g.mode === 'executed' && (onlyGrantId === undefined || g.id === onlyGrantId));
     await this.promotions.withdrawOpen(key, by, `demoted: ${reason}`);
     if (executed.length === 0) return undefined;
     const why = `demoted to assisted: ${reason}${review ? ` (review ${review.id})` : ''}`;
-    const change = await demoteGrants(this.deps.store, executed, covering.filter((g) => g.mode === 'assisted'), key, {
+    const plan = demotionPlan(executed, covering.filter((g) => g.mode === 'assisted'), key, {
       by,
       reason: why,
       now,
       risk: stats.risk ?? this.deps.riskOf?.(key.capability, key.method),
       ...(this.deps.methodsOf ? { methodsOf: this.deps.methodsOf } : {}),
     });
-    for (const grant of change.revoked) {
-      this.deps.onGrantRevoked?.(grant.id, why);
-      this.emit({ type: 'grant', change: 'revoked', grant });
-    }
-    for (const grant of change.added) this.emit({ type: 'grant', change: 'added', grant });
+    const change = await this.grants.change(
+      plan.revoke.map((g) => ({ id: g.id, by, reason: why })),
+      plan.add,
+    );
+    this.cache.clear();
     const demotion: Demotion = {
       ...key,
       trigger,
@@ -270,7 +288,7 @@ export class TrustService {
     // Only the grant the critical review was made under: an executed grant an admin wrote since is their decision.
     let demotions = 0;
     for (const review of this.reviews.critical()) {
-      const grant = await this.deps.store.getGrant(review.grantId);
+      const grant = await this.grants.get(review.grantId);
       if (!grant || grant.mode !== 'executed' || grant.revokedAt !== undefined) continue;
       const key = { subject: review.subject, capability: review.capability, method: review.method };
       const reason = `a critical review (re-applied at start-up)${review.note ? `: ${review.note}` : ''}`;

@@ -1,7 +1,9 @@
 /**
- * Audit and trust, assembled for the host: the audit log (own connection to the store file, the
- * host key from the data folder), the gate's audit hooks, the trust service, and what startHost
- * hands to the RequestManager and the PolicyGate. Kept here so host.ts only spreads the options in.
+ * Audit, trust and grants, assembled for the host: the audit log (own connection to the store
+ * file, the host key from the data folder), the gate's audit hooks, the host's one grant service
+ * (shared by the gate, trust, the operator channel and the console), the trust service, and what
+ * startHost hands to the RequestManager and the PolicyGate. Kept here so host.ts only spreads the
+ * options in.
  *
  * Why a separate connection over the same SQLite file instead of more Store methods: the audit
  * writer batches appends into its own IMMEDIATE transactions (group commit) and runs ledger and
@@ -15,6 +17,7 @@ import { createGateAudit } from '../audit/gate-audit.js';
 import { loadOrCreateAuditKey } from '../audit/keys.js';
 import { AuditLog } from '../audit/log.js';
 import type { HostConfig } from '../config.js';
+import { GrantService } from '../grant-service.js';
 import type { ExecutionOutcome } from '../gate/requests.js';
 import type { Grant, RequestRecord } from '../model.js';
 import type { RequestEvent } from '../operator/backend.js';
@@ -30,13 +33,18 @@ export interface AuditAndTrustOptions {
   now: () => number;
   /** Fan an event out to operators (RequestManager.emit). Called only after start-up. */
   emit(event: TrustOutEvent): void;
-  /** A demotion revoked a grant (PolicyGate.revokeGrant). */
-  onGrantRevoked(grantId: string, reason: string): void;
+  /**
+   * Not called any more: the grant service revokes the attenuated instance of every grant it
+   * revokes. Accepted so existing callers compile.
+   */
+  onGrantRevoked?(grantId: string, reason: string): void;
 }
 
 export interface AuditAndTrust {
   readonly audit: AuditLog;
   readonly trust: TrustService;
+  /** The only writer of grants (also `PolicyGate.grants`, through `gateOptions`). */
+  readonly grants: GrantService;
   /** Spread into RequestManagerOptions. */
   readonly requestOptions: {
     trustFor(request: RequestRecord): Record<string, unknown> | undefined;
@@ -45,6 +53,7 @@ export interface AuditAndTrust {
   };
   /** Spread into PolicyGateOptions. */
   readonly gateOptions: {
+    grants: GrantService;
     audit: ReturnType<typeof createGateAudit>;
     onExecuted(call: GateCall, grant: Grant, outcome: CallOutcome): Promise<void>;
   };
@@ -60,9 +69,11 @@ export function openAuditAndTrust(options: AuditAndTrustOptions): AuditAndTrust 
   const { config, store, instances, logger, now } = options;
   const audit = new AuditLog({ file: defaultStorePath(config.dataDir), key: loadOrCreateAuditKey(config.dataDir), logger, now, role: 'host' });
   const gateAudit = createGateAudit({ audit, store, logger });
+  const grants = new GrantService({ store, instances, now, logger, emit: (event) => options.emit(event) });
   const trust = new TrustService({
     audit,
     store,
+    grants,
     config: config.trust,
     riskOf: (capability, method) => {
       const instance = instances.get(capability);
@@ -70,19 +81,20 @@ export function openAuditAndTrust(options: AuditAndTrustOptions): AuditAndTrust 
     },
     methodsOf: (capability) => instances.get(capability)?.methodNames(),
     emit: (event) => options.emit(event),
-    onGrantRevoked: (id, reason) => options.onGrantRevoked(id, reason),
     now,
     logger,
   });
   return {
     audit,
     trust,
+    grants,
     requestOptions: {
       trustFor: (request) => trust.trustFor(request),
       beforeDetached: (request, args) => gateAudit.beforeDetached(request, args),
       afterDetached: (request, outcome) => gateAudit.afterDetached(request, outcome),
     },
     gateOptions: {
+      grants,
       audit: gateAudit,
       onExecuted: async (call, grant, outcome) => {
         // Not awaited: the agent gets its result at once; the review is queued with the next
