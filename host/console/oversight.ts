@@ -1,9 +1,10 @@
 /**
  * Read-only views the operator protocol has no message for: the trust ledger's figures per agent
  * and action (mode, phase, counts, rates, the promotion bar), an audit search, and the audit
- * chain's verification status. They call the host's own functions (host/trust figures — the same
- * ones `trustFor` shows approvers — and host/audit `tailAudit` / `verifyAudit`); nothing here
- * writes. Reviews and promotion decisions go over the operator channel (`review.*`, `promotion.*`).
+ * chain's verification status. They call the host's own functions (host/trust/report.ts — the
+ * report `contained trust report` prints, in the compact figures `trustFor` shows approvers — and
+ * host/audit `tailAudit` / `verifyAudit`); nothing here writes. They take the audit log and the
+ * trust service, never the whole host. Reviews and promotion decisions go over the operator channel (`review.*`, `promotion.*`).
  *
  * Verification reads the whole chain on the host's thread, so its result is cached for
  * `VERIFY_CACHE_MS`; a very large log is better verified with `contained audit verify`.
@@ -13,11 +14,11 @@ import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
 import { loadVerifyKey } from '../audit/keys.js';
 import { tailAudit } from '../audit/query.js';
+import type { AuditLog } from '../audit/log.js';
 import { verifyAudit, type VerifyReport } from '../audit/verify.js';
-import type { Host } from '../host.js';
-import { actionFigures, compactFigures, phaseForSubject } from '../trust/figures.js';
-import { activeGrants } from '../trust/grant-changes.js';
-import type { ActionKey } from '../trust/ledger.js';
+import { compactFigures } from '../trust/figures.js';
+import { trustFigures } from '../trust/report.js';
+import type { TrustService } from '../trust/service.js';
 
 /** How long a verification result is reused, ms. */
 export const VERIFY_CACHE_MS = 30_000;
@@ -42,35 +43,24 @@ export interface TrustRow {
   actions: Array<Record<string, unknown>>;
 }
 
-type Oversight = Pick<Host, 'audit' | 'trust' | 'instances'>;
-
-function trustOf(host: Oversight): NonNullable<Host['trust']> {
-  if (!host.trust) throw new ContainedError('NOT_FOUND', 'this host has no trust ledger');
-  return host.trust;
+/** What these views read: the audit log and the trust service (either may be absent: NOT_FOUND). */
+export interface Oversight {
+  readonly audit?: Pick<AuditLog, 'db'> | undefined;
+  readonly trust?: Pick<TrustService, 'sources'> | undefined;
 }
 
-/** Every subject with ledger events or an active digest grant, with the figures of each action. */
+/**
+ * The trust report (host/trust/report.ts, the same subjects and actions as `contained trust
+ * report`), each action in the compact figures approvers see with a request.
+ */
 export function trustReport(host: Oversight, now: number, subject?: string): TrustRow[] {
-  const trust = trustOf(host);
-  const src = trust.sources;
-  const grants = activeGrants(src.db, now);
-  const keys = new Map<string, ActionKey>();
-  const add = (k: ActionKey): void => void keys.set(`${k.subject}\u0000${k.capability}\u0000${k.method}`, k);
-  for (const k of trust.ledger.actions(subject)) add(k);
-  for (const g of grants) {
-    if (!('digest' in g.subject) || (subject !== undefined && g.subject.digest !== subject)) continue;
-    const methods = g.methods.includes('*') ? (host.instances.get(g.capability)?.methodNames() ?? []) : g.methods;
-    for (const method of methods) add({ subject: g.subject.digest, capability: g.capability, method });
-  }
-  const bySubject = new Map<string, ActionKey[]>();
-  for (const k of keys.values()) bySubject.set(k.subject, [...(bySubject.get(k.subject) ?? []), k]);
-  return [...bySubject].map(([s, list]) => {
-    const phase = phaseForSubject(src, s, now, grants);
-    const actions = list
-      .sort((a, b) => `${a.capability}.${a.method}`.localeCompare(`${b.capability}.${b.method}`))
-      .map((k) => compactFigures(actionFigures(src, k, now, grants), phase, src.config));
-    return { subject: s, phase: { phase: phase.phase, why: phase.why }, actions };
-  });
+  if (!host.trust) throw new ContainedError('NOT_FOUND', 'this host has no trust ledger');
+  const src = host.trust.sources;
+  return trustFigures(src, now, subject).map((s) => ({
+    subject: s.subject,
+    phase: { phase: s.phase.phase, why: s.phase.why },
+    actions: s.actions.map((f) => compactFigures(f, s.phase, src.config)),
+  }));
 }
 
 export function auditSearch(host: Oversight, query: z.output<typeof auditQuerySchema>): ReturnType<typeof tailAudit> {

@@ -1,14 +1,53 @@
 /**
- * `contained trust report`: per subject its phase, and per action its current mode, the ledger's
- * counts and rates, the shadow record, and where it stands against the promotion bar. Built from
- * the ledger and the active grants (actions granted but never used are listed too). Read-only.
+ * The trust report, built once here for `contained trust report` (the CLI's rows) and the web
+ * console's trust page (`trustReport` in console/oversight.ts, the compact figures approvers see):
+ * per subject its phase, and per action its current mode, the ledger's counts and rates, the shadow
+ * record, and where it stands against the promotion bar. Read-only.
+ *
+ * Which actions: every action with ledger events, and every action an active grant names, so a
+ * grant never used is listed too —
+ * - under the grant's own subject: an image digest, or `name@signer` for a signed-name grant (it
+ *   lets any image of that name signed by that key act, so the report shows it as such; the runs
+ *   it covered appear under their digests, with the mode it gives them);
+ * - a `*` grant as the one action `capability.*` (every method, including any the host adds
+ *   later): what the grant says, readable from the data folder alone, without the host config.
  */
 import { formatSubject } from '../grants.js';
-import type { Grant } from '../model.js';
-import { actionFigures, type FigureSources, phaseForSubject, promotionBar } from './figures.js';
+import { type ActionFigures, actionFigures, type FigureSources, phaseForSubject, promotionBar } from './figures.js';
 import { activeGrants } from './grant-changes.js';
 import type { ActionKey, Counts } from './ledger.js';
-import { ceilingReason, pct } from './policy.js';
+import { ceilingReason, type Phase, pct } from './policy.js';
+
+/** One subject's phase and the figures of each of its actions (sorted by action). */
+export interface SubjectFigures {
+  subject: string;
+  phase: Phase;
+  actions: ActionFigures[];
+}
+
+/** Every subject with ledger events or an active grant (sorted), or just `subject`. */
+export function trustFigures(src: FigureSources, now: number, subject?: string): SubjectFigures[] {
+  const grants = activeGrants(src.db, now);
+  const keys = new Map<string, ActionKey>();
+  const add = (k: ActionKey): void => {
+    keys.set(`${k.subject}\u0000${k.capability}\u0000${k.method}`, k);
+  };
+  for (const k of src.ledger.actions(subject)) add(k);
+  for (const g of grants) {
+    const s = formatSubject(g.subject);
+    if (subject !== undefined && s !== subject) continue;
+    for (const method of g.methods) add({ subject: s, capability: g.capability, method });
+  }
+  const bySubject = new Map<string, ActionKey[]>();
+  for (const k of keys.values()) bySubject.set(k.subject, [...(bySubject.get(k.subject) ?? []), k]);
+  return [...bySubject.entries()]
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([s, actions]) => ({
+      subject: s,
+      phase: phaseForSubject(src, s, now, grants),
+      actions: actions.sort((a, b) => `${a.capability}.${a.method}`.localeCompare(`${b.capability}.${b.method}`)).map((k) => actionFigures(src, k, now, grants)),
+    }));
+}
 
 export interface ActionRow {
   action: string;
@@ -30,30 +69,13 @@ export interface SubjectReport {
   actions: ActionRow[];
 }
 
+/** The CLI's report: `trustFigures` as rows. */
 export function buildTrustReport(src: FigureSources, now: number, subject?: string): SubjectReport[] {
-  const grants = activeGrants(src.db, now);
-  const keys = new Map<string, ActionKey>();
-  const add = (k: ActionKey): void => {
-    keys.set(`${k.subject}\u0000${k.capability}\u0000${k.method}`, k);
-  };
-  for (const k of src.ledger.actions(subject)) add(k);
-  for (const g of grants) {
-    const s = formatSubject(g.subject);
-    if (subject !== undefined && s !== subject) continue;
-    for (const method of g.methods) if (method !== '*') add({ subject: s, capability: g.capability, method });
-  }
-  const bySubject = new Map<string, ActionKey[]>();
-  for (const k of keys.values()) bySubject.set(k.subject, [...(bySubject.get(k.subject) ?? []), k]);
-  return [...bySubject.entries()]
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([s, actions]) => {
-      const phase = phaseForSubject(src, s, now, grants);
-      return { subject: s, phase: phase.phase, why: phase.why, actions: actions.sort((a, b) => `${a.capability}.${a.method}`.localeCompare(`${b.capability}.${b.method}`)).map((k) => row(src, k, now, grants)) };
-    });
+  return trustFigures(src, now, subject).map((s) => ({ subject: s.subject, phase: s.phase.phase, why: s.phase.why, actions: s.actions.map(row) }));
 }
 
-function row(src: FigureSources, key: ActionKey, now: number, grants: readonly Grant[]): ActionRow {
-  const f = actionFigures(src, key, now, grants);
+function row(f: ActionFigures): ActionRow {
+  const key = f.key;
   const l = f.stats.lifetime;
   const recent = f.stats.recentAssisted;
   const window = f.stats.reviewWindow;
