@@ -11,6 +11,7 @@ import type { Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import pino, { type Logger } from 'pino';
 import type { CapabilityInstance } from '../capabilities/sdk/index.js';
+import { Dispatcher } from '../runtime/dispatcher.js';
 import { ContainedError } from '../runtime/errors.js';
 import { createSandbox, type RunOutcome, type Sandbox } from '../runtime/index.js';
 import { loadImage, type LoadedImage } from '../sandbox-images/load.js';
@@ -132,7 +133,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     now,
     logger,
     validateEdit: (request, args) => validateEdit(request, args, instances, gate),
-    performDetached: (request, args) => performDetached(request, args, instances, gate),
+    performDetached: (request, args) => performDetached(request, args, instances, gate, logger),
     ...(options.afterDecision ? { afterDecision: options.afterDecision } : {}),
     ...oversight.requestOptions,
     runLive: (runId) => {
@@ -355,18 +356,24 @@ async function validateEdit(request: RequestRecord, args: unknown, instances: Re
   return parsed;
 }
 
+/**
+ * An approved recommendation nobody waits for goes through the same Dispatcher as every sandbox
+ * call (schema, liveness, scope, gate, invoke, error mapping and logging); its gate allows just
+ * that request (PolicyGate.approvedRequestGate). Nothing reaches a capability around the dispatcher.
+ */
 async function performDetached(
   request: RequestRecord,
   args: unknown,
   instances: ReadonlyMap<string, CapabilityInstance>,
   gate: PolicyGate,
+  logger: Logger,
 ): Promise<ExecutionOutcome> {
   if (request.method === undefined) return { ok: false, error: { code: 'INVALID_ARGUMENT', message: 'nothing to perform' } };
-  try {
-    const via = await instanceForRequest(request, instances, gate);
-    const result = await via.invoke(request.method, via.parseArgs(request.method, args), { runId: request.runId, signal: new AbortController().signal });
-    return { ok: true, result };
-  } catch (error) {
-    return { ok: false, error: error instanceof ContainedError ? { code: error.code, message: error.message } : { code: 'INTERNAL', message: 'the action failed in the host' } };
-  }
+  if (!instances.has(request.capability)) return { ok: false, error: { code: 'NOT_FOUND', message: `this host no longer offers ${request.capability}` } };
+  const dispatcher = new Dispatcher(gate.approvedRequestGate(request), logger);
+  const result = await dispatcher.dispatch(
+    { runId: request.runId, subject: request.subject, capabilities: instances, signal: new AbortController().signal, pauseWallClock: () => () => undefined },
+    { seq: 0, capability: request.capability, method: request.method, argJson: args === undefined ? '' : JSON.stringify(args), reason: request.reason },
+  );
+  return result.ok ? { ok: true, result: result.value } : { ok: false, error: { code: result.error.code, message: result.error.message } };
 }

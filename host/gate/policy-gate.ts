@@ -171,6 +171,26 @@ export class PolicyGate implements Gate {
   }
 
   /**
+   * The gate an approved recommendation nobody waits for (its run ended, or the host restarted) is
+   * dispatched through: the runtime's Dispatcher validates the call as it does every sandbox call,
+   * and this allows exactly that request's capability and method, within the host's scope, through
+   * its grant's attenuated instance (`viaForRequest`). The decision was the operators'; its audit
+   * and completion are the RequestManager's (beforeDetached, afterDetached, complete).
+   */
+  approvedRequestGate(request: RequestRecord): Gate {
+    return {
+      decide: async (call) => {
+        const host = this.options.instances.get(call.capability);
+        if (!host || call.runId !== request.runId || call.capability !== request.capability || call.method !== request.method) {
+          return deny('CAPABILITY_DENIED', `${call.capability}.${call.method} is not what request ${request.id} approved`);
+        }
+        if (!call.scope.ok) return deny('CAPABILITY_DENIED', `${call.capability}.${call.method}: ${call.scope.message} (outside what this host offers)`);
+        return { allow: true, basis: `request:${request.id}`, via: await this.viaForRequest(request, host) };
+      },
+    };
+  }
+
+  /**
    * Revoke the attenuated instance of a grant (calls in flight through it fail CAPABILITY_REVOKED).
    * Revocations through the grant service do this themselves; this is for one stored elsewhere.
    */
