@@ -1,8 +1,8 @@
 /**
  * Grant rules: the risk policy for new grants (destructive/financial never autonomous without a
  * forced admin override, two approvers when assisted, executed only for reversible methods), the
- * shape rules (methods, expiry, budgets, scope), which grant covers a call (with lookalike
- * subjects), what an "always" answer writes, and the small parsers.
+ * shape rules (methods, expiry, budgets, scope), which grant covers a call and which one decides it
+ * (with lookalike subjects), what an "always" answer writes, and the small parsers.
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -19,10 +19,13 @@ import { type RiskAnnotations, resolveRisk } from '../../capabilities/sdk/risk.j
 import {
   buildGrant,
   capabilityOffer,
+  chooseGrant,
   type GrantRuleContext,
   grantCovers,
   grantInstance,
   grantScopeCheck,
+  lessSupervised,
+  MODE_ORDER,
   narrowestGrantFor,
   type NewGrantInput,
   parseBudgets,
@@ -228,6 +231,49 @@ describe('grantCovers', () => {
     expect(grantCovers(grant({ revokedAt: NOW - 1 }), call)).toBe(false);
     expect(grantCovers(grant({ expiresAt: NOW + 1 }), call)).toBe(true);
     expect(grantCovers(grant({ expiresAt: NOW }), call)).toBe(false);
+  });
+});
+
+describe('chooseGrant: the one rule the gate and trust decide by', () => {
+  const run: RunSubject = { digest: DIGEST, name: 'refund-desk', signers: [KEY] };
+  const call = { subject: run, capability: 'reports', method: 'read', now: NOW };
+
+  it('the least supervised covering grant wins; among equals the first given', () => {
+    const grants = [grant({ id: 'a', mode: 'assisted' }), grant({ id: 'e1', mode: 'executed' }), grant({ id: 'e2', mode: 'executed' }), grant({ id: 'other', methods: ['list'], mode: 'contained' })];
+    expect(chooseGrant(grants, call)).toEqual({ grant: grants[1], covering: grants.slice(0, 3) });
+    expect(chooseGrant([...grants, grant({ id: 'c', subject: { name: 'refund-desk', signer: KEY }, mode: 'contained' })], call).grant?.id).toBe('c');
+    expect(MODE_ORDER.contained < MODE_ORDER.executed && MODE_ORDER.executed < MODE_ORDER.assisted).toBe(true);
+  });
+
+  it('admits is asked in order of preference, not after the first yes; covering still lists every covering grant', () => {
+    const grants = [grant({ id: 'a', mode: 'assisted' }), grant({ id: 'c', mode: 'contained' }), grant({ id: 'e', mode: 'executed' })];
+    const asked: string[] = [];
+    const choice = chooseGrant(grants, call, (g) => {
+      asked.push(g.id);
+      return g.id !== 'c';
+    });
+    expect(asked).toEqual(['c', 'e']);
+    expect(choice.grant?.id).toBe('e');
+    expect(choice.covering.map((g) => g.id)).toEqual(['a', 'c', 'e']);
+    expect(chooseGrant(grants, call, () => false)).toEqual({ grant: undefined, covering: grants });
+  });
+
+  it('lookalike subjects, revoked and expired grants are never chosen', () => {
+    const grants = [
+      grant({ id: 'upper', subject: { digest: DIGEST.toUpperCase() } }),
+      grant({ id: 'signer', subject: { name: 'refund-desk', signer: `sha256:${'13'.repeat(32)}` } }),
+      grant({ id: 'name', subject: { name: 'refund-desk2', signer: KEY } }),
+      grant({ id: 'revoked', revokedAt: NOW - 1 }),
+      grant({ id: 'expired', expiresAt: NOW }),
+    ];
+    expect(chooseGrant(grants, call)).toEqual({ grant: undefined, covering: [] });
+  });
+
+  it('narrowing may not take a human out of the loop', () => {
+    expect(lessSupervised('contained', 'executed')).toBe(true);
+    expect(lessSupervised('executed', 'assisted')).toBe(true);
+    expect(lessSupervised('assisted', 'contained')).toBe(false);
+    expect(lessSupervised('executed', 'executed')).toBe(false);
   });
 });
 
