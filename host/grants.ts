@@ -2,7 +2,7 @@
  * Grant rules: which grants the host stores, and which grant an operator's "always" answer writes;
  * which grant covers a call is grant-choice.ts, how a grant may be narrowed grant-narrowing.ts.
  * Pure functions (the clock is an argument), so the CLI, the operator channel and the gate apply
- * one policy. Grants are written only through the grant service (grant-service.ts).
+ * one policy. Grants are written through the grant service (grant-service.ts).
  *
  * Defends the risk policy of CONCEPTS.md: a destructive or financial method is never autonomous
  * (`contained`/`executed`) unless an admin forces it with a recorded reason; assisted, it needs
