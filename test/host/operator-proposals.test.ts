@@ -260,6 +260,46 @@ async function cli(argv: string[]): Promise<{ code: number; out: string; err: st
   return { code, out, err };
 }
 
+describe('what decides, besides the arguments', () => {
+  it('a two-person escalation reaches only as far as both approvers agreed: once and always is once (no grant written)', async () => {
+    const alice = await fx.operator('alice');
+    const bob = await fx.operator('bob');
+    const { image } = refundAgent('refund-escalated', 'P-3', 50);
+    // No grant: the call escalates; financial, so two approvers.
+    const seen = next(alice, 'created', (r) => r.subject === image.digest);
+    const { runId } = await fx.host.submit({ image: image.bytes, input: null });
+    const request = await seen;
+    expect(request).toMatchObject({ kind: 'escalation', approvalsRequired: 2 });
+    await alice.decide({ requestId: request.id, verdict: 'approve', span: 'once' });
+    await bob.decide({ requestId: request.id, verdict: 'approve', span: 'always' });
+    expect(await fx.host.waitForRun(runId)).toMatchObject({ status: 'ok', value: 50 });
+    const grants = (await fx.host.store.listGrants()).filter((g) => 'digest' in g.subject && g.subject.digest === image.digest);
+    expect(grants).toEqual([]);
+    const audit = await auditOf(runId);
+    expect(audit.find((r) => r.type === 'request.resolved')?.data).toMatchObject({ status: 'approved', span: 'once' });
+  });
+
+  it('the store appends an approval only onto the approvals its caller judged, and counts and names approvers per digest', async () => {
+    const store = fx.host.store;
+    const now = Date.now();
+    const a = digestOf({ n: 1 });
+    const b = digestOf({ n: 2 });
+    await store.insertRequest({
+      id: 'store-cas', kind: 'recommendation', runId: 'no-run', capability: 'payments', method: 'refund', args: { n: 1 }, why: 'test',
+      approvalsRequired: 2, approvals: [], status: 'pending', createdAt: now, expiresAt: now + 60_000,
+    });
+    expect(await store.addApproval('store-cas', { operator: 'alice', at: now, argsDigest: a }, { resolve: false, expectApprovals: 0 })).toMatchObject({ ok: true });
+    // Judged against an empty list, but alice's landed first: refused, not appended.
+    expect(await store.addApproval('store-cas', { operator: 'bob', at: now, argsDigest: a }, { resolve: true, expectApprovals: 0 })).toMatchObject({ ok: false, code: 'STALE_REQUEST' });
+    // Bob approves other arguments: alice may approve those too (different digest), but not twice.
+    expect(await store.addApproval('store-cas', { operator: 'bob', at: now, argsDigest: b, args: { n: 2 } }, { resolve: false, expectApprovals: 1 })).toMatchObject({ ok: true });
+    expect(await store.addApproval('store-cas', { operator: 'bob', at: now, argsDigest: b }, { resolve: true })).toMatchObject({ ok: false, code: 'DUPLICATE_APPROVER' });
+    // Three approvals, two of them of b: resolved, by exactly those two.
+    const done = await store.addApproval('store-cas', { operator: 'alice', at: now, argsDigest: b }, { resolve: true, expectApprovals: 2 });
+    expect(done).toMatchObject({ ok: true, request: { status: 'approved', resolvedBy: ['bob', 'alice'] } });
+  });
+});
+
 describe('the command line shows and approves exact arguments', () => {
   it('contained operator: a new proposal is printed in full (arguments that run, changes, digest); approve approves what was printed', async () => {
     const alice = await fx.operator('alice');
