@@ -38,12 +38,15 @@ export {
 export type { KvDeps, KvScope } from './kv/index.js';
 export {
   createSql,
+  createSqlEngine,
   DEFAULT_MAX_BYTES as SQL_DEFAULT_MAX_BYTES,
   DEFAULT_MAX_ROWS as SQL_DEFAULT_MAX_ROWS,
+  DEFAULT_TIMEOUT_MS as SQL_DEFAULT_TIMEOUT_MS,
+  SQL_ENGINE_DEFAULTS,
   sqlCapability,
   sqlScopeSchema,
 } from './sql/index.js';
-export type { SqlDeps, SqlScope } from './sql/index.js';
+export type { SqlDeps, SqlEngine, SqlEngineOptions, SqlScope } from './sql/index.js';
 export { clockCapability, clockScopeSchema, createClock } from './clock/index.js';
 export type { ClockDeps, ClockScope } from './clock/index.js';
 export { createRandom, randomCapability, randomScopeSchema } from './random/index.js';

@@ -32,6 +32,7 @@ export const ERROR_CODES = {
   FS_LINK: 'An fs path is, or passes through, a symbolic link, or names a file with several hard links; links are never followed.',
   FS_SPECIAL_FILE: 'An fs path names a device, FIFO or socket; only regular files and folders are served.',
   SQL_REFUSED: 'A SQL statement the sql capability never runs: PRAGMA, ATTACH, DDL, transactions, virtual tables, several statements.',
+  SQL_LIMIT: 'A SQL statement was stopped at a limit: it ran past the scope `timeoutMs`, built a string or BLOB longer than SQLite allows, or needed more memory than a query process may use; `data.limit` says which (`timeoutMs`, `length`, `memory`). A stopped write is rolled back.',
   // Escalation (host/)
   ESCALATION_DENIED: 'An operator denied the request; the message carries their reason.',
   ESCALATION_TIMEOUT: 'Nobody decided the request before it expired.',
