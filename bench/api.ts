@@ -105,6 +105,7 @@ export async function apiThroughput(): Promise<BenchRow[]> {
         unit: 'runs/s',
         peer: 'direct library calls (host.submitDigest + waitForRun)',
         peerValue: Math.round(library * 10) / 10,
+        target: '≥ 0.9×',
       });
     } finally {
       await h.close();

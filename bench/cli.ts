@@ -1,0 +1,99 @@
+/**
+ * The CLI as a user meets it: the whole process of `contained run hello.js` (bin/contained.js of
+ * this checkout, so the launcher, tsx, the CLI and a worker process) against `node hello.mjs`
+ * printing the same JSON; and, as the floor any fresh sandbox process stands on, `node
+ * --no-node-snapshot` creating one isolated-vm isolate that builds the same JSON. Wall time from
+ * `spawn` to `exit`, interleaved A B C A B C so machine noise hits all three alike; medians.
+ *
+ * Every run's stdout is checked: the agent's value printed by `contained run` is the text `node
+ * hello.mjs` prints, so no row times a failure.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type BenchRow, pct, round } from './report.js';
+
+/** Timed runs of each command (after one untimed warm-up each). */
+const RUNS = 12;
+
+const CONTAINED = fileURLToPath(new URL('../bin/contained.js', import.meta.url));
+const VALUE = { hello: 'world', n: 42, list: [1, 2, 3] };
+const EXPECTED = `${JSON.stringify(VALUE, null, 2)}\n`;
+
+interface Command {
+  label: string;
+  args: string[];
+  /** Whether stdout is what this command should print. */
+  check(stdout: string): boolean;
+  ms: number[];
+}
+
+function once(args: readonly string[], cwd: string): Promise<{ ms: number; stdout: string; code: number | null }> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const ms = performance.now() - t0;
+      if (code !== 0) reject(new Error(`${args.join(' ')} exited ${code}: ${stderr.slice(0, 500)}`));
+      else resolve({ ms, stdout, code });
+    });
+  });
+}
+
+export async function cliWholeProcess(): Promise<BenchRow[]> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'contained-bench-cli-'));
+  try {
+    writeFileSync(path.join(dir, 'hello.js'), `export default function main() { return ${JSON.stringify(VALUE)}; }\n`);
+    writeFileSync(path.join(dir, 'hello.mjs'), `console.log(JSON.stringify(${JSON.stringify(VALUE)}, null, 2));\n`);
+    const ivm = import.meta.resolve('isolated-vm');
+    writeFileSync(
+      path.join(dir, 'isolate-hello.mjs'),
+      `import ivm from ${JSON.stringify(ivm)};
+const isolate = new ivm.Isolate({ memoryLimit: 64 });
+const context = await isolate.createContext();
+const json = await context.eval(${JSON.stringify(`JSON.stringify(${JSON.stringify(VALUE)}, null, 2)`)});
+isolate.dispose();
+console.log(json);
+`,
+    );
+    const commands: Command[] = [
+      { label: 'contained', args: [CONTAINED, 'run', 'hello.js'], check: (out) => out.startsWith('ok (') && out.endsWith(EXPECTED), ms: [] },
+      { label: 'node', args: ['hello.mjs'], check: (out) => out === EXPECTED, ms: [] },
+      { label: 'floor', args: ['--no-node-snapshot', 'isolate-hello.mjs'], check: (out) => out === EXPECTED, ms: [] },
+    ];
+    for (let i = 0; i <= RUNS; i++) {
+      for (const command of commands) {
+        const { ms, stdout } = await once(command.args, dir);
+        if (!command.check(stdout)) throw new Error(`${command.label}: unexpected output ${JSON.stringify(stdout.slice(0, 300))}`);
+        if (i > 0) command.ms.push(ms);
+      }
+    }
+    const [contained, node, floor] = commands.map((c) => round(pct(c.ms, 50), 1)) as [number, number, number];
+    return [
+      {
+        name: `CLI whole process: contained run hello.js (checkout: launcher + tsx + worker), median of ${RUNS}`,
+        value: contained,
+        unit: 'ms',
+        peer: 'node hello.mjs',
+        peerValue: node,
+        target: '≤ 1.5×',
+      },
+      {
+        name: `floor for a fresh sandbox process: node --no-node-snapshot + one isolated-vm isolate, median of ${RUNS}`,
+        value: floor,
+        unit: 'ms',
+        peer: 'node hello.mjs',
+        peerValue: node,
+      },
+    ];
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
