@@ -29,6 +29,8 @@ export interface SandboxOptions {
   maxRunsPerWorker?: number;
   /** A worker silent for this long is killed and replaced. Default 5000 ms. */
   heartbeatTimeoutMs?: number;
+  /** A worker that has not finished starting this long after it was spawned is killed. Default 30 000 ms. */
+  workerStartTimeoutMs?: number;
   /**
    * Bytes of a worker process's own stdout/stderr (V8's crash reports) written to `logger`, per
    * worker process; never to this process's terminal. Default 64 KiB.
@@ -97,6 +99,7 @@ class SandboxImpl implements Sandbox {
         maxRunsPerWorker: options.maxRunsPerWorker ?? 32,
         heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? 5000,
         maxWorkerOutputBytes: options.maxWorkerOutputBytes,
+        workerStartTimeoutMs: options.workerStartTimeoutMs,
         warmIsolates,
         warmMemoryMb,
         logger: options.logger,

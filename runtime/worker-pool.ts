@@ -7,7 +7,9 @@
  * Heartbeats judge the workers, never the host: time the host's own event loop was blocked (a long
  * synchronous task, a GC pause) is not counted against a worker, and the judgement runs after the
  * poll phase has read what the workers sent meanwhile. A stalled host once declared every worker
- * dead and killed them all, with every run in flight.
+ * dead and killed them all, with every run in flight. A worker still starting (loading its modules,
+ * which takes seconds on a loaded machine) is judged by a start deadline instead, until it says
+ * "ready".
  *
  * A worker's stdout and stderr are piped, never inherited: what V8 prints when it dies (a fatal
  * error's native stack trace, "Last few GCs") goes to the pool's logger, tagged with the runs the
@@ -24,7 +26,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { BridgeResult, EngineCall, EngineRunSpec } from './engine.js';
 import type { LogLine, RunOutcome } from './outcome.js';
-import type { HostToWorker, WorkerToHost } from './worker-protocol.js';
+import { type HostToWorker, parseWorkerMessage, type WorkerToHost } from './worker-protocol.js';
 
 export interface WorkerPoolOptions {
   /** Worker processes. Default 2. */
@@ -41,6 +43,14 @@ export interface WorkerPoolOptions {
   warmMemoryMb: number;
   /** Bytes of stdout + stderr logged per worker process; the rest is dropped. Default 64 KiB. */
   maxWorkerOutputBytes?: number;
+  /**
+   * A worker that has not said "ready" this long (ms) after it was started is killed; until then
+   * the heartbeat does not judge it (a worker still loading its modules cannot answer). Default
+   * 30 000, and never less than heartbeatTimeoutMs.
+   */
+  workerStartTimeoutMs?: number;
+  /** The module worker processes run, and its Node flags. Default: worker-main next to this file. */
+  workerModule?: { file: string; execArgv: string[] };
   logger?: Logger;
 }
 
@@ -63,6 +73,8 @@ interface Worker {
   /** performance.now() when the worker last said anything (monotonic: wall-clock jumps do not count). */
   lastSeen: number;
   alive: boolean;
+  /** It has said "ready": from then on the heartbeat judges it. */
+  ready: boolean;
   /** Runs that ended lately, with when: output that arrives just after its run ended is theirs too. */
   recent: Array<{ runId: string; at: number }>;
   output: { bytes: number; text: string; streams: Set<string>; runIds: Set<string>; timer: NodeJS.Timeout | undefined };
@@ -70,6 +82,7 @@ interface Worker {
 
 const HEARTBEAT_INTERVAL_MS = 500;
 const DEFAULT_MAX_WORKER_OUTPUT_BYTES = 64 * 1024;
+const DEFAULT_WORKER_START_TIMEOUT_MS = 30_000;
 /** Output pieces arriving this close together are logged as one record. */
 const OUTPUT_COALESCE_MS = 25;
 /** How long after a run ended the worker's output is still tagged with it. */
@@ -192,7 +205,7 @@ export class WorkerPool {
   }
 
   private spawn(): Worker {
-    const { file, execArgv } = workerEntry();
+    const { file, execArgv } = this.options.workerModule ?? workerEntry();
     const child = fork(file, [], {
       execArgv,
       serialization: 'json',
@@ -204,12 +217,23 @@ export class WorkerPool {
       runs: new Map(),
       lastSeen: performance.now(),
       alive: true,
+      ready: false,
       recent: [],
       output: { bytes: 0, text: '', streams: new Set(), runIds: new Set(), timer: undefined },
     };
     this.captureOutput(worker, child.stdout, 'stdout');
     this.captureOutput(worker, child.stderr, 'stderr');
-    child.on('message', (message: WorkerToHost) => this.onMessage(worker, message));
+    child.on('message', (raw: unknown) => {
+      const message = parseWorkerMessage(raw);
+      if (message) {
+        this.onMessage(worker, message);
+        return;
+      }
+      // A worker of ours never sends this: it is broken or taken over. Its runs end SANDBOX_CRASHED.
+      this.options.logger?.error({ pid: child.pid, runIds: [...worker.runs.keys()] }, 'malformed message from a sandbox worker; killing it');
+      worker.alive = false;
+      child.kill('SIGKILL');
+    });
     child.on('error', (error) => this.options.logger?.error({ err: error }, 'sandbox worker error'));
     child.on('exit', (code, signal) => this.onExit(worker, code, signal));
     return worker;
@@ -250,6 +274,8 @@ export class WorkerPool {
         worker.alive = false;
         break;
       case 'ready':
+        worker.ready = true;
+        break;
       case 'pong':
         break;
     }
@@ -294,8 +320,10 @@ export class WorkerPool {
     if (this.closed) return;
     for (const worker of this.workers) {
       if (!worker.alive && worker.runs.size === 0) worker.child.kill('SIGKILL');
-      if (asOf - worker.lastSeen > this.options.heartbeatTimeoutMs) {
-        this.options.logger?.error({ pid: worker.child.pid, runIds: [...worker.runs.keys()] }, 'sandbox worker stopped answering; killing it');
+      const deadline = worker.ready ? this.options.heartbeatTimeoutMs : Math.max(this.options.heartbeatTimeoutMs, this.options.workerStartTimeoutMs ?? DEFAULT_WORKER_START_TIMEOUT_MS);
+      if (asOf - worker.lastSeen > deadline) {
+        const msg = worker.ready ? 'sandbox worker stopped answering; killing it' : 'sandbox worker did not start in time; killing it';
+        this.options.logger?.error({ pid: worker.child.pid, runIds: [...worker.runs.keys()] }, msg);
         worker.child.kill('SIGKILL');
         continue;
       }

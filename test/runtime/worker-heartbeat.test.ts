@@ -5,8 +5,11 @@
  * all, taking every in-flight run down with SANDBOX_CRASHED. A stalled host must never kill healthy
  * workers: its own lag does not count against them, and it reads what they sent before judging.
  */
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createSandbox } from '../../runtime/index.js';
+import { DEFAULT_LIMITS } from '../../runtime/limits.js';
+import { WorkerPool } from '../../runtime/worker-pool.js';
 import { createTestNotes } from '../helpers/test-capability.js';
 import { captureLogger, expectHealthy, expectOk, until, workerPids } from '../helpers/sandbox.js';
 
@@ -93,5 +96,27 @@ describe('worker heartbeat after a host stall', () => {
     }
     expect(lines.some((l) => /stopped answering/.test(String(l.msg)))).toBe(true);
     await Promise.all([1, 2].map(() => expectHealthy(sb)));
+  });
+});
+
+describe('worker heartbeat while a worker starts', () => {
+  // Observed on a loaded machine: a worker still compiling its modules cannot answer pings, and
+  // with a 1 s heartbeat timeout it was killed before it ever said "ready" — with a run queued on it.
+  const { logger, lines } = captureLogger();
+  const pool = new WorkerPool({
+    workers: 1, maxRunsPerWorker: 4, heartbeatTimeoutMs: HEARTBEAT_TIMEOUT_MS, warmIsolates: 0, warmMemoryMb: 64, logger,
+    workerModule: { file: fileURLToPath(new URL('./fixtures/slow-start-worker.mjs', import.meta.url)), execArgv: [] },
+  });
+  afterAll(() => pool.close());
+
+  it('a worker that takes 2.5 s to start (heartbeat timeout 1 s) is not killed, and the run queued on it completes', async () => {
+    const pid = pool.stats().pids[0];
+    const out = await pool.run(
+      { runId: 'slow-start', program: { files: { 'main.js': '' }, entry: 'main.js' }, input: null, limits: { ...DEFAULT_LIMITS }, capabilities: [] },
+      { call: async () => ({ ok: true, value: null }) },
+    );
+    expectOk(out, 'started');
+    expect(pool.stats().pids).toEqual([pid]);
+    expect(lines.filter((l) => /stopped answering|did not start/.test(String(l.msg)))).toEqual([]);
   });
 });
