@@ -309,15 +309,15 @@ class Engine implements SqlEngine {
   }
 }
 
-/** A busy process keeps the host alive until it answers; an idle one never does. */
+/** A busy process keeps the host alive until it answers; an idle one never does (nor its stderr pipe). */
 function hold(child: ChildProcess, busy: boolean): void {
-  const channel = child.channel as { ref?: () => void; unref?: () => void } | null | undefined;
+  const handles = [child.channel, child.stderr] as Array<{ ref?: () => void; unref?: () => void } | null | undefined>;
   if (busy) {
     child.ref();
-    channel?.ref?.();
+    for (const h of handles) h?.ref?.();
   } else {
     child.unref();
-    channel?.unref?.();
+    for (const h of handles) h?.unref?.();
   }
 }
 

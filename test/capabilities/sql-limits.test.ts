@@ -8,6 +8,7 @@
  * itself sees: its event loop keeps turning, its memory stays flat, and the call ends with a typed
  * code within its deadline — the scope's `timeoutMs`, or the run ending (the call's signal).
  */
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -94,7 +95,8 @@ describe('sql: a statement never blocks the host', () => {
     // Finished or stopped at its deadline: either way, the host was free the whole time.
     if (settled.status === 'fulfilled') expect(settled.value).toEqual({ columns: ['count(*)'], rows: [[2e7]], truncated: false });
     else expect(settled.reason).toMatchObject({ code: 'SQL_LIMIT', data: { limit: 'timeoutMs' } });
-    expect(stallMs).toBeLessThan(100);
+    // Before: 3.3 s. The bound leaves room for a shared, loaded machine, not for a blocked loop.
+    expect(stallMs, `settled ${settled.status}`).toBeLessThan(250);
   }, 30_000);
 
   it('stops at the scope timeoutMs with SQL_LIMIT, never later', async () => {
@@ -147,6 +149,26 @@ describe('sql: a statement never blocks the host', () => {
     expect((await hostile).code).toBe('SQL_LIMIT');
     expect((await hostile2).code).toBe('SQL_LIMIT');
   }, 30_000);
+
+  it('an idle query process never keeps its host alive (a process exits as soon as its own work is done)', async () => {
+    // A host with a 60 s idle period: it must still exit right after its last call, not 60 s later.
+    const script = `
+      import { createSql, createSqlEngine } from ${JSON.stringify(path.resolve('capabilities/sql/index.ts'))};
+      const db = createSql({ file: ${JSON.stringify(file)}, tables: ['customers'] }, { engine: createSqlEngine({ idleMs: 60_000 }) });
+      const r = await db.invoke('query', db.parseArgs('query', { sql: 'SELECT count(*) FROM customers' }), { runId: 'r', signal: new AbortController().signal });
+      process.stdout.write(JSON.stringify(r.rows) + '\\n');
+    `;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    let answeredAt = 0;
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      answeredAt ||= performance.now();
+    });
+    await new Promise((resolve) => child.once('exit', resolve));
+    expect(out.trim()).toBe('[[3]]');
+    expect(performance.now() - answeredAt).toBeLessThan(3000);
+  }, 60_000);
 
   it('a write stopped at its deadline is rolled back and leaves no lock behind', async () => {
     const db = sql({ tables: ['audit'], timeoutMs: 300 });
