@@ -60,6 +60,8 @@ export interface SqlEngine {
 
 export const SQL_ENGINE_DEFAULTS = { processes: 4, perRun: 1, memoryMb: 256, idleMs: 10_000 } as const;
 
+/** A call that could run but has waited this long (ms) for a busy pool starts another process. */
+const SPAWN_AFTER_MS = 20;
 /** A query process that has not said `ready` after this long (ms) is killed. */
 const STARTUP_TIMEOUT_MS = 15_000;
 /** Bytes of a query process's stderr kept for the log when it dies. */
@@ -80,6 +82,8 @@ interface Call {
   onAbort(): void;
   proc?: Proc;
   settled: boolean;
+  /** performance.now() when the call was queued. */
+  queuedAt: number;
 }
 
 interface Proc {
@@ -111,6 +115,7 @@ class Engine implements SqlEngine {
   private readonly active = new Map<string, number>();
   private nextId = 0;
   private closed = false;
+  private spawnTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: Required<Omit<SqlEngineOptions, 'logger' | 'entry'>> & Pick<SqlEngineOptions, 'logger' | 'entry'>) {}
 
@@ -127,6 +132,7 @@ class Engine implements SqlEngine {
         timer: undefined,
         onAbort: () => this.fail(call, cancelled()),
         settled: false,
+        queuedAt: performance.now(),
       };
       options.signal.addEventListener('abort', call.onAbort, { once: true });
       this.queue.push(call);
@@ -141,6 +147,7 @@ class Engine implements SqlEngine {
 
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.spawnTimer);
     for (const call of this.queue.splice(0)) this.settle(call, undefined, new ContainedError('CANCELLED', 'sql: the host is closing'));
     await Promise.all([...this.procs].map((p) => this.kill(p)));
   }
@@ -159,9 +166,17 @@ class Engine implements SqlEngine {
       this.queue.splice(i, 1);
       this.start(proc, call);
     }
-    const runnable = this.queue.filter((c) => (this.active.get(c.options.runId) ?? 0) < this.options.perRun).length;
-    const starting = [...this.procs].filter((p) => !p.ready && !p.killed).length;
-    for (let n = starting; n < runnable && this.procs.size < this.options.processes; n++) this.spawn();
+    // Another process starts only when a call could run but has waited SPAWN_AFTER_MS (every
+    // process is busy, maybe stuck) or none is ready, and only one starts at a time: a burst of
+    // short calls (~0.2 ms each) is served by the processes already there, and a start (~0.1 s of
+    // CPU) never competes with the host for nothing.
+    const waiting = this.queue.find((c) => (this.active.get(c.options.runId) ?? 0) < this.options.perRun);
+    clearTimeout(this.spawnTimer);
+    if (!waiting || this.procs.size >= this.options.processes || [...this.procs].some((p) => !p.ready && !p.killed)) return;
+    const anyReady = [...this.procs].some((p) => p.ready && !p.killed);
+    const waitedMs = performance.now() - waiting.queuedAt;
+    if (!anyReady || waitedMs >= SPAWN_AFTER_MS) this.spawn();
+    else this.spawnTimer = setTimeout(() => this.pump(), SPAWN_AFTER_MS - waitedMs);
   }
 
   private start(proc: Proc, call: Call): void {
