@@ -148,7 +148,9 @@ class Engine implements SqlEngine {
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.spawnTimer);
-    for (const call of this.queue.splice(0)) this.settle(call, undefined, new ContainedError('CANCELLED', 'sql: the host is closing'));
+    const closing = (): ContainedError => new ContainedError('CANCELLED', 'sql: the host is closing');
+    for (const call of [...this.queue]) this.settle(call, undefined, closing());
+    for (const proc of this.procs) if (proc.call) this.settle(proc.call, undefined, closing());
     await Promise.all([...this.procs].map((p) => this.kill(p)));
   }
 
@@ -240,7 +242,11 @@ class Engine implements SqlEngine {
       if (proc.stderr.length < MAX_STDERR_BYTES) proc.stderr += chunk.toString('utf8').slice(0, MAX_STDERR_BYTES - proc.stderr.length);
     });
     child.on('message', (message: QueryToHost) => this.onMessage(proc, message));
-    child.on('error', (error) => this.options.logger?.error({ err: error }, 'sql query process error'));
+    child.on('error', (error) => {
+      this.options.logger?.error({ err: error }, 'sql query process error');
+      // A process that could not be spawned emits no 'exit'.
+      if (child.pid === undefined && this.procs.has(proc)) this.onExit(proc, null, null);
+    });
     child.on('exit', (code, signal) => this.onExit(proc, code, signal));
   }
 
@@ -286,7 +292,7 @@ class Engine implements SqlEngine {
     clearTimeout(proc.idleTimer);
     this.procs.delete(proc);
     return new Promise((resolve) => {
-      if (proc.child.exitCode !== null || proc.child.signalCode !== null) return resolve();
+      if (proc.child.pid === undefined || proc.child.exitCode !== null || proc.child.signalCode !== null) return resolve();
       proc.child.once('exit', () => resolve());
       proc.child.kill('SIGKILL');
     });

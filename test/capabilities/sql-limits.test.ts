@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { createSql, DEFAULT_TIMEOUT_MS } from '../../capabilities/sql/index.js';
+import { createSql, createSqlEngine, DEFAULT_TIMEOUT_MS } from '../../capabilities/sql/index.js';
 import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
 import { call, errorOf, tempDir } from './helpers.js';
 
@@ -212,3 +212,52 @@ describe('sql: sizes are capped before the host holds them', () => {
     expect(await call(db, 'query', { sql: 'SELECT x FROM (SELECT 1 AS x UNION ALL SELECT 2) LIMIT 1' })).toEqual({ columns: ['x'], rows: [[1]], truncated: false });
   }, 30_000);
 });
+
+describe('sql engine: processes die with their statement, their host, or its closing', () => {
+  const alive = (pid: number): boolean => {
+    try {
+      process.kill(pid, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  it('the process of a statement stopped at its deadline is gone; close() cancels running and waiting calls', async () => {
+    const engine = createSqlEngine({ processes: 1 });
+    const db = createSql({ file, tables: ['customers'], readOnly: true, timeoutMs: 300 }, { engine });
+    const stuck = errorOf(invoke(db, { sql: FOREVER }, 'a'));
+    await waitUntil(() => engine.stats().busy === 1);
+    const [pid] = engine.stats().pids;
+    expect((await stuck).code).toBe('SQL_LIMIT');
+    await waitUntil(() => !alive(pid as number));
+
+    const long = createSql({ file, tables: ['customers'], readOnly: true, timeoutMs: 60_000 }, { engine });
+    const running = errorOf(invoke(long, { sql: FOREVER }, 'b'));
+    const waiting = errorOf(invoke(long, { sql: 'SELECT 1' }, 'c')); // one process: this one waits
+    await waitUntil(() => engine.stats().busy === 1 && engine.stats().queued === 1);
+    const [busyPid] = engine.stats().pids;
+    await engine.close();
+    expect((await running).code).toBe('CANCELLED');
+    expect((await waiting).code).toBe('CANCELLED');
+    expect(alive(busyPid as number)).toBe(false);
+    expect(engine.stats()).toMatchObject({ processes: 0, busy: 0, queued: 0 });
+    expect((await errorOf(invoke(long, { sql: 'SELECT 1' }, 'd'))).code).toBe('CANCELLED');
+  }, 30_000);
+
+  it('a query process that cannot start fails the waiting calls at once (CAPABILITY_FAILED), it does not leave them hanging', async () => {
+    const engine = createSqlEngine({ entry: { file: path.join(dir, 'no-such-module.js'), execArgv: [] } });
+    const db = createSql({ file, tables: ['customers'], timeoutMs: 60_000 }, { engine });
+    const e = await errorOf(invoke(db, { sql: 'SELECT 1' }, 'r'));
+    expect(e).toMatchObject({ code: 'CAPABILITY_FAILED', data: { reason: 'QUERY_PROCESS' } });
+    await engine.close();
+  }, 30_000);
+});
+
+async function waitUntil(f: () => boolean, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
