@@ -1,6 +1,6 @@
 import { defineConfig } from 'vitest/config';
 
-// isolated-vm on Node 20 needs --no-node-snapshot in every process that loads it,
+// isolated-vm needs --no-node-snapshot on Node 20+ (its README; we run 24 and 26) in every process that loads it,
 // so tests run in forked workers started with that flag.
 export default defineConfig({
   test: {
