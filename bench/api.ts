@@ -22,7 +22,7 @@ import type { BenchRow } from './report.js';
 const RUNS = 500;
 const CLIENTS = 20;
 
-async function exampleHost(isolation: 'in-process' | 'worker'): Promise<{ host: Host; token: string; digest: string; close(): Promise<void> }> {
+export async function exampleHost(isolation: 'in-process' | 'worker'): Promise<{ host: Host; token: string; digest: string; close(): Promise<void> }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'contained-bench-api-'));
   const db = new Database(path.join(dir, 'records.db'));
   db.exec(readFileSync(path.join(EXAMPLES_DIR, 'records-cleanup', 'data', 'seed.sql'), 'utf8'));
@@ -54,7 +54,7 @@ async function exampleHost(isolation: 'in-process' | 'worker'): Promise<{ host: 
 }
 
 /** Run `RUNS` runs with `CLIENTS` workers each doing `one` in turn; runs per second. */
-async function rate(one: (i: number) => Promise<void>): Promise<number> {
+export async function rate(one: (i: number) => Promise<void>): Promise<number> {
   let next = 0;
   const t0 = performance.now();
   await Promise.all(
@@ -65,7 +65,7 @@ async function rate(one: (i: number) => Promise<void>): Promise<number> {
   return RUNS / ((performance.now() - t0) / 1000);
 }
 
-async function overHttp(base: string, token: string, digest: string, i: number): Promise<void> {
+export async function overHttp(base: string, token: string, digest: string, i: number): Promise<void> {
   const headers = { authorization: `Bearer ${token}`, 'content-type': 'application/json' };
   let res = await fetch(`${base}/v1/runs`, { method: 'POST', headers, body: JSON.stringify({ digest, input: { olderThanDays: 30 + (i % 50), dryRun: true } }) });
   while (res.status === 429) {
@@ -83,7 +83,7 @@ async function overHttp(base: string, token: string, digest: string, i: number):
   }
 }
 
-async function direct(host: Host, digest: string, i: number): Promise<void> {
+export async function direct(host: Host, digest: string, i: number): Promise<void> {
   const { runId } = await host.submitDigest({ digest, input: { olderThanDays: 30 + (i % 50), dryRun: true } });
   const outcome = await host.waitForRun(runId);
   if (outcome.status !== 'ok') throw new Error(`bench run failed: ${JSON.stringify(outcome.error)}`);

@@ -17,7 +17,7 @@ import { createToken } from '../host/tokens.js';
 import { packImage } from '../sandbox-images/pack.js';
 import { type BenchRow, pct, round } from './report.js';
 
-async function benchHost(): Promise<{ dir: string; host: Awaited<ReturnType<typeof startHost>>; approver: string; close(): Promise<void> }> {
+export async function benchHost(): Promise<{ dir: string; host: Awaited<ReturnType<typeof startHost>>; approver: string; close(): Promise<void> }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'contained-bench-host-'));
   mkdirSync(path.join(dir, 'notes'));
   writeFileSync(path.join(dir, 'notes', 'a.txt'), 'x');
