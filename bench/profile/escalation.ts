@@ -90,6 +90,7 @@ if (outcome.status !== 'ok') throw new Error(JSON.stringify(outcome.error));
 
 const per = { total: [] as number[], commits: [] as number[], commitMs: [] as number[], reads: [] as number[], stored: [] as number[], toOperator: [] as number[], approvalCommitted: [] as number[], afterApproval: [] as number[] };
 const names = new Map<string, number>();
+const readNames = new Map<string, number>();
 for (const d of decisions.slice(5)) {
   const inside = ops.filter((o) => o.start >= d.start && o.end <= d.end);
   const commits = inside.filter((o) => !READS.test(o.name.split('.')[1] ?? ''));
@@ -98,6 +99,7 @@ for (const d of decisions.slice(5)) {
   per.commitMs.push(commits.reduce((s, o) => s + (o.end - o.start), 0));
   per.reads.push(inside.length - commits.length);
   for (const o of commits) names.set(o.name, (names.get(o.name) ?? 0) + 1);
+  for (const o of inside) if (!commits.includes(o)) readNames.set(o.name, (readNames.get(o.name) ?? 0) + 1);
   const insert = inside.find((o) => o.name === 'store.insertRequest');
   const approval = inside.find((o) => o.name === 'store.addApproval');
   const requestId = [...heard.keys()].find((id) => (heard.get(id) ?? 0) >= d.start && (heard.get(id) ?? 0) <= d.end);
@@ -118,6 +120,7 @@ console.log(
     commitsByKind: Object.fromEntries([...names].map(([n, c]) => [n, round(c / decided, 2)])),
     p50MsInCommits: median(per.commitMs),
     p50StoreReads: median(per.reads),
+    readsByKind: Object.fromEntries([...readNames].map(([n, c]) => [n, round(c / decided, 2)])),
     legsP50Ms: {
       openToRequestStored: median(per.stored),
       storedToOperatorHears: median(per.toOperator),
