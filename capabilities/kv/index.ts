@@ -9,10 +9,13 @@
  * Keys are full keys: the scope prefix is part of every key the agent names and sees.
  *
  * The database is opened per call and closed after, so an instance holds no handle to leak.
+ * better-sqlite3 is loaded on the first call, not at import, so a program that never creates a kv
+ * store (e.g. one that imports the package entry only to run sandboxes) never loads it.
  */
 import { existsSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
 import { defineCapability, IN_SCOPE, method, outOfScope, type ScopeCheck } from '../sdk/define.js';
@@ -84,6 +87,13 @@ function clip(s: string): string {
   return s.length > 80 ? `${s.slice(0, 77)}...` : s;
 }
 
+/** better-sqlite3's constructor, loaded on first use (Node's require cache keeps the one copy). */
+const requireCjs = createRequire(import.meta.url);
+function openDatabase(file: string, options: Database.Options): Database.Database {
+  const Sqlite = requireCjs('better-sqlite3') as typeof Database;
+  return new Sqlite(file, options);
+}
+
 const SCHEMA = `CREATE TABLE IF NOT EXISTS kv (
   ns TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, bytes INTEGER NOT NULL, updated INTEGER NOT NULL,
   PRIMARY KEY (ns, key)) WITHOUT ROWID`;
@@ -93,7 +103,7 @@ function withDb<T>(scope: KvScope, write: boolean, f: (db: Database.Database) =>
   if (!write && !existsSync(scope.file)) return empty;
   let db: Database.Database;
   try {
-    db = new Database(scope.file, { readonly: !write, fileMustExist: !write, timeout: BUSY_TIMEOUT_MS });
+    db = openDatabase(scope.file, { readonly: !write, fileMustExist: !write, timeout: BUSY_TIMEOUT_MS });
   } catch (e) {
     throw new ContainedError('CAPABILITY_FAILED', 'kv: the store cannot be opened', { cause: e, data: { reason: 'OPEN' } });
   }

@@ -9,11 +9,13 @@
  * No pooled connection outlives a call.
  *
  * Fails with `CAPABILITY_FAILED` (`data.reason`: `smtp` with nodemailer's error code, or `folder`).
+ * nodemailer is imported on the first delivery, not with this module: the package entry and the
+ * host config import this file, and most programs that import it never send mail.
  */
 import { randomUUID } from 'node:crypto';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import nodemailer from 'nodemailer';
+import type Nodemailer from 'nodemailer';
 import type Mail from 'nodemailer/lib/mailer/index.js';
 import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
@@ -69,8 +71,14 @@ function addressText(a: string | Mail.Address): string {
   return typeof a === 'string' ? a : a.address;
 }
 
+/** nodemailer, imported on first use (the module cache keeps the one copy). */
+async function loadNodemailer(): Promise<typeof Nodemailer> {
+  return (await import('nodemailer')).default;
+}
+
 async function sendSmtp(relay: SmtpRelay, msg: OutgoingMessage): Promise<Delivered> {
   const timeout = relay.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const nodemailer = await loadNodemailer();
   const transporter = nodemailer.createTransport({
     host: relay.host,
     port: relay.port,
@@ -101,6 +109,7 @@ async function sendSmtp(relay: SmtpRelay, msg: OutgoingMessage): Promise<Deliver
 }
 
 async function writeToFolder(folder: string, msg: OutgoingMessage): Promise<Delivered> {
+  const nodemailer = await loadNodemailer();
   const composer = nodemailer.createTransport({ streamTransport: true, buffer: true, newline: 'windows' });
   const info = await composer.sendMail(mailOptions(msg));
   const raw = info.message as Buffer;
