@@ -1,7 +1,7 @@
 /**
  * What `import 'ai-contained'` costs a library user who only runs sandboxes: the entry must not load
- * the drivers of capabilities they may never create. better-sqlite3 (kv, sql) and nodemailer
- * (outbox) are loaded on first use. Each check imports in a fresh Node process (this test process
+ * the drivers of capabilities they may never create. better-sqlite3 (kv, sql, the payments
+ * example's ledger) and nodemailer (outbox) are loaded on first use. Each check imports in a fresh Node process (this test process
  * has loaded everything already) and reads which CommonJS packages are in the require cache.
  */
 import { execFile } from 'node:child_process';
@@ -44,14 +44,16 @@ describe('the package entry loads mail and SQLite drivers only when used', () =>
     expect(loaded).not.toContain('nodemailer');
   });
 
-  it('kv and outbox load their drivers on first use, not at import or at creation', async () => {
+  it('kv, outbox and the payments ledger load their drivers on first use, not at import or at creation', async () => {
     const created = await packagesLoadedBy(
-      ['capabilities/kv/index.ts', 'capabilities/outbox/index.ts'],
+      ['capabilities/kv/index.ts', 'capabilities/outbox/index.ts', 'capabilities/examples/payments.ts'],
       `const os = await import('node:os');
        const { createKv } = await import(${JSON.stringify(pathToFileURL(path.join(ROOT, 'capabilities/kv/index.ts')).href)});
        const { createOutbox } = await import(${JSON.stringify(pathToFileURL(path.join(ROOT, 'capabilities/outbox/index.ts')).href)});
        createKv({ file: os.tmpdir() + '/never-opened.db', namespace: 'a' });
-       createOutbox({ from: 'bot@example.com', allowedRecipients: ['@example.com'] }, { transport: { folder: os.tmpdir() + '/never-written' } });`,
+       createOutbox({ from: 'bot@example.com', allowedRecipients: ['@example.com'] }, { transport: { folder: os.tmpdir() + '/never-written' } });
+       const { createSqliteLedger } = await import(${JSON.stringify(pathToFileURL(path.join(ROOT, 'capabilities/examples/payments.ts')).href)});
+       createSqliteLedger({ file: os.tmpdir() + '/never-opened-shop.db', currency: 'EUR' });`,
     );
     expect(created).not.toContain('better-sqlite3');
     expect(created).not.toContain('nodemailer');
