@@ -10,9 +10,12 @@
  *
  * Fails with `CAPABILITY_FAILED` and `data.reason`: `unknown-order`, `over-refund`, or `ledger`
  * (the database itself failed). The file is opened per call and closed after; nothing is held.
+ * better-sqlite3 is loaded on the first call: the registry (and so the package entry) imports this
+ * module, and most programs never touch the ledger.
  */
 import { randomUUID } from 'node:crypto';
-import Database from 'better-sqlite3';
+import { createRequire } from 'node:module';
+import type Database from 'better-sqlite3';
 import { ContainedError } from '../../runtime/errors.js';
 
 export interface OrderView {
@@ -60,12 +63,15 @@ interface OrderRow {
   refunded_cents: number;
 }
 
+const requireCjs = createRequire(import.meta.url);
+
 export function createSqliteLedger(options: SqliteLedgerOptions): PaymentsLedger {
   const now = options.now ?? Date.now;
   const withDb = <T>(f: (db: Database.Database) => T): T => {
     let db: Database.Database;
     try {
-      db = new Database(options.file, { fileMustExist: true, timeout: options.busyTimeoutMs ?? 5000 });
+      const Sqlite = requireCjs('better-sqlite3') as typeof Database;
+      db = new Sqlite(options.file, { fileMustExist: true, timeout: options.busyTimeoutMs ?? 5000 });
     } catch (error) {
       throw new ContainedError('CAPABILITY_FAILED', 'payments: the ledger is unavailable', { data: { reason: 'ledger' }, cause: error });
     }
