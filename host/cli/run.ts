@@ -1,7 +1,8 @@
 /**
  * `contained run <entry.js | image.tgz> [--input JSON|@file] [--grant SPEC]… [--memory-mb N]
- * [--cpu-ms N] [--wall-ms N] [--smtp URL | --maildir DIR] [--json]`: run one agent program in a
- * worker-process sandbox and print its outcome. Exit codes: 0 ok, 1 agent error (including a crashed sandbox), 2 usage error,
+ * [--cpu-ms N] [--wall-ms N] [--smtp URL | --maildir DIR] [--secrets FILE] [--json]`: run one agent
+ * program in a worker-process sandbox and print its outcome. Secrets (for http grants' credentials)
+ * come from `--secrets FILE` only, checked against the grants before the program starts. Exit codes: 0 ok, 1 agent error (including a crashed sandbox), 2 usage error,
  * 3 limit exceeded. The worker mode means no agent program can make this command die, hang, or
  * exit with any other status.
  */
@@ -12,6 +13,7 @@ import { ContainedError } from '../../runtime/errors.js';
 import { createSandbox, LIMIT_CODES, loadProgramFromFile, type LimitsInput, type Program, type RunOutcome } from '../../runtime/index.js';
 import { type CliIo, intFlag, listFlag, parseFlags, stringFlag } from './args.js';
 import { MAIL_FLAGS, MAIL_USAGE, runHostDeps } from './run-host.js';
+import { checkGrantSecrets, loadRunSecrets, SECRETS_USAGE } from './run-secrets.js';
 import { loadRunTarget } from './run-target.js';
 
 export const RUN_USAGE = `Usage: contained run <entry.js | image.tgz> [options]
@@ -24,6 +26,7 @@ Options:
                        (repeatable; see docs/capabilities.md for the syntax; relative paths in
                        scopes are relative to the working directory)
 ${MAIL_USAGE}
+${SECRETS_USAGE}
   --memory-mb N        isolate heap limit, MiB
   --cpu-ms N           CPU time limit, ms (counts code resumed after await)
   --wall-ms N          wall-clock limit, ms
@@ -38,6 +41,7 @@ export async function runCommand(argv: string[], io: CliIo, env: Record<string, 
     ...MAIL_FLAGS,
     input: { type: 'string' },
     grant: { type: 'string', multiple: true },
+    secrets: { type: 'string' },
     'memory-mb': { type: 'string' },
     'cpu-ms': { type: 'string' },
     'wall-ms': { type: 'string' },
@@ -61,7 +65,11 @@ export async function runCommand(argv: string[], io: CliIo, env: Record<string, 
   if (cpuMs !== undefined) limits.cpuMs = cpuMs;
   if (wallMs !== undefined) limits.wallMs = wallMs;
   const runHost = runHostDeps(values, env);
+  const secretsFile = stringFlag(values, 'secrets');
+  const secrets = secretsFile === undefined ? undefined : await loadRunSecrets(secretsFile);
+  if (secrets) runHost.host.secrets = secrets;
   const capabilities = await grantsFromFlags(listFlag(values, 'grant'), runHost.host);
+  checkGrantSecrets(capabilities, secrets);
   if (runHost.maildirNotice !== undefined && capabilities.some((c) => c.definition.name === 'outbox')) io.stderr(runHost.maildirNotice);
   const outcome = await runOnce(loaded.program, input, limits, capabilities, values['in-process'] === true, loaded.subject);
   if (values.json) io.stdout(`${JSON.stringify(outcome)}\n`);
