@@ -3,10 +3,12 @@
  *
  * Idempotent set-up under `./.contained/` (kept between runs; delete the folder to start over):
  * sample data for the three example agents (`demo/`), a host config (`demo.config.json`, written
- * once — edit it, e.g. to send real mail through an SMTP relay), the example images built, their
- * grants installed once (report-digest: reports `contained`, mail `assisted`; refund-desk: orders
- * `contained`, refunds `assisted` with two approvers; records-cleanup: reads `contained`, deletes
- * `assisted` with two approvers), fresh demo operator tokens (the previous ones revoked). Then it
+ * once — edit it, e.g. to send real mail through an SMTP relay), the example images built into
+ * `images/` (never into the package's own folder: for an installed package that is inside
+ * node_modules, possibly read-only and shared by every project), their grants installed once
+ * (report-digest: reports `contained`, mail `assisted`; refund-desk: orders `contained`, refunds
+ * `assisted` with two approvers; records-cleanup: reads `contained`, deletes `assisted` with two
+ * approvers), fresh demo operator tokens (the previous ones revoked). Then it
  * starts the host with its web console, starts example runs so requests are waiting, and prints
  * one-time login links. Ctrl-C closes the host cleanly; the host log goes to `.contained/host.log`.
  */
@@ -104,8 +106,8 @@ export async function demoCommand(argv: string[], io: CliIo): Promise<number> {
   const config = await loadHostConfig(configFile);
   if (port !== undefined) config.listen.port = port;
 
-  const built = await buildExamples();
-  io.stdout(`  built the example images     ${built.map((b) => `${b.name} ${b.digest.slice(7, 19)}…`).join(', ')}\n`);
+  const built = await buildExamples(EXAMPLES_DIR, path.join(home, 'images'));
+  io.stdout(`  built the example images     into ${rel(path.join(home, 'images'))}/: ${built.map((b) => `${b.name} ${b.digest.slice(7, 19)}…`).join(', ')}\n`);
 
   const logFile = path.join(home, 'host.log');
   const logger = pino({ level: 'info' }, pino.destination({ dest: logFile, sync: false, mkdir: true }));
