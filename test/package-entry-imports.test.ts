@@ -66,3 +66,11 @@ describe('the package entry loads mail and SQLite drivers only when used', () =>
     expect(loaded).not.toContain('better-sqlite3');
   });
 });
+
+describe('the contained CLI loads a command only when it runs', () => {
+  it('the dispatcher (loaded by every command, contained run included) loads no host, store or mail module', async () => {
+    const loaded = await packagesLoadedBy(['host/cli/main.ts']);
+    expect(loaded).toContain('isolated-vm');
+    for (const heavy of ['better-sqlite3', 'ws', 'prom-client', 'nodemailer', 'tar']) expect(loaded, heavy).not.toContain(heavy);
+  });
+});
