@@ -1,10 +1,11 @@
 /**
  * The `contained` command line: one dispatcher for every subcommand. Errors become one line
  * `CODE: message` on stderr and an exit code (2 for usage errors); never a stack trace.
+ * Commands other than `run` and `version` are imported when invoked, so `contained run` never loads
+ * the host, its store or the console (test/package-entry-imports.test.ts).
  */
 import { ContainedError } from '../../runtime/errors.js';
 import { type CliIo, processIo } from './args.js';
-import { demoCommand } from './demo.js';
 import { runCommand } from './run.js';
 import { versionCommand } from './version.js';
 
@@ -38,7 +39,7 @@ type Command = (argv: string[], io: CliIo) => Promise<number>;
 
 const commands: Record<string, Command> = {
   run: runCommand,
-  demo: demoCommand,
+  demo: async (argv, io) => (await import('./demo.js')).demoCommand(argv, io),
   image: async (argv, io) => (await import('../../sandbox-images/cli.js')).imageCommand(argv, io),
   caps: async (argv, io) => (await import('../../capabilities/cli.js')).capsCommand(argv, io),
   host: async (argv, io) => (await import('./host.js')).hostCommand(argv, io),
