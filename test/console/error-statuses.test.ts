@@ -1,0 +1,78 @@
+/**
+ * An error answer's HTTP status follows from its code alone (runtime/errors.ts): a refusal by the
+ * grant rules or the trust rules is a 4xx carrying that code, never a 500 that reads like a host
+ * fault. End to end through the console's grant routes on a real host, and through `sendError`
+ * for the refusals no HTTP route reaches today (promotions and decisions go over the operator
+ * channel, whose answers an HTTP adapter may carry later).
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sendError } from '../../host/api/respond.js';
+import { ContainedError, type ErrorCode } from '../../runtime/errors.js';
+import { type Fixture, startFixture } from '../host/helpers/host-fixture.js';
+import { login, post, raw } from './helpers.js';
+
+const DIGEST = `sha256:${'b'.repeat(64)}`;
+
+describe('console grant routes: refusals are 4xx with their code', () => {
+  let fx: Fixture;
+  let base: string;
+  beforeAll(async () => {
+    fx = await startFixture();
+    base = fx.host.url as string;
+  });
+  afterAll(async () => {
+    await fx?.close();
+  });
+
+  it('GRANT_REFUSED (a destructive method made autonomous) is 422', async () => {
+    const s = await login(base, { token: fx.tokens['erin'] as string });
+    const res = await post(base, '/console/api/grants', { subject: { digest: DIGEST }, capability: 'records', methods: ['execute'], mode: 'contained', reason: 'risky' }, s);
+    expect(res.json().error.code).toBe('GRANT_REFUSED');
+    expect(res.status).toBe(422);
+  });
+
+  it('INVALID_SCOPE (a grant scope wider than the host instance) is 400', async () => {
+    const s = await login(base, { token: fx.tokens['erin'] as string });
+    const res = await post(base, '/console/api/grants', { subject: { digest: DIGEST }, capability: 'notes', methods: ['read'], mode: 'assisted', scope: { root: path.dirname(fx.dir) }, reason: 'wider' }, s);
+    expect(res.json().error.code).toBe('INVALID_SCOPE');
+    expect(res.status).toBe(400);
+  });
+
+  it('ALREADY_RESOLVED (narrowing a grant that is no longer active) is 409', async () => {
+    const s = await login(base, { token: fx.tokens['erin'] as string });
+    const added = await post(base, '/console/api/grants', { subject: { digest: DIGEST }, capability: 'notes', methods: ['read', 'list'], mode: 'assisted', reason: 'read notes' }, s);
+    expect(added.status).toBe(201);
+    const id = added.json().grant.id as string;
+    expect((await post(base, `/console/api/grants/${id}/narrow`, { methods: ['read'], reason: 'less' }, s)).status).toBe(201);
+    const again = await post(base, `/console/api/grants/${id}/narrow`, { methods: ['read'], reason: 'again' }, s);
+    expect(again.json().error.code).toBe('ALREADY_RESOLVED');
+    expect(again.status).toBe(409);
+  });
+});
+
+describe('sendError: the refusals no HTTP route reaches yet are 4xx too', () => {
+  let server: Server;
+  let base: string;
+  beforeAll(async () => {
+    server = createServer((req, res) => sendError(res, new ContainedError(req.url?.slice(1) as ErrorCode, 'refused')));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it.each([
+    ['PROMOTION_REFUSED', 409],
+    ['STALE_REQUEST', 409],
+    ['GRANT_REFUSED', 422],
+    ['INVALID_SCOPE', 400],
+  ] as const)('%s is %i', async (code, status) => {
+    const res = await raw(base, 'GET', `/${code}`);
+    expect(res.json().error.code).toBe(code);
+    expect(res.status).toBe(status);
+  });
+});
