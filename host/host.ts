@@ -9,7 +9,7 @@
  */
 import type { Server } from 'node:http';
 import { randomUUID } from 'node:crypto';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import type { CapabilityInstance } from '../capabilities/sdk/index.js';
 import { Dispatcher } from '../runtime/dispatcher.js';
 import { ContainedError } from '../runtime/errors.js';
@@ -22,6 +22,7 @@ import { type RunEventListener, type RunFollow, RunJournal } from './api/run-jou
 import { RunQueue, type RunSlot } from './api/run-queue.js';
 import { subjectMatches } from './grants.js';
 import { type HostConfig, instantiateCapabilities } from './config.js';
+import { createHostLogger } from './logger.js';
 import { PolicyGate, type LiveRun } from './gate/policy-gate.js';
 import { type ExecutionOutcome, RequestManager } from './gate/requests.js';
 import { createHostBackend } from './host-backend.js';
@@ -111,7 +112,7 @@ export interface Host {
 
 export async function startHost(options: HostOptions): Promise<Host> {
   const { config } = options;
-  const logger = options.logger ?? pino({ level: 'info' });
+  const logger = options.logger ?? createHostLogger();
   const now = options.now ?? Date.now;
   const store = await openSqliteStore(defaultStorePath(config.dataDir));
   const instances = instantiateCapabilities(config, { logger });

@@ -19,6 +19,7 @@ import pino from 'pino';
 import { ContainedError } from '../../runtime/errors.js';
 import { EXAMPLES_DIR, buildExamples, type BuiltExample } from '../../sandbox-images/build-examples.js';
 import { loadHostConfig } from '../config.js';
+import { createHostLogger } from '../logger.js';
 import { buildGrant, type NewGrantInput } from '../grants.js';
 import { type Host, startHost } from '../host.js';
 import type { Grant, Role } from '../model.js';
@@ -110,7 +111,7 @@ export async function demoCommand(argv: string[], io: CliIo): Promise<number> {
   io.stdout(`  built the example images     into ${rel(path.join(home, 'images'))}/: ${built.map((b) => `${b.name} ${b.digest.slice(7, 19)}…`).join(', ')}\n`);
 
   const logFile = path.join(home, 'host.log');
-  const logger = pino({ level: 'info' }, pino.destination({ dest: logFile, sync: false, mkdir: true }));
+  const logger = createHostLogger({ level: 'info' }, pino.destination({ dest: logFile, sync: false, mkdir: true }));
   let host: Host;
   try {
     host = await startHost({ config, logger });

@@ -4,10 +4,11 @@
  * run to a running host, wait while its requests are decided, print the outcome.
  */
 import { readFile } from 'node:fs/promises';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { ContainedError } from '../../runtime/errors.js';
 import type { RunOutcome } from '../../runtime/index.js';
 import { loadHostConfig } from '../config.js';
+import { createHostLogger } from '../logger.js';
 import { startHost } from '../host.js';
 import type { RunRecord } from '../model.js';
 import { type CliIo, intFlag, parseFlags, stringFlag } from './args.js';
@@ -31,12 +32,12 @@ Exit codes as for 'contained run'; 1 with HOST_UNREACHABLE when the host cannot 
 function hostLogger(): Logger {
   if (process.stdout.isTTY) {
     try {
-      return pino({ transport: { target: 'pino-pretty', options: { colorize: true } } });
+      return createHostLogger({ transport: { target: 'pino-pretty', options: { colorize: true } } });
     } catch {
       // pino-pretty not installed: JSON lines it is.
     }
   }
-  return pino();
+  return createHostLogger();
 }
 
 export async function hostCommand(argv: string[], io: CliIo): Promise<number> {
