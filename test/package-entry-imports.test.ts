@@ -44,6 +44,11 @@ describe('the package entry loads mail and SQLite drivers only when used', () =>
     expect(loaded).not.toContain('nodemailer');
   });
 
+  it('import of the entry does not load pino (only the log capability without a host logger needs one)', async () => {
+    const loaded = await packagesLoadedBy(['index.ts']);
+    expect(loaded).not.toContain('pino');
+  });
+
   it('kv, outbox and the payments ledger load their drivers on first use, not at import or at creation', async () => {
     const created = await packagesLoadedBy(
       ['capabilities/kv/index.ts', 'capabilities/outbox/index.ts', 'capabilities/examples/payments.ts'],
