@@ -8,8 +8,10 @@
  * file paths in scopes (`fs.root`, `kv.file`, `sql.file`) are resolved against `host.dataDir` when
  * one is given, and refused otherwise.
  */
+import { createRequire } from 'node:module';
 import path from 'node:path';
-import pino, { type Logger } from 'pino';
+import type Pino from 'pino';
+import type { Logger } from 'pino';
 import { createClock, clockCapability } from './clock/index.js';
 import { createFs, fsCapability, type FsDeps } from './fs/index.js';
 import { createKv, kvCapability } from './kv/index.js';
@@ -61,6 +63,13 @@ function withHostPath(scope: unknown, key: string, host: HostDeps): unknown {
   return { ...scope, [key]: path.resolve(host.dataDir, value) };
 }
 
+/** The `log` capability's logger when the host gives none: JSON lines on stderr. pino is loaded only then. */
+const requireCjs = createRequire(import.meta.url);
+function stderrLogger(): Logger {
+  const pino = requireCjs('pino') as typeof Pino;
+  return pino(pino.destination({ dest: 2, sync: true }));
+}
+
 function withNow(options: InstanceOptions | undefined, host: HostDeps): InstanceOptions {
   return host.now !== undefined && options?.now === undefined ? { ...options, now: host.now } : (options ?? {});
 }
@@ -91,7 +100,7 @@ export const builtinCapabilities: CapabilityRegistry = Object.freeze({
   log: {
     definition: logCapability,
     create: (scope, host, options) =>
-      createLog(scope, { logger: host.logger ?? pino(pino.destination({ dest: 2, sync: true })) }, withNow(options, host)),
+      createLog(scope, { logger: host.logger ?? stderrLogger() }, withNow(options, host)),
   },
   http: {
     definition: httpCapability,
