@@ -1,96 +1,149 @@
 /**
- * The one registry of error codes. Every error a caller, an agent or an operator can see carries
- * one of these codes; `docs/errors.md` is generated from this table (`npm run docs:errors`) and a
- * test fails when the two drift apart.
+ * The one registry of error codes. Every error an agent, a caller or an operator can see carries
+ * one of these codes, and each code carries its metadata here, in one line (as Fastify's
+ * `createError(code, message, statusCode)` does): the HTTP status it answers with, who is handed
+ * it, and its doc line. `docs/errors.md` is generated from this table (`npm run docs:errors`);
+ * tests fail when the two drift apart, when the source throws a code that is not here, and when a
+ * code here is thrown nowhere (unless it says why it is `reserved`).
  *
- * Add a code here (one line of doc, grouped by area) before throwing it anywhere.
+ * Add a code here before throwing it anywhere, grouped by area:
+ *   MY_CODE: { status: 409, audience: ['operator'], doc: 'One line: when it happens, and what data names.' },
+ * The HTTP API and the console derive their status from `status` (host/api/respond.ts); there is
+ * no other status map.
  */
-export const ERROR_CODES = {
-  // Outcome of a run (runtime/)
-  AGENT_ERROR: 'The agent program threw, or rejected, with its own error.',
-  CPU_LIMIT: 'The run used more CPU time than its `cpuMs` limit (including code resumed after an `await`).',
-  MEMORY_LIMIT: 'The sandbox heap grew past its `memoryMb` limit.',
-  WALL_LIMIT: 'The run took longer than its `wallMs` deadline (time waiting for a human is not counted).',
-  OUTPUT_LIMIT: 'The return value or the logs exceeded their byte limits.',
-  INVALID_OUTPUT: 'The return value of `main` is not JSON-serialisable (BigInt, cycle, function at the top level…).',
-  CALL_LIMIT: 'Too many capability calls: more than `maxCalls` in total, more than `maxConcurrentCalls` at once, or one call larger than `maxCallBytes`.',
-  INVALID_PROGRAM: 'The agent program cannot be loaded: syntax error, bare or unresolvable import, no default-exported `main`.',
-  INVALID_ARGUMENT: 'A capability call, CLI flag or API field did not match its schema; `data.path` names the offending field.',
-  SANDBOX_CRASHED: 'The worker process hosting the sandbox died; only its own runs are affected.',
-  CANCELLED: 'The run was cancelled by its caller before it finished.',
-  INTERNAL: 'A bug in ai-contained; the detail is in the host log, never in agent hands.',
-  // Capabilities (capabilities/)
-  UNKNOWN_CAPABILITY: 'The agent called a capability or method it does not hold.',
-  OUT_OF_SCOPE: 'A capability call falls outside the instance scope (a scope check result; the gate turns it into a denial or an escalation).',
-  CAPABILITY_DENIED: 'The gate refused the call: outside every grant and not escalated, or refused by policy.',
-  CAPABILITY_REVOKED: 'The capability instance was revoked (possibly while the run was live).',
-  CAPABILITY_EXPIRED: 'The capability instance expired.',
-  BUDGET_EXCEEDED: 'A per-method budget (calls, rate or bytes) of the capability instance is used up.',
-  CAPABILITY_FAILED: 'The capability tried to act and the outside world failed (file system, network, SMTP, SQL error).',
-  INVALID_SCOPE: 'A scope given to a capability (or to `attenuate`) is invalid, or is not narrower than its parent; from `restrict` (grants, capability requests) `data.fields` names the fields that ask for more.',
-  QUOTA_EXCEEDED: 'A storage quota of the capability scope (kv `maxTotalBytes`) would be exceeded; nothing was written.',
-  FS_LINK: 'An fs path is, or passes through, a symbolic link, or names a file with several hard links; links are never followed.',
-  FS_SPECIAL_FILE: 'An fs path names a device, FIFO or socket; only regular files and folders are served.',
-  SQL_REFUSED: 'A SQL statement the sql capability never runs: PRAGMA, ATTACH, DDL, transactions, virtual tables, several statements.',
-  SQL_LIMIT: 'A SQL statement was stopped at a limit: it ran past the scope `timeoutMs`, built a string or BLOB longer than SQLite allows, or needed more memory than a query process may use; `data.limit` says which (`timeoutMs`, `length`, `memory`). A stopped write is rolled back.',
-  // Escalation (host/)
-  ESCALATION_DENIED: 'An operator denied the request; the message carries their reason.',
-  ESCALATION_TIMEOUT: 'Nobody decided the request before it expired.',
-  ALREADY_RESOLVED: 'A decision arrived for a request that is already resolved or expired.',
-  NOT_FOUND: 'The named run, request, grant, token or image does not exist.',
-  RUN_GONE: 'The run that opened an escalation ended before the decision.',
-  DUPLICATE_APPROVER: 'The same operator tried to approve the same arguments of a two-person request a second time.',
-  STALE_REQUEST: 'An approval named arguments (`argsDigest`) that are no longer the request\'s current proposal: someone edited them since; `data.argsDigest` is the current one, `data.proposedBy` who proposed it. Review the current arguments and approve those.',
-  // Host (grants, tokens, durable state: host/)
-  GRANT_REFUSED: 'The host refused to store a grant that breaks the risk policy (a destructive or financial method made autonomous without an admin override, `executed` for an irreversible method, too few approvals); `data.rule` names the rule.',
-  // Operator channel (host/operator/)
-  UNAUTHENTICATED: 'No valid credential: the bearer token, subprotocol token or ticket is missing, unknown, expired or revoked (HTTP 401).',
-  RATE_LIMITED: 'Too many messages on one operator connection; the message was not processed (sustained abuse closes the connection 1008).',
-  HOST_UNREACHABLE: 'A client could not reach the host, or the connection closed or timed out before the reply.',
-  // Images (sandbox-images/)
-  IMAGE_CORRUPT: 'The archive is not a valid gzip/tar stream, or it is truncated.',
-  IMAGE_ABSOLUTE_PATH: 'An entry path is absolute.',
-  IMAGE_PATH_TRAVERSAL: 'An entry path contains a `..` segment.',
-  IMAGE_PATH_COLLISION: 'Two entry paths collide after Unicode normalisation or case folding.',
-  IMAGE_DUPLICATE_ENTRY: 'The same path appears twice.',
-  IMAGE_LINK: 'The archive contains a symbolic or hard link.',
-  IMAGE_SPECIAL_FILE: 'The archive contains a device, FIFO or other non-regular entry.',
-  IMAGE_PATH_TOO_DEEP: 'An entry path is nested deeper than the limit.',
-  IMAGE_PATH_INVALID: 'An entry path is empty, too long, or uses characters the image format forbids.',
-  IMAGE_TOO_MANY_FILES: 'The archive holds more files than the limit.',
-  IMAGE_FILE_TOO_LARGE: 'One file decompresses past the per-file size limit.',
-  IMAGE_TOO_LARGE: 'The archive decompresses past the total size limit (gzip bomb).',
-  IMAGE_FILE_TYPE: 'A file type the format does not allow (executable bit, node_modules, unknown extension).',
-  IMAGE_MANIFEST_MISSING: 'The archive has no `manifest.json`.',
-  IMAGE_MANIFEST_INVALID: 'The manifest does not match the schema; `data.issues` lists why.',
-  IMAGE_ENTRY_MISSING: 'The manifest `entry` is not a module in the image.',
-  IMAGE_DIGEST_MISMATCH: 'The image digest differs from the one expected.',
-  IMAGE_SIGNATURE_INVALID: 'The signature does not verify, or is missing where one is required.',
-  IMAGE_UNTRUSTED_SIGNER: 'The image is signed by a key that is not in the trust store.',
-  // HTTP API (host/http.ts, host/api/)
-  FORBIDDEN: 'The credential is valid but its role may not use this endpoint (HTTP 403).',
-  METHOD_NOT_ALLOWED: 'The path exists but not with this HTTP method; the `Allow` header lists the methods (HTTP 405).',
-  PAYLOAD_TOO_LARGE: 'The request body is larger than the endpoint accepts; `data.limitBytes` is the limit (HTTP 413).',
-  UNSUPPORTED_MEDIA_TYPE: 'The request body has a `Content-Type` the endpoint does not accept (HTTP 415).',
-  QUEUE_FULL: 'The run queue is full; nothing was stored. Retry after `Retry-After` seconds (HTTP 429).',
-  SHUTTING_DOWN: 'The host is closing and accepts no new work (HTTP 503).',
-  SERVER_BUSY: 'The host holds as many connections as `http.maxConnections` allows; the connection was answered and closed. Retry after `Retry-After` seconds (HTTP 503).',
-  TOO_MANY_CONNECTIONS: 'The client already holds as many event streams (`http.maxEventStreamsPerClient`) or operator WebSockets (`http.maxOperatorConnectionsPerToken`) as allowed; close one, or retry after `Retry-After` seconds (HTTP 429).',
-  ADDRESS_IN_USE: 'The host cannot listen: another process holds its port (`listen.port`, `--port`). Nothing was left running.',
-  LISTEN_FAILED: 'The host cannot listen on its address for another reason (permission denied, address not on this machine); `data.reason` says which. Nothing was left running.',
-  // Audit and trust (host/audit/, host/trust/)
-  AUDIT_FAILED: 'The audit record could not be made durable (disk full, lock timeout, closed log); the action it was to precede was not performed.',
-  AUDIT_TAMPERED: '`contained audit verify` found the chain broken (a record edited, deleted, inserted or moved) or a checkpoint that does not match; `data.firstBad` names the first bad record.',
-  PROMOTION_REFUSED: 'A promotion to executed was refused: the action is destructive, financial or irreversible (the ceiling), or its evidence no longer meets the bar.',
-  // CLI / usage
-  USAGE: 'The command line is malformed (unknown command or flag, missing value).',
-  AMBIGUOUS_ID: 'An id prefix given on the command line matches several pending requests; `data.candidates` lists them and nothing was decided.',
+
+/**
+ * Who is handed an error with a code (anyone may read it later in a run record, a request or the
+ * audit log). docs/errors.md prints these lines.
+ */
+export const AUDIENCES = {
+  agent: 'agent code inside the sandbox: a capability call rejects with it.',
+  caller: 'whoever runs agents: a run\'s outcome (the library, `contained run`) or an answer of the platform HTTP API.',
+  operator: 'an answer on the operator channel, in the console, or to an operator CLI command (review, grant, trust, token).',
+  host: 'whoever runs the host: start-up, the host\'s own CLI commands, host-side code and the host log.',
 } as const;
 
-export type ErrorCode = keyof typeof ERROR_CODES;
+export type Audience = keyof typeof AUDIENCES;
+
+/** The statuses an error answer may carry. */
+export type ErrorStatus = 400 | 401 | 403 | 404 | 405 | 409 | 413 | 415 | 422 | 429 | 500 | 503;
+
+export interface ErrorSpec {
+  /**
+   * The HTTP status of an answer carrying this code. `null`: never an HTTP error answer (a run
+   * outcome, a capability call's rejection, a start-up or client-side failure); should one ever
+   * reach an HTTP answer it is a 500.
+   */
+  readonly status: ErrorStatus | null;
+  /** Who is handed it (see `Audience`). */
+  readonly audience: readonly Audience[];
+  /** One line for docs/errors.md: when it happens, and what `data` names. */
+  readonly doc: string;
+  /** Set only when nothing throws the code (yet): why it stays registered. */
+  readonly reserved?: string;
+}
+
+export const ERRORS = {
+  // Outcome of a run (runtime/)
+  AGENT_ERROR: { status: null, audience: ['caller'], doc: 'The agent program threw, or rejected, with its own error.' },
+  CPU_LIMIT: { status: null, audience: ['caller'], doc: 'The run used more CPU time than its `cpuMs` limit (including code resumed after an `await`).' },
+  MEMORY_LIMIT: { status: null, audience: ['caller'], doc: 'The sandbox heap grew past its `memoryMb` limit.' },
+  WALL_LIMIT: { status: null, audience: ['caller'], doc: 'The run took longer than its `wallMs` deadline (time waiting for a human is not counted).' },
+  OUTPUT_LIMIT: { status: null, audience: ['caller'], doc: 'The return value or the logs exceeded their byte limits.' },
+  INVALID_OUTPUT: { status: null, audience: ['caller'], doc: 'The return value of `main` is not JSON-serialisable (BigInt, cycle, function at the top level…).' },
+  CALL_LIMIT: { status: null, audience: ['agent', 'caller'], doc: 'Too many capability calls: more than `maxCalls` in total, more than `maxConcurrentCalls` at once, or one call larger than `maxCallBytes`.' },
+  INVALID_PROGRAM: { status: null, audience: ['caller'], doc: 'The agent program cannot be loaded: syntax error, bare or unresolvable import, no default-exported `main`.' },
+  INVALID_ARGUMENT: { status: 400, audience: ['agent', 'caller', 'operator', 'host'], doc: 'A capability call, CLI flag or API field did not match its schema; `data.path` names the offending field.' },
+  SANDBOX_CRASHED: { status: null, audience: ['caller'], doc: 'The worker process hosting the sandbox died; only its own runs are affected.' },
+  CANCELLED: { status: null, audience: ['caller'], doc: 'The run was cancelled by its caller before it finished.' },
+  INTERNAL: { status: 500, audience: ['agent', 'caller', 'operator', 'host'], doc: 'A bug in ai-contained; the detail is in the host log, never in agent hands.' },
+  // Capabilities (capabilities/)
+  UNKNOWN_CAPABILITY: { status: null, audience: ['agent', 'caller'], doc: 'The agent called a capability or method it does not hold.' },
+  OUT_OF_SCOPE: { status: null, audience: ['host'], doc: 'A capability call falls outside the instance scope (a scope check result; the gate turns it into a denial or an escalation).' },
+  CAPABILITY_DENIED: { status: 403, audience: ['agent', 'caller', 'operator'], doc: 'The gate refused the call: outside every grant and not escalated, or refused by policy.' },
+  CAPABILITY_REVOKED: { status: null, audience: ['agent', 'caller'], doc: 'The capability instance was revoked (possibly while the run was live).' },
+  CAPABILITY_EXPIRED: { status: null, audience: ['agent', 'caller'], doc: 'The capability instance expired.' },
+  BUDGET_EXCEEDED: { status: null, audience: ['agent', 'caller'], doc: 'A per-method budget (calls, rate or bytes) of the capability instance is used up.' },
+  CAPABILITY_FAILED: { status: null, audience: ['agent', 'caller'], doc: 'The capability tried to act and the outside world failed (file system, network, SMTP, SQL error).' },
+  INVALID_SCOPE: { status: 400, audience: ['caller', 'operator', 'host'], doc: 'A scope given to a capability (or to `attenuate`) is invalid, or is not narrower than its parent; from `restrict` (grants, capability requests) `data.fields` names the fields that ask for more.' },
+  QUOTA_EXCEEDED: { status: null, audience: ['agent'], doc: 'A storage quota of the capability scope (kv `maxTotalBytes`) would be exceeded; nothing was written.' },
+  FS_LINK: { status: null, audience: ['agent'], doc: 'An fs path is, or passes through, a symbolic link, or names a file with several hard links; links are never followed.' },
+  FS_SPECIAL_FILE: { status: null, audience: ['agent'], doc: 'An fs path names a device, FIFO or socket; only regular files and folders are served.' },
+  SQL_REFUSED: { status: null, audience: ['agent'], doc: 'A SQL statement the sql capability never runs: PRAGMA, ATTACH, DDL, transactions, virtual tables, several statements.' },
+  SQL_LIMIT: { status: null, audience: ['agent'], doc: 'A SQL statement was stopped at a limit: it ran past the scope `timeoutMs`, built a string or BLOB longer than SQLite allows, or needed more memory than a query process may use; `data.limit` says which (`timeoutMs`, `length`, `memory`). A stopped write is rolled back.' },
+  // Escalation (host/)
+  ESCALATION_DENIED: { status: null, audience: ['agent', 'caller'], doc: 'An operator denied the request; the message carries their reason.' },
+  ESCALATION_TIMEOUT: { status: null, audience: ['agent', 'caller'], doc: 'Nobody decided the request before it expired.' },
+  ALREADY_RESOLVED: { status: 409, audience: ['agent', 'operator'], doc: 'A decision arrived for a request that is already resolved or expired.' },
+  NOT_FOUND: { status: 404, audience: ['agent', 'caller', 'operator', 'host'], doc: 'The named run, request, grant, token or image does not exist.' },
+  RUN_GONE: { status: null, audience: ['agent', 'caller'], doc: 'The run that opened an escalation ended before the decision.' },
+  DUPLICATE_APPROVER: { status: 409, audience: ['operator'], doc: 'The same operator tried to approve the same arguments of a two-person request a second time.' },
+  STALE_REQUEST: { status: 409, audience: ['operator'], doc: 'An approval named arguments (`argsDigest`) that are no longer the request\'s current proposal: someone edited them since; `data.argsDigest` is the current one, `data.proposedBy` who proposed it. Review the current arguments and approve those.' },
+  // Host (grants, tokens, durable state: host/)
+  GRANT_REFUSED: { status: 422, audience: ['operator'], doc: 'The host refused to store a grant that breaks the risk policy (a destructive or financial method made autonomous without an admin override, `executed` for an irreversible method, too few approvals); `data.rule` names the rule.' },
+  // Operator channel (host/operator/)
+  UNAUTHENTICATED: { status: 401, audience: ['caller', 'operator'], doc: 'No valid credential: the bearer token, subprotocol token or ticket is missing, unknown, expired or revoked.' },
+  RATE_LIMITED: { status: 429, audience: ['operator'], doc: 'Too many messages on one operator connection; the message was not processed (sustained abuse closes the connection 1008).' },
+  HOST_UNREACHABLE: { status: null, audience: ['caller', 'operator'], doc: 'A client could not reach the host, or the connection closed or timed out before the reply.' },
+  // Images (sandbox-images/)
+  IMAGE_CORRUPT: { status: 422, audience: ['caller'], doc: 'The archive is not a valid gzip/tar stream, or it is truncated.' },
+  IMAGE_ABSOLUTE_PATH: { status: 422, audience: ['caller'], doc: 'An entry path is absolute.' },
+  IMAGE_PATH_TRAVERSAL: { status: 422, audience: ['caller'], doc: 'An entry path contains a `..` segment.' },
+  IMAGE_PATH_COLLISION: { status: 422, audience: ['caller'], doc: 'Two entry paths collide after Unicode normalisation or case folding.' },
+  IMAGE_DUPLICATE_ENTRY: { status: 422, audience: ['caller'], doc: 'The same path appears twice.' },
+  IMAGE_LINK: { status: 422, audience: ['caller'], doc: 'The archive contains a symbolic or hard link.' },
+  IMAGE_SPECIAL_FILE: { status: 422, audience: ['caller'], doc: 'The archive contains a device, FIFO or other non-regular entry.' },
+  IMAGE_PATH_TOO_DEEP: { status: 422, audience: ['caller'], doc: 'An entry path is nested deeper than the limit.' },
+  IMAGE_PATH_INVALID: { status: 422, audience: ['caller'], doc: 'An entry path is empty, too long, or uses characters the image format forbids.' },
+  IMAGE_TOO_MANY_FILES: { status: 422, audience: ['caller'], doc: 'The archive holds more files than the limit.' },
+  IMAGE_FILE_TOO_LARGE: { status: 422, audience: ['caller'], doc: 'One file decompresses past the per-file size limit.' },
+  IMAGE_TOO_LARGE: { status: 422, audience: ['caller'], doc: 'The archive decompresses past the total size limit (gzip bomb).' },
+  IMAGE_FILE_TYPE: { status: 422, audience: ['caller'], doc: 'A file type the format does not allow (executable bit, node_modules, unknown extension).' },
+  IMAGE_MANIFEST_MISSING: { status: 422, audience: ['caller'], doc: 'The archive has no `manifest.json`.' },
+  IMAGE_MANIFEST_INVALID: { status: 422, audience: ['caller'], doc: 'The manifest does not match the schema; `data.issues` lists why.' },
+  IMAGE_ENTRY_MISSING: { status: 422, audience: ['caller'], doc: 'The manifest `entry` is not a module in the image.' },
+  IMAGE_DIGEST_MISMATCH: { status: 422, audience: ['caller'], doc: 'The image digest differs from the one expected.' },
+  IMAGE_SIGNATURE_INVALID: { status: 422, audience: ['caller'], doc: 'The signature does not verify, or is missing where one is required.' },
+  IMAGE_UNTRUSTED_SIGNER: { status: 422, audience: ['caller'], doc: 'The image is signed by a key that is not in the trust store.' },
+  // HTTP API (host/http.ts, host/api/)
+  FORBIDDEN: { status: 403, audience: ['caller', 'operator'], doc: 'The credential is valid but its role may not use this endpoint.' },
+  METHOD_NOT_ALLOWED: { status: 405, audience: ['caller', 'operator'], doc: 'The path exists but not with this HTTP method; the `Allow` header lists the methods.' },
+  PAYLOAD_TOO_LARGE: { status: 413, audience: ['caller', 'operator'], doc: 'The request body is larger than the endpoint accepts; `data.limitBytes` is the limit.' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, audience: ['caller', 'operator'], doc: 'The request body has a `Content-Type` the endpoint does not accept.' },
+  QUEUE_FULL: { status: 429, audience: ['caller'], doc: 'The run queue is full; nothing was stored. Retry after `Retry-After` seconds.' },
+  SHUTTING_DOWN: { status: 503, audience: ['caller'], doc: 'The host is closing and accepts no new work.' },
+  SERVER_BUSY: { status: 503, audience: ['caller', 'operator'], doc: 'The host holds as many connections as `http.maxConnections` allows; the connection was answered and closed. Retry after `Retry-After` seconds.' },
+  TOO_MANY_CONNECTIONS: { status: 429, audience: ['caller', 'operator'], doc: 'The client already holds as many event streams (`http.maxEventStreamsPerClient`) or operator WebSockets (`http.maxOperatorConnectionsPerToken`) as allowed; close one, or retry after `Retry-After` seconds.' },
+  ADDRESS_IN_USE: { status: null, audience: ['host'], doc: 'The host cannot listen: another process holds its port (`listen.port`, `--port`). Nothing was left running.' },
+  LISTEN_FAILED: { status: null, audience: ['host'], doc: 'The host cannot listen on its address for another reason (permission denied, address not on this machine); `data.reason` says which. Nothing was left running.' },
+  // Audit and trust (host/audit/, host/trust/)
+  AUDIT_FAILED: { status: 500, audience: ['agent', 'operator', 'host'], doc: 'The audit record could not be made durable (disk full, lock timeout, closed log); the action it was to precede was not performed.' },
+  AUDIT_TAMPERED: { status: null, audience: ['host'], doc: '`contained audit verify` found the chain broken (a record edited, deleted, inserted or moved) or a checkpoint that does not match; `data.firstBad` names the first bad record.' },
+  PROMOTION_REFUSED: { status: 409, audience: ['operator'], doc: 'A promotion to executed was refused: the action is destructive, financial or irreversible (the ceiling), or its evidence no longer meets the bar.' },
+  // CLI / usage
+  USAGE: { status: 400, audience: ['caller', 'operator', 'host'], doc: 'The command line is malformed (unknown command or flag, missing value).' },
+  AMBIGUOUS_ID: { status: null, audience: ['operator'], doc: 'An id prefix given on the command line matches several pending requests; `data.candidates` lists them and nothing was decided.' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** Code → doc line (the registry's docs alone; kept for library users who read them). */
+export const ERROR_CODES: Readonly<Record<ErrorCode, string>> = Object.freeze(
+  Object.fromEntries(Object.entries(ERRORS).map(([code, spec]) => [code, spec.doc])) as Record<ErrorCode, string>,
+);
 
 export function isErrorCode(value: unknown): value is ErrorCode {
-  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, value);
+  return typeof value === 'string' && Object.prototype.hasOwnProperty.call(ERRORS, value);
+}
+
+/** The registry entry of a code. */
+export function errorSpec(code: ErrorCode): ErrorSpec {
+  return ERRORS[code];
+}
+
+/** The HTTP status an answer carrying `code` has: the registry's, or 500 for a code that is never an HTTP answer. */
+export function httpStatus(code: ErrorCode): ErrorStatus {
+  return ERRORS[code].status ?? 500;
 }
 
 export interface ContainedErrorOptions {

@@ -1,37 +1,12 @@
 /**
  * How the HTTP API answers: JSON bodies, and every error as `{ error: { code, message, data? } }`
- * with a stable code from runtime/errors.ts and an HTTP status derived from that code only (so a
- * code always means the same status). Anything that is not a ContainedError becomes `INTERNAL`
- * with a generic message; the detail goes to the log, never to the caller.
+ * with a stable code and the HTTP status the error registry (runtime/errors.ts) gives that code:
+ * there is no status map here, so a code always means the same status. Anything that is not a
+ * ContainedError becomes `INTERNAL` with a generic message; the detail goes to the log, never to
+ * the caller.
  */
 import type { ServerResponse } from 'node:http';
-import { ContainedError, type ErrorCode } from '../../runtime/errors.js';
-
-/** HTTP status of each code the API can answer with; IMAGE_* codes are 422; anything else 500. */
-export const HTTP_STATUS: Readonly<Partial<Record<ErrorCode, number>>> = {
-  INVALID_ARGUMENT: 400,
-  USAGE: 400,
-  UNAUTHENTICATED: 401,
-  FORBIDDEN: 403,
-  CAPABILITY_DENIED: 403,
-  NOT_FOUND: 404,
-  METHOD_NOT_ALLOWED: 405,
-  ALREADY_RESOLVED: 409,
-  DUPLICATE_APPROVER: 409,
-  PAYLOAD_TOO_LARGE: 413,
-  UNSUPPORTED_MEDIA_TYPE: 415,
-  QUEUE_FULL: 429,
-  RATE_LIMITED: 429,
-  TOO_MANY_CONNECTIONS: 429,
-  SHUTTING_DOWN: 503,
-  SERVER_BUSY: 503,
-  INTERNAL: 500,
-};
-
-export function statusFor(code: ErrorCode): number {
-  if (code.startsWith('IMAGE_')) return 422;
-  return HTTP_STATUS[code] ?? 500;
-}
+import { ContainedError, type ErrorCode, httpStatus } from '../../runtime/errors.js';
 
 /** Structured detail safe for the caller (paths of invalid fields, limits, image details). */
 export interface ErrorBody {
@@ -70,7 +45,7 @@ export function sendError(res: ServerResponse, error: unknown): void {
     headers['connection'] = 'close';
     lingerOnClose(res);
   }
-  sendJson(res, statusFor(info.code), body, headers);
+  sendJson(res, httpStatus(info.code), body, headers);
 }
 
 /** How long a connection refused mid-body keeps reading (and discarding) before it is closed, ms. */

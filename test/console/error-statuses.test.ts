@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendError } from '../../host/api/respond.js';
-import { ContainedError, type ErrorCode } from '../../runtime/errors.js';
+import { ContainedError, type ErrorCode, ERRORS } from '../../runtime/errors.js';
 import { type Fixture, startFixture } from '../host/helpers/host-fixture.js';
 import { login, post, raw } from './helpers.js';
 
@@ -74,5 +74,36 @@ describe('sendError: the refusals no HTTP route reaches yet are 4xx too', () => 
     const res = await raw(base, 'GET', `/${code}`);
     expect(res.json().error.code).toBe(code);
     expect(res.status).toBe(status);
+  });
+});
+
+describe('sendError: every code answers with the status the registry gives it', () => {
+  let server: Server;
+  let base: string;
+  beforeAll(async () => {
+    server = createServer((req, res) => sendError(res, new ContainedError(req.url?.slice(1) as ErrorCode, 'refused')));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('no status map of its own: status from ERRORS, 500 for a code that is never an HTTP answer', async () => {
+    for (const [code, spec] of Object.entries(ERRORS)) {
+      const res = await raw(base, 'GET', `/${code}`);
+      expect(res.json().error.code, code).toBe(code);
+      expect(res.status, code).toBe(spec.status ?? 500);
+    }
+  });
+
+  it('anything that is not a ContainedError is INTERNAL, 500, with no detail', async () => {
+    const s = createServer((_req, res) => sendError(res, new Error('ENOENT: /etc/host/secret')));
+    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+    const res = await raw(`http://127.0.0.1:${(s.address() as AddressInfo).port}`, 'GET', '/');
+    await new Promise((resolve) => s.close(resolve));
+    expect(res.status).toBe(500);
+    expect(res.json().error.code).toBe('INTERNAL');
+    expect(res.body).not.toContain('/etc');
   });
 });
