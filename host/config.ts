@@ -1,7 +1,9 @@
 /**
  * The host configuration file (`contained.config.json`): data folder, listening address, the
  * capability instances the host offers (by registry kind and scope), secrets, mail transport,
- * trusted image keys and the escalation defaults — a strict zod schema, so a typo is an error at
+ * trusted image keys, the escalation defaults and the limits of each part (`http`, `sandbox`,
+ * `operator`, `console`, `audit`: each section's schema lives with its module, with
+ * its defaults and units in its names) — a strict zod schema, so a typo is an error at
  * start-up instead of a silently ignored setting.
  *
  * Paths at the top level (`dataDir`, `secrets.file`, `mail.folder`, `paymentsLedger.file`,
@@ -23,7 +25,11 @@ import { budgetSchema } from '../capabilities/sdk/budget.js';
 import type { CapabilityInstance, InstanceOptions } from '../capabilities/sdk/instance.js';
 import { ContainedError } from '../runtime/errors.js';
 import { parsePublicKey } from '../sandbox-images/signature.js';
+import { sandboxConfigSchema } from '../runtime/sandbox-config.js';
 import { httpConfigSchema } from './api/limits.js';
+import { auditConfigSchema } from './audit/config.js';
+import { consoleConfigSchema } from './console/limits.js';
+import { operatorConfigSchema } from './operator/limits.js';
 import { trustConfigSchema } from './trust/policy.js';
 
 /** Looked for in the working folder when no `--config` is given. */
@@ -90,6 +96,14 @@ export const hostConfigSchema = z.strictObject({
   metricsPublic: z.boolean().default(false),
   /** HTTP server limits (timeouts, connection caps, body sizes) and cross-client readers (host/api/limits.ts; docs/http-api.md). */
   http: httpConfigSchema.prefault({}),
+  /** Worker pool limits: workers, runs per worker, heartbeat, start timeout, worker output, warm isolates (runtime/sandbox-config.ts). */
+  sandbox: sandboxConfigSchema.prefault({}),
+  /** Operator channel limits: frame size, message rate and burst, heartbeat, buffered bytes (host/operator/limits.ts; docs/protocol.md). */
+  operator: operatorConfigSchema.prefault({}),
+  /** Web console session expiry (idle and absolute), login code lifetime, session cap, sweep (host/console/limits.ts). */
+  console: consoleConfigSchema.prefault({}),
+  /** Audit log batching, fsync mode and checkpoints (host/audit/config.ts). */
+  audit: auditConfigSchema.prefault({}),
 });
 export type HostConfig = z.output<typeof hostConfigSchema>;
 

@@ -158,7 +158,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
   requests.subscribe(journal.onRequestEvent);
   requests.subscribe((event) => metrics.onRequestEvent(event));
 
-  const sandbox: Sandbox = createSandbox({ isolation: options.isolation ?? 'worker', logger, gate: metrics.meterGate(gate) });
+  const sandbox: Sandbox = createSandbox({ ...config.sandbox, isolation: options.isolation ?? 'worker', logger, gate: metrics.meterGate(gate) });
 
   // Runs that were live when the host went down cannot resume.
   for (const run of [...(await store.listRuns({ status: 'running' })), ...(await store.listRuns({ status: 'queued' }))]) {
@@ -308,7 +308,8 @@ export async function startHost(options: HostOptions): Promise<Host> {
   (host as { backend: OperatorBackend }).backend = createHostBackend({ host, store, requests, gate, instances, logger, trust: oversight.trust });
   let server: HttpServer | undefined;
   if (options.listen !== false) {
-    const web = options.console === false ? undefined : createWebConsole(options.console === true || options.console === undefined ? {} : options.console);
+    const own = typeof options.console === 'object' ? options.console : {};
+    const web = options.console === false ? undefined : createWebConsole({ ...config.console, ...own, sessions: { ...config.console?.sessions, ...own.sessions } });
     (host as { console: WebConsole | undefined }).console = web;
     const extra = options.httpRoutes;
     const routes: RoutesOption | undefined = web ? (s) => [...(typeof extra === 'function' ? extra(s) : (extra ?? [])), ...web.routes(s)] : extra;

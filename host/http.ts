@@ -160,6 +160,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     backend: host.backend,
     verifier,
     allowedOrigins: config.allowedOrigins,
+    ...config.operator,
     maxConnectionsPerToken: limits.maxOperatorConnectionsPerToken,
     logger,
   });

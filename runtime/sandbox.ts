@@ -18,8 +18,10 @@ import { DEFAULT_LIMITS, type Limits, type LimitsInput, limitsSchema } from './l
 import { IsolatePool } from './prepared-isolate.js';
 import type { LogLine, RunOutcome } from './outcome.js';
 import { type Program, programFromSource, validateProgram } from './program.js';
+import { SANDBOX_DEFAULTS } from './sandbox-config.js';
 import { WorkerPool } from './worker-pool.js';
 
+/** The limits are those of the host config's `sandbox` section (runtime/sandbox-config.ts), with the same defaults. */
 export interface SandboxOptions {
   /** `worker` (default): a pool of worker processes. `in-process`: isolates in this process. */
   isolation?: 'worker' | 'in-process';
@@ -91,13 +93,13 @@ class SandboxImpl implements Sandbox {
 
   constructor(private readonly options: SandboxOptions) {
     this.dispatcher = new Dispatcher(options.gate ?? passThroughGate, options.logger);
-    const warmIsolates = options.warmIsolates ?? 2;
+    const warmIsolates = options.warmIsolates ?? SANDBOX_DEFAULTS.warmIsolates;
     const warmMemoryMb = limitsSchema.safeParse(options.defaultLimits ?? {}).data?.memoryMb ?? DEFAULT_LIMITS.memoryMb;
     if ((options.isolation ?? 'worker') === 'worker') {
       this.pool = new WorkerPool({
         workers: options.workers ?? Math.max(1, Math.min(2, os.availableParallelism())),
-        maxRunsPerWorker: options.maxRunsPerWorker ?? 32,
-        heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? 5000,
+        maxRunsPerWorker: options.maxRunsPerWorker ?? SANDBOX_DEFAULTS.maxRunsPerWorker,
+        heartbeatTimeoutMs: options.heartbeatTimeoutMs ?? SANDBOX_DEFAULTS.heartbeatTimeoutMs,
         maxWorkerOutputBytes: options.maxWorkerOutputBytes,
         workerStartTimeoutMs: options.workerStartTimeoutMs,
         warmIsolates,

@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { BridgeResult, EngineCall, EngineRunSpec } from './engine.js';
 import type { LogLine, RunOutcome } from './outcome.js';
+import { SANDBOX_DEFAULTS } from './sandbox-config.js';
 import { type HostToWorker, parseWorkerMessage, type WorkerToHost } from './worker-protocol.js';
 
 export interface WorkerPoolOptions {
@@ -81,8 +82,8 @@ interface Worker {
 }
 
 const HEARTBEAT_INTERVAL_MS = 500;
-const DEFAULT_MAX_WORKER_OUTPUT_BYTES = 64 * 1024;
-const DEFAULT_WORKER_START_TIMEOUT_MS = 30_000;
+const DEFAULT_MAX_WORKER_OUTPUT_BYTES = SANDBOX_DEFAULTS.maxWorkerOutputBytes;
+const DEFAULT_WORKER_START_TIMEOUT_MS = SANDBOX_DEFAULTS.workerStartTimeoutMs;
 /** Output pieces arriving this close together are logged as one record. */
 const OUTPUT_COALESCE_MS = 25;
 /** How long after a run ended the worker's output is still tagged with it. */

@@ -27,6 +27,7 @@ import { ContainedError } from '../../runtime/errors.js';
 import { formatSubject } from '../grants.js';
 import { rowToGrant, type Row } from '../store/rows.js';
 import { migrate } from '../store/schema.js';
+import { AUDIT_CONFIG_DEFAULTS } from './config.js';
 import { type AuditKey, type Checkpoint, signCheckpoint } from './keys.js';
 import { type AuditInput, type AuditRecord, GENESIS, publicFields, type StoredRecord, sealRecord } from './record.js';
 
@@ -86,7 +87,7 @@ export class AuditLog {
     this.now = options.now ?? Date.now;
     this.log = options.logger?.child({ audit: true });
     try {
-      this.db = new Database(options.file, { timeout: options.busyTimeoutMs ?? 5000 });
+      this.db = new Database(options.file, { timeout: options.busyTimeoutMs ?? AUDIT_CONFIG_DEFAULTS.busyTimeoutMs });
       this.db.pragma('journal_mode = WAL');
       this.db.pragma(`synchronous = ${options.synchronous === 'normal' ? 'NORMAL' : 'FULL'}`);
       this.db.pragma('trusted_schema = OFF');
@@ -105,9 +106,9 @@ export class AuditLog {
       inbox: this.db.prepare(`SELECT id, kind, ref FROM audit_inbox ORDER BY id LIMIT ${INBOX_BATCH}`).raw(true),
       inboxAny: this.db.prepare('SELECT 1 FROM audit_inbox LIMIT 1').pluck(),
     };
-    const interval = options.checkpointIntervalMs ?? 60_000;
+    const interval = options.checkpointIntervalMs ?? AUDIT_CONFIG_DEFAULTS.checkpointIntervalMs;
     if (interval > 0) this.timers.push(setInterval(() => this.safely(() => this.checkpoint()), interval));
-    const poll = options.inboxPollMs ?? 1000;
+    const poll = options.inboxPollMs ?? AUDIT_CONFIG_DEFAULTS.inboxPollMs;
     if (poll > 0) this.timers.push(setInterval(() => this.safely(() => this.stmts.inboxAny.get() !== undefined && this.schedule()), poll));
     for (const t of this.timers) t.unref();
     if (options.role !== undefined) {
@@ -131,7 +132,7 @@ export class AuditLog {
     if (this.closed) return Promise.reject(new ContainedError('AUDIT_FAILED', 'audit: the log is closed'));
     return new Promise((resolve, reject) => {
       this.queue.push({ input, at: input?.at ?? this.now(), within, resolve, reject });
-      if (options.soon && (this.options.lazyFlushMs ?? 10) > 0) this.scheduleSoon();
+      if (options.soon && (this.options.lazyFlushMs ?? AUDIT_CONFIG_DEFAULTS.lazyFlushMs) > 0) this.scheduleSoon();
       else this.schedule();
     });
   }
@@ -168,7 +169,7 @@ export class AuditLog {
     this.lazy = setTimeout(() => {
       this.lazy = undefined;
       this.schedule();
-    }, this.options.lazyFlushMs ?? 10);
+    }, this.options.lazyFlushMs ?? AUDIT_CONFIG_DEFAULTS.lazyFlushMs);
   }
 
   private schedule(): void {
@@ -188,7 +189,7 @@ export class AuditLog {
   }
 
   private commitBatch(): void {
-    const batch = this.queue.splice(0, this.options.maxBatch ?? 10_000);
+    const batch = this.queue.splice(0, this.options.maxBatch ?? AUDIT_CONFIG_DEFAULTS.maxBatch);
     const results: Array<{ item: Pending; record?: StoredRecord | undefined; error?: unknown }> = batch.map((item) => ({ item }));
     let written: StoredRecord[] = [];
     try {
@@ -223,7 +224,7 @@ export class AuditLog {
               result.error = error;
             }
           }
-          this.checkpointIfDue(this.options.checkpointEvery ?? 1000);
+          this.checkpointIfDue(this.options.checkpointEvery ?? AUDIT_CONFIG_DEFAULTS.checkpointEvery);
           return out;
         })
         .immediate();

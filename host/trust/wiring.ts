@@ -67,7 +67,7 @@ export interface AuditAndTrust {
 
 export function openAuditAndTrust(options: AuditAndTrustOptions): AuditAndTrust {
   const { config, store, instances, logger, now } = options;
-  const audit = new AuditLog({ file: defaultStorePath(config.dataDir), key: loadOrCreateAuditKey(config.dataDir), logger, now, role: 'host' });
+  const audit = new AuditLog({ ...config.audit, file: defaultStorePath(config.dataDir), key: loadOrCreateAuditKey(config.dataDir), logger, now, role: 'host' });
   const gateAudit = createGateAudit({ audit, store, logger });
   const grants = new GrantService({ store, instances, now, logger, emit: (event) => options.emit(event) });
   const trust = new TrustService({
