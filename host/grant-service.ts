@@ -10,7 +10,7 @@
  * It also keeps the attenuated instances themselves — one per grant, so a grant's budgets
  * accumulate across calls and runs — and reads the active grants the gate chooses from.
  *
- * Fails: the rules' refusals (INVALID_ARGUMENT, GRANT_REFUSED, CAPABILITY_DENIED, INVALID_SCOPE,
+ * Fails: the rules' refusals (INVALID_ARGUMENT, GRANT_REFUSED, FORBIDDEN, INVALID_SCOPE,
  * ALREADY_RESOLVED) before anything is written; NOT_FOUND for a capability the host does not offer
  * or a grant it does not have; INTERNAL for a pre-built grant that does not match the schema. An
  * event listener that throws is logged, never undoes the write.

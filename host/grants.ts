@@ -11,7 +11,7 @@
  *
  * Fails closed: rule checks return `{ ok: false, code, message, rule }` on anything they cannot
  * accept (`INVALID_ARGUMENT` for a malformed grant, `GRANT_REFUSED` for a policy breach,
- * `CAPABILITY_DENIED` for a role that may not do this, `INVALID_SCOPE` for a scope that does not
+ * `FORBIDDEN` for a role that may not do this, `INVALID_SCOPE` for a scope that does not
  * narrow the instance); the throwing helpers raise the same as a ContainedError.
  */
 import { randomBytes } from 'node:crypto';
@@ -83,7 +83,7 @@ function list(methods: readonly string[], capability: string): string {
  */
 export function validateNewGrant(input: NewGrantInput, ctx: GrantRuleContext): ValidatedGrant {
   const notes: string[] = [];
-  if (!roleAtLeast(ctx.role, 'approver')) return refuse('CAPABILITY_DENIED', 'role', `${roleWithArticle(ctx.role)} cannot create grants`);
+  if (!roleAtLeast(ctx.role, 'approver')) return refuse('FORBIDDEN', 'role', `${roleWithArticle(ctx.role)} cannot create grants`);
   if (!subjectSchema.safeParse(input.subject).success) return refuse('INVALID_ARGUMENT', 'subject', 'the subject must be an image digest or an image name with a signer key id');
   if (typeof input.reason !== 'string' || input.reason.trim() === '') return refuse('INVALID_ARGUMENT', 'reason', 'a grant needs a reason');
   if (typeof input.createdBy !== 'string' || input.createdBy.trim() === '') return refuse('INVALID_ARGUMENT', 'author', 'a grant needs an author');
@@ -116,7 +116,7 @@ export function validateNewGrant(input: NewGrantInput, ctx: GrantRuleContext): V
   // Force.
   const forced = input.forced;
   if (forced !== undefined) {
-    if (ctx.role !== 'admin') return refuse('CAPABILITY_DENIED', 'force', 'only an admin can force a grant past the risk policy');
+    if (ctx.role !== 'admin') return refuse('FORBIDDEN', 'force', 'only an admin can force a grant past the risk policy');
     if (typeof forced.reason !== 'string' || forced.reason.trim() === '' || typeof forced.by !== 'string' || forced.by.trim() === '') {
       return refuse('INVALID_ARGUMENT', 'force', 'a forced grant needs who forced it and why');
     }

@@ -27,7 +27,7 @@ export interface HostBackendDeps {
 
 function requireRole(operator: Operator, needed: Exclude<Role, 'platform'>, what: string): void {
   if (!roleAtLeast(operator.role, needed)) {
-    throw new ContainedError('CAPABILITY_DENIED', `${what} needs the ${needed} role; ${operator.name} is ${roleWithArticle(operator.role)}`);
+    throw new ContainedError('FORBIDDEN', `${what} needs the ${needed} role; ${operator.name} is ${roleWithArticle(operator.role)}`);
   }
 }
 

@@ -26,6 +26,8 @@ export function renderErrorsDoc(): string {
     '- **handed to**: who receives an error with the code (anyone may read it later in a run record, a request or the audit log):',
     ...Object.entries(AUDIENCES).map(([name, doc]) => `  - \`${name}\`: ${doc}`),
     '',
+    'Refusals split by who is refused: a caller or an operator whose role is too low is `FORBIDDEN` on every channel (HTTP API, console, operator WebSocket, CLI, the grant rules); an agent whose capability call the gate refuses is `CAPABILITY_DENIED`. Agents never get `FORBIDDEN`.',
+    '',
     '| code | HTTP | handed to | meaning |',
     '|---|---|---|---|',
     ...Object.entries(ERRORS).map(([code, spec]: [string, ErrorSpec]) => `| \`${code}\` | ${spec.status ?? '—'} | ${spec.audience.join(', ')} | ${cell(meaning(spec))} |`),

@@ -60,7 +60,7 @@ export const ERRORS = {
   // Capabilities (capabilities/)
   UNKNOWN_CAPABILITY: { status: null, audience: ['agent', 'caller'], doc: 'The agent called a capability or method it does not hold.' },
   OUT_OF_SCOPE: { status: null, audience: ['host'], doc: 'A capability call falls outside the instance scope (a scope check result; the gate turns it into a denial or an escalation).' },
-  CAPABILITY_DENIED: { status: 403, audience: ['agent', 'caller', 'operator'], doc: 'The gate refused the call: outside every grant and not escalated, or refused by policy.' },
+  CAPABILITY_DENIED: { status: 403, audience: ['agent', 'caller', 'operator'], doc: 'The gate refused a capability call: outside every grant and not escalated, or refused by policy (for an operator: edited arguments outside the scope). A role too low is `FORBIDDEN`, never this.' },
   CAPABILITY_REVOKED: { status: null, audience: ['agent', 'caller'], doc: 'The capability instance was revoked (possibly while the run was live).' },
   CAPABILITY_EXPIRED: { status: null, audience: ['agent', 'caller'], doc: 'The capability instance expired.' },
   BUDGET_EXCEEDED: { status: null, audience: ['agent', 'caller'], doc: 'A per-method budget (calls, rate or bytes) of the capability instance is used up.' },
@@ -106,7 +106,7 @@ export const ERRORS = {
   IMAGE_SIGNATURE_INVALID: { status: 422, audience: ['caller'], doc: 'The signature does not verify, or is missing where one is required.' },
   IMAGE_UNTRUSTED_SIGNER: { status: 422, audience: ['caller'], doc: 'The image is signed by a key that is not in the trust store.' },
   // HTTP API (host/http.ts, host/api/)
-  FORBIDDEN: { status: 403, audience: ['caller', 'operator'], doc: 'The credential is valid but its role may not use this endpoint.' },
+  FORBIDDEN: { status: 403, audience: ['caller', 'operator'], doc: 'The credential is valid but may not do this: its role is too low for the endpoint, message or grant change (on every channel: HTTP API, console, operator WebSocket and CLI), or the request\'s `Host`, `Origin` or CSRF token is not this server\'s. Agents never get it: a call the gate refuses is `CAPABILITY_DENIED`.' },
   METHOD_NOT_ALLOWED: { status: 405, audience: ['caller', 'operator'], doc: 'The path exists but not with this HTTP method; the `Allow` header lists the methods.' },
   PAYLOAD_TOO_LARGE: { status: 413, audience: ['caller', 'operator'], doc: 'The request body is larger than the endpoint accepts; `data.limitBytes` is the limit.' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, audience: ['caller', 'operator'], doc: 'The request body has a `Content-Type` the endpoint does not accept.' },

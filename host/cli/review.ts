@@ -9,7 +9,7 @@
  *   against the folder acts as a terminal approver, named by `--by` (default the login name); a
  *   demotion reaches a running host at its next call, without the announcement.
  *
- * Exit codes: 0 done; 1 refused (NOT_FOUND, ALREADY_RESOLVED, CAPABILITY_DENIED…); 2 usage.
+ * Exit codes: 0 done; 1 refused (NOT_FOUND, ALREADY_RESOLVED, FORBIDDEN…); 2 usage.
  */
 import { ContainedError } from '../../runtime/errors.js';
 import { OperatorClient } from '../operator/client.js';

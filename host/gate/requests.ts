@@ -99,7 +99,7 @@ export class RequestManager {
 
   async decide(operator: Operator, input: DecideInput): Promise<RequestView> {
     if (!roleAtLeast(operator.role, 'approver')) {
-      throw new ContainedError('CAPABILITY_DENIED', `${operator.name} is ${roleWithArticle(operator.role)}: only approvers and admins decide`);
+      throw new ContainedError('FORBIDDEN', `${operator.name} is ${roleWithArticle(operator.role)}: only approvers and admins decide`);
     }
     const request = await this.options.store.getRequest(input.requestId);
     if (!request) throw new ContainedError('NOT_FOUND', `no request ${input.requestId}`);

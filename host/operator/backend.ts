@@ -39,7 +39,7 @@ export type DecideInput =
     }
   | { requestId: string; verdict: 'deny'; reason: string };
 
-/** Thrown as ContainedError with codes NOT_FOUND, ALREADY_RESOLVED, INVALID_ARGUMENT, CAPABILITY_DENIED (role), DUPLICATE_APPROVER, STALE_REQUEST (decide). */
+/** Thrown as ContainedError with codes NOT_FOUND, ALREADY_RESOLVED, INVALID_ARGUMENT, FORBIDDEN (role), DUPLICATE_APPROVER, STALE_REQUEST (decide). */
 export interface OperatorBackend {
   /** Pending requests this operator may see. */
   pending(operator: Operator): Promise<RequestView[]>;

@@ -5,7 +5,7 @@
  * a `ContainedError` carrying the server's code. Every server message is validated against the
  * protocol schemas; one that does not match is not trusted.
  *
- * Connection failures are typed too: HTTP 401 → UNAUTHENTICATED, 403 → CAPABILITY_DENIED, anything
+ * Connection failures are typed too: HTTP 401 → UNAUTHENTICATED, 403 → FORBIDDEN, anything
  * else (refused, reset, timeout, closed mid-request) → HOST_UNREACHABLE.
  */
 import type { IncomingMessage } from 'node:http';
@@ -268,6 +268,6 @@ function unreachable(message: string): ContainedError {
 function httpError(status: number, body: string): ContainedError {
   const detail = body ? `: ${body}` : '';
   if (status === 401) return new ContainedError('UNAUTHENTICATED', `the host refused the token (HTTP 401${detail})`);
-  if (status === 403) return new ContainedError('CAPABILITY_DENIED', `the host refused the connection (HTTP 403${detail})`);
+  if (status === 403) return new ContainedError('FORBIDDEN', `the host refused the connection (HTTP 403${detail})`);
   return unreachable(`the host answered HTTP ${status}${detail}`);
 }

@@ -255,7 +255,7 @@ export class OperatorConnection {
 
   private requireRole(role: 'approver' | 'admin', what: string): void {
     if (!roleAtLeast(this.operator.role, role)) {
-      throw new ContainedError('CAPABILITY_DENIED', `role ${this.operator.role} may not ${what} (needs ${role})`);
+      throw new ContainedError('FORBIDDEN', `role ${this.operator.role} may not ${what} (needs ${role})`);
     }
   }
 

@@ -146,7 +146,7 @@ describe('CSRF and tickets', () => {
     ws.send(JSON.stringify({ type: 'decide', id: 'f1', requestId: 'anything', verdict: 'approve' }));
     let reply = await next();
     while (reply.id !== 'f1') reply = await next();
-    expect(reply).toMatchObject({ type: 'error', code: 'CAPABILITY_DENIED' });
+    expect(reply).toMatchObject({ type: 'error', code: 'FORBIDDEN' });
     ws.close();
   });
 });

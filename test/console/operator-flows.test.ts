@@ -124,7 +124,7 @@ describe.skipIf(!hasChromium)('web console in headless Chromium', () => {
         };
       });
     })(${JSON.stringify(requestId)})`);
-    expect(reply).toMatchObject({ type: 'error', code: 'CAPABILITY_DENIED' });
+    expect(reply).toMatchObject({ type: 'error', code: 'FORBIDDEN' });
     expect((await fx.host.store.getRequest(requestId))?.status).toBe('pending');
 
     // An approver clears it.

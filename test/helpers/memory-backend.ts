@@ -156,7 +156,7 @@ export class MemoryBackend implements OperatorBackend {
 }
 
 function requireRole(operator: Operator, role: Exclude<Role, 'platform'>): void {
-  if (!roleAtLeast(operator.role, role)) throw new ContainedError('CAPABILITY_DENIED', `role ${operator.role} cannot do this`);
+  if (!roleAtLeast(operator.role, role)) throw new ContainedError('FORBIDDEN', `role ${operator.role} cannot do this`);
 }
 
 function tick(): Promise<void> {

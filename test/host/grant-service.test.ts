@@ -63,7 +63,7 @@ describe('GrantService: rules, store, attenuated instance, event', () => {
     expect(events).toEqual([{ type: 'grant', change: 'added', grant: added }]);
 
     await expect(service.add(input({ methods: ['remove'] }), ADMIN)).rejects.toMatchObject({ code: 'GRANT_REFUSED' });
-    await expect(service.add(input(), { role: 'viewer' })).rejects.toMatchObject({ code: 'CAPABILITY_DENIED' });
+    await expect(service.add(input(), { role: 'viewer' })).rejects.toMatchObject({ code: 'FORBIDDEN' });
     await expect(service.add(input({ scope: { root: '/' } }), ADMIN)).rejects.toMatchObject({ code: 'INVALID_SCOPE' });
     await expect(service.add(input({ capability: 'mail' }), ADMIN)).rejects.toMatchObject({ code: 'NOT_FOUND' });
     expect(await store.listGrants()).toHaveLength(1);

@@ -96,9 +96,9 @@ describe('validateNewGrant: risk policy', () => {
   });
 
   it('refuses a forced override by anyone but an admin, and any grant by a viewer or platform client', () => {
-    expect(refused({ methods: ['remove'], forced: { by: 'bob', reason: 'x' } }, { role: 'approver' })).toMatchObject({ code: 'CAPABILITY_DENIED', rule: 'force' });
-    expect(refused({}, { role: 'viewer' })).toMatchObject({ code: 'CAPABILITY_DENIED', rule: 'role' });
-    expect(refused({}, { role: 'platform' })).toMatchObject({ code: 'CAPABILITY_DENIED', rule: 'role' });
+    expect(refused({ methods: ['remove'], forced: { by: 'bob', reason: 'x' } }, { role: 'approver' })).toMatchObject({ code: 'FORBIDDEN', rule: 'force' });
+    expect(refused({}, { role: 'viewer' })).toMatchObject({ code: 'FORBIDDEN', rule: 'role' });
+    expect(refused({}, { role: 'platform' })).toMatchObject({ code: 'FORBIDDEN', rule: 'role' });
     expect(accepted({}, { role: 'approver' }).grant.mode).toBe('contained');
   });
 

@@ -84,7 +84,7 @@ describe('operator channel of a live host under bad input', () => {
     // A viewer cannot decide.
     const vic = await connect(fx.tokens.vic as string);
     vic.ws.send(JSON.stringify({ type: 'decide', id: 'v1', requestId: request.id, verdict: 'approve' }));
-    expect(await vic.next((m) => m.id === 'v1')).toMatchObject({ type: 'error', code: 'CAPABILITY_DENIED' });
+    expect(await vic.next((m) => m.id === 'v1')).toMatchObject({ type: 'error', code: 'FORBIDDEN' });
 
     // An oversized frame closes that connection only.
     const big = await connect(fx.tokens.bob as string);

@@ -131,7 +131,7 @@ describe('assisted mode', () => {
     const seen = nextCreated(vic, (r) => r.subject === image.digest);
     const { outcome } = await run(image);
     const request = await seen;
-    await expect(vic.decide({ requestId: request.id, verdict: 'approve' })).rejects.toMatchObject({ code: 'CAPABILITY_DENIED' });
+    await expect(vic.decide({ requestId: request.id, verdict: 'approve' })).rejects.toMatchObject({ code: 'FORBIDDEN' });
     const alice = await fx.operator('alice');
     await expect(alice.decide({ requestId: 'no-such-request', verdict: 'approve' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
     await alice.decide({ requestId: request.id, verdict: 'approve' });

@@ -66,7 +66,7 @@ describe('contained approve / deny', () => {
     const cases: Array<[string[], RegExp]> = [
       [['approve', 'done', '--token', TOKENS.bob], /^ALREADY_RESOLVED: /],
       [['approve', 'ghost', '--token', TOKENS.alice], /^NOT_FOUND: /],
-      [['approve', 'done', '--token', TOKENS.viewer], /^CAPABILITY_DENIED: /],
+      [['approve', 'done', '--token', TOKENS.viewer], /^FORBIDDEN: /],
       [['approve', 'done', '--token', 'tok_wrong'], /^UNAUTHENTICATED: /],
       [['deny', 'done', '--reason', 'x'.repeat(3000), '--token', TOKENS.alice], /^INVALID_ARGUMENT: /],
     ];
@@ -146,9 +146,9 @@ describe('OperatorClient', () => {
     await client.close();
   });
 
-  it('typed failures: 401 UNAUTHENTICATED, 403 CAPABILITY_DENIED, closed mid-request HOST_UNREACHABLE', async () => {
+  it('typed failures: 401 UNAUTHENTICATED, 403 FORBIDDEN, closed mid-request HOST_UNREACHABLE', async () => {
     await expect(OperatorClient.connect({ url: h.url, token: 'tok_wrong' })).rejects.toMatchObject({ code: 'UNAUTHENTICATED' });
-    await expect(OperatorClient.connect({ url: h.url, token: TOKENS.alice, origin: 'https://evil.example' })).rejects.toMatchObject({ code: 'CAPABILITY_DENIED' });
+    await expect(OperatorClient.connect({ url: h.url, token: TOKENS.alice, origin: 'https://evil.example' })).rejects.toMatchObject({ code: 'FORBIDDEN' });
     const client = await OperatorClient.connect({ url: h.url, token: TOKENS.alice });
     h.backend.decide = () => new Promise(() => {}); // never answers
     const pending = client.decide({ requestId: 'x', verdict: 'approve' });

@@ -91,11 +91,11 @@ describe('live events and decisions', () => {
     for (const c of all) expect(c.invalid).toEqual([]);
   });
 
-  it('a viewer cannot decide (CAPABILITY_DENIED, backend never called, still connected)', async () => {
+  it('a viewer cannot decide (FORBIDDEN, backend never called, still connected)', async () => {
     h.backend.add({ id: 'r1' });
     const viewer = await connectReady(h.url, TOKENS.viewer);
     const reply = await viewer.request({ id: 'v1', type: 'decide', requestId: 'r1', verdict: 'approve' });
-    expect(reply).toMatchObject({ type: 'error', id: 'v1', code: 'CAPABILITY_DENIED' });
+    expect(reply).toMatchObject({ type: 'error', id: 'v1', code: 'FORBIDDEN' });
     expect(h.backend.decisions).toEqual([]);
     expect(h.backend.requests.get('r1')?.status).toBe('pending');
     expect(await viewer.request({ type: 'ping' })).toMatchObject({ type: 'result', of: 'ping' });
@@ -151,8 +151,8 @@ describe('admin messages', () => {
     h.backend.addGrant(grant('g1'));
     const admin = await connectReady(h.url, TOKENS.admin);
     const alice = await connectReady(h.url, TOKENS.alice);
-    expect(await alice.request({ type: 'grants.list' })).toMatchObject({ type: 'error', code: 'CAPABILITY_DENIED' });
-    expect(await alice.request({ type: 'grants.revoke', grantId: 'g1', reason: 'x' })).toMatchObject({ type: 'error', code: 'CAPABILITY_DENIED' });
+    expect(await alice.request({ type: 'grants.list' })).toMatchObject({ type: 'error', code: 'FORBIDDEN' });
+    expect(await alice.request({ type: 'grants.revoke', grantId: 'g1', reason: 'x' })).toMatchObject({ type: 'error', code: 'FORBIDDEN' });
     expect(await admin.request({ type: 'grants.list' })).toMatchObject({ type: 'result', of: 'grants.list', result: { grants: [{ id: 'g1' }] } });
     expect(await admin.request({ type: 'grants.revoke', grantId: 'g1', reason: 'no longer needed' })).toMatchObject({
       type: 'result',
@@ -167,7 +167,7 @@ describe('admin messages', () => {
     const viewer = await connectReady(h.url, TOKENS.viewer);
     const admin = await connectReady(h.url, TOKENS.admin);
     expect(await viewer.request({ type: 'runs.list', limit: 10 })).toMatchObject({ type: 'result', result: { runs: [{ id: 'run-1' }] } });
-    expect(await viewer.request({ type: 'runs.cancel', runId: 'run-1' })).toMatchObject({ type: 'error', code: 'CAPABILITY_DENIED' });
+    expect(await viewer.request({ type: 'runs.cancel', runId: 'run-1' })).toMatchObject({ type: 'error', code: 'FORBIDDEN' });
     expect(await admin.request({ type: 'runs.cancel', runId: 'run-1' })).toMatchObject({ type: 'result', result: { run: { status: 'cancelled' } } });
     await viewer.waitFor((m) => m.type === 'run' && m.run.id === 'run-1' && m.run.status === 'cancelled');
   });

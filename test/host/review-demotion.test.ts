@@ -110,12 +110,12 @@ describe('executed mode: review, then demotion on a critical verdict', () => {
 
   it('viewers cannot see or mark the queue; error and critical need a note; unknown ids are NOT_FOUND', async () => {
     const vic = await fx.operator('vic');
-    await expect(vic.listReviews()).rejects.toMatchObject({ code: 'CAPABILITY_DENIED' });
-    await expect(vic.markReview({ reviewId: 'rev_x', verdict: 'ok' })).rejects.toMatchObject({ code: 'CAPABILITY_DENIED' });
+    await expect(vic.listReviews()).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    await expect(vic.markReview({ reviewId: 'rev_x', verdict: 'ok' })).rejects.toMatchObject({ code: 'FORBIDDEN' });
     const alice = await fx.operator('alice');
     await expect(alice.markReview({ reviewId: 'rev_x', verdict: 'error' })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(alice.markReview({ reviewId: 'rev_nope', verdict: 'ok' })).rejects.toMatchObject({ code: 'NOT_FOUND' });
-    await expect(alice.decidePromotion({ proposalId: 'prm_x', verdict: 'accept', reason: 'r' })).rejects.toMatchObject({ code: 'CAPABILITY_DENIED' });
+    await expect(alice.decidePromotion({ proposalId: 'prm_x', verdict: 'accept', reason: 'r' })).rejects.toMatchObject({ code: 'FORBIDDEN' });
   });
 
   it('a grant reviewing a sample queues only that share; the rest still count as executed in the ledger', async () => {

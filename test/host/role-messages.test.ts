@@ -32,7 +32,7 @@ describe('role names in refusals', () => {
 
   it('host backend (behind the channel and the console): "revoking a grant needs the admin role; alice is an approver"', async () => {
     const error = await fx.host.backend.revokeGrant({ tokenId: 't', name: 'alice', role: 'approver' }, 'grt_nothere', 'x').catch((e: unknown) => e);
-    expect(error).toMatchObject({ code: 'CAPABILITY_DENIED' });
+    expect(error).toMatchObject({ code: 'FORBIDDEN' });
     expect((error as Error).message).toBe('revoking a grant needs the admin role; alice is an approver');
   });
 });

@@ -81,7 +81,7 @@ describe('review and trust from the command line', () => {
     expect(human.out).toContain('args "a/one"');
 
     const viewer = await cli(['review', 'list', '--url', url, '--token', token('vic')]);
-    expect(viewer).toMatchObject({ code: 1, err: expect.stringMatching(/^CAPABILITY_DENIED/) });
+    expect(viewer).toMatchObject({ code: 1, err: expect.stringMatching(/^FORBIDDEN/) });
     const noNote = await cli(['review', 'mark', reviews[0]?.id ?? '', 'error', '--url', url, '--token', token('alice')]);
     expect(noNote.code).toBe(2);
 
@@ -118,7 +118,7 @@ describe('review and trust from the command line', () => {
     expect(proposal).toMatchObject({ capability: 'notes', method: 'mkdir', evidence: { assistedReviews: 2, approvedAsIs: 2 } });
 
     const refused = await cli(['trust', 'accept', proposal?.id ?? '', '--reason', 'clean', '--url', fx.host.url ?? '', '--token', token('alice')]);
-    expect(refused).toMatchObject({ code: 1, err: expect.stringMatching(/^CAPABILITY_DENIED/) });
+    expect(refused).toMatchObject({ code: 1, err: expect.stringMatching(/^FORBIDDEN/) });
     const accepted = await cli(['trust', 'accept', proposal?.id ?? '', '--reason', 'clean record', '--url', fx.host.url ?? '', '--token', token('erin')]);
     expect(accepted.code).toBe(0);
     expect(accepted.out).toMatch(/accepted by erin: clean record → executed grant grt_/);
