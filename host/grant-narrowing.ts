@@ -6,8 +6,9 @@
  * request timeout and review sample carry over (the review sample only while `executed`).
  *
  * Pure: returns the new grant's input for the grant rules (grants.ts `validateNewGrant`), which
- * still apply in full. Fails: ALREADY_RESOLVED for a revoked or expired grant, INVALID_SCOPE for
- * anything wider than the old grant (naming the field).
+ * still apply in full. Fails: ALREADY_RESOLVED for a revoked or expired grant, NOT_NARROWER for
+ * methods, mode, approvals or expiry wider than the old grant's (`data.field` names which),
+ * INVALID_SCOPE for a scope that does not validate for the capability.
  */
 import type { CapabilityInstance } from '../capabilities/sdk/index.js';
 import { ContainedError } from '../runtime/errors.js';
@@ -44,14 +45,14 @@ export function narrowedGrantInput(old: Grant, change: GrantNarrowing, ctx: Narr
   const methods = change.methods ?? old.methods;
   if (!old.methods.includes('*')) {
     const wider = methods.filter((m) => !old.methods.includes(m));
-    if (wider.length > 0) throw new ContainedError('INVALID_SCOPE', `narrowing cannot add methods: ${wider.join(', ')} ${wider.length > 1 ? 'are' : 'is'} not in the grant`);
+    if (wider.length > 0) throw new ContainedError('NOT_NARROWER', `narrowing cannot add methods: ${wider.join(', ')} ${wider.length > 1 ? 'are' : 'is'} not in the grant`, { data: { field: 'methods' } });
   }
   const mode = change.mode ?? old.mode;
-  if (lessSupervised(mode, old.mode)) throw new ContainedError('INVALID_SCOPE', `narrowing cannot move from "${old.mode}" to the less supervised "${mode}"`);
+  if (lessSupervised(mode, old.mode)) throw new ContainedError('NOT_NARROWER', `narrowing cannot move from "${old.mode}" to the less supervised "${mode}"`, { data: { field: 'mode' } });
   const approvals = change.approvals ?? old.approvals;
-  if (approvals < old.approvals) throw new ContainedError('INVALID_SCOPE', `narrowing cannot lower the approvals from ${old.approvals} to ${approvals}`);
+  if (approvals < old.approvals) throw new ContainedError('NOT_NARROWER', `narrowing cannot lower the approvals from ${old.approvals} to ${approvals}`, { data: { field: 'approvals' } });
   const expiresAt = change.expiresAt ?? old.expiresAt;
-  if (old.expiresAt !== undefined && (expiresAt === undefined || expiresAt > old.expiresAt)) throw new ContainedError('INVALID_SCOPE', 'narrowing cannot extend the expiry');
+  if (old.expiresAt !== undefined && (expiresAt === undefined || expiresAt > old.expiresAt)) throw new ContainedError('NOT_NARROWER', 'narrowing cannot extend the expiry', { data: { field: 'expiresAt' } });
 
   let scope = old.scope;
   if (change.scope !== undefined) {

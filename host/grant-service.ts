@@ -11,7 +11,7 @@
  * accumulate across calls and runs — and reads the active grants the gate chooses from.
  *
  * Fails: the rules' refusals (INVALID_ARGUMENT, GRANT_REFUSED, FORBIDDEN, INVALID_SCOPE,
- * ALREADY_RESOLVED) before anything is written; NOT_FOUND for a capability the host does not offer
+ * NOT_NARROWER, ALREADY_RESOLVED) before anything is written; NOT_FOUND for a capability the host does not offer
  * or a grant it does not have; INTERNAL for a pre-built grant that does not match the schema. An
  * event listener that throws is logged, never undoes the write.
  */

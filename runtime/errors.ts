@@ -74,13 +74,14 @@ export const ERRORS = {
   // Escalation (host/)
   ESCALATION_DENIED: { status: null, audience: ['agent', 'caller'], doc: 'An operator denied the request; the message carries their reason.' },
   ESCALATION_TIMEOUT: { status: null, audience: ['agent', 'caller'], doc: 'Nobody decided the request before it expired.' },
-  ALREADY_RESOLVED: { status: 409, audience: ['agent', 'operator'], doc: 'A decision arrived for a request that is already resolved or expired.' },
+  ALREADY_RESOLVED: { status: 409, audience: ['agent', 'operator'], doc: 'What a decision or change names is already settled: a request resolved, performed or expired; a review or promotion proposal already decided; a grant already revoked or expired (it can no longer be narrowed).' },
   NOT_FOUND: { status: 404, audience: ['agent', 'caller', 'operator', 'host'], doc: 'The named run, request, grant, token or image does not exist.' },
   RUN_GONE: { status: null, audience: ['agent', 'caller'], doc: 'The run that opened an escalation ended before the decision.' },
   DUPLICATE_APPROVER: { status: 409, audience: ['operator'], doc: 'The same operator tried to approve the same arguments of a two-person request a second time.' },
   STALE_REQUEST: { status: 409, audience: ['operator'], doc: 'An approval named arguments (`argsDigest`) that are no longer the request\'s current proposal: someone edited them since; `data.argsDigest` is the current one, `data.proposedBy` who proposed it. Review the current arguments and approve those.' },
   // Host (grants, tokens, durable state: host/)
   GRANT_REFUSED: { status: 422, audience: ['operator'], doc: 'The host refused to store a grant that breaks the risk policy (a destructive or financial method made autonomous without an admin override, `executed` for an irreversible method, too few approvals); `data.rule` names the rule.' },
+  NOT_NARROWER: { status: 400, audience: ['operator'], doc: 'A grant narrowing asks for more than the grant it replaces: a method the grant lacks, a less supervised mode, fewer approvals, or a later (or no) expiry; `data.field` names which. Nothing was written.' },
   // Operator channel (host/operator/)
   UNAUTHENTICATED: { status: 401, audience: ['caller', 'operator'], doc: 'No valid credential: the bearer token, subprotocol token or ticket is missing, unknown, expired or revoked.' },
   RATE_LIMITED: { status: 429, audience: ['operator'], doc: 'Too many messages on one operator connection; the message was not processed (sustained abuse closes the connection 1008).' },

@@ -172,7 +172,7 @@ describe('grants through the console', () => {
     expect(g).toMatchObject({ capability: 'notes', methods: ['read', 'list'], mode: 'contained', createdBy: 'erin' });
 
     const wider = await post(base, `/console/api/grants/${g.id}/narrow`, { methods: ['read', 'write'], reason: 'more' }, s);
-    expect(wider.json().error.code).toBe('INVALID_SCOPE');
+    expect(wider.json().error.code).toBe('NOT_NARROWER');
     const laxer = await post(base, `/console/api/grants/${g.id}/narrow`, { mode: 'contained', approvals: 1, reason: 'same' }, s);
     expect(laxer.status).toBe(201);
     const g2 = laxer.json().grant;
@@ -180,7 +180,7 @@ describe('grants through the console', () => {
     expect(back.status).toBe(201);
     const g3 = back.json().grant;
     expect(g3).toMatchObject({ mode: 'assisted', methods: ['read', 'list'] });
-    expect((await post(base, `/console/api/grants/${g3.id}/narrow`, { mode: 'executed', reason: 'less' }, s)).json().error.code).toBe('INVALID_SCOPE');
+    expect((await post(base, `/console/api/grants/${g3.id}/narrow`, { mode: 'executed', reason: 'less' }, s)).json().error.code).toBe('NOT_NARROWER');
     const narrowed = await post(base, `/console/api/grants/${g3.id}/narrow`, { methods: ['read'], scope: { root: `${fx.dir}/notes`, readOnly: true }, reason: 'read only' }, s);
     expect(narrowed.status).toBe(201);
     expect(narrowed.json().grant).toMatchObject({ methods: ['read'], scope: { readOnly: true } });

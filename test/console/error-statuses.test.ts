@@ -51,6 +51,24 @@ describe('console grant routes: refusals are 4xx with their code', () => {
     expect(again.json().error.code).toBe('ALREADY_RESOLVED');
     expect(again.status).toBe(409);
   });
+
+  it('NOT_NARROWER (a narrowing that would widen the grant) is 400 and names the field; INVALID_SCOPE keeps its scope meaning', async () => {
+    const s = await login(base, { token: fx.tokens['erin'] as string });
+    const added = await post(base, '/console/api/grants', { subject: { digest: DIGEST }, capability: 'notes', methods: ['read', 'list'], mode: 'assisted', approvals: 2, reason: 'read notes' }, s);
+    const id = added.json().grant.id as string;
+    for (const [change, field] of [
+      [{ methods: ['read', 'write'] }, 'methods'],
+      [{ mode: 'executed' }, 'mode'],
+      [{ approvals: 1 }, 'approvals'],
+    ] as const) {
+      const res = await post(base, `/console/api/grants/${id}/narrow`, { ...change, reason: 'wider' }, s);
+      expect(res.json().error, field).toMatchObject({ code: 'NOT_NARROWER', data: { field } });
+      expect(res.status, field).toBe(400);
+    }
+    const badScope = await post(base, `/console/api/grants/${id}/narrow`, { scope: { root: 42 }, reason: 'bad scope' }, s);
+    expect(badScope.json().error.code).toBe('INVALID_SCOPE');
+    expect(badScope.status).toBe(400);
+  });
 });
 
 describe('sendError: the refusals no HTTP route reaches yet are 4xx too', () => {

@@ -87,8 +87,8 @@ describe('GrantService: rules, store, attenuated instance, event', () => {
   it('narrow: the new grant is stored before the old one is revoked; widening is refused with nothing written', async () => {
     const { grant: old } = await service.add(input({ methods: ['read', 'list'], mode: 'executed' }), ADMIN);
     const via = service.instanceFor(old, notes);
-    await expect(service.narrow(old.id, { mode: 'contained', reason: 'wider' }, ADMIN)).rejects.toMatchObject({ code: 'INVALID_SCOPE' });
-    await expect(service.narrow(old.id, { methods: ['read', 'stat'], reason: 'wider' }, ADMIN)).rejects.toMatchObject({ code: 'INVALID_SCOPE' });
+    await expect(service.narrow(old.id, { mode: 'contained', reason: 'wider' }, ADMIN)).rejects.toMatchObject({ code: 'NOT_NARROWER', data: { field: 'mode' } });
+    await expect(service.narrow(old.id, { methods: ['read', 'stat'], reason: 'wider' }, ADMIN)).rejects.toMatchObject({ code: 'NOT_NARROWER', data: { field: 'methods' } });
     expect(await store.listGrants()).toHaveLength(1);
 
     const { grant: narrowed, revoked } = await service.narrow(old.id, { methods: ['read'], mode: 'assisted', scope: { paths: ['sub'] }, reason: 'only sub' }, ADMIN);
