@@ -17,6 +17,7 @@ import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import { WebSocketServer, type ServerOptions } from 'ws';
+import type { ErrorCode } from '../../runtime/errors.js';
 import { type Operator, roleAtLeast } from '../model.js';
 import { checkOrigin, compileOrigins, readCredential, sameHostOrigins } from './auth.js';
 import type { OperatorBackend, RequestEvent, TokenVerifier } from './backend.js';
@@ -129,7 +130,7 @@ export function attachOperatorChannel(httpServer: Server, options: OperatorChann
   };
 
   /** `error` makes the answer a JSON error body (with `Retry-After` when it says so) instead of a text line. */
-  function refuse(socket: Duplex, status: 400 | 401 | 403 | 404 | 429 | 500 | 503, message: string, req: IncomingMessage, error?: { code: string; data: Record<string, unknown> & { retryAfterSeconds?: number } }): void {
+  function refuse(socket: Duplex, status: 400 | 401 | 403 | 404 | 429 | 500 | 503, message: string, req: IncomingMessage, error?: { code: ErrorCode; data: Record<string, unknown> & { retryAfterSeconds?: number } }): void {
     logger.info({ status, reason: message, remoteAddress: req.socket.remoteAddress }, 'operator connection refused');
     const body = error ? JSON.stringify({ error: { code: error.code, message, data: error.data } }) : `${message}\n`;
     const retryAfter = error?.data.retryAfterSeconds;

@@ -3,8 +3,10 @@
  * grant rules or the trust rules is a 4xx carrying that code, never a 500 that reads like a host
  * fault. End to end through the console's grant routes on a real host, and through `sendError`
  * for the refusals no HTTP route reaches today (promotions and decisions go over the operator
- * channel, whose answers an HTTP adapter may carry later).
+ * channel, whose answers an HTTP adapter may carry later). `sendError` has no status map of its
+ * own, and the OpenAPI document names each code under the registry's status.
  */
+import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -123,5 +125,32 @@ describe('sendError: every code answers with the status the registry gives it', 
     expect(res.status).toBe(500);
     expect(res.json().error.code).toBe('INTERNAL');
     expect(res.body).not.toContain('/etc');
+  });
+});
+
+describe('docs/openapi.json documents each error code under the status the registry gives it', () => {
+  it('every `CODE:` an error response names (IMAGE_* = every IMAGE_ code) has that status', () => {
+    const spec = JSON.parse(readFileSync(new URL('../../docs/openapi.json', import.meta.url), 'utf8')) as { paths: Record<string, Record<string, { responses?: Record<string, { description?: string }> }>> };
+    const codes = Object.keys(ERRORS) as ErrorCode[];
+    const wrong: string[] = [];
+    let checked = 0;
+    for (const [route, operations] of Object.entries(spec.paths)) {
+      for (const [method, operation] of Object.entries(operations)) {
+        for (const [status, response] of Object.entries(operation.responses ?? {})) {
+          if (Number(status) < 400) continue;
+          for (const m of (response.description ?? '').matchAll(/(?:^|; or )([A-Z][A-Z0-9_]*\*?)(?::|$)/g)) {
+            const named = m[1] as string;
+            const matching = named.endsWith('*') ? codes.filter((c) => c.startsWith(named.slice(0, -1))) : codes.filter((c) => c === named);
+            if (matching.length === 0) wrong.push(`${method} ${route} ${status}: ${named} is not a registry code`);
+            for (const code of matching) {
+              checked++;
+              if (ERRORS[code].status !== Number(status)) wrong.push(`${method} ${route} ${status}: ${code} is ${ERRORS[code].status} in the registry`);
+            }
+          }
+        }
+      }
+    }
+    expect(checked).toBeGreaterThan(30);
+    expect(wrong).toEqual([]);
   });
 });
