@@ -374,6 +374,19 @@ describe('host config', () => {
         sseMaxBufferedBytes: 4 * 1024 * 1024,
       },
       trust: { minAssistedReviews: 200, maxEditRate: 0.1, autoAccept: false, demoteErrorRate: 0.05, demoteWindow: 50, windowDays: 30, windowCount: 200, phase3MinReviews: 50, promotedReviewSample: 1 },
+      sandbox: { maxRunsPerWorker: 32, heartbeatTimeoutMs: 5_000, workerStartTimeoutMs: 30_000, maxWorkerOutputBytes: 64 * 1024, warmIsolates: 2 },
+      operator: {
+        maxPayloadBytes: 64 * 1024,
+        messagesPerSecond: 20,
+        messageBurst: 40,
+        abuseWindowMs: 10_000,
+        heartbeatMs: 15_000,
+        maxBufferedBytes: 4 * 1024 * 1024,
+        closeTimeoutMs: 5_000,
+        snapshotChunkSize: 500,
+      },
+      console: { sessions: { idleMs: 1_800_000, maxAgeMs: 28_800_000, codeTtlMs: 3_600_000, maxSessions: 1000 }, sweepMs: 30_000 },
+      audit: { lazyFlushMs: 10, checkpointEvery: 1000, checkpointIntervalMs: 60_000, maxBatch: 10_000, synchronous: 'full', busyTimeoutMs: 5_000, inboxPollMs: 1_000 },
     });
     const config = parseHostConfig(
       { dataDir: 'state', mail: { folder: 'mail' }, paymentsLedger: { file: 'shop.db', currency: 'EUR' }, secrets: { file: 'secrets.json' } },
