@@ -96,7 +96,7 @@ async function gateWith(count: number): Promise<GateUnderTest> {
     },
   });
   const run = { subject: { digest: subject, name: undefined, signers: [] }, allowances: [] };
-  const gate = new PolicyGate({ store, grants, requests, instances, run: () => run, outOfScope: 'deny', requestTimeoutMs: 60_000 });
+  const gate = new PolicyGate({ grants, requests, instances, run: () => run, outOfScope: 'deny', requestTimeoutMs: 60_000 });
   const ctx: GateContext = { signal: new AbortController().signal, pauseWallClock: () => () => {} };
   let seq = 0;
   const call = (): GateCall => ({

@@ -21,11 +21,10 @@ import { ContainedError } from '../runtime/errors.js';
 import { type GrantNarrowing, narrowedGrantInput } from './grant-narrowing.js';
 import { grantInstance, grantScopeCheck } from './grant-scope.js';
 import { type AlwaysContext, buildGrant, narrowestGrantFor, type NewGrantInput } from './grants.js';
-import { type Grant, grantSchema, type RequestRecord, type Role } from './model.js';
+import { type Grant, type GrantEvent, grantSchema, type RequestRecord, type Role } from './model.js';
 import type { Store } from './store/store.js';
 
-/** A grant change, as operators hear it (part of the operator backend's RequestEvent). */
-export type GrantEvent = { type: 'grant'; change: 'added' | 'revoked'; grant: Grant };
+export type { GrantEvent } from './model.js';
 
 export interface GrantServiceDeps {
   store: Pick<Store, 'insertGrant' | 'getGrant' | 'listGrants' | 'revokeGrant'>;

@@ -1,25 +1,26 @@
 /**
  * The host's implementation of the operator backend: what the WebSocket channel (and the console,
  * and the terminal client) may ask of the host. Roles are checked here, server-side, for every
- * operation — the channel only authenticates.
+ * operation — the channel only authenticates. It takes the services it calls (requests, grants,
+ * runs, trust, and the store's token, grant and run lists), never the host.
  */
 import type { Logger } from 'pino';
-import type { CapabilityInstance } from '../capabilities/sdk/index.js';
 import { ContainedError } from '../runtime/errors.js';
-import type { PolicyGate } from './gate/policy-gate.js';
 import type { RequestManager } from './gate/requests.js';
-import type { Host } from './host.js';
+import type { GrantService } from './grant-service.js';
 import { type Operator, type Role, roleAtLeast, roleWithArticle } from './model.js';
 import type { OperatorBackend } from './operator/backend.js';
+import type { RunService } from './runs/service.js';
 import type { Store } from './store/store.js';
 import type { TrustService } from './trust/service.js';
 
 export interface HostBackendDeps {
-  host: Pick<Host, 'cancelRun'>;
-  store: Store;
-  requests: RequestManager;
-  gate: PolicyGate;
-  instances: ReadonlyMap<string, CapabilityInstance>;
+  /** Tokens are re-read per state change; grants and runs are listed from the store. */
+  store: Pick<Store, 'listTokens' | 'listGrants' | 'listRuns'>;
+  requests: Pick<RequestManager, 'pending' | 'decide' | 'subscribe'>;
+  /** Revocations go through the grant service (the only writer of grants). */
+  grants: Pick<GrantService, 'revoke'>;
+  runs: Pick<RunService, 'cancelRun'>;
   logger?: Logger;
   /** The review queue and promotions (host/trust); without it those operations are NOT_FOUND. */
   trust?: TrustService;
@@ -32,7 +33,7 @@ function requireRole(operator: Operator, needed: Exclude<Role, 'platform'>, what
 }
 
 export function createHostBackend(deps: HostBackendDeps): OperatorBackend {
-  const { store, requests, gate } = deps;
+  const { store, requests, grants } = deps;
   /**
    * A token revoked while its connection is open (`contained token revoke` runs in another
    * process) must stop deciding at once: every state change re-reads the token's record.
@@ -58,7 +59,7 @@ export function createHostBackend(deps: HostBackendDeps): OperatorBackend {
       requireRole(operator, 'admin', 'revoking a grant');
       await assertLive(operator);
       if (typeof reason !== 'string' || reason.trim() === '') throw new ContainedError('INVALID_ARGUMENT', 'revoking a grant needs a reason');
-      const grant = await gate.grants.revoke(grantId, operator.name, reason);
+      const grant = await grants.revoke(grantId, operator.name, reason);
       if (!grant) throw new ContainedError('NOT_FOUND', `no grant ${grantId}`);
       deps.logger?.info({ grantId, by: operator.name, reason }, 'grant revoked');
       return grant;
@@ -70,7 +71,7 @@ export function createHostBackend(deps: HostBackendDeps): OperatorBackend {
     async cancelRun(operator, runId) {
       requireRole(operator, 'admin', 'cancelling a run');
       await assertLive(operator);
-      return deps.host.cancelRun(runId, { by: operator.name });
+      return deps.runs.cancelRun(runId, { by: operator.name });
     },
     subscribe(listener) {
       return requests.subscribe(listener);

@@ -8,13 +8,14 @@
  * A route is `{ method, path, handler }`. `path` is exact (`/console`), has `:name` parameters
  * (`/console/runs/:id`, a parameter matches one non-empty segment), or ends in `/*` for a prefix
  * (`/console/*` matches `/console` and everything below it). Pass routes (or a function of the
- * server's services that returns them — use it to reach `channel.issueTicket`, `host`, `verifier`)
- * as `routes` to `startHttpServer`, or as `HostOptions.httpRoutes` to `startHost`:
+ * server's services that returns them — use it to reach `channel.issueTicket`, `verifier`, `url()`)
+ * as `routes` to `startHttpServer`, or as `HostOptions.httpRoutes` to `startHost` (which adds
+ * `host` to the services for an embedder's routes; the built-in adapters get ports instead):
  *
  * ```ts
- * startHost({ config, httpRoutes: (s) => consoleRoutes(s) });
- * function consoleRoutes({ host, channel, verifier }: HttpServices): HttpRoute[] {
- *   return [{ method: 'GET', path: '/console/*', handler: async ({ req, res, url }) => { ... } }];
+ * startHost({ config, httpRoutes: (s) => myRoutes(s) });
+ * function myRoutes({ host, channel, verifier }: HostHttpServices): HttpRoute[] {
+ *   return [{ method: 'GET', path: '/mine/*', handler: async ({ req, res, url }) => { ... } }];
  * }
  * ```
  *
@@ -38,47 +39,36 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo, Socket } from 'node:net';
 import type { Logger } from 'pino';
 import { ContainedError } from '../runtime/errors.js';
+import type { HttpRoute } from './api/http-route.js';
 import { CONNECTION_RETRY_AFTER_SECONDS, type HttpConfig } from './api/limits.js';
-import { createApi } from './api/routes.js';
+import { type ApiPorts, createApi } from './api/routes.js';
 import { LINGER_MS, sendError, sendJson } from './api/respond.js';
 import type { HostConfig } from './config.js';
-import type { Host } from './host.js';
 import type { HostMetrics } from './metrics.js';
-import type { TokenVerifier } from './operator/backend.js';
+import type { OperatorBackend } from './operator/backend.js';
 import { attachOperatorChannel, type OperatorChannel } from './operator/server.js';
+import type { TokenVerifier } from './tokens.js';
 
-export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'HEAD';
+export type { HttpRoute, RouteContext, RouteMethod } from './api/http-route.js';
 
-export interface RouteContext {
-  req: IncomingMessage;
-  res: ServerResponse;
-  url: URL;
-  /** `:name` parameters of the path, decoded. */
-  params: Readonly<Record<string, string>>;
-}
-
-export interface HttpRoute {
-  method: HttpMethod;
-  path: string;
-  handler(ctx: RouteContext): Promise<void> | void;
-  /** A label for metrics and logs (default: `path`). */
-  name?: string;
-}
-
-/** What mounted routes may use. */
+/** What mounted routes may use: the server's own services (domain services come as ports, see host.ts). */
 export interface HttpServices {
-  host: Host;
   config: HostConfig;
   verifier: TokenVerifier;
   channel: OperatorChannel;
   metrics: HostMetrics | undefined;
   logger: Logger | undefined;
+  /** `http://host:port` once listening (undefined while the routes are being built). */
+  url(): string | undefined;
 }
 
 export type RoutesOption = readonly HttpRoute[] | ((services: HttpServices) => readonly HttpRoute[]);
 
 export interface HttpServerOptions {
-  host: Host;
+  /** What the operator channel (`/v1/operator`) asks of the host. */
+  backend: OperatorBackend;
+  /** What the platform API (`/v1/…`) uses: runs, and the requests of a run. */
+  api: ApiPorts;
   config: HostConfig;
   verifier: TokenVerifier;
   logger?: Logger;
@@ -123,7 +113,7 @@ export function compileRoute(route: HttpRoute): CompiledRoute {
 }
 
 export async function startHttpServer(options: HttpServerOptions): Promise<HttpServer> {
-  const { host, config, verifier, logger, metrics } = options;
+  const { backend, config, verifier, logger, metrics } = options;
   const limits: HttpConfig = { ...config.http, ...options.limits };
   const routes: CompiledRoute[] = [];
   /** Sockets answered SERVER_BUSY: whatever they send is read and dropped, never dispatched. */
@@ -157,14 +147,15 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     socket.once('close', () => (sockets -= 1));
   });
   const channel = attachOperatorChannel(server, {
-    backend: host.backend,
+    backend,
     verifier,
     allowedOrigins: config.allowedOrigins,
     ...config.operator,
     maxConnectionsPerToken: limits.maxOperatorConnectionsPerToken,
     logger,
   });
-  const services: HttpServices = { host, config, verifier, channel, metrics, logger };
+  let url: string | undefined;
+  const services: HttpServices = { config, verifier, channel, metrics, logger, url: () => url };
 
   async function dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let url: URL;
@@ -195,7 +186,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     throw new ContainedError('NOT_FOUND', `no route ${method} ${url.pathname}`);
   }
 
-  const api = createApi({ host, verifier, config, limits, metrics, logger });
+  const api = createApi({ ...options.api, verifier, config, limits, metrics, logger });
   const builtIn: HttpRoute[] = [{ method: 'GET', path: '/healthz', handler: ({ res }) => sendJson(res, 200, { ok: true }) }, ...api.routes];
   const extra = typeof options.routes === 'function' ? options.routes(services) : (options.routes ?? []);
   for (const route of [...builtIn, ...extra]) routes.push(compileRoute(route));
@@ -216,8 +207,9 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   }
   const address = server.address() as AddressInfo;
   const hostname = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  url = `http://${hostname}:${address.port}`;
   return {
-    url: `http://${hostname}:${address.port}`,
+    url,
     server,
     channel,
     async close() {

@@ -14,7 +14,7 @@ import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { CallOutcome, CapabilityRequest, Gate, GateCall, GateContext, GateDecision } from '../runtime/gate.js';
 import type { RunOutcome } from '../runtime/outcome.js';
 import type { RequestKind, RunStatus } from './model.js';
-import type { RequestEvent, RequestView } from './operator/backend.js';
+import type { RequestEvent, RequestView } from './gate/events.js';
 
 export interface HostMetrics {
   readonly registry: Registry;

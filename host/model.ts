@@ -59,6 +59,9 @@ export const grantSchema = z.strictObject({
 });
 export type Grant = z.infer<typeof grantSchema>;
 
+/** A grant change, as operators hear it (written only by the grant service, host/grant-service.ts). */
+export type GrantEvent = { type: 'grant'; change: 'added' | 'revoked'; grant: Grant };
+
 export const REQUEST_KINDS = ['recommendation', 'escalation'] as const;
 export type RequestKind = (typeof REQUEST_KINDS)[number];
 

@@ -16,7 +16,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { ContainedError } from '../runtime/errors.js';
 import { type Operator, type Role, roleSchema, type TokenRecord } from './model.js';
-import type { TokenVerifier } from './operator/backend.js';
 import type { Store } from './store/store.js';
 
 export const TOKEN_PREFIX = 'ctd_';
@@ -84,6 +83,11 @@ export async function createToken(
   // The store's unique index on active names closes the race between the check above and here.
   await store.insertToken(record);
   return { token, record };
+}
+
+/** Authenticates a bearer token (constant-time comparison of hashes inside). */
+export interface TokenVerifier {
+  verify(token: string): Promise<Operator | undefined>;
 }
 
 /** Verifies bearer tokens against the store: the operator for an active token, else undefined. */

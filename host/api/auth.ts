@@ -7,7 +7,7 @@
 import type { IncomingMessage } from 'node:http';
 import { ContainedError } from '../../runtime/errors.js';
 import { type Operator, type Role, roleWithArticle } from '../model.js';
-import type { TokenVerifier } from '../operator/backend.js';
+import type { TokenVerifier } from '../tokens.js';
 
 /** Roles that may use the platform API (`/v1/images`, `/v1/runs`). */
 export const API_ROLES: readonly Role[] = ['platform', 'admin'];

@@ -26,10 +26,11 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ContainedError } from '../../runtime/errors.js';
 import type { RunOutcome } from '../../runtime/outcome.js';
-import type { Host } from '../host.js';
+import type { RequestManager } from '../gate/requests.js';
 import type { RunRecord } from '../model.js';
+import type { JournalEvent, RunEvent } from '../runs/run-journal.js';
+import type { RunService } from '../runs/service.js';
 import { CONNECTION_RETRY_AFTER_SECONDS, DEFAULT_HTTP_CONFIG } from './limits.js';
-import type { JournalEvent, RunEvent } from './run-journal.js';
 
 export interface EventStreamOptions {
   /** Keep-alive comment interval, ms. */
@@ -38,6 +39,12 @@ export interface EventStreamOptions {
   maxBufferedBytes: number;
   /** Streams one client may hold open at once (default `http.maxEventStreamsPerClient`, 64). */
   maxStreamsPerClient?: number;
+}
+
+/** Where a stream's events come from: a live run's journal, or for an ended run the store (its run and requests). */
+export interface EventSources {
+  runs: Pick<RunService, 'followRun' | 'get'>;
+  requests: Pick<RequestManager, 'viewsForRun'>;
 }
 
 export interface ServeOptions {
@@ -79,7 +86,7 @@ export class EventStreams {
   }
 
   /** Stream a run's events; the caller has checked that the run exists and is allowed. */
-  async serve(req: IncomingMessage, res: ServerResponse, host: Host, run: RunRecord, serveOptions: ServeOptions = {}): Promise<void> {
+  async serve(req: IncomingMessage, res: ServerResponse, sources: EventSources, run: RunRecord, serveOptions: ServeOptions = {}): Promise<void> {
     const after = parseLastEventId(serveOptions.lastEventId);
     const client = serveOptions.client ?? '';
     // Checked and counted in one synchronous step, so concurrent requests cannot overshoot.
@@ -92,7 +99,7 @@ export class EventStreams {
     let ended = false;
     let counted = false;
     let heartbeat: NodeJS.Timeout | undefined;
-    let follow: ReturnType<Host['followRun']>;
+    let follow: ReturnType<RunService['followRun']>;
     const buffered: JournalEvent[] = [];
     let replaying = true;
     const release = (): void => {
@@ -130,7 +137,7 @@ export class EventStreams {
       if (event.type === 'outcome') finish();
     };
     // Subscribe and take the replay in one synchronous step: nothing is missed or sent twice.
-    follow = host.followRun(run.id, (event) => {
+    follow = sources.runs.followRun(run.id, (event) => {
       if (replaying) buffered.push(event);
       else send(event, event.id);
     });
@@ -171,7 +178,7 @@ export class EventStreams {
     } else if (endedEvents) {
       for (const { event, id } of endedEvents) send(event, id);
     } else {
-      const rebuilt = await rebuild(host, run.id);
+      const rebuilt = await rebuild(sources, run.id);
       // The outcome carries the run's last id (when its journal is still kept), so a client that
       // reconnects with it is told 204; the events before it are numbered from 1.
       const lastId = follow?.replay.at(-1)?.id ?? 0;
@@ -191,14 +198,14 @@ export class EventStreams {
 }
 
 /** The events of a run that is no longer live, from the store. */
-async function rebuild(host: Host, runId: string): Promise<RunEvent[]> {
-  const run = await host.store.getRun(runId);
+async function rebuild(sources: EventSources, runId: string): Promise<RunEvent[]> {
+  const run = await sources.runs.get(runId);
   if (!run) return [];
   const { outcome, ...withoutOutcome } = run;
   const events: RunEvent[] = [{ type: 'run', run: withoutOutcome }];
-  const requests = await host.store.listRequests({ runId });
+  const requests = await sources.requests.viewsForRun(runId);
   for (const request of requests.sort((a, b) => a.createdAt - b.createdAt)) {
-    events.push({ type: 'request', change: request.status === 'pending' ? 'created' : 'resolved', request: host.requests.view(request) });
+    events.push({ type: 'request', change: request.status === 'pending' ? 'created' : 'resolved', request });
   }
   for (const line of (outcome as RunOutcome | undefined)?.logs ?? []) events.push({ type: 'log', line });
   if (outcome !== undefined) events.push({ type: 'outcome', run });

@@ -15,16 +15,17 @@ import type { Logger } from 'pino';
 import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
 import type { HostConfig } from '../config.js';
-import type { Host } from '../host.js';
-import type { HttpRoute, RouteContext } from '../http.js';
+import type { RequestManager } from '../gate/requests.js';
 import type { HostMetrics } from '../metrics.js';
 import type { Operator, RunRecord } from '../model.js';
-import type { TokenVerifier } from '../operator/backend.js';
+import { createImageClients, noSuchImage } from '../runs/image-store.js';
+import type { RunService } from '../runs/service.js';
+import type { TokenVerifier } from '../tokens.js';
 import { type AccessPolicy, checkRunAccess, noSuchRun, type RunIntent } from './access.js';
 import { API_ROLES, authenticate } from './auth.js';
 import { readBody, readJson, requireMediaType, validate } from './body.js';
 import { EventStreams } from './events.js';
-import { createImageClients, noSuchImage } from './image-store.js';
+import type { HttpRoute, RouteContext } from './http-route.js';
 import { DEFAULT_HTTP_CONFIG, type HttpConfig } from './limits.js';
 import { sendJson } from './respond.js';
 import { RUN_ID, runQuerySchema, submitDigestSchema, submitImageSchema } from './schemas.js';
@@ -44,8 +45,13 @@ export const DEFAULT_API_LIMITS: Readonly<ApiLimits> = Object.freeze({
 /** Media types accepted for an image upload. */
 export const IMAGE_MEDIA_TYPES = ['application/gzip', 'application/x-gzip', 'application/octet-stream'] as const;
 
-export interface ApiDeps {
-  host: Host;
+/** What the API uses of the host: the run service, and the requests of a run (an ended run's event stream). */
+export interface ApiPorts {
+  runs: Pick<RunService, 'addImage' | 'submit' | 'submitDigest' | 'get' | 'waitForRun' | 'cancelRun' | 'followRun'>;
+  requests: Pick<RequestManager, 'viewsForRun'>;
+}
+
+export interface ApiDeps extends ApiPorts {
   verifier: TokenVerifier;
   config: HostConfig;
   limits: ApiLimits;
@@ -60,7 +66,7 @@ export interface Api {
 }
 
 export function createApi(deps: ApiDeps): Api {
-  const { host, verifier, config, limits, metrics } = deps;
+  const { runs, requests, verifier, config, limits, metrics } = deps;
   const streams = new EventStreams({ heartbeatMs: limits.sseHeartbeatMs, maxBufferedBytes: limits.sseMaxBufferedBytes, maxStreamsPerClient: limits.maxEventStreamsPerClient });
   const platform = (ctx: RouteContext) => authenticate(ctx.req, verifier, API_ROLES);
   const policy: AccessPolicy = { crossClientReaders: new Set(config.http.crossClientReaders) };
@@ -69,7 +75,7 @@ export function createApi(deps: ApiDeps): Api {
   /** The run named by `:id` if `caller` may reach it for `intent`; NOT_FOUND (as for no run) or FORBIDDEN. */
   async function findRun(ctx: RouteContext, caller: Operator, intent: RunIntent): Promise<RunRecord> {
     const id = ctx.params['id'] ?? '';
-    const run = RUN_ID.test(id) ? await host.store.getRun(id) : undefined;
+    const run = RUN_ID.test(id) ? await runs.get(id) : undefined;
     if (!run) throw noSuchRun(id);
     const access = checkRunAccess(caller, run, intent, policy);
     if (!access.ok) throw access.code === 'NOT_FOUND' ? noSuchRun(id) : new ContainedError(access.code, access.message);
@@ -84,7 +90,7 @@ export function createApi(deps: ApiDeps): Api {
         const operator = await platform(ctx);
         requireMediaType(ctx.req, IMAGE_MEDIA_TYPES);
         const bytes = await readBody(ctx.req, limits.maxImageBytes);
-        const image = await host.addImage(bytes);
+        const image = await runs.addImage(bytes);
         await imageClients.add(image.digest, operator.name);
         sendJson(ctx.res, 201, image, { location: `/v1/images/${image.digest}` });
       },
@@ -103,8 +109,8 @@ export function createApi(deps: ApiDeps): Api {
         if ('digest' in body && operator.role !== 'admin' && !(await imageClients.has(body.digest, operator.name))) throw noSuchImage(body.digest);
         const submitted =
           'image' in body
-            ? await host.submit({ image: decodeBase64(body.image), input: body.input ?? null, submittedBy })
-            : await host.submitDigest({ digest: body.digest, input: body.input ?? null, submittedBy });
+            ? await runs.submit({ image: decodeBase64(body.image), input: body.input ?? null, submittedBy })
+            : await runs.submitDigest({ digest: body.digest, input: body.input ?? null, submittedBy });
         sendJson(ctx.res, 202, submitted, { location: `/v1/runs/${submitted.runId}` });
       },
     },
@@ -118,9 +124,9 @@ export function createApi(deps: ApiDeps): Api {
         const waitMs = Math.min(limits.maxWaitMs, query.waitMs ?? 0);
         if (waitMs > 0 && (run.status === 'running' || run.status === 'queued')) {
           let timer: NodeJS.Timeout | undefined;
-          await Promise.race([host.waitForRun(run.id).catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, waitMs)))]);
+          await Promise.race([runs.waitForRun(run.id).catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, waitMs)))]);
           clearTimeout(timer);
-          run = (await host.store.getRun(run.id)) ?? run;
+          run = (await runs.get(run.id)) ?? run;
         }
         sendJson(ctx.res, 200, run);
       },
@@ -132,7 +138,7 @@ export function createApi(deps: ApiDeps): Api {
       async handler(ctx) {
         const operator = await platform(ctx);
         const run = await findRun(ctx, operator, 'read');
-        await streams.serve(ctx.req, ctx.res, host, run, { client: operator.name, lastEventId: header(ctx, 'last-event-id') });
+        await streams.serve(ctx.req, ctx.res, { runs, requests }, run, { client: operator.name, lastEventId: header(ctx, 'last-event-id') });
       },
     },
     {
@@ -142,7 +148,7 @@ export function createApi(deps: ApiDeps): Api {
         const operator = await platform(ctx);
         const run = await findRun(ctx, operator, 'cancel');
         const live = run.status === 'running' || run.status === 'queued';
-        const after = live ? await host.cancelRun(run.id, { by: operator.name }) : run;
+        const after = live ? await runs.cancelRun(run.id, { by: operator.name }) : run;
         sendJson(ctx.res, live ? 202 : 200, after);
       },
     },

@@ -17,23 +17,15 @@
 import type { Logger } from 'pino';
 import { ContainedError } from '../../runtime/errors.js';
 import type { CallOutcome, GateCall, GateDecision } from '../../runtime/gate.js';
+import type { RequestEvent } from '../gate/events.js';
+import type { GateAuditHooks } from '../gate/policy-gate.js';
 import { agreedSpan, approvalDigest, countingApprovals, currentProposal, isEdited } from '../gate/proposal.js';
 import { effectiveArgs, type ExecutionOutcome } from '../gate/requests.js';
 import type { RequestRecord } from '../model.js';
-import type { RequestEvent } from '../operator/backend.js';
 import type { Store } from '../store/store.js';
 import { argsForAudit, resultSummary } from './canonical.js';
 import type { AuditLog } from './log.js';
 import type { AuditInput } from './record.js';
-
-export interface GateAuditHooks {
-  /** A call reached the gate (appended in order; not awaited). */
-  requested(call: GateCall): void;
-  /** The gate decided; for an allowed call the intent is durable when this resolves. */
-  decided(call: GateCall, decision: GateDecision): Promise<void>;
-  /** The action ran (or failed): the outcome is queued (committed with the next batch). Never throws. */
-  settled(call: GateCall, decision: GateDecision & { allow: true }, outcome: CallOutcome): Promise<void>;
-}
 
 export interface DetachedAuditHooks {
   /** Before an approved recommendation is performed with no run waiting: throws AUDIT_FAILED when the intent is not durable. */

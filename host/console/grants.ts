@@ -37,9 +37,9 @@ export const narrowGrantSchema = z.strictObject({
   reason: reasonSchema,
 });
 
-/** What the grant routes use: the host's grant service (reached through the gate, `PolicyGate.grants`). */
+/** What the grant routes use: the host's grant service (the only writer of grants). */
 export interface GrantDeps {
-  gate: { readonly grants: GrantService };
+  grants: Pick<GrantService, 'add' | 'narrow'>;
 }
 
 function requireAdmin(operator: Operator, what: string): void {
@@ -52,11 +52,11 @@ export async function addGrant(deps: GrantDeps, operator: Operator, body: z.outp
   if (body.approvals !== undefined) input.approvals = body.approvals;
   if (body.scope !== undefined) input.scope = body.scope;
   if (body.expiresAt !== undefined) input.expiresAt = body.expiresAt;
-  return deps.gate.grants.add(input, operator);
+  return deps.grants.add(input, operator);
 }
 
 export async function narrowGrant(deps: GrantDeps, operator: Operator, grantId: string, body: z.output<typeof narrowGrantSchema>): Promise<{ grant: Grant; revoked: Grant; notes: string[] }> {
   requireAdmin(operator, 'narrowing a grant');
   const { reason, methods, mode, approvals, scope, expiresAt } = body;
-  return deps.gate.grants.narrow(grantId, { reason, ...(methods ? { methods } : {}), ...(mode ? { mode } : {}), ...(approvals !== undefined ? { approvals } : {}), ...(scope ? { scope } : {}), ...(expiresAt !== undefined ? { expiresAt } : {}) }, operator);
+  return deps.grants.narrow(grantId, { reason, ...(methods ? { methods } : {}), ...(mode ? { mode } : {}), ...(approvals !== undefined ? { approvals } : {}), ...(scope ? { scope } : {}), ...(expiresAt !== undefined ? { expiresAt } : {}) }, operator);
 }

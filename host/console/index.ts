@@ -4,16 +4,21 @@
  * review / trust / audit views when the host has them. This module wires sessions, static assets
  * and routes together; `startHost` mounts it on the host's HTTP server unless told not to.
  *
- * Public API: `createWebConsole(options)` → `{ routes(services), loginLink(token), close() }`.
+ * It receives the few host services it uses (`ConsolePorts`), never the host: decisions go over
+ * the operator channel like any client's; grant changes through the grant service.
+ *
+ * Public API: `createWebConsole(ports, options)` → `{ routes(services), loginLink(token), close() }`.
  */
 import type { Logger } from 'pino';
 import type { HttpRoute, HttpServices } from '../http.js';
 import { hashToken } from '../tokens.js';
 import { createOriginGuard } from './http.js';
+import type { ConsolePorts } from './ports.js';
 import { consoleRoutes, type TaggedOperator } from './routes.js';
 import { createSessionStore, SESSION_DEFAULTS, type Session, type SessionOptions } from './sessions.js';
 import { defaultStaticDir, loadAssets } from './static.js';
 
+export type { ConsolePorts } from './ports.js';
 export { CSRF_HEADER, SESSION_COOKIE } from './routes.js';
 
 export interface WebConsoleOptions {
@@ -39,7 +44,7 @@ export interface WebConsole {
   close(): void;
 }
 
-export function createWebConsole(options: WebConsoleOptions = {}): WebConsole {
+export function createWebConsole(ports: ConsolePorts, options: WebConsoleOptions = {}): WebConsole {
   const now = options.now ?? Date.now;
   const sessions = createSessionStore({ ...options.sessions, now });
   const assets = loadAssets(options.staticDir ?? defaultStaticDir());
@@ -59,10 +64,11 @@ export function createWebConsole(options: WebConsoleOptions = {}): WebConsole {
       services = s;
       const logger = options.logger ?? s.logger;
       return consoleRoutes({
+        ports,
         services: s,
         sessions,
         assets,
-        guard: createOriginGuard(s.config.allowedOrigins, () => s.host.url),
+        guard: createOriginGuard(s.config.allowedOrigins, () => s.url()),
         secureCookies: options.secureCookies ?? false,
         maxAgeMs,
         now,

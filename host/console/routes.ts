@@ -21,8 +21,9 @@ import type { HttpRoute, HttpServices, RouteContext } from '../http.js';
 import { type Operator, roleAtLeast } from '../model.js';
 import { hashToken } from '../tokens.js';
 import { addGrant, addGrantSchema, narrowGrant, narrowGrantSchema } from './grants.js';
-import { auditQuerySchema, auditSearch, createVerifier, trustReport } from './oversight.js';
 import { type OriginGuard, parseCookies, securityHeaders, sendConsoleJson, sessionCookie } from './http.js';
+import { auditQuerySchema, auditSearch, createVerifier, trustReport } from './oversight.js';
+import type { ConsolePorts } from './ports.js';
 import { checkCsrf, type Session, type SessionStore } from './sessions.js';
 import type { Asset } from './static.js';
 
@@ -35,7 +36,10 @@ const loginSchema = z.union([z.strictObject({ token: z.string().min(1).max(512) 
 const emptySchema = z.strictObject({});
 
 export interface RouteDeps {
-  services: HttpServices;
+  /** The host services the console uses. */
+  ports: ConsolePorts;
+  /** The HTTP server's: the token verifier, the operator channel (tickets, disconnect), the logger. */
+  services: Pick<HttpServices, 'verifier' | 'channel'>;
   sessions: SessionStore;
   assets: ReadonlyMap<string, Asset>;
   guard: OriginGuard;
@@ -51,8 +55,7 @@ export interface RouteDeps {
 export type TaggedOperator = Operator & { consoleSession?: string };
 
 export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
-  const { services, sessions, assets, guard } = deps;
-  const { host } = services;
+  const { ports, services, sessions, assets, guard } = deps;
 
   /** Wrap a handler: host check first, console headers on every error answer. */
   const route = (method: HttpRoute['method'], path: string, handler: (ctx: RouteContext) => Promise<void> | void): HttpRoute => ({
@@ -77,7 +80,7 @@ export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
     const found = sessions.get(parseCookies(req.headers.cookie).get(SESSION_COOKIE));
     if (!found) throw new ContainedError('UNAUTHENTICATED', 'not logged in (or the session expired)');
     // A revoked token ends its sessions at once, whatever their age.
-    const record = await host.store.findTokenByHash(found.tokenHash);
+    const record = await ports.tokens.findTokenByHash(found.tokenHash);
     if (!record || record.revokedAt !== undefined) {
       sessions.destroy(found.key);
       deps.disconnect(found, 'token revoked');
@@ -98,7 +101,7 @@ export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
   }
 
   const page = ({ res }: RouteContext): void => serveAsset(res, 'index.html');
-  const verify = createVerifier(host, services.config.dataDir, deps.now);
+  const verify = createVerifier(ports.oversight, ports.dataDir, deps.now);
   const subjectParam = z.string().regex(/^sha256:[0-9a-f]{64}$/).optional();
 
   return [
@@ -127,7 +130,7 @@ export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
       } else {
         found = sessions.redeemCode(body.code);
         // The token behind a login code may have been revoked since.
-        const record = found ? await host.store.findTokenByHash(found.tokenHash) : undefined;
+        const record = found ? await ports.tokens.findTokenByHash(found.tokenHash) : undefined;
         if (!record || record.revokedAt !== undefined) found = undefined;
       }
       if (!found) throw new ContainedError('UNAUTHENTICATED', 'invalid, expired or revoked token or login code');
@@ -156,7 +159,7 @@ export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
 
     route('GET', '/console/api/capabilities', async ({ req, res }) => {
       await session(req, res, { csrf: false });
-      const capabilities = [...host.instances.entries()].map(([name, instance]) => {
+      const capabilities = [...ports.capabilities.entries()].map(([name, instance]) => {
         const d = instance.describe();
         return { name, kind: d.capability, description: d.description, scope: d.scope, methods: d.methods.map((m) => ({ name: m.name, description: m.description, risk: m.risk })) };
       });
@@ -167,20 +170,19 @@ export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
       await session(req, res, { csrf: false });
       const runId = params['id'] ?? '';
       if (!/^[A-Za-z0-9-]{1,64}$/.test(runId)) throw new ContainedError('INVALID_ARGUMENT', 'malformed run id');
-      const requests = await host.store.listRequests({ runId, limit: 500 });
-      sendConsoleJson(res, 200, { requests: requests.map((r) => host.requests.view(r)) });
+      sendConsoleJson(res, 200, { requests: await ports.requests.viewsForRun(runId, { limit: 500 }) });
     }),
 
     route('GET', '/console/api/trust', async ({ req, res, url }) => {
       await session(req, res, { csrf: false });
       const subject = validate(subjectParam, url.searchParams.get('subject') ?? undefined, 'subject');
-      sendConsoleJson(res, 200, { subjects: trustReport(host, deps.now(), subject) });
+      sendConsoleJson(res, 200, { subjects: trustReport(ports.oversight, deps.now(), subject) });
     }),
 
     route('GET', '/console/api/audit', async ({ req, res, url }) => {
       await session(req, res, { csrf: false });
       const query = validate(auditQuerySchema, Object.fromEntries([...url.searchParams].filter(([, v]) => v !== '')), 'query');
-      sendConsoleJson(res, 200, { records: auditSearch(host, query) });
+      sendConsoleJson(res, 200, { records: auditSearch(ports.oversight, query) });
     }),
 
     route('GET', '/console/api/audit/verify', async ({ req, res }) => {
@@ -191,7 +193,7 @@ export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
     route('POST', '/console/api/grants', async ({ req, res }) => {
       const s = await session(req, res, { csrf: true });
       const body = await readJson(req, addGrantSchema, MAX_CONSOLE_BODY_BYTES);
-      const result = await addGrant(grantDeps(), s.operator, body);
+      const result = await addGrant(ports, s.operator, body);
       deps.logger?.info({ grantId: result.grant.id, by: s.operator.name }, 'console grant added');
       sendConsoleJson(res, 201, result);
     }),
@@ -199,13 +201,9 @@ export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
     route('POST', '/console/api/grants/:id/narrow', async ({ req, res, params }) => {
       const s = await session(req, res, { csrf: true });
       const body = await readJson(req, narrowGrantSchema, MAX_CONSOLE_BODY_BYTES);
-      const result = await narrowGrant(grantDeps(), s.operator, params['id'] ?? '', body);
+      const result = await narrowGrant(ports, s.operator, params['id'] ?? '', body);
       deps.logger?.info({ grantId: result.grant.id, from: result.revoked.id, by: s.operator.name }, 'console grant narrowed');
       sendConsoleJson(res, 201, result);
     }),
   ];
-
-  function grantDeps() {
-    return { store: host.store, requests: host.requests, gate: host.gate, instances: host.instances, now: deps.now };
-  }
 }

@@ -22,12 +22,11 @@ import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
 import { needsSecondSignOff } from '../../capabilities/sdk/risk.js';
 import { ContainedError } from '../../runtime/errors.js';
 import type { CallOutcome, CapabilityRequest, Gate, GateCall, GateContext, GateDecision } from '../../runtime/gate.js';
-import type { GateAuditHooks } from '../audit/gate-audit.js';
 import { chooseGrant } from '../grant-choice.js';
 import type { GrantService } from '../grant-service.js';
 import { capabilityOffer, type CapabilityOffer } from '../grants.js';
 import type { Grant, RequestRecord, RunSubject } from '../model.js';
-import type { Store } from '../store/store.js';
+import { approvedRequestGate, viaForRequest } from './detached.js';
 import type { FinalDecision, RequestManager } from './requests.js';
 
 /** A "for this run" answer to an escalation. */
@@ -38,21 +37,30 @@ export interface RunAllowance {
   via: CapabilityInstance;
 }
 
-export interface LiveRun {
+/** What the gate knows of a live run: its subject, and what operators allowed it "for this run". */
+export interface GateRun {
   subject: RunSubject;
   allowances: RunAllowance[];
 }
 
+/** The audit log's hooks into the gate (host/audit/gate-audit.ts implements them). */
+export interface GateAuditHooks {
+  /** A call reached the gate (appended in order; not awaited). */
+  requested(call: GateCall): void;
+  /** The gate decided; for an allowed call the intent is durable when this resolves. */
+  decided(call: GateCall, decision: GateDecision): Promise<void>;
+  /** The action ran (or failed): the outcome is queued (committed with the next batch). Never throws. */
+  settled(call: GateCall, decision: GateDecision & { allow: true }, outcome: CallOutcome): Promise<void>;
+}
+
 export interface PolicyGateOptions {
-  /** Not read: grants go through `grants`, requests through `requests`. */
-  store?: Store;
   /** Reads the grants a call is decided by, keeps their attenuated instances, writes "always" grants. */
   grants: GrantService;
   requests: RequestManager;
   /** Capability instances the host offers, by name. */
   instances: ReadonlyMap<string, CapabilityInstance>;
   /** The live run a call belongs to. */
-  run(runId: string): LiveRun | undefined;
+  run(runId: string): GateRun | undefined;
   /** `escalate` (default) or `deny` calls covered by no grant. */
   outOfScope: 'escalate' | 'deny';
   /** Default time a request waits for a human. */
@@ -163,11 +171,8 @@ export class PolicyGate implements Gate {
    * The instance a request's action is performed through: its grant's attenuated instance for a
    * recommendation (also after a restart), the host instance for an escalation.
    */
-  async viaForRequest(request: RequestRecord, host: CapabilityInstance): Promise<CapabilityInstance> {
-    if (request.grantId === undefined) return host;
-    const grant = await this.options.grants.get(request.grantId);
-    if (!grant) throw new ContainedError('NOT_FOUND', `grant ${request.grantId} no longer exists`);
-    return this.options.grants.instanceFor(grant, host);
+  viaForRequest(request: RequestRecord, host: CapabilityInstance): Promise<CapabilityInstance> {
+    return viaForRequest(this.options, request, host);
   }
 
   /**
@@ -178,24 +183,7 @@ export class PolicyGate implements Gate {
    * and completion are the RequestManager's (beforeDetached, afterDetached, complete).
    */
   approvedRequestGate(request: RequestRecord): Gate {
-    return {
-      decide: async (call) => {
-        const host = this.options.instances.get(call.capability);
-        if (!host || call.runId !== request.runId || call.capability !== request.capability || call.method !== request.method) {
-          return deny('CAPABILITY_DENIED', `${call.capability}.${call.method} is not what request ${request.id} approved`);
-        }
-        if (!call.scope.ok) return deny('CAPABILITY_DENIED', `${call.capability}.${call.method}: ${call.scope.message} (outside what this host offers)`);
-        return { allow: true, basis: `request:${request.id}`, via: await this.viaForRequest(request, host) };
-      },
-    };
-  }
-
-  /**
-   * Revoke the attenuated instance of a grant (calls in flight through it fail CAPABILITY_REVOKED).
-   * Revocations through the grant service do this themselves; this is for one stored elsewhere.
-   */
-  revokeGrant(grantId: string, reason: string): void {
-    this.options.grants.revokeInstance(grantId, reason);
+    return approvedRequestGate(this.options, request);
   }
 
   private async recommend(call: GateCall, ctx: GateContext, grant: Grant, via: CapabilityInstance): Promise<GateDecision> {

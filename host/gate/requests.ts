@@ -21,9 +21,10 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ContainedError } from '../../runtime/errors.js';
+import { createEventHub, type EventHub } from '../event-hub.js';
 import type { Approval, GrantSpan, Operator, RequestRecord } from '../model.js';
 import { roleAtLeast, roleWithArticle } from '../model.js';
-import type { DecideInput, RequestEvent, RequestView } from '../operator/backend.js';
+import type { DecideInput, RequestEvent, RequestView } from './events.js';
 import type { Store } from '../store/store.js';
 import { agreedSpan, ARGS_DIGEST_PATTERN, argsDigest, askedArgs, countingApprovals, currentProposal, proposalView } from './proposal.js';
 
@@ -40,6 +41,8 @@ export type ExecutionOutcome = { ok: true; result: unknown } | { ok: false; erro
 
 export interface RequestManagerOptions {
   store: Store;
+  /** Where `emit` and `subscribe` go (startHost shares one with grants, trust and runs); default a private one. */
+  events?: EventHub<RequestEvent>;
   now?: () => number;
   logger?: Logger;
   /** Re-validate an operator's edited arguments; throws a ContainedError when they do not fit. */
@@ -68,12 +71,13 @@ export type OpenRequest = Omit<RequestRecord, 'id' | 'status' | 'approvals' | 'c
 export class RequestManager {
   private readonly waiters = new Map<string, (decision: FinalDecision) => void>();
   private readonly timers = new Map<string, NodeJS.Timeout>();
-  private readonly listeners = new Set<(event: RequestEvent) => void>();
+  private readonly events: EventHub<RequestEvent>;
   private readonly now: () => number;
   private closed = false;
 
   constructor(private readonly options: RequestManagerOptions) {
     this.now = options.now ?? Date.now;
+    this.events = options.events ?? createEventHub((error) => options.logger?.error({ err: error }, 'request event listener failed'));
   }
 
   /** Persist a request, announce it, and wait for its final decision (or the run's end). */
@@ -198,18 +202,16 @@ export class RequestManager {
   }
 
   subscribe(listener: (event: RequestEvent) => void): () => void {
-    this.listeners.add(listener);
-    return () => this.listeners.delete(listener);
+    return this.events.subscribe(listener);
   }
 
   emit(event: RequestEvent): void {
-    for (const listener of this.listeners) {
-      try {
-        listener(event);
-      } catch (error) {
-        this.options.logger?.error({ err: error }, 'request event listener failed');
-      }
-    }
+    this.events.emit(event);
+  }
+
+  /** The views of a run's requests, in the store's order (an event stream's rebuild, the console's run page). */
+  async viewsForRun(runId: string, options: { limit?: number } = {}): Promise<RequestView[]> {
+    return (await this.options.store.listRequests({ runId, ...(options.limit !== undefined ? { limit: options.limit } : {}) })).map((r) => this.view(r));
   }
 
   /**

@@ -3,41 +3,12 @@
  * sockets, authentication, framing and limits; every decision and every policy check lives behind
  * this interface in the host, so the console and the terminal client are clients of one policy.
  */
-import type { ProposalView } from '../gate/proposal.js';
-import type { Grant, GrantSpan, Operator, RequestRecord, RunRecord } from '../model.js';
-import type { Demotion, Proposal, Review, ReviewStatus, ReviewVerdict, TrustEvent } from '../trust/model.js';
+import type { DecideInput, RequestEvent, RequestView } from '../gate/events.js';
+import type { Grant, Operator, RunRecord } from '../model.js';
+import type { Demotion, Proposal, Review, ReviewStatus, ReviewVerdict } from '../trust/model.js';
 
-/** Events fanned out to every connected operator allowed to see them. */
-export type RequestEvent =
-  | { type: 'created'; request: RequestView }
-  | { type: 'updated'; request: RequestView }
-  | { type: 'resolved'; request: RequestView }
-  | { type: 'grant'; change: 'added' | 'revoked'; grant: Grant }
-  | { type: 'run'; run: RunRecord }
-  | TrustEvent;
-
-/** A request as operators see it (the record, its current proposal, trust figures when available). */
-export interface RequestView extends RequestRecord {
-  /** What runs if it is approved now, its digest, who proposed it (absent: the agent) and whose approvals count. */
-  proposal: ProposalView;
-  /** The agent's record for this action (filled by the trust ledger when it exists). */
-  trust?: Record<string, unknown>;
-  /** The run that made it is no longer live (ended, cancelled, or from before a restart). */
-  runEnded?: boolean;
-}
-
-export type DecideInput =
-  | {
-      requestId: string;
-      verdict: 'approve';
-      /** Edited arguments: a new proposal, approved by this approval. */
-      args?: unknown;
-      /** The proposal the approver saw (`proposal.argsDigest`); absent: what the agent asked. STALE_REQUEST when it moved since. */
-      argsDigest?: string;
-      span?: GrantSpan;
-      note?: string;
-    }
-  | { requestId: string; verdict: 'deny'; reason: string };
+export type { DecideInput, RequestEvent, RequestView } from '../gate/events.js';
+export type { TokenVerifier } from '../tokens.js';
 
 /** Thrown as ContainedError with codes NOT_FOUND, ALREADY_RESOLVED, INVALID_ARGUMENT, FORBIDDEN (role), DUPLICATE_APPROVER, STALE_REQUEST (decide). */
 export interface OperatorBackend {
@@ -59,9 +30,4 @@ export interface OperatorBackend {
   listPromotions?(operator: Operator, status?: Proposal['status']): Promise<Proposal[]>;
   /** Accept (writes the executed grant) or decline a proposal (admin). */
   decidePromotion?(operator: Operator, input: { proposalId: string; verdict: 'accept' | 'decline'; reason: string }): Promise<Proposal>;
-}
-
-/** Authenticates a bearer token (constant-time comparison of hashes inside). */
-export interface TokenVerifier {
-  verify(token: string): Promise<Operator | undefined>;
 }

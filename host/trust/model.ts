@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
-import type { GrantEvent } from '../grant-service.js';
+import type { GrantEvent } from '../model.js';
 
 export const REVIEW_VERDICTS = ['ok', 'error', 'critical'] as const;
 export const reviewVerdictSchema = z.enum(REVIEW_VERDICTS);

@@ -21,7 +21,7 @@ import { argsForAudit, resultSummary } from '../audit/canonical.js';
 import type { AuditLog } from '../audit/log.js';
 import { GrantService } from '../grant-service.js';
 import type { Grant, RequestRecord } from '../model.js';
-import type { RequestEvent } from '../operator/backend.js';
+import type { RequestEvent } from '../gate/events.js';
 import type { Store } from '../store/store.js';
 import { actionFigures, compactFigures, type FigureSources, phaseForSubject } from './figures.js';
 import { actionGrants, activeGrants, demotionPlan } from './grant-changes.js';

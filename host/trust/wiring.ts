@@ -20,7 +20,7 @@ import type { HostConfig } from '../config.js';
 import { GrantService } from '../grant-service.js';
 import type { ExecutionOutcome } from '../gate/requests.js';
 import type { Grant, RequestRecord } from '../model.js';
-import type { RequestEvent } from '../operator/backend.js';
+import type { RequestEvent } from '../gate/events.js';
 import { defaultStorePath } from '../store/sqlite-store.js';
 import type { Store } from '../store/store.js';
 import { type TrustOutEvent, TrustService } from './service.js';
@@ -31,13 +31,8 @@ export interface AuditAndTrustOptions {
   instances: ReadonlyMap<string, CapabilityInstance>;
   logger: Logger;
   now: () => number;
-  /** Fan an event out to operators (RequestManager.emit). Called only after start-up. */
+  /** Fan an event out to operators (the host's event hub). Called only after start-up. */
   emit(event: TrustOutEvent): void;
-  /**
-   * Not called any more: the grant service revokes the attenuated instance of every grant it
-   * revokes. Accepted so existing callers compile.
-   */
-  onGrantRevoked?(grantId: string, reason: string): void;
 }
 
 export interface AuditAndTrust {

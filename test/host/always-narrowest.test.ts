@@ -143,7 +143,7 @@ describe('"always" writes the narrowest grant', () => {
   it('an "always" grant (fields only, e.g. { paths }) can be narrowed further from the console, never widened', async () => {
     const image = fx.image('narrow-me', "export default async () => null", [NOTES]);
     const g = await fx.grant(image.digest, { capability: 'notes', methods: ['list'], mode: 'contained', scope: { paths: ['sub'] } });
-    const deps = { store: fx.host.store, requests: fx.host.requests, gate: fx.host.gate, instances: fx.host.instances, now: Date.now };
+    const deps = { grants: fx.host.grants };
     const erin = { tokenId: 'tok_erin', name: 'erin', role: 'admin' as const };
     const narrowed = await narrowGrant(deps, erin, g.id, { scope: { paths: ['sub/deep'] }, reason: 'only deep' });
     expect(narrowed.grant.scope).toMatchObject({ paths: ['sub/deep'] });

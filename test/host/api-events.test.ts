@@ -8,9 +8,8 @@ import { createServer, type Server } from 'node:http';
 import { connect } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EventStreams } from '../../host/api/events.js';
-import { type RunEvent, type RunEventListener, RunJournal } from '../../host/api/run-journal.js';
-import type { Host } from '../../host/host.js';
+import { type EventSources, EventStreams } from '../../host/api/events.js';
+import { type RunEvent, type RunEventListener, RunJournal } from '../../host/runs/run-journal.js';
 import type { RunRecord } from '../../host/model.js';
 
 const RUN = { id: 'r1', subject: undefined, imageName: 'x', status: 'running', input: null, createdAt: 0 } satisfies RunRecord;
@@ -23,8 +22,8 @@ afterEach(async () => {
 });
 
 async function serve(streams: EventStreams, journal: RunJournal): Promise<string> {
-  const host = { followRun: (id: string, l: RunEventListener) => journal.follow(id, l) } as unknown as Host;
-  server = createServer((req, res) => void streams.serve(req, res, host, RUN));
+  const sources = { runs: { followRun: (id: string, l: RunEventListener) => journal.follow(id, l) } } as unknown as EventSources;
+  server = createServer((req, res) => void streams.serve(req, res, sources, RUN));
   await new Promise<void>((r) => server?.listen(0, '127.0.0.1', r));
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }

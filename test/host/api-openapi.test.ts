@@ -37,7 +37,7 @@ describe('OpenAPI document', () => {
   it('documents exactly the routes the server serves', () => {
     const doc = JSON.parse(renderOpenApi()) as { paths: Record<string, Record<string, unknown>> };
     const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)).sort();
-    const api = createApi({ host: fx.host, verifier: { verify: async () => undefined }, config: fx.config, limits: DEFAULT_API_LIMITS, metrics: undefined, logger: undefined });
+    const api = createApi({ runs: fx.host.runs, requests: fx.host.requests, verifier: { verify: async () => undefined }, config: fx.config, limits: DEFAULT_API_LIMITS, metrics: undefined, logger: undefined });
     const served = [...api.routes.map((r) => `${r.method} ${r.path.replace(/:([a-z]+)/g, '{$1}')}`), 'GET /healthz'].sort();
     expect(documented).toEqual(served);
   });

@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RequestView } from '../../host/operator/backend.js';
-import { RunQueue } from '../../host/api/run-queue.js';
+import { RunQueue } from '../../host/runs/run-queue.js';
 import { call, openEvents } from './api-client.js';
 import { type Fixture, startFixture } from './helpers/host-fixture.js';
 

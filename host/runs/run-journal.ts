@@ -16,7 +16,7 @@
  */
 import type { LogLine } from '../../runtime/outcome.js';
 import type { RunRecord } from '../model.js';
-import type { RequestEvent, RequestView } from '../operator/backend.js';
+import type { RequestEvent, RequestView } from '../gate/events.js';
 
 export type RunEvent =
   | { type: 'run'; run: RunRecord }
