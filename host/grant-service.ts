@@ -1,8 +1,8 @@
 /**
- * The grant service: the only writer of grants. Every grant that is added (console; the CLI and
- * the demo still call the store and are to move here — test/host/grant-service.test.ts lists
- * them), narrowed, written by an "always" answer, a promotion or a demotion, and every
- * revocation, goes through here, so each write does the same four things in the same order: the
+ * The grant service: the only writer of grants (test/host/grant-service.test.ts checks). Every
+ * grant that is added (console, `contained grant add`, the demo), narrowed, written by an "always"
+ * answer, a promotion or a demotion, and every revocation (operator channel, `contained grant
+ * revoke`), goes through here, so each write does the same four things in the same order: the
  * rules (grants.ts, grant-narrowing.ts, or the trust rule that built the grant), the store, the
  * attenuated instance (a revoked grant's instance is revoked: calls in flight through it fail
  * CAPABILITY_REVOKED), and the change event to operators.

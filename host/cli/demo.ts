@@ -20,7 +20,7 @@ import { ContainedError } from '../../runtime/errors.js';
 import { EXAMPLES_DIR, buildExamples, type BuiltExample } from '../../sandbox-images/build-examples.js';
 import { loadHostConfig } from '../config.js';
 import { createHostLogger } from '../logger.js';
-import { buildGrant, type NewGrantInput } from '../grants.js';
+import type { NewGrantInput } from '../grants.js';
 import { type Host, startHost } from '../host.js';
 import type { Grant, Role } from '../model.js';
 import { createToken } from '../tokens.js';
@@ -189,8 +189,7 @@ async function installGrants(host: Host, built: readonly BuiltExample[]): Promis
       const input: NewGrantInput = { subject: { digest: example.digest }, capability: g.capability, methods: g.methods, mode: g.mode, reason: g.reason, createdBy: 'npm start' };
       if (g.approvals !== undefined) input.approvals = g.approvals;
       if (g.force !== undefined) input.forced = { by: 'npm start', reason: g.force };
-      const { grant } = buildGrant(input, { methods: instance.methodNames(), risk: (m) => instance.risk(m), role: 'admin', now });
-      await host.store.insertGrant(grant);
+      await host.grants.add(input, { role: 'admin' });
       added++;
     }
   }

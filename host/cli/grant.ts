@@ -5,8 +5,10 @@
  * is recorded in the grant.
  *
  * `grant add` checks methods, risk and scope against the capability instance configured in the
- * host config, so it refuses (USAGE) to run without one. A revocation written here reaches a running
- * host at its next call (the gate reads grants from the store per call).
+ * host config, so it refuses (USAGE) to run without one. Both `add` and `revoke` write through the
+ * grant service (host/grant-service.ts), the only writer of grants, with the same rules as the
+ * console. A revocation written here reaches a running host at its next call (the gate reads
+ * grants from the store per call).
  *
  * Exit codes: 0 ok; 2 usage or invalid argument; 1 anything else (GRANT_REFUSED, NOT_FOUND…),
  * as `CODE: message` on stderr (printed by the dispatcher).
@@ -16,9 +18,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { ContainedError } from '../../runtime/errors.js';
 import { instantiateCapability } from '../config.js';
-import { buildGrant, formatSubject, grantScopeCheck, isMode, type NewGrantInput, parseBudgets, parseExpiry, parseSubject } from '../grants.js';
+import { GrantService } from '../grant-service.js';
+import { formatSubject, isMode, type NewGrantInput, parseBudgets, parseExpiry, parseSubject } from '../grants.js';
 import type { Grant } from '../model.js';
-import { locateState, openForRead, openForWrite, withStore } from '../store/location.js';
+import { locateState, openForRead, openOnFirstUse, withStore } from '../store/location.js';
 import type { GrantFilter } from '../store/store.js';
 import { type CliIo, intFlag, listFlag, type Parsed, parseFlags, stringFlag } from './args.js';
 
@@ -183,14 +186,10 @@ async function grantAdd(argv: string[], io: CliIo): Promise<number> {
   const forceReason = stringFlag(values, 'force-reason');
   if (forceReason !== undefined) input.forced = { by, reason: forceReason };
 
-  const { grant, notes } = buildGrant(input, {
-    methods: instance.methodNames(),
-    risk: (m) => instance.risk(m),
-    role: 'admin',
-    now,
-    checkScope: grantScopeCheck(instance),
-  });
-  await withStore(await openForWrite(location), (store) => store.insertGrant(grant));
+  // The rules (methods, risk, approvals, scope) refuse before the store is opened.
+  const { grant, notes } = await withStore(openOnFirstUse(location), (store) =>
+    new GrantService({ store, instances: new Map([[capability, instance]]), now: () => now }).add(input, { role: 'admin' }),
+  );
   if (values.json) {
     io.stdout(`${JSON.stringify(grant, null, 2)}\n`);
   } else {
@@ -291,8 +290,9 @@ async function grantRevoke(argv: string[], io: CliIo): Promise<number> {
   const store = await openForRead(location);
   const result = store
     ? await withStore(store, async (s) => {
-        const before = await s.getGrant(id);
-        return before ? { before, after: await s.revokeGrant(id, by, reason, now) } : undefined;
+        const grants = new GrantService({ store: s, now: () => now });
+        const before = await grants.get(id);
+        return before ? { before, after: await grants.revoke(id, by, reason) } : undefined;
       })
     : undefined;
   if (!result?.after) throw new ContainedError('NOT_FOUND', `no grant ${id} in ${location.storeFile}`);

@@ -49,6 +49,27 @@ export function openForWrite(location: StateLocation): Promise<Store> {
   return openSqliteStore(location.storeFile);
 }
 
+/**
+ * The store, opened for writing at its first use, and closed by `close` only if it was opened: a
+ * command whose checks refuse before it writes (a grant the rules refuse) leaves no data folder
+ * behind, as when it checked first and opened after.
+ */
+export function openOnFirstUse(location: StateLocation): Store {
+  let opened: Promise<Store> | undefined;
+  return new Proxy({} as Store, {
+    get(_, name) {
+      if (name === 'close') return async () => (opened ? (await opened).close() : undefined);
+      // Not a thenable: `await` on this store must not open it.
+      if (typeof name !== 'string' || name === 'then') return undefined;
+      return async (...args: unknown[]) => {
+        opened ??= openForWrite(location);
+        const store = await opened;
+        return (store[name as keyof Store] as (...a: unknown[]) => Promise<unknown>).apply(store, args);
+      };
+    },
+  });
+}
+
 /** Open the store for reading; undefined when there is no store yet. */
 export async function openForRead(location: StateLocation): Promise<Store | undefined> {
   return existsSync(location.storeFile) ? openSqliteStore(location.storeFile) : undefined;
