@@ -21,7 +21,7 @@ Commands:
   host [--config FILE]       start the host: grants, modes, escalation to operators, run API
   submit <image.tgz>         submit a run to a running host and wait for its outcome
   demo                       build the example images and run report-digest (what npm start does)
-  operator                   interactive operator console: pending requests, approve/edit/deny
+  operator                   interactive operator terminal: pending requests, approve/edit/deny
   approve ID | deny ID       decide one request from a script (--span, --args / --reason)
   grant add|list|revoke      manage the stored grants (subject, capability, methods, mode)
   token create|list|revoke   manage operator tokens (shown once, stored hashed)

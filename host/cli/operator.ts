@@ -14,7 +14,7 @@ import { ARGS_DIGEST_PATTERN } from '../gate/proposal.js';
 import { GRANT_SPANS, type GrantSpan } from '../model.js';
 import type { DecideInput } from '../operator/backend.js';
 import { OperatorClient } from '../operator/client.js';
-import { runOperatorConsole } from '../operator/console.js';
+import { runOperatorTerminal } from '../operator/terminal.js';
 import type { RequestView } from '../operator/protocol.js';
 import { type CliIo, parseFlags, stringFlag } from './args.js';
 import { endpointFrom } from './endpoint.js';
@@ -28,7 +28,7 @@ const CONNECTION_FLAGS = { url: { type: 'string' }, token: { type: 'string' }, h
 
 const OPERATOR_HELP = `Usage: contained operator [--url URL] [--token TOKEN]
 
-Interactive operator console: lists pending requests as they arrive; approve, edit or deny them.
+Interactive operator terminal: lists pending requests as they arrive; approve, edit or deny them.
   --url URL       the host: http://HOST:PORT or ws://HOST:PORT/v1/operator (default $CONTAINED_URL, else ${DEFAULT_OPERATOR_URL})
   --token TOKEN   operator token (default $CONTAINED_TOKEN; prefer the variable: argv is visible to others)
 `;
@@ -56,7 +56,7 @@ export async function operatorCommand(argv: string[], io: CliIo, env: Env = proc
   if (values.help) return help(io, OPERATOR_HELP);
   if (positionals.length) throw new ContainedError('USAGE', `operator takes no arguments (got ${JSON.stringify(positionals[0])})`);
   const target = connection(values, env);
-  return withClient(io, target, (client) => runOperatorConsole(client, { input: process.stdin, output: process.stdout }));
+  return withClient(io, target, (client) => runOperatorTerminal(client, { input: process.stdin, output: process.stdout }));
 }
 
 export async function approveCommand(argv: string[], io: CliIo, env: Env = process.env): Promise<number> {

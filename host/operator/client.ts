@@ -1,5 +1,5 @@
 /**
- * A Node client for the operator channel (the terminal console and `contained approve|deny` are
+ * A Node client for the operator channel (the operator terminal and `contained approve|deny` are
  * built on it). It authenticates with a bearer header, waits for `hello` and the complete
  * snapshot, keeps `pending` current from events, and turns every reply into a resolved value or
  * a `ContainedError` carrying the server's code. Every server message is validated against the

@@ -1,13 +1,13 @@
 /**
  * The operator channel's public API (named exports only): the server the host attaches to its
- * HTTP server, the protocol schemas, tickets, and the Node client with its terminal console.
+ * HTTP server, the protocol schemas, tickets, and the Node client with its terminal (`contained operator`).
  */
 export type { DecideInput, OperatorBackend, RequestEvent, RequestView as BackendRequestView, TokenVerifier } from './backend.js';
 export { attachOperatorChannel, OPERATOR_DEFAULTS, type ConnectedOperator, type OperatorChannel, type OperatorChannelOptions } from './server.js';
 export { CLOSE } from './connection.js';
 export { createTicketStore, type Ticket, type TicketStore, type TicketStoreOptions } from './tickets.js';
 export { OperatorClient, type OperatorClientOptions, type OperatorEvent } from './client.js';
-export { formatEvent, formatPending, formatRequest, runOperatorConsole, type ConsoleIo } from './console.js';
+export { formatEvent, formatPending, formatRequest, runOperatorTerminal, type TerminalIo } from './terminal.js';
 export {
   CLIENT_MESSAGE_TYPES,
   clientMessageSchema,

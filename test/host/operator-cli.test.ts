@@ -10,7 +10,7 @@ import { PassThrough } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { main } from '../../host/cli/main.js';
 import { OperatorClient } from '../../host/operator/client.js';
-import { runOperatorConsole } from '../../host/operator/console.js';
+import { runOperatorTerminal } from '../../host/operator/terminal.js';
 import { ContainedError } from '../../runtime/errors.js';
 import { connectReady, type Harness, startHarness, TOKENS } from './operator-harness.js';
 
@@ -175,7 +175,7 @@ describe('interactive console', () => {
         await new Promise((resolve) => setTimeout(resolve, 10));
       }
     };
-    const done = runOperatorConsole(client, { input, output, terminal: false });
+    const done = runOperatorTerminal(client, { input, output, terminal: false });
 
     await until('2 pending requests');
     expect(text).toContain('connected as alice (approver)');
@@ -216,7 +216,7 @@ describe('interactive console', () => {
     const input = new PassThrough();
     const output = new PassThrough();
     output.resume();
-    const done = runOperatorConsole(client, { input, output, terminal: false });
+    const done = runOperatorTerminal(client, { input, output, terminal: false });
     h.channel.disconnect(() => true);
     expect(await done).toBe(1);
   });

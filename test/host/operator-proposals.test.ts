@@ -20,7 +20,7 @@ import Database from 'better-sqlite3';
 import { PassThrough } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../host/cli/main.js';
-import { formatRequest, runOperatorConsole } from '../../host/operator/console.js';
+import { formatRequest, runOperatorTerminal } from '../../host/operator/terminal.js';
 import { canonicalJson, sha256Hex } from '../../host/audit/canonical.js';
 import { openAuditReader, queryAudit } from '../../host/audit/query.js';
 import type { OperatorClient } from '../../host/operator/client.js';
@@ -234,7 +234,7 @@ function terminal(op: OperatorClient) {
   const output = new PassThrough();
   let text = '';
   output.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
-  const done = runOperatorConsole(op, { input, output, terminal: false });
+  const done = runOperatorTerminal(op, { input, output, terminal: false });
   return {
     done,
     type: (line: string) => input.write(`${line}\n`),

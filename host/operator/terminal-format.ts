@@ -1,5 +1,5 @@
 /**
- * What the terminal console (`contained operator`) prints for a request and its events.
+ * What the operator terminal (`contained operator`) prints for a request and its events.
  *
  * Defends the operator's reading of a request:
  * - What runs is shown exactly: the current proposal's arguments and digest, labelled "as the

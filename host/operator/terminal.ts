@@ -11,22 +11,22 @@
  *
  * IDs may be shortened to any unique prefix of a pending request's id.
  *
- * An approval names the digest of the arguments this console last printed for the request (and
+ * An approval names the digest of the arguments this terminal last printed for the request (and
  * an edit, the arguments it was made from): if they changed since — someone edited them — the host
  * refuses it STALE_REQUEST instead of counting it for arguments nobody here read. A change of the
- * arguments is printed in full as it arrives (console-format.ts).
+ * arguments is printed in full as it arrives (terminal-format.ts).
  */
 import { createInterface } from 'node:readline';
 import { ContainedError } from '../../runtime/errors.js';
 import { GRANT_SPANS, type GrantSpan } from '../model.js';
 import type { DecideInput } from './backend.js';
 import type { OperatorClient } from './client.js';
-import { formatDecision, formatEvent, formatNewProposal, formatPending, formatRequest } from './console-format.js';
+import { formatDecision, formatEvent, formatNewProposal, formatPending, formatRequest } from './terminal-format.js';
 import type { RequestView } from './protocol.js';
 
-export { formatEvent, formatPending, formatRequest } from './console-format.js';
+export { formatEvent, formatPending, formatRequest } from './terminal-format.js';
 
-export interface ConsoleIo {
+export interface TerminalIo {
   input: NodeJS.ReadableStream;
   output: NodeJS.WritableStream;
   /** Treat the streams as a TTY (prompt redraws); default: whether output is one. */
@@ -43,8 +43,8 @@ const HELP = `commands:
   quit                              leave
 `;
 
-/** Run the console until `quit`, end of input (0) or the connection is lost (1). */
-export function runOperatorConsole(client: OperatorClient, io: ConsoleIo): Promise<number> {
+/** Run the terminal until `quit`, end of input (0) or the connection is lost (1). */
+export function runOperatorTerminal(client: OperatorClient, io: TerminalIo): Promise<number> {
   const now = io.now ?? Date.now;
   const out = (text: string): void => void io.output.write(text);
   const terminal = io.terminal ?? Boolean((io.output as { isTTY?: boolean }).isTTY);
