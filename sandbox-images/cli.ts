@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { ContainedError } from '../runtime/errors.js';
 import { writeFileAtomic, writeImage } from './build.js';
 import { DIGEST_PATTERN } from './digest.js';
-import { formatBytes, formatInspect, inspectJson } from './format-inspect.js';
+import { formatSize, formatInspect, inspectJson } from './format-inspect.js';
 import { loadImage } from './load.js';
 import { describePath } from './paths.js';
 import { signImage } from './sign.js';
@@ -82,7 +82,7 @@ async function build(argv: string[], io: ImageCommandIo): Promise<number> {
   const out = str(values, 'out');
   if (out === undefined) throw usage('build needs -o <out.tgz>');
   const { digest, bytes } = await writeImage(args[0] as string, out);
-  io.stdout(`built ${out}\n  digest  ${digest}\n  size    ${formatBytes(bytes)} (${bytes} bytes)\n`);
+  io.stdout(`built ${out}\n  digest  ${digest}\n  size    ${formatSize(bytes)} (${bytes} bytes)\n`);
   return 0;
 }
 

@@ -20,7 +20,7 @@ export function renderTable(header: readonly string[], rows: readonly (readonly 
   return [line(header), ...rows.map(line)].join('\n');
 }
 
-export function formatBytes(n: number): string {
+export function formatSize(n: number): string {
   if (n < 1024) return `${n} B`;
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
   return `${(n / (1024 * 1024)).toFixed(1)} MiB`;
@@ -53,7 +53,7 @@ export function formatInspect(image: LoadedImage): string {
     out.push(renderTable(['CAPABILITY', 'KIND', 'METHODS', 'SCOPE', 'WHY'], rows));
   }
   const total = image.entries.reduce((sum, e) => sum + e.size, 0);
-  out.push('', `Files (${image.entries.length}, ${formatBytes(total)})`);
+  out.push('', `Files (${image.entries.length}, ${formatSize(total)})`);
   const rows = image.entries.map((e) => [safeText(e.path), String(e.size), e.sha256.slice(0, 16)]);
   out.push(renderTable(['PATH', 'BYTES', 'SHA256'], rows));
   return `${out.join('\n')}\n`;

@@ -14,7 +14,7 @@ export type { ImageLimits } from './limits.js';
 export { loadImage } from './load.js';
 export type { LoadImageOptions, LoadedImage } from './load.js';
 export { manifestSchema, capabilityRequestSchema, manifestLimitsSchema, parseManifest } from './manifest.js';
-export type { Manifest, CapabilityRequest, ManifestLimits } from './manifest.js';
+export type { Manifest, ManifestCapabilityRequest, ManifestLimits } from './manifest.js';
 export { packImage, FIXED_MTIME_SECONDS } from './pack.js';
 export { ALLOWED_EXTENSIONS, MANIFEST_PATH, SIGNATURES_PATH } from './paths.js';
 export { imageProgram } from './program.js';

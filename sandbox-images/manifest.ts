@@ -72,7 +72,8 @@ export const manifestSchema = z.strictObject({
 });
 
 export type Manifest = z.infer<typeof manifestSchema>;
-export type CapabilityRequest = z.infer<typeof capabilityRequestSchema>;
+/** A capability an image asks for in its manifest (not the runtime's `CapabilityRequest`, made by `requestCapability`). */
+export type ManifestCapabilityRequest = z.infer<typeof capabilityRequestSchema>;
 export type ManifestLimits = z.infer<typeof manifestLimitsSchema>;
 
 /** Deepest nesting of arrays/objects a manifest may have (scopes and input schemas included). */

@@ -9,7 +9,7 @@ import path from 'node:path';
 /** Longest agent path accepted, in characters. */
 export const MAX_PATH_CHARS = 4096;
 /** Longest single path segment accepted, in UTF-8 bytes (the usual NAME_MAX). */
-export const MAX_SEGMENT_BYTES = 255;
+export const MAX_PATH_SEGMENT_BYTES = 255;
 
 export type PathCheck = { ok: true; segments: string[]; display: string } | { ok: false; message: string };
 
@@ -28,7 +28,7 @@ export function parseAgentPath(p: string, allowRoot: boolean): PathCheck {
   for (const seg of p.split('/')) {
     if (seg === '' || seg === '.') continue;
     if (seg === '..') return { ok: false, message: `path "${clip(p)}" contains "..": paths cannot leave the capability folder` };
-    if (Buffer.byteLength(seg, 'utf8') > MAX_SEGMENT_BYTES) return { ok: false, message: `a segment of "${clip(p)}" is too long` };
+    if (Buffer.byteLength(seg, 'utf8') > MAX_PATH_SEGMENT_BYTES) return { ok: false, message: `a segment of "${clip(p)}" is too long` };
     segments.push(seg);
   }
   if (segments.length === 0 && !allowRoot) return { ok: false, message: 'path names the capability folder itself; name a file in it' };

@@ -12,10 +12,11 @@
  * Fails closed: a private key file readable by group or others, or one that is not an ed25519
  * PKCS#8 key, is refused with INTERNAL at start-up.
  */
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject, sign, verify } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ContainedError } from '../../runtime/errors.js';
+import { keyIdOf } from '../../sandbox-images/signature.js';
 
 export const AUDIT_KEY_FILE = 'audit-key.pem';
 export const AUDIT_PUBLIC_KEY_FILE = 'audit-key.pub.pem';
@@ -34,10 +35,6 @@ export interface Checkpoint {
   keyId: string;
   /** base64 ed25519 signature. */
   signature: string;
-}
-
-export function keyIdOf(publicKey: KeyObject): string {
-  return `sha256:${createHash('sha256').update(publicKey.export({ type: 'spki', format: 'der' })).digest('hex')}`;
 }
 
 /** Load the host key from the data folder, creating it (0600) when there is none. */

@@ -16,6 +16,7 @@
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { MAX_SCOPE_FILE_BYTES } from '../../capabilities/grant-spec.js';
 import { ContainedError } from '../../runtime/errors.js';
 import { instantiateCapability } from '../config.js';
 import { GrantService } from '../grant-service.js';
@@ -49,9 +50,6 @@ const COMMON = {
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
-
-/** Largest `--scope @file` read, in bytes. */
-export const MAX_SCOPE_FILE_BYTES = 1024 * 1024;
 
 export async function grantCommand(argv: string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = argv;

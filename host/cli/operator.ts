@@ -15,7 +15,7 @@ import { GRANT_SPANS, type GrantSpan } from '../model.js';
 import type { DecideInput } from '../operator/backend.js';
 import { OperatorClient } from '../operator/client.js';
 import { runOperatorTerminal } from '../operator/terminal.js';
-import type { RequestView } from '../operator/protocol.js';
+import type { WireRequestView } from '../operator/protocol.js';
 import { type CliIo, parseFlags, stringFlag } from './args.js';
 import { endpointFrom } from './endpoint.js';
 import { resolveRequestId } from './request-id.js';
@@ -135,7 +135,7 @@ async function withClient(io: CliIo, target: { url: string; token: string }, bod
   }
 }
 
-function report(io: CliIo, request: RequestView): number {
+function report(io: CliIo, request: WireRequestView): number {
   if (request.status === 'pending') {
     io.stdout(`${request.id}: approval recorded (${request.approvals.length}/${request.approvalsRequired}); waiting for another approver\n`);
   } else if (request.status === 'denied') {

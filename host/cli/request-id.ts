@@ -7,14 +7,14 @@
  * NOT_FOUND or ALREADY_RESOLVED for it.
  */
 import { ContainedError } from '../../runtime/errors.js';
-import type { RequestView } from '../operator/protocol.js';
+import type { WireRequestView } from '../operator/protocol.js';
 
 /** Shortest prefix accepted in place of a full id. */
 export const MIN_PREFIX_CHARS = 4;
 /** Candidates named in an AMBIGUOUS_ID message. */
 const MAX_LISTED = 10;
 
-export function resolveRequestId(pending: ReadonlyMap<string, RequestView>, id: string): string {
+export function resolveRequestId(pending: ReadonlyMap<string, WireRequestView>, id: string): string {
   if (pending.has(id)) return id;
   const matches = [...pending.values()].filter((r) => r.id.startsWith(id));
   if (matches.length === 0) return id;

@@ -28,7 +28,8 @@ export function askedArgs(request: Pick<RequestRecord, 'method' | 'args' | 'requ
   return request.method !== undefined ? request.args : request.requestedScope;
 }
 
-export interface Proposal {
+/** The arguments a request would run with now: the agent's, or an operator's edit. */
+export interface ArgsProposal {
   /** The arguments that run if the request is approved now. */
   args: unknown;
   argsDigest: string;
@@ -44,7 +45,7 @@ export function approvalDigest(approval: Approval): string | undefined {
 }
 
 /** The current proposal: the latest edit, else what the agent asked. */
-export function currentProposal(request: Pick<RequestRecord, 'method' | 'args' | 'requestedScope' | 'approvals'>): Proposal {
+export function currentProposal(request: Pick<RequestRecord, 'method' | 'args' | 'requestedScope' | 'approvals'>): ArgsProposal {
   for (let i = request.approvals.length - 1; i >= 0; i--) {
     const a = request.approvals[i];
     if (a && a.args !== undefined) return { args: a.args, argsDigest: approvalDigest(a) as string, by: a.operator, at: a.at };
@@ -76,7 +77,7 @@ export function agreedSpan(approvals: readonly Approval[]): GrantSpan {
 }
 
 /** The proposal as operators see it in every request view. */
-export interface ProposalView extends Proposal {
+export interface ProposalView extends ArgsProposal {
   /** Operators whose approvals count: they approved exactly these arguments. */
   approvedBy: string[];
 }

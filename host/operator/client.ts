@@ -19,7 +19,7 @@ import {
   type ClientMessageType,
   type HelloMessage,
   PROTOCOL,
-  type RequestView,
+  type WireRequestView,
   type ResultPayload,
   type ServerMessage,
   serverMessageSchema,
@@ -48,7 +48,7 @@ type Payload<T extends ClientMessageType> = Omit<Extract<ClientMessage, { type: 
 
 export class OperatorClient {
   /** Pending requests by id: the snapshot, then kept current by events. */
-  readonly pending = new Map<string, RequestView>();
+  readonly pending = new Map<string, WireRequestView>();
   private hello_: HelloMessage | undefined;
   private readonly waiters = new Map<string, Waiter>();
   private readonly eventListeners = new Set<(event: OperatorEvent) => void>();
@@ -140,7 +140,7 @@ export class OperatorClient {
     return () => this.closeListeners.delete(listener);
   }
 
-  async decide(input: DecideInput): Promise<RequestView> {
+  async decide(input: DecideInput): Promise<WireRequestView> {
     return (await this.call('decide', input)).request;
   }
   async listGrants(): Promise<Grant[]> {

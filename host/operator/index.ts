@@ -2,7 +2,7 @@
  * The operator channel's public API (named exports only): the server the host attaches to its
  * HTTP server, the protocol schemas, tickets, and the Node client with its terminal (`contained operator`).
  */
-export type { DecideInput, OperatorBackend, RequestEvent, RequestView as BackendRequestView, TokenVerifier } from './backend.js';
+export type { DecideInput, OperatorBackend, RequestEvent, RequestView, TokenVerifier } from './backend.js';
 export { attachOperatorChannel, OPERATOR_DEFAULTS, type ConnectedOperator, type OperatorChannel, type OperatorChannelOptions } from './server.js';
 export { CLOSE } from './connection.js';
 export { createTicketStore, type Ticket, type TicketStore, type TicketStoreOptions } from './tickets.js';
@@ -36,7 +36,7 @@ export {
   type ClientMessageType,
   type ErrorMessage,
   type HelloMessage,
-  type RequestView,
+  type WireRequestView,
   type ResultMessage,
   type ResultPayload,
   type ServerMessage,

@@ -253,7 +253,8 @@ export type ServerMessage = z.infer<typeof serverMessageSchema>;
 export type HelloMessage = z.infer<typeof helloMessageSchema>;
 export type ErrorMessage = z.infer<typeof errorMessageSchema>;
 export type ResultMessage = z.infer<typeof resultMessageSchema>;
-export type RequestView = z.infer<typeof requestViewSchema>;
+/** A request view as it travels over the channel (what clients parse; the host builds gate/events.ts `RequestView`). */
+export type WireRequestView = z.infer<typeof requestViewSchema>;
 
 // ---------------------------------------------------------------------------------------------
 // Parsing client input (never throws)

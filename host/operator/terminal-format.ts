@@ -11,7 +11,7 @@
  *   escape, so it can neither move the cursor, recolour or clear the terminal, nor reorder text.
  */
 import type { OperatorEvent } from './client.js';
-import type { RequestView } from './protocol.js';
+import type { WireRequestView } from './protocol.js';
 
 // C0/C1 controls (C1 holds CSI, U+009B: an escape sequence on some terminals), zero-width and
 // bidi characters, line/paragraph separators, BOM. Tab and newline too: agent text never breaks lines.
@@ -32,13 +32,13 @@ function json(value: unknown, pretty = false): string {
   return text.split('\n').map(inert).join('\n');
 }
 
-export function formatPending(requests: RequestView[], now: number): string {
+export function formatPending(requests: WireRequestView[], now: number): string {
   if (requests.length === 0) return 'no pending requests\n';
   const sorted = [...requests].sort((a, b) => a.createdAt - b.createdAt);
   return `${sorted.length} pending request${sorted.length === 1 ? '' : 's'}:\n${sorted.map((r) => formatRequest(r, now)).join('')}`;
 }
 
-export function formatRequest(r: RequestView, now: number): string {
+export function formatRequest(r: WireRequestView, now: number): string {
   const target = r.method ? `${r.capability}.${r.method}` : `${r.capability} (capability requested)`;
   const risk = r.risk ? Object.entries(r.risk).filter(([, v]) => v).map(([k]) => k).join(', ') || 'none' : 'unknown (treated as worst case)';
   const { proposal } = r;
@@ -95,11 +95,11 @@ export function formatEvent(event: OperatorEvent, now: number): string {
 }
 
 /** A request's arguments changed (a new proposal) since it was last shown: all of it, again. */
-export function formatNewProposal(r: RequestView, now: number): string {
+export function formatNewProposal(r: WireRequestView, now: number): string {
   return `${r.id}: ${r.proposal.by ?? 'someone'} edited the arguments: a new proposal; approvals of other arguments no longer count\n${formatRequest(r, now)}`;
 }
 
-export function formatDecision(r: RequestView): string {
+export function formatDecision(r: WireRequestView): string {
   switch (r.status) {
     case 'pending':
       return `${r.id}: approvals ${r.proposal.approvedBy.length}/${r.approvalsRequired} (${r.proposal.approvedBy.join(', ')}); waiting for another approver\n`;

@@ -22,7 +22,7 @@ import { GRANT_SPANS, type GrantSpan } from '../model.js';
 import type { DecideInput } from './backend.js';
 import type { OperatorClient } from './client.js';
 import { formatDecision, formatEvent, formatNewProposal, formatPending, formatRequest } from './terminal-format.js';
-import type { RequestView } from './protocol.js';
+import type { WireRequestView } from './protocol.js';
 
 export { formatEvent, formatPending, formatRequest } from './terminal-format.js';
 
@@ -69,19 +69,19 @@ export function runOperatorTerminal(client: OperatorClient, io: TerminalIo): Pro
 
     // The digest of the arguments last printed per request: what an approval from here approves.
     const shownDigest = new Map<string, string>();
-    const show = (requests: RequestView[]): void => {
+    const show = (requests: WireRequestView[]): void => {
       for (const r of requests) shownDigest.set(r.id, r.proposal.argsDigest);
     };
     // Your own decision arrives twice (its reply and the event everyone gets): print it once.
     const shown = new Set<string>();
-    const once = (request: RequestView, text: string): void => {
+    const once = (request: WireRequestView, text: string): void => {
       const key = `${request.id}:${request.status}:${request.approvals.length}`;
       if (shown.has(key)) return;
       shown.add(key);
       print(text);
     };
     /** A decision or progress; a pending request whose arguments changed since it was shown is shown again in full. */
-    const progress = (request: RequestView): void => {
+    const progress = (request: WireRequestView): void => {
       const changed = request.status === 'pending' && shownDigest.get(request.id) !== request.proposal.argsDigest;
       if (request.status !== 'pending') shownDigest.delete(request.id);
       if (!changed) return once(request, formatDecision(request));
@@ -127,11 +127,11 @@ interface Shown {
   now: () => number;
   /** The digest of the arguments last printed per request. */
   shownDigest: ReadonlyMap<string, string>;
-  show(requests: RequestView[]): void;
+  show(requests: WireRequestView[]): void;
 }
 
 /** Text to print, 'quit', or the request a decision returned. */
-async function execute(client: OperatorClient, line: string, { now, shownDigest, show }: Shown): Promise<string | RequestView> {
+async function execute(client: OperatorClient, line: string, { now, shownDigest, show }: Shown): Promise<string | WireRequestView> {
   // What an approval from here approves: the arguments printed here (none printed: what the agent asked).
   const seen = (requestId: string): { argsDigest?: string } => {
     const digest = shownDigest.get(requestId);

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../host/cli/main.js';
 import { formatRequest } from '../../host/operator/terminal.js';
 import type { OperatorClient } from '../../host/operator/client.js';
-import type { RequestView } from '../../host/operator/protocol.js';
+import type { WireRequestView as RequestView } from '../../host/operator/protocol.js';
 import { call } from './api-client.js';
 import { type Fixture, startFixture } from './helpers/host-fixture.js';
 

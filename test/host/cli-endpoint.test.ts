@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../host/cli/main.js';
-import type { RequestView } from '../../host/operator/protocol.js';
+import type { WireRequestView as RequestView } from '../../host/operator/protocol.js';
 import { type Fixture, startFixture } from './helpers/host-fixture.js';
 import { type Harness, startHarness, TOKENS } from './operator-harness.js';
 

@@ -24,7 +24,7 @@ import { formatRequest, runOperatorTerminal } from '../../host/operator/terminal
 import { canonicalJson, sha256Hex } from '../../host/audit/canonical.js';
 import { openAuditReader, queryAudit } from '../../host/audit/query.js';
 import type { OperatorClient } from '../../host/operator/client.js';
-import type { RequestView } from '../../host/operator/protocol.js';
+import type { WireRequestView as RequestView } from '../../host/operator/protocol.js';
 import { defaultStorePath } from '../../host/store/sqlite-store.js';
 import { type Fixture, startFixture } from './helpers/host-fixture.js';
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadVerifyKey } from '../../host/audit/keys.js';
 import { verifyAudit } from '../../host/audit/verify.js';
 import type { OperatorClient, OperatorTrustEvent } from '../../host/operator/client.js';
-import type { RequestView } from '../../host/operator/protocol.js';
+import type { WireRequestView as RequestView } from '../../host/operator/protocol.js';
 import { defaultStorePath } from '../../host/store/sqlite-store.js';
 import type { Review } from '../../host/trust/model.js';
 import { type Fixture, startFixture } from './helpers/host-fixture.js';

@@ -11,7 +11,7 @@ import { auditCommand } from '../../host/cli/audit.js';
 import { main } from '../../host/cli/main.js';
 import { trustReport } from '../../host/console/oversight.js';
 import type { OperatorClient } from '../../host/operator/client.js';
-import type { RequestView } from '../../host/operator/protocol.js';
+import type { WireRequestView as RequestView } from '../../host/operator/protocol.js';
 import type { Proposal, Review } from '../../host/trust/model.js';
 import { type Fixture, startFixture } from './helpers/host-fixture.js';
 
