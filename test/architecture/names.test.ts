@@ -5,34 +5,17 @@
  * reading the wrong one. Re-exports (`export { x } from`) are the same declaration and do not
  * count; overloads of one function in one file count once.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
-
-const ROOT = path.resolve('.');
-const FOLDERS = ['runtime', 'capabilities', 'sandbox-images', 'host'];
-const ENTRIES = ['index.ts', 'host-entry.ts', 'preflight.ts'];
+import { ROOT, sourceFiles } from './imports.js';
 
 /**
  * Names declared twice in files other engineers are changing now; to be renamed there. This list
  * may only shrink. (BUSY_TIMEOUT_MS: capabilities/kv/index.ts and capabilities/sql/statement.ts.)
  */
 const PENDING = new Set(['BUSY_TIMEOUT_MS']);
-
-function sourceFiles(): string[] {
-  const out: string[] = ENTRIES.filter((f) => existsSync(path.join(ROOT, f)));
-  const walk = (dir: string): void => {
-    for (const name of readdirSync(path.join(ROOT, dir))) {
-      const rel = path.posix.join(dir, name);
-      if (name === 'node_modules' || name === 'dist') continue;
-      if (statSync(path.join(ROOT, rel)).isDirectory()) walk(rel);
-      else if (name.endsWith('.ts') && !name.endsWith('.d.ts')) out.push(rel);
-    }
-  };
-  for (const folder of FOLDERS) walk(folder);
-  return out.sort();
-}
 
 /** Names a file declares with `export` (not re-exports). */
 export function exportedDeclarations(fileName: string, text: string): string[] {
