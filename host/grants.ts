@@ -4,7 +4,7 @@
  * Pure functions (the clock is an argument), so the CLI, the operator channel and the gate apply
  * one policy. Grants are written through the grant service (grant-service.ts).
  *
- * Defends the risk policy of CONCEPTS.md: a destructive or financial method is never autonomous
+ * Defends the risk policy (README.md, Concepts and The host): a destructive or financial method is never autonomous
  * (`contained`/`executed`) unless an admin forces it with a recorded reason; assisted, it needs
  * two distinct approvers; `executed` (run now, review later) is for reversible methods only; an
  * "always" answer can never make a destructive or financial method autonomous.

@@ -1,7 +1,7 @@
 /**
  * The host's data model: grants, requests (recommendations and escalations), decisions, runs,
  * operators and their tokens — zod schemas (validated at every boundary: store rows, CLI, the
- * operator channel) and the inferred types. One vocabulary, from ../shared/CONCEPTS.md.
+ * operator channel) and the inferred types. One vocabulary: README.md, Concepts.
  */
 import { z } from 'zod';
 import { budgetSchema } from '../capabilities/sdk/budget.js';

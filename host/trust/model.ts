@@ -1,7 +1,7 @@
 /**
  * The trust ledger's records as operators see them — reviews of executed actions, promotion
  * proposals, demotions — as strict zod schemas (the operator protocol validates with them) and
- * their types. Vocabulary from CONCEPTS.md: review, ledger, promotion / demotion, phase.
+ * their types. Vocabulary from README.md, Concepts: review, ledger, promotion / demotion, phase.
  */
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
