@@ -186,6 +186,15 @@ export class PolicyGate implements Gate {
     return approvedRequestGate(this.options, request);
   }
 
+  /**
+   * Revoke the attenuated instance of a grant (calls in flight through it fail CAPABILITY_REVOKED).
+   * Revocations through the grant service (`host.grants.revoke`) do this themselves; this is for
+   * one stored by another process. Kept for library users of `host.gate`.
+   */
+  revokeGrant(grantId: string, reason: string): void {
+    this.options.grants.revokeInstance(grantId, reason);
+  }
+
   private async recommend(call: GateCall, ctx: GateContext, grant: Grant, via: CapabilityInstance): Promise<GateDecision> {
     const decision = await this.wait(ctx, {
       ...callFields(call),
