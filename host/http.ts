@@ -154,8 +154,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     maxConnectionsPerToken: limits.maxOperatorConnectionsPerToken,
     logger,
   });
-  let url: string | undefined;
-  const services: HttpServices = { config, verifier, channel, metrics, logger, url: () => url };
+  let listening: string | undefined;
+  const services: HttpServices = { config, verifier, channel, metrics, logger, url: () => listening };
 
   async function dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let url: URL;
@@ -207,9 +207,9 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   }
   const address = server.address() as AddressInfo;
   const hostname = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-  url = `http://${hostname}:${address.port}`;
+  listening = `http://${hostname}:${address.port}`;
   return {
-    url,
+    url: listening,
     server,
     channel,
     async close() {

@@ -38,7 +38,7 @@ const emptySchema = z.strictObject({});
 export interface RouteDeps {
   /** The host services the console uses. */
   ports: ConsolePorts;
-  /** The HTTP server's: the token verifier, the operator channel (tickets, disconnect), the logger. */
+  /** The HTTP server's: the token verifier and the operator channel (tickets, disconnect). */
   services: Pick<HttpServices, 'verifier' | 'channel'>;
   sessions: SessionStore;
   assets: ReadonlyMap<string, Asset>;
