@@ -35,6 +35,7 @@ const NOT_A_CODE = new Set([
   'QUERY_PROCESS', // capabilities/sql: `data.reason` of CAPABILITY_FAILED (the query process could not start)
   'NOT_UTF8', // capabilities/fs: `data.reason` of CAPABILITY_FAILED (a file read as text is not UTF-8)
   'IN_SCOPE', // capabilities/sdk: the in-scope verdict a capability's inScope returns (docs)
+  'HOST_LAYERS', // docs/architecture.md: the layer table in test/architecture/layers.test.ts
 ]);
 
 function walk(dir: string, ext: RegExp): string[] {
