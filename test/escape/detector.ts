@@ -48,7 +48,9 @@ function detect(roots) {
     'Math', 'Intl', 'ArrayBuffer', 'Atomics', 'Uint8Array', 'Int8Array', 'Uint16Array', 'Int16Array', 'Uint32Array', 'Int32Array',
     'Float32Array', 'Float64Array', 'Float16Array', 'Uint8ClampedArray', 'BigUint64Array', 'BigInt64Array', 'DataView', 'Map', 'BigInt',
     'Set', 'WeakMap', 'WeakSet', 'Proxy', 'Reflect', 'decodeURI', 'decodeURIComponent', 'encodeURI', 'encodeURIComponent', 'escape',
-    'unescape', 'eval', 'isFinite', 'isNaN', 'Iterator', 'SuppressedError', 'DisposableStack', 'AsyncDisposableStack'];
+    'unescape', 'eval', 'isFinite', 'isNaN', 'Iterator', 'SuppressedError', 'DisposableStack', 'AsyncDisposableStack',
+    // ECMAScript 2026 (V8 in Node 26).
+    'Temporal'];
   const fromSyntax = [];
   const add = (v) => apply(push, fromSyntax, [v]);
   add(getProto(function () {}));
