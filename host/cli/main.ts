@@ -25,6 +25,7 @@ Commands:
   approve ID | deny ID       decide one request from a script (--span, --args / --reason)
   grant add|list|revoke      manage the stored grants (subject, capability, methods, mode)
   token create|list|revoke   manage operator tokens (shown once, stored hashed)
+  agent create|list|revoke   manage agent identities for MCP clients (token shown once, stored hashed)
   audit verify|dangling|tail|query|export
                              the hash-chained audit log: verify it, find interrupted actions, read it
   review list|mark           after-the-fact review of executed actions (ok / error / critical)
@@ -49,6 +50,7 @@ const commands: Record<string, Command> = {
   deny: async (argv, io) => (await import('./operator.js')).denyCommand(argv, io),
   grant: async (argv, io) => (await import('./grant.js')).grantCommand(argv, io),
   token: async (argv, io) => (await import('./token.js')).tokenCommand(argv, io),
+  agent: async (argv, io) => (await import('./agent.js')).agentCommand(argv, io),
   audit: async (argv, io) => (await import('./audit.js')).auditCommand(argv, io),
   review: async (argv, io) => (await import('./review.js')).reviewCommand(argv, io),
   trust: async (argv, io) => (await import('./trust.js')).trustCommand(argv, io),

@@ -185,8 +185,25 @@ CREATE TABLE promotions (
 CREATE UNIQUE INDEX promotions_open ON promotions (subject, capability, method) WHERE status = 'proposed';
 `;
 
+/**
+ * v3 — agent identities for MCP clients (host/agents.ts; docs/mcp.md). Additive only. An agent's
+ * token is kept as its sha256, like an operator token; names are unique among active agents.
+ */
+const V3 = `
+CREATE TABLE agents (
+  id TEXT PRIMARY KEY NOT NULL,
+  name TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  hash TEXT NOT NULL UNIQUE,
+  created_at INTEGER NOT NULL,
+  created_by TEXT NOT NULL,
+  revoked_at INTEGER
+) STRICT;
+CREATE UNIQUE INDEX agents_active_name ON agents (name) WHERE revoked_at IS NULL;
+`;
+
 /** Migration n (1-based) is MIGRATIONS[n - 1]. Append only; never edit a shipped migration. */
-const MIGRATIONS: readonly string[] = [V1, V2];
+const MIGRATIONS: readonly string[] = [V1, V2, V3];
 
 /** The schema version this build writes. */
 export const SCHEMA_VERSION = MIGRATIONS.length;

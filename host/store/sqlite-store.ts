@@ -41,6 +41,7 @@ import {
   tokenToRow,
   toSql,
 } from './rows.js';
+import { AGENT_INSERT_SQL, type AgentRecord, agentToRow, rowToAgent } from './agents.js';
 import { migrate } from './schema.js';
 import type { ApprovalResult, GrantFilter, Resolution, ResolveResult, RunFilter, Store } from './store.js';
 
@@ -426,6 +427,35 @@ export class SqliteStore implements Store {
         .transaction(() => {
           this.stmt('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at, id);
           return this.get('SELECT * FROM tokens WHERE id = ?', [id], rowToToken);
+        })
+        .immediate(),
+    );
+  }
+
+  // Agents -----------------------------------------------------------------------------------
+
+  /** INVALID_ARGUMENT (`data.reason: 'duplicate'`) when the id, the hash, or the name of an active agent exists. */
+  async insertAgent(agent: AgentRecord): Promise<void> {
+    this.guard('insertAgent', () => {
+      this.stmt(AGENT_INSERT_SQL).run(agentToRow(agent));
+    });
+  }
+
+  /** The agent with this token hash, revoked or not (the verifier refuses revoked ones). */
+  async findAgentByHash(hash: string): Promise<AgentRecord | undefined> {
+    return this.guard('findAgentByHash', () => this.get('SELECT * FROM agents WHERE hash = ?', [hash], rowToAgent));
+  }
+
+  async listAgents(): Promise<AgentRecord[]> {
+    return this.guard('listAgents', () => this.all('SELECT * FROM agents ORDER BY created_at, id', [], rowToAgent));
+  }
+
+  async revokeAgent(id: string, at: number): Promise<AgentRecord | undefined> {
+    return this.guard('revokeAgent', () =>
+      this.db
+        .transaction(() => {
+          this.stmt('UPDATE agents SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at, id);
+          return this.get('SELECT * FROM agents WHERE id = ?', [id], rowToAgent);
         })
         .immediate(),
     );

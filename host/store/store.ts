@@ -8,6 +8,7 @@
  * applied exactly once and an action is never performed twice, even across a crash.
  */
 import type { Approval, Grant, RequestRecord, RequestStatus, RunRecord, TokenRecord } from '../model.js';
+import type { AgentRecord } from './agents.js';
 
 export interface GrantFilter {
   /** Only grants whose subject matches this digest or name. */
@@ -73,6 +74,13 @@ export interface Store {
   findTokenByHash(hash: string): Promise<TokenRecord | undefined>;
   listTokens(): Promise<TokenRecord[]>;
   revokeToken(id: string, at: number): Promise<TokenRecord | undefined>;
+
+  // Agents (MCP clients; host/agents.ts)
+  insertAgent(agent: AgentRecord): Promise<void>;
+  findAgentByHash(hash: string): Promise<AgentRecord | undefined>;
+  listAgents(): Promise<AgentRecord[]>;
+  /** Idempotent (the first revocation time is kept); undefined when unknown. */
+  revokeAgent(id: string, at: number): Promise<AgentRecord | undefined>;
 
   close(): Promise<void>;
 }
