@@ -20,7 +20,7 @@
  */
 import type ivm from 'isolated-vm';
 import { ContainedError, type ErrorCode, type ErrorInfo, isErrorCode, messageOf } from './errors.js';
-import { type Limits, MIN_LOG_LINE_BYTES } from './limits.js';
+import type { Limits } from './limits.js';
 import { linkProgram } from './link.js';
 import { type Program, validateProgram } from './program.js';
 import { type IsolateSource, type PreparedIsolate, prepareIsolate } from './prepared-isolate.js';
@@ -68,6 +68,13 @@ const PASS_THROUGH_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'CAPABILITY_EXPIRED', 'BUDGET_EXCEEDED', 'CAPABILITY_FAILED', 'ESCALATION_DENIED', 'ESCALATION_TIMEOUT', 'RUN_GONE',
 ]);
 
+/**
+ * Bytes a single log line is charged at least, so a flood of empty lines still hits the limit.
+ * Here, not in limits.ts: a worker process imports the engine, and limits.ts builds a zod schema
+ * (zod is ~60 ms of a worker's start; nothing in a worker validates limits, the host did).
+ */
+export const MIN_LOG_LINE_BYTES = 16;
+
 const WATCHDOG_INTERVAL_MS = 5;
 const MAX_MESSAGE_CHARS = 4096;
 
@@ -77,11 +84,23 @@ export interface EngineRun {
   /** Stop the wall clock (a human is deciding); call the result to restart it. */
   pauseWallClock(): () => void;
   cancel(message?: string): void;
+  /**
+   * After the outcome: true when it came from the guest's own report, so the isolate was idle when
+   * it was disposed. False when the run was killed or failed (the isolate may have been disposed
+   * while it ran code). A process may exit at once after quiet runs; after any other, isolated-vm
+   * needs a moment (exiting within ~20 ms of disposing a running isolate has segfaulted).
+   */
+  endedQuietly(): boolean;
 }
 
 export function startRun(spec: EngineRunSpec, bridge: EngineBridge, pool?: IsolateSource): EngineRun {
   const run = new Run(spec, bridge, pool);
-  return { outcome: run.execute(), pauseWallClock: () => run.pause(), cancel: (m) => run.kill('CANCELLED', m ?? 'the run was cancelled') };
+  return {
+    outcome: run.execute(),
+    pauseWallClock: () => run.pause(),
+    cancel: (m) => run.kill('CANCELLED', m ?? 'the run was cancelled'),
+    endedQuietly: () => run.quiet,
+  };
 }
 
 class Run {
@@ -106,6 +125,8 @@ class Run {
   private cpuBaselineNs = 0n;
   private heapProbe: Promise<void> | undefined;
   private reportOutcome: ((text: string) => void) | undefined;
+  /** The outcome came from the guest's report, with no kill (see EngineRun.endedQuietly). */
+  quiet = false;
 
   constructor(
     private readonly spec: EngineRunSpec,
@@ -143,7 +164,9 @@ class Run {
         const heap = await Promise.race([isolate.getHeapStatistics().catch(() => undefined), delay(20)]);
         if (heap) this.recordHeap(heap.used_heap_size + heap.externally_allocated_size);
       }
-      return this.finish(result);
+      const outcome = this.finish(result);
+      this.quiet = typeof result === 'string' && !this.killed;
+      return outcome;
     } catch (error) {
       return this.finish(undefined, error);
     } finally {

@@ -29,6 +29,3 @@ export type Limits = z.output<typeof limitsSchema>;
 export type LimitsInput = z.input<typeof limitsSchema>;
 
 export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze(limitsSchema.parse({}));
-
-/** Bytes a single log line is charged at least, so a flood of empty lines still hits the limit. */
-export const MIN_LOG_LINE_BYTES = 16;

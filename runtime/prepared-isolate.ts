@@ -74,7 +74,7 @@ export interface IsolatePoolOptions {
 
 export class IsolatePool implements IsolateSource {
   private readonly ready: PreparedIsolate[] = [];
-  private filling = false;
+  private filling: Promise<void> | undefined;
   private closed = false;
 
   constructor(private readonly options: IsolatePoolOptions) {
@@ -95,14 +95,22 @@ export class IsolatePool implements IsolateSource {
     if (this.ready.length < this.options.size) setImmediate(() => void this.fill());
   }
 
-  close(): void {
+  /**
+   * Dispose the ready isolates. Resolves once no isolate is being prepared (preparing runs our
+   * bootstrap on the isolate's thread; a process must not exit in the middle of it).
+   */
+  async close(): Promise<void> {
     this.closed = true;
     for (const p of this.ready.splice(0)) if (!p.isolate.isDisposed) p.isolate.dispose();
+    await this.filling;
   }
 
-  private async fill(): Promise<void> {
-    if (this.filling) return;
-    this.filling = true;
+  private fill(): Promise<void> {
+    this.filling ??= this.fillLoop().finally(() => (this.filling = undefined));
+    return this.filling;
+  }
+
+  private async fillLoop(): Promise<void> {
     try {
       while (!this.closed && this.ready.length < this.options.size) {
         const prepared = await prepareIsolate(this.options.memoryMb);
@@ -111,8 +119,6 @@ export class IsolatePool implements IsolateSource {
       }
     } catch {
       // Preparing failed (out of memory?): runs fall back to preparing their own.
-    } finally {
-      this.filling = false;
     }
   }
 }

@@ -11,11 +11,11 @@ import os from 'node:os';
 import type { Logger } from 'pino';
 import type { CapabilityInstance } from '../capabilities/sdk/index.js';
 import { Dispatcher, type DispatchRun } from './dispatcher.js';
-import { type EngineRunSpec, startRun } from './engine.js';
+import type { EngineRunSpec, startRun } from './engine.js';
 import { ContainedError, type ErrorInfo } from './errors.js';
 import { type Gate, passThroughGate } from './gate.js';
 import { DEFAULT_LIMITS, type Limits, type LimitsInput, limitsSchema } from './limits.js';
-import { IsolatePool } from './prepared-isolate.js';
+import type { IsolatePool } from './prepared-isolate.js';
 import type { LogLine, RunOutcome } from './outcome.js';
 import { type Program, programFromSource, validateProgram } from './program.js';
 import { SANDBOX_DEFAULTS } from './sandbox-config.js';
@@ -84,10 +84,25 @@ export function createSandbox(options: SandboxOptions = {}): Sandbox {
   return new SandboxImpl(options);
 }
 
+/**
+ * What the in-process mode runs isolates with, imported when such a sandbox is created: a sandbox
+ * of worker mode never loads isolated-vm in this process (the `contained run` CLI, which then needs
+ * neither the native module nor `--no-node-snapshot`, since it creates no isolate).
+ */
+interface LocalEngine {
+  startRun: typeof startRun;
+  warm: IsolatePool | undefined;
+}
+
+async function loadLocalEngine(warmIsolates: number, memoryMb: number): Promise<LocalEngine> {
+  const [{ startRun }, { IsolatePool }] = await Promise.all([import('./engine.js'), import('./prepared-isolate.js')]);
+  return { startRun, warm: warmIsolates > 0 ? new IsolatePool({ size: warmIsolates, memoryMb }) : undefined };
+}
+
 class SandboxImpl implements Sandbox {
   private readonly dispatcher: Dispatcher;
   private readonly pool: WorkerPool | undefined;
-  private readonly warm: IsolatePool | undefined;
+  private readonly local: Promise<LocalEngine> | undefined;
   private readonly live = new Map<string, LiveRun>();
   private closed = false;
 
@@ -106,8 +121,10 @@ class SandboxImpl implements Sandbox {
         warmMemoryMb,
         logger: options.logger,
       });
-    } else if (warmIsolates > 0) {
-      this.warm = new IsolatePool({ size: warmIsolates, memoryMb: warmMemoryMb });
+    } else {
+      this.local = loadLocalEngine(warmIsolates, warmMemoryMb);
+      // A failure to load surfaces in run() (as an outcome) and close(); never unhandled.
+      this.local.catch(() => undefined);
     }
   }
 
@@ -137,7 +154,13 @@ class SandboxImpl implements Sandbox {
         this.live.set(runId, { pause: () => pool.pause(runId), cancel: (m) => pool.cancel(runId, m) });
         return await pool.run(spec, { call: (call) => this.dispatcher.dispatch(dispatchRun, call), log: request.onLog });
       }
-      const engineRun = startRun(spec, { call: (call) => this.dispatcher.dispatch(dispatchRun, call), log: request.onLog }, this.warm);
+      let local: LocalEngine;
+      try {
+        local = await (this.local as Promise<LocalEngine>);
+      } catch {
+        return failed({ code: 'INTERNAL', message: 'cannot load the sandbox engine (isolated-vm)' });
+      }
+      const engineRun = local.startRun(spec, { call: (call) => this.dispatcher.dispatch(dispatchRun, call), log: request.onLog }, local.warm);
       this.live.set(runId, { pause: () => engineRun.pauseWallClock(), cancel: (m) => engineRun.cancel(m) });
       return await engineRun.outcome;
     } finally {
@@ -159,7 +182,7 @@ class SandboxImpl implements Sandbox {
     this.closed = true;
     for (const run of this.live.values()) run.cancel('the sandbox was closed');
     await this.pool?.close();
-    this.warm?.close();
+    await (await this.local?.catch(() => undefined))?.warm?.close();
   }
 
   private prepare(runId: string, request: RunRequest): { spec: EngineRunSpec; capabilities: Map<string, CapabilityInstance> } {

@@ -288,6 +288,9 @@ export class WorkerPool {
     if (index >= 0) this.workers.splice(index, 1);
     if (worker.runs.size > 0) {
       this.options.logger?.warn({ pid: worker.child.pid, code, signal, runs: [...worker.runs.keys()] }, 'sandbox worker died');
+    } else if (this.closed && (signal !== null || code !== 0)) {
+      // Told to exit, it crashed instead (isolated-vm has segfaulted at exit: see worker-main.ts).
+      this.options.logger?.warn({ pid: worker.child.pid, code, signal }, 'sandbox worker did not exit cleanly');
     }
     for (const run of worker.runs.values()) run.resolve(crashed(run, `the worker process hosting this run died (${signal ?? `exit ${code}`})`));
     for (const runId of worker.runs.keys()) this.remember(worker, runId);

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { createSandbox, type LimitsInput } from '../../runtime/index.js';
 import { createTestNotes } from '../helpers/test-capability.js';
-import { MODES, TOLERANCE_MS, expectCode, expectHealthy, until } from '../helpers/sandbox.js';
+import { MODES, TOLERANCE_MS, captureLogger, expectCode, expectHealthy, until } from '../helpers/sandbox.js';
 
 function workerPids(): number[] {
   try {
@@ -85,5 +85,40 @@ describe.each(MODES)('sandbox lifecycle (%s)', (isolation) => {
     expectCode(out, 'CANCELLED');
     expectCode(await sb.run({ source: 'export default () => 1' }), 'CANCELLED');
     await until(() => workerPids().filter((p) => !before.includes(p)).length === 0, 5000);
+  });
+});
+
+/**
+ * A worker exits at once when closed after quiet runs (no fixed 100 ms sleep on every `contained
+ * run`), but exiting right after an isolate was disposed while it ran code has segfaulted in
+ * isolated-vm: closing after killed runs (CPU limit, cancel) must still end every worker cleanly.
+ * A crash would show as the worker's own stderr (V8's report) in the log, or as a signal.
+ */
+describe('closing a worker pool', () => {
+  const spinning = 'export default function main() { for (;;) {} }';
+
+  async function closeAfter(requests: Array<Parameters<ReturnType<typeof createSandbox>['run']>[0]>, expected: string[]): Promise<Array<Record<string, unknown>>> {
+    const { logger, lines } = captureLogger();
+    const sb = createSandbox({ workers: 1, logger });
+    const outcomes = await Promise.all(requests.map((r) => sb.run(r)));
+    expect(outcomes.map((o) => (o.status === 'ok' ? 'ok' : o.error.code))).toEqual(expected);
+    await sb.close();
+    // The worker's stdio may close just after its exit event.
+    await new Promise((r) => setTimeout(r, 150));
+    return lines;
+  }
+
+  it('after killed runs, every worker still exits cleanly', async () => {
+    for (let i = 0; i < 10; i++) {
+      const lines = await closeAfter([{ source: spinning, limits: { cpuMs: 30 } }], ['CPU_LIMIT']);
+      expect(lines.filter((l) => l.level >= 40)).toEqual([]);
+    }
+  });
+
+  it('right after quiet runs, every worker exits cleanly', async () => {
+    for (let i = 0; i < 10; i++) {
+      const lines = await closeAfter([{ source: 'export default () => 1' }, { source: 'export default () => { throw new Error("no") }' }], ['ok', 'AGENT_ERROR']);
+      expect(lines.filter((l) => l.level >= 40)).toEqual([]);
+    }
   });
 });
