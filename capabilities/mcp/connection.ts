@@ -148,7 +148,11 @@ export class McpConnection {
     try {
       client.onerror = (error) => {
         if (gen !== this.generation) return;
-        if (/exceeded maximum size/.test(String(error?.message))) this.lastCloseReason = 'too-large';
+        if (/exceeded maximum size/.test(String(error?.message))) {
+          // The SDK dropped the message and closes gently (stdin, then 2 s, then SIGTERM): kill now,
+          // so the calls in flight fail at once rather than at their timeout.
+          this.kill('too-large');
+        }
         this.options.logger?.debug({ capability: name, err: String(error?.message ?? error) }, 'mcp: transport error');
       };
       client.onclose = () => this.closed(gen);
@@ -241,8 +245,8 @@ export class McpConnection {
 
   /** Kill the server now (it stopped answering); it is restarted like after a crash. */
   private kill(reason: FailureReason): void {
-    if (this.state !== 'ready') return;
     this.lastCloseReason = reason;
+    if (this.state !== 'ready') return;
     const transport = this.transport;
     this.killTransport(transport);
   }
@@ -298,7 +302,9 @@ export class McpConnection {
       // An error answer of the server itself (unknown tool, invalid params, internal error).
       return new ContainedError('MCP_TOOL_ERROR', `${name}.${tool}: ${clip(error.message)}`, { data: { mcpCode: error.code }, cause: error });
     }
-    if (this.state !== 'ready') return failed(name, this.lastCloseReason, `${tool}: the server connection failed; it is restarted`, error);
+    if (this.state !== 'ready' || client !== this.client || /not connected/i.test(String((error as Error)?.message))) {
+      return failed(name, this.lastCloseReason, `${tool}: the server connection failed; it is restarted`, error);
+    }
     return failed(name, 'invalid-response', `${tool}: the server's answer is not a valid tool result`, error);
   }
 

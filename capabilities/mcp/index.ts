@@ -69,7 +69,9 @@ export async function startMcp(name: string, rawOptions: unknown, deps: StartMcp
   }
   const options = parsed.data;
   const riskOf = (tool: McpToolSnapshot) => toolRisk(tool.name, tool.annotations, options.risk[tool.name]).risk;
-  // Unexplained lowering fails here, for every tool the config names, before anything starts.
+  // Lowering is judged against the worst case, not against today's hints (which the server may
+  // change): an override that makes a tool look less risky than worst case needs its reason.
+  // Unexplained lowering fails here, before anything starts.
   const loweredReasons: Record<string, string> = {};
   for (const [tool, override] of Object.entries(options.risk)) {
     const r = toolRisk(tool, undefined, override);
@@ -96,12 +98,6 @@ export async function startMcp(name: string, rawOptions: unknown, deps: StartMcp
       ...(deps.onToolEvent ? { onEvent: deps.onToolEvent } : {}),
     });
     const entries = await toolbox.init(hello.tools);
-    // Reasons apply per tool against its hints: recompute with the real annotations.
-    for (const e of entries) {
-      const r = toolRisk(e.toolName, e.defined.annotations, options.risk[e.toolName]);
-      if (r.loweredReason) loweredReasons[e.toolName] = r.loweredReason;
-      else delete loweredReasons[e.toolName];
-    }
     const definition = buildMcpDefinition({
       name,
       description: options.description ?? `The tools of the MCP server ${JSON.stringify(hello.serverName)}.`,

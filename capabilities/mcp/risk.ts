@@ -6,8 +6,9 @@
  * so it never lowers risk. Nothing in MCP says "moves money": `financial` is false unless the
  * operator raises it.
  *
- * The operator's overrides come last. Raising risk is always allowed; lowering any annotation
- * needs a recorded reason, or the capability fails to start (`INVALID_ARGUMENT`).
+ * The operator's overrides come last. Raising risk is always allowed; an override that sets any
+ * annotation below the worst case needs a recorded reason (judged against the worst case, not the
+ * server's current hints, which may change), or the capability fails to start (`INVALID_ARGUMENT`).
  */
 import { ContainedError } from '../../runtime/errors.js';
 import type { RiskAnnotations } from '../sdk/risk.js';
