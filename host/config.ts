@@ -31,6 +31,7 @@ import { auditConfigSchema } from './audit/config.js';
 import { consoleConfigSchema } from './console/limits.js';
 import { operatorConfigSchema } from './operator/limits.js';
 import { trustConfigSchema } from './trust/policy.js';
+import { mcpConfigSchema } from './mcp/limits.js';
 
 /** Looked for in the working folder when no `--config` is given. */
 export const DEFAULT_CONFIG_FILE = 'contained.config.json';
@@ -104,6 +105,8 @@ export const hostConfigSchema = z.strictObject({
   console: consoleConfigSchema.prefault({}),
   /** Audit log batching, fsync mode and checkpoints (host/audit/config.ts). */
   audit: auditConfigSchema.prefault({}),
+  /** MCP server limits per session: source size, live runs, runs per minute; HTTP sessions (host/mcp/limits.ts; docs/mcp.md). */
+  mcp: mcpConfigSchema.prefault({}),
 });
 export type HostConfig = z.output<typeof hostConfigSchema>;
 

@@ -35,6 +35,7 @@ import { LiveRuns, RunService, type SubmitDigestInput, type SubmitInput, type Su
 import { defaultStorePath, openSqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { createTokenVerifier } from './tokens.js';
+import { createAgentVerifier } from './agents.js';
 import type { AuditLog } from './audit/log.js';
 import type { TrustService } from './trust/service.js';
 import { openAuditAndTrust } from './trust/wiring.js';
@@ -229,7 +230,8 @@ export async function startHost(options: HostOptions): Promise<Host> {
     const extra = options.httpRoutes;
     const mounted = (s: HttpServices): HttpRoute[] => [...(typeof extra === 'function' ? extra({ ...s, host }) : (extra ?? [])), ...(web ? web.routes(s) : [])];
     try {
-      server = await startHttpServer({ backend, api: { runs, requests }, config, verifier: createTokenVerifier(store), logger, metrics, routes: mounted });
+      const mcp = { runs, grants, instances, agents: createAgentVerifier(store), now };
+      server = await startHttpServer({ backend, api: { runs, requests }, mcp, config, verifier: createTokenVerifier(store), logger, metrics, routes: mounted });
     } catch (error) {
       // A port in use must not leave sandbox workers, timers or the store open behind it.
       await close().catch((closeError: unknown) => logger.error({ err: closeError }, 'closing after a failed start failed'));

@@ -1,6 +1,7 @@
 /**
  * The host's HTTP server: the platform API (`/v1/images`, `/v1/runs…`, host/api/), `/metrics`,
- * `/healthz`, the operator WebSocket channel (`/v1/operator`, upgrade only) and whatever other
+ * `/healthz`, the MCP server (`/v1/mcp`, Streamable HTTP, host/mcp/), the operator WebSocket
+ * channel (`/v1/operator`, upgrade only) and whatever other
  * routes are mounted — all on one port, loopback by default.
  *
  * ## Mounting routes (the web console and anything else served by the host)
@@ -44,6 +45,7 @@ import { CONNECTION_RETRY_AFTER_SECONDS, type HttpConfig } from './api/limits.js
 import { type ApiPorts, createApi } from './api/routes.js';
 import { LINGER_MS, sendError, sendJson } from './api/respond.js';
 import type { HostConfig } from './config.js';
+import { createMcpHttp, type McpHttpPorts } from './mcp/http.js';
 import type { HostMetrics } from './metrics.js';
 import type { OperatorBackend } from './operator/backend.js';
 import { attachOperatorChannel, type OperatorChannel } from './operator/server.js';
@@ -77,6 +79,8 @@ export interface HttpServerOptions {
   routes?: RoutesOption;
   /** Limits over those of `config.http` (timeouts, connection caps, body and stream limits). */
   limits?: Partial<HttpConfig>;
+  /** What the MCP server (`/v1/mcp`, host/mcp/http.ts) uses; absent, the route is not served. */
+  mcp?: McpHttpPorts;
 }
 
 export interface HttpServer {
@@ -187,7 +191,8 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   }
 
   const api = createApi({ ...options.api, verifier, config, limits, metrics, logger });
-  const builtIn: HttpRoute[] = [{ method: 'GET', path: '/healthz', handler: ({ res }) => sendJson(res, 200, { ok: true }) }, ...api.routes];
+  const mcp = options.mcp ? createMcpHttp({ ...options.mcp, metrics, logger }, { limits: config.mcp, allowedOrigins: config.allowedOrigins }) : undefined;
+  const builtIn: HttpRoute[] = [{ method: 'GET', path: '/healthz', handler: ({ res }) => sendJson(res, 200, { ok: true }) }, ...api.routes, ...(mcp?.routes ?? [])];
   const extra = typeof options.routes === 'function' ? options.routes(services) : (options.routes ?? []);
   for (const route of [...builtIn, ...extra]) routes.push(compileRoute(route));
 
@@ -203,6 +208,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     // Nothing may outlive a failed start: the channel's heartbeat, the API's streams.
     await channel.close();
     api.close();
+    await mcp?.close();
     throw listenError(error, config.listen);
   }
   const address = server.address() as AddressInfo;
@@ -215,6 +221,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     async close() {
       await channel.close();
       api.close();
+      await mcp?.close();
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       // Event streams never go idle on their own.

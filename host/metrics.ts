@@ -34,6 +34,10 @@ export interface HostMetrics {
   observeQueue(queue: { readonly running: number; readonly queued: number }): void;
   /** Start timing an HTTP request; call the result with the status code when it is answered. */
   httpTimer(method: string, route: string): (status: number) => void;
+  /** An MCP tool call ended (host/mcp/): its transport, tool and error code ("" when ok). */
+  mcpToolCall(transport: 'stdio' | 'http', tool: string, code: string): void;
+  /** An MCP session opened (+1) or closed (-1). */
+  mcpSession(transport: 'stdio' | 'http', delta: 1 | -1): void;
 }
 
 export interface HostMetricsOptions {
@@ -85,6 +89,8 @@ export function createHostMetrics(options: HostMetricsOptions = {}): HostMetrics
     },
   });
   const http = new Histogram({ name: `${p}http_request_duration_seconds`, help: 'HTTP requests by method, route and status, seconds (event streams: until the stream ends).', labelNames: ['method', 'route', 'status'], buckets: HTTP_BUCKETS, registers });
+  const mcpCalls = new Counter({ name: `${p}mcp_tool_calls_total`, help: 'MCP tool calls (run, run_image) that ended, by transport (stdio, http), tool and error code ("" when ok).', labelNames: ['transport', 'tool', 'code'], registers });
+  const mcpSessions = new Gauge({ name: `${p}mcp_sessions`, help: 'MCP sessions open, by transport (stdio, http).', labelNames: ['transport'], registers });
 
   const pending = new Map<string, RequestKind>();
   const syncPending = (): void => {
@@ -109,6 +115,12 @@ export function createHostMetrics(options: HostMetricsOptions = {}): HostMetrics
     },
     queueRejected() {
       queueRejections.inc();
+    },
+    mcpToolCall(transport, tool, code) {
+      mcpCalls.inc({ transport, tool: tool === 'run' || tool === 'run_image' ? tool : '(other)', code });
+    },
+    mcpSession(transport, delta) {
+      mcpSessions.inc({ transport }, delta);
     },
     meterGate(gate) {
       const metered: Gate = {

@@ -113,6 +113,41 @@ function operations(): Json {
         },
       },
     },
+    '/v1/mcp': {
+      post: {
+        operationId: 'mcp',
+        summary: 'MCP server (Streamable HTTP)',
+        description:
+          'The Model Context Protocol over Streamable HTTP (docs/mcp.md): JSON-RPC messages in, a JSON or `text/event-stream` answer out. `initialize` opens a session (`Mcp-Session-Id` in the answer, sent back on every later request). Tools: `run` (`{ code, input? }`: run JavaScript as the agent, under its grants) and `run_image` (`{ digest, input? }`). A call that needs an operator stays open with `notifications/progress`. Every request needs an agent token (`cta_…`, `contained agent create`), not an operator token; per-session limits are in the `mcp` config section.',
+        security: [{ agent: [] }],
+        parameters: [{ name: 'Mcp-Session-Id', in: 'header', required: false, description: 'The session, from the answer to initialize.', schema: { type: 'string' } }],
+        requestBody: { required: true, content: { 'application/json': { schema: { type: 'object', description: 'A JSON-RPC 2.0 message (or a batch) of the MCP protocol.' } } } },
+        responses: {
+          '200': { description: 'The JSON-RPC answer, as JSON or as an event stream.', content: { 'application/json': { schema: { type: 'object' } }, 'text/event-stream': { schema: { type: 'string' } } } },
+          '202': { description: 'A notification or response was accepted.' },
+          '400': { description: 'A JSON-RPC error: no session id on a request that needs one, or not an initialize request.', content: { 'application/json': { schema: { type: 'object' } } } },
+          '401': error('UNAUTHENTICATED: no agent token, an unknown one or a revoked one (`WWW-Authenticate: Bearer`). Nothing was listed or run.'),
+          '403': error('FORBIDDEN: a browser Origin not in `allowedOrigins`.'),
+          '404': { description: 'A JSON-RPC error: the session is unknown, closed, or another agent\'s.', content: { 'application/json': { schema: { type: 'object' } } } },
+          '413': error('PAYLOAD_TOO_LARGE: the body is larger than `mcp.maxBodyBytes`.'),
+          '503': retry('SERVER_BUSY: the host holds `mcp.maxSessions` MCP sessions, or `http.maxConnections` connections.'),
+        },
+      },
+      get: {
+        operationId: 'mcpStream',
+        summary: 'MCP server: the session\'s server-to-client event stream',
+        security: [{ agent: [] }],
+        parameters: [{ name: 'Mcp-Session-Id', in: 'header', required: true, schema: { type: 'string' } }],
+        responses: { '200': { description: 'The event stream.', content: { 'text/event-stream': { schema: { type: 'string' } } } }, '401': error('UNAUTHENTICATED: no valid agent token.') },
+      },
+      delete: {
+        operationId: 'mcpClose',
+        summary: 'MCP server: close the session (its live runs are cancelled)',
+        security: [{ agent: [] }],
+        parameters: [{ name: 'Mcp-Session-Id', in: 'header', required: true, schema: { type: 'string' } }],
+        responses: { '200': { description: 'Closed.' }, '401': error('UNAUTHENTICATED: no valid agent token.') },
+      },
+    },
     '/metrics': {
       get: {
         operationId: 'metrics',
@@ -179,7 +214,10 @@ export function renderOpenApi(): string {
     security: [{ bearer: [] }],
     paths: operations(),
     components: {
-      securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An operator token (`ctd_…`) of the platform or admin role: `contained token create --role platform`.' } },
+      securitySchemes: {
+        bearer: { type: 'http', scheme: 'bearer', description: 'An operator token (`ctd_…`) of the platform or admin role: `contained token create --role platform`.' },
+        agent: { type: 'http', scheme: 'bearer', description: 'An agent token (`cta_…`) for the MCP server: `contained agent create --name NAME --subject SUBJECT`.' },
+      },
       schemas,
     },
   };

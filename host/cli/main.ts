@@ -26,6 +26,7 @@ Commands:
   grant add|list|revoke      manage the stored grants (subject, capability, methods, mode)
   token create|list|revoke   manage operator tokens (shown once, stored hashed)
   agent create|list|revoke   manage agent identities for MCP clients (token shown once, stored hashed)
+  mcp --agent NAME           an MCP server over stdio that runs contained code as that agent (docs/mcp.md)
   audit verify|dangling|tail|query|export
                              the hash-chained audit log: verify it, find interrupted actions, read it
   review list|mark           after-the-fact review of executed actions (ok / error / critical)
@@ -51,6 +52,7 @@ const commands: Record<string, Command> = {
   grant: async (argv, io) => (await import('./grant.js')).grantCommand(argv, io),
   token: async (argv, io) => (await import('./token.js')).tokenCommand(argv, io),
   agent: async (argv, io) => (await import('./agent.js')).agentCommand(argv, io),
+  mcp: async (argv, io) => (await import('./mcp.js')).mcpCommand(argv, io),
   audit: async (argv, io) => (await import('./audit.js')).auditCommand(argv, io),
   review: async (argv, io) => (await import('./review.js')).reviewCommand(argv, io),
   trust: async (argv, io) => (await import('./trust.js')).trustCommand(argv, io),

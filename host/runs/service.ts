@@ -13,11 +13,12 @@
  * a run that ended without an outcome; the image loader's IMAGE_* refusals. A run itself never
  * throws: a failure to start it is its outcome (INTERNAL), logged with the run id.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
 import { ContainedError } from '../../runtime/errors.js';
-import type { RunOutcome, Sandbox } from '../../runtime/index.js';
+import type { Program, RunOutcome, Sandbox } from '../../runtime/index.js';
+import type { LimitsInput } from '../../runtime/limits.js';
 import { loadImage, type LoadedImage, type LoadImageOptions } from '../../sandbox-images/load.js';
 import type { Manifest } from '../../sandbox-images/manifest.js';
 import { imageProgram } from '../../sandbox-images/program.js';
@@ -50,6 +51,28 @@ export interface SubmitInput {
   image: Uint8Array;
   input?: unknown;
   submittedBy?: string;
+}
+
+export interface SubmitCodeInput {
+  /** The agent's modules (validated by the sandbox: INVALID_PROGRAM). */
+  program: Program;
+  input?: unknown;
+  /** Whom the run acts for: what grants see, and its text for the run record and requests. */
+  subject: RunSubject & { text: string };
+  submittedBy?: string;
+  limits?: LimitsInput;
+}
+
+/** What a run is made of, whatever it came from (an image, or code with a subject). */
+interface RunSource {
+  program: Program;
+  digest: string;
+  subject: RunSubject;
+  subjectText: string;
+  name: string | undefined;
+  /** Capabilities the program asks for by itself (an image manifest's requests). */
+  requested: readonly string[];
+  limits: LimitsInput;
 }
 
 /** A live run as the host keeps it: what the gate reads (subject, allowances) and what the run service needs to end it. */
@@ -165,7 +188,7 @@ export class RunService {
 
   /** Queue a run of an image archive; QUEUE_FULL (nothing stored) when the run queue is full. */
   async submit({ image: bytes, input = null, submittedBy }: SubmitInput): Promise<SubmittedRun> {
-    return this.start(await loadImage(bytes, this.imageTrust), input, submittedBy);
+    return this.startImage(await loadImage(bytes, this.imageTrust), input, submittedBy);
   }
 
   /** Validate an image archive and store it under `<dataDir>/images/` by digest. */
@@ -177,7 +200,7 @@ export class RunService {
 
   /** Queue a run of an image stored with `addImage` (NOT_FOUND if there is none). */
   async submitDigest({ digest, input = null, submittedBy }: SubmitDigestInput): Promise<SubmittedRun> {
-    return this.start(await this.images.load(digest, this.imageTrust), input, submittedBy);
+    return this.startImage(await this.images.load(digest, this.imageTrust), input, submittedBy);
   }
 
   /** The stored run, or undefined. */
@@ -238,13 +261,35 @@ export class RunService {
     this.journal.push(run.id, { type: 'run', run });
   }
 
+  /**
+   * Queue a run of agent code under a given subject (the MCP server's `run` tool: the agent's
+   * subject, not the code's digest, is what grants name). Its `caps` holds what grants give the
+   * subject. QUEUE_FULL (nothing stored) when the run queue is full.
+   */
+  async submitCode({ program, input = null, subject, submittedBy, limits }: SubmitCodeInput): Promise<SubmittedRun> {
+    if (this.closing) throw new ContainedError('SHUTTING_DOWN', 'the host is closing');
+    const files = Object.keys(program.files).sort().map((p) => `${p}\0${program.files[p] ?? ''}`).join('\0');
+    const digest = `sha256:${createHash('sha256').update(files, 'utf8').digest('hex')}`;
+    return this.start({ program, digest, subject, subjectText: subject.text, name: subject.name, requested: [], limits: limits ?? {} }, input, submittedBy);
+  }
+
   /** Queue (or start) a run of a loaded image. QUEUE_FULL before anything is stored. */
-  private async start(image: LoadedImage, input: unknown, submittedBy: string | undefined): Promise<SubmittedRun> {
+  private async startImage(image: LoadedImage, input: unknown, submittedBy: string | undefined): Promise<SubmittedRun> {
+    const subject: RunSubject = { digest: image.digest, name: image.manifest.name, signers: image.signatures.filter((s) => s.trusted).map((s) => s.keyId) };
+    return this.start(
+      { program: imageProgram(image), digest: image.digest, subject, subjectText: image.digest, name: image.manifest.name, requested: image.manifest.requests.map((r) => r.capability), limits: image.manifest.limits ?? {} },
+      input,
+      submittedBy,
+    );
+  }
+
+  /** Queue (or start) a run. QUEUE_FULL before anything is stored. */
+  private async start(source: RunSource, input: unknown, submittedBy: string | undefined): Promise<SubmittedRun> {
     if (this.closing) throw new ContainedError('SHUTTING_DOWN', 'the host is closing');
     const { store, live, logger } = this.deps;
     const runId = randomUUID();
-    const subject: RunSubject = { digest: image.digest, name: image.manifest.name, signers: image.signatures.filter((s) => s.trusted).map((s) => s.keyId) };
-    const capabilities = await this.capabilitiesFor(image, subject);
+    const { subject } = source;
+    const capabilities = await this.capabilitiesFor(source.requested, subject);
     let slot: RunSlot;
     try {
       slot = this.queue.reserve();
@@ -252,7 +297,7 @@ export class RunService {
       this.deps.metrics?.queueRejected();
       throw error;
     }
-    const record: RunRecord = { id: runId, subject: image.digest, imageName: image.manifest.name, status: slot.queued ? 'queued' : 'running', input, createdAt: this.now() };
+    const record: RunRecord = { id: runId, subject: source.subjectText, imageName: source.name, status: slot.queued ? 'queued' : 'running', input, createdAt: this.now() };
     if (submittedBy !== undefined) record.submittedBy = submittedBy;
     try {
       await store.insertRun(record);
@@ -273,11 +318,11 @@ export class RunService {
       startedAt = this.now(); // run duration excludes the time spent in the queue
       return this.deps.sandbox.run({
         runId,
-        program: imageProgram(image),
+        program: source.program,
         input,
         capabilities,
-        limits: image.manifest.limits ?? {},
-        subject: image.digest,
+        limits: source.limits,
+        subject: source.subjectText,
         onLog: (line) => this.journal.push(runId, { type: 'log', line }),
       });
     };
@@ -301,15 +346,15 @@ export class RunService {
         return outcome;
       });
     live.set(runId, { subject, allowances: [], done, slot });
-    return { runId, digest: image.digest, status: slot.queued ? 'queued' : 'running' };
+    return { runId, digest: source.digest, status: slot.queued ? 'queued' : 'running' };
   }
 
   /**
    * What the agent's `caps` holds: every capability its manifest requests and every capability a
    * grant gives it, as the host's instances. Whether a call may run is the gate's question, per call.
    */
-  private async capabilitiesFor(image: LoadedImage, subject: RunSubject): Promise<CapabilityInstance[]> {
-    const names = new Set(image.manifest.requests.map((r) => r.capability));
+  private async capabilitiesFor(requested: readonly string[], subject: RunSubject): Promise<CapabilityInstance[]> {
+    const names = new Set(requested);
     for (const grant of await this.deps.grants.active(this.now())) {
       if (subjectMatches(grant.subject, subject)) names.add(grant.capability);
     }
