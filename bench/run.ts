@@ -267,6 +267,7 @@ const suites: Record<string, () => Promise<void>> = {
   auditThroughput: async () => hostSuite((await import('./audit.js')).auditThroughput), auditVerify: async () => hostSuite((await import('./audit.js')).auditVerify),
   policyGate: async () => hostSuite((await import('./gate.js')).policyGateDecision),
   cliPair: async () => hostSuite((await import('./cli.js')).cliWholeProcess),
+  mcpCapability: async () => hostSuite((await import('./mcp-capability.js')).mcpCapabilityCall),
 };
 for (const [name, suite] of Object.entries(suites)) {
   if (only.length > 0 && !only.includes(name)) continue;
