@@ -302,7 +302,11 @@ export class McpConnection {
       // An error answer of the server itself (unknown tool, invalid params, internal error).
       return new ContainedError('MCP_TOOL_ERROR', `${name}.${tool}: ${clip(error.message)}`, { data: { mcpCode: error.code }, cause: error });
     }
-    if (this.state !== 'ready' || client !== this.client || /not connected/i.test(String((error as Error)?.message))) {
+    const text = String((error as Error)?.message ?? error);
+    if (/exceeded maximum size/.test(text)) {
+      return failed(name, 'too-large', `${tool}: the server sent a message larger than ${limits.maxMessageBytes} bytes`, error);
+    }
+    if (this.state !== 'ready' || client !== this.client || /not connected/i.test(text)) {
       return failed(name, this.lastCloseReason, `${tool}: the server connection failed; it is restarted`, error);
     }
     return failed(name, 'invalid-response', `${tool}: the server's answer is not a valid tool result`, error);
