@@ -24,10 +24,13 @@ export interface DispatchRun {
 }
 
 export class Dispatcher {
-  constructor(
-    private readonly gate: Gate,
-    private readonly logger: Logger | undefined,
-  ) {}
+  private readonly gate: Gate;
+  private readonly logger: Logger | undefined;
+
+  constructor(gate: Gate, logger: Logger | undefined) {
+    this.gate = gate;
+    this.logger = logger;
+  }
 
   async dispatch(run: DispatchRun, call: EngineCall): Promise<BridgeResult> {
     try {

@@ -128,11 +128,15 @@ class Run {
   /** The outcome came from the guest's report, with no kill (see EngineRun.endedQuietly). */
   quiet = false;
 
-  constructor(
-    private readonly spec: EngineRunSpec,
-    private readonly bridge: EngineBridge,
-    private readonly pool: IsolateSource | undefined,
-  ) {}
+  private readonly spec: EngineRunSpec;
+  private readonly bridge: EngineBridge;
+  private readonly pool: IsolateSource | undefined;
+
+  constructor(spec: EngineRunSpec, bridge: EngineBridge, pool: IsolateSource | undefined) {
+    this.spec = spec;
+    this.bridge = bridge;
+    this.pool = pool;
+  }
 
   async execute(): Promise<RunOutcome> {
     let watchdog: NodeJS.Timeout | undefined;

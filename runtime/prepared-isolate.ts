@@ -77,7 +77,10 @@ export class IsolatePool implements IsolateSource {
   private filling: Promise<void> | undefined;
   private closed = false;
 
-  constructor(private readonly options: IsolatePoolOptions) {
+  private readonly options: IsolatePoolOptions;
+
+  constructor(options: IsolatePoolOptions) {
+    this.options = options;
     void this.fill();
   }
 

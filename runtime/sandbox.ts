@@ -106,7 +106,10 @@ class SandboxImpl implements Sandbox {
   private readonly live = new Map<string, LiveRun>();
   private closed = false;
 
-  constructor(private readonly options: SandboxOptions) {
+  private readonly options: SandboxOptions;
+
+  constructor(options: SandboxOptions) {
+    this.options = options;
     this.dispatcher = new Dispatcher(options.gate ?? passThroughGate, options.logger);
     const warmIsolates = options.warmIsolates ?? SANDBOX_DEFAULTS.warmIsolates;
     const warmMemoryMb = limitsSchema.safeParse(options.defaultLimits ?? {}).data?.memoryMb ?? DEFAULT_LIMITS.memoryMb;

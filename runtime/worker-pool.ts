@@ -20,14 +20,14 @@
  * live there), only the few variables a Node process needs to start: were an isolate ever escaped
  * (GHSA-864f-rcv7-6rh4 was such a bug), the worker holds nothing worth taking.
  */
-import { type ChildProcess, fork } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { BridgeResult, EngineCall, EngineRunSpec } from './engine.js';
 import type { LogLine, RunOutcome } from './outcome.js';
 import { SANDBOX_DEFAULTS } from './sandbox-config.js';
 import { type HostToWorker, parseWorkerMessage, type WorkerToHost } from './worker-protocol.js';
+import { adoptEarlyWorker, spawnWorkerProcess, type WorkerModule } from './worker-spawn.js';
 
 export interface WorkerPoolOptions {
   /** Worker processes. Default 2. */
@@ -51,7 +51,7 @@ export interface WorkerPoolOptions {
    */
   workerStartTimeoutMs?: number;
   /** The module worker processes run, and its Node flags. Default: worker-main next to this file. */
-  workerModule?: { file: string; execArgv: string[] };
+  workerModule?: WorkerModule;
   logger?: Logger;
 }
 
@@ -89,25 +89,6 @@ const OUTPUT_COALESCE_MS = 25;
 /** How long after a run ended the worker's output is still tagged with it. */
 const RECENT_RUN_MS = 2000;
 
-/** The only variables of the host's environment a worker inherits (none of them holds a secret). */
-const WORKER_ENV_ALLOWLIST = ['PATH', 'TMPDIR', 'TMP', 'TEMP', 'TZ', 'LANG', 'LC_ALL', 'NODE_OPTIONS', 'NODE_ENV', 'NODE_V8_COVERAGE', 'SYSTEMROOT', 'SystemRoot', 'WINDIR'];
-
-function workerEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const name of WORKER_ENV_ALLOWLIST) if (process.env[name] !== undefined) env[name] = process.env[name];
-  return { ...env, ...extra };
-}
-
-/** Worker entry next to this module; under vitest/tsx the sources are .ts and need the tsx loader. */
-function workerEntry(): { file: string; execArgv: string[] } {
-  const here = fileURLToPath(import.meta.url);
-  const ts = here.endsWith('.ts');
-  const file = here.replace(/worker-pool\.(ts|js)$/, `worker-main.${ts ? 'ts' : 'js'}`);
-  const execArgv = ['--no-node-snapshot'];
-  if (ts) execArgv.push('--import', import.meta.resolve('tsx'));
-  return { file, execArgv };
-}
-
 export class WorkerPool {
   private readonly workers: Worker[] = [];
   private readonly queue: PoolRun[] = [];
@@ -117,7 +98,10 @@ export class WorkerPool {
   private closed = false;
   private pauseToken = 0;
 
-  constructor(private readonly options: WorkerPoolOptions) {
+  private readonly options: WorkerPoolOptions;
+
+  constructor(options: WorkerPoolOptions) {
+    this.options = options;
     for (let i = 0; i < options.workers; i++) this.workers.push(this.spawn());
     this.heartbeat = setInterval(() => this.heartbeatTick(), HEARTBEAT_INTERVAL_MS);
     this.heartbeat.unref();
@@ -206,13 +190,10 @@ export class WorkerPool {
   }
 
   private spawn(): Worker {
-    const { file, execArgv } = this.options.workerModule ?? workerEntry();
-    const child = fork(file, [], {
-      execArgv,
-      serialization: 'json',
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      env: workerEnv({ CONTAINED_WARM_ISOLATES: String(this.options.warmIsolates), CONTAINED_WARM_MEMORY_MB: String(this.options.warmMemoryMb) }),
-    });
+    const settings = { warmIsolates: this.options.warmIsolates, warmMemoryMb: this.options.warmMemoryMb };
+    // A worker `contained run` started before it loaded the pool (worker-spawn.ts), if it is ours.
+    const early = adoptEarlyWorker(settings, this.options.workerModule);
+    const child = early?.child ?? spawnWorkerProcess(settings, this.options.workerModule);
     const worker: Worker = {
       child,
       runs: new Map(),
@@ -237,6 +218,7 @@ export class WorkerPool {
     });
     child.on('error', (error) => this.options.logger?.error({ err: error }, 'sandbox worker error'));
     child.on('exit', (code, signal) => this.onExit(worker, code, signal));
+    for (const message of early?.messages ?? []) child.emit('message', message);
     return worker;
   }
 

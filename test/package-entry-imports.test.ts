@@ -37,11 +37,20 @@ function packagesLoadedBy(modules: string[], after = ''): Promise<string[]> {
   });
 }
 
+describe('the probe', () => {
+  it('sees CommonJS packages at all (the engine loads isolated-vm)', async () => {
+    expect(await packagesLoadedBy(['runtime/engine.ts'])).toContain('isolated-vm');
+  });
+});
+
 describe('the package entry loads mail and SQLite drivers only when used', () => {
   it('import of the entry does not load nodemailer', async () => {
     const loaded = await packagesLoadedBy(['index.ts']);
-    expect(loaded).toContain('isolated-vm'); // the probe sees CommonJS packages at all
     expect(loaded).not.toContain('nodemailer');
+  });
+
+  it('import of the entry does not load isolated-vm (a worker-mode sandbox never needs it in this process)', async () => {
+    expect(await packagesLoadedBy(['index.ts'])).not.toContain('isolated-vm');
   });
 
   it('import of the entry does not load pino (only the log capability without a host logger needs one)', async () => {
@@ -75,7 +84,11 @@ describe('the package entry loads mail and SQLite drivers only when used', () =>
 describe('the contained CLI loads a command only when it runs', () => {
   it('the dispatcher (loaded by every command, contained run included) loads no host, store or mail module', async () => {
     const loaded = await packagesLoadedBy(['host/cli/main.ts']);
-    expect(loaded).toContain('isolated-vm');
-    for (const heavy of ['better-sqlite3', 'ws', 'prom-client', 'nodemailer', 'tar']) expect(loaded, heavy).not.toContain(heavy);
+    for (const heavy of ['isolated-vm', 'better-sqlite3', 'ws', 'prom-client', 'nodemailer', 'tar', 'pino']) expect(loaded, heavy).not.toContain(heavy);
+  });
+
+  it('contained run (worker mode) loads no isolated-vm: it creates no isolate, so it runs with Node\'s startup snapshot', async () => {
+    const loaded = await packagesLoadedBy(['host/cli/main.ts', 'host/cli/run.ts']);
+    for (const heavy of ['isolated-vm', 'better-sqlite3', 'ws', 'prom-client', 'nodemailer', 'tar']) expect(loaded, heavy).not.toContain(heavy);
   });
 });

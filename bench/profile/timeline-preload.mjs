@@ -47,6 +47,6 @@ if (dir) {
   }
   process.on('exit', () => {
     events.push(['exit', at()]);
-    appendFileSync(`${dir}/${process.pid}.json`, `${JSON.stringify({ pid: process.pid, argv: process.argv.slice(1), events })}\n`);
+    appendFileSync(`${dir}/${process.pid}.json`, `${JSON.stringify({ pid: process.pid, argv: process.argv.slice(1), execArgv: process.execArgv, events })}\n`);
   });
 }

@@ -1,12 +1,13 @@
 /**
  * The `contained` command line: one dispatcher for every subcommand. Errors become one line
  * `CODE: message` on stderr and an exit code (2 for usage errors); never a stack trace.
- * Commands other than `run` and `version` are imported when invoked, so `contained run` never loads
- * the host, its store or the console (test/package-entry-imports.test.ts).
+ * Commands other than `version` are imported when invoked, so `contained run` never loads the host,
+ * its store or the console (test/package-entry-imports.test.ts), and starts its sandbox worker
+ * before it loads anything else (run-early.ts).
  */
 import { ContainedError } from '../../runtime/errors.js';
 import { type CliIo, processIo } from './args.js';
-import { runCommand } from './run.js';
+import { startRunWorkerEarly } from './run-early.js';
 import { versionCommand } from './version.js';
 
 const HELP = `contained — a sandboxed runtime for AI agents
@@ -40,7 +41,7 @@ Run 'contained <command> --help' for a command's options.
 type Command = (argv: string[], io: CliIo) => Promise<number>;
 
 const commands: Record<string, Command> = {
-  run: runCommand,
+  run: async (argv, io) => (await import('./run.js')).runCommand(argv, io),
   demo: async (argv, io) => (await import('./demo.js')).demoCommand(argv, io),
   image: async (argv, io) => (await import('../../sandbox-images/cli.js')).imageCommand(argv, io),
   caps: async (argv, io) => (await import('../../capabilities/cli.js')).capsCommand(argv, io),
@@ -71,6 +72,8 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
     io.stderr(`USAGE: unknown command "${name}"\n\n${HELP}`);
     return 2;
   }
+  // The sandbox worker starts while the run command is still being loaded (run-early.ts).
+  if (name === 'run') startRunWorkerEarly(rest);
   try {
     return await command(rest, io);
   } catch (error) {
