@@ -191,7 +191,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
   }
 
   const api = createApi({ ...options.api, verifier, config, limits, metrics, logger });
-  const mcp = options.mcp ? createMcpHttp({ ...options.mcp, metrics, logger }, { limits: config.mcp, allowedOrigins: config.allowedOrigins }) : undefined;
+  const mcp = options.mcp ? createMcpHttp({ ...options.mcp, metrics, logger }, { limits: config.mcp, allowedOrigins: config.allowedOrigins, url: () => listening }) : undefined;
   const builtIn: HttpRoute[] = [{ method: 'GET', path: '/healthz', handler: ({ res }) => sendJson(res, 200, { ok: true }) }, ...api.routes, ...(mcp?.routes ?? [])];
   const extra = typeof options.routes === 'function' ? options.routes(services) : (options.routes ?? []);
   for (const route of [...builtIn, ...extra]) routes.push(compileRoute(route));

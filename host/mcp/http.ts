@@ -7,7 +7,8 @@
  * agent's token (`Authorization: Bearer cta_…`); none, a wrong one or a revoked one is refused
  * `401 UNAUTHENTICATED` (with `WWW-Authenticate: Bearer`) before the request reaches the MCP server,
  * so nothing is listed or run. A session id presented with another agent's token is unknown (404).
- * A browser `Origin` not in `allowedOrigins` is refused 403 (DNS rebinding).
+ * DNS rebinding: a `Host` that is not this server (or an `allowedOrigins` host), or a browser
+ * `Origin` that is neither, is refused 403 FORBIDDEN (the web console's origin guard).
  *
  * Bounded: at most `mcp.maxSessions` sessions (one more initialize is SERVER_BUSY); a session idle
  * for `mcp.sessionIdleMs` with no live run is closed; bodies up to `mcp.maxBodyBytes`.
@@ -20,6 +21,7 @@ import { ContainedError } from '../../runtime/errors.js';
 import type { AgentVerifier } from '../agents.js';
 import { readBody } from '../api/body.js';
 import type { HttpRoute } from '../api/http-route.js';
+import { createOriginGuard } from '../console/http.js';
 import type { McpConfig } from './limits.js';
 import { createMcpSession, type McpPorts, type McpSession } from './server.js';
 
@@ -32,8 +34,10 @@ export interface McpHttpPorts extends McpPorts {
 
 export interface McpHttpOptions {
   limits: McpConfig;
-  /** Browser origins allowed (the host's `allowedOrigins`); requests without `Origin` are not browsers. */
+  /** Browser origins allowed besides this server's own (the host's `allowedOrigins`); requests without `Origin` are not browsers. */
   allowedOrigins: readonly string[];
+  /** This server's URL once listening (its own Host and Origin are always accepted). */
+  url(): string | undefined;
 }
 
 export interface McpHttp {
@@ -59,6 +63,7 @@ export function createMcpHttp(ports: McpHttpPorts, options: McpHttpOptions): Mcp
   const { limits } = options;
   const now = ports.now ?? Date.now;
   const sessions = new Map<string, OpenSession>();
+  const guard = createOriginGuard(options.allowedOrigins, options.url);
   let closing = false;
 
   const sweep = setInterval(
@@ -80,10 +85,9 @@ export function createMcpHttp(ports: McpHttpPorts, options: McpHttpOptions): Mcp
       res.setHeader('WWW-Authenticate', 'Bearer realm="contained-mcp"');
       throw new ContainedError('UNAUTHENTICATED', 'an active agent token is required: Authorization: Bearer cta_… (contained agent create)');
     }
-    const origin = req.headers.origin;
-    if (typeof origin === 'string' && !options.allowedOrigins.includes(origin)) {
-      throw new ContainedError('FORBIDDEN', `origin ${origin.slice(0, 200)} is not allowed (allowedOrigins)`);
-    }
+    // DNS rebinding: the Host must be this server (or an allowed origin's host); a browser's Origin too.
+    guard.checkHost(req);
+    if (req.headers.origin !== undefined) guard.checkStateChange(req);
     return { id: agent.id, agent };
   }
 
