@@ -268,6 +268,7 @@ const suites: Record<string, () => Promise<void>> = {
   policyGate: async () => hostSuite((await import('./gate.js')).policyGateDecision),
   cliPair: async () => hostSuite((await import('./cli.js')).cliWholeProcess),
   mcpCapability: async () => hostSuite((await import('./mcp-capability.js')).mcpCapabilityCall),
+  mcpStdio: async () => hostSuite((await import('./mcp-stdio.js')).mcpStdioRun),
 };
 for (const [name, suite] of Object.entries(suites)) {
   if (only.length > 0 && !only.includes(name)) continue;
