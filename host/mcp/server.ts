@@ -26,6 +26,7 @@
  * Limits per session (host/mcp/limits.ts): source size, live runs, runs per rolling minute — each
  * its own error code, answered as a tool error before anything runs.
  */
+import { readFileSync } from 'node:fs';
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { CallToolResult, ServerNotification } from '@modelcontextprotocol/sdk/types.js';
 import type { Logger } from 'pino';
@@ -45,6 +46,19 @@ import type { RunService, SubmittedRun } from '../runs/service.js';
 import type { McpConfig } from './limits.js';
 
 export const MCP_SERVER_NAME = 'ai-contained';
+
+/** This package's version (the sources or dist/ layout), for `serverInfo`. */
+function ownVersion(): string {
+  for (const rel of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { name?: unknown; version?: unknown };
+      if (pkg.name === 'ai-contained' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // not this layout
+    }
+  }
+  return 'unknown';
+}
 
 /** What the MCP server uses of the host (Pick<>s of the services; host/host.ts builds it). */
 export interface McpPorts {
@@ -77,6 +91,22 @@ const outputShape = {
   usage: z.object({ cpuMs: z.number(), wallMs: z.number(), heapBytes: z.number(), calls: z.number() }).passthrough().describe('what the run used'),
 };
 
+const MODE_WORDS: Readonly<Record<Grant['mode'], string>> = {
+  contained: 'runs at once',
+  executed: 'runs at once; reviewed afterwards',
+  assisted: 'an operator approves each call first (the tool call waits)',
+};
+
+/** One line per grant of the agent: which methods, and how a call under it goes. */
+export async function grantLines(ports: Pick<McpPorts, 'grants' | 'now'>, agent: Agent): Promise<string[]> {
+  const subject = agentRunSubject(agent.subject);
+  const grants = (await ports.grants.active((ports.now ?? Date.now)())).filter((g) => subjectMatches(g.subject, subject));
+  return grants.map((g) => {
+    const methods = g.methods.includes('*') ? `${g.capability}.*` : g.methods.map((m) => `${g.capability}.${m}`).join(', ');
+    return `- ${methods}: ${g.mode}, ${MODE_WORDS[g.mode]}${g.mode === 'assisted' ? ` (${g.approvals} approval${g.approvals === 1 ? '' : 's'}, more for destructive methods)` : ''}`;
+  });
+}
+
 /** The agent-facing API of the agent's active grants: what `contained caps docs` prints for them. */
 export async function capsDtsFor(ports: Pick<McpPorts, 'grants' | 'instances' | 'now'>, agent: Agent): Promise<string> {
   const subject = agentRunSubject(agent.subject);
@@ -103,13 +133,16 @@ export async function capsDtsFor(ports: Pick<McpPorts, 'grants' | 'instances' | 
   return generateCapsDts(instances);
 }
 
-function runDescription(agent: Agent, capsDts: string): string {
+function runDescription(agent: Agent, capsDts: string, grants: readonly string[]): string {
   return [
     `Run JavaScript in a contained sandbox as agent "${agent.name}" and return what it returns.`,
     '`code` is an ES module whose default export is `async function main(input, caps)`; `input` is passed to it;',
     'return JSON. There is no network, file system or process: the only authority is `caps`, typed below.',
     'A call an operator must approve keeps this tool call open (progress notifications say so) until they decide.',
     'A failed run is a tool error whose text starts with its error code (e.g. `ESCALATION_DENIED: …`).',
+    '',
+    'Your grants:',
+    ...(grants.length > 0 ? grants : ['- none yet: every capability call needs an operator (or is refused)']),
     '',
     '```ts',
     capsDts.trimEnd(),
@@ -143,7 +176,7 @@ export async function createMcpSession(ports: McpPorts, agent: Agent, limits: Mc
   const started: number[] = [];
   const by = `agent:${agent.name}`;
   const server = new McpServer(
-    { name: MCP_SERVER_NAME, version: ports.version ?? '0.0.0' },
+    { name: MCP_SERVER_NAME, version: ports.version ?? ownVersion() },
     {
       capabilities: { tools: {}, logging: {} },
       instructions: `Tools run JavaScript in a contained sandbox as agent "${agent.name}" (subject ${formatSubject(agent.subject)}). The run tool's description has the typed caps API this agent holds.`,
@@ -239,12 +272,12 @@ export async function createMcpSession(ports: McpPorts, agent: Agent, limits: Mc
     return result;
   }
 
-  const capsDts = await capsDtsFor(ports, agent);
+  const [capsDts, grants] = await Promise.all([capsDtsFor(ports, agent), grantLines(ports, agent)]);
   server.registerTool(
     'run',
     {
       title: 'Run contained code',
-      description: runDescription(agent, capsDts),
+      description: runDescription(agent, capsDts, grants),
       inputSchema: {
         code: z.string().describe('An ES module: `export default async function main(input, caps) { … }`.'),
         input: z.any().optional().describe('JSON passed to main as `input` (default null).'),

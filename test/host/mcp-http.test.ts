@@ -74,6 +74,8 @@ describe('MCP over Streamable HTTP: tools', () => {
     expect(run?.description).toMatch(/read\(/);
     expect(run?.description).toMatch(/write\(/);
     expect(run?.description).not.toMatch(/remove\(/); // not granted
+    expect(run?.description).toContain('- notes.write: assisted, an operator approves each call first (the tool call waits) (2 approvals');
+    expect(run?.description).toContain('- notes.read, notes.list: contained, runs at once');
     expect(run?.inputSchema.required).toEqual(['code']);
     expect(run?.outputSchema?.properties).toHaveProperty('usage');
   });
