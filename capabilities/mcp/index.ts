@@ -107,13 +107,26 @@ export async function startMcp(name: string, rawOptions: unknown, deps: StartMcp
     });
     const box = toolbox;
     const mcpDeps: McpDeps = { connection, toolbox: box, maxResultBytes: options.limits.maxResultBytes };
+    // Acceptances made outside this process (the CLI writes the approvals store) come back here.
+    const poll = setInterval(() => {
+      box.reload().then(
+        (back) => {
+          if (back.length > 0) deps.logger?.info({ capability: name, tools: back }, 'mcp: accepted tool changes are offered again');
+        },
+        (error: unknown) => deps.logger?.warn({ capability: name, err: (error as Error)?.message }, 'mcp: cannot re-read the accepted tools'),
+      );
+    }, options.limits.approvalsPollMs);
+    poll.unref();
     return {
       name,
       definition,
       toolbox: box,
       connection,
       create: (scope, instanceOptions = {}) => createInstance(definition, scope, mcpDeps, { name, ...instanceOptions }),
-      close: () => connection.close(),
+      close: async () => {
+        clearInterval(poll);
+        await connection.close();
+      },
     };
   } catch (error) {
     await connection.close();

@@ -56,6 +56,7 @@ export const MCP_LIMIT_DEFAULTS = {
   restartMinMs: 250,
   restartMaxMs: 30_000,
   stderrTailBytes: 8 * 1024,
+  approvalsPollMs: 2_000,
 } as const;
 
 export const mcpLimitsSchema = z.strictObject({
@@ -77,6 +78,8 @@ export const mcpLimitsSchema = z.strictObject({
   restartMaxMs: z.number().int().min(0).max(3_600_000).default(MCP_LIMIT_DEFAULTS.restartMaxMs),
   /** Bytes of the server's stderr kept for the host log. */
   stderrTailBytes: z.number().int().min(0).max(1024 * 1024).default(MCP_LIMIT_DEFAULTS.stderrTailBytes),
+  /** ms between re-reads of the accepted tool versions (an operator accepting a change from the CLI). */
+  approvalsPollMs: z.number().int().min(50).max(3_600_000).default(MCP_LIMIT_DEFAULTS.approvalsPollMs),
 });
 export type McpLimits = z.output<typeof mcpLimitsSchema>;
 

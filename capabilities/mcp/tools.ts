@@ -41,6 +41,8 @@ export interface StoredApprovals {
 export interface ToolApprovals {
   load(capability: string): Promise<StoredApprovals | undefined>;
   save(capability: string, approvals: StoredApprovals): Promise<void>;
+  /** Optional: where operators outside the host (the CLI) read what waits for them. */
+  savePending?(capability: string, pending: readonly PendingTool[]): Promise<void>;
 }
 
 /** Approvals kept in memory (library use, tests): lost when the process ends. */
@@ -147,6 +149,13 @@ export class McpToolbox {
     }
   }
 
+  /** Tell operators outside the host what waits for them (best effort: a failed write is logged by the caller's store). */
+  private publish(): void {
+    const save = this.options.approvals.savePending;
+    if (!save) return;
+    save.call(this.options.approvals, this.options.capability, this.pending()).catch(() => undefined);
+  }
+
   private snapshots(listed: readonly unknown[]): Map<string, McpToolSnapshot> {
     const out = new Map<string, McpToolSnapshot>();
     for (const raw of listed) {
@@ -201,6 +210,7 @@ export class McpToolbox {
       if (!active) this.emit({ type: 'tool.withdrawn', capability, tool: name, why: 'changed', fingerprint: fingerprint(snap) });
       this.entries.set(method, { method, toolName: name, defined: accepted.tool, definedRisk: this.options.riskOf(accepted.tool), status: active ? 'active' : 'changed', validator });
     }
+    this.publish();
     return [...this.entries.values()];
   }
 
@@ -224,6 +234,38 @@ export class McpToolbox {
       const known = before.has(name) && fingerprint(before.get(name) as McpToolSnapshot) === fingerprint(snap);
       if (!known && !this.stored.tools[name]) this.emit({ type: 'tool.new', capability, tool: name, fingerprint: fingerprint(snap) });
     }
+    this.publish();
+  }
+
+  /**
+   * Re-read the approvals (an operator accepted a change outside the host, e.g. with the CLI):
+   * a withdrawn tool whose current version is now accepted comes back (or waits for the next start
+   * when its risk changed). Returns the tools that came back.
+   */
+  async reload(): Promise<string[]> {
+    const stored = await this.options.approvals.load(this.options.capability);
+    if (!stored || stored.server !== this.stored.server) return [];
+    this.stored = stored;
+    const back: string[] = [];
+    for (const entry of this.entries.values()) {
+      if (entry.status !== 'changed') continue;
+      const snap = this.current.get(entry.toolName);
+      const accepted = stored.tools[entry.toolName];
+      if (!snap || !accepted || accepted.fingerprint !== fingerprint(snap)) continue;
+      if (!sameRisk(entry.definedRisk, this.options.riskOf(snap))) {
+        entry.status = 'restart';
+        continue;
+      }
+      try {
+        entry.validator = this.compiler.compile(entry.toolName, snap.inputSchema);
+      } catch {
+        continue;
+      }
+      entry.status = 'active';
+      back.push(entry.toolName);
+    }
+    this.publish();
+    return back;
   }
 
   /** Throws MCP_TOOL_WITHDRAWN unless the method's tool is offered as accepted. */
@@ -309,6 +351,7 @@ export class McpToolbox {
       }
     }
     this.emit({ type: 'tool.accepted', capability, tool, fingerprint: fp, by, reason, effective });
+    this.publish();
     return { effective };
   }
 }
