@@ -71,13 +71,16 @@ export {
   createRandom,
   createRegistry,
   createSql,
+  definePlugin,
+  NO_HOST_OPTIONS,
+  scopeWithDataDir,
   generateCapsDts,
   generateCapsMarkdown,
   parseGrantSpec,
 } from './capabilities/index.js';
 export { createHttp } from './capabilities/http/index.js';
 export { createOutbox } from './capabilities/outbox/index.js';
-export type { CapabilityRegistry, HostDeps, RegistryEntry } from './capabilities/index.js';
+export type { CapabilityContext, CapabilityHost, CapabilityPlugin, CapabilityRegistry, HostSecrets, PreparedPlugin, StaticPlugin } from './capabilities/index.js';
 // Sandbox images.
 export { buildImage, computeDigest, loadImage, writeImage } from './sandbox-images/index.js';
 export type { LoadImageOptions, LoadedImage } from './sandbox-images/index.js';

@@ -83,8 +83,8 @@ export async function capsCommand(argv: string[], io: CapsIo): Promise<number> {
     const seen = new Set<string>();
     for (const spec of args.grants) {
       // Documenting an outbox grant sends nothing; a transport only lets its instance be built.
-      const mail = { folder: path.resolve(args.dataDir ?? '.contained', 'outbox') };
-      const inst = await parseGrantSpec(spec, { host: args.dataDir === undefined ? { mail } : { dataDir: args.dataDir, mail } });
+      const hostOptions = { outbox: { folder: path.resolve(args.dataDir ?? '.contained', 'outbox') } };
+      const inst = await parseGrantSpec(spec, { host: args.dataDir === undefined ? {} : { dataDir: args.dataDir }, hostOptions });
       if (seen.has(inst.name)) throw usage(`two grants are named "${inst.name}"`);
       seen.add(inst.name);
       instances.push(inst);

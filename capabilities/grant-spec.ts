@@ -14,15 +14,20 @@
  *   reports=fs:{"root":"/srv/reports","readOnly":true};methods=read,list;expires=+1h
  *   db=sql:@grants/db.json;budget.execute=maxCalls:5
  *
- * Fails with `INVALID_ARGUMENT` (syntax, unknown kind, option or method; `data.spec` names the
- * spec) or `INVALID_SCOPE` (the scope does not validate for the kind).
+ * A spec carries no host options: `GrantSpecOptions.hostOptions` gives them per kind (`contained run
+ * --smtp` → every outbox grant's). A kind with a start-up step (`prepare`, e.g. mcp) is the host's
+ * to start and cannot be granted by a spec.
+ *
+ * Fails with `INVALID_ARGUMENT` (syntax, unknown kind, option or method, bad host options; `data.spec`
+ * names the spec) or `INVALID_SCOPE` (the scope does not validate for the kind).
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ContainedError } from '../runtime/errors.js';
 import { type Budget, budgetSchema } from './sdk/budget.js';
 import type { CapabilityInstance, InstanceOptions } from './sdk/instance.js';
-import { builtinCapabilities, type CapabilityRegistry, type HostDeps, lookupKind } from './registry.js';
+import type { CapabilityHost } from './plugin.js';
+import { builtinCapabilities, type CapabilityRegistry, lookupKind, openKind } from './registry.js';
 
 /** A parsed, not yet instantiated, grant spec. */
 export interface GrantSpec {
@@ -38,7 +43,10 @@ export interface GrantSpec {
 
 export interface GrantSpecOptions {
   registry?: CapabilityRegistry;
-  host?: HostDeps;
+  /** What the host offers every kind (data folder, logger, clock, secrets). */
+  host?: CapabilityHost;
+  /** Host options per kind (`{ outbox: { folder: "./mail" } }`), parsed by the kind's schema. */
+  hostOptions?: Readonly<Record<string, unknown>>;
   /** Base of `@file` scopes; default `process.cwd()`. */
   cwd?: string;
   /** Reads `@file` scopes; default `fs.promises.readFile` (utf8). */
@@ -187,14 +195,17 @@ export async function parseGrantSpec(spec: string, options: GrantSpecOptions = {
   } else {
     scope = grant.scope.inline;
   }
+  if (entry.prepare !== undefined) throw bad(spec, `"${grant.kind}" is started by the host: offer it in the host config's capabilities`);
   const host = options.host ?? {};
   const now = options.now ?? host.now ?? Date.now;
   const instanceOptions: InstanceOptions = { name: grant.name };
   if (grant.methods) instanceOptions.methods = grant.methods;
   if (grant.budgets) instanceOptions.budgets = grant.budgets;
   if (grant.expires) instanceOptions.expiresAt = 'at' in grant.expires ? grant.expires.at : now() + grant.expires.inMs;
+  const kindHostOptions = options.hostOptions !== undefined && Object.prototype.hasOwnProperty.call(options.hostOptions, grant.kind) ? options.hostOptions[grant.kind] : undefined;
   try {
-    return entry.create(scope, host, instanceOptions);
+    const kind = await openKind(grant.kind, entry, { name: grant.name, hostOptions: kindHostOptions, host });
+    return kind.create(scope, instanceOptions);
   } catch (e) {
     if (e instanceof ContainedError && (e.code === 'INVALID_ARGUMENT' || e.code === 'INVALID_SCOPE')) {
       throw new ContainedError(e.code, `grant "${grant.name}": ${e.message}`, { cause: e, data: { spec } });

@@ -25,7 +25,7 @@ export { narrowerLimit, sameScope } from './sdk/narrowing.js';
 export type { WithinCheck } from './sdk/narrowing.js';
 
 // Built-ins
-export { createFs, DEFAULT_MAX_FILE_BYTES, fsCapability, fsScopeSchema } from './fs/index.js';
+export { createFs, DEFAULT_MAX_FILE_BYTES, fsCapability, fsPlugin, fsScopeSchema } from './fs/index.js';
 export type { FsDeps, FsHostDeps, FsScope } from './fs/index.js';
 export type { FsStrategy } from './fs/resolve.js';
 export {
@@ -33,6 +33,7 @@ export {
   DEFAULT_MAX_TOTAL_BYTES as KV_DEFAULT_MAX_TOTAL_BYTES,
   DEFAULT_MAX_VALUE_BYTES as KV_DEFAULT_MAX_VALUE_BYTES,
   kvCapability,
+  kvPlugin,
   kvScopeSchema,
 } from './kv/index.js';
 export type { KvDeps, KvScope } from './kv/index.js';
@@ -44,19 +45,22 @@ export {
   DEFAULT_TIMEOUT_MS as SQL_DEFAULT_TIMEOUT_MS,
   SQL_ENGINE_DEFAULTS,
   sqlCapability,
+  sqlPlugin,
   sqlScopeSchema,
 } from './sql/index.js';
 export type { SqlDeps, SqlEngine, SqlEngineOptions, SqlScope } from './sql/index.js';
-export { clockCapability, clockScopeSchema, createClock } from './clock/index.js';
+export { clockCapability, clockPlugin, clockScopeSchema, createClock } from './clock/index.js';
 export type { ClockDeps, ClockScope } from './clock/index.js';
-export { createRandom, randomCapability, randomScopeSchema } from './random/index.js';
+export { createRandom, randomCapability, randomPlugin, randomScopeSchema } from './random/index.js';
 export type { RandomDeps, RandomScope } from './random/index.js';
-export { createLog, logCapability, logScopeSchema } from './log/index.js';
+export { createLog, logCapability, logPlugin, logScopeSchema } from './log/index.js';
 export type { LogDeps, LogScope } from './log/index.js';
 
-// Registry, grant specs, docs, CLI
-export { builtinCapabilities, createRegistry, lookupKind } from './registry.js';
-export type { CapabilityRegistry, HostDeps, HostSecrets, RegistryEntry } from './registry.js';
+// Plugins and the registry, grant specs, docs, CLI
+export { definePlugin, NO_HOST_OPTIONS, scopeWithDataDir } from './plugin.js';
+export type { CapabilityContext, CapabilityHost, CapabilityPlugin, HostSecrets, PreparedPlugin, StaticPlugin } from './plugin.js';
+export { builtinCapabilities, capabilityContext, createRegistry, lookupKind, openKind, parseHostOptions } from './registry.js';
+export type { CapabilityRegistry, OpenKind, OpenKindInput } from './registry.js';
 export { parseGrantSpec, parseGrantSpecText } from './grant-spec.js';
 export type { GrantSpec, GrantSpecOptions } from './grant-spec.js';
 export { budgetInWords, generateCapsDts, generateCapsMarkdown, methodSignature, riskInWords, schemaToTs } from './docs.js';

@@ -1,14 +1,15 @@
 /**
  * The host configuration file (`contained.config.json`): data folder, listening address, the
- * capability instances the host offers (by registry kind and scope), secrets, mail transport,
- * trusted image keys, the escalation defaults and the limits of each part (`http`, `sandbox`,
+ * capability instances the host offers (by registry kind and scope, each with its kind's host
+ * options — an outbox's mail transport, the payments ledger — and its secrets), trusted image keys, the escalation defaults and the limits of each part (`http`, `sandbox`,
  * `operator`, `console`, `audit`: each section's schema lives with its module, with
  * its defaults and units in its names) — a strict zod schema, so a typo is an error at
  * start-up instead of a silently ignored setting.
  *
- * Paths at the top level (`dataDir`, `secrets.file`, `mail.folder`, `paymentsLedger.file`,
- * `trustedKeys` files) are relative to the folder of the config file; relative paths inside
- * capability scopes (`fs.root`, `kv.file`, `sql.file`) are relative to `dataDir` (the registry's rule).
+ * Paths outside scopes (`dataDir`, `trustedKeys` files, a capability's `secrets.file` and the paths
+ * in its host options: `host.folder` of an outbox, `host.ledger.file` of payments) are relative to
+ * the folder of the config file; relative paths inside capability scopes (`fs.root`, `kv.file`,
+ * `sql.file`) are relative to `dataDir` (each kind's plugin resolves them).
  *
  * Fails with `USAGE` when the named file cannot be read, `INVALID_ARGUMENT` (with `data.path`) when
  * it does not parse or match the schema, and the registry's `INVALID_ARGUMENT`/`INVALID_SCOPE`
@@ -18,9 +19,8 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import { createSqliteLedger } from '../capabilities/examples/payments.js';
-import { smtpRelaySchema } from '../capabilities/outbox/deliver.js';
-import { builtinCapabilities, type CapabilityRegistry, type HostDeps, type HostSecrets, lookupKind } from '../capabilities/registry.js';
+import type { CapabilityHost, HostSecrets } from '../capabilities/plugin.js';
+import { builtinCapabilities, type CapabilityRegistry, lookupKind, type OpenKind, openKind } from '../capabilities/registry.js';
 import { budgetSchema } from '../capabilities/sdk/budget.js';
 import type { CapabilityInstance, InstanceOptions } from '../capabilities/sdk/instance.js';
 import { ContainedError } from '../runtime/errors.js';
@@ -40,11 +40,26 @@ export const MAX_CONFIG_FILE_BYTES = 1024 * 1024;
 
 const BINDING = /^[a-z][a-zA-Z0-9]{0,63}$/;
 
+/**
+ * Secrets an instance may attach (http credentials): inline name → value, or `{ "file": "secrets.json" }`
+ * (a JSON object of name → value, relative to the config file). An object whose only key is `file`
+ * is always a file reference.
+ */
+export const secretsConfigSchema = z.union([z.strictObject({ file: z.string().min(1) }), z.record(z.string(), z.string())]);
+export type SecretsConfig = z.output<typeof secretsConfigSchema>;
+
 export const capabilityConfigSchema = z.strictObject({
   /** A registry kind: fs, kv, sql, clock, random, log, http, outbox, payments… */
   kind: z.string().min(1),
   /** The instance scope, validated by the kind's own schema when the instance is created. */
   scope: z.record(z.string(), z.unknown()).default({}),
+  /**
+   * The instance's host options (an outbox's `{ "smtp": … }` or `{ "folder": … }`, the payments
+   * `{ "ledger": … }`), validated by the kind's own host-options schema when the instance is created.
+   */
+  host: z.unknown().optional(),
+  /** Secrets this instance may attach (http credentials; see `secretsConfigSchema`). */
+  secrets: secretsConfigSchema.optional(),
   /** Offer only these methods of the kind (default: all). */
   methods: z.array(z.string().min(1)).min(1).optional(),
   /** Budgets of the host instance itself, shared by every run (per-grant budgets are separate). */
@@ -63,15 +78,6 @@ export const hostConfigSchema = z.strictObject({
     .default({ host: '127.0.0.1', port: 7420 }),
   /** Binding name (what the agent sees as `caps.<name>`) → instance. */
   capabilities: z.record(z.string().regex(BINDING, 'capability names are lower camel case'), capabilityConfigSchema).default({}),
-  /**
-   * Secrets capabilities may attach (http): inline name → value, or `{ "file": "secrets.json" }`
-   * (a JSON object of name → value). An object whose only key is `file` is always a file reference.
-   */
-  secrets: z.union([z.strictObject({ file: z.string().min(1) }), z.record(z.string(), z.string())]).optional(),
-  /** Where `outbox` delivers: an SMTP relay or a local folder (default `<dataDir>/outbox`). */
-  mail: z.union([z.strictObject({ smtp: smtpRelaySchema }), z.strictObject({ folder: z.string().min(1) })]).optional(),
-  /** The SQLite refunds ledger behind the `payments` example kind. */
-  paymentsLedger: z.strictObject({ file: z.string().min(1), currency: z.string().regex(/^[A-Z]{3}$/) }).optional(),
   /** Origins allowed to open the operator WebSocket from a browser (exact `scheme://host[:port]`). */
   allowedOrigins: z.array(z.string().min(1)).default([]),
   /** Milliseconds a request waits for a human unless its grant says otherwise. Default 15 min. */
@@ -108,7 +114,18 @@ export const hostConfigSchema = z.strictObject({
   /** MCP server limits per session: source size, live runs, runs per minute; HTTP sessions (host/mcp/limits.ts; docs/mcp.md). */
   mcp: mcpConfigSchema.prefault({}),
 });
-export type HostConfig = z.output<typeof hostConfigSchema>;
+/**
+ * A parsed host config. `configDir` (set by `parseHostConfig`, not a key of the file) is the folder
+ * relative paths in host options resolve against; absent, the working folder.
+ */
+export type HostConfig = z.output<typeof hostConfigSchema> & { configDir?: string };
+
+/** Top-level keys of earlier versions, and where each went (a clear error instead of "unrecognized key"). */
+const MOVED_KEYS: Readonly<Record<string, string>> = {
+  mail: 'the mail transport is the outbox capability\'s host options: capabilities.<name>.host = { "smtp": … } or { "folder": … }',
+  secrets: 'secrets belong to the capability that attaches them: capabilities.<name>.secrets',
+  paymentsLedger: 'the ledger is the payments capability\'s host options: capabilities.<name>.host = { "ledger": { "file": …, "currency": … } }',
+};
 
 function readSmallFile(file: string, what: string): string {
   let size: number;
@@ -134,6 +151,10 @@ export function resolveConfigPath(flag: string | undefined, cwd: string = proces
 
 /** Validate a config object; relative top-level paths are resolved against `baseDir`. */
 export function parseHostConfig(raw: unknown, baseDir: string, source = 'config'): HostConfig {
+  if (typeof raw === 'object' && raw !== null) {
+    const moved = Object.keys(MOVED_KEYS).find((key) => Object.prototype.hasOwnProperty.call(raw, key));
+    if (moved !== undefined) throw new ContainedError('INVALID_ARGUMENT', `${source}: ${moved}: ${MOVED_KEYS[moved]}`, { data: { path: [moved] } });
+  }
   const parsed = hostConfigSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -142,12 +163,13 @@ export function parseHostConfig(raw: unknown, baseDir: string, source = 'config'
       data: { path: at, issues: parsed.error.issues.map((i) => ({ path: i.path.map(String), message: i.message })) },
     });
   }
-  const config = parsed.data;
+  const config: HostConfig = parsed.data;
   const abs = (p: string): string => path.resolve(baseDir, p);
   config.dataDir = abs(config.dataDir);
-  if (config.secrets && 'file' in config.secrets && Object.keys(config.secrets).length === 1) config.secrets = { file: abs(config.secrets.file as string) };
-  if (config.mail && 'folder' in config.mail) config.mail = { folder: abs(config.mail.folder) };
-  if (config.paymentsLedger) config.paymentsLedger = { ...config.paymentsLedger, file: abs(config.paymentsLedger.file) };
+  config.configDir = baseDir;
+  for (const entry of Object.values(config.capabilities)) {
+    if (entry.secrets && isSecretsFile(entry.secrets)) entry.secrets = { file: abs(entry.secrets.file) };
+  }
   config.trustedKeys = config.trustedKeys.map((key, i) => {
     const pem = key.trimStart().startsWith('-----BEGIN') ? key : readSmallFile(abs(key), 'trusted key file');
     try {
@@ -177,13 +199,16 @@ export async function loadHostConfig(file?: string): Promise<HostConfig> {
   return parseHostConfig(raw, path.dirname(resolved), resolved);
 }
 
-/** The configured secrets as a lookup (file secrets are read now; a bad file fails here). */
-export function loadSecrets(config: HostConfig): HostSecrets | undefined {
-  const secrets = config.secrets;
+function isSecretsFile(secrets: SecretsConfig): secrets is { file: string } {
+  return Object.keys(secrets).length === 1 && typeof secrets.file === 'string';
+}
+
+/** A capability's configured secrets as a lookup (a file is read now; a bad file fails here). */
+export function loadSecrets(secrets: SecretsConfig | undefined): HostSecrets | undefined {
   if (secrets === undefined) return undefined;
   let values: Record<string, string>;
-  if ('file' in secrets && Object.keys(secrets).length === 1) {
-    const file = secrets.file as string;
+  if (isSecretsFile(secrets)) {
+    const file = secrets.file;
     let raw: unknown;
     try {
       raw = JSON.parse(readSmallFile(file, 'secrets file')) as unknown;
@@ -195,7 +220,7 @@ export function loadSecrets(config: HostConfig): HostSecrets | undefined {
     if (!parsed.success) throw new ContainedError('INVALID_ARGUMENT', `secrets file ${file}: expected a JSON object of name → string value`);
     values = parsed.data;
   } else {
-    values = secrets as Record<string, string>;
+    values = secrets;
   }
   const table = new Map(Object.entries(values));
   return { get: (name) => table.get(name) };
@@ -206,57 +231,90 @@ export interface InstantiateDeps {
   /** Default: the built-in kinds. */
   registry?: CapabilityRegistry;
   now?: () => number;
-  /** Overrides `config.secrets`. */
-  secrets?: HostSecrets;
 }
 
-/** The HostDeps every configured capability is created with. */
-export function hostDepsFor(config: HostConfig, deps: InstantiateDeps = {}): HostDeps {
-  const secrets = deps.secrets ?? loadSecrets(config);
-  const host: HostDeps = { dataDir: config.dataDir };
-  if (deps.logger) host.logger = deps.logger;
-  if (secrets) host.secrets = secrets;
-  if (deps.now) host.now = deps.now;
-  if (config.mail) host.mail = config.mail;
-  if (config.paymentsLedger) host.paymentsLedger = createSqliteLedger({ file: config.paymentsLedger.file, currency: config.paymentsLedger.currency });
-  return host;
+/** The configured capability instances, with the kinds' prepared resources to close at shutdown. */
+export interface OpenCapabilities {
+  /** Binding name → instance. */
+  readonly instances: Map<string, CapabilityInstance>;
+  /** Close what the kinds' `prepare` steps started (idempotent). */
+  close(): Promise<void>;
 }
 
-function createOne(name: string, entry: CapabilityConfig, registry: CapabilityRegistry, host: HostDeps): CapabilityInstance {
-  const kind = lookupKind(registry, entry.kind);
-  if (!kind) {
+/** One configured instance, and what closes it. */
+export interface OpenCapability {
+  readonly instance: CapabilityInstance;
+  close(): Promise<void>;
+}
+
+function inCapability(name: string, error: unknown): unknown {
+  if (!(error instanceof ContainedError)) return error;
+  const at = Array.isArray(error.data?.path) ? error.data.path.map(String) : [];
+  return new ContainedError(error.code, `config: capability "${name}": ${error.message}`, { cause: error, data: { path: ['capabilities', name, ...at] } });
+}
+
+/** Open the kind of one entry (host options, secrets, prepare) and create its instance; closes what it opened when that fails. */
+async function openOne(config: HostConfig, name: string, entry: CapabilityConfig, registry: CapabilityRegistry, deps: InstantiateDeps): Promise<OpenCapability> {
+  const plugin = lookupKind(registry, entry.kind);
+  if (!plugin) {
     throw new ContainedError('INVALID_ARGUMENT', `config: capability "${name}": unknown kind "${entry.kind}" (known: ${Object.keys(registry).join(', ')})`, {
       data: { path: ['capabilities', name, 'kind'] },
     });
+  }
+  const host: CapabilityHost = { dataDir: config.dataDir, configDir: config.configDir ?? process.cwd() };
+  if (deps.logger) host.logger = deps.logger;
+  if (deps.now) host.now = deps.now;
+  let kind: OpenKind;
+  try {
+    const secrets = loadSecrets(entry.secrets);
+    if (secrets) host.secrets = secrets;
+    kind = await openKind(entry.kind, plugin, { name, hostOptions: entry.host, host });
+  } catch (error) {
+    throw inCapability(name, error);
   }
   const options: InstanceOptions = { name };
   if (entry.methods) options.methods = entry.methods;
   if (entry.budgets) options.budgets = entry.budgets;
   try {
-    return kind.create(entry.scope, host, options);
+    return { instance: kind.create(entry.scope, options), close: () => kind.close() };
   } catch (error) {
-    if (error instanceof ContainedError) {
-      throw new ContainedError(error.code, `config: capability "${name}": ${error.message}`, { cause: error, data: { path: ['capabilities', name] } });
-    }
-    throw error;
+    await kind.close().catch(() => undefined);
+    throw inCapability(name, error);
   }
 }
 
-/** Create one configured capability instance by name (NOT_FOUND when the config has none by that name). */
-export function instantiateCapability(config: HostConfig, name: string, deps: InstantiateDeps = {}): CapabilityInstance {
+/** Open one configured capability instance by name (NOT_FOUND when the config has none by that name). */
+export async function openCapability(config: HostConfig, name: string, deps: InstantiateDeps = {}): Promise<OpenCapability> {
   const entry = Object.prototype.hasOwnProperty.call(config.capabilities, name) ? config.capabilities[name] : undefined;
   if (!entry) {
     const known = Object.keys(config.capabilities);
     throw new ContainedError('NOT_FOUND', `the host config has no capability "${name}" (it has: ${known.length > 0 ? known.join(', ') : 'none'})`);
   }
-  return createOne(name, entry, deps.registry ?? builtinCapabilities, hostDepsFor(config, deps));
+  return openOne(config, name, entry, deps.registry ?? builtinCapabilities, deps);
 }
 
-/** Create every configured capability instance, by binding name. Fails at the first bad one. */
-export function instantiateCapabilities(config: HostConfig, deps: InstantiateDeps = {}): Map<string, CapabilityInstance> {
+/**
+ * Open every configured capability instance, by binding name; kinds with a start-up step start
+ * side by side. Fails with the first bad one in config order, after closing every one that opened.
+ */
+export async function openCapabilities(config: HostConfig, deps: InstantiateDeps = {}): Promise<OpenCapabilities> {
   const registry = deps.registry ?? builtinCapabilities;
-  const host = hostDepsFor(config, deps);
-  const out = new Map<string, CapabilityInstance>();
-  for (const [name, entry] of Object.entries(config.capabilities)) out.set(name, createOne(name, entry, registry, host));
-  return out;
+  const entries = Object.entries(config.capabilities);
+  const settled = await Promise.allSettled(entries.map(([name, entry]) => openOne(config, name, entry, registry, deps)));
+  const opened = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+  const closeAll = async (): Promise<void> => {
+    await Promise.allSettled(opened.map((o) => o.close()));
+  };
+  const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
+  if (failed) {
+    await closeAll();
+    throw failed.reason;
+  }
+  const instances = new Map<string, CapabilityInstance>();
+  entries.forEach(([name], i) => {
+    const s = settled[i];
+    if (s?.status === 'fulfilled') instances.set(name, s.value.instance);
+  });
+  let closing: Promise<void> | undefined;
+  return { instances, close: () => (closing ??= closeAll()) };
 }

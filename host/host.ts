@@ -15,7 +15,7 @@ import type { Logger } from 'pino';
 import type { CapabilityInstance } from '../capabilities/sdk/index.js';
 import { createSandbox, type RunOutcome } from '../runtime/index.js';
 import type { Manifest } from '../sandbox-images/manifest.js';
-import { type HostConfig, instantiateCapabilities } from './config.js';
+import { type HostConfig, type OpenCapabilities, openCapabilities } from './config.js';
 import { createWebConsole, type WebConsole, type WebConsoleOptions } from './console/index.js';
 import { createEventHub } from './event-hub.js';
 import { performDetached, validateEdit } from './gate/detached.js';
@@ -110,7 +110,14 @@ export async function startHost(options: HostOptions): Promise<Host> {
 
   // The store, the capabilities offered, metrics, and the one event stream operators hear.
   const store = await openSqliteStore(defaultStorePath(config.dataDir));
-  const instances = instantiateCapabilities(config, { logger });
+  let capabilities: OpenCapabilities;
+  try {
+    capabilities = await openCapabilities(config, { logger });
+  } catch (error) {
+    await store.close();
+    throw error;
+  }
+  const { instances } = capabilities;
   const metrics = createHostMetrics({ isKnownCapability: (name) => instances.has(name) });
   const events = createEventHub<RequestEvent>((error) => logger.error({ err: error }, 'request event listener failed'));
   const live = new LiveRuns();
@@ -198,6 +205,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     await sandbox.close();
     await runs.drained();
     await oversight.close();
+    await capabilities.close();
     await store.close();
   }
 

@@ -36,6 +36,11 @@ export const LOG_REDACT_PATHS: readonly string[] = Object.freeze([
   '*.smtp.auth',
   'mail.smtp.auth',
   '*.mail.smtp.auth',
+  // The same inside a host config: a capability's host options and secrets (host/config.ts).
+  'capabilities.*.host.smtp.auth',
+  '*.capabilities.*.host.smtp.auth',
+  'capabilities.*.secrets',
+  '*.capabilities.*.secrets',
 ]);
 
 /** pino options with the host's redaction; `options` may add more paths (they are appended). */

@@ -10,8 +10,9 @@
  */
 import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
+import { definePlugin } from '../plugin.js';
 import { type CapabilityInstance, type InstanceOptions, IN_SCOPE, createInstance, defineCapability, method, outOfScope } from '../sdk/index.js';
-import type { PaymentsLedger } from './ledger.js';
+import { createSqliteLedger, type PaymentsLedger } from './ledger.js';
 
 export type { OrderView, PaymentsLedger, RefundReceipt, SqliteLedgerOptions } from './ledger.js';
 export { createSqliteLedger } from './ledger.js';
@@ -87,6 +88,26 @@ export const paymentsCapability = defineCapability<PaymentsScope, PaymentsDeps>(
 });
 
 /** Bind `payments` to a scope and a ledger. A bad scope throws `INVALID_SCOPE`. */
-export function createPayments(scope: PaymentsScope, deps: PaymentsDeps, options: InstanceOptions = {}): CapabilityInstance<PaymentsScope, PaymentsDeps> {
+export function createPayments(scope: unknown, deps: PaymentsDeps, options: InstanceOptions = {}): CapabilityInstance<PaymentsScope, PaymentsDeps> {
   return createInstance(paymentsCapability, scope, deps, options);
 }
+
+const NO_LEDGER =
+  'no refunds ledger is configured: set "host": { "ledger": { "file": …, "currency": … } } on the capability in the host config (contained run cannot grant payments)';
+
+/** The ledger one payments instance refunds from (`capabilities.<binding>.host`); the file is relative to the config file's folder. */
+export const paymentsHostOptionsSchema = z.strictObject(
+  {
+    ledger: z.strictObject({ file: z.string().min(1), currency: z.string().regex(/^[A-Z]{3}$/, 'an ISO 4217 code such as EUR') }, { error: (issue) => (issue.input === undefined ? NO_LEDGER : undefined) }),
+  },
+  { error: (issue) => (issue.input === undefined ? NO_LEDGER : undefined) },
+);
+export type PaymentsHostOptions = z.output<typeof paymentsHostOptionsSchema>;
+
+/** The registry's entry: a SQLite ledger named by the instance's host options (opened per call, nothing to close). */
+export const paymentsPlugin = definePlugin({
+  definition: paymentsCapability,
+  hostOptions: paymentsHostOptionsSchema,
+  create: (scope, context, options) =>
+    createPayments(scope, { ledger: createSqliteLedger({ file: context.resolvePath(context.hostOptions.ledger.file), currency: context.hostOptions.ledger.currency }) }, options),
+});

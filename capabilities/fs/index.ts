@@ -15,6 +15,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
 import { defineCapability, IN_SCOPE, method, outOfScope, type ScopeCheck } from '../sdk/define.js';
+import { definePlugin, NO_HOST_OPTIONS, scopeWithDataDir } from '../plugin.js';
 import { type CapabilityInstance, createInstance, type InstanceOptions } from '../sdk/instance.js';
 import { formatBytes } from '../sdk/json.js';
 import { extensionAllowed, isWithin, normalizeExtension, parseAgentPath } from './paths.js';
@@ -390,16 +391,11 @@ export const fsCapability = defineCapability<FsScope, FsHostDeps>({
   },
 });
 
-/** Bind fs to a host folder. The folder must exist; its `realpath` is taken once, now. */
-export function createFs(scope: unknown, deps: FsDeps = {}, options: InstanceOptions = {}): CapabilityInstance<FsScope, FsHostDeps> {
-  const parsed = fsScopeSchema.safeParse(scope);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new ContainedError('INVALID_SCOPE', `invalid scope for fs${issue ? ` at ${issue.path.join('.') || '(root)'}: ${issue.message}` : ''}`);
-  }
+/** The host folder a parsed scope names, opened once: must exist; its `realpath` is taken now. */
+function openRoot(scope: FsScope, deps: FsDeps): FsHostDeps {
   let real: string;
   try {
-    real = realpathSync(parsed.data.root);
+    real = realpathSync(scope.root);
     if (!statSync(real).isDirectory()) throw new Error('not a folder');
   } catch (e) {
     throw new ContainedError('INVALID_SCOPE', 'fs: root must be an existing folder', { cause: e });
@@ -408,5 +404,17 @@ export function createFs(scope: unknown, deps: FsDeps = {}, options: InstanceOpt
     throw new ContainedError('INVALID_SCOPE', 'fs: this platform lacks O_NOFOLLOW/O_DIRECTORY; refusing to serve files');
   }
   const strategy = deps.strategy ?? (process.platform === 'linux' && existsSync('/proc/self/fd') ? 'procfd' : 'paths');
-  return createInstance(fsCapability, parsed.data, { rootLexical: parsed.data.root, root: { real, strategy } }, options);
+  return { rootLexical: scope.root, root: { real, strategy } };
 }
+
+/** Bind fs to a host folder. The folder must exist; its `realpath` is taken once, now. */
+export function createFs(scope: unknown, deps: FsDeps = {}, options: InstanceOptions = {}): CapabilityInstance<FsScope, FsHostDeps> {
+  return createInstance(fsCapability, scope, (parsed) => openRoot(parsed, deps), options);
+}
+
+/** The registry's entry: no host options; a relative `root` is relative to the host's data folder. */
+export const fsPlugin = definePlugin({
+  definition: fsCapability,
+  hostOptions: NO_HOST_OPTIONS,
+  create: (scope, context, options) => createFs(scopeWithDataDir(scope, 'root', context.dataDir), {}, options),
+});

@@ -14,6 +14,7 @@
  * `CAPABILITY_FAILED` with `data.reason`. See scope.ts, policy.ts, fetch.ts for each defence.
  */
 import { z } from 'zod';
+import { definePlugin, NO_HOST_OPTIONS } from '../plugin.js';
 import { type CapabilityInstance, type InstanceOptions, createInstance, defineCapability, method } from '../sdk/index.js';
 import { type HttpDeps, performRequest } from './fetch.js';
 import { normaliseRequestHeaders, requestHeadersSchema } from './headers.js';
@@ -97,8 +98,16 @@ export const httpCapability = makeDefinition();
  * Bind the http definition to a scope and host resources. A scope that allows only GET/HEAD exposes
  * only `get` unless `options.methods` says otherwise. A bad rule throws `INVALID_SCOPE` here.
  */
-export function createHttp(scope: HttpScope, deps: HttpDeps = {}, options: InstanceOptions = {}): CapabilityInstance<HttpScope, HttpDeps> {
-  const parsed = httpScopeSchema.safeParse(scope);
-  const readOnly = parsed.success && (parsed.data.methods ?? READ_METHODS).every((m) => READ_METHODS.includes(m));
-  return createInstance(httpCapability, scope, deps, readOnly && options.methods === undefined ? { ...options, methods: ['get'] } : options);
+export function createHttp(scope: unknown, deps: HttpDeps = {}, options: InstanceOptions = {}): CapabilityInstance<HttpScope, HttpDeps> {
+  return createInstance(httpCapability, scope, deps, (parsed) => {
+    const readOnly = (parsed.methods ?? READ_METHODS).every((m) => READ_METHODS.includes(m));
+    return readOnly && options.methods === undefined ? { ...options, methods: ['get'] } : options;
+  });
 }
+
+/** The registry's entry: no host options; the credentials it attaches come from the instance's secrets. */
+export const httpPlugin = definePlugin({
+  definition: httpCapability,
+  hostOptions: NO_HOST_OPTIONS,
+  create: (scope, context, options) => createHttp(scope, context.secrets ? { secrets: context.secrets } : {}, options),
+});

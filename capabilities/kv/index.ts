@@ -19,6 +19,7 @@ import type Database from 'better-sqlite3';
 import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
 import { defineCapability, IN_SCOPE, method, outOfScope, type ScopeCheck } from '../sdk/define.js';
+import { definePlugin, NO_HOST_OPTIONS, scopeWithDataDir } from '../plugin.js';
 import { type CapabilityInstance, createInstance, type InstanceOptions } from '../sdk/instance.js';
 import { formatBytes, jsonValueSchema } from '../sdk/json.js';
 import { narrowerLimit } from '../sdk/narrowing.js';
@@ -31,8 +32,8 @@ export const DEFAULT_MAX_TOTAL_BYTES = 16 * 1024 * 1024;
 export const MAX_KEY_BYTES = 512;
 /** Most keys one `list` call returns. */
 export const MAX_LIST_LIMIT = 1000;
-/** Milliseconds to wait for another writer's lock before failing. */
-export const BUSY_TIMEOUT_MS = 5000;
+/** Milliseconds a kv call waits for another writer's lock on the store file before failing. */
+export const KV_LOCK_WAIT_MS = 5000;
 
 export const kvScopeSchema = z.strictObject({
   /** Absolute path of the SQLite file (created on first write). */
@@ -103,7 +104,7 @@ function withDb<T>(scope: KvScope, write: boolean, f: (db: Database.Database) =>
   if (!write && !existsSync(scope.file)) return empty;
   let db: Database.Database;
   try {
-    db = openDatabase(scope.file, { readonly: !write, fileMustExist: !write, timeout: BUSY_TIMEOUT_MS });
+    db = openDatabase(scope.file, { readonly: !write, fileMustExist: !write, timeout: KV_LOCK_WAIT_MS });
   } catch (e) {
     throw new ContainedError('CAPABILITY_FAILED', 'kv: the store cannot be opened', { cause: e, data: { reason: 'OPEN' } });
   }
@@ -274,3 +275,10 @@ export function createKv(scope: unknown, _deps: KvDeps = {}, options: InstanceOp
   }
   return instance;
 }
+
+/** The registry's entry: no host options; a relative `file` is relative to the host's data folder. */
+export const kvPlugin = definePlugin({
+  definition: kvCapability,
+  hostOptions: NO_HOST_OPTIONS,
+  create: (scope, context, options) => createKv(scopeWithDataDir(scope, 'file', context.dataDir), {}, options),
+});

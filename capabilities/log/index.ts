@@ -6,6 +6,7 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import { defineCapability, method } from '../sdk/define.js';
+import { definePlugin, NO_HOST_OPTIONS } from '../plugin.js';
 import { type CapabilityInstance, createInstance, type InstanceOptions } from '../sdk/instance.js';
 import { jsonValueSchema } from '../sdk/json.js';
 
@@ -69,3 +70,10 @@ export const logCapability = defineCapability<LogScope, LogDeps>({
 export function createLog(scope: unknown, deps: LogDeps, options: InstanceOptions = {}): CapabilityInstance<LogScope, LogDeps> {
   return createInstance(logCapability, scope, deps, options);
 }
+
+/** The registry's entry: no host options; writes to the host's logger (stderr when it has none). */
+export const logPlugin = definePlugin({
+  definition: logCapability,
+  hostOptions: NO_HOST_OPTIONS,
+  create: (scope, context, options) => createLog(scope, { logger: context.logger }, options),
+});

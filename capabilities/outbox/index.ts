@@ -16,9 +16,11 @@
  */
 import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
+import path from 'node:path';
+import { type CapabilityContext, definePlugin } from '../plugin.js';
 import { type CapabilityInstance, type InstanceOptions, createInstance, defineCapability, method } from '../sdk/index.js';
 import { addressSchema } from './address.js';
-import { type OutboxTransport, deliver, transportSchema } from './deliver.js';
+import { type OutboxTransport, deliver, smtpRelaySchema, transportSchema } from './deliver.js';
 import { type OutboxScope, checkMessage, describeOutboxScope, intersectOutboxScopes, limits, makeRuleCompiler, outboxScopeSchema } from './scope.js';
 
 export type { OutboxTransport, SmtpRelay } from './deliver.js';
@@ -121,10 +123,35 @@ export const outboxCapability = makeDefinition();
  * Bind the outbox definition to a scope and a transport. Each call makes a fresh per-run counter
  * for the new instance tree. Bad scope → `INVALID_SCOPE`; bad deps → `INVALID_ARGUMENT`.
  */
-export function createOutbox(scope: OutboxScope, deps: OutboxDeps, options: InstanceOptions = {}): CapabilityInstance<OutboxScope, OutboxInstanceDeps> {
+export function createOutbox(scope: unknown, deps: OutboxDeps, options: InstanceOptions = {}): CapabilityInstance<OutboxScope, OutboxInstanceDeps> {
   const transport = transportSchema.safeParse(deps.transport);
   if (!transport.success) {
     throw new ContainedError('INVALID_ARGUMENT', `outbox: invalid transport: ${transport.error.issues[0]?.message ?? 'does not match the schema'}`);
   }
   return createInstance(outboxCapability, scope, { transport: transport.data, sentPerRun: new RunCounter() }, options);
 }
+
+/**
+ * Where one outbox instance delivers (`capabilities.<binding>.host` in the host config): an SMTP
+ * relay, or a local folder (relative to the config file's folder). Absent: `<dataDir>/outbox`.
+ * `contained run --smtp URL | --maildir DIR` give the same options to every outbox grant.
+ */
+export const outboxHostOptionsSchema = z.union([z.strictObject({ smtp: smtpRelaySchema }), z.strictObject({ folder: z.string().min(1) })]).optional();
+export type OutboxHostOptions = z.output<typeof outboxHostOptionsSchema>;
+
+function transportFor(context: CapabilityContext<OutboxHostOptions>): OutboxTransport {
+  const options = context.hostOptions;
+  if (options !== undefined) return 'smtp' in options ? options : { folder: context.resolvePath(options.folder) };
+  // Said in the words of who configures it: the host config key, or the run command's flags.
+  if (context.dataDir === undefined) {
+    throw new ContainedError('INVALID_ARGUMENT', `outbox: no mail transport is configured: set "host": { "smtp": … } or { "folder": … } on the capability "${context.name}" in the host config (contained run: --smtp URL or --maildir DIR)`);
+  }
+  return { folder: path.resolve(context.dataDir, 'outbox') };
+}
+
+/** The registry's entry: the transport is the instance's host options. */
+export const outboxPlugin = definePlugin({
+  definition: outboxCapability,
+  hostOptions: outboxHostOptionsSchema,
+  create: (scope, context, options) => createOutbox(scope, { transport: transportFor(context) }, options),
+});

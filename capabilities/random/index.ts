@@ -9,6 +9,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
 import { defineCapability, method } from '../sdk/define.js';
+import { definePlugin, NO_HOST_OPTIONS } from '../plugin.js';
 import { type CapabilityInstance, createInstance, type InstanceOptions } from '../sdk/instance.js';
 
 export const randomScopeSchema = z.strictObject({
@@ -123,3 +124,10 @@ export const randomCapability = defineCapability<RandomScope, RandomDeps>({
 export function createRandom(scope: unknown = {}, _deps: Record<string, never> = {}, options: InstanceOptions = {}): CapabilityInstance<RandomScope, RandomDeps> {
   return createInstance(randomCapability, scope, { streams: new Map() }, options);
 }
+
+/** The registry's entry: no host options, nothing from the host. */
+export const randomPlugin = definePlugin({
+  definition: randomCapability,
+  hostOptions: NO_HOST_OPTIONS,
+  create: (scope, _context, options) => createRandom(scope, {}, options),
+});

@@ -375,17 +375,24 @@ export class CapabilityInstance<S = any, D = any> {
   }
 }
 
-/** Bind a definition to a scope and host resources. The scope is validated here, at creation. */
+/**
+ * Bind a definition to a scope and host resources. The scope is validated here, at creation, and
+ * only here: a factory whose resources (or options) depend on the scope — fs opens its root, http
+ * exposes only `get` for a read-only scope — passes a function of the parsed scope instead of the
+ * value. (So deps that are themselves a function must be wrapped in an object.)
+ */
 export function createInstance<S, D>(
   definition: CapabilityDefinition<S, D>,
   scope: unknown,
-  deps: D,
-  options: InstanceOptions = {},
+  deps: D | ((scope: S) => D),
+  options: InstanceOptions | ((scope: S) => InstanceOptions) = {},
 ): CapabilityInstance<S, D> {
   const parsed = definition.scope.safeParse(scope);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new ContainedError('INVALID_SCOPE', `invalid scope for ${definition.name}${issue ? ` at ${issue.path.join('.') || '(root)'}: ${issue.message}` : ''}`);
   }
-  return new CapabilityInstance(definition, parsed.data, deps, options);
+  // The one parse of a scope: resources and options that depend on it are computed from its result.
+  const resources = typeof deps === 'function' ? (deps as (scope: S) => D)(parsed.data) : deps;
+  return new CapabilityInstance(definition, parsed.data, resources, typeof options === 'function' ? options(parsed.data) : options);
 }

@@ -19,6 +19,7 @@ import Database from 'better-sqlite3';
 import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
 import { defineCapability, IN_SCOPE, method, outOfScope } from '../sdk/define.js';
+import { definePlugin, NO_HOST_OPTIONS, scopeWithDataDir } from '../plugin.js';
 import { type CapabilityInstance, createInstance, type InstanceOptions } from '../sdk/instance.js';
 import { formatBytes } from '../sdk/json.js';
 import { narrowerLimit } from '../sdk/narrowing.js';
@@ -26,7 +27,7 @@ import { createSqlEngine, type SqlEngine } from './engine.js';
 import { statementKind } from './guard.js';
 import type { ExecuteResult, QueryResult, SqlJob } from './statement.js';
 
-export { BUSY_TIMEOUT_MS } from './statement.js';
+export { SQL_LOCK_WAIT_MS } from './statement.js';
 export { createSqlEngine, SQL_ENGINE_DEFAULTS, type SqlEngine, type SqlEngineOptions } from './engine.js';
 
 /** Rows returned by one query when the scope sets no `maxRows`. */
@@ -170,3 +171,10 @@ export function createSql(scope: unknown, deps: SqlDeps = {}, options: InstanceO
   if (missing.length > 0) throw new ContainedError('INVALID_SCOPE', `sql: no table or view named ${missing.join(', ')}`);
   return instance;
 }
+
+/** The registry's entry: no host options; a relative `file` is relative to the host's data folder. */
+export const sqlPlugin = definePlugin({
+  definition: sqlCapability,
+  hostOptions: NO_HOST_OPTIONS,
+  create: (scope, context, options) => createSql(scopeWithDataDir(scope, 'file', context.dataDir), {}, options),
+});

@@ -20,7 +20,7 @@ import { ContainedError } from '../../runtime/errors.js';
 import { checkProgram, refused, statementKind } from './guard.js';
 
 /** Milliseconds to wait for another writer's lock before failing. */
-export const BUSY_TIMEOUT_MS = 5000;
+export const SQL_LOCK_WAIT_MS = 5000;
 
 /** Everything the query process needs for one call: the (attenuated) scope's facts and the argument. */
 export interface SqlJob {
@@ -126,7 +126,7 @@ function withStatement<T>(job: SqlJob, want: 'read' | 'write', f: (stmt: Databas
   const allow = new Set(job.tables.map((t) => t.toLowerCase()));
   let db: Database.Database;
   try {
-    db = new Database(job.file, { readonly: job.readOnly, fileMustExist: true, timeout: BUSY_TIMEOUT_MS });
+    db = new Database(job.file, { readonly: job.readOnly, fileMustExist: true, timeout: SQL_LOCK_WAIT_MS });
   } catch (e) {
     throw new ContainedError('CAPABILITY_FAILED', 'sql: the database cannot be opened', { cause: e, data: { reason: 'OPEN' } });
   }

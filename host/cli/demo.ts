@@ -37,18 +37,16 @@ export function demoConfig(port: number): Record<string, unknown> {
   return {
     dataDir: '.',
     listen: { host: '127.0.0.1', port },
-    // The outbox delivers into this maildir-style folder. For a real relay replace it with
-    // "mail": { "smtp": { "host": "smtp.example.com", "port": 587, "auth": { "user": "…", "pass": "…" } } }
-    mail: { folder: 'demo/mail' },
-    paymentsLedger: { file: 'demo/shop.db', currency: 'EUR' },
     // A demo request waits a day for you (the default is 15 minutes).
     requestTimeoutMs: 86_400_000,
     capabilities: {
       reports: { kind: 'fs', scope: { root: 'demo/reports', readOnly: true, extensions: ['md', 'txt'] } },
       out: { kind: 'fs', scope: { root: 'demo/out', extensions: ['md'], maxFileBytes: 262_144 } },
-      mail: { kind: 'outbox', scope: { from: 'digest@example.com', allowedRecipients: ['@example.com'], maxPerRun: 5 } },
+      // The outbox delivers into this maildir-style folder (its host options). For a real relay replace it with
+      // "host": { "smtp": { "host": "smtp.example.com", "port": 587, "auth": { "user": "…", "pass": "…" } } }
+      mail: { kind: 'outbox', scope: { from: 'digest@example.com', allowedRecipients: ['@example.com'], maxPerRun: 5 }, host: { folder: 'demo/mail' } },
       orders: { kind: 'sql', scope: { file: 'demo/shop.db', tables: ['orders'], readOnly: true, maxRows: 10 } },
-      payments: { kind: 'payments', scope: { currency: 'EUR', maxAmountCents: 50_000 } },
+      payments: { kind: 'payments', scope: { currency: 'EUR', maxAmountCents: 50_000 }, host: { ledger: { file: 'demo/shop.db', currency: 'EUR' } } },
       records: { kind: 'sql', scope: { file: 'demo/records.db', tables: ['records'], maxRows: 500 } },
     },
   };
@@ -104,7 +102,13 @@ export async function demoCommand(argv: string[], io: CliIo): Promise<number> {
   } else {
     io.stdout(`  using the host config        ${rel(configFile)}\n`);
   }
-  const config = await loadHostConfig(configFile);
+  const config = await loadHostConfig(configFile).catch((error: unknown) => {
+    // A demo config written by an earlier version (top-level mail, paymentsLedger): say how to renew it.
+    if (error instanceof ContainedError && error.code === 'INVALID_ARGUMENT' && Array.isArray(error.data?.path) && ['mail', 'secrets', 'paymentsLedger'].includes(String(error.data.path[0]))) {
+      throw new ContainedError('USAGE', `${error.message} — ${rel(configFile)} was written by an earlier version: delete it (or move those keys) and run again`, { cause: error });
+    }
+    throw error;
+  });
   if (port !== undefined) config.listen.port = port;
 
   const built = await buildExamples(EXAMPLES_DIR, path.join(home, 'images'));

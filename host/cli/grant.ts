@@ -18,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { MAX_SCOPE_FILE_BYTES } from '../../capabilities/grant-spec.js';
 import { ContainedError } from '../../runtime/errors.js';
-import { instantiateCapability } from '../config.js';
+import { openCapability } from '../config.js';
 import { GrantService } from '../grant-service.js';
 import { formatSubject, isMode, type NewGrantInput, parseBudgets, parseExpiry, parseSubject } from '../grants.js';
 import type { Grant } from '../model.js';
@@ -166,7 +166,9 @@ async function grantAdd(argv: string[], io: CliIo): Promise<number> {
 
   const location = await locateState({ configFlag: stringFlag(values, 'config'), dataDirFlag: stringFlag(values, 'data-dir'), requireConfigFor: 'grant add' });
   if (!location.config) throw new ContainedError('USAGE', 'grant add needs the host config; pass --config FILE');
-  const instance = instantiateCapability(location.config, capability);
+  // Only its definition and scope are read: what its kind started is closed at once.
+  const { instance, close } = await openCapability(location.config, capability);
+  await close();
 
   const input: NewGrantInput = { subject, capability, methods, mode, createdBy: by, reason };
   const approvals = intFlag(values, 'approvals');

@@ -1,16 +1,17 @@
 /**
- * What a one-shot `contained run` offers the capability factories in place of a host: relative
- * scope paths (`fs.root`, `kv.file`, `sql.file`) resolve against the working directory, and the
- * outbox delivers through `--smtp URL`, into `--maildir DIR`, or by default into the maildir
- * `./.contained/outbox` (announced on stderr, so mail never silently goes nowhere).
+ * What a one-shot `contained run` offers the capability kinds in place of a host: relative scope
+ * paths (`fs.root`, `kv.file`, `sql.file`) resolve against the working directory, and every outbox
+ * grant gets the host options `{ smtp }` from `--smtp URL`, `{ folder }` from `--maildir DIR`, or by
+ * default the maildir `./.contained/outbox` (announced on stderr, so mail never silently goes
+ * nowhere) — the same host options a host config gives an outbox capability.
  *
  * Defends against: an SMTP password on the command line (argv is visible to other local users; it
  * comes from CONTAINED_SMTP_PASSWORD) and credentials sent in clear (a user name makes STARTTLS
  * required on smtp://). Every mistake is a USAGE error naming the flag.
  */
 import path from 'node:path';
-import type { SmtpRelay } from '../../capabilities/outbox/index.js';
-import type { HostDeps } from '../../capabilities/registry.js';
+import type { OutboxHostOptions, SmtpRelay } from '../../capabilities/outbox/index.js';
+import type { CapabilityHost } from '../../capabilities/plugin.js';
 import { ContainedError } from '../../runtime/errors.js';
 
 /** The run command's flags for mail delivery (merged into its flag spec). */
@@ -24,7 +25,10 @@ export const MAIL_USAGE = `  --smtp URL           outbox grants send through thi
 type Env = Record<string, string | undefined>;
 
 export interface RunHost {
-  host: HostDeps;
+  /** What every kind gets: the working directory as data and config folder (secrets are added by the run command). */
+  host: CapabilityHost;
+  /** Host options per kind, for every grant of that kind. */
+  hostOptions: { outbox: NonNullable<OutboxHostOptions> };
   /** Said on stderr when an outbox grant uses the default maildir. */
   maildirNotice: string | undefined;
 }
@@ -32,15 +36,17 @@ export interface RunHost {
 export function runHostDeps(values: Record<string, unknown>, env: Env, cwd: string = process.cwd()): RunHost {
   const smtp = typeof values.smtp === 'string' ? values.smtp : undefined;
   const maildir = typeof values.maildir === 'string' ? values.maildir : undefined;
+  const host: CapabilityHost = { dataDir: cwd, configDir: cwd };
   if (smtp !== undefined && maildir !== undefined) throw new ContainedError('USAGE', 'give --smtp or --maildir, not both');
-  if (smtp !== undefined) return { host: { dataDir: cwd, mail: { smtp: parseSmtpUrl(smtp, env) } }, maildirNotice: undefined };
+  if (smtp !== undefined) return { host, hostOptions: { outbox: { smtp: parseSmtpUrl(smtp, env) } }, maildirNotice: undefined };
   if (maildir !== undefined) {
     if (maildir.trim() === '') throw new ContainedError('USAGE', '--maildir takes a folder (created if missing)');
-    return { host: { dataDir: cwd, mail: { folder: path.resolve(cwd, maildir) } }, maildirNotice: undefined };
+    return { host, hostOptions: { outbox: { folder: path.resolve(cwd, maildir) } }, maildirNotice: undefined };
   }
   const folder = path.resolve(cwd, '.contained', 'outbox');
   return {
-    host: { dataDir: cwd, mail: { folder } },
+    host,
+    hostOptions: { outbox: { folder } },
     maildirNotice: `outbox: mail goes to the maildir ${folder} (new/ holds one .eml per message); --smtp URL sends it instead\n`,
   };
 }

@@ -18,7 +18,7 @@ import type { Stats } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 import path from 'node:path';
 import type { HttpScope } from '../../capabilities/http/index.js';
-import type { HostSecrets } from '../../capabilities/registry.js';
+import type { HostSecrets } from '../../capabilities/plugin.js';
 import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
 import { ContainedError } from '../../runtime/errors.js';
 

@@ -7,12 +7,11 @@
  * exit with any other status.
  */
 import { readFile } from 'node:fs/promises';
-import type { HostDeps } from '../../capabilities/registry.js';
 import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
 import { ContainedError } from '../../runtime/errors.js';
 import { createSandbox, LIMIT_CODES, loadProgramFromFile, type LimitsInput, type Program, type RunOutcome } from '../../runtime/index.js';
 import { type CliIo, intFlag, listFlag, parseFlags, stringFlag } from './args.js';
-import { MAIL_FLAGS, MAIL_USAGE, runHostDeps } from './run-host.js';
+import { MAIL_FLAGS, MAIL_USAGE, type RunHost, runHostDeps } from './run-host.js';
 import { checkGrantSecrets, loadRunSecrets, SECRETS_USAGE } from './run-secrets.js';
 import { loadRunTarget } from './run-target.js';
 
@@ -68,7 +67,7 @@ export async function runCommand(argv: string[], io: CliIo, env: Record<string, 
   const secretsFile = stringFlag(values, 'secrets');
   const secrets = secretsFile === undefined ? undefined : await loadRunSecrets(secretsFile);
   if (secrets) runHost.host.secrets = secrets;
-  const capabilities = await grantsFromFlags(listFlag(values, 'grant'), runHost.host);
+  const capabilities = await grantsFromFlags(listFlag(values, 'grant'), runHost);
   checkGrantSecrets(capabilities, secrets);
   if (runHost.maildirNotice !== undefined && capabilities.some((c) => c.definition.name === 'outbox')) io.stderr(runHost.maildirNotice);
   const outcome = await runOnce(loaded.program, input, limits, capabilities, values['in-process'] === true, loaded.subject);
@@ -117,11 +116,11 @@ async function parseInput(raw: string | undefined): Promise<unknown> {
   }
 }
 
-async function grantsFromFlags(specs: string[], host: HostDeps): Promise<CapabilityInstance[]> {
+async function grantsFromFlags(specs: string[], runHost: RunHost): Promise<CapabilityInstance[]> {
   if (specs.length === 0) return [];
   const { parseGrantSpec } = await import('../../capabilities/grant-spec.js');
   const instances: CapabilityInstance[] = [];
-  for (const spec of specs) instances.push(await parseGrantSpec(spec, { host }));
+  for (const spec of specs) instances.push(await parseGrantSpec(spec, { host: runHost.host, hostOptions: runHost.hostOptions }));
   return instances;
 }
 

@@ -72,7 +72,7 @@ async function read(sub: 'report' | 'proposals', argv: string[], io: CliIo): Pro
       else for (const p of list) io.stdout(formatProposal(p));
       return 0;
     }
-    const riskOf = riskFromConfig(location);
+    const riskOf = await riskFromConfig(location);
     const report = buildTrustReport({ db, ledger: new Ledger(db), proposals, config, ...(riskOf ? { riskOf } : {}) }, Date.now(), stringFlag(values, 'subject'));
     io.stdout(values.json ? `${JSON.stringify(report)}\n` : formatTrustReport(report, config.windowDays));
     return 0;

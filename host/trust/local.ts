@@ -9,7 +9,7 @@ import type { RiskAnnotations } from '../../capabilities/sdk/risk.js';
 import { ContainedError } from '../../runtime/errors.js';
 import { loadOrCreateAuditKey } from '../audit/keys.js';
 import { AuditLog } from '../audit/log.js';
-import { instantiateCapabilities } from '../config.js';
+import { openCapabilities } from '../config.js';
 import type { StateLocation } from '../store/location.js';
 import { openSqliteStore } from '../store/sqlite-store.js';
 import { DEFAULT_TRUST_CONFIG } from './policy.js';
@@ -20,11 +20,15 @@ export interface LocalTrust {
   close(): Promise<void>;
 }
 
-/** Risk lookup from the host config's capability instances, when a config is there and instantiates. */
-export function riskFromConfig(location: StateLocation): ((capability: string, method: string) => RiskAnnotations | undefined) | undefined {
+/**
+ * Risk lookup from the host config's capability instances, when a config is there and they open.
+ * Risk is read from the instances' definitions, so what their kinds started is closed at once.
+ */
+export async function riskFromConfig(location: StateLocation): Promise<((capability: string, method: string) => RiskAnnotations | undefined) | undefined> {
   if (!location.config) return undefined;
   try {
-    const instances = instantiateCapabilities(location.config);
+    const { instances, close } = await openCapabilities(location.config);
+    await close();
     return (capability, method) => {
       const i = instances.get(capability);
       return i?.hasMethod(method) ? i.risk(method) : undefined;
@@ -44,7 +48,7 @@ export async function openLocalTrust(location: StateLocation): Promise<LocalTrus
     await store.close();
     throw error;
   }
-  const riskOf = riskFromConfig(location);
+  const riskOf = await riskFromConfig(location);
   const trust = new TrustService({ audit, store, config: location.config?.trust ?? DEFAULT_TRUST_CONFIG, ...(riskOf ? { riskOf } : {}) });
   return {
     trust,

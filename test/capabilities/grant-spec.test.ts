@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { parseGrantSpec, parseGrantSpecText } from '../../capabilities/grant-spec.js';
+import { definePlugin, NO_HOST_OPTIONS } from '../../capabilities/plugin.js';
 import { builtinCapabilities, createRegistry, lookupKind } from '../../capabilities/registry.js';
 import { createInstance, defineCapability, method } from '../../capabilities/sdk/index.js';
 import { call, errorOf, tempDir } from './helpers.js';
@@ -115,7 +116,7 @@ describe('parseGrantSpec', () => {
         }),
       },
     });
-    const registry = createRegistry({ refunds: { definition: refunds, create: (scope, _host, options) => createInstance(refunds, scope, {}, options) } });
+    const registry = createRegistry({ refunds: definePlugin({ definition: refunds, hostOptions: NO_HOST_OPTIONS, create: (scope, _context, options) => createInstance(refunds, scope, {}, options) }) });
     expect(lookupKind(registry, 'fs')).toBe(builtinCapabilities.fs);
     expect(lookupKind(builtinCapabilities, 'refunds')).toBeUndefined();
     const inst = await parseGrantSpec('pay=refunds:{"maxCents":500}', { registry });

@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { main } from '../../host/cli/main.js';
-import { instantiateCapabilities, loadHostConfig, loadSecrets, parseHostConfig } from '../../host/config.js';
+import { loadHostConfig, loadSecrets, openCapabilities, parseHostConfig } from '../../host/config.js';
 import { grantCovers } from '../../host/grants.js';
 import type { Grant } from '../../host/model.js';
 import { defaultStorePath, openSqliteStore } from '../../host/store/sqlite-store.js';
@@ -149,9 +149,8 @@ describe('contained grant', () => {
       payConfig,
       JSON.stringify({
         dataDir: './state',
-        paymentsLedger: { file: 'shop.db', currency: 'EUR' },
         capabilities: {
-          payments: { kind: 'payments', scope: { maxAmountCents: 50_000, currency: 'EUR' } },
+          payments: { kind: 'payments', scope: { maxAmountCents: 50_000, currency: 'EUR' }, host: { ledger: { file: 'shop.db', currency: 'EUR' } } },
           docs: { kind: 'fs', scope: { root: reports, readOnly: true, maxFileBytes: 4096 } },
         },
       }),
@@ -349,6 +348,7 @@ describe('host config', () => {
   it('fills the defaults and resolves top-level paths against the config folder', () => {
     expect(parseHostConfig({}, '/etc/contained')).toEqual({
       dataDir: '/etc/contained/.contained',
+      configDir: '/etc/contained',
       listen: { host: '127.0.0.1', port: 7420 },
       capabilities: {},
       allowedOrigins: [],
@@ -389,10 +389,18 @@ describe('host config', () => {
       audit: { lazyFlushMs: 10, checkpointEvery: 1000, checkpointIntervalMs: 60_000, maxBatch: 10_000, synchronous: 'full', busyTimeoutMs: 5_000, inboxPollMs: 1_000 },
     });
     const config = parseHostConfig(
-      { dataDir: 'state', mail: { folder: 'mail' }, paymentsLedger: { file: 'shop.db', currency: 'EUR' }, secrets: { file: 'secrets.json' } },
+      {
+        dataDir: 'state',
+        capabilities: {
+          mail: { kind: 'outbox', scope: {}, host: { folder: 'mail' } },
+          api: { kind: 'http', scope: {}, secrets: { file: 'secrets.json' } },
+          inline: { kind: 'http', scope: {}, secrets: { file: 'a.json', other: 'b' } },
+        },
+      },
       '/srv/host',
     );
-    expect(config).toMatchObject({ dataDir: '/srv/host/state', mail: { folder: '/srv/host/mail' }, paymentsLedger: { file: '/srv/host/shop.db' }, secrets: { file: '/srv/host/secrets.json' } });
+    // Paths outside scopes are relative to the config file's folder: secrets files now, host options when the kind opens.
+    expect(config).toMatchObject({ dataDir: '/srv/host/state', configDir: '/srv/host', capabilities: { mail: { host: { folder: 'mail' } }, api: { secrets: { file: '/srv/host/secrets.json' } }, inline: { secrets: { file: 'a.json', other: 'b' } } } });
     expect(parseHostConfig({ listen: { port: 0 } }, '/x').listen).toEqual({ host: '127.0.0.1', port: 0 });
   });
 
@@ -414,14 +422,21 @@ describe('host config', () => {
     fails(() => parseHostConfig({ trustedKeys: ['missing.pem'] }, dir), 'USAGE', /trusted key file/);
   });
 
-  it('secrets: inline, or a file of name → value', async () => {
-    expect(loadSecrets(parseHostConfig({ secrets: { API_KEY: 'k1' } }, dir))?.get('API_KEY')).toBe('k1');
+  it("secrets: a capability's own, inline or a file of name → value", async () => {
+    const secretsOf = (secrets: unknown) => loadSecrets(parseHostConfig({ capabilities: { api: { kind: 'http', secrets } } }, dir).capabilities.api?.secrets);
+    expect(secretsOf({ API_KEY: 'k1' })?.get('API_KEY')).toBe('k1');
     await writeFile(path.join(dir, 'secrets.json'), JSON.stringify({ API_KEY: 'k2' }));
-    const fromFile = loadSecrets(parseHostConfig({ secrets: { file: 'secrets.json' } }, dir));
+    const fromFile = secretsOf({ file: 'secrets.json' });
     expect(fromFile?.get('API_KEY')).toBe('k2');
     expect(fromFile?.get('file')).toBeUndefined();
     await writeFile(path.join(dir, 'bad-secrets.json'), JSON.stringify({ API_KEY: 1 }));
-    fails(() => loadSecrets(parseHostConfig({ secrets: { file: 'bad-secrets.json' } }, dir)), 'INVALID_ARGUMENT', /secrets file/);
+    fails(() => secretsOf({ file: 'bad-secrets.json' }), 'INVALID_ARGUMENT', /secrets file/);
+  });
+
+  it('mail, secrets and paymentsLedger moved into the capabilities: the old top-level keys say where', () => {
+    fails(() => parseHostConfig({ mail: { folder: 'mail' } }, dir), 'INVALID_ARGUMENT', /mail: .*capabilities\.<name>\.host/);
+    fails(() => parseHostConfig({ secrets: { API_KEY: 'k' } }, dir), 'INVALID_ARGUMENT', /secrets: .*capabilities\.<name>\.secrets/);
+    fails(() => parseHostConfig({ paymentsLedger: { file: 'shop.db', currency: 'EUR' } }, dir), 'INVALID_ARGUMENT', /paymentsLedger: .*"ledger"/);
   });
 
   it('loadHostConfig: USAGE for a missing file, INVALID_ARGUMENT for bad JSON', async () => {
@@ -431,13 +446,25 @@ describe('host config', () => {
     expect((await loadHostConfig(config)).dataDir).toBe(path.join(dir, 'state'));
   });
 
-  it('instantiateCapabilities: one instance per binding, with the configured methods; bad kinds and scopes name the capability', async () => {
+  it('openCapabilities: one instance per binding, with the configured methods; bad kinds, scopes and host options name the capability', async () => {
     const loaded = parseHostConfig({ dataDir: 'state', capabilities: { reports: { kind: 'fs', scope: { root: reports }, methods: ['read', 'list'] }, clock: { kind: 'clock' } } }, dir);
-    const instances = instantiateCapabilities(loaded);
+    const { instances, close } = await openCapabilities(loaded);
     expect([...instances.keys()]).toEqual(['reports', 'clock']);
     expect(instances.get('reports')?.methodNames()).toEqual(['read', 'list']);
     expect(instances.get('reports')?.name).toBe('reports');
-    fails(() => instantiateCapabilities(parseHostConfig({ capabilities: { x: { kind: 'teleport' } } }, dir)), 'INVALID_ARGUMENT', /capability "x": unknown kind "teleport"/);
-    fails(() => instantiateCapabilities(parseHostConfig({ capabilities: { x: { kind: 'fs', scope: { root: 7 } } } }, dir)), 'INVALID_SCOPE', /capability "x"/);
+    await close();
+    const open = (capabilities: unknown) => openCapabilities(parseHostConfig({ capabilities }, dir));
+    await expect(open({ x: { kind: 'teleport' } })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/capability "x": unknown kind "teleport"/) });
+    await expect(open({ x: { kind: 'fs', scope: { root: 7 } } })).rejects.toMatchObject({ code: 'INVALID_SCOPE', message: expect.stringMatching(/capability "x"/) });
+    await expect(open({ x: { kind: 'fs', scope: { root: reports }, host: { strategy: 'paths' } } })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/capability "x": fs: invalid host options/),
+      data: { path: ['capabilities', 'x', 'host'] },
+    });
+    await expect(open({ m: { kind: 'outbox', scope: { from: 'a@example.com', allowedRecipients: ['@example.com'] }, host: { folder: 7 } } })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+      message: expect.stringMatching(/capability "m": outbox: invalid host options/),
+      data: { path: ['capabilities', 'm', 'host'] },
+    });
   });
 });

@@ -192,12 +192,12 @@ describe('contained run with an outbox grant', () => {
     }
   });
 
-  it('no error a CLI user sees names an internal type: a payments grant says which config key it needs', async () => {
+  it('no error a CLI user sees names an internal type: a payments grant says which host option it needs', async () => {
     const entry = await agent('ok.js', 'export default () => 1;');
     const res = await contained(['run', entry, '--grant', 'pay=payments:{"maxAmountCents":1000,"currency":"EUR"}']);
     expect(res.code).toBe(2);
     expect(res.stderr).not.toMatch(/HostDeps|dataDir/);
-    expect(res.stderr).toMatch(/paymentsLedger/);
+    expect(res.stderr).toMatch(/no refunds ledger is configured: set "host": \{ "ledger"/);
     const docs = await contained(['caps', 'docs', '--grant', MAIL]);
     expect(docs.code, docs.stderr).toBe(0);
     expect(docs.stdout).toContain('send(');

@@ -11,9 +11,8 @@ import Database from 'better-sqlite3';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { createSqliteLedger } from '../../capabilities/examples/payments.js';
 import { createFs } from '../../capabilities/fs/index.js';
-import { builtinCapabilities } from '../../capabilities/registry.js';
+import { builtinCapabilities, lookupKind, openKind } from '../../capabilities/registry.js';
 import { type CapabilityInstance, createInstance, defineCapability, method } from '../../capabilities/sdk/index.js';
 import { type RiskAnnotations, resolveRisk } from '../../capabilities/sdk/risk.js';
 import {
@@ -361,33 +360,29 @@ describe('parsers', () => {
 describe('grant scopes never show more than they allow', () => {
   let dir: string;
   let instances: Record<string, CapabilityInstance>;
-  beforeAll(() => {
+  beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'grant-scopes-'));
     mkdirSync(path.join(dir, 'reports', 'sub'), { recursive: true });
     const db = new Database(path.join(dir, 'records.db'));
     db.exec('CREATE TABLE records (id INTEGER PRIMARY KEY); CREATE TABLE secrets (id INTEGER PRIMARY KEY);');
     db.close();
-    const hostDeps = {
-      dataDir: dir,
-      logger: pino({ level: 'silent' }),
-      mail: { folder: path.join(dir, 'mail') },
-      paymentsLedger: createSqliteLedger({ file: path.join(dir, 'shop.db'), currency: 'EUR' }),
-    };
-    const make = (kind: string, scope: unknown) => {
-      const entry = builtinCapabilities[kind];
-      if (!entry) throw new Error(kind);
-      return entry.create(scope, hostDeps);
+    const host = { dataDir: dir, configDir: dir, logger: pino({ level: 'silent' }) };
+    const hostOptions: Record<string, unknown> = { outbox: { folder: 'mail' }, payments: { ledger: { file: 'shop.db', currency: 'EUR' } } };
+    const make = async (kind: string, scope: unknown) => {
+      const plugin = lookupKind(builtinCapabilities, kind);
+      if (!plugin) throw new Error(kind);
+      return (await openKind(kind, plugin, { name: kind, hostOptions: hostOptions[kind], host })).create(scope);
     };
     instances = {
-      fs: make('fs', { root: path.join(dir, 'reports'), readOnly: true, extensions: ['md'] }),
-      kv: make('kv', { file: 'notes.db', namespace: 'notes', prefix: 'p/' }),
-      sql: make('sql', { file: 'records.db', tables: ['records'], readOnly: true }),
-      clock: make('clock', {}),
-      random: make('random', { seed: 1 }),
-      log: make('log', { minLevel: 'info' }),
-      http: make('http', { origins: ['https://api.example.com'], pathPrefixes: ['/v1'], timeoutMs: 5000 }),
-      outbox: make('outbox', { from: 'agent@example.com', allowedRecipients: ['@example.com'], maxPerRun: 5 }),
-      payments: make('payments', { maxAmountCents: 50_000, currency: 'EUR' }),
+      fs: await make('fs', { root: path.join(dir, 'reports'), readOnly: true, extensions: ['md'] }),
+      kv: await make('kv', { file: 'notes.db', namespace: 'notes', prefix: 'p/' }),
+      sql: await make('sql', { file: 'records.db', tables: ['records'], readOnly: true }),
+      clock: await make('clock', {}),
+      random: await make('random', { seed: 1 }),
+      log: await make('log', { minLevel: 'info' }),
+      http: await make('http', { origins: ['https://api.example.com'], pathPrefixes: ['/v1'], timeoutMs: 5000 }),
+      outbox: await make('outbox', { from: 'agent@example.com', allowedRecipients: ['@example.com'], maxPerRun: 5 }),
+      payments: await make('payments', { maxAmountCents: 50_000, currency: 'EUR' }),
     };
   });
   afterAll(() => rmSync(dir, { recursive: true, force: true }));

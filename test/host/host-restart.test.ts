@@ -40,8 +40,7 @@ async function setup(): Promise<Setup> {
     JSON.stringify({
       dataDir: dir,
       listen: { host: '127.0.0.1', port: 0 },
-      mail: { folder: path.join(dir, 'mail') },
-      capabilities: { mail: { kind: 'outbox', scope: { from: 'agent@example.com', allowedRecipients: ['@example.com'] } } },
+      capabilities: { mail: { kind: 'outbox', scope: { from: 'agent@example.com', allowedRecipients: ['@example.com'] }, host: { folder: path.join(dir, 'mail') } } },
     }),
   );
   const manifest = { format: 1, name: 'mailer', version: '1.0.0', description: 'sends one email', entry: 'main.js', requests: [{ capability: 'mail', kind: 'outbox', scope: {}, methods: ['send'], why: 'the email' }] };

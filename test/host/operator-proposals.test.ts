@@ -50,8 +50,7 @@ beforeAll(async () => {
   db.close();
   fx = await startFixture(
     {
-      paymentsLedger: { file: shop, currency: 'EUR' },
-      capabilities: { payments: { kind: 'payments', scope: { currency: 'EUR', maxAmountCents: 50_000 } } },
+      capabilities: { payments: { kind: 'payments', scope: { currency: 'EUR', maxAmountCents: 50_000 }, host: { ledger: { file: shop, currency: 'EUR' } } } },
     },
     dir,
   );

@@ -146,10 +146,9 @@ describe('a stuck sql statement beside innocent runs (finding 2)', () => {
       JSON.stringify({
         dataDir: dir,
         listen: { host: '127.0.0.1', port: 0 },
-        mail: { folder: path.join(dir, 'mail') },
         capabilities: {
           records: { kind: 'sql', scope: { file: path.join(dir, 'records.db'), tables: ['records'], readOnly: true, timeoutMs: TIMEOUT_MS } },
-          mail: { kind: 'outbox', scope: { from: 'agent@example.com', allowedRecipients: ['@example.com'] } },
+          mail: { kind: 'outbox', scope: { from: 'agent@example.com', allowedRecipients: ['@example.com'] }, host: { folder: path.join(dir, 'mail') } },
         },
       }),
     );

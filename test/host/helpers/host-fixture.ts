@@ -42,10 +42,9 @@ export async function startFixture(overrides: Record<string, unknown> = {}, data
     {
       dataDir: dir,
       listen: { host: '127.0.0.1', port: 0 },
-      mail: { folder: path.join(dir, 'mail') },
       capabilities: {
         notes: { kind: 'fs', scope: { root: path.join(dir, 'notes') } },
-        mail: { kind: 'outbox', scope: { from: 'agent@example.com', allowedRecipients: ['@example.com'], maxPerRun: 50 } },
+        mail: { kind: 'outbox', scope: { from: 'agent@example.com', allowedRecipients: ['@example.com'], maxPerRun: 50 }, host: { folder: path.join(dir, 'mail') } },
         records: { kind: 'sql', scope: { file: path.join(dir, 'records.db'), tables: ['records'] } },
       },
       requestTimeoutMs: 60_000,
