@@ -36,6 +36,7 @@ export const AUDIT_TYPES = [
   'promotion.withdrawn',
   'demotion',
   'audit.started', // a writer opened the log (host start, CLI), with its public key id
+  'mcp.tool.accepted', // an operator accepted a new or changed tool of an mcp capability: tool, fingerprint, previous, differs, by, reason
 ] as const;
 export type AuditType = (typeof AUDIT_TYPES)[number];
 

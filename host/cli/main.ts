@@ -28,6 +28,7 @@ Commands:
   token create|list|revoke   manage operator tokens (shown once, stored hashed)
   agent create|list|revoke   manage agent identities for MCP clients (token shown once, stored hashed)
   mcp --agent NAME           an MCP server over stdio that runs contained code as that agent (docs/mcp.md)
+  mcp-tools list|accept      tool changes of mcp capabilities waiting for an operator (docs/mcp-capability.md)
   audit verify|dangling|tail|query|export
                              the hash-chained audit log: verify it, find interrupted actions, read it
   review list|mark           after-the-fact review of executed actions (ok / error / critical)
@@ -54,6 +55,7 @@ const commands: Record<string, Command> = {
   token: async (argv, io) => (await import('./token.js')).tokenCommand(argv, io),
   agent: async (argv, io) => (await import('./agent.js')).agentCommand(argv, io),
   mcp: async (argv, io) => (await import('./mcp.js')).mcpCommand(argv, io),
+  'mcp-tools': async (argv, io) => (await import('./mcp-tools.js')).mcpToolsCommand(argv, io),
   audit: async (argv, io) => (await import('./audit.js')).auditCommand(argv, io),
   review: async (argv, io) => (await import('./review.js')).reviewCommand(argv, io),
   trust: async (argv, io) => (await import('./trust.js')).trustCommand(argv, io),
