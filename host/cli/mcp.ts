@@ -60,7 +60,15 @@ export async function mcpCommand(argv: string[], io: CliIo): Promise<number> {
     const agent = await findActiveAgent(host.store, name);
     if (!agent) throw new ContainedError('UNAUTHENTICATED', `no active agent named "${name}" (contained agent create --name ${name} --subject …)`);
     session = await createMcpSession(
-      { runs: host.runs, grants: host.grants, instances: host.instances, metrics: host.metrics, logger, version: versions()['ai-contained'] },
+      {
+        runs: host.runs,
+        grants: host.grants,
+        instances: host.instances,
+        metrics: host.metrics,
+        logger,
+        version: versions()['ai-contained'],
+        agentActive: async (id) => (await host.store.listAgents()).some((a) => a.id === id && a.revokedAt === undefined),
+      },
       agent,
       config.mcp,
       'stdio',

@@ -66,6 +66,12 @@ export interface McpPorts {
   grants: Pick<GrantService, 'active'>;
   instances: ReadonlyMap<string, CapabilityInstance>;
   metrics?: Pick<HostMetrics, 'mcpToolCall' | 'mcpSession'> | undefined;
+  /**
+   * Whether the agent is still active (not revoked), asked before every run. Over HTTP the token is
+   * verified on every request anyway; over stdio the identity came from the command line, so a
+   * `contained agent revoke` must still stop the next run of a server that is already up.
+   */
+  agentActive?: (agentId: string) => Promise<boolean>;
   logger?: Logger | undefined;
   now?: () => number;
   version?: string;
@@ -255,6 +261,7 @@ export async function createMcpSession(ports: McpPorts, agent: Agent, limits: Mc
     let result: CallToolResult;
     let code = '';
     try {
+      if (ports.agentActive && !(await ports.agentActive(agent.id))) throw new ContainedError('UNAUTHENTICATED', `agent "${agent.name}" has been revoked`);
       const outcome = await follow(await start(), extra);
       if (outcome.status === 'error') code = outcome.error.code;
       result = outcomeResult(outcome);

@@ -12,6 +12,7 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import type { CallToolResult, Progress } from '@modelcontextprotocol/sdk/types.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OperatorClient } from '../../host/operator/client.js';
+import { defaultStorePath, openSqliteStore } from '../../host/store/sqlite-store.js';
 import { CODE, type McpFixture, mcpFixture, nextCreated, operator } from './mcp-fixture.js';
 
 const MAIN = path.resolve('host/cli/main.ts');
@@ -109,6 +110,37 @@ describe('contained mcp over stdio', () => {
     abort.abort();
     await expect(call).rejects.toThrow();
     expect(await resolved).toBe('cancelled');
+  });
+
+  it('closing the client cancels its live runs; a revoked agent runs nothing more', async () => {
+    // A second server process: its own host, with its own operator channel.
+    const { transport, wsUrl: url } = stdioTransport(fx.configFile, 'tester');
+    const other = new Client({ name: 'leaver', version: '1' });
+    await other.connect(transport);
+    const carol = await operator(await url, fx.operators.alice as string);
+    const seen = nextCreated(carol, (r) => r.method === 'append');
+    void other.callTool({ name: 'run', arguments: { code: CODE.append } }).catch(() => undefined);
+    const request = await seen;
+    await carol.close();
+    await other.close();
+    const stored = await openSqliteStore(defaultStorePath(path.join(fx.dir, 'data')));
+    try {
+      await expect.poll(async () => (await stored.getRun(request.runId))?.status, { timeout: 15_000 }).toBe('cancelled');
+      expect((await stored.getRequest(request.id))?.status).toBe('cancelled');
+    } finally {
+      await stored.close();
+    }
+
+    const store = await openSqliteStore(defaultStorePath(path.join(fx.dir, 'data')));
+    try {
+      const agent = (await store.listAgents()).find((a) => a.name === 'tester');
+      await store.revokeAgent(agent?.id as string, Date.now());
+    } finally {
+      await store.close();
+    }
+    const refused = (await client.callTool({ name: 'run', arguments: { code: CODE.read } })) as CallToolResult;
+    expect(refused.isError).toBe(true);
+    expect(text(refused)).toMatch(/^UNAUTHENTICATED: agent "tester" has been revoked/);
   });
 
   it('refuses an agent that does not exist: the process exits with UNAUTHENTICATED on stderr', async () => {
