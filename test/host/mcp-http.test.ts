@@ -166,6 +166,36 @@ describe('MCP over Streamable HTTP: waiting for a human', () => {
   });
 });
 
+describe('MCP over Streamable HTTP: sessions', () => {
+  it('closing the session (DELETE) cancels its live runs; another agent\'s token cannot use it', async () => {
+    const transport = new StreamableHTTPClientTransport(new URL(`${host.url}/v1/mcp`), { requestInit: { headers: { Authorization: `Bearer ${fx.agentToken}` } } });
+    const client = new Client({ name: 'closer', version: '1' });
+    await client.connect(transport);
+    const sessionId = transport.sessionId as string;
+    const { createAgent } = await import('../../host/agents.js');
+    const intruder = await createAgent({ name: 'intruder', subject: `sha256:${'c9'.repeat(32)}`, createdBy: 'test' }, host.store);
+    const foreign = await fetch(`${host.url}/v1/mcp`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${intruder.token}`, 'mcp-session-id': sessionId, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-protocol-version': '2025-06-18' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/list' }),
+    });
+    expect(foreign.status).toBe(404);
+
+    const alice = await operator(`${host.url?.replace(/^http/, 'ws')}/v1/operator`, fx.operators.alice as string);
+    try {
+      const seen = nextCreated(alice, (r) => r.method === 'append');
+      void client.callTool({ name: 'run', arguments: { code: CODE.append } }).catch(() => undefined);
+      const request = await seen;
+      await transport.terminateSession();
+      await expect.poll(async () => (await host.store.getRun(request.runId))?.status).toBe('cancelled');
+      expect((await host.store.getRequest(request.id))?.status).toBe('cancelled');
+    } finally {
+      await alice.close();
+      await client.close().catch(() => undefined);
+    }
+  });
+});
+
 describe('MCP over Streamable HTTP: per-session limits and metrics', () => {
   it('refuses code over maxSourceBytes and runs over maxConcurrentRuns, each with its code', async () => {
     const client = await connect();
