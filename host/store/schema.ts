@@ -202,8 +202,36 @@ CREATE TABLE agents (
 CREATE UNIQUE INDEX agents_active_name ON agents (name) WHERE revoked_at IS NULL;
 `;
 
+/**
+ * v4 — the notification outbox (host/store/notify-outbox.ts, host/notify/; docs/approvals.md).
+ * Additive only. One row per event per target, unique per (target, event_key); delivered in
+ * order per (target, order_key); the idempotency key is sent with every attempt.
+ */
+const V4 = `
+CREATE TABLE notify_outbox (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  target TEXT NOT NULL,
+  event TEXT NOT NULL,
+  event_key TEXT NOT NULL,
+  order_key TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  idempotency_key TEXT NOT NULL UNIQUE,
+  status TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  next_at INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  delivered_at INTEGER,
+  last_attempt_at INTEGER,
+  last_error TEXT,
+  last_status INTEGER
+) STRICT;
+CREATE UNIQUE INDEX notify_outbox_event ON notify_outbox (target, event_key);
+CREATE INDEX notify_outbox_due ON notify_outbox (status, next_at);
+CREATE INDEX notify_outbox_order ON notify_outbox (target, order_key, id);
+`;
+
 /** Migration n (1-based) is MIGRATIONS[n - 1]. Append only; never edit a shipped migration. */
-const MIGRATIONS: readonly string[] = [V1, V2, V3];
+const MIGRATIONS: readonly string[] = [V1, V2, V3, V4];
 
 /** The schema version this build writes. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
