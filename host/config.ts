@@ -29,6 +29,7 @@ import { sandboxConfigSchema } from '../runtime/sandbox-config.js';
 import { httpConfigSchema } from './api/limits.js';
 import { auditConfigSchema } from './audit/config.js';
 import { consoleConfigSchema } from './console/limits.js';
+import { notifyConfigSchema } from './notify/config.js';
 import { operatorConfigSchema } from './operator/limits.js';
 import { trustConfigSchema } from './trust/policy.js';
 import { mcpConfigSchema } from './mcp/limits.js';
@@ -111,6 +112,8 @@ export const hostConfigSchema = z.strictObject({
   console: consoleConfigSchema.prefault({}),
   /** Audit log batching, fsync mode and checkpoints (host/audit/config.ts). */
   audit: auditConfigSchema.prefault({}),
+  /** Webhooks and email telling operators what waits for them; the outbox's retries (host/notify/config.ts; docs/approvals.md). */
+  notify: notifyConfigSchema.prefault({}),
   /** MCP server limits per session: source size, live runs, runs per minute; HTTP sessions (host/mcp/limits.ts; docs/mcp.md). */
   mcp: mcpConfigSchema.prefault({}),
 });

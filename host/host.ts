@@ -27,6 +27,7 @@ import { createHostBackend } from './host-backend.js';
 import { type HttpRoute, type HttpServer, type HttpServices, startHttpServer } from './http.js';
 import { createHostLogger } from './logger.js';
 import { createHostMetrics, type HostMetrics } from './metrics.js';
+import { type Notifier, notifyTargets, openNotifier } from './notify/index.js';
 import type { RequestRecord, RunRecord } from './model.js';
 import type { OperatorBackend } from './operator/backend.js';
 import type { RunEventListener, RunFollow } from './runs/run-journal.js';
@@ -85,6 +86,8 @@ export interface Host {
   readonly audit: AuditLog;
   /** Review queue, trust ledger, promotions and demotions (host/trust). */
   readonly trust: TrustService;
+  /** Webhook and email notifications: the outbox and its deliveries (host/notify). */
+  readonly notify: Notifier;
   /** Queue a run of an image archive; QUEUE_FULL (nothing stored) when the run queue is full. */
   submit(input: SubmitInput): Promise<SubmittedRun>;
   /** Validate an image archive and store it under `<dataDir>/images/` by digest. */
@@ -109,6 +112,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const now = options.now ?? Date.now;
 
   // The store, the capabilities offered, metrics, and the one event stream operators hear.
+  const targets = notifyTargets(config.notify);
   const store = await openSqliteStore(defaultStorePath(config.dataDir));
   let capabilities: OpenCapabilities;
   try {
@@ -174,6 +178,10 @@ export async function startHost(options: HostOptions): Promise<Host> {
   events.subscribe(oversight.onRequestEvent);
   events.subscribe(runs.onRequestEvent);
   events.subscribe((event) => metrics.onRequestEvent(event));
+  // Notifications: events become outbox rows; delivery starts once the server listens.
+  const notifier = openNotifier({ config: config.notify, targets, storeFile: defaultStorePath(config.dataDir), logger, now });
+  events.subscribe((event) => notifier.onEvent(event));
+  notifier.reconcile(await requests.pending());
 
   // After a restart: live runs end as crashed, requests are offered again, trust catches up.
   await runs.recover();
@@ -191,7 +199,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const web =
     listen && options.console !== false
       ? createWebConsole(
-          { tokens: store, requests, grants, capabilities: instances, oversight: { audit: oversight.audit, trust: oversight.trust }, dataDir: config.dataDir },
+          { tokens: store, requests, grants, capabilities: instances, oversight: { audit: oversight.audit, trust: oversight.trust }, dataDir: config.dataDir, notify: notifier },
           { ...config.console, ...own, sessions: { ...config.console?.sessions, ...own.sessions } },
         )
       : undefined;
@@ -202,6 +210,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     await server?.close();
     web?.close();
     requests.close();
+    await notifier.close();
     await sandbox.close();
     await runs.drained();
     await oversight.close();
@@ -225,6 +234,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     metrics,
     audit: oversight.audit,
     trust: oversight.trust,
+    notify: notifier,
     submit: (input) => runs.submit(input),
     addImage: (bytes) => runs.addImage(bytes),
     submitDigest: (input) => runs.submitDigest(input),
@@ -246,5 +256,6 @@ export async function startHost(options: HostOptions): Promise<Host> {
       throw error;
     }
   }
+  notifier.start(() => (server?.url === undefined ? undefined : `${server.url}/console/`));
   return host;
 }

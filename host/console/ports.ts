@@ -6,6 +6,7 @@
 import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
 import type { RequestManager } from '../gate/requests.js';
 import type { GrantService } from '../grant-service.js';
+import type { Notifier } from '../notify/index.js';
 import type { Store } from '../store/store.js';
 import type { Oversight } from './oversight.js';
 
@@ -23,4 +24,6 @@ export interface ConsolePorts {
   oversight: Oversight;
   /** The host's data folder (the audit log's verify key). */
   dataDir: string;
+  /** Notification targets and deliveries (the Notifications page; absent: NOT_FOUND). */
+  notify?: Pick<Notifier, 'status'>;
 }

@@ -22,6 +22,7 @@ import { type Operator, roleAtLeast } from '../model.js';
 import { hashToken } from '../tokens.js';
 import { addGrant, addGrantSchema, narrowGrant, narrowGrantSchema } from './grants.js';
 import { type OriginGuard, parseCookies, securityHeaders, sendConsoleJson, sessionCookie } from './http.js';
+import { notifyStatus } from './notify.js';
 import { auditQuerySchema, auditSearch, createVerifier, trustReport } from './oversight.js';
 import type { ConsolePorts } from './ports.js';
 import { checkCsrf, type Session, type SessionStore } from './sessions.js';
@@ -188,6 +189,11 @@ export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
     route('GET', '/console/api/audit/verify', async ({ req, res }) => {
       await session(req, res, { csrf: false });
       sendConsoleJson(res, 200, verify());
+    }),
+
+    route('GET', '/console/api/notify', async ({ req, res, url }) => {
+      const s = await session(req, res, { csrf: false });
+      sendConsoleJson(res, 200, notifyStatus(ports.notify, s.operator, url.searchParams));
     }),
 
     route('POST', '/console/api/grants', async ({ req, res }) => {
