@@ -11,9 +11,10 @@ import * as grants from './pages/grants.js';
 import * as review from './pages/review.js';
 import * as trust from './pages/trust.js';
 import * as audit from './pages/audit.js';
+import * as notifications from './pages/notify.js';
 
-const PAGES = { pending, runs, grants, review, trust, audit };
-const ORDER = ['pending', 'runs', 'grants', 'review', 'trust', 'audit'];
+const PAGES = { pending, runs, grants, review, trust, audit, notify: notifications };
+const ORDER = ['pending', 'runs', 'grants', 'review', 'trust', 'audit', 'notify'];
 const RANK = { viewer: 1, approver: 2, admin: 3 };
 
 /** Live state shared by the pages. */
@@ -96,12 +97,14 @@ function showLink(s) {
 
 function route() {
   if (!state.me) return;
-  const name = location.hash.replace(/^#\/?/, '') || 'pending';
+  // `#/page` or `#/page/param` (a notification's link: `#/pending/<request id>`).
+  const [name, ...rest] = (location.hash.replace(/^#\/?/, '') || 'pending').split('/');
   const page = PAGES[name] ? name : 'pending';
+  const param = rest.length > 0 ? decodeURIComponent(rest.join('/')) : undefined;
   if (current?.unmount) current.unmount();
   for (const a of document.querySelectorAll('#nav a')) a.setAttribute('aria-current', a.dataset.page === page ? 'page' : 'false');
   clear(main);
-  current = PAGES[page].mount(main, state);
+  current = PAGES[page].mount(main, state, param);
   document.title = `${page[0].toUpperCase()}${page.slice(1)} · contained`;
 }
 
@@ -152,7 +155,7 @@ function helpOverlay() {
   const existing = document.getElementById('help');
   if (existing) return existing.remove();
   const rows = [
-    ['1 – 6', 'Pending, Runs, Grants, Review, Trust, Audit'],
+    ['1 – 7', 'Pending, Runs, Grants, Review, Trust, Audit, Notifications'],
     ['j / k', 'next / previous item'],
     ['a', 'approve the selected request'],
     ['e', 'edit, then approve'],

@@ -11,6 +11,10 @@
 // arriving meanwhile makes the host refuse it (STALE_REQUEST) instead of counting it for arguments
 // nobody here read; the open form says so.
 //
+// A notification's link (`#/pending/<request id>`) opens this page on that request's card, selected
+// and scrolled to; if it is no longer pending the page says so instead. At a phone's width the card
+// stacks: arguments one per block, buttons full-width (style.css).
+//
 // Agent-written text (reason, arguments, requested scope) is only ever shown inside a framed,
 // scrolling box labelled as written by the agent; the host's own line with risk and approvals
 // comes first and holds none of it, so text imitating it ("2 of 2 approvals ✓") reads as a quote.
@@ -25,11 +29,14 @@ const RISK_LABELS = [
   ['readOnly', 'read-only', 'ok'],
 ];
 
-export function mount(root, state) {
+export function mount(root, state, linked) {
   const list = h('div.cards', { role: 'list' });
   const empty = h('p.empty', 'Nothing is waiting for a decision.');
+  /** The request a link asked for, until its card is shown (or it is known not to be pending). */
+  let target = linked;
+  const linkNote = h('p.notice.warn.link-note', { role: 'status', hidden: true });
   const roleNote = state.can('approver') ? null : h('p.notice.info', `You are a ${state.me.role}: you can watch requests, not decide them.`);
-  root.append(section('Pending requests', roleNote, h('p.muted.hint', 'Live: new requests appear here as agents ask. Keys: j/k select · a approve · e edit · d deny · ? help'), empty, list));
+  root.append(section('Pending requests', linkNote, roleNote, h('p.muted.hint', 'Live: new requests appear here as agents ask. Keys: j/k select · a approve · e edit · d deny · ? help'), empty, list));
   const cards = new Map();
 
   function render() {
@@ -57,6 +64,22 @@ export function mount(root, state) {
       previous = card;
     }
     empty.hidden = requests.length > 0;
+    const card = target === undefined ? undefined : cards.get(target);
+    if (card) {
+      target = undefined;
+      linkNote.hidden = true;
+      card.classList.add('linked');
+      card.scrollIntoView({ block: 'start' });
+      card.focus({ preventScroll: true });
+    }
+  }
+
+  /** The linked request is not among the pending ones the host sent: say so. */
+  function linkGone() {
+    if (target === undefined || state.pending.has(target)) return;
+    linkNote.hidden = false;
+    linkNote.replaceChildren('Request ', h('code', visible(target)), ' is not pending any more (decided, expired or withdrawn), or it is not yours to see. See Runs for what happened to it.');
+    target = undefined;
   }
 
   const timer = setInterval(() => {
@@ -64,9 +87,11 @@ export function mount(root, state) {
   }, 5000);
 
   render();
+  if (document.getElementById('link-state')?.dataset.state === 'live') linkGone();
   return {
     update(event) {
       if (['snapshot.complete', 'created', 'updated', 'resolved', 'run', 'lists'].includes(event.type)) render();
+      if (event.type === 'snapshot.complete') linkGone();
     },
     unmount() {
       clearInterval(timer);
