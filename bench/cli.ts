@@ -1,15 +1,18 @@
 /**
- * The CLI as a user meets it: the whole process of `contained run hello.js` (bin/contained.js of
- * this checkout, so the launcher, tsx, the CLI and a worker process) against `node hello.mjs`
- * printing the same JSON; and, as the floor any fresh sandbox process stands on, `node
- * --no-node-snapshot` creating one isolated-vm isolate that builds the same JSON. Wall time from
- * `spawn` to `exit`, interleaved A B C A B C so machine noise hits all three alike; medians.
+ * The CLI as a user meets it: the whole process of `contained run hello.js` against `node
+ * hello.mjs` printing the same JSON — from this checkout (bin/contained.js: the sources through tsx,
+ * the CLI and a worker process) and installed (the same tree compiled into a scratch folder with
+ * bin/ and package.json, as npm installs it: dist/, with the compile cache); and, as the floor any
+ * fresh sandbox process stands on, `node --no-node-snapshot` creating one isolated-vm isolate that
+ * builds the same JSON. Wall time from `spawn` to `exit`, interleaved A B C D A B C D so machine
+ * noise hits all alike; medians.
  *
  * Every run's stdout is checked: the agent's value printed by `contained run` is the text `node
  * hello.mjs` prints, so no row times a failure.
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,7 +21,8 @@ import { type BenchRow, pct, round } from './report.js';
 /** Timed runs of each command (after one untimed warm-up each). */
 const RUNS = 12;
 
-const CONTAINED = fileURLToPath(new URL('../bin/contained.js', import.meta.url));
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const CONTAINED = path.join(ROOT, 'bin', 'contained.js');
 const VALUE = { hello: 'world', n: 42, list: [1, 2, 3] };
 const EXPECTED = `${JSON.stringify(VALUE, null, 2)}\n`;
 
@@ -47,9 +51,25 @@ function once(args: readonly string[], cwd: string): Promise<{ ms: number; stdou
   });
 }
 
+/**
+ * The package as npm installs it, built from the tree at `source` into `target`: dist/ compiled by
+ * tsc (emitted even if another part of the tree does not type-check right now), bin/, package.json
+ * and this checkout's node_modules. Returns the installed launcher.
+ */
+export function scratchInstall(source: string, target: string): string {
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  spawnSync(process.execPath, [tsc, '-p', path.join(source, 'tsconfig.build.json'), '--outDir', path.join(target, 'dist')], { cwd: source, stdio: 'ignore' });
+  mkdirSync(path.join(target, 'bin'), { recursive: true });
+  copyFileSync(path.join(source, 'bin', 'contained.js'), path.join(target, 'bin', 'contained.js'));
+  copyFileSync(path.join(source, 'package.json'), path.join(target, 'package.json'));
+  symlinkSync(path.join(ROOT, 'node_modules'), path.join(target, 'node_modules'));
+  return path.join(target, 'bin', 'contained.js');
+}
+
 export async function cliWholeProcess(): Promise<BenchRow[]> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'contained-bench-cli-'));
   try {
+    const installed = scratchInstall(ROOT, path.join(dir, 'installed'));
     writeFileSync(path.join(dir, 'hello.js'), `export default function main() { return ${JSON.stringify(VALUE)}; }\n`);
     writeFileSync(path.join(dir, 'hello.mjs'), `console.log(JSON.stringify(${JSON.stringify(VALUE)}, null, 2));\n`);
     const ivm = import.meta.resolve('isolated-vm');
@@ -65,6 +85,7 @@ console.log(json);
     );
     const commands: Command[] = [
       { label: 'contained', args: [CONTAINED, 'run', 'hello.js'], check: (out) => out.startsWith('ok (') && out.endsWith(EXPECTED), ms: [] },
+      { label: 'installed', args: [installed, 'run', 'hello.js'], check: (out) => out.startsWith('ok (') && out.endsWith(EXPECTED), ms: [] },
       { label: 'node', args: ['hello.mjs'], check: (out) => out === EXPECTED, ms: [] },
       { label: 'floor', args: ['--no-node-snapshot', 'isolate-hello.mjs'], check: (out) => out === EXPECTED, ms: [] },
     ];
@@ -75,10 +96,18 @@ console.log(json);
         if (i > 0) command.ms.push(ms);
       }
     }
-    const [contained, node, floor] = commands.map((c) => round(pct(c.ms, 50), 1)) as [number, number, number];
+    const [contained, installedMs, node, floor] = commands.map((c) => round(pct(c.ms, 50), 1)) as [number, number, number, number];
     return [
       {
-        name: `CLI whole process: contained run hello.js (checkout: launcher + tsx + worker), median of ${RUNS}`,
+        name: `CLI whole process: contained run hello.js, installed package (dist/, CLI + worker), median of ${RUNS}`,
+        value: installedMs,
+        unit: 'ms',
+        peer: 'node hello.mjs',
+        peerValue: node,
+        target: '≤ 1.5×',
+      },
+      {
+        name: `CLI whole process: contained run hello.js, checkout (sources through tsx, CLI + worker), median of ${RUNS}`,
         value: contained,
         unit: 'ms',
         peer: 'node hello.mjs',

@@ -16,7 +16,9 @@
  *   isolate (through a callback, never as a promise result, which isolated-vm would `then` with the
  *   agent's Promise machinery), and call results go in as JSON strings. No `Reference` is handed
  *   to agent code. The outcome text must have the bootstrap's fixed shape, or the run is INTERNAL.
- * - Never uses a `*Sync` API to run untrusted code on this thread.
+ * - Never uses a `*Sync` API to run untrusted code on this thread. `configure` (our bootstrap, before
+ *   any agent module is evaluated) and a small program's compile and link (link.ts) run no agent
+ *   code, so they use `applySync`/`*Sync` and cost no thread hop.
  */
 import type ivm from 'isolated-vm';
 import { ContainedError, type ErrorCode, type ErrorInfo, isErrorCode, messageOf } from './errors.js';
@@ -125,8 +127,10 @@ class Run {
   private cpuBaselineNs = 0n;
   private heapProbe: Promise<void> | undefined;
   private reportOutcome: ((text: string) => void) | undefined;
-  /** The outcome came from the guest's report, with no kill (see EngineRun.endedQuietly). */
+  /** The outcome came from the guest's report, with no kill, and the isolate was idle after it (see EngineRun.endedQuietly). */
   quiet = false;
+  /** The outcome is decided: nothing from or to the isolate counts any more. */
+  private ended = false;
 
   private readonly spec: EngineRunSpec;
   private readonly bridge: EngineBridge;
@@ -144,7 +148,7 @@ class Run {
       validateProgram(this.spec.program);
       const inputJson = JSON.stringify(this.spec.input ?? null);
       const { limits } = this.spec;
-      const prepared = this.pool?.take(limits.memoryMb) ?? (await prepareIsolate(limits.memoryMb));
+      const prepared = this.pool?.take(limits.memoryMb) ?? (await prepareIsolate(limits.memoryMb, true));
       const isolate = prepared.isolate;
       prepared.attach({
         onSubmit: (seq, capability, method, argJson, reason) => this.onSubmit(seq, capability, method, argJson, reason),
@@ -164,19 +168,34 @@ class Run {
       // The interval is cleared in `finally` below.
       watchdog = setInterval(() => this.checkLimits(), WATCHDOG_INTERVAL_MS);
       const result = await Promise.race([this.runInIsolate(prepared, inputJson), this.killedPromise.then(() => undefined)]);
+      let idle = false;
       if (!this.killed && !isolate.isDisposed) {
+        // Answered only when the isolate's thread is free: agent code still running after its
+        // outcome (a microtask loop) makes this time out.
         const heap = await Promise.race([isolate.getHeapStatistics().catch(() => undefined), delay(20)]);
         if (heap) this.recordHeap(heap.used_heap_size + heap.externally_allocated_size);
+        idle = heap !== undefined;
       }
       const outcome = this.finish(result);
-      this.quiet = typeof result === 'string' && !this.killed;
+      this.quiet = typeof result === 'string' && !this.killed && idle;
+      this.ended = true;
       return outcome;
     } catch (error) {
       return this.finish(undefined, error);
     } finally {
+      this.ended = true;
       if (watchdog) clearInterval(watchdog);
-      this.dispose();
-      this.pool?.refill();
+      if (this.quiet) {
+        // An idle isolate that nothing will post work to again (deliver and the callbacks ignore an
+        // ended run): disposed just after the outcome is handed over, not in its way.
+        setImmediate(() => {
+          this.dispose();
+          this.pool?.refill();
+        });
+      } else {
+        this.dispose();
+        this.pool?.refill();
+      }
     }
   }
 
@@ -194,7 +213,8 @@ class Run {
       maxOutputBytes: limits.maxOutputBytes,
       capabilities: this.spec.capabilities.map((c) => ({ name: c.name, methods: [...c.methods] })),
     });
-    await prepared.configure.apply(undefined, [config]);
+    // No agent code has run in this isolate yet: configure runs only the bootstrap's own code.
+    prepared.configure.applySync(undefined, [config]);
 
     const entry = await linkProgram(isolate, context, program);
     // Module top-level code runs under the watchdog like everything else.
@@ -209,7 +229,7 @@ class Run {
   }
 
   private onReport(outcome: unknown): void {
-    if (this.killed) return;
+    if (this.killed || this.ended) return;
     const resolve = this.reportOutcome;
     this.reportOutcome = undefined;
     if (!resolve) {
@@ -224,7 +244,7 @@ class Run {
   }
 
   private onSubmit(seq: unknown, capability: unknown, method: unknown, argJson: unknown, reason: unknown): void {
-    if (this.killed) return;
+    if (this.killed || this.ended) return;
     const { limits } = this.spec;
     // The bootstrap numbers its calls 1, 2, 3…, names a capability and method it was configured
     // with, and sends the argument as JSON text and the reason as a string. Anything else did not
@@ -261,7 +281,7 @@ class Run {
 
   private deliver(seq: number, result: BridgeResult): void {
     this.inFlight -= 1;
-    if (this.killed || !this.deliverRef) return;
+    if (this.killed || this.ended || !this.deliverRef) return;
     let json: string;
     let ok = result.ok;
     if (result.ok) {
@@ -281,7 +301,7 @@ class Run {
   }
 
   private onLog(level: unknown, line: unknown): void {
-    if (this.killed) return;
+    if (this.killed || this.ended) return;
     const { maxLogBytes } = this.spec.limits;
     if (typeof line !== 'string' || typeof level !== 'string') {
       this.kill('INTERNAL', 'malformed log line from the sandbox');

@@ -30,26 +30,34 @@ export interface PreparedIsolate {
   attach(listener: IsolateListener): void;
 }
 
-export async function prepareIsolate(memoryMb: number): Promise<PreparedIsolate> {
+/**
+ * `onThisThread`: create the context and evaluate the bootstrap with isolated-vm's `*Sync` calls (no
+ * thread hop each: a run that has no warm isolate waits for this). They run only our bootstrap, no
+ * agent code. The warm pool prepares on the isolate's thread instead, so refilling it between runs
+ * blocks this thread only for `new Isolate`.
+ */
+export async function prepareIsolate(memoryMb: number, onThisThread = false): Promise<PreparedIsolate> {
   let listener: IsolateListener | undefined;
   const isolate = new ivm.Isolate({
     memoryLimit: memoryMb,
     onCatastrophicError: (message) => listener?.onCatastrophe(String(message)),
   });
   try {
-    const context = await isolate.createContext();
+    const context = onThisThread ? isolate.createContextSync() : await isolate.createContext();
     const submit = new ivm.Callback(
       (seq: unknown, capability: unknown, method: unknown, argJson: unknown, reason: unknown) => listener?.onSubmit(seq, capability, method, argJson, reason),
       { ignored: true },
     );
     const log = new ivm.Callback((level: unknown, line: unknown) => listener?.onLog(level, line), { ignored: true });
     const report = new ivm.Callback((outcome: unknown) => listener?.onReport(outcome), { ignored: true });
-    const guest = (await context.evalClosure(BOOTSTRAP_SOURCE, [submit, log, report], { filename: BOOTSTRAP_FILENAME, result: { reference: true } })) as ivm.Reference;
-    const [configure, start, deliver] = (await Promise.all([
-      guest.get('configure', { reference: true }),
-      guest.get('start', { reference: true }),
-      guest.get('deliver', { reference: true }),
-    ])) as [ivm.Reference, ivm.Reference, ivm.Reference];
+    const options = { filename: BOOTSTRAP_FILENAME, result: { reference: true } } as const;
+    const guest = (onThisThread
+      ? context.evalClosureSync(BOOTSTRAP_SOURCE, [submit, log, report], options)
+      : await context.evalClosure(BOOTSTRAP_SOURCE, [submit, log, report], options)) as ivm.Reference;
+    // Reading our own frozen object's three functions runs nothing: on this thread, no hops.
+    const configure = guest.getSync('configure', { reference: true }) as ivm.Reference;
+    const start = guest.getSync('start', { reference: true }) as ivm.Reference;
+    const deliver = guest.getSync('deliver', { reference: true }) as ivm.Reference;
     return { isolate, context, memoryMb, configure, start, deliver, attach: (l) => (listener = l) };
   } catch (error) {
     if (!isolate.isDisposed) isolate.dispose();

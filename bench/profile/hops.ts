@@ -45,6 +45,15 @@ function instrumented(p: PreparedIsolate, marks: Marks, events: Marks): Prepared
       marks.push([name, (t() - t0) * 1000]);
     }
   };
+  /** Same-thread calls (`*Sync`): timed, but no crossing; their names end in "(sync)". */
+  const timedSync = <A extends unknown[], R>(name: string, f: (...a: A) => R) => (...a: A): R => {
+    const t0 = t();
+    try {
+      return f(...a);
+    } finally {
+      marks.push([`${name} (sync)`, (t() - t0) * 1000]);
+    }
+  };
   const real = p.isolate;
   const wrapModule = (m: ivm.Module): ivm.Module =>
     ({
@@ -55,6 +64,7 @@ function instrumented(p: PreparedIsolate, marks: Marks, events: Marks): Prepared
         return m.namespace;
       },
       instantiate: timed('instantiate', (context: ivm.Context, resolve: (s: string, r: ivm.Module) => ivm.Module) => m.instantiate(context, resolve)),
+      instantiateSync: timedSync('instantiate', (context: ivm.Context, resolve: (s: string, r: ivm.Module) => ivm.Module) => m.instantiateSync(context, resolve)),
       evaluate: timed('evaluate', () => m.evaluate()),
     }) as unknown as ivm.Module;
   const isolate = {
@@ -71,11 +81,13 @@ function instrumented(p: PreparedIsolate, marks: Marks, events: Marks): Prepared
     },
     getHeapStatistics: timed('heap statistics', () => real.getHeapStatistics()),
     compileModule: timed('compile', async (code: string, options?: ivm.CompileModuleOptions) => wrapModule(await real.compileModule(code, options))),
+    compileModuleSync: timedSync('compile', (code: string, options?: ivm.CompileModuleOptions) => wrapModule(real.compileModuleSync(code, options))),
   } as unknown as ivm.Isolate;
   const ref = (name: string, r: ivm.Reference): ivm.Reference =>
     ({
       // The engine passes only plain values (strings, numbers, booleans, a dereferenced namespace).
       apply: timed(name, (recv: undefined, args: Array<string | number | boolean>) => r.apply(recv, args)),
+      applySync: timedSync(name, (recv: undefined, args: Array<string | number | boolean>) => r.applySync(recv, args)),
       applyIgnored: (recv: undefined, args: Array<string | number | boolean>) => {
         events.push([`${name} sent`, t()]);
         return r.applyIgnored(recv, args);
@@ -125,7 +137,7 @@ async function warmStart(): Promise<void> {
     const report = events.find(([n]) => n === 'report arrived');
     if (report) startToReport.push((report[1] - t0) * 1000);
     // Crossings: every timed call but the (synchronous, same-thread) dispose, plus the outcome callback.
-    hopsPerRun = marks.filter(([n]) => n !== 'dispose (sync)').length + events.length;
+    hopsPerRun = marks.filter(([n]) => !n.endsWith('(sync)')).length + events.length;
     for (const [name, us] of marks) perHop.set(name, [...(perHop.get(name) ?? []), us]);
   }
   const hops = Object.fromEntries([...perHop].map(([name, us]) => [name, median(us)]));
