@@ -19,6 +19,7 @@ import { fsPlugin } from './fs/index.js';
 import { httpPlugin } from './http/index.js';
 import { kvPlugin } from './kv/index.js';
 import { logPlugin } from './log/index.js';
+import { mcpPlugin } from './mcp/plugin.js';
 import { outboxPlugin } from './outbox/index.js';
 import type { CapabilityContext, CapabilityHost, CapabilityPlugin } from './plugin.js';
 import { randomPlugin } from './random/index.js';
@@ -39,6 +40,7 @@ export const builtinCapabilities: CapabilityRegistry = Object.freeze({
   http: httpPlugin,
   outbox: outboxPlugin,
   payments: paymentsPlugin,
+  mcp: mcpPlugin,
 });
 
 /** A registry with extra (or replaced) kinds on top of `base`, e.g. a platform's own capabilities. */
