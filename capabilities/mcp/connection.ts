@@ -23,7 +23,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import { ErrorCode, McpError, ToolListChangedNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { ContainedError } from '../../runtime/errors.js';
-import { type HttpServer, isStdio, type McpLimits, type McpOptions, type SecretOrValue, type StdioServer } from './options.js';
+import { type McpHttpServer, isStdio, type McpLimits, type McpOptions, type SecretOrValue, type McpStdioServer } from './options.js';
 
 export interface SecretLookup {
   get(name: string): string | undefined;
@@ -116,7 +116,7 @@ export class McpConnection {
   private makeTransport(): Transport {
     const { server, limits } = this.options;
     if (isStdio(server)) {
-      const s = server as StdioServer;
+      const s = server as McpStdioServer;
       const env: Record<string, string> = { ...getDefaultEnvironment() };
       for (const [k, v] of Object.entries(s.env)) env[k] = this.resolve(v, `env ${k}`);
       const t = new StdioClientTransport({ command: s.command, args: s.args, env, stderr: 'pipe', maxBufferSize: limits.maxMessageBytes, ...(s.cwd ? { cwd: s.cwd } : {}) });
@@ -126,7 +126,7 @@ export class McpConnection {
       });
       return t;
     }
-    const h = server as HttpServer;
+    const h = server as McpHttpServer;
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(h.headers)) headers[k] = this.resolve(v, `header ${k}`);
     return new StreamableHTTPClientTransport(new URL(h.url), { requestInit: { headers }, fetch: cappedFetch(limits.maxMessageBytes) });

@@ -95,9 +95,9 @@ export const mcpOptionsSchema = z.strictObject({
 });
 export type McpOptions = z.output<typeof mcpOptionsSchema>;
 export type McpOptionsInput = z.input<typeof mcpOptionsSchema>;
-export type StdioServer = z.output<typeof stdioServerSchema>;
-export type HttpServer = z.output<typeof httpServerSchema>;
+export type McpStdioServer = z.output<typeof stdioServerSchema>;
+export type McpHttpServer = z.output<typeof httpServerSchema>;
 
-export function isStdio(server: McpOptions['server']): server is StdioServer {
+export function isStdio(server: McpOptions['server']): server is McpStdioServer {
   return 'command' in server;
 }

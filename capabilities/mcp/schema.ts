@@ -58,25 +58,25 @@ export function snapshotTool(tool: unknown): McpToolSnapshot | undefined {
 }
 
 /** Canonical JSON: object keys sorted, arrays in order. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+export function canonicalJsonText(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJsonText).join(',')}]`;
   if (isObject(value)) {
     return `{${Object.keys(value)
       .sort()
       .filter((k) => value[k] !== undefined)
-      .map((k) => `${JSON.stringify(k)}:${canonicalJson(value[k])}`)
+      .map((k) => `${JSON.stringify(k)}:${canonicalJsonText(value[k])}`)
       .join(',')}}`;
   }
   return JSON.stringify(value) ?? 'null';
 }
 
 export function sameJson(a: unknown, b: unknown): boolean {
-  return canonicalJson(a) === canonicalJson(b);
+  return canonicalJsonText(a) === canonicalJsonText(b);
 }
 
 /** `sha256:<hex>` of the snapshot's canonical JSON. */
 export function fingerprint(snapshot: McpToolSnapshot): string {
-  return `sha256:${createHash('sha256').update(canonicalJson(snapshot)).digest('hex')}`;
+  return `sha256:${createHash('sha256').update(canonicalJsonText(snapshot)).digest('hex')}`;
 }
 
 /** A schema without the keys our docs printer or a validator would read as instructions of ours. */

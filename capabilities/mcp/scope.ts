@@ -12,7 +12,7 @@
 import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
 import { IN_SCOPE, outOfScope, type ScopeCheck } from '../sdk/define.js';
-import { canonicalJson, sameJson } from './schema.js';
+import { canonicalJsonText, sameJson } from './schema.js';
 
 const FIELD = /^[^\u0000-\u001f]{1,128}$/;
 
@@ -37,13 +37,13 @@ function setOf(c: Constraint): JsonV[] {
 
 /** Two constraints on one field, met; throws INVALID_SCOPE when nothing satisfies both. */
 export function intersectConstraint(where: string, a: Constraint, b: Constraint): Constraint {
-  const inB = new Set(setOf(b).map(canonicalJson));
-  const common = setOf(a).filter((v) => inB.has(canonicalJson(v)));
+  const inB = new Set(setOf(b).map(canonicalJsonText));
+  const common = setOf(a).filter((v) => inB.has(canonicalJsonText(v)));
   if (common.length === 0) throw new ContainedError('INVALID_SCOPE', `mcp: the constraints on ${where} have no value in common`);
   // The narrower form wins: a fixed value stays a fixed value.
   if ('equals' in a || 'equals' in b) return { equals: common[0] as JsonV };
   const seen = new Set<string>();
-  return { oneOf: common.filter((v) => !seen.has(canonicalJson(v)) && seen.add(canonicalJson(v))) };
+  return { oneOf: common.filter((v) => !seen.has(canonicalJsonText(v)) && seen.add(canonicalJsonText(v))) };
 }
 
 export function intersectMcpScopes(parent: McpScope, narrower: McpScope): McpScope {
