@@ -248,8 +248,9 @@ export async function startHost(options: HostOptions): Promise<Host> {
     const extra = options.httpRoutes;
     const mounted = (s: HttpServices): HttpRoute[] => [...(typeof extra === 'function' ? extra({ ...s, host }) : (extra ?? [])), ...(web ? web.routes(s) : [])];
     try {
-      const mcp = { runs, grants, instances, agents: createAgentVerifier(store), now };
-      server = await startHttpServer({ backend, api: { runs, requests }, mcp, config, verifier: createTokenVerifier(store), logger, metrics, routes: mounted });
+      const operators = createTokenVerifier(store);
+      const mcp = { runs, grants, instances, agents: createAgentVerifier(store), admin: { store, operators, now }, now };
+      server = await startHttpServer({ backend, api: { runs, requests }, mcp, config, verifier: operators, logger, metrics, routes: mounted });
     } catch (error) {
       // A port in use must not leave sandbox workers, timers or the store open behind it.
       await close().catch((closeError: unknown) => logger.error({ err: closeError }, 'closing after a failed start failed'));

@@ -30,6 +30,13 @@ const AUTH_ERRORS = {
   '403': error('FORBIDDEN: the token\'s role is not platform or admin.'),
   '503': retry(SERVER_BUSY),
 };
+/** An agent identity as the API shows it (never its token's hash). */
+const AGENT = { type: 'object', properties: { id: { type: 'string' }, name: { type: 'string' }, subject: { type: 'string' }, createdAt: { type: 'integer' }, createdBy: { type: 'string' }, revokedAt: { type: 'integer' } }, required: ['id', 'name', 'subject', 'createdAt', 'createdBy'] };
+const ADMIN_ERRORS = {
+  '401': error('UNAUTHENTICATED: no valid operator bearer token.'),
+  '403': error('FORBIDDEN: the token\'s role is not admin.'),
+  '503': retry(SERVER_BUSY),
+};
 const NOT_FOUND_RUN = error('NOT_FOUND: no such run, or the run of another platform client (the same answer, so run ids of other clients cannot be probed).');
 
 function operations(): Json {
@@ -146,6 +153,36 @@ function operations(): Json {
         security: [{ agent: [] }],
         parameters: [{ name: 'Mcp-Session-Id', in: 'header', required: true, schema: { type: 'string' } }],
         responses: { '200': { description: 'Closed.' }, '401': error('UNAUTHENTICATED: no valid agent token.') },
+      },
+    },
+    '/v1/agents': {
+      get: {
+        operationId: 'listAgents',
+        summary: 'List agent identities (MCP clients)',
+        description: 'Every agent, active and revoked, oldest first; never a token or its hash. Needs an admin token. docs/mcp.md.',
+        responses: { '200': { description: 'The agents.', content: { 'application/json': { schema: { type: 'object', properties: { agents: { type: 'array', items: AGENT } }, required: ['agents'] } } } }, ...ADMIN_ERRORS },
+      },
+      post: {
+        operationId: 'createAgent',
+        summary: 'Create an agent identity; its token is in this answer only',
+        description: 'As `contained agent create`: `subject` is what its runs carry and grants name (`sha256:<64 hex>` or `<name>@sha256:<signer key id>`). The token (`cta_…`) is answered once; only its sha256 is stored. Needs an admin token.',
+        requestBody: { required: true, content: { 'application/json': { schema: { type: 'object', properties: { name: { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$' }, subject: { type: 'string' } }, required: ['name', 'subject'], additionalProperties: false } } } },
+        responses: {
+          '201': { description: 'Created.', content: { 'application/json': { schema: { ...AGENT, properties: { ...AGENT.properties, token: { type: 'string', pattern: '^cta_[A-Za-z0-9_-]{43}$' } }, required: [...AGENT.required, 'token'] } } } },
+          '400': error('INVALID_ARGUMENT: a bad name or subject, or the name of an active agent (`data.field`).'),
+          '413': error('PAYLOAD_TOO_LARGE: the body is larger than 16 KiB.'),
+          '415': error('UNSUPPORTED_MEDIA_TYPE: the body is not application/json.'),
+          ...ADMIN_ERRORS,
+        },
+      },
+    },
+    '/v1/agents/{name}': {
+      delete: {
+        operationId: 'revokeAgent',
+        summary: 'Revoke an agent',
+        description: 'Revokes the active agent of that name (or the agent with that id): its token is refused from its next request, its stdio server runs nothing more. Its grants stay (revoke them separately). Needs an admin token.',
+        parameters: [{ name: 'name', in: 'path', required: true, description: 'The agent\'s name, or its id (agt_…).', schema: { type: 'string' } }],
+        responses: { '200': { description: 'The revoked agent.', content: { 'application/json': { schema: AGENT } } }, '404': error('NOT_FOUND: no active agent of that name, and no agent with that id.'), ...ADMIN_ERRORS },
       },
     },
     '/metrics': {

@@ -22,14 +22,16 @@ import type { AgentVerifier } from '../agents.js';
 import { readBody } from '../api/body.js';
 import type { HttpRoute } from '../api/http-route.js';
 import { createOriginGuard } from '../console/http.js';
+import { type AgentApiPorts, agentRoutes } from './agents-api.js';
 import type { McpConfig } from './limits.js';
 import { createMcpSession, type McpPorts, type McpSession } from './server.js';
 
 export const MCP_PATH = '/v1/mcp';
 
-/** What the HTTP transport needs: the MCP server's ports and the agent token verifier. */
+/** What the HTTP transport needs: the MCP server's ports, the agent token verifier, and for `/v1/agents` the store's agents and the operator tokens. */
 export interface McpHttpPorts extends McpPorts {
   agents: AgentVerifier;
+  admin: AgentApiPorts;
 }
 
 export interface McpHttpOptions {
@@ -140,6 +142,7 @@ export function createMcpHttp(ports: McpHttpPorts, options: McpHttpOptions): Mcp
       { method: 'POST', path: MCP_PATH, handler, name: MCP_PATH },
       { method: 'GET', path: MCP_PATH, handler, name: MCP_PATH },
       { method: 'DELETE', path: MCP_PATH, handler, name: MCP_PATH },
+      ...agentRoutes(ports.admin),
     ],
     get sessions() {
       return sessions.size;

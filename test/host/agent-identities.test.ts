@@ -87,3 +87,44 @@ describe('contained agent', () => {
     expect((await cli('agent', 'create', '--config', config, '--name', 'y')).code).toBe(2);
   });
 });
+
+describe('agents over the HTTP API (admins)', () => {
+  it('creates (token once), lists (no hashes) and revokes agents; other roles and agent tokens are refused', async () => {
+    const { startHost } = await import('../../host/host.js');
+    const { loadHostConfig } = await import('../../host/config.js');
+    const { createToken } = await import('../../host/tokens.js');
+    const pino = (await import('pino')).default;
+    const file = path.join(dir, 'api.config.json');
+    await writeFile(file, JSON.stringify({ dataDir: './api-state', listen: { host: '127.0.0.1', port: 0 } }));
+    const host = await startHost({ config: await loadHostConfig(file), isolation: 'in-process', logger: pino({ level: 'silent' }) });
+    try {
+      const admin = (await createToken({ name: 'root', role: 'admin', createdBy: 'test' }, host.store)).token;
+      const approver = (await createToken({ name: 'al', role: 'approver', createdBy: 'test' }, host.store)).token;
+      const call = (method: string, p: string, token?: string, body?: unknown): Promise<Response> =>
+        fetch(`${host.url}${p}`, { method, headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body ? { 'content-type': 'application/json' } : {}) }, ...(body ? { body: JSON.stringify(body) } : {}) });
+
+      expect((await call('GET', '/v1/agents')).status).toBe(401);
+      expect((await call('GET', '/v1/agents', approver)).status).toBe(403);
+      const created = await call('POST', '/v1/agents', admin, { name: 'web-agent', subject: DIGEST });
+      expect(created.status).toBe(201);
+      const body = (await created.json()) as { token: string; createdBy: string; hash?: string };
+      expect(looksLikeAgentToken(body.token)).toBe(true);
+      expect(body).toMatchObject({ name: 'web-agent', subject: DIGEST, createdBy: 'root' });
+      expect(body.hash).toBeUndefined();
+      expect((await call('GET', '/v1/agents', body.token)).status).toBe(401);
+      expect((await call('POST', '/v1/agents', admin, { name: 'web-agent', subject: DIGEST })).status).toBe(400);
+      expect((await call('POST', '/v1/agents', admin, { name: 'x', subject: 'nope' })).status).toBe(400);
+      const listed = (await (await call('GET', '/v1/agents', admin)).json()) as { agents: Array<Record<string, unknown>> };
+      expect(listed.agents).toEqual([expect.objectContaining({ name: 'web-agent' })]);
+      expect(JSON.stringify(listed)).not.toMatch(/hash|cta_/);
+      expect(await createAgentVerifier(host.store).verify(body.token)).toMatchObject({ name: 'web-agent' });
+      const revoked = await call('DELETE', '/v1/agents/web-agent', admin);
+      expect(revoked.status).toBe(200);
+      expect(await revoked.json()).toMatchObject({ name: 'web-agent', revokedAt: expect.any(Number) });
+      expect(await createAgentVerifier(host.store).verify(body.token)).toBeUndefined();
+      expect((await call('DELETE', '/v1/agents/web-agent', admin)).status).toBe(404);
+    } finally {
+      await host.close();
+    }
+  });
+});

@@ -39,7 +39,7 @@ describe('OpenAPI document', () => {
     const doc = JSON.parse(renderOpenApi()) as { paths: Record<string, Record<string, unknown>> };
     const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)).sort();
     const api = createApi({ runs: fx.host.runs, requests: fx.host.requests, verifier: { verify: async () => undefined }, config: fx.config, limits: DEFAULT_API_LIMITS, metrics: undefined, logger: undefined });
-    const mcp = createMcpHttp({ runs: fx.host.runs, grants: fx.host.grants, instances: fx.host.instances, agents: { verify: async () => undefined } }, { limits: fx.config.mcp, allowedOrigins: [], url: () => undefined });
+    const mcp = createMcpHttp({ runs: fx.host.runs, grants: fx.host.grants, instances: fx.host.instances, agents: { verify: async () => undefined }, admin: { store: fx.host.store, operators: { verify: async () => undefined } } }, { limits: fx.config.mcp, allowedOrigins: [], url: () => undefined });
     const served = [...[...api.routes, ...mcp.routes].map((r) => `${r.method} ${r.path.replace(/:([a-z]+)/g, '{$1}')}`), 'GET /healthz'].sort();
     void mcp.close();
     expect(documented).toEqual(served);
