@@ -19,6 +19,7 @@ Commands:
   image build|inspect|verify|sign|keygen
                              build, inspect, sign and verify sandbox images
   caps docs --grant SPEC…    print the agent-facing API of a set of grants (caps.d.ts / Markdown)
+  caps docs --config FILE    … of the capabilities a host config offers, mcp servers' tools included
   host [--config FILE]       start the host: grants, modes, escalation to operators, run API
   submit <image.tgz>         submit a run to a running host and wait for its outcome
   demo                       build the example images and run report-digest (what npm start does)
@@ -45,7 +46,7 @@ const commands: Record<string, Command> = {
   run: async (argv, io) => (await import('./run.js')).runCommand(argv, io),
   demo: async (argv, io) => (await import('./demo.js')).demoCommand(argv, io),
   image: async (argv, io) => (await import('../../sandbox-images/cli.js')).imageCommand(argv, io),
-  caps: async (argv, io) => (await import('../../capabilities/cli.js')).capsCommand(argv, io),
+  caps: async (argv, io) => (await import('./caps-docs.js')).capsDocsCommand(argv, io),
   host: async (argv, io) => (await import('./host.js')).hostCommand(argv, io),
   submit: async (argv, io) => (await import('./host.js')).submitCommand(argv, io),
   operator: async (argv, io) => (await import('./operator.js')).operatorCommand(argv, io),

@@ -140,4 +140,21 @@ describe('mcp capabilities in the host', () => {
     expect(listed.map((c) => c.capability).sort()).toEqual(['everything', 'files']);
     expect(listed.every((c) => c.pending.length === 0)).toBe(true);
   });
+
+  it('contained caps docs --config: one method per tool, TypeScript types generated from each tool JSON Schema', async () => {
+    const file = path.join(fx.dir, 'docs.config.json');
+    writeFileSync(file, JSON.stringify({ dataDir: fx.dir, capabilities: { everything: { kind: 'mcp', host: { server: { command: path.join(BIN, 'mcp-server-everything'), args: ['stdio'] } } } } }));
+    let out = '';
+    let err = '';
+    const code = await main(['caps', 'docs', '--config', file, '--capability', 'everything'], { stdout: (t) => (out += t), stderr: (t) => (err += t) });
+    expect(err).toBe('');
+    expect(code).toBe(0);
+    expect(out).toContain('interface Caps {');
+    expect(out).toMatch(/getSum\(args: \{ \/\*\* First number \*\/ a: number; \/\*\* Second number \*\/ b: number \}, options\?: CallOptions\): Promise<string>;/);
+    expect(out).toMatch(/getStructuredContent\(args: \{ [^}]*location: "New York" \| "Chicago" \| "Los Angeles" \}, options\?: CallOptions\): Promise<\{ [^}]*temperature: number/);
+    expect(out).toMatch(/Risk: read-only\./);
+    let md = '';
+    await main(['caps', 'docs', '--config', file, '--format', 'md'], { stdout: (t) => (md += t), stderr: () => undefined });
+    expect(md).toContain('## caps.everything (everything)');
+  });
 });
