@@ -1,0 +1,57 @@
+/**
+ * The one window a notification could fall into: a host killed after storing a request and before
+ * writing its outbox row. Simulated by deleting the row from the store file while the host is down
+ * (raw SQL: the state such a kill leaves); the next start writes the pending request's
+ * `request.created` again and delivers it — once, and never for a request that was already notified.
+ */
+import { rmSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import pino from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type Host, startHost } from '../../host/host.js';
+import { defaultStorePath } from '../../host/store/sqlite-store.js';
+import { startFixture } from './helpers/host-fixture.js';
+import { type Receiver, startReceiver, waitUntil } from './helpers/webhook-receiver.js';
+
+const SECRET = 'whsec_reconcile_0123456789abcdef';
+const MAIL = { capability: 'mail', kind: 'outbox', scope: {}, methods: ['send'], why: 'mail' };
+
+describe('after a restart', () => {
+  let hook: Receiver;
+  const cleanup: Array<() => Promise<void> | void> = [];
+  afterAll(async () => {
+    for (const f of cleanup.reverse()) await f();
+    await hook?.close();
+  });
+
+  it('a pending request whose created row is missing is notified; one already notified is not', async () => {
+    hook = await startReceiver(SECRET);
+    const notify = { webhooks: [{ name: 'ops', url: hook.url, secret: SECRET, events: ['request.created'] }], pollMs: 20 };
+    const first = await startFixture({ notify });
+    cleanup.push(() => rmSync(first.dir, { recursive: true, force: true }));
+    const source = (subject: string) => `export default async (input, caps) => (await caps.mail.send({ to: 'team@example.com', subject: '${subject}', text: 'x' }, { reason: 'r' })).accepted;`;
+    const ids: string[] = [];
+    for (const subject of ['lost', 'kept']) {
+      const image = first.image(`reconcile-${subject}`, source(subject), [MAIL]);
+      await first.grant(image.digest, { capability: 'mail', methods: ['send'], mode: 'assisted' });
+      const { runId } = await first.host.submit({ image: image.bytes });
+      ids.push((await waitUntil(async () => (await first.host.store.listRequests({ runId, status: 'pending' }))[0], subject)).id);
+    }
+    await waitUntil(() => ids.every((id) => hook.accepted().some((r) => r.json.request?.id === id)), 'both created');
+    const [lost, kept] = ids as [string, string];
+    await first.host.close();
+
+    const db = new Database(defaultStorePath(first.dir));
+    expect(db.prepare("DELETE FROM notify_outbox WHERE event_key = ?").run(`request.created:${lost}`).changes).toBe(1);
+    db.close();
+
+    // The same data folder and config: the restart.
+    const second: Host = await startHost({ config: first.config, isolation: 'in-process', logger: pino({ level: 'silent' }) });
+    cleanup.push(() => second.close());
+    await waitUntil(() => hook.accepted().filter((r) => r.json.request?.id === lost).length >= 2, 'the lost one again');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(hook.accepted().filter((r) => r.json.request?.id === lost)).toHaveLength(2); // the first host's, and the restored row's
+    expect(hook.accepted().filter((r) => r.json.request?.id === kept)).toHaveLength(1);
+    expect(second.notify.status().targets[0]).toMatchObject({ target: 'webhook:ops', delivered: 2, pending: 0 }); // the deleted row is gone; its replacement delivered;
+  });
+});
