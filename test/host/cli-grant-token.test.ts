@@ -387,6 +387,7 @@ describe('host config', () => {
       },
       console: { sessions: { idleMs: 1_800_000, maxAgeMs: 28_800_000, codeTtlMs: 3_600_000, maxSessions: 1000 }, sweepMs: 30_000 },
       audit: { lazyFlushMs: 10, checkpointEvery: 1000, checkpointIntervalMs: 60_000, maxBatch: 10_000, synchronous: 'full', busyTimeoutMs: 5_000, inboxPollMs: 1_000 },
+      mcp: { maxSourceBytes: 262_144, maxConcurrentRuns: 4, runsPerMinute: 60, progressIntervalMs: 10_000, maxSessions: 100, sessionIdleMs: 1_800_000, maxBodyBytes: 1_048_576 },
     });
     const config = parseHostConfig(
       {
