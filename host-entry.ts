@@ -9,7 +9,7 @@ import './preflight.js';
 
 export { startHost } from './host/host.js';
 export type { Host, HostOptions } from './host/host.js';
-export { loadHostConfig, parseHostConfig } from './host/config.js';
-export type { HostConfig } from './host/config.js';
+export { loadHostConfig, openCapabilities, openCapability, parseHostConfig } from './host/config.js';
+export type { HostConfig, OpenCapabilities, OpenCapability } from './host/config.js';
 export { createHostLogger, hostLoggerOptions, LOG_REDACT_PATHS } from './host/logger.js';
 export { createToken } from './host/tokens.js';

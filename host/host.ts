@@ -12,6 +12,7 @@
  * died are closed as crashed. Cancelling a run withdraws its pending recommendations (by default).
  */
 import type { Logger } from 'pino';
+import type { CapabilityRegistry } from '../capabilities/registry.js';
 import type { CapabilityInstance } from '../capabilities/sdk/index.js';
 import { createSandbox, type RunOutcome } from '../runtime/index.js';
 import type { Manifest } from '../sandbox-images/manifest.js';
@@ -48,6 +49,8 @@ export type HostHttpServices = HttpServices & { host: Host };
 
 export interface HostOptions {
   config: HostConfig;
+  /** The capability kinds the config may name (default: the built-ins; `createRegistry({ … })` adds a platform's own). */
+  registry?: CapabilityRegistry;
   logger?: Logger;
   /** Sandboxes in worker processes (default) or in this process. */
   isolation?: 'worker' | 'in-process';
@@ -116,7 +119,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const store = await openSqliteStore(defaultStorePath(config.dataDir));
   let capabilities: OpenCapabilities;
   try {
-    capabilities = await openCapabilities(config, { logger });
+    capabilities = await openCapabilities(config, { logger, ...(options.registry ? { registry: options.registry } : {}) });
   } catch (error) {
     await store.close();
     throw error;

@@ -17,6 +17,15 @@ describe('package entry', () => {
     expect(Object.keys(contained.builtinCapabilities)).toEqual(expect.arrayContaining(['fs', 'http', 'kv', 'sql', 'outbox', 'clock', 'random', 'log']));
   });
 
+  it('exports what a platform needs to add its own capability kinds (plugins)', () => {
+    for (const name of ['createRegistry', 'definePlugin', 'scopeWithDataDir'] as const) expect(typeof contained[name], name).toBe('function');
+    expect(contained.NO_HOST_OPTIONS.safeParse(undefined).success).toBe(true);
+    expect(contained.NO_HOST_OPTIONS.safeParse({ any: 1 }).success).toBe(false);
+    const registry = contained.createRegistry({ mine: contained.definePlugin({ definition: contained.builtinCapabilities.clock?.definition, hostOptions: contained.NO_HOST_OPTIONS, create: (scope, context, options) => contained.createClock(scope, { now: context.now }, options) }) });
+    expect(Object.keys(registry)).toContain('mine');
+    expect(typeof host.openCapabilities).toBe('function');
+  });
+
   it('leaves the host to its own entry, ai-contained/host', async () => {
     for (const name of ['startHost', 'parseHostConfig', 'loadHostConfig', 'createToken']) {
       expect(name in contained, name).toBe(false);

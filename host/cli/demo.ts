@@ -148,7 +148,7 @@ export async function demoCommand(argv: string[], io: CliIo): Promise<number> {
     io.stdout(`One-time login links (each works once, for an hour; npm start prints new ones):\n${links.join('\n')}\n`);
     io.stdout(`  Open the second one in a private window to be the second approver of a refund.\n`);
     io.stdout(`\n${waiting > 0 ? 'Agents are waiting for you on the Pending page.' : 'The agents are starting; their requests will appear on the Pending page.'} Emails land in ${rel(path.join(home, 'demo', 'mail', 'new'))}/;\n`);
-    io.stdout(`to use a real SMTP relay, set "mail": { "smtp": { "host", "port", "auth" } } in ${rel(configFile)}.\n`);
+    io.stdout(`to use a real SMTP relay, set capabilities.mail.host to { "smtp": { "host", "port", "auth" } } in ${rel(configFile)}.\n`);
     io.stdout(`More operators: npx contained token create --config ${rel(configFile)} --name you --role approver\n`);
     io.stdout('Press Ctrl-C to stop.\n\n');
     await stopped;

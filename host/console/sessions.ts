@@ -15,6 +15,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Operator } from '../model.js';
+import { CONSOLE_CONFIG_DEFAULTS, type ConsoleConfig } from './limits.js';
 
 export interface Session {
   /** sha256 (hex) of the cookie value: the key, and what tags the session's WebSocket connections. */
@@ -40,7 +41,8 @@ export interface SessionOptions {
   now?: () => number;
 }
 
-export const SESSION_DEFAULTS = { idleMs: 30 * 60_000, maxAgeMs: 8 * 3_600_000, codeTtlMs: 3_600_000, maxSessions: 1000 } as const;
+/** The session defaults: the host config's `console.sessions` (limits.ts, the one source of these numbers). */
+export const SESSION_DEFAULTS: Readonly<ConsoleConfig['sessions']> = Object.freeze({ ...CONSOLE_CONFIG_DEFAULTS.sessions });
 
 const SECRET = /^[A-Za-z0-9_-]{43}$/;
 
@@ -78,6 +80,7 @@ export function checkCsrf(session: Session, presented: string | string[] | undef
 export function createSessionStore(options: SessionOptions = {}): SessionStore {
   const o = { ...SESSION_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as Required<SessionOptions>;
   for (const key of ['idleMs', 'maxAgeMs', 'codeTtlMs', 'maxSessions'] as const) {
+    // The config's schema bounds what a deployer may set; a library caller (or a test) may go lower, never to zero.
     if (!(o[key] > 0 && Number.isFinite(o[key]))) throw new RangeError(`console sessions: ${key} must be a positive number`);
   }
   const now = o.now ?? Date.now;

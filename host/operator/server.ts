@@ -18,11 +18,13 @@ import type { Duplex } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import { WebSocketServer, type ServerOptions } from 'ws';
 import type { ErrorCode } from '../../runtime/errors.js';
+import { DEFAULT_HTTP_CONFIG } from '../api/limits.js';
 import { type Operator, roleAtLeast } from '../model.js';
 import { checkOrigin, compileOrigins, readCredential, sameHostOrigins } from './auth.js';
 import type { OperatorBackend, RequestEvent, TokenVerifier } from './backend.js';
 import { CLOSE, encode, OperatorConnection } from './connection.js';
 import { type HelloMessage, PROTOCOL, type ServerMessage } from './protocol.js';
+import { OPERATOR_CONFIG_DEFAULTS } from './limits.js';
 import { createTicketStore, type Ticket, type TicketStore } from './tickets.js';
 
 export interface OperatorChannelOptions {
@@ -73,24 +75,24 @@ export interface OperatorChannel {
   disconnect(match: (operator: Operator) => boolean, reason?: string): number;
 }
 
-export const OPERATOR_DEFAULTS = {
+/**
+ * The channel's defaults: the host config's `operator` section (limits.ts, the one source of these
+ * numbers) plus the endpoint path and the per-token cap, which the config keeps under
+ * `http.maxOperatorConnectionsPerToken`.
+ */
+export const OPERATOR_DEFAULTS = Object.freeze({
   path: '/v1/operator',
-  maxPayloadBytes: 64 * 1024,
-  messagesPerSecond: 20,
-  messageBurst: 40,
-  abuseWindowMs: 10_000,
-  heartbeatMs: 15_000,
-  maxBufferedBytes: 4 * 1024 * 1024,
-  closeTimeoutMs: 5_000,
-  snapshotChunkSize: 500,
-  maxConnectionsPerToken: 16,
-} as const;
+  ...OPERATOR_CONFIG_DEFAULTS,
+  maxConnectionsPerToken: DEFAULT_HTTP_CONFIG.maxOperatorConnectionsPerToken,
+});
 
 /** Seconds a client refused for holding too many connections is told to wait (`Retry-After`). */
 const RETRY_AFTER_SECONDS = 5;
 
 export function attachOperatorChannel(httpServer: Server, options: OperatorChannelOptions): OperatorChannel {
   const o = { ...OPERATOR_DEFAULTS, ...definedOnly(options) };
+  // The config's schema bounds what a deployer may set; a library caller (or a test) may go lower,
+  // but never to a value that would switch a limit off.
   for (const key of ['maxPayloadBytes', 'messagesPerSecond', 'messageBurst', 'abuseWindowMs', 'heartbeatMs', 'maxBufferedBytes', 'closeTimeoutMs', 'snapshotChunkSize', 'maxConnectionsPerToken'] as const) {
     if (!(typeof o[key] === 'number' && o[key] > 0 && Number.isFinite(o[key]))) throw new RangeError(`operator channel: ${key} must be a positive number`);
   }
