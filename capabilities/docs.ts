@@ -8,6 +8,8 @@
  *
  * Types come from zod 4's `z.toJSONSchema()` printed by a small JSON-Schema→TypeScript printer that
  * falls back to `unknown` for anything it does not understand (never to something wider-looking).
+ * A schema given as JSON Schema (an MCP tool's, capabilities/mcp/) rides along as the zod schema's
+ * metadata and is printed the same way.
  */
 import { z } from 'zod';
 import type { CapabilityDescription, CapabilityInstance, MethodDescription } from './sdk/instance.js';
@@ -27,7 +29,9 @@ function printSchema(schema: unknown, defs: Record<string, Schema>, depth: numbe
   const s = schema as Schema;
   if (typeof s.tsType === 'string') return s.tsType;
   if (typeof s.$ref === 'string') {
-    const name = s.$ref.startsWith('#/$defs/') ? s.$ref.slice('#/$defs/'.length) : '';
+    // `#/$defs/` (2020-12, what zod prints) or `#/definitions/` (draft-07, what many MCP servers send).
+    const prefix = ['#/$defs/', '#/definitions/'].find((p) => (s.$ref as string).startsWith(p));
+    const name = prefix === undefined ? '' : s.$ref.slice(prefix.length);
     return Object.prototype.hasOwnProperty.call(defs, name) ? printSchema(defs[name], defs, depth + 1) : 'unknown';
   }
   if ('const' in s) return JSON.stringify(s.const);
@@ -107,7 +111,7 @@ export function schemaToTs(schema: z.ZodType, io: 'input' | 'output'): string {
   } catch {
     return 'unknown';
   }
-  return printSchema(json, (json.$defs ?? {}) as Record<string, Schema>, 0);
+  return printSchema(json, { ...((json.definitions ?? {}) as Record<string, Schema>), ...((json.$defs ?? {}) as Record<string, Schema>) }, 0);
 }
 
 function takesNoArgument(schema: z.ZodType): boolean {

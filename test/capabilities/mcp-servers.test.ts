@@ -132,6 +132,18 @@ describe('server-everything', () => {
   });
 });
 
+describe('generated types', () => {
+  it('resolve draft-07 definitions as well as 2020-12 $defs; keys that would steer the printer are dropped', async () => {
+    const { schemaToTs } = await import('../../capabilities/docs.js');
+    const { schemaForDocs } = await import('../../capabilities/mcp/schema.js');
+    const { z } = await import('zod');
+    const draft07 = { type: 'object', properties: { owner: { $ref: '#/definitions/user' } }, required: ['owner'], definitions: { user: { type: 'object', properties: { login: { type: 'string' } } } } };
+    expect(schemaToTs(z.unknown().meta(schemaForDocs(draft07) as Record<string, unknown>), 'input')).toBe('{ owner: { login?: string } }');
+    const sneaky = { type: 'object', properties: { a: { type: 'string', tsType: 'any; evil: true' } } };
+    expect(schemaToTs(z.unknown().meta(schemaForDocs(sneaky) as Record<string, unknown>), 'input')).toBe('{ a?: string }');
+  });
+});
+
 describe('server-filesystem', () => {
   it('reads (structured content: read_text_file declares an output schema) and writes through the server, with a grant fixing the path to a set', async () => {
     const inst = files.create({ tools: ['readTextFile', 'writeFile', 'listAllowedDirectories'] });
