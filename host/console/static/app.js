@@ -100,7 +100,12 @@ function route() {
   // `#/page` or `#/page/param` (a notification's link: `#/pending/<request id>`).
   const [name, ...rest] = (location.hash.replace(/^#\/?/, '') || 'pending').split('/');
   const page = PAGES[name] ? name : 'pending';
-  const param = rest.length > 0 ? decodeURIComponent(rest.join('/')) : undefined;
+  let param;
+  try {
+    param = rest.length > 0 ? decodeURIComponent(rest.join('/')) : undefined;
+  } catch {
+    param = undefined; // a malformed %-escape in a hand-edited link: open the page without it
+  }
   if (current?.unmount) current.unmount();
   for (const a of document.querySelectorAll('#nav a')) a.setAttribute('aria-current', a.dataset.page === page ? 'page' : 'false');
   clear(main);
