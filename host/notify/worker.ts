@@ -7,13 +7,17 @@
  * Never in anyone's way: the host's event listeners only write rows (notifier.ts); the worker runs
  * on timers, each attempt is async and bounded by its target's timeout, and at most `maxConcurrent`
  * are in flight. A row and its (target, order key) are held while in flight, so a request's later
- * row waits for its earlier one. `close()` aborts what is in flight and waits for it: the rows stay
+ * row waits for its earlier one. `close()` aborts the webhook attempts in flight and waits for them
+ * (an email in flight cannot be aborted: it is waited for up to `CLOSE_WAIT_MS`); their rows stay
  * pending, and the next start sends them again with the same idempotency key.
  */
 import type { Logger } from 'pino';
 import { type NotifyOutbox, orderSlot, type OutboxRow } from '../store/notify-outbox.js';
 import { send, type SendResult } from './send.js';
 import type { NotifyTarget } from './targets.js';
+
+/** Longest `close()` waits for deliveries in flight, ms (an SMTP exchange cannot be aborted). */
+export const CLOSE_WAIT_MS = 5_000;
 
 export interface RetryPolicy {
   maxAttempts: number;
@@ -71,7 +75,7 @@ export function startWorker(options: WorkerOptions): Worker {
     try {
       result = await doSend(target, row, { consoleUrl: options.consoleUrl(), now, signal: abort.signal });
     } catch (error) {
-      if (abort.signal.aborted) return; // closing: the row stays pending, sent again after the restart
+      if (closed) return; // closing: the row stays pending, sent again after the restart
       const message = error instanceof Error ? error.message : String(error);
       const status = (error as { data?: { status?: unknown } }).data?.status;
       const attempts = row.attempts + 1;
@@ -83,6 +87,8 @@ export function startWorker(options: WorkerOptions): Worker {
       else logger?.warn({ ...log, retryInMs: (retryAt as number) - now() }, 'notification delivery failed; will retry');
       return;
     }
+    // Closed meanwhile (an email waited past CLOSE_WAIT_MS): the row stays pending and goes again, same key.
+    if (closed) return;
     outbox.delivered(row.id, now(), result.status);
     logger?.debug({ target: row.target, event: row.event, idempotencyKey: row.idempotencyKey, ms: now() - at }, 'notification delivered');
   }
@@ -142,7 +148,9 @@ export function startWorker(options: WorkerOptions): Worker {
       closed = true;
       if (timer) clearTimeout(timer);
       abort.abort();
-      await Promise.allSettled([...running]);
+      let wait: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.allSettled([...running]), new Promise<void>((resolve) => (wait = setTimeout(resolve, CLOSE_WAIT_MS)))]);
+      clearTimeout(wait);
     },
   };
 }
