@@ -180,6 +180,8 @@ export async function createMcpSession(ports: McpPorts, agent: Agent, limits: Mc
   const now = ports.now ?? Date.now;
   const live = new Set<string>();
   const started: number[] = [];
+  /** Admitted runs not yet submitted (they count against maxConcurrentRuns). */
+  let starting = 0;
   const by = `agent:${agent.name}`;
   const server = new McpServer(
     { name: MCP_SERVER_NAME, version: ports.version ?? ownVersion() },
@@ -194,8 +196,8 @@ export async function createMcpSession(ports: McpPorts, agent: Agent, limits: Mc
     if (sourceBytes > limits.maxSourceBytes) {
       throw new ContainedError('MCP_SOURCE_TOO_LARGE', `code is ${sourceBytes} bytes; this server takes at most ${limits.maxSourceBytes}`, { data: { limitBytes: limits.maxSourceBytes } });
     }
-    if (live.size >= limits.maxConcurrentRuns) {
-      throw new ContainedError('MCP_TOO_MANY_RUNS', `this session already has ${live.size} runs live (at most ${limits.maxConcurrentRuns}); wait for one to finish`, { data: { limit: limits.maxConcurrentRuns } });
+    if (live.size + starting >= limits.maxConcurrentRuns) {
+      throw new ContainedError('MCP_TOO_MANY_RUNS', `this session already has ${live.size + starting} runs live (at most ${limits.maxConcurrentRuns}); wait for one to finish`, { data: { limit: limits.maxConcurrentRuns } });
     }
     const t = now();
     while (started.length > 0 && (started[0] ?? 0) <= t - 60_000) started.shift();
@@ -257,12 +259,21 @@ export async function createMcpSession(ports: McpPorts, agent: Agent, limits: Mc
     }
   }
 
-  async function call(tool: 'run' | 'run_image', extra: Extra, start: () => Promise<SubmittedRun>): Promise<CallToolResult> {
+  async function call(tool: 'run' | 'run_image', extra: Extra, sourceBytes: number, start: () => Promise<SubmittedRun>): Promise<CallToolResult> {
     let result: CallToolResult;
     let code = '';
     try {
       if (ports.agentActive && !(await ports.agentActive(agent.id))) throw new ContainedError('UNAUTHENTICATED', `agent "${agent.name}" has been revoked`);
-      const outcome = await follow(await start(), extra);
+      admit(sourceBytes);
+      // Counted from admission, so calls arriving together cannot all pass the live-runs check.
+      starting += 1;
+      let run: SubmittedRun;
+      try {
+        run = await start();
+      } finally {
+        starting -= 1;
+      }
+      const outcome = await follow(run, extra);
       if (outcome.status === 'error') code = outcome.error.code;
       result = outcomeResult(outcome);
     } catch (error) {
@@ -293,8 +304,7 @@ export async function createMcpSession(ports: McpPorts, agent: Agent, limits: Mc
       annotations: { title: 'Run contained code', readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
     },
     async ({ code, input }, extra) =>
-      call('run', extra, async () => {
-        admit(Buffer.byteLength(code, 'utf8'));
+      call('run', extra, Buffer.byteLength(code, 'utf8'), async () => {
         return ports.runs.submitCode({
           program: programFromSource(code, 'main.js'),
           input: input ?? null,
@@ -318,8 +328,7 @@ export async function createMcpSession(ports: McpPorts, agent: Agent, limits: Mc
       annotations: { title: 'Run a stored image', readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
     },
     async ({ digest, input }, extra) =>
-      call('run_image', extra, async () => {
-        admit(0);
+      call('run_image', extra, 0, async () => {
         return ports.runs.submitDigest({ digest, input: input ?? null, submittedBy: by });
       }),
   );

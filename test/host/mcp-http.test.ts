@@ -205,13 +205,12 @@ describe('MCP over Streamable HTTP: per-session limits and metrics', () => {
 
     const alice = await operator(`${host.url?.replace(/^http/, 'ws')}/v1/operator`, fx.operators.alice as string);
     try {
-      const pending: Promise<unknown>[] = [];
-      const created: Promise<unknown>[] = [];
-      for (let i = 0; i < 2; i++) {
-        created.push(nextCreated(alice, (r) => r.method === 'append'));
-        pending.push(client.callTool({ name: 'run', arguments: { code: CODE.append } }));
-        await created[i];
-      }
+      // Three at once over HTTP: one is refused (same-tick arrivals: mcp-session.test.ts).
+      const calls = [0, 1, 2].map(() => client.callTool({ name: 'run', arguments: { code: CODE.append } }) as Promise<CallToolResult>);
+      const refusedFirst = await Promise.race(calls.map((c, i) => c.then(() => i)));
+      expect(text(await (calls[refusedFirst] as Promise<CallToolResult>))).toMatch(/^MCP_TOO_MANY_RUNS: /);
+      const pending = calls.filter((_, i) => i !== refusedFirst);
+      await expect.poll(async () => (await host.requests.pending()).length).toBe(2);
       const third = (await client.callTool({ name: 'run', arguments: { code: CODE.read } })) as CallToolResult;
       expect(text(third)).toMatch(/^MCP_TOO_MANY_RUNS: /);
       // Another session has its own allowance.
