@@ -40,7 +40,7 @@ export async function mcpCommand(argv: string[], io: CliIo): Promise<number> {
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
-    io.stderr(MCP_USAGE);
+    io.stdout(MCP_USAGE);
     return 0;
   }
   if (positionals.length > 0) throw new ContainedError('USAGE', `unexpected argument "${positionals[0]}"\n\n${MCP_USAGE}`);
