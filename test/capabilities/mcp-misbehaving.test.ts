@@ -93,6 +93,41 @@ describe('misbehaving server', () => {
   });
 });
 
+describe('a server that cannot be (re)started', () => {
+  it('at host start: MCP_SERVER_FAILED (unavailable) at once, naming the command failure', async () => {
+    const started = Date.now();
+    const err = await errorOf(startMcp('gone', { server: { command: '/nonexistent/mcp-server' }, limits: LIMITS }));
+    expect(err).toMatchObject({ code: 'MCP_SERVER_FAILED', data: { reason: 'unavailable' } });
+    expect(Date.now() - started).toBeLessThan(3000);
+  });
+
+  it('after a crash, failing restarts back off; calls fail unavailable within callTimeoutMs; it recovers when it can start', async () => {
+    const { writeFileSync, rmSync } = await import('node:fs');
+    const os = await import('node:os');
+    const marker = path.join(os.tmpdir(), `mcp-refuse-${process.pid}-${Date.now()}`);
+    const cap = await startMcp('flaky', { server: { ...SERVER, env: { MCP_TEST_REFUSE_START: marker } }, limits: { ...LIMITS, callTimeoutMs: 800, restartMinMs: 20, restartMaxMs: 200 } });
+    try {
+      const inst = cap.create({});
+      writeFileSync(marker, '');
+      expect((await errorOf(call(inst, 'crash', {}))).code).toBe('MCP_SERVER_FAILED');
+      const started = Date.now();
+      expect(await errorOf(call(inst, 'echo', { text: 'x' }))).toMatchObject({ code: 'MCP_SERVER_FAILED', data: { reason: 'unavailable' } });
+      expect(Date.now() - started).toBeLessThan(2000);
+      const attempts = cap.connection.restarts;
+      expect(attempts).toBeGreaterThan(1);
+      // Backing off: far fewer attempts than 20 ms apart would give.
+      await new Promise((r) => setTimeout(r, 600));
+      expect(cap.connection.restarts - attempts).toBeLessThan(8);
+      rmSync(marker);
+      await until(() => cap.connection.status === 'ready');
+      await expect(call(inst, 'echo', { text: 'recovered' })).resolves.toBe('echo: recovered');
+    } finally {
+      rmSync(marker, { force: true });
+      await cap.close();
+    }
+  });
+});
+
 describe('rug pull: the tool list changes mid-session', () => {
   it('withdraws the changed tool, holds the new one, until an operator accepts; acceptances are durable', async () => {
     const approvals = memoryApprovals();
