@@ -54,7 +54,21 @@ export async function mcpCommand(argv: string[], io: CliIo): Promise<number> {
   }
   // stdout is the MCP channel: the log goes to stderr.
   const logger = createHostLogger({}, pino.destination(2));
-  const host = await startHost({ config, logger, isolation: values['in-process'] ? 'in-process' : 'worker' });
+  let host;
+  try {
+    host = await startHost({ config, logger, isolation: values['in-process'] ? 'in-process' : 'worker' });
+  } catch (error) {
+    if (error instanceof ContainedError && error.code === 'ADDRESS_IN_USE') {
+      // Most likely `contained host` with this config: two hosts must not share one data folder.
+      throw new ContainedError(
+        'ADDRESS_IN_USE',
+        `${error.message}\nIf a contained host already serves this config, connect the MCP client to it over HTTP instead: ` +
+          `url http://${config.listen.host}:${config.listen.port}/v1/mcp with "Authorization: Bearer <agent token>" (docs/mcp.md).`,
+        { cause: error },
+      );
+    }
+    throw error;
+  }
   let session;
   try {
     const agent = await findActiveAgent(host.store, name);
