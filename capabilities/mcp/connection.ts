@@ -306,6 +306,10 @@ export class McpConnection {
     if (/exceeded maximum size/.test(text)) {
       return failed(name, 'too-large', `${tool}: the server sent a message larger than ${limits.maxMessageBytes} bytes`, error);
     }
+    // Streamable HTTP: the endpoint cannot be reached or answers with an HTTP error (the next call tries again).
+    if (/fetch failed|ECONNREFUSED|ECONNRESET|socket hang up|Error POSTing|HTTP \d{3}/i.test(text)) {
+      return failed(name, 'unavailable', `${tool}: the MCP server cannot be reached`, error);
+    }
     if (this.state !== 'ready' || client !== this.client || /not connected/i.test(text)) {
       return failed(name, this.lastCloseReason, `${tool}: the server connection failed; it is restarted`, error);
     }

@@ -45,6 +45,11 @@ beforeAll(async () => {
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
       const body = Buffer.concat(chunks);
+      if (body.includes('DOWN')) {
+        res.writeHead(503, { 'content-type': 'text/plain' });
+        res.end('maintenance');
+        return;
+      }
       if (body.includes('HUGE')) {
         const id = (JSON.parse(body.toString()) as { id: number }).id;
         res.writeHead(200, { 'content-type': 'application/json' });
@@ -95,5 +100,11 @@ describe('Streamable HTTP', () => {
     const inst = mcp.create({});
     expect(await errorOf(call(inst, 'echo', { message: 'HUGE' }))).toMatchObject({ code: 'MCP_SERVER_FAILED', data: { reason: 'too-large' } });
     await expect(call(inst, 'echo', { message: 'small' })).resolves.toBe('Echo: small');
+  });
+
+  it('an endpoint that answers an HTTP error: MCP_SERVER_FAILED (unavailable); the next call goes through', async () => {
+    const inst = mcp.create({});
+    expect(await errorOf(call(inst, 'echo', { message: 'DOWN' }))).toMatchObject({ code: 'MCP_SERVER_FAILED', data: { reason: 'unavailable' } });
+    await expect(call(inst, 'echo', { message: 'up again' })).resolves.toBe('Echo: up again');
   });
 });
