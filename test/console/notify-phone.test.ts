@@ -2,7 +2,8 @@
  * The Pending page at a phone's width, in real headless Chromium with a mobile viewport (390 × 844,
  * touch): an operator opens the link of a notification email, logs in, lands on that request's card,
  * reads its arguments (nothing wider than the screen), and approves it by tapping; a second request
- * is denied with a reason. A link to a request that is no longer pending says so.
+ * is denied with a reason. A link to a request that is no longer pending says so. The screenshot goes
+ * to docs/screenshots/pending-phone.png when UPDATE_SCREENSHOTS=1 (docs/approvals.md shows it).
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -112,11 +113,11 @@ describe.skipIf(!hasChromium)('Pending at a phone’s width', () => {
     expect(size?.height).toBeGreaterThanOrEqual(40);
     expect(size?.width).toBeGreaterThan(300);
 
+    await page.screenshot({ path: path.join(process.env.UPDATE_SCREENSHOTS === '1' ? path.resolve('docs/screenshots') : inbox, 'pending-phone.png') });
     await approve.tap();
     await card.getByRole('button', { name: 'Approve', exact: true }).tap();
     await card.waitFor({ state: 'detached' });
     expect(await fx.host.store.getRequest(id)).toMatchObject({ status: 'approved', resolvedBy: ['alice'] });
-    await page.screenshot({ path: path.join(inbox, 'phone-pending.png') });
   });
 
   it('denies with a reason by tapping', async () => {
