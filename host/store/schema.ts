@@ -230,8 +230,26 @@ CREATE INDEX notify_outbox_due ON notify_outbox (status, next_at);
 CREATE INDEX notify_outbox_order ON notify_outbox (target, order_key, id);
 `;
 
+/** v5: operators' passkeys (WebAuthn credentials) for signed approvals (host/store/credentials.ts). */
+const V5 = `
+CREATE TABLE passkeys (
+  id TEXT PRIMARY KEY NOT NULL,
+  operator TEXT NOT NULL,
+  public_key TEXT NOT NULL,
+  counter INTEGER NOT NULL,
+  transports TEXT,
+  rp_id TEXT NOT NULL,
+  label TEXT,
+  created_at INTEGER NOT NULL,
+  last_used_at INTEGER,
+  revoked_at INTEGER,
+  revoked_by TEXT
+) STRICT;
+CREATE INDEX passkeys_by_operator ON passkeys (operator, created_at);
+`;
+
 /** Migration n (1-based) is MIGRATIONS[n - 1]. Append only; never edit a shipped migration. */
-const MIGRATIONS: readonly string[] = [V1, V2, V3, V4];
+const MIGRATIONS: readonly string[] = [V1, V2, V3, V4, V5];
 
 /** The schema version this build writes. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
