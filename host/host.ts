@@ -190,6 +190,10 @@ export async function startHost(options: HostOptions): Promise<Host> {
   await runs.recover();
   const recovered = await requests.recover();
   if (recovered.pending + recovered.closed + recovered.performed > 0) logger.info(recovered, 'recovered requests from the store');
+  await notifier.reconcileOutcomes(async (id) => {
+    const request = await store.getRequest(id);
+    return request === undefined ? undefined : requests.view(request);
+  });
   await oversight.start();
   metrics.seedPending(await requests.pending());
 

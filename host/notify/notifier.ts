@@ -8,8 +8,9 @@
  * written is logged and dropped; the event and the decision behind it go on.
  *
  * After a restart, `reconcile` writes the `request.created` rows of pending requests that have none
- * (a host killed between storing a request and writing its row), then the worker sends whatever is
- * still pending, with the idempotency keys it had. Rows of a target no longer in the config are
+ * (a host killed between storing a request and writing its row), `reconcileOutcomes` the decided /
+ * expired rows of requests notified as open that are closed now (the restart's recovery closes some
+ * without an event), then the worker sends whatever is still pending, with the idempotency keys it had. Rows of a target no longer in the config are
  * marked `dropped`; delivered and given-up rows older than `keepMs` are removed.
  */
 import type { Logger } from 'pino';
@@ -49,6 +50,12 @@ export interface Notifier {
   onEvent(event: RequestEvent): void;
   /** After a restart, before requests are recovered: the pending requests' `request.created` rows. */
   reconcile(pending: readonly RequestView[]): number;
+  /**
+   * After requests are recovered: a request notified as created that is no longer pending and has no
+   * decided / expired row (closed by the recovery, which tells no listener, or by a host killed before
+   * writing the row) gets that row now. `view` reads a request as operators see it.
+   */
+  reconcileOutcomes(view: (requestId: string) => Promise<RequestView | undefined>): Promise<number>;
   /** Start delivering (once the console's URL is known, for the links). */
   start(consoleUrl: () => string | undefined): void;
   status(options?: { limit?: number; target?: string }): NotifyStatus;
@@ -103,6 +110,23 @@ export function createNotifier(options: NotifierOptions): Notifier {
         added += outbox.enqueue(outboxRows(n, targets, at));
       }
       if (added > 0) logger?.info({ added }, 'notifications queued for requests pending since before the restart');
+      return added;
+    },
+    async reconcileOutcomes(view) {
+      const listening = targets.filter((t) => t.events.has('request.decided') || t.events.has('request.expired'));
+      const open = outbox.openRequests(listening.map((t) => t.target));
+      const byRequest = new Map<string, string[]>();
+      for (const o of open) byRequest.set(o.orderKey, [...(byRequest.get(o.orderKey) ?? []), o.target]);
+      let added = 0;
+      for (const [id, names] of byRequest) {
+        const request = await view(id);
+        if (!request || request.status === 'pending') continue;
+        const at = now();
+        const n = notificationFor({ type: 'resolved', request }, request.resolvedAt ?? at);
+        if (!n) continue;
+        added += outbox.enqueue(outboxRows(n, targets.filter((t) => names.includes(t.target)), at));
+      }
+      if (added > 0) logger?.info({ added }, 'notifications queued for requests closed since they were notified');
       return added;
     },
     start(consoleUrl) {

@@ -94,6 +94,8 @@ export interface NotifyOutbox {
   dropOtherTargets(targets: readonly string[], at: number): number;
   /** Whether the target already has a row for this event key (any status). */
   has(target: string, eventKey: string): boolean;
+  /** (target, order key) pairs with a `request.created` row and no `request.decided` / `request.expired` row: requests notified as open. */
+  openRequests(targets: readonly string[]): Array<{ target: string; orderKey: string }>;
   /** Newest first. */
   list(filter?: { target?: string; status?: OutboxStatus; limit?: number }): OutboxRow[];
   summary(): OutboxTargetSummary[];
@@ -224,6 +226,18 @@ export function openNotifyOutbox(file: string, options: NotifyOutboxOptions = {}
         return conn.prepare(sql).run(at, ...targets).changes;
       }),
     has: (target, eventKey) => guard('has', () => conn.prepare('SELECT 1 FROM notify_outbox WHERE target = ? AND event_key = ?').get(target, eventKey) !== undefined),
+    openRequests: (targets) =>
+      guard('openRequests', () => {
+        if (targets.length === 0) return [];
+        const marks = targets.map(() => '?').join(', ');
+        const rows = conn
+          .prepare(
+            `SELECT o.target AS target, o.order_key AS orderKey FROM notify_outbox o WHERE o.event = 'request.created' AND o.target IN (${marks})
+               AND NOT EXISTS (SELECT 1 FROM notify_outbox p WHERE p.target = o.target AND p.order_key = o.order_key AND p.event IN ('request.decided', 'request.expired'))`,
+          )
+          .all(...targets) as Array<{ target: string; orderKey: string }>;
+        return rows;
+      }),
     list: (filter = {}) =>
       guard('list', () => {
         const where: string[] = [];

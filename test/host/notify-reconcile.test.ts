@@ -3,6 +3,8 @@
  * writing its outbox row. Simulated by deleting the row from the store file while the host is down
  * (raw SQL: the state such a kill leaves); the next start writes the pending request's
  * `request.created` again and delivers it — once, and never for a request that was already notified.
+ * And the requests a restart's recovery closes (an escalation whose run is gone) get their
+ * `request.decided`, after their `request.created`.
  */
 import { rmSync } from 'node:fs';
 import Database from 'better-sqlite3';
@@ -53,5 +55,37 @@ describe('after a restart', () => {
     expect(hook.accepted().filter((r) => r.json.request?.id === lost)).toHaveLength(2); // the first host's, and the restored row's
     expect(hook.accepted().filter((r) => r.json.request?.id === kept)).toHaveLength(1);
     expect(second.notify.status().targets[0]).toMatchObject({ target: 'webhook:ops', delivered: 2, pending: 0 }); // the deleted row is gone; its replacement delivered;
+  });
+
+  it('an escalation the restart closes (its run is gone) is notified as decided, after its created', async () => {
+    const notify = { webhooks: [{ name: 'ops', url: hook.url, secret: SECRET }], pollMs: 20 };
+    const first = await startFixture({ notify });
+    cleanup.push(() => rmSync(first.dir, { recursive: true, force: true }));
+    // No grant: the call escalates, and waits for a human.
+    const image = first.image('reconcile-escalation', "export default async (input, caps) => caps.notes.read('a.txt', { reason: 'read the note' })", [{ capability: 'notes', kind: 'fs', scope: {}, methods: ['read'], why: 'notes' }]);
+    const { runId } = await first.host.submit({ image: image.bytes });
+    const escalation = await waitUntil(async () => (await first.host.store.listRequests({ runId, status: 'pending' }))[0], 'the escalation');
+    expect(escalation.kind).toBe('escalation');
+    await waitUntil(() => hook.accepted().some((r) => r.json.request?.id === escalation.id), 'its created');
+    await first.host.close(); // the run ends with the host; the escalation is closed at the next start
+
+    const second: Host = await startHost({ config: first.config, isolation: 'in-process', logger: pino({ level: 'silent' }) });
+    cleanup.push(() => second.close());
+    expect(await second.store.getRequest(escalation.id)).toMatchObject({ status: 'run_gone' });
+    const events = await waitUntil(() => {
+      const mine = hook.accepted().filter((r) => r.json.request?.id === escalation.id);
+      return mine.length >= 2 ? mine : undefined;
+    }, 'its decided');
+    expect(events.map((r) => [r.json.event, r.json.request.status])).toEqual([
+      ['request.created', 'pending'],
+      ['request.decided', 'run_gone'],
+    ]);
+    // A third start adds nothing: the request has its outcome row.
+    await second.close();
+    cleanup.pop();
+    const third: Host = await startHost({ config: first.config, isolation: 'in-process', logger: pino({ level: 'silent' }) });
+    cleanup.push(() => third.close());
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(hook.accepted().filter((r) => r.json.request?.id === escalation.id)).toHaveLength(2);
   });
 });
