@@ -148,7 +148,7 @@ class Run {
       validateProgram(this.spec.program);
       const inputJson = JSON.stringify(this.spec.input ?? null);
       const { limits } = this.spec;
-      const prepared = this.pool?.take(limits.memoryMb) ?? (await prepareIsolate(limits.memoryMb, true));
+      const prepared = this.pool?.take(limits.memoryMb) ?? (await this.pool?.next?.(limits.memoryMb)) ?? (await prepareIsolate(limits.memoryMb));
       const isolate = prepared.isolate;
       prepared.attach({
         onSubmit: (seq, capability, method, argJson, reason) => this.onSubmit(seq, capability, method, argJson, reason),
