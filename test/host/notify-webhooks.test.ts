@@ -206,3 +206,30 @@ describe('webhook config', () => {
     expect(() => parseHostConfig({ ...base, notify: { email: { folder: '/tmp/m', from: 'a@b.c', to: ['x@y.z\r\nBcc: evil@e.x'] } } }, '/tmp')).toThrow(/email address/);
   });
 });
+
+describe('expiry', () => {
+  let fx: Fixture;
+  let hook: Receiver;
+  beforeAll(async () => {
+    hook = await startReceiver(SECRET);
+    fx = await startFixture({ requestTimeoutMs: 300, notify: { webhooks: [{ name: 'ops', url: hook.url, secret: SECRET, events: ['request.created', 'request.expired'] }], pollMs: 20 } });
+  });
+  afterAll(async () => {
+    await fx?.close();
+    await hook?.close();
+  });
+
+  it('a request nobody decides is notified as expired, after its created', async () => {
+    const { runId, requestId } = await openRequest(fx, 'expires');
+    const got = await waitUntil(() => {
+      const mine = hook.accepted().filter((r) => r.json.request?.id === requestId);
+      return mine.length >= 2 ? mine : undefined;
+    }, 'created and expired');
+    expect(got.map((r) => [r.json.event, r.json.request.status])).toEqual([
+      ['request.created', 'pending'],
+      ['request.expired', 'expired'],
+    ]);
+    expect(got[1]?.headers['contained-event']).toBe('request.expired');
+    await fx.host.waitForRun(runId);
+  });
+});
