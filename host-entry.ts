@@ -13,3 +13,5 @@ export { loadHostConfig, openCapabilities, openCapability, parseHostConfig } fro
 export type { HostConfig, OpenCapabilities, OpenCapability } from './host/config.js';
 export { createHostLogger, hostLoggerOptions, LOG_REDACT_PATHS } from './host/logger.js';
 export { createToken } from './host/tokens.js';
+export { verifyWebhook } from './host/notify/signing.js';
+export type { VerifyResult as WebhookVerifyResult } from './host/notify/signing.js';

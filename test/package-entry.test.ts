@@ -33,6 +33,11 @@ describe('package entry', () => {
     }
   });
 
+  it('gives webhook receivers the host\'s signature check (docs/approvals.md)', () => {
+    expect(host.verifyWebhook('a-secret-of-16-chars', '{}', {})).toEqual({ ok: false, reason: 'missing' });
+    expect('verifyWebhook' in contained).toBe(false);
+  });
+
   it('runs an agent through the entry in a few lines', async () => {
     const sandbox = contained.createSandbox({ isolation: 'in-process' });
     try {
