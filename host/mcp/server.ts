@@ -10,9 +10,9 @@
  * Tools:
  * - `run` `{ code, input? }`: `code` is an ES module whose default export is `main(input, caps)`.
  *   Its description carries the generated `caps.d.ts` for the agent's grants at session start.
- * - `run_image` `{ digest, input? }`: runs an image stored on the host (`POST /v1/images`) as
- *   itself — the image's own subject (digest, signed name) and its own grants, as `contained
- *   submit` would; the agent is recorded as who submitted it.
+ * - `run_image` `{ digest, input? }`: runs the program of an image stored on the host (`POST
+ *   /v1/images`) under the AGENT's subject and grants, like `run`: an agent never borrows the
+ *   grants an image was given (that is what `contained submit` by a platform client is for).
  *
  * The result is `structuredContent` `{ value, logs, usage }`; a failed run is a tool error
  * (`isError: true`) whose text starts with the stable error code (`ESCALATION_DENIED: …`).
@@ -318,7 +318,7 @@ export async function createMcpSession(ports: McpPorts, agent: Agent, limits: Mc
     {
       title: 'Run a stored image',
       description:
-        'Run a sandbox image stored on the host (by its digest, sha256:<64 hex>) with `input`, as itself: the image\'s own grants decide its calls. ' +
+        'Run the program of a sandbox image stored on the host (by its digest, sha256:<64 hex>) with `input`, under your own grants (the same `caps` as `run`). ' +
         'The result is what its main returned, its logs and usage; a failed run is a tool error whose text starts with its error code.',
       inputSchema: {
         digest: z.string().regex(/^sha256:[0-9a-f]{64}$/).describe('The image digest (contained image inspect prints it).'),
@@ -329,7 +329,7 @@ export async function createMcpSession(ports: McpPorts, agent: Agent, limits: Mc
     },
     async ({ digest, input }, extra) =>
       call('run_image', extra, 0, async () => {
-        return ports.runs.submitDigest({ digest, input: input ?? null, submittedBy: by });
+        return ports.runs.submitDigest({ digest, input: input ?? null, submittedBy: by, as: { ...agentRunSubject(agent.subject), text: formatSubject(agent.subject) } });
       }),
   );
 

@@ -44,6 +44,11 @@ export interface SubmitDigestInput {
   digest: string;
   input?: unknown;
   submittedBy?: string;
+  /**
+   * Run the image's program for this subject instead of as itself: its grants, not the image's,
+   * decide its calls (the MCP server's `run_image`: an agent must not borrow an image's grants).
+   */
+  as?: RunSubject & { text: string };
 }
 
 export interface SubmitInput {
@@ -199,8 +204,8 @@ export class RunService {
   }
 
   /** Queue a run of an image stored with `addImage` (NOT_FOUND if there is none). */
-  async submitDigest({ digest, input = null, submittedBy }: SubmitDigestInput): Promise<SubmittedRun> {
-    return this.startImage(await this.images.load(digest, this.imageTrust), input, submittedBy);
+  async submitDigest({ digest, input = null, submittedBy, as }: SubmitDigestInput): Promise<SubmittedRun> {
+    return this.startImage(await this.images.load(digest, this.imageTrust), input, submittedBy, as);
   }
 
   /** The stored run, or undefined. */
@@ -274,10 +279,10 @@ export class RunService {
   }
 
   /** Queue (or start) a run of a loaded image. QUEUE_FULL before anything is stored. */
-  private async startImage(image: LoadedImage, input: unknown, submittedBy: string | undefined): Promise<SubmittedRun> {
-    const subject: RunSubject = { digest: image.digest, name: image.manifest.name, signers: image.signatures.filter((s) => s.trusted).map((s) => s.keyId) };
+  private async startImage(image: LoadedImage, input: unknown, submittedBy: string | undefined, as?: RunSubject & { text: string }): Promise<SubmittedRun> {
+    const subject: RunSubject = as ?? { digest: image.digest, name: image.manifest.name, signers: image.signatures.filter((s) => s.trusted).map((s) => s.keyId) };
     return this.start(
-      { program: imageProgram(image), digest: image.digest, subject, subjectText: image.digest, name: image.manifest.name, requested: image.manifest.requests.map((r) => r.capability), limits: image.manifest.limits ?? {} },
+      { program: imageProgram(image), digest: image.digest, subject, subjectText: as?.text ?? image.digest, name: image.manifest.name, requested: image.manifest.requests.map((r) => r.capability), limits: image.manifest.limits ?? {} },
       input,
       submittedBy,
     );

@@ -12,7 +12,9 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadHostConfig } from '../../host/config.js';
 import { type Host, startHost } from '../../host/host.js';
-import { CODE, type McpFixture, mcpFixture, nextCreated, operator } from './mcp-fixture.js';
+import { newGrantId } from '../../host/grants.js';
+import { packImage } from '../../sandbox-images/pack.js';
+import { AGENT_SUBJECT, CODE, type McpFixture, mcpFixture, nextCreated, operator } from './mcp-fixture.js';
 
 let fx: McpFixture;
 let host: Host;
@@ -105,6 +107,43 @@ describe('MCP over Streamable HTTP: tools', () => {
     const missing = (await client.callTool({ name: 'run_image', arguments: { digest: `sha256:${'00'.repeat(32)}` } })) as CallToolResult;
     expect(missing).toMatchObject({ isError: true });
     expect(text(missing)).toMatch(/^NOT_FOUND: /);
+  });
+});
+
+describe('MCP over Streamable HTTP: run_image', () => {
+  it('runs a stored image under the agent\'s grants, never the image\'s own (an agent cannot borrow what an image was given)', async () => {
+    const manifest = { format: 1, name: 'lister', version: '1.0.0', description: 'lists what it holds', entry: 'main.js', requests: [] };
+    const files = new Map<string, Uint8Array>([
+      ['manifest.json', Buffer.from(JSON.stringify(manifest))],
+      ['main.js', Buffer.from('export default async (input, caps) => ({ held: Object.keys(caps).sort(), text: await caps.notes.read("a.txt") })')],
+    ]);
+    const { digest } = await host.runs.addImage(packImage(files));
+    // The image itself is given `notes.remove` and `notes.write` contained; the agent holds neither.
+    await host.store.insertGrant({ id: newGrantId(), subject: { digest }, capability: 'notes', methods: ['read', 'remove', 'write'], mode: 'contained', approvals: 1, createdBy: 'test', reason: 'image grant', createdAt: Date.now() });
+    const client = await connect();
+    const result = (await client.callTool({ name: 'run_image', arguments: { digest } })) as CallToolResult;
+    expect(result.isError ? text(result) : '').toBe('');
+    expect(result.structuredContent).toMatchObject({ value: { held: ['notes'], text: 'hello from notes' } });
+    const remover = new Map(files);
+    remover.set('main.js', Buffer.from('export default async (input, caps) => caps.notes.remove("a.txt")'));
+    const removeDigest = (await host.runs.addImage(packImage(remover))).digest;
+    await host.store.insertGrant({ id: newGrantId(), subject: { digest: removeDigest }, capability: 'notes', methods: ['remove'], mode: 'contained', approvals: 1, createdBy: 'test', reason: 'image grant', createdAt: Date.now() });
+    // Outside the agent's grants, the call escalates as the agent's: the operator sees the agent's subject.
+    const alice = await operator(`${host.url?.replace(/^http/, 'ws')}/v1/operator`, fx.operators.alice as string);
+    try {
+      const seen = nextCreated(alice, (r) => r.method === 'remove');
+      const call = client.callTool({ name: 'run_image', arguments: { digest: removeDigest } });
+      const request = await seen;
+      expect(JSON.stringify(request)).toContain(AGENT_SUBJECT);
+      await alice.decide({ requestId: request.id, verdict: 'deny', reason: 'not for agents' });
+      const removed = (await call) as CallToolResult;
+      expect(removed.isError).toBe(true);
+      expect(text(removed)).toMatch(/^ESCALATION_DENIED: .*not for agents/);
+    } finally {
+      await alice.close();
+    }
+    const runs = await host.store.listRuns({ limit: 10 });
+    expect(runs.filter((r) => r.submittedBy === 'agent:tester' && r.imageName === 'lister')[0]).toMatchObject({ subject: expect.stringMatching(/^sha256:a7/) });
   });
 });
 
