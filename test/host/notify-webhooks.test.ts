@@ -233,3 +233,47 @@ describe('expiry', () => {
     await fx.host.waitForRun(runId);
   });
 });
+
+describe('a receiver that never answers', () => {
+  let fx: Fixture;
+  let hook: Receiver;
+  beforeAll(async () => {
+    hook = await startReceiver(SECRET, 'hang');
+    // One delivery at a time, each allowed 30 s: the outbox is stuck for the whole test.
+    fx = await startFixture({ notify: { webhooks: [{ name: 'stuck', url: hook.url, secret: SECRET, timeoutMs: 30_000 }], maxConcurrent: 1, pollMs: 20 } });
+  });
+  afterAll(async () => {
+    const closing = Date.now();
+    await fx?.close();
+    // Closing aborts the hanging attempt instead of waiting for its timeout.
+    expect(Date.now() - closing).toBeLessThan(10_000);
+    await hook?.close();
+  });
+
+  it('holds up neither the agent’s calls, the decisions, nor the event loop', async () => {
+    let worst = 0;
+    let last = performance.now();
+    const probe = setInterval(() => {
+      const t = performance.now();
+      worst = Math.max(worst, t - last - 10);
+      last = t;
+    }, 10);
+    try {
+      const started = Date.now();
+      const alice = await fx.operator('alice');
+      for (const n of [1, 2, 3]) {
+        const { runId, requestId } = await openRequest(fx, `stuck ${n}`);
+        await alice.decide({ requestId, verdict: 'approve' });
+        expect((await fx.host.waitForRun(runId)).status).toBe('ok');
+      }
+      // Three requests made, decided and performed while the first delivery still hangs.
+      expect(Date.now() - started).toBeLessThan(15_000);
+      expect(hook.received).toHaveLength(1);
+      const status = fx.host.notify.status().targets[0];
+      expect(status).toMatchObject({ target: 'webhook:stuck', delivered: 0, pending: 6 });
+      expect(worst).toBeLessThan(500);
+    } finally {
+      clearInterval(probe);
+    }
+  });
+});
