@@ -34,6 +34,7 @@ import type { OperatorBackend } from './operator/backend.js';
 import type { RunEventListener, RunFollow } from './runs/run-journal.js';
 import type { RunQueue } from './runs/run-queue.js';
 import { LiveRuns, RunService, type SubmitDigestInput, type SubmitInput, type SubmittedRun } from './runs/service.js';
+import { acquireHostLock } from './store/host-lock.js';
 import { defaultStorePath, openSqliteStore } from './store/sqlite-store.js';
 import type { Store } from './store/store.js';
 import { createTokenVerifier } from './tokens.js';
@@ -116,12 +117,21 @@ export async function startHost(options: HostOptions): Promise<Host> {
 
   // The store, the capabilities offered, metrics, and the one event stream operators hear.
   const targets = notifyTargets(config.notify);
-  const store = await openSqliteStore(defaultStorePath(config.dataDir));
+  // Before the store: recovery below treats every live run and pending request as this host's.
+  const lock = acquireHostLock(config.dataDir);
+  let store: Awaited<ReturnType<typeof openSqliteStore>>;
   let capabilities: OpenCapabilities;
+  try {
+    store = await openSqliteStore(defaultStorePath(config.dataDir));
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
   try {
     capabilities = await openCapabilities(config, { logger, ...(options.registry ? { registry: options.registry } : {}) });
   } catch (error) {
     await store.close();
+    lock.release();
     throw error;
   }
   const { instances } = capabilities;
@@ -223,6 +233,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     await oversight.close();
     await capabilities.close();
     await store.close();
+    lock.release();
   }
 
   const host: Host = {

@@ -116,6 +116,7 @@ export const ERRORS = {
   SERVER_BUSY: { status: 503, audience: ['caller', 'operator'], doc: 'The host holds as many connections as `http.maxConnections` allows; the connection was answered and closed. Retry after `Retry-After` seconds.' },
   TOO_MANY_CONNECTIONS: { status: 429, audience: ['caller', 'operator'], doc: 'The client already holds as many event streams (`http.maxEventStreamsPerClient`) or operator WebSockets (`http.maxOperatorConnectionsPerToken`) as allowed; close one, or retry after `Retry-After` seconds.' },
   ADDRESS_IN_USE: { status: null, audience: ['host'], doc: 'The host cannot listen: another process holds its port (`listen.port`, `--port`). Nothing was left running.' },
+  DATA_DIR_IN_USE: { status: null, audience: ['host'], doc: 'Another host process holds the data folder (`<dataDir>/host.lock`): two hosts on one folder would take over each other\'s live runs and pending requests. `data.pid` names the holder. Nothing was started.' },
   LISTEN_FAILED: { status: null, audience: ['host'], doc: 'The host cannot listen on its address for another reason (permission denied, address not on this machine); `data.reason` says which. Nothing was left running.' },
   // MCP server (host/mcp/, docs/mcp.md): per-session limits, answered as tool errors
   MCP_SOURCE_TOO_LARGE: { status: null, audience: ['caller'], doc: 'The `code` of an MCP `run` call is larger than `mcp.maxSourceBytes`; nothing ran. `data.limitBytes` is the limit.' },
