@@ -33,6 +33,7 @@ import { notifyConfigSchema } from './notify/config.js';
 import { operatorConfigSchema } from './operator/limits.js';
 import { trustConfigSchema } from './trust/policy.js';
 import { mcpConfigSchema } from './mcp/limits.js';
+import { approvalsConfigSchema } from './approvals/config.js';
 
 /** Looked for in the working folder when no `--config` is given. */
 export const DEFAULT_CONFIG_FILE = 'contained.config.json';
@@ -116,6 +117,8 @@ export const hostConfigSchema = z.strictObject({
   notify: notifyConfigSchema.prefault({}),
   /** MCP server limits per session: source size, live runs, runs per minute; HTTP sessions (host/mcp/limits.ts; docs/mcp.md). */
   mcp: mcpConfigSchema.prefault({}),
+  /** Passkey-signed approvals: which requests need them, the console's origin and relying party id (host/approvals/config.ts; docs/approvals.md). */
+  approvals: approvalsConfigSchema.prefault({}),
 });
 /**
  * A parsed host config. `configDir` (set by `parseHostConfig`, not a key of the file) is the folder

@@ -29,6 +29,8 @@ import { type HttpRoute, type HttpServer, type HttpServices, startHttpServer } f
 import { createHostLogger } from './logger.js';
 import { createHostMetrics, type HostMetrics } from './metrics.js';
 import { type Notifier, notifyTargets, openNotifier } from './notify/index.js';
+import { createSignedApprovals } from './approvals/signed.js';
+import { openPasskeyStore } from './store/credentials.js';
 import type { RequestRecord, RunRecord } from './model.js';
 import type { OperatorBackend } from './operator/backend.js';
 import type { RunEventListener, RunFollow } from './runs/run-journal.js';
@@ -143,6 +145,10 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const oversight = openAuditAndTrust({ config, store, instances, logger, now, emit: (event) => events.emit(event) });
   const { grants } = oversight;
 
+  // Passkeys and signed approvals (host/approvals/): registrations are written with their audit record.
+  const passkeys = openPasskeyStore(defaultStorePath(config.dataDir));
+  const signed = createSignedApprovals({ config: config.approvals, passkeys, audit: oversight.audit, url: () => server?.url, now });
+
   // Requests and the gate. Acting on a request outside its call needs the grants, not the gate.
   const detached = { instances, grants, logger };
   const requests = new RequestManager({
@@ -156,6 +162,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     ...oversight.requestOptions,
     runLive: (runId) => live.isLive(runId),
     withdrawsOnCancel: async (runId) => config.cancelledRunRecommendations !== 'keep' && (await store.getRun(runId))?.status === 'cancelled',
+    verifySignature: (operator, request, digest, assertion) => signed.verifySignature(operator, request, digest, assertion),
   });
   const gate = new PolicyGate({
     requests,
@@ -216,7 +223,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const web =
     listen && options.console !== false
       ? createWebConsole(
-          { tokens: store, requests, grants, capabilities: instances, oversight: { audit: oversight.audit, trust: oversight.trust }, dataDir: config.dataDir, notify: notifier },
+          { tokens: store, requests, grants, capabilities: instances, oversight: { audit: oversight.audit, trust: oversight.trust }, dataDir: config.dataDir, notify: notifier, passkeys: { ...signed, request: (id: string) => store.getRequest(id) } },
           { ...config.console, ...own, sessions: { ...config.console?.sessions, ...own.sessions } },
         )
       : undefined;
@@ -231,6 +238,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     await sandbox.close();
     await runs.drained();
     await oversight.close();
+    passkeys.close();
     await capabilities.close();
     await store.close();
     lock.release();

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { budgetSchema } from '../capabilities/sdk/budget.js';
+import { approvalSignatureSchema } from './approvals/challenge.js';
 
 export const ROLES = ['viewer', 'approver', 'admin', 'platform'] as const;
 export const roleSchema = z.enum(ROLES);
@@ -86,6 +87,8 @@ export const approvalSchema = z.strictObject({
   argsDigest: z.string().optional(),
   span: grantSpanSchema.optional(),
   note: z.string().optional(),
+  /** A passkey (WebAuthn) assertion over (request id, argsDigest, verdict), verified before the approval counted (host/approvals/). */
+  signature: approvalSignatureSchema.optional(),
 });
 export type Approval = z.infer<typeof approvalSchema>;
 

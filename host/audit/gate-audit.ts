@@ -63,6 +63,8 @@ function approvalsOnRecord(r: RequestRecord): Array<Record<string, unknown>> {
       edited: a.args !== undefined,
       ...(a.span === undefined ? {} : { span: a.span }),
       ...(a.note === undefined ? {} : { note: a.note }),
+      // The passkey assertion it carried (signed approvals): verifiable offline with the log alone.
+      ...(a.signature === undefined ? {} : { signature: a.signature }),
     };
   });
 }
@@ -96,7 +98,7 @@ export function createGateAudit(deps: GateAuditDeps): GateAuditHooks & DetachedA
         // Who approved what runs, each with the digest they approved (the same one: only those count).
         approvedBy: counted.map((a) => a.operator),
         argsDigest: proposal.argsDigest,
-        approvals: counted.map((a) => ({ operator: a.operator, argsDigest: approvalDigest(a) })),
+        approvals: counted.map((a) => ({ operator: a.operator, argsDigest: approvalDigest(a), ...(a.signature === undefined ? {} : { credentialId: a.signature.credentialId }) })),
         edited: isEdited(request, proposal),
         ...(request.approvals.some((a) => a.note !== undefined) ? { notes: request.approvals.filter((a) => a.note !== undefined).map((a) => ({ operator: a.operator, note: a.note })) } : {}),
       };

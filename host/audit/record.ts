@@ -37,6 +37,8 @@ export const AUDIT_TYPES = [
   'demotion',
   'audit.started', // a writer opened the log (host start, CLI), with its public key id
   'mcp.tool.accepted', // an operator accepted a new or changed tool of an mcp capability: tool, fingerprint, previous, differs, by, reason
+  'passkey.registered', // an operator registered a passkey for signed approvals: credentialId, operator, publicKey (COSE, base64url), rpId, origin
+  'passkey.revoked', // a passkey was revoked: credentialId, operator, by
 ] as const;
 export type AuditType = (typeof AUDIT_TYPES)[number];
 

@@ -14,6 +14,7 @@ import { loadVerifyKey } from '../audit/keys.js';
 import { type AuditFilter, danglingIntents, iterateAudit, openAuditReader, queryAudit, tailAudit } from '../audit/query.js';
 import type { AuditRecord } from '../audit/record.js';
 import { verifyAudit } from '../audit/verify.js';
+import { requestRecords, showRequest, verifySignedApprovals } from '../audit/signatures.js';
 import { locateState } from '../store/location.js';
 import { type CliIo, intFlag, parseFlags, stringFlag } from './args.js';
 
@@ -23,6 +24,7 @@ export const AUDIT_USAGE = `Usage:
   contained audit tail     [-n N] [--follow] [FILTERS] [--json]
   contained audit query    [FILTERS] [--limit N] [--json]
   contained audit export   [FILTERS] [--out FILE]
+  contained audit show     REQUEST|CALL [--json]
   (all: [--data-dir DIR] [--config FILE])
 
 FILTERS: --run ID  --subject SUBJECT  --capability NAME[.METHOD]  --type TYPE
@@ -31,7 +33,11 @@ FILTERS: --run ID  --subject SUBJECT  --capability NAME[.METHOD]  --type TYPE
 verify walks the whole hash chain and every signed checkpoint and names the first bad record
 (edited, deleted, inserted, reordered, rewritten). --public-key pins the host key (default: the
 data folder's audit-key.pub.pem). dangling lists intents that have no outcome: actions the host
-was performing when it stopped (their result is unknown).
+was performing when it stopped (their result is unknown). verify also checks every passkey-signed
+approval with the public keys the log recorded when they were registered (offline: the log is enough).
+show prints a request's approvals (who approved which arguments, with which passkey, whether the
+signature verifies) and who decided it; for a call id, whether people or an automatic rule (a grant)
+allowed it.
 `;
 
 const COMMON = { 'data-dir': { type: 'string' }, config: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } as const;
@@ -57,22 +63,29 @@ export async function auditCommand(argv: string[], io: CliIo, options: AuditComm
     tail: { ...COMMON, ...FILTERS, n: { type: 'string', short: 'n' }, follow: { type: 'boolean', short: 'f' } },
     query: { ...COMMON, ...FILTERS, limit: { type: 'string' } },
     export: { ...COMMON, ...FILTERS, out: { type: 'string' } },
+    show: COMMON,
   } as const;
-  if (!Object.prototype.hasOwnProperty.call(specs, sub)) throw new ContainedError('USAGE', `unknown audit command "${sub}" (verify, dangling, tail, query, export)\n\n${AUDIT_USAGE}`);
+  if (!Object.prototype.hasOwnProperty.call(specs, sub)) throw new ContainedError('USAGE', `unknown audit command "${sub}" (verify, dangling, tail, query, export, show)\n\n${AUDIT_USAGE}`);
   const { values, positionals } = parseFlags(rest, specs[sub as keyof typeof specs]);
   if (values.help) {
     io.stdout(AUDIT_USAGE);
     return 0;
   }
-  if (positionals.length > 0) throw new ContainedError('USAGE', `audit ${sub} takes no arguments (got ${JSON.stringify(positionals[0])})`);
+  if (sub === 'show' ? positionals.length !== 1 : positionals.length > 0) {
+    throw new ContainedError('USAGE', sub === 'show' ? 'audit show takes one request or call id' : `audit ${sub} takes no arguments (got ${JSON.stringify(positionals[0])})`);
+  }
   const location = await locateState({ configFlag: stringFlag(values, 'config'), dataDirFlag: stringFlag(values, 'data-dir') });
   const db = openAuditReader(location.storeFile);
   try {
     const now = options.now ?? Date.now;
     const json = values.json === true;
     switch (sub) {
-      case 'verify':
-        return verify(db, location.dataDir, stringFlag(values, 'public-key'), json, io);
+      case 'verify': {
+        const chain = verify(db, location.dataDir, stringFlag(values, 'public-key'), json, io);
+        return (await verifySignatures(db, json, io)) ? chain : 1;
+      }
+      case 'show':
+        return await show(db, positionals[0] as string, json, io);
       case 'dangling': {
         const dangling = danglingIntents(db);
         if (json) io.stdout(`${JSON.stringify(dangling)}\n`);
@@ -125,6 +138,40 @@ function verify(db: Database.Database, dataDir: string, publicKey: string | unde
   const first = report.firstBad;
   io.stderr(`AUDIT_TAMPERED: first bad record: seq ${first?.seq} (${first?.kind}): ${first?.message}\n`);
   return 1;
+}
+
+/** The signed approvals in the log, each verified with the logged public key (host/audit/signatures.ts). */
+async function verifySignatures(db: Database.Database, json: boolean, io: CliIo): Promise<boolean> {
+  const report = await verifySignedApprovals(db);
+  if (json) io.stdout(`${JSON.stringify({ signatures: { ok: report.ok, verified: report.verified, unsigned: report.unsigned, passkeys: report.passkeys, problems: report.problems } })}\n`);
+  else if (report.ok) io.stdout(`OK: signed approvals: ${report.verified} verify with the registered public keys (${report.passkeys} passkey${report.passkeys === 1 ? '' : 's'} registered, ${report.unsigned} approval${report.unsigned === 1 ? '' : 's'} unsigned)\n`);
+  for (const p of report.problems) io.stderr(`AUDIT_TAMPERED: signed approval at seq ${p.seq} (request ${p.requestId}${p.operator ? `, ${p.operator}` : ''}): ${p.message}\n`);
+  return report.ok;
+}
+
+async function show(db: Database.Database, id: string, json: boolean, io: CliIo): Promise<number> {
+  if (json) {
+    const records = requestRecords(db, id);
+    const report = await verifySignedApprovals(db, id);
+    io.stdout(`${JSON.stringify({ records, approvals: report.approvals, problems: report.problems })}\n`);
+    return records.length === 0 ? 1 : 0;
+  }
+  const lines = await showRequest(db, id);
+  if (lines.length > 0) {
+    io.stdout(`${lines.join('\n')}\n`);
+    return 0;
+  }
+  // Not a request: a call, allowed by a grant (an automatic rule) or by people through a request.
+  const call = queryAudit(db, {}).filter((r) => r.callId === id);
+  if (call.length === 0) throw new ContainedError('NOT_FOUND', `no request or call ${id} in the audit log`);
+  for (const r of call) {
+    if (r.type !== 'decision') continue;
+    const d = r.data as Record<string, unknown>;
+    const basis = String(d.basis ?? '');
+    const who = basis.startsWith('grant:') ? `an automatic rule: grant ${basis.slice(6)} (mode ${String(d.mode ?? '?')}), no person decided this call` : basis.startsWith('request:') || basis.startsWith('escalation:') ? `people: ${(d.approvedBy as string[] | undefined)?.join(' + ') ?? '?'} (request ${basis.slice(basis.indexOf(':') + 1)}; audit show it)` : basis === 'run-allowance' ? 'an operator\'s "for this run" answer earlier in the run' : d.allow ? basis : `denied: ${String(d.code ?? '')}`;
+    io.stdout(`call ${id}: ${r.capability}.${r.method} ${d.allow ? 'allowed' : 'denied'} by ${who}\n`);
+  }
+  return 0;
 }
 
 async function tail(db: Database.Database, filter: AuditFilter, n: number, follow: boolean, json: boolean, io: CliIo, options: AuditCommandOptions): Promise<number> {

@@ -8,7 +8,10 @@ import type { RequestManager } from '../gate/requests.js';
 import type { GrantService } from '../grant-service.js';
 import type { Notifier } from '../notify/index.js';
 import type { Store } from '../store/store.js';
+import type { McpToolsPort } from './mcp-tools.js';
 import type { Oversight } from './oversight.js';
+import type { PasskeyPort } from './passkeys.js';
+import type { RequestRecord } from '../model.js';
 
 /** What the console uses of the host, and nothing else. */
 export interface ConsolePorts {
@@ -26,4 +29,8 @@ export interface ConsolePorts {
   dataDir: string;
   /** Notification targets and deliveries (the Notifications page; absent: NOT_FOUND). */
   notify?: Pick<Notifier, 'status'>;
+  /** Passkeys and signed approvals, with a request lookup for the approval options (absent: those routes answer NOT_FOUND). */
+  passkeys?: PasskeyPort & { request(id: string): Promise<RequestRecord | undefined> };
+  /** Tool changes of the host's mcp capabilities, and accepting them (the MCP tools page; absent: NOT_FOUND). */
+  mcpTools?: McpToolsPort;
 }

@@ -22,7 +22,9 @@ import { type Operator, roleAtLeast } from '../model.js';
 import { hashToken } from '../tokens.js';
 import { addGrant, addGrantSchema, narrowGrant, narrowGrantSchema } from './grants.js';
 import { type OriginGuard, parseCookies, securityHeaders, sendConsoleJson, sessionCookie } from './http.js';
+import { mcpToolRoutes } from './mcp-tools.js';
 import { notifyStatus } from './notify.js';
+import { passkeyRoutes } from './passkeys.js';
 import { auditQuerySchema, auditSearch, createVerifier, trustReport } from './oversight.js';
 import type { ConsolePorts } from './ports.js';
 import { checkCsrf, type Session, type SessionStore } from './sessions.js';
@@ -195,6 +197,9 @@ export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
       const s = await session(req, res, { csrf: false });
       sendConsoleJson(res, 200, notifyStatus(ports.notify, s.operator, url.searchParams));
     }),
+
+    ...passkeyRoutes({ passkeys: ports.passkeys, route, session }),
+    ...mcpToolRoutes({ mcpTools: ports.mcpTools, route, session }),
 
     route('POST', '/console/api/grants', async ({ req, res }) => {
       const s = await session(req, res, { csrf: true });

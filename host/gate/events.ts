@@ -7,6 +7,7 @@
  * everything above it (audit and trust, runs, the operator backend, the adapters) imports them
  * downwards; host/operator/backend.ts re-exports them for the operator channel.
  */
+import type { AssertionJSON } from '../approvals/challenge.js';
 import type { GrantEvent, GrantSpan, RequestRecord, RunRecord } from '../model.js';
 import type { TrustEvent } from '../trust/model.js';
 import type { ProposalView } from './proposal.js';
@@ -40,5 +41,7 @@ export type DecideInput =
       argsDigest?: string;
       span?: GrantSpan;
       note?: string;
+      /** A passkey assertion over (requestId, the digest this approves, 'approve'): required where the host asks for signed approvals. */
+      assertion?: AssertionJSON;
     }
   | { requestId: string; verdict: 'deny'; reason: string };

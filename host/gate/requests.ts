@@ -22,6 +22,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import { ContainedError } from '../../runtime/errors.js';
 import { createEventHub, type EventHub } from '../event-hub.js';
+import type { AssertionJSON } from '../approvals/challenge.js';
 import type { Approval, GrantSpan, Operator, RequestRecord } from '../model.js';
 import { roleAtLeast, roleWithArticle } from '../model.js';
 import type { DecideInput, RequestEvent, RequestView } from './events.js';
@@ -64,6 +65,12 @@ export interface RequestManagerOptions {
   runLive?(runId: string): boolean;
   /** Whether a run's pending recommendations are to be withdrawn because it was cancelled. */
   withdrawsOnCancel?(runId: string): Promise<boolean>;
+  /**
+   * Signed approvals (host/approvals/signed.ts): verify the passkey assertion of an approval of
+   * `argsDigest` before it counts, and return what the approval keeps of it (undefined: unsigned and
+   * not required). Throws SIGNATURE_REQUIRED or SIGNATURE_INVALID; nothing is counted then.
+   */
+  verifySignature?(operator: Operator, request: RequestRecord, argsDigest: string, assertion: AssertionJSON | undefined): Promise<Approval['signature']>;
 }
 
 export type OpenRequest = Omit<RequestRecord, 'id' | 'status' | 'approvals' | 'createdAt' | 'expiresAt'> & { timeoutMs: number };
@@ -124,8 +131,11 @@ export class RequestManager {
     }
     // Validate an edit once: the arguments do not depend on who else approved meanwhile.
     const edited = input.args === undefined ? undefined : await this.options.validateEdit(request, input.args);
+    // A signature covers the digest this approval approves: the edit's, else the proposal its approver saw.
+    const signature = await this.options.verifySignature?.(operator, request, edited === undefined ? (input.argsDigest ?? argsDigest(askedArgs(request))) : argsDigest(edited), input.assertion);
     for (let attempt = 1, seen = request; ; attempt++) {
       const approval = this.approvalFor(operator, seen, input, span, edited);
+      if (signature !== undefined) approval.signature = signature;
       const approvals = [...seen.approvals, approval];
       const completes = countingApprovals({ ...seen, approvals }).length >= seen.approvalsRequired;
       const added = await this.options.store.addApproval(seen.id, approval, { resolve: completes, expectApprovals: seen.approvals.length });

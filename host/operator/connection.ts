@@ -200,6 +200,7 @@ export class OperatorConnection {
                 ...(message.argsDigest !== undefined ? { argsDigest: message.argsDigest } : {}),
                 ...(message.span !== undefined ? { span: message.span } : {}),
                 ...(message.note !== undefined ? { note: message.note } : {}),
+                ...(message.assertion !== undefined ? { assertion: message.assertion } : {}),
               };
         const request = await backend.decide(op, input);
         this.log.info({ requestId: message.requestId, verdict: message.verdict, status: request.status }, 'operator decision');

@@ -8,6 +8,7 @@
  * message or the `error` to send back (with the id echoed whenever one could be read).
  */
 import { z } from 'zod';
+import { assertionSchema } from '../approvals/challenge.js';
 import { ERROR_CODES, type ErrorCode } from '../../runtime/errors.js';
 import { ARGS_DIGEST_PATTERN } from '../gate/proposal.js';
 import { grantSchema, grantSpanSchema, requestSchema, roleSchema, runRecordSchema } from '../model.js';
@@ -48,11 +49,17 @@ export const decideMessageSchema = z
     note: textSchema.optional(),
     /** Deny: required, shown to the agent in ESCALATION_DENIED. */
     reason: textSchema.optional(),
+    /**
+     * Approve: a passkey (WebAuthn) assertion whose challenge is derived from (requestId, the digest
+     * this approves, "approve") — required where the host asks for signed approvals
+     * (SIGNATURE_REQUIRED without it, SIGNATURE_INVALID when it does not verify).
+     */
+    assertion: assertionSchema.optional(),
   })
   .superRefine((msg, ctx) => {
     if (msg.verdict === 'deny') {
       if (msg.reason === undefined) ctx.addIssue({ code: 'custom', path: ['reason'], message: 'a denial needs a reason' });
-      for (const key of ['args', 'argsDigest', 'span', 'note'] as const) {
+      for (const key of ['args', 'argsDigest', 'span', 'note', 'assertion'] as const) {
         if (msg[key] !== undefined) ctx.addIssue({ code: 'custom', path: [key], message: `"${key}" belongs to an approval, not a denial` });
       }
     } else if (msg.reason !== undefined) {

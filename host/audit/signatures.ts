@@ -1,0 +1,223 @@
+/**
+ * Signed approvals, checked offline from the audit log alone (`contained audit verify`) and told
+ * request by request (`contained audit show REQUEST`).
+ *
+ * The log holds everything needed: `passkey.registered` records carry each passkey's operator,
+ * COSE public key and relying party id (the chain and the host's signed checkpoints vouch for
+ * them), and every `request.approval` / `request.resolved` record carries each approval's digest
+ * and, when signed, its WebAuthn assertion. For each signed approval this recomputes the challenge
+ * from (request id, argsDigest, "approve"), verifies the assertion's signature with the logged
+ * public key, its origin and relying party, its user-verification flag, that the passkey belonged
+ * to the approver and was not revoked before, and that each passkey's counter only moved up; for
+ * each approved request, that its counting signed approvals come from distinct people and
+ * distinct passkeys. Fails closed: an approval it cannot check is a problem, never a pass.
+ */
+import { verifyAuthenticationResponse } from '@simplewebauthn/server';
+import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
+import type Database from 'better-sqlite3';
+import { approvalChallenge, approvalSignatureSchema } from '../approvals/challenge.js';
+import { toAuditRecord, rowToStored, RECORD_COLUMNS, type AuditRecord } from './record.js';
+
+interface LoggedPasskey {
+  seq: number;
+  operator: string;
+  publicKey: string;
+  rpId: string;
+  revokedAtSeq?: number;
+}
+
+export interface SignatureProblem {
+  seq: number;
+  requestId: string;
+  operator?: string;
+  message: string;
+}
+
+export interface CheckedApproval {
+  seq: number;
+  requestId: string;
+  operator: string;
+  argsDigest: string;
+  at: number;
+  counts: boolean;
+  credentialId?: string;
+  /** Verified offline (undefined: unsigned). */
+  verified?: boolean;
+  userVerified?: boolean;
+  counter?: number;
+  problem?: string;
+}
+
+export interface SignatureReport {
+  ok: boolean;
+  /** Signed approvals that verify. */
+  verified: number;
+  /** Approvals with no signature (allowed where the policy did not ask for one). */
+  unsigned: number;
+  passkeys: number;
+  problems: SignatureProblem[];
+  approvals: CheckedApproval[];
+}
+
+interface LoggedApproval {
+  operator: string;
+  at: number;
+  argsDigest?: string;
+  counts?: boolean;
+  signature?: unknown;
+}
+
+function records(db: Database.Database, where: string, params: unknown[]): AuditRecord[] {
+  return (db.prepare(`SELECT ${RECORD_COLUMNS} FROM audit_records WHERE ${where} ORDER BY seq`).raw().all(...params) as unknown[][]).map((row) => toAuditRecord(rowToStored(row)));
+}
+
+/** Verify every signed approval in the log (or only those of `requestId`). */
+export async function verifySignedApprovals(db: Database.Database, requestId?: string): Promise<SignatureReport> {
+  const passkeys = new Map<string, LoggedPasskey>();
+  for (const r of records(db, "type IN ('passkey.registered', 'passkey.revoked')", [])) {
+    const d = r.data as Record<string, unknown>;
+    const id = String(d.credentialId);
+    if (r.type === 'passkey.registered') passkeys.set(id, { seq: r.seq, operator: String(d.operator), publicKey: String(d.publicKey), rpId: String(d.rpId) });
+    else {
+      const p = passkeys.get(id);
+      if (p && p.revokedAtSeq === undefined) p.revokedAtSeq = r.seq;
+    }
+  }
+  const problems: SignatureProblem[] = [];
+  const approvals: CheckedApproval[] = [];
+  const seen = new Set<string>();
+  const lastCounter = new Map<string, number>();
+  const where = requestId === undefined ? "type IN ('request.approval', 'request.resolved')" : "type IN ('request.approval', 'request.resolved') AND json_extract(data, '$.requestId') = ?";
+  const resolvedCounting = new Map<string, CheckedApproval[]>();
+  for (const r of records(db, where, requestId === undefined ? [] : [requestId])) {
+    const d = r.data as { requestId?: string; status?: string; approvals?: LoggedApproval[] };
+    const rid = String(d.requestId);
+    for (const a of d.approvals ?? []) {
+      const key = `${rid}|${a.operator}|${a.at}|${a.argsDigest}`;
+      if (seen.has(key)) {
+        // The same approval in a later record: only whether it counts may change.
+        const known = approvals.find((x) => `${x.requestId}|${x.operator}|${x.at}|${x.argsDigest}` === key);
+        if (known) known.counts = a.counts === true;
+        continue;
+      }
+      seen.add(key);
+      const checked: CheckedApproval = { seq: r.seq, requestId: rid, operator: a.operator, argsDigest: String(a.argsDigest), at: a.at, counts: a.counts === true };
+      approvals.push(checked);
+      if (a.signature === undefined) continue;
+      const fail = (message: string): void => {
+        checked.verified = false;
+        checked.problem = message;
+        problems.push({ seq: r.seq, requestId: rid, operator: a.operator, message });
+      };
+      const parsed = approvalSignatureSchema.safeParse(a.signature);
+      if (!parsed.success) {
+        fail('the signature on record is malformed');
+        continue;
+      }
+      const sig = parsed.data;
+      checked.credentialId = sig.credentialId;
+      checked.counter = sig.counter;
+      checked.userVerified = sig.userVerified;
+      const passkey = passkeys.get(sig.credentialId);
+      if (!passkey || passkey.seq > r.seq) {
+        fail(`passkey ${sig.credentialId} has no passkey.registered record before this approval`);
+        continue;
+      }
+      if (passkey.operator !== a.operator) {
+        fail(`passkey ${sig.credentialId} was registered by ${passkey.operator}, not by ${a.operator}`);
+        continue;
+      }
+      if (passkey.revokedAtSeq !== undefined && passkey.revokedAtSeq < r.seq) {
+        fail(`passkey ${sig.credentialId} was revoked (seq ${passkey.revokedAtSeq}) before this approval`);
+        continue;
+      }
+      if (sig.rpId !== passkey.rpId) {
+        fail(`signed for relying party ${sig.rpId}, the passkey is for ${passkey.rpId}`);
+        continue;
+      }
+      try {
+        const result = await verifyAuthenticationResponse({
+          response: sig.assertion as AuthenticationResponseJSON,
+          expectedChallenge: approvalChallenge(rid, String(a.argsDigest), 'approve'),
+          expectedOrigin: sig.origin,
+          expectedRPID: passkey.rpId,
+          credential: { id: sig.credentialId, publicKey: new Uint8Array(Buffer.from(passkey.publicKey, 'base64url')), counter: 0 },
+          requireUserVerification: sig.userVerified,
+        });
+        if (!result.verified) {
+          fail('the signature does not verify with the logged public key');
+          continue;
+        }
+        if (result.authenticationInfo.newCounter !== sig.counter || result.authenticationInfo.userVerified !== sig.userVerified) {
+          fail('the counter or user-verification flag on record differs from the signed authenticator data');
+          continue;
+        }
+      } catch (error) {
+        fail(`the assertion does not verify: ${error instanceof Error ? error.message : String(error)}`);
+        continue;
+      }
+      const before = lastCounter.get(sig.credentialId);
+      if (before !== undefined && !(sig.counter > before || (sig.counter === 0 && before === 0))) {
+        fail(`passkey ${sig.credentialId}: counter ${sig.counter} after ${before} (a replay or a cloned key)`);
+        continue;
+      }
+      lastCounter.set(sig.credentialId, sig.counter);
+      checked.verified = true;
+    }
+    if (r.type === 'request.resolved' && d.status === 'approved') {
+      resolvedCounting.set(rid, approvals.filter((x) => x.requestId === rid && x.counts));
+    }
+  }
+  // The counting signed approvals of an approved request: distinct people, distinct passkeys.
+  for (const [rid, counted] of resolvedCounting) {
+    const signedOnes = counted.filter((x) => x.credentialId !== undefined);
+    if (new Set(signedOnes.map((x) => x.credentialId)).size !== signedOnes.length || new Set(counted.map((x) => x.operator)).size !== counted.length) {
+      problems.push({ seq: counted[0]?.seq ?? 0, requestId: rid, message: 'two counting approvals share a person or a passkey' });
+    }
+  }
+  const signedCount = approvals.filter((x) => x.verified === true).length;
+  return { ok: problems.length === 0, verified: signedCount, unsigned: approvals.filter((x) => x.credentialId === undefined && x.verified === undefined).length, passkeys: passkeys.size, problems, approvals };
+}
+
+/** Every record about one request (its own records, and the call/decision/intent/outcome records that name it). */
+export function requestRecords(db: Database.Database, requestId: string): AuditRecord[] {
+  return records(db, "json_extract(data, '$.requestId') = ?", [requestId]);
+}
+
+/** `contained audit show REQUEST`: who approved which arguments, with which passkey, and who decided. */
+export async function showRequest(db: Database.Database, requestId: string): Promise<string[]> {
+  const recs = requestRecords(db, requestId);
+  if (recs.length === 0) return [];
+  const lines: string[] = [];
+  const created = recs.find((r) => r.type === 'request.created');
+  const resolved = recs.find((r) => r.type === 'request.resolved');
+  const c = (created?.data ?? {}) as Record<string, unknown>;
+  const what = `${created?.capability ?? '?'}${created?.method ? `.${created.method}` : ''}`;
+  lines.push(`request ${requestId}: ${String(c.kind ?? 'request')} ${what}${created?.runId ? ` (run ${created.runId})` : ''}`);
+  if (c.why !== undefined) lines.push(`  why: ${String(c.why)}`);
+  if (c.approvalsRequired !== undefined) lines.push(`  approvals required: ${String(c.approvalsRequired)}`);
+  const report = await verifySignedApprovals(db, requestId);
+  lines.push('  approvals:');
+  if (report.approvals.length === 0) lines.push('    none');
+  for (const a of report.approvals) {
+    const how = a.credentialId === undefined
+      ? 'unsigned'
+      : `passkey ${a.credentialId} (${a.verified ? 'signature verifies' : `DOES NOT VERIFY: ${a.problem}`}${a.userVerified ? ', user verified' : ''}, counter ${a.counter})`;
+    lines.push(`    ${a.operator} approved ${a.argsDigest} at ${new Date(a.at).toISOString()}, ${how}${a.counts ? '' : ' — does not count (other arguments)'}`);
+  }
+  if (resolved) {
+    const d = resolved.data as Record<string, unknown>;
+    const by = Array.isArray(d.by) ? (d.by as string[]).join(' + ') : '';
+    const status = String(d.status);
+    const who = status === 'approved' || status === 'denied' ? `decided by people: ${by}` : status === 'cancelled' ? `withdrawn by ${by || 'the host'}` : 'decided by nobody (automatic)';
+    lines.push(`  ${status}${d.argsDigest ? ` with ${String(d.argsDigest)}` : ''}${d.edited ? ' (edited)' : ''}: ${who}${d.denyReason ? ` — ${String(d.denyReason)}` : ''}`);
+  } else lines.push('  pending');
+  for (const r of recs) {
+    if (r.type === 'decision') {
+      const d = r.data as Record<string, unknown>;
+      lines.push(`  gate decision (seq ${r.seq}): ${d.allow ? 'allow' : 'deny'}${d.basis ? ` on ${String(d.basis)}` : ''}`);
+    }
+    if (r.type === 'outcome') lines.push(`  outcome (seq ${r.seq}): ${(r.data as { ok?: boolean }).ok ? 'ok' : 'error'}`);
+  }
+  return lines;
+}

@@ -1,0 +1,170 @@
+/**
+ * Passkey-signed approvals against a real host (approvals.signed = "risky"): passkeys registered
+ * through the console's routes with a software authenticator (real P-256 keys and signatures), a
+ * destructive two-person request approved by two operators each with their own passkey, and every
+ * refusal with its code: unsigned (SIGNATURE_REQUIRED), forged, replayed, made for other arguments,
+ * another operator's passkey, the same person with a second passkey (DUPLICATE_APPROVER). Then the
+ * log alone verifies every signature offline (`contained audit verify`) and `audit show` says who
+ * approved which arguments with which passkey.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { approvalChallenge } from '../../host/approvals/challenge.js';
+import { auditCommand } from '../../host/cli/audit.js';
+import { argsDigest } from '../../host/gate/proposal.js';
+import { ContainedError } from '../../runtime/errors.js';
+import { login, post } from '../console/helpers.js';
+import { type Fixture, startFixture } from './helpers/host-fixture.js';
+import { SoftAuthenticator, type SoftCredential } from './helpers/soft-authenticator.js';
+import { waitUntil } from './helpers/webhook-receiver.js';
+
+let fx: Fixture;
+let origin: string;
+const keys: Record<string, SoftAuthenticator> = {};
+
+async function register(name: string): Promise<SoftCredential> {
+  const session = await login(fx.host.url as string, { token: fx.tokens[name] as string });
+  const options = await post(fx.host.url as string, '/console/api/passkeys/options', {}, session);
+  expect(options.status).toBe(200);
+  const authenticator = (keys[name] ??= new SoftAuthenticator(origin));
+  const response = authenticator.register(options.json().options);
+  const done = await post(fx.host.url as string, '/console/api/passkeys', { response, label: `${name}'s key` }, session);
+  expect(done.status, done.body).toBe(201);
+  return authenticator.credentials[authenticator.credentials.length - 1] as SoftCredential;
+}
+
+async function refusal(p: Promise<unknown>): Promise<{ code: string; reason?: string }> {
+  try {
+    await p;
+  } catch (error) {
+    const e = error as ContainedError;
+    return { code: e.code, ...(typeof (e.data as { reason?: string } | undefined)?.reason === 'string' ? { reason: (e.data as { reason: string }).reason } : {}) };
+  }
+  throw new Error('expected a refusal');
+}
+
+async function destructiveRequest(file: string, content: string): Promise<{ id: string; digest: string; runId: string }> {
+  const source = `export default async (input, caps) => { await caps.notes.write({ path: ${JSON.stringify(file)}, content: ${JSON.stringify(content)} }, { reason: 'keep notes' }); return 'written'; };`;
+  const image = fx.image(`signed-${file.replace(/[^a-z0-9]/g, '-')}`, source, [{ capability: 'notes', kind: 'fs', scope: {}, methods: ['write'], why: 'notes' }]);
+  await fx.grant(image.digest, { capability: 'notes', methods: ['write'], mode: 'assisted', approvals: 2 });
+  const { runId } = await fx.host.submit({ image: image.bytes });
+  const request = await waitUntil(async () => (await fx.host.store.listRequests({ runId, status: 'pending' }))[0], 'the request');
+  return { id: request.id, digest: argsDigest(request.args), runId };
+}
+
+beforeAll(async () => {
+  fx = await startFixture({ approvals: { signed: 'risky' } });
+  origin = `http://localhost:${new URL(fx.host.url as string).port}`;
+});
+afterAll(async () => {
+  await fx?.close();
+});
+
+describe('signed approvals', () => {
+  let alice: SoftCredential;
+  let aliceSecond: SoftCredential;
+  let bob: SoftCredential;
+
+  it('registers passkeys through the console; the audit log records each public key', async () => {
+    alice = await register('alice');
+    aliceSecond = await register('alice');
+    bob = await register('bob');
+    await fx.host.audit.flush();
+    const records = fx.host.audit.db.prepare("SELECT data FROM audit_records WHERE type = 'passkey.registered' ORDER BY seq").pluck().all() as string[];
+    expect(records.map((r) => JSON.parse(r) as { operator: string; credentialId: string; publicKey: string })).toMatchObject([
+      { operator: 'alice', credentialId: alice.id, publicKey: Buffer.from(alice.cose).toString('base64url') },
+      { operator: 'alice', credentialId: aliceSecond.id },
+      { operator: 'bob', credentialId: bob.id },
+    ]);
+    // A viewer registers nothing.
+    const vic = await login(fx.host.url as string, { token: fx.tokens['vic'] as string });
+    expect((await post(fx.host.url as string, '/console/api/passkeys/options', {}, vic)).status).toBe(403);
+  });
+
+  it('refuses an unsigned approval of a destructive request with SIGNATURE_REQUIRED, and counts nothing', async () => {
+    const { id } = await destructiveRequest('unsigned.txt', 'x');
+    const client = await fx.operator('alice');
+    expect(await refusal(client.decide({ requestId: id, verdict: 'approve' }))).toEqual({ code: 'SIGNATURE_REQUIRED' });
+    expect((await fx.host.store.getRequest(id))?.approvals).toEqual([]);
+    // Denying needs no signature.
+    await client.decide({ requestId: id, verdict: 'deny', reason: 'not today' });
+  });
+
+  it('two people, two passkeys, the exact arguments: approved and performed; every forgery refused on the way', async () => {
+    const { id, digest, runId } = await destructiveRequest('signed.txt', 'two people said yes');
+    const a = await fx.operator('alice');
+    const b = await fx.operator('bob');
+    const challenge = approvalChallenge(id, digest, 'approve');
+
+    // Made for other arguments, for the other verdict, on another origin: refused.
+    const other = keys['alice'] as SoftAuthenticator;
+    const forOther = other.assert(alice, approvalChallenge(id, argsDigest({ path: 'signed.txt', content: 'something else' }), 'approve'));
+    expect(await refusal(a.decide({ requestId: id, verdict: 'approve', argsDigest: digest, assertion: forOther as never }))).toEqual({ code: 'SIGNATURE_INVALID', reason: 'challenge' });
+    const forDeny = other.assert(alice, approvalChallenge(id, digest, 'deny'));
+    expect(await refusal(a.decide({ requestId: id, verdict: 'approve', argsDigest: digest, assertion: forDeny as never }))).toEqual({ code: 'SIGNATURE_INVALID', reason: 'challenge' });
+    const elsewhere = other.assert(alice, challenge, { origin: 'http://evil.localhost:1234' });
+    expect(await refusal(a.decide({ requestId: id, verdict: 'approve', argsDigest: digest, assertion: elsewhere as never }))).toEqual({ code: 'SIGNATURE_INVALID', reason: 'origin' });
+    // Forged: alice's credential id, signed by a key that is not hers.
+    const mallory = new SoftAuthenticator(origin);
+    mallory.register({ challenge: 'AAAA' });
+    const fake = { ...(mallory.credentials[0] as SoftCredential), id: alice.id, counter: 1000 };
+    const forged = mallory.assert(fake, challenge);
+    expect(await refusal(a.decide({ requestId: id, verdict: 'approve', argsDigest: digest, assertion: forged as never }))).toEqual({ code: 'SIGNATURE_INVALID', reason: 'signature' });
+    // Without user verification (required by default).
+    const presenceOnly = other.assert(alice, challenge, { userVerified: false });
+    expect(await refusal(a.decide({ requestId: id, verdict: 'approve', argsDigest: digest, assertion: presenceOnly as never }))).toEqual({ code: 'SIGNATURE_INVALID', reason: 'user-verification' });
+    // Bob cannot present alice's passkey.
+    const aliceOk = other.assert(alice, challenge);
+    expect(await refusal(b.decide({ requestId: id, verdict: 'approve', argsDigest: digest, assertion: aliceOk as never }))).toEqual({ code: 'SIGNATURE_INVALID', reason: 'not-yours' });
+    expect((await fx.host.store.getRequest(id))?.approvals).toEqual([]);
+
+    // Alice, properly.
+    const first = other.assert(alice, challenge);
+    await a.decide({ requestId: id, verdict: 'approve', argsDigest: digest, assertion: first as never });
+    // The same assertion again (replayed): by alice, then the counter did not move either.
+    expect(await refusal(a.decide({ requestId: id, verdict: 'approve', argsDigest: digest, assertion: first as never }))).toEqual({ code: 'SIGNATURE_INVALID', reason: 'same-credential' });
+    // Alice again with her second passkey: still one person.
+    const second = other.assert(aliceSecond, challenge);
+    expect(await refusal(a.decide({ requestId: id, verdict: 'approve', argsDigest: digest, assertion: second as never }))).toEqual({ code: 'DUPLICATE_APPROVER' });
+    expect((await fx.host.store.getRequest(id))?.status).toBe('pending');
+
+    // Bob with his own passkey: the second person. Approved, performed.
+    const bobs = (keys['bob'] as SoftAuthenticator).assert(bob, challenge);
+    const done = await b.decide({ requestId: id, verdict: 'approve', argsDigest: digest, assertion: bobs as never });
+    expect(done.status).toBe('approved');
+    expect((await fx.host.waitForRun(runId)).status).toBe('ok');
+    const stored = await fx.host.store.getRequest(id);
+    expect(stored?.approvals.map((x) => [x.operator, x.signature?.credentialId, x.signature?.userVerified])).toEqual([
+      ['alice', alice.id, true],
+      ['bob', bob.id, true],
+    ]);
+  });
+
+  it('an old assertion of a passkey replayed on a later request is refused (challenge), and a counter that went back is refused (counter)', async () => {
+    const { id, digest } = await destructiveRequest('later.txt', 'later');
+    const a = await fx.operator('alice');
+    const auth = keys['alice'] as SoftAuthenticator;
+    const old = auth.assert(alice, approvalChallenge('another-request', digest, 'approve'));
+    expect(await refusal(a.decide({ requestId: id, verdict: 'approve', argsDigest: digest, assertion: old as never }))).toEqual({ code: 'SIGNATURE_INVALID', reason: 'challenge' });
+    alice.counter = 1; // a cloned authenticator whose counter is behind
+    const behind = auth.assert(alice, approvalChallenge(id, digest, 'approve'));
+    expect(await refusal(a.decide({ requestId: id, verdict: 'approve', argsDigest: digest, assertion: behind as never }))).toEqual({ code: 'SIGNATURE_INVALID', reason: 'counter' });
+  });
+
+  it('audit verify checks every signature with the logged public keys; audit show prints who approved which arguments with which passkey', async () => {
+    await fx.host.audit.flush();
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = { stdout: (s: string) => void out.push(s), stderr: (s: string) => void err.push(s) };
+    expect(await auditCommand(['verify', '--data-dir', fx.dir], io as never)).toBe(0);
+    expect(out.join('')).toMatch(/signed approvals: 2 verify with the registered public keys/);
+    const approved = (await fx.host.store.listRequests({ status: 'approved' }))[0];
+    out.length = 0;
+    expect(await auditCommand(['show', approved?.id as string, '--data-dir', fx.dir], io as never)).toBe(0);
+    const text = out.join('');
+    expect(text).toContain(`alice approved ${argsDigest(approved?.args)}`);
+    expect(text).toContain(`passkey ${alice.id}`);
+    expect(text).toContain(`passkey ${bob.id}`);
+    expect(text).toMatch(/signature verifies/);
+    expect(text).toMatch(/decided by people/);
+  });
+});
