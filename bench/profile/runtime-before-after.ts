@@ -11,7 +11,7 @@
  * workers. Prints the median over rounds of each round's p50 (or runs/s), before and after.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -48,6 +48,25 @@ async function loadTree(label: string, root: string): Promise<Tree> {
     methods: { noop: { description: 'does nothing', args: z.number().optional(), result: z.null(), risk: { readOnly: true }, run: () => null } },
   });
   return { label, createSandbox: runtime.createSandbox, noop: sdk.createInstance(def, {}, {}) };
+}
+
+/**
+ * CPU seconds used so far by this process and its live children (Linux /proc; clock ticks of 10 ms):
+ * steadier than runs/s on a machine others load, since waiting for a core costs no CPU.
+ */
+function cpuSeconds(): number {
+  const own = process.cpuUsage();
+  let ticks = 0;
+  for (const pid of readdirSync('/proc').filter((d) => /^\d+$/.test(d))) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[1]) === process.pid) ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return (own.user + own.system) / 1e6 + ticks / 100;
 }
 
 const samples = new Map<string, number[]>();
@@ -106,8 +125,10 @@ async function poolRound(tree: Tree, src: { source: string }): Promise<void> {
   const local = tree.createSandbox({ isolation: 'in-process' });
   await local.run(src);
   const t0 = performance.now();
+  const c0 = cpuSeconds();
   await Promise.all(Array.from({ length: 400 }, () => local.run(src)));
   record(`${tree.label}|runs/s, in-process, trivial`, 400 / ((performance.now() - t0) / 1000));
+  record(`${tree.label}|CPU ms per run, in-process, trivial`, ((cpuSeconds() - c0) * 1000) / 400);
   await local.close();
   for (const [name, source] of [
     ['trivial', 'export default () => 1'],
@@ -116,8 +137,10 @@ async function poolRound(tree: Tree, src: { source: string }): Promise<void> {
     const pool = tree.createSandbox({ isolation: 'worker', workers: 2 });
     await pool.run(src);
     const t0 = performance.now();
+    const c0 = cpuSeconds();
     await Promise.all(Array.from({ length: 400 }, (_, i) => pool.run({ source, input: i })));
     record(`${tree.label}|runs/s, worker pool (2), ${name}`, 400 / ((performance.now() - t0) / 1000));
+    record(`${tree.label}|CPU ms per run (host + workers), worker pool (2), ${name}`, ((cpuSeconds() - c0) * 1000) / 400);
     await pool.close();
   }
 }
