@@ -40,6 +40,8 @@ describe('after a restart', () => {
       ids.push((await waitUntil(async () => (await first.host.store.listRequests({ runId, status: 'pending' }))[0], subject)).id);
     }
     await waitUntil(() => ids.every((id) => hook.accepted().some((r) => r.json.request?.id === id)), 'both created');
+    // Recorded as delivered too (one acknowledged but not yet recorded at close would go again, same key).
+    await waitUntil(() => first.host.notify.status().targets[0]?.pending === 0, 'both recorded');
     const [lost, kept] = ids as [string, string];
     await first.host.close();
 
@@ -67,6 +69,7 @@ describe('after a restart', () => {
     const escalation = await waitUntil(async () => (await first.host.store.listRequests({ runId, status: 'pending' }))[0], 'the escalation');
     expect(escalation.kind).toBe('escalation');
     await waitUntil(() => hook.accepted().some((r) => r.json.request?.id === escalation.id), 'its created');
+    await waitUntil(() => first.host.notify.status().targets[0]?.pending === 0, 'its created recorded');
     await first.host.close(); // the run ends with the host; the escalation is closed at the next start
 
     const second: Host = await startHost({ config: first.config, isolation: 'in-process', logger: pino({ level: 'silent' }) });
@@ -80,7 +83,9 @@ describe('after a restart', () => {
       ['request.created', 'pending'],
       ['request.decided', 'run_gone'],
     ]);
-    // A third start adds nothing: the request has its outcome row.
+    // A third start adds nothing: the request has its outcome row. (Wait for the host to record the
+    // delivery: one acknowledged but not yet recorded when the host closes is sent again, same key.)
+    await waitUntil(() => second.notify.status().targets[0]?.pending === 0, 'the delivery recorded');
     await second.close();
     cleanup.pop();
     const third: Host = await startHost({ config: first.config, isolation: 'in-process', logger: pino({ level: 'silent' }) });

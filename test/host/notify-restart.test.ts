@@ -77,6 +77,15 @@ describe('notifications across SIGKILL', () => {
     const r1 = await waitUntil(() => [...op.pending.values()].find((r) => (r.args as { subject?: string }).subject === 'n1'), 'request 1');
     const delivered = await waitUntil(() => byRequest(r1.id, receiver.accepted())[0], 'created of request 1');
     expect(delivered.json.event).toBe('request.created');
+    // …and recorded as delivered by the host (the store file is shared: read it as the host wrote it).
+    await waitUntil(() => {
+      const o = openNotifyOutbox(defaultStorePath(s.dir));
+      try {
+        return o.list({ status: 'delivered' }).some((r) => r.idempotencyKey === delivered.headers['idempotency-key']);
+      } finally {
+        o.close();
+      }
+    }, 'created(1) recorded as delivered');
 
     // Then the receiver fails: decided(1) and created(2) queue up; created(3) hangs in flight.
     const hangFor = new Set<string>();
