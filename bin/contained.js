@@ -72,6 +72,12 @@ const cacheDir = tsx ? undefined : compileCacheDir();
 if (createsNoIsolate(argv)) {
   if (cacheDir) module.enableCompileCache?.(cacheDir);
   if (tsx) await import(tsx);
+  // `run` forks its sandbox worker first, before the CLI itself loads (host/cli/run-early.ts: two
+  // small modules; main() finds the worker started and the pool adopts it).
+  if (argv[0] === 'run') {
+    const early = tsx ? join(root, 'host', 'cli', 'run-early.ts') : join(root, 'dist', 'host', 'cli', 'run-early.js');
+    (await import(pathToFileURL(early).href)).startRunWorkerEarly(argv.slice(1));
+  }
   const { main } = await import(pathToFileURL(tsx ? source : compiled).href);
   process.exitCode = await main(argv);
 } else {
