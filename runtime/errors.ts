@@ -71,6 +71,11 @@ export const ERRORS = {
   FS_SPECIAL_FILE: { status: null, audience: ['agent'], doc: 'An fs path names a device, FIFO or socket; only regular files and folders are served.' },
   SQL_REFUSED: { status: null, audience: ['agent'], doc: 'A SQL statement the sql capability never runs: PRAGMA, ATTACH, DDL, transactions, virtual tables, several statements.' },
   SQL_LIMIT: { status: null, audience: ['agent'], doc: 'A SQL statement was stopped at a limit: it ran past the scope `timeoutMs`, built a string or BLOB longer than SQLite allows, or needed more memory than a query process may use; `data.limit` says which (`timeoutMs`, `length`, `memory`). A stopped write is rolled back.' },
+  // Staged runs and changesets (capabilities/sdk/staging.ts, host/changesets/)
+  NOT_STAGEABLE: { status: null, audience: ['agent'], doc: 'In a staged run, a call to a method that cannot be staged (its real result is needed and it is not read-only); nothing was performed.' },
+  STAGING_LIMIT: { status: null, audience: ['agent'], doc: 'A staged run recorded more effects, or more bytes of changeset, than the host allows; `data.limit` says which (`maxEffects`, `maxBytes`).' },
+  CHANGESET_CONFLICT: { status: 409, audience: ['caller', 'operator'], doc: 'A changeset could not be committed or undone because something it touches changed since it was staged (or committed): a file, a kv value, an SQL row; `data.conflicts` names each. Nothing was applied.' },
+  CHANGESET_FAILED: { status: null, audience: ['caller', 'operator'], doc: 'A changeset\'s commit failed while applying a local effect; the effects already applied were rolled back from their before-images; `data.seq` names the effect.' },
   // Escalation (host/)
   ESCALATION_DENIED: { status: null, audience: ['agent', 'caller'], doc: 'An operator denied the request; the message carries their reason.' },
   ESCALATION_TIMEOUT: { status: null, audience: ['agent', 'caller'], doc: 'Nobody decided the request before it expired.' },

@@ -14,12 +14,13 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
-import { defineCapability, IN_SCOPE, method, outOfScope, type ScopeCheck } from '../sdk/define.js';
+import { type CapabilityDefinition, defineCapability, IN_SCOPE, method, outOfScope, type ScopeCheck } from '../sdk/define.js';
 import { definePlugin, NO_HOST_OPTIONS, scopeWithDataDir } from '../plugin.js';
 import { type CapabilityInstance, createInstance, type InstanceOptions } from '../sdk/instance.js';
 import { formatBytes } from '../sdk/json.js';
 import { extensionAllowed, isWithin, normalizeExtension, parseAgentPath } from './paths.js';
 import { classify, type DirHandle, type FsRoot, type FsStrategy, fsFailure, lstatOrNull, mapFsError, openDir, openFile } from './resolve.js';
+import { fsMethodStaging, fsResourceStaging } from './staging.js';
 import { DEFAULT_MAX_FILE_BYTES, describePaths, intersectFsScopes, MAX_SCOPE_PATHS, narrowestFsScope, pathAllowed, reframeFsScope, scopePathSchema } from './scope.js';
 
 export { DEFAULT_MAX_FILE_BYTES } from './scope.js';
@@ -168,7 +169,7 @@ async function atomicWrite(deps: FsHostDeps, scope: FsScope, p: string, content:
   });
 }
 
-export const fsCapability = defineCapability<FsScope, FsHostDeps>({
+export const fsCapability: CapabilityDefinition<FsScope, FsHostDeps> = defineCapability<FsScope, FsHostDeps>({
   name: 'fs',
   description: 'Text files in one folder; paths are relative to it, with "/" separators.',
   scope: fsScopeSchema as unknown as z.ZodType<FsScope>,
@@ -176,6 +177,7 @@ export const fsCapability = defineCapability<FsScope, FsHostDeps>({
   reframe: reframeFsScope,
   methodUsable: (s, m) => !s.readOnly || m.risk.readOnly,
   narrowestScope: narrowestFsScope,
+  staging: fsResourceStaging(() => fsCapability),
   describeScope(s) {
     const parts = [s.readOnly ? 'read-only' : 'read-write', `files up to ${formatBytes(maxBytes(s))}`];
     if (s.extensions !== undefined) parts.push(`only files ending ${describeExtensions(s)}`);
@@ -185,6 +187,7 @@ export const fsCapability = defineCapability<FsScope, FsHostDeps>({
   },
   methods: {
     read: fsMethod({
+      staging: fsMethodStaging.read,
       description: 'Read a UTF-8 text file and return its content.',
       argName: 'path',
       args: pathArg,
@@ -223,6 +226,7 @@ export const fsCapability = defineCapability<FsScope, FsHostDeps>({
       },
     }),
     write: fsMethod({
+      staging: fsMethodStaging.write,
       description: 'Create or replace a text file atomically with the given UTF-8 content.',
       args: writeArgs,
       result: writeResult,
@@ -234,6 +238,7 @@ export const fsCapability = defineCapability<FsScope, FsHostDeps>({
       run: (a, { scope, deps }) => atomicWrite(deps, scope, a.path, a.content),
     }),
     append: fsMethod({
+      staging: fsMethodStaging.append,
       description: 'Append UTF-8 text to a file, creating it if missing; returns the new size.',
       args: writeArgs,
       result: writeResult,
@@ -262,6 +267,7 @@ export const fsCapability = defineCapability<FsScope, FsHostDeps>({
       },
     }),
     list: fsMethod({
+      staging: fsMethodStaging.list,
       description: 'List a folder (default: the root): files and subfolders with their sizes.',
       argName: 'path',
       args: pathArg.optional(),
@@ -286,6 +292,7 @@ export const fsCapability = defineCapability<FsScope, FsHostDeps>({
       },
     }),
     stat: fsMethod({
+      staging: fsMethodStaging.stat,
       description: 'Describe a file or folder: type, size in bytes, last modification time (ISO).',
       argName: 'path',
       args: pathArg,
@@ -308,6 +315,7 @@ export const fsCapability = defineCapability<FsScope, FsHostDeps>({
       },
     }),
     remove: fsMethod({
+      staging: fsMethodStaging.remove,
       description: 'Delete a file or an empty folder. Irreversible.',
       argName: 'path',
       args: pathArg,
@@ -334,6 +342,7 @@ export const fsCapability = defineCapability<FsScope, FsHostDeps>({
       },
     }),
     mkdir: fsMethod({
+      staging: fsMethodStaging.mkdir,
       description: 'Create a folder, and any missing parent folders; no error if it exists.',
       argName: 'path',
       args: pathArg,
@@ -347,6 +356,7 @@ export const fsCapability = defineCapability<FsScope, FsHostDeps>({
       },
     }),
     move: fsMethod({
+      staging: fsMethodStaging.move,
       description: 'Move or rename a file or folder; fails if the destination exists.',
       args: moveArgs,
       result: nullResult,

@@ -84,6 +84,16 @@ function makeDefinition() {
         args: sendArgs,
         result: httpResult,
         risk: { readOnly: false, destructive: true, reversible: false, openWorld: true, financial: false },
+        staging: {
+          // Queued in the changeset; the agent gets a placeholder response (202, header x-contained-staged).
+          async stage(a: SendArgs, ctx) {
+            await ctx.record({
+              summary: `${a.method} ${a.url}${a.body === undefined ? '' : ` (${Buffer.byteLength(a.body, 'utf8')} bytes)`}`,
+              detail: { method: a.method, url: a.url, headers: normaliseRequestHeaders(a.headers), body: a.body ?? null },
+            });
+            return { status: 202, statusText: 'Staged', url: a.url, redirected: false, headers: { 'x-contained-staged': 'true' }, body: '', truncated: false };
+          },
+        },
         inScope: (a: SendArgs, scope: HttpScope) => checkRequest(compiled(scope), shape(a)),
         run: (a: SendArgs, ctx) =>
           performRequest({ url: a.url, method: a.method, headers: normaliseRequestHeaders(a.headers), body: a.body }, compiled(ctx.scope), ctx.deps, ctx.signal),

@@ -18,11 +18,12 @@ import path from 'node:path';
 import type Database from 'better-sqlite3';
 import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
-import { defineCapability, IN_SCOPE, method, outOfScope, type ScopeCheck } from '../sdk/define.js';
+import { type CapabilityDefinition, defineCapability, IN_SCOPE, method, outOfScope, type ScopeCheck } from '../sdk/define.js';
 import { definePlugin, NO_HOST_OPTIONS, scopeWithDataDir } from '../plugin.js';
 import { type CapabilityInstance, createInstance, type InstanceOptions } from '../sdk/instance.js';
 import { formatBytes, jsonValueSchema } from '../sdk/json.js';
 import { narrowerLimit } from '../sdk/narrowing.js';
+import { kvMethodStaging, kvResourceStaging } from './staging.js';
 
 /** Largest value (its JSON text, in UTF-8 bytes) when the scope sets no `maxValueBytes`: 256 KiB. */
 export const DEFAULT_MAX_VALUE_BYTES = 256 * 1024;
@@ -124,7 +125,7 @@ function withDb<T>(scope: KvScope, write: boolean, f: (db: Database.Database) =>
   }
 }
 
-export const kvCapability = defineCapability<KvScope, KvDeps>({
+export const kvCapability: CapabilityDefinition<KvScope, KvDeps> = defineCapability<KvScope, KvDeps>({
   name: 'kv',
   description: 'A durable key-value store: JSON values under string keys.',
   scope: kvScopeSchema as unknown as z.ZodType<KvScope>,
@@ -147,6 +148,7 @@ export const kvCapability = defineCapability<KvScope, KvDeps>({
     return scope;
   },
   methodUsable: (s, m) => !s.readOnly || m.risk.readOnly,
+  staging: kvResourceStaging(() => kvCapability),
   describeScope(s) {
     const parts = [s.prefix ? `keys starting with ${JSON.stringify(s.prefix)}` : 'any key', s.readOnly ? 'read-only' : 'read-write'];
     parts.push(`values up to ${formatBytes(valueLimit(s))} of JSON`, `${formatBytes(totalLimit(s))} in total`);
@@ -154,6 +156,7 @@ export const kvCapability = defineCapability<KvScope, KvDeps>({
   },
   methods: {
     get: kvMethod({
+      staging: kvMethodStaging.get,
       description: 'Get the JSON value stored under a key, or null when there is none.',
       argName: 'key',
       args: keyArg,
@@ -173,6 +176,7 @@ export const kvCapability = defineCapability<KvScope, KvDeps>({
       },
     }),
     set: kvMethod({
+      staging: kvMethodStaging.set,
       description: 'Store a JSON value under a key, replacing any previous value.',
       args: setArgs,
       result: z.null(),
@@ -216,6 +220,7 @@ export const kvCapability = defineCapability<KvScope, KvDeps>({
       },
     }),
     delete: kvMethod({
+      staging: kvMethodStaging.delete,
       description: 'Delete a key and its value; returns whether it existed.',
       argName: 'key',
       args: keyArg,
@@ -233,6 +238,7 @@ export const kvCapability = defineCapability<KvScope, KvDeps>({
       },
     }),
     list: kvMethod({
+      staging: kvMethodStaging.list,
       description: 'List keys in order, optionally under a prefix and after a key (for paging).',
       args: listArgs,
       result: listResult,

@@ -17,6 +17,7 @@
 import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
 import path from 'node:path';
+import { randomUUID } from 'node:crypto';
 import { type CapabilityContext, definePlugin } from '../plugin.js';
 import { type CapabilityInstance, type InstanceOptions, createInstance, defineCapability, method } from '../sdk/index.js';
 import { addressSchema } from './address.js';
@@ -79,7 +80,8 @@ const sendArgs = z.strictObject({
 });
 type SendArgs = z.output<typeof sendArgs>;
 
-const sendResult = z.strictObject({ messageId: z.string(), accepted: z.array(z.string()) });
+/** `staged: true` only in a staged run: the message is queued in the run's changeset, sent if it is approved. */
+const sendResult = z.strictObject({ messageId: z.string(), accepted: z.array(z.string()), staged: z.literal(true).optional() });
 
 const list = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
 
@@ -97,6 +99,18 @@ function makeDefinition() {
         args: sendArgs,
         result: sendResult,
         risk: { readOnly: false, destructive: false, reversible: false, openWorld: true, financial: false },
+        staging: {
+          // Queued in the changeset; the agent learns it is staged, with a placeholder id.
+          async stage(a: SendArgs, ctx) {
+            const recipients = [...list(a.to), ...list(a.cc)];
+            const scope = ctx.scope as OutboxScope;
+            await ctx.record({
+              summary: `e-mail to ${recipients.join(', ')}: ${a.subject}`,
+              detail: { from: scope.from, to: list(a.to), cc: list(a.cc), subject: a.subject, text: a.text },
+            });
+            return { staged: true as const, messageId: `staged:${randomUUID()}`, accepted: recipients };
+          },
+        },
         inScope: (a: SendArgs, scope: OutboxScope) =>
           checkMessage(scope, rules(scope), { recipients: [...list(a.to), ...list(a.cc)], bodyBytes: Buffer.byteLength(a.text, 'utf8') }),
         run: async (a: SendArgs, ctx) => {

@@ -8,6 +8,7 @@
 import type { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
 import { resolveRisk, type RiskAnnotations } from './risk.js';
+import type { CapabilityStaging, MethodStaging } from './staging.js';
 
 /** Result of a pure scope check. Deny on anything the check cannot understand. */
 export type ScopeCheck = { ok: true } | { ok: false; code: 'OUT_OF_SCOPE'; message: string };
@@ -51,6 +52,11 @@ export interface MethodDefinition<S = any, D = any, A = any, R = any> {
   bytes?: (args: A, result: R) => number;
   /** The implementation. It must re-check anything that can change between check and use. */
   run: (args: A, ctx: MethodContext<S, D>) => Promise<R> | R;
+  /**
+   * How the method behaves in a staged run (staging.ts). Absent: a read-only method runs for real;
+   * any other method is not stageable (`NOT_STAGEABLE` in a staged run).
+   */
+  staging?: MethodStaging<S, D, A, R>;
 }
 
 export interface CapabilityDefinitionInput<S, D> {
@@ -90,6 +96,8 @@ export interface CapabilityDefinitionInput<S, D> {
    */
   narrowestScope?: (scope: S, method: string, args: unknown) => S | undefined;
   methods: Record<string, MethodDefinition<S, D>>;
+  /** Optional: fingerprints, before-images and restore for the local resources staged effects change (staging.ts). */
+  staging?: CapabilityStaging<S, D>;
 }
 
 export interface ResolvedMethod<S = any, D = any> extends MethodDefinition<S, D> {

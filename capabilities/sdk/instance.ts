@@ -10,10 +10,11 @@
  */
 import { ContainedError } from '../../runtime/errors.js';
 import { type Budget, BudgetMeter, budgetSchema } from './budget.js';
-import type { CapabilityDefinition, ResolvedMethod, ScopeCheck } from './define.js';
+import type { CapabilityDefinition, MethodContext, ResolvedMethod, ScopeCheck } from './define.js';
 import { deepFreeze, jsonLength } from './json.js';
 import { checkedIntersect, checkWithin, mergeScopeFields, type WithinCheck } from './narrowing.js';
 import type { RiskAnnotations } from './risk.js';
+import type { StageContext, StagingSession } from './staging.js';
 
 export interface InstanceOptions {
   /** The name the agent sees (`caps.<name>`); defaults to the definition's name. */
@@ -26,6 +27,8 @@ export interface InstanceOptions {
   expiresAt?: number;
   /** Injected clock (ms), for budgets and expiry. */
   now?: () => number;
+  /** A staged run's session: calls are staged, not performed (see `staged`, staging.ts). */
+  staging?: StagingSession;
 }
 
 export interface InvokeContext {
@@ -188,8 +191,11 @@ export class CapabilityInstance<S = any, D = any> {
     this.chargeChain(method, (meter) => meter.check(argBytes));
     this.chargeChain(method, (meter) => meter.take(argBytes));
     let result: unknown;
+    const staging = this.options.staging;
     try {
-      result = await m.run(args, { scope: this.scope, deps: this.rootDeps(), capability: this.name, runId: ctx.runId, signal: ctx.signal });
+      const mctx = { scope: this.scope, deps: this.rootDeps(), capability: this.name, runId: ctx.runId, signal: ctx.signal };
+      // In a staged run only read-only methods without a staged view reach `run`.
+      result = staging !== undefined && (!m.riskResolved.readOnly || m.staging !== undefined) ? await this.stage(m, method, args, mctx, staging) : await m.run(args, mctx);
     } catch (error) {
       if (error instanceof ContainedError) throw error;
       const code = (error as { code?: unknown } | null)?.code;
@@ -204,6 +210,56 @@ export class CapabilityInstance<S = any, D = any> {
     const resultBytes = m.bytes ? m.bytes(args, out.data) : jsonLength(out.data);
     this.chargeChain(method, (meter) => meter.charge(resultBytes));
     return out.data;
+  }
+
+  /**
+   * The same instance for a staged run: its calls are staged into `session` (the method's
+   * `staging`), read-only ones without a staged view run for real; scope, budgets, revocation and
+   * expiry apply as to this instance.
+   */
+  staged(session: StagingSession): CapabilityInstance<S, D> {
+    return new CapabilityInstance(this.definition, this.scope, this.deps, { name: this.name, staging: session }, this);
+  }
+
+  /** The top of the attenuation chain: the host's instance, in whose frame staged resources are named and committed. */
+  private top(): CapabilityInstance<S, D> {
+    let node: CapabilityInstance<S, D> = this;
+    while (node.parent) node = node.parent;
+    return node;
+  }
+
+  /** The capability's `staging` hooks bound to the top instance's scope; undefined when it gives none. */
+  resourceHooks(): { observe(r: string): Promise<string>; snapshot(r: string): Promise<unknown>; restore(r: string, image: unknown): Promise<void> } | undefined {
+    const hooks = this.definition.staging;
+    if (hooks === undefined) return undefined;
+    const ctx = { scope: this.top().scope, deps: this.rootDeps() };
+    return {
+      observe: (r) => hooks.observe(r, ctx),
+      snapshot: (r) => hooks.snapshot(r, ctx),
+      restore: (r, image) => hooks.restore(r, image, ctx),
+    };
+  }
+
+  private async stage(m: ResolvedMethod<S, D>, method: string, args: unknown, mctx: MethodContext<S, D>, session: StagingSession): Promise<unknown> {
+    if (m.staging === undefined) {
+      throw new ContainedError('NOT_STAGEABLE', `${this.name}.${method} cannot be staged: it is not read-only and its real result is needed; nothing was performed`);
+    }
+    const hooks = this.resourceHooks();
+    const ctx: StageContext<S, D> = {
+      ...mctx,
+      view: (init) => session.view(this.name, init),
+      real: async (other, raw) => {
+        const om = this.method(other);
+        if (!om.riskResolved.readOnly) throw new ContainedError('INTERNAL', `${this.name}.${other}: staging may only read for real`);
+        const a = this.parseArgs(other, raw);
+        const check = this.checkScope(other, a);
+        if (!check.ok) throw new ContainedError('OUT_OF_SCOPE', check.message);
+        return om.run(a, mctx);
+      },
+      record: (effect) =>
+        session.record({ capability: this.name, definition: this.definition.name, method, args, risk: m.riskResolved, ...effect }, hooks?.observe),
+    };
+    return m.staging.stage(args, ctx);
   }
 
   /**
