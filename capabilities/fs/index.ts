@@ -21,7 +21,7 @@ import { formatBytes } from '../sdk/json.js';
 import { extensionAllowed, isWithin, normalizeExtension, parseAgentPath } from './paths.js';
 import { classify, type DirHandle, type FsRoot, type FsStrategy, fsFailure, lstatOrNull, mapFsError, openDir, openFile } from './resolve.js';
 import { fsMethodStaging, fsResourceStaging } from './staging.js';
-import { DEFAULT_MAX_FILE_BYTES, describePaths, intersectFsScopes, MAX_SCOPE_PATHS, narrowestFsScope, pathAllowed, reframeFsScope, scopePathSchema } from './scope.js';
+import { DEFAULT_MAX_FILE_BYTES, describePaths, fsScopesOverlap, intersectFsScopes, MAX_SCOPE_PATHS, narrowestFsScope, pathAllowed, reframeFsScope, scopePathSchema } from './scope.js';
 
 export { DEFAULT_MAX_FILE_BYTES } from './scope.js';
 
@@ -177,6 +177,7 @@ export const fsCapability: CapabilityDefinition<FsScope, FsHostDeps> = defineCap
   reframe: reframeFsScope,
   methodUsable: (s, m) => !s.readOnly || m.risk.readOnly,
   narrowestScope: narrowestFsScope,
+  overlaps: fsScopesOverlap,
   staging: fsResourceStaging(() => fsCapability),
   describeScope(s) {
     const parts = [s.readOnly ? 'read-only' : 'read-write', `files up to ${formatBytes(maxBytes(s))}`];

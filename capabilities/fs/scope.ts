@@ -13,6 +13,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
 import { narrowerLimit } from '../sdk/narrowing.js';
+import { pathsNest } from '../sdk/overlap.js';
 import { isWithin, normalizeExtension, parseAgentPath } from './paths.js';
 
 /** Largest file read or written when the scope sets no `maxFileBytes`: 8 MiB. */
@@ -145,4 +146,15 @@ export function narrowestFsScope<S extends FsScopeFields>(scope: S, method: stri
 /** `only sub, notes/today.md`, for describeScope. */
 export function describePaths(paths: readonly string[] | undefined): string | undefined {
   return paths === undefined ? undefined : `only ${paths.join(', ')} (and what lies under them)`;
+}
+
+/** The host folders (or files) a scope reaches: its root, or each of its `paths` under the root. */
+function reach(scope: FsScopeFields): string[] {
+  return scope.paths === undefined ? [scope.root] : scope.paths.map((p) => path.join(scope.root, ...segmentsOf(p)));
+}
+
+/** Could two fs scopes reach the same file? When a folder of one is (after links) the same as, above or under a folder of the other. */
+export function fsScopesOverlap(a: FsScopeFields, b: FsScopeFields): boolean {
+  const theirs = reach(b);
+  return reach(a).some((x) => theirs.some((y) => pathsNest(x, y)));
 }

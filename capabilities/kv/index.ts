@@ -23,6 +23,7 @@ import { definePlugin, NO_HOST_OPTIONS, scopeWithDataDir } from '../plugin.js';
 import { type CapabilityInstance, createInstance, type InstanceOptions } from '../sdk/instance.js';
 import { formatBytes, jsonValueSchema } from '../sdk/json.js';
 import { narrowerLimit } from '../sdk/narrowing.js';
+import { sameHostFile } from '../sdk/overlap.js';
 import { kvMethodStaging, kvResourceStaging } from './staging.js';
 
 /** Largest value (its JSON text, in UTF-8 bytes) when the scope sets no `maxValueBytes`: 256 KiB. */
@@ -148,6 +149,8 @@ export const kvCapability: CapabilityDefinition<KvScope, KvDeps> = defineCapabil
     return scope;
   },
   methodUsable: (s, m) => !s.readOnly || m.risk.readOnly,
+  // The same namespace of the same file, and one prefix extends the other.
+  overlaps: (a, b) => a.namespace === b.namespace && ((a.prefix ?? '').startsWith(b.prefix ?? '') || (b.prefix ?? '').startsWith(a.prefix ?? '')) && sameHostFile(a.file, b.file),
   staging: kvResourceStaging(() => kvCapability),
   describeScope(s) {
     const parts = [s.prefix ? `keys starting with ${JSON.stringify(s.prefix)}` : 'any key', s.readOnly ? 'read-only' : 'read-write'];

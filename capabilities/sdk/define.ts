@@ -95,6 +95,15 @@ export interface CapabilityDefinitionInput<S, D> {
    * `undefined`: the instance's scope. Ignored unless it is within `scope` and admits the call.
    */
   narrowestScope?: (scope: S, method: string, args: unknown) => S | undefined;
+  /**
+   * Optional, pure but for reading the host's file system (a real path). Could calls through
+   * instances of scopes `a` and `b` reach the same data (the same folder, table, key prefix)? The
+   * run-level data-flow rule (host/gate/data-flow.ts) asks it once at host start, for a sensitive
+   * source and each instance of the same kind: every instance that may reach the source counts as
+   * reading it. Answer `true` when unsure; a throw counts as `true`. Absent: every two instances of
+   * the kind overlap (coarse, never a missed source).
+   */
+  overlaps?: (a: S, b: S) => boolean;
   methods: Record<string, MethodDefinition<S, D>>;
   /** Optional: fingerprints, before-images and restore for the local resources staged effects change (staging.ts). */
   staging?: CapabilityStaging<S, D>;

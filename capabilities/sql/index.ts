@@ -23,6 +23,7 @@ import { definePlugin, NO_HOST_OPTIONS, scopeWithDataDir } from '../plugin.js';
 import { type CapabilityInstance, createInstance, type InstanceOptions } from '../sdk/instance.js';
 import { formatBytes } from '../sdk/json.js';
 import { narrowerLimit } from '../sdk/narrowing.js';
+import { sameHostFile } from '../sdk/overlap.js';
 import { createSqlEngine, type SqlEngine } from './engine.js';
 import { statementKind } from './guard.js';
 import type { ExecuteResult, QueryResult, SqlJob } from './statement.js';
@@ -121,6 +122,8 @@ export const sqlCapability = defineCapability<SqlScope, SqlDeps>({
     return scope;
   },
   methodUsable: (s, m) => !s.readOnly || m.risk.readOnly,
+  // The same database file and a table in common (views expand to the tables they read, and those must be listed: guard.ts).
+  overlaps: (a, b) => a.tables.some((t) => b.tables.some((u) => t.toLowerCase() === u.toLowerCase())) && sameHostFile(a.file, b.file),
   describeScope(s) {
     const tables = s.tables.length ? `tables ${s.tables.join(', ')}` : 'no tables';
     return `${tables}; ${s.readOnly ? 'read-only' : 'read-write'}; at most ${s.maxRows ?? DEFAULT_MAX_ROWS} rows and ${formatBytes(s.maxBytes ?? DEFAULT_MAX_BYTES)} per query; ${s.timeoutMs ?? DEFAULT_TIMEOUT_MS} ms per statement; one statement per call, no PRAGMA/ATTACH/DDL`;
