@@ -33,6 +33,7 @@ import { notifyConfigSchema } from './notify/config.js';
 import { operatorConfigSchema } from './operator/limits.js';
 import { trustConfigSchema } from './trust/policy.js';
 import { mcpConfigSchema } from './mcp/limits.js';
+import { dataFlowConfigSchema } from './gate/data-flow-config.js';
 import { approvalsConfigSchema } from './approvals/config.js';
 
 /** Looked for in the working folder when no `--config` is given. */
@@ -117,6 +118,8 @@ export const hostConfigSchema = z.strictObject({
   notify: notifyConfigSchema.prefault({}),
   /** MCP server limits per session: source size, live runs, runs per minute; HTTP sessions (host/mcp/limits.ts; docs/mcp.md). */
   mcp: mcpConfigSchema.prefault({}),
+  /** The run-level data-flow rule: sensitive sources, and what open-world calls do after one is read (host/gate/data-flow-config.ts; docs/data-flow.md). */
+  dataFlow: dataFlowConfigSchema.prefault({}),
   /** Passkey-signed approvals: which requests need them, the console's origin and relying party id (host/approvals/config.ts; docs/approvals.md). */
   approvals: approvalsConfigSchema.prefault({}),
 });

@@ -63,7 +63,8 @@ export type Grant = z.infer<typeof grantSchema>;
 /** A grant change, as operators hear it (written only by the grant service, host/grant-service.ts). */
 export type GrantEvent = { type: 'grant'; change: 'added' | 'revoked'; grant: Grant };
 
-export const REQUEST_KINDS = ['recommendation', 'escalation'] as const;
+/** `changeset`: every effect of a staged run, reviewed and committed as one (host/changesets/). */
+export const REQUEST_KINDS = ['recommendation', 'escalation', 'changeset'] as const;
 export type RequestKind = (typeof REQUEST_KINDS)[number];
 
 /** `cancelled`: withdrawn because the run that made it was cancelled (never performed). */
@@ -153,6 +154,8 @@ export const runRecordSchema = z.strictObject({
   endedAt: z.number().int().optional(),
   outcome: z.unknown().optional(),
   submittedBy: z.string().optional(),
+  /** The sensitive sources the run read (the data-flow rule, docs/data-flow.md), first read first; absent: none. */
+  sensitiveSources: z.array(z.string()).optional(),
 });
 
 export interface RunRecord {
@@ -166,6 +169,8 @@ export interface RunRecord {
   /** The RunOutcome as JSON once finished. */
   outcome?: unknown;
   submittedBy?: string;
+  /** The sensitive sources the run read (the data-flow rule), first read first; absent: none. */
+  sensitiveSources?: string[];
 }
 
 export interface TokenRecord {

@@ -77,6 +77,7 @@ export const ERRORS = {
   CHANGESET_CONFLICT: { status: 409, audience: ['caller', 'operator'], doc: 'A changeset could not be committed or undone because something it touches changed since it was staged (or committed): a file, a kv value, an SQL row; `data.conflicts` names each. Nothing was applied.' },
   CHANGESET_FAILED: { status: null, audience: ['caller', 'operator'], doc: 'A changeset\'s commit failed while applying a local effect; the effects already applied were rolled back from their before-images; `data.seq` names the effect.' },
   // Escalation (host/)
+  DATA_FLOW_DENIED: { status: 403, audience: ['agent', 'caller'], doc: 'An open-world call (email, HTTP, an open-world MCP tool) of a run that had read a sensitive source, on a host configured to refuse those (`dataFlow.afterSensitive: "deny"`); the message names the sources (docs/data-flow.md).' },
   ESCALATION_DENIED: { status: null, audience: ['agent', 'caller'], doc: 'An operator denied the request; the message carries their reason.' },
   ESCALATION_TIMEOUT: { status: null, audience: ['agent', 'caller'], doc: 'Nobody decided the request before it expired.' },
   ALREADY_RESOLVED: { status: 409, audience: ['agent', 'operator'], doc: 'What a decision or change names is already settled: a request resolved, performed or expired; a review or promotion proposal already decided; a grant already revoked or expired (it can no longer be narrowed).' },

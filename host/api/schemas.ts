@@ -85,6 +85,7 @@ export const runSchema = z.strictObject({
   createdAt: z.number().int().describe('Epoch ms.'),
   endedAt: z.number().int().optional(),
   submittedBy: z.string().optional(),
+  sensitiveSources: z.array(z.string()).optional().describe('The sensitive sources the run read (the data-flow rule: docs/data-flow.md), first read first; absent: none. Its value and logs may carry their data.'),
   outcome: outcomeSchema.optional().describe('Present once the run has ended.'),
 });
 apiSchemas.add(runSchema, { id: 'Run', description: 'A run: status, and its outcome once it has ended.' });

@@ -143,6 +143,11 @@ export function createGateAudit(deps: GateAuditDeps): GateAuditHooks & DetachedA
       background({ type: 'outcome', ...scope(call), data: outcomeData(outcome.ok ? { ok: true, result: outcome.value } : { ok: false, error: outcome.error }, decision.basis) });
     },
 
+    sensitiveRead(call, sources) {
+      // Appended before the call's intent (the gate taints, then asks for the intent): the flow is on record before the data is read.
+      background({ type: 'run.sensitive', ...scope(call), data: { sources: [...sources], definition: call.definition } });
+    },
+
     async beforeDetached(request, args) {
       try {
         await audit.append({ type: 'intent', ...requestScope(request), callId: `request:${request.id}`, data: { basis: `request:${request.id}`, mode: 'assisted', detached: true, ...argsForAudit(args) } });
@@ -227,6 +232,7 @@ export function requestEventRecord(event: RequestEvent): AuditInput | undefined 
           ...(run.submittedBy === undefined ? {} : { submittedBy: run.submittedBy }),
           ...(ended && typeof outcome?.error?.code === 'string' ? { error: outcome.error.code } : {}),
           ...(ended && outcome?.usage !== undefined ? { usage: outcome.usage } : {}),
+          ...(ended && run.sensitiveSources !== undefined ? { sensitiveSources: run.sensitiveSources } : {}),
         },
       };
     }

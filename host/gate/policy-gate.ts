@@ -10,6 +10,8 @@
  *   is configured so): allowed once, for the run, or always (a new narrowest grant), or denied.
  * - A call outside the host's own instance scope is refused: no human can widen what the host
  *   itself offers.
+ * - Once a run has read a sensitive source, its open-world calls need a human whatever the mode
+ *   (or are refused `DATA_FLOW_DENIED`): the run-level data-flow rule, data-flow.ts.
  *
  * Waiting for a human pauses the run's wall clock. Every allowed call is performed through the
  * instance the grant attenuated (its budgets and scope apply again at the moment of use).
@@ -26,6 +28,7 @@ import { chooseGrant } from '../grant-choice.js';
 import type { GrantService } from '../grant-service.js';
 import { capabilityOffer, type CapabilityOffer } from '../grants.js';
 import type { Grant, RequestRecord, RunSubject } from '../model.js';
+import type { DataFlowRule } from './data-flow.js';
 import { approvedRequestGate, viaForRequest } from './detached.js';
 import type { FinalDecision, RequestManager } from './requests.js';
 
@@ -51,6 +54,8 @@ export interface GateAuditHooks {
   decided(call: GateCall, decision: GateDecision): Promise<void>;
   /** The action ran (or failed): the outcome is queued (committed with the next batch). Never throws. */
   settled(call: GateCall, decision: GateDecision & { allow: true }, outcome: CallOutcome): Promise<void>;
+  /** An allowed call made its run read these sensitive sources for the first time (data-flow.ts). Never throws. */
+  sensitiveRead?(call: GateCall, sources: readonly string[]): void;
 }
 
 export interface PolicyGateOptions {
@@ -69,6 +74,8 @@ export interface PolicyGateOptions {
   onExecuted?(call: GateCall, grant: Grant, outcome: CallOutcome): void | Promise<void>;
   /** The audit log: call, decision, intent (durable before an allowed call returns from `decide`), outcome. */
   audit?: GateAuditHooks;
+  /** The run-level data-flow rule (data-flow.ts): open-world calls after a sensitive read need a human. Absent: off. */
+  dataFlow?: DataFlowRule;
   now?: () => number;
   logger?: Logger;
 }
@@ -88,6 +95,10 @@ export class PolicyGate implements Gate {
   async decide(call: GateCall, ctx: GateContext): Promise<GateDecision> {
     this.options.audit?.requested(call);
     const decision = await this.decideCall(call, ctx);
+    // Tainted before the call is performed: its result can never reach the agent first.
+    const run = decision.allow ? this.options.run(call.runId) : undefined;
+    const fresh = run ? this.options.dataFlow?.received(run, call) : undefined;
+    if (fresh?.length) this.options.audit?.sensitiveRead?.(call, fresh);
     // An allowed call's intent is on disk before the dispatcher performs it (AUDIT_FAILED otherwise).
     await this.options.audit?.decided(call, decision);
     return decision;
@@ -99,6 +110,8 @@ export class PolicyGate implements Gate {
     if (!host || !run) return deny('CAPABILITY_DENIED', `${call.capability}.${call.method} is not offered by this host`);
     if (!call.scope.ok) return deny('CAPABILITY_DENIED', `${call.capability}.${call.method}: ${call.scope.message} (outside what this host offers)`);
 
+    const flow = this.options.dataFlow?.check(run, call);
+    if (flow?.action === 'deny') return deny('DATA_FLOW_DENIED', `${call.capability}.${call.method}: ${flow.reason}, and this host refuses open-world calls after a sensitive read`);
     const now = this.now();
     const { grant, covering: grants } = chooseGrant(
       await this.options.grants.active(now),
@@ -107,18 +120,18 @@ export class PolicyGate implements Gate {
     );
     if (grant) {
       const via = this.options.grants.instanceFor(grant, host);
-      if (grant.mode !== 'assisted') return { allow: true, basis: `grant:${grant.id}`, via };
-      return this.recommend(call, ctx, grant, via);
+      if (grant.mode !== 'assisted' && !flow) return { allow: true, basis: `grant:${grant.id}`, via };
+      return this.recommend(call, ctx, grant, via, flow?.reason);
     }
     const allowance = run.allowances.find(
       (a) => a.capability === call.capability && (a.method === '*' || a.method === call.method) && a.via.checkScope(call.method, call.args).ok,
     );
-    if (allowance) return { allow: true, basis: 'run-allowance', via: allowance.via };
+    if (allowance && !flow) return { allow: true, basis: 'run-allowance', via: allowance.via };
     const why = grants.length > 0
       ? `outside the scope of ${grants.length === 1 ? 'grant' : 'grants'} ${grants.map((g) => g.id).join(', ')}`
       : `no grant covers ${call.capability}.${call.method} for this agent`;
     if (this.options.outOfScope === 'deny') return deny('CAPABILITY_DENIED', `${call.capability}.${call.method}: ${why}`);
-    return this.escalate(call, ctx, host, why);
+    return this.escalate(call, ctx, host, flow ? `${why}; ${flow.reason}` : why);
   }
 
   async settle(call: GateCall, decision: GateDecision & { allow: true }, outcome: CallOutcome): Promise<void> {
@@ -195,11 +208,12 @@ export class PolicyGate implements Gate {
     this.options.grants.revokeInstance(grantId, reason);
   }
 
-  private async recommend(call: GateCall, ctx: GateContext, grant: Grant, via: CapabilityInstance): Promise<GateDecision> {
+  /** `flow`: the data-flow rule's reason, when it (not the grant's mode) is why a human must decide. */
+  private async recommend(call: GateCall, ctx: GateContext, grant: Grant, via: CapabilityInstance, flow?: string): Promise<GateDecision> {
     const decision = await this.wait(ctx, {
       ...callFields(call),
       kind: 'recommendation',
-      why: `assisted mode (grant ${grant.id})`,
+      why: flow === undefined ? `assisted mode (grant ${grant.id})` : `${flow} (grant ${grant.id}, ${grant.mode} mode)`,
       grantId: grant.id,
       approvalsRequired: Math.max(grant.approvals, needsSecondSignOff(call.risk) ? 2 : 1),
       timeoutMs: grant.requestTimeoutMs ?? this.options.requestTimeoutMs,
@@ -256,7 +270,7 @@ function callFields(call: GateCall): Pick<RequestRecord, 'runId' | 'subject' | '
   };
 }
 
-function deny(code: 'CAPABILITY_DENIED' | 'INVALID_ARGUMENT' | 'ALREADY_RESOLVED', message: string): GateDecision {
+function deny(code: 'CAPABILITY_DENIED' | 'INVALID_ARGUMENT' | 'ALREADY_RESOLVED' | 'DATA_FLOW_DENIED', message: string): GateDecision {
   return { allow: false, code, message };
 }
 

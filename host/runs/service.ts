@@ -150,6 +150,8 @@ export interface RunServiceDeps {
     queueRejected(): void;
     runFinished(status: RunStatus, outcome: RunOutcome | undefined, durationMs: number): void;
   };
+  /** The sensitive sources a live run has read (the gate's data-flow rule, DataFlowRule.readsOf); recorded on the run when it ends. */
+  sensitiveReads?(run: LiveRunEntry): readonly string[];
   now?: () => number;
   logger?: Logger;
 }
@@ -340,10 +342,12 @@ export class RunService {
       .then(async (outcome) => {
         slot.release();
         this.queue.observe(this.now() - startedAt);
+        const entry = live.get(runId);
+        const read = entry && this.deps.sensitiveReads ? this.deps.sensitiveReads(entry) : [];
         live.delete(runId);
         const current = await store.getRun(runId);
         const status = current?.status === 'cancelled' ? 'cancelled' : outcome.status === 'ok' ? 'ok' : 'error';
-        await store.updateRun(runId, { status, endedAt: this.now(), outcome });
+        await store.updateRun(runId, { status, endedAt: this.now(), outcome, ...(read.length > 0 ? { sensitiveSources: [...read] } : {}) });
         const updated = (await store.getRun(runId)) ?? { ...record, status, endedAt: this.now(), outcome };
         this.deps.emit({ type: 'run', run: updated });
         this.deps.metrics?.runFinished(status, outcome, this.now() - startedAt);

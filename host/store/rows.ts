@@ -88,6 +88,7 @@ export const RUN_COLUMNS = columns([
   ['ended_at', 'endedAt'],
   ['outcome', 'outcome', 'json'],
   ['submitted_by', 'submittedBy'],
+  ['sensitive_sources', 'sensitiveSources', 'json'],
 ]);
 
 export const TOKEN_COLUMNS = columns([
@@ -204,7 +205,7 @@ export function rowToRequest(row: Row): RequestRecord {
 
 
 function toRunRecord(r: z.infer<typeof runRecordSchema>): RunRecord {
-  const { subject, imageName, endedAt, outcome, submittedBy, ...rest } = r;
+  const { subject, imageName, endedAt, outcome, submittedBy, sensitiveSources, ...rest } = r;
   return {
     ...rest,
     subject,
@@ -212,6 +213,7 @@ function toRunRecord(r: z.infer<typeof runRecordSchema>): RunRecord {
     ...(endedAt === undefined ? {} : { endedAt }),
     ...(outcome === undefined ? {} : { outcome }),
     ...(submittedBy === undefined ? {} : { submittedBy }),
+    ...(sensitiveSources === undefined ? {} : { sensitiveSources }),
   };
 }
 

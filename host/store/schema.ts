@@ -248,8 +248,13 @@ CREATE TABLE passkeys (
 CREATE INDEX passkeys_by_operator ON passkeys (operator, created_at);
 `;
 
+/** v6: the sensitive sources a run read (the data-flow rule, host/gate/data-flow.ts), a JSON array of labels. Additive. */
+const V6 = `
+ALTER TABLE runs ADD COLUMN sensitive_sources TEXT;
+`;
+
 /** Migration n (1-based) is MIGRATIONS[n - 1]. Append only; never edit a shipped migration. */
-const MIGRATIONS: readonly string[] = [V1, V2, V3, V4, V5];
+const MIGRATIONS: readonly string[] = [V1, V2, V3, V4, V5, V6];
 
 /** The schema version this build writes. */
 export const SCHEMA_VERSION = MIGRATIONS.length;

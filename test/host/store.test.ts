@@ -60,11 +60,13 @@ describe('opening', () => {
     const raw = new Database(file, { readonly: true });
     try {
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(raw.prepare('SELECT version FROM schema_version').all()).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }]);
+      expect(raw.prepare('SELECT version FROM schema_version').all()).toEqual([1, 2, 3, 4, 5, 6].map((version) => ({ version })));
+      // v6: the runs' sensitive sources (the data-flow rule).
+      expect((raw.prepare("SELECT name FROM pragma_table_info('runs')").all() as Array<{ name: string }>).map((c) => c.name)).toContain('sensitive_sources');
     } finally {
       raw.close();
     }
-    expect(SCHEMA_VERSION).toBe(4);
+    expect(SCHEMA_VERSION).toBe(6);
   });
 
   it('opens an existing file without migrating it again', async () => {
