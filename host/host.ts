@@ -19,7 +19,6 @@ import type { Manifest } from '../sandbox-images/manifest.js';
 import { type HostConfig, type OpenCapabilities, openCapabilities } from './config.js';
 import { createWebConsole, type WebConsole, type WebConsoleOptions } from './console/index.js';
 import { createEventHub } from './event-hub.js';
-import { compileDataFlow } from './gate/data-flow.js';
 import { performDetached, validateEdit } from './gate/detached.js';
 import type { RequestEvent } from './gate/events.js';
 import { PolicyGate } from './gate/policy-gate.js';
@@ -43,6 +42,7 @@ import type { Store } from './store/store.js';
 import { createTokenVerifier } from './tokens.js';
 import { createAgentVerifier } from './agents.js';
 import type { AuditLog } from './audit/log.js';
+import { openMcpToolChanges } from './audit/mcp-tools.js';
 import type { TrustService } from './trust/service.js';
 import { openAuditAndTrust } from './trust/wiring.js';
 
@@ -145,6 +145,8 @@ export async function startHost(options: HostOptions): Promise<Host> {
   // Grants, audit and trust (host/trust/wiring.ts): the grant service is the only writer of grants.
   const oversight = openAuditAndTrust({ config, store, instances, logger, now, emit: (event) => events.emit(event) });
   const { grants } = oversight;
+  // Tool changes of mcp capabilities: audited as the host withdraws or holds them, accepted in the console.
+  const mcpTools = openMcpToolChanges({ dataDir: config.dataDir, bindings: Object.keys(config.capabilities).filter((name) => config.capabilities[name]?.kind === 'mcp'), audit: oversight.audit, logger, now });
 
   // Passkeys and signed approvals (host/approvals/): registrations are written with their audit record.
   const passkeys = openPasskeyStore(defaultStorePath(config.dataDir));
@@ -165,15 +167,12 @@ export async function startHost(options: HostOptions): Promise<Host> {
     withdrawsOnCancel: async (runId) => config.cancelledRunRecommendations !== 'keep' && (await store.getRun(runId))?.status === 'cancelled',
     verifySignature: (operator, request, digest, assertion) => signed.verifySignature(operator, request, digest, assertion),
   });
-  // The run-level data-flow rule: the sources the config marks sensitive, checked against the instances now (a bad one fails the start).
-  const dataFlow = compileDataFlow(config.dataFlow, instances);
   const gate = new PolicyGate({
     requests,
     instances,
     run: (runId) => live.gateRun(runId),
     outOfScope: config.outOfScope,
     requestTimeoutMs: config.requestTimeoutMs,
-    dataFlow,
     now,
     logger,
     ...oversight.gateOptions,
@@ -195,7 +194,6 @@ export async function startHost(options: HostOptions): Promise<Host> {
     maxQueuedRuns: config.maxQueuedRuns,
     imageTrust: config.trustedKeys.length > 0 ? { trustedKeys: config.trustedKeys, requireSignature: config.requireSignature } : {},
     metrics,
-    sensitiveReads: (run) => dataFlow.readsOf(run),
     now,
     logger,
   });
@@ -242,6 +240,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     await notifier.close();
     await sandbox.close();
     await runs.drained();
+    mcpTools.close();
     await oversight.close();
     passkeys.close();
     await capabilities.close();

@@ -24,7 +24,6 @@ export const AUDIT_TYPES = [
   'request.resolved', // approved (by whom, the argsDigest that runs, every approval with its argsDigest, edited or not), denied (by whom, why), expired, run_gone
   'run.started',
   'run.ended',
-  'run.sensitive', // the data-flow rule: an allowed call made the run read sensitive sources for the first time (sources, definition); its later open-world calls need a human
   'grant.added',
   'grant.revoked',
   'token.created',
@@ -38,6 +37,8 @@ export const AUDIT_TYPES = [
   'demotion',
   'audit.started', // a writer opened the log (host start, CLI), with its public key id
   'mcp.tool.accepted', // an operator accepted a new or changed tool of an mcp capability: tool, fingerprint, previous, differs, by, reason
+  'mcp.tool.withdrawn', // the running host withdrew a changed tool of an mcp capability until an operator accepts it: tool, fingerprint, previous, differs, description (once per fingerprint)
+  'mcp.tool.held', // the running host holds a new tool of an mcp capability until an operator accepts it: tool, fingerprint, description (once per fingerprint)
   'passkey.registered', // an operator registered a passkey for signed approvals: credentialId, operator, publicKey (COSE, base64url), rpId, origin
   'passkey.revoked', // a passkey was revoked: credentialId, operator, by
 ] as const;

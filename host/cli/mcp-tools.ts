@@ -13,10 +13,12 @@
  * Exit codes: 0 ok; 1 refused (NOT_FOUND, ALREADY_RESOLVED); 2 usage.
  */
 import path from 'node:path';
-import { acceptPendingTool, fileApprovals } from '../../capabilities/mcp/approvals-file.js';
+import { fileApprovals } from '../../capabilities/mcp/approvals-file.js';
 import { ContainedError } from '../../runtime/errors.js';
 import { loadOrCreateAuditKey } from '../audit/keys.js';
 import { AuditLog } from '../audit/log.js';
+import { acceptMcpToolChange } from '../audit/mcp-tools.js';
+import type { AuditInput } from '../audit/record.js';
 import { locateState } from '../store/location.js';
 import { type CliIo, parseFlags, stringFlag } from './args.js';
 import { author, isoTime, requireFlag, table } from './grant.js';
@@ -110,26 +112,19 @@ async function accept(argv: string[], io: CliIo): Promise<number> {
   const by = author(values);
   const location = await locateState({ configFlag: stringFlag(values, 'config'), dataDirFlag: stringFlag(values, 'data-dir') });
   const approvals = fileApprovals(folderOf(location.dataDir));
-  const pending = approvals.loadPending(capability).find((p) => p.tool === tool);
-  if (!pending) throw new ContainedError('NOT_FOUND', `${capability}: no change of tool "${tool}" is pending (contained mcp-tools list)`);
-  if (pending.fingerprint !== fingerprint) {
-    throw new ContainedError('ALREADY_RESOLVED', `${capability}: tool "${tool}" is pending as ${pending.fingerprint}, not ${fingerprint}; look at it again`);
-  }
-  // Audited first: nothing un-audited takes effect.
-  const audit = new AuditLog({ file: location.storeFile, key: loadOrCreateAuditKey(location.dataDir), role: 'cli', checkpointIntervalMs: 0, inboxPollMs: 0 });
-  try {
-    await audit.append({
-      type: 'mcp.tool.accepted',
-      capability,
-      data: { tool, fingerprint, change: pending.change, differs: pending.differs, previous: pending.acceptedFingerprint ?? null, by, reason },
-    });
-    await audit.flush();
-  } finally {
-    await audit.close();
-  }
-  await acceptPendingTool(approvals, { capability, tool, fingerprint, by, reason, at: Date.now() });
-  const when = pending.change === 'new' ? 'offered from the next host start' : 'offered again by the running host within its approvalsPollMs (a change to its risk: from the next start)';
-  if (values.json) io.stdout(`${JSON.stringify({ capability, tool, fingerprint, by, reason, change: pending.change })}\n`);
+  // The log is opened only to append the record (a refused accept writes nothing), and closed after.
+  const append = async (input: AuditInput): Promise<void> => {
+    const audit = new AuditLog({ file: location.storeFile, key: loadOrCreateAuditKey(location.dataDir), role: 'cli', checkpointIntervalMs: 0, inboxPollMs: 0 });
+    try {
+      await audit.append(input);
+      await audit.flush();
+    } finally {
+      await audit.close();
+    }
+  };
+  const accepted = await acceptMcpToolChange({ approvals, audit: { append }, now: Date.now }, { capability, tool, fingerprint, by, reason });
+  const when = accepted.change === 'new' ? 'offered from the next host start' : 'offered again by the running host within its approvalsPollMs (a change to its risk: from the next start)';
+  if (values.json) io.stdout(`${JSON.stringify({ capability, tool, fingerprint, by, reason, change: accepted.change })}\n`);
   else io.stdout(`accepted ${capability}/${tool} ${fingerprint}: ${when}\n`);
   return 0;
 }
