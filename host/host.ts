@@ -19,6 +19,7 @@ import type { Manifest } from '../sandbox-images/manifest.js';
 import { type HostConfig, type OpenCapabilities, openCapabilities } from './config.js';
 import { createWebConsole, type WebConsole, type WebConsoleOptions } from './console/index.js';
 import { createEventHub } from './event-hub.js';
+import { compileDataFlow } from './gate/data-flow.js';
 import { performDetached, validateEdit } from './gate/detached.js';
 import type { RequestEvent } from './gate/events.js';
 import { PolicyGate } from './gate/policy-gate.js';
@@ -167,12 +168,15 @@ export async function startHost(options: HostOptions): Promise<Host> {
     withdrawsOnCancel: async (runId) => config.cancelledRunRecommendations !== 'keep' && (await store.getRun(runId))?.status === 'cancelled',
     verifySignature: (operator, request, digest, assertion) => signed.verifySignature(operator, request, digest, assertion),
   });
+  // The run-level data-flow rule: the sources the config marks sensitive, checked against the instances now (a bad one fails the start).
+  const dataFlow = compileDataFlow(config.dataFlow, instances);
   const gate = new PolicyGate({
     requests,
     instances,
     run: (runId) => live.gateRun(runId),
     outOfScope: config.outOfScope,
     requestTimeoutMs: config.requestTimeoutMs,
+    dataFlow,
     now,
     logger,
     ...oversight.gateOptions,
@@ -194,6 +198,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     maxQueuedRuns: config.maxQueuedRuns,
     imageTrust: config.trustedKeys.length > 0 ? { trustedKeys: config.trustedKeys, requireSignature: config.requireSignature } : {},
     metrics,
+    sensitiveReads: (run) => dataFlow.readsOf(run),
     now,
     logger,
   });

@@ -24,6 +24,7 @@ export const AUDIT_TYPES = [
   'request.resolved', // approved (by whom, the argsDigest that runs, every approval with its argsDigest, edited or not), denied (by whom, why), expired, run_gone
   'run.started',
   'run.ended',
+  'run.sensitive', // the data-flow rule: an allowed call made the run read sensitive sources for the first time (sources, definition); its later open-world calls need a human
   'grant.added',
   'grant.revoked',
   'token.created',
