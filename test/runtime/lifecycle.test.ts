@@ -111,14 +111,14 @@ describe('closing a worker pool', () => {
   it('after killed runs, every worker still exits cleanly', async () => {
     for (let i = 0; i < 10; i++) {
       const lines = await closeAfter([{ source: spinning, limits: { cpuMs: 30 } }], ['CPU_LIMIT']);
-      expect(lines.filter((l) => l.level >= 40)).toEqual([]);
+      expect(lines.filter((l) => Number(l.level) >= 40)).toEqual([]);
     }
   });
 
   it('right after quiet runs, every worker exits cleanly', async () => {
     for (let i = 0; i < 10; i++) {
       const lines = await closeAfter([{ source: 'export default () => 1' }, { source: 'export default () => { throw new Error("no") }' }], ['ok', 'AGENT_ERROR']);
-      expect(lines.filter((l) => l.level >= 40)).toEqual([]);
+      expect(lines.filter((l) => Number(l.level) >= 40)).toEqual([]);
     }
   });
 });
