@@ -125,7 +125,7 @@ export function openMcpToolChanges(options: McpToolChangesOptions): McpToolChang
       if (r.capability !== undefined && typeof data.tool === 'string' && typeof data.fingerprint === 'string') audited.add(keyOf(r.capability, data.tool, data.fingerprint));
     }
   }
-  /** Per pending file: the mtime and size last read, so an unchanged file is not parsed again. */
+  /** Per pending file: the inode, mtime and size last read (every write is a rename), so an unchanged file is not parsed again. */
   const seen = new Map<string, string>();
   const warned = new Set<string>();
   let scanning: Promise<void> | undefined;
@@ -140,7 +140,7 @@ export function openMcpToolChanges(options: McpToolChangesOptions): McpToolChang
     let stamp: string;
     try {
       const s = statSync(file);
-      stamp = `${s.mtimeMs}:${s.size}`;
+      stamp = `${s.ino}:${s.mtimeMs}:${s.size}`;
     } catch {
       return; // nothing published yet
     }
