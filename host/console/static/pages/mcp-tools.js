@@ -88,7 +88,7 @@ export function mount(root, state) {
       error.textContent = '';
       try {
         const done = await api.post('/console/api/mcp-tools/accept', { capability: cap, tool: p.tool, fingerprint: p.fingerprint, reason: reason.value });
-        toast(`${cap}/${p.tool} accepted: ${done.effective === 'next start' ? 'offered from the next host start' : 'offered again by the running host'}`, 'ok');
+        toast(`${cap}/${p.tool} accepted: ${done.effective === 'next start' ? 'offered from the next host start' : 'offered again by the running host within seconds (a change to its risk: from the next start)'}`, 'ok');
         close();
         void load();
       } catch (e) {
