@@ -189,6 +189,8 @@ export function createSignedApprovals(options: SignedApprovalsOptions): SignedAp
         userID: new TextEncoder().encode(operator.name),
         challenge: randomBytes(32),
         attestationType: 'none',
+        // ES256, EdDSA, RS256: what every passkey offers, and what Node verifies offline without experimental APIs.
+        supportedAlgorithmIDs: [-7, -8, -257],
         excludeCredentials: passkeys.forOperator(operator.name).map((p) => ({ id: p.id })),
         authenticatorSelection: { residentKey: 'preferred', userVerification: config.userVerification },
         timeout: config.registrationTimeoutMs,

@@ -17,6 +17,7 @@ import type { ConsolePorts } from './ports.js';
 import { consoleRoutes, type TaggedOperator } from './routes.js';
 import { createSessionStore, SESSION_DEFAULTS, type Session, type SessionOptions } from './sessions.js';
 import { defaultStaticDir, loadAssets } from './static.js';
+import { webauthnBrowserAsset } from './passkeys.js';
 
 export type { ConsolePorts } from './ports.js';
 export { CSRF_HEADER, SESSION_COOKIE } from './routes.js';
@@ -48,6 +49,9 @@ export function createWebConsole(ports: ConsolePorts, options: WebConsoleOptions
   const now = options.now ?? Date.now;
   const sessions = createSessionStore({ ...options.sessions, now });
   const assets = loadAssets(options.staticDir ?? defaultStaticDir());
+  // The browser side of passkeys (signed approvals), served from this host like every asset.
+  const webauthn = webauthnBrowserAsset();
+  if (webauthn) assets.set('vendor/webauthn.js', webauthn);
   const maxAgeMs = options.sessions?.maxAgeMs ?? SESSION_DEFAULTS.maxAgeMs;
   let services: HttpServices | undefined;
 

@@ -10,7 +10,10 @@
  * SIGNATURE_INVALID (a registration that does not verify), NOT_FOUND (no such passkey of yours),
  * INVALID_ARGUMENT (a body that does not match its schema).
  */
+import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
 import type { SignedApprovals } from '../approvals/signed.js';
@@ -20,6 +23,7 @@ import type { HttpRoute, RouteContext } from '../http.js';
 import { type RequestRecord, roleAtLeast } from '../model.js';
 import { sendConsoleJson } from './http.js';
 import type { Session } from './sessions.js';
+import type { Asset } from './static.js';
 
 /** What the console uses of the signed approvals. */
 export type PasskeyPort = Pick<SignedApprovals, 'registrationOptions' | 'register' | 'list' | 'revoke' | 'assertionOptions' | 'required' | 'relyingParty'>;
@@ -81,4 +85,16 @@ export function passkeyRoutes(deps: PasskeyRouteDeps): HttpRoute[] {
       sendConsoleJson(res, 200, { required, ...(required || hasPasskey ? { options: await p.assertionOptions(s.operator, body.requestId, body.argsDigest) } : {}) });
     }),
   ];
+}
+
+/** @simplewebauthn/browser's UMD bundle as a console asset (undefined when the package is missing). */
+export function webauthnBrowserAsset(): Asset | undefined {
+  try {
+    // The package exports only its entry points: find the bundle next to the CommonJS one.
+    const entry = createRequire(import.meta.url).resolve('@simplewebauthn/browser');
+    const file = path.resolve(path.dirname(entry), '../dist/bundle/index.umd.min.js');
+    return { body: readFileSync(file), type: 'text/javascript; charset=utf-8' };
+  } catch {
+    return undefined;
+  }
 }

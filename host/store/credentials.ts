@@ -25,7 +25,7 @@ export const passkeyRecordSchema = z.strictObject({
   id: z.string().min(1).max(1024).regex(B64URL),
   operator: z.string().min(1),
   /** The COSE public key, base64url. */
-  publicKey: z.string().min(1).max(4096).regex(B64URL),
+  publicKey: z.string().min(1).max(8192).regex(B64URL),
   counter: z.number().int().min(0),
   transports: z.array(z.string().max(32)).max(8).optional(),
   /** The relying party id it was registered for (the console's host name). */

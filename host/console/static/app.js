@@ -12,10 +12,11 @@ import * as review from './pages/review.js';
 import * as trust from './pages/trust.js';
 import * as audit from './pages/audit.js';
 import * as notifications from './pages/notify.js';
+import * as passkeys from './pages/passkeys.js';
 import * as mcpTools from './pages/mcp-tools.js';
 
-const PAGES = { pending, runs, grants, review, trust, audit, notify: notifications, 'mcp-tools': mcpTools };
-const ORDER = ['pending', 'runs', 'grants', 'review', 'trust', 'audit', 'notify', 'mcp-tools'];
+const PAGES = { pending, runs, grants, review, trust, audit, notify: notifications, passkeys, 'mcp-tools': mcpTools };
+const ORDER = ['pending', 'runs', 'grants', 'review', 'trust', 'audit', 'notify', 'passkeys', 'mcp-tools'];
 const RANK = { viewer: 1, approver: 2, admin: 3 };
 
 /** Live state shared by the pages. */
@@ -161,7 +162,7 @@ function helpOverlay() {
   const existing = document.getElementById('help');
   if (existing) return existing.remove();
   const rows = [
-    ['1 – 8', 'Pending, Runs, Grants, Review, Trust, Audit, Notifications, MCP tools'],
+    ['1 – 9', 'Pending, Runs, Grants, Review, Trust, Audit, Notifications, Passkeys, MCP tools'],
     ['j / k', 'next / previous item'],
     ['a', 'approve the selected request'],
     ['e', 'edit, then approve'],

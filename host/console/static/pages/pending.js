@@ -19,6 +19,7 @@
 // scrolling box labelled as written by the agent; the host's own line with risk and approvals
 // comes first and holds none of it, so text imitating it ("2 of 2 approvals ✓") reads as a quote.
 import { renderArgsDiff } from '../lib/diff.js';
+import { digestOf, signApproval } from '../lib/passkey.js';
 import { append, badge, clear, h, json, relative, section, shortDigest, time, toast, visible } from '../lib/dom.js';
 
 const RISK_LABELS = [
@@ -273,6 +274,13 @@ function buildCard(initial, state) {
     errorLine.textContent = '';
     submit.disabled = true;
     try {
+      // An approval is signed with the operator's passkey when the host asks for it (or they have one):
+      // over this request, the digest of the arguments it approves, and the verdict.
+      if (fields.verdict === 'approve') {
+        const digest = fields.args === undefined ? fields.argsDigest : await digestOf(fields.args);
+        const assertion = await signApproval(r.id, digest);
+        if (assertion) fields = { ...fields, assertion };
+      }
       const result = await state.channel.request('decide', { requestId: r.id, ...fields });
       const after = result.request;
       if (after.status === 'pending') toast(`Approved; ${after.approvalsRequired - after.approvals.length} more approval needed`, 'ok');
