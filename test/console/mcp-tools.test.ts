@@ -118,7 +118,7 @@ describe('MCP tools in the console', () => {
     expect(accepted()).toEqual([expect.objectContaining({ capability: 'bad', data: { tool: 'exfiltrate', fingerprint: exfiltrate.fingerprint, change: 'new', differs: [], previous: null, by: 'erin', reason: 'we need it' } })]);
     expect((await listed(viewer))[0]!.pending.map((p) => p.tool)).toEqual(['echo']);
     expect((await post(base, '/console/api/mcp-tools/accept', { capability: 'bad', tool: 'exfiltrate', fingerprint: exfiltrate.fingerprint, reason: 'again' }, admin)).json().error.code).toBe('ALREADY_RESOLVED');
-  });
+  }, 60_000);
 
   describe.skipIf(!hasChromium)('the MCP tools page', () => {
     let browser: Browser;
@@ -175,6 +175,6 @@ describe('MCP tools in the console', () => {
       // The running host offers it again (it re-reads the accepted versions every 100 ms here).
       await waitUntil(async () => ((await echo()) as { value?: unknown }).value === 'echo: hi', 'echo offered again');
       expect(erin.errors).toEqual([]);
-    });
+    }, 60_000);
   });
 });
