@@ -64,6 +64,8 @@ export function mount(root, state) {
         h('dd', time(run.createdAt)),
         h('dt', 'Ended'),
         h('dd', time(run.endedAt)),
+        // The data-flow rule: what this run read that is marked sensitive (its value and logs may carry it).
+        ...(run.sensitiveSources?.length ? [h('dt', 'Read sensitive'), h('dd', visible(run.sensitiveSources.join(', ')))] : []),
       ),
       state.can('admin') && run.status === 'running'
         ? h('button.danger', { type: 'button', on: { click: () => state.channel.request('runs.cancel', { runId: run.id }).then(() => toast('run cancelled', 'warn'), (e) => toast(`${e.code}: ${e.message}`, 'error')) } }, 'Cancel run')
