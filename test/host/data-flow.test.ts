@@ -217,6 +217,37 @@ describe('the data-flow rule (afterSensitive: escalate)', () => {
     expect(await fx.host.store.getRun(runId)).toMatchObject({ sensitiveSources: ['customers'] });
   });
 
+  it('an operator\'s "for this run" answer given before the read does not carry over: the next send is held again, its why naming both', async () => {
+    // No grant for mail: the first send escalates; alice allows mail.send for the run. Then the
+    // agent reads customers, and the second send is held again whatever the allowance.
+    const image = fx.image(
+      'allowance-then-read',
+      `export default async (input, caps) => {
+         await caps.mail.send({ to: 'ops@example.com', subject: 'allowance-1', text: 'hello' });
+         const data = await caps.crm.query({ sql: 'SELECT email FROM customers' });
+         try { await caps.mail.send({ to: 'ops@example.com', subject: 'allowance-2', text: JSON.stringify(data) }); return 'sent'; } catch (e) { return e.code; }
+       }`,
+      [{ capability: 'mail', kind: 'outbox', scope: {}, methods: ['send'], why: 'mail' }],
+    );
+    await fx.grant(image.digest, { capability: 'crm', methods: ['query'], mode: 'contained' });
+    const alice = await fx.operator('alice');
+    const first = nextCreated(alice, image.digest);
+    const { outcome } = await run(image);
+    const r1 = await first;
+    expect(r1).toMatchObject({ kind: 'escalation', capability: 'mail' });
+    expect(r1.why).not.toContain('sensitive');
+    const second = nextCreated(alice, image.digest);
+    await alice.decide({ requestId: r1.id, verdict: 'approve', span: 'run' });
+    const r2 = await second;
+    expect(r2).toMatchObject({ kind: 'escalation', capability: 'mail', method: 'send' });
+    expect(r2.why).toContain('no grant covers mail.send');
+    expect(r2.why).toContain('this run read customers (sensitive) before this call');
+    await alice.decide({ requestId: r2.id, verdict: 'deny', reason: 'not the customer list' });
+    expect(await outcome).toMatchObject({ status: 'ok', value: 'ESCALATION_DENIED' });
+    expect(sentWith('Subject: allowance-1')).toHaveLength(1);
+    expect(sentWith('Subject: allowance-2')).toHaveLength(0);
+  });
+
   it('a grant narrowed to the sensitive table (an attenuated instance) taints as its binding does', async () => {
     const image = fx.image('narrowed', `export default async (input, caps) => { const data = await caps.crm.query({ sql: 'SELECT email FROM customers' }); try { await ${SEND.replace("'report'", "'narrowed'")}; return 'sent'; } catch (e) { return e.code; } }`);
     await fx.grant(image.digest, { capability: 'crm', scope: { tables: ['customers'], readOnly: true }, methods: ['query'], mode: 'contained' });
