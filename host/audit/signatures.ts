@@ -16,6 +16,7 @@ import { verifyAuthenticationResponse } from '@simplewebauthn/server';
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import type Database from 'better-sqlite3';
 import { approvalChallenge, approvalSignatureSchema } from '../approvals/challenge.js';
+import { canonicalJson, sha256Hex } from './canonical.js';
 import { toAuditRecord, rowToStored, RECORD_COLUMNS, type AuditRecord } from './record.js';
 
 interface LoggedPasskey {
@@ -65,6 +66,11 @@ interface LoggedApproval {
   argsDigest?: string;
   counts?: boolean;
   signature?: unknown;
+}
+
+/** `sha256:<hex>` of arguments' canonical JSON (host/gate/proposal.ts's argsDigest, recomputed here from the log). */
+function argsDigestOf(args: unknown): string {
+  return `sha256:${sha256Hex(canonicalJson(args === undefined ? null : args))}`;
 }
 
 function records(db: Database.Database, where: string, params: unknown[]): AuditRecord[] {
@@ -184,7 +190,27 @@ export function requestRecords(db: Database.Database, requestId: string): AuditR
   return records(db, "json_extract(data, '$.requestId') = ?", [requestId]);
 }
 
-/** `contained audit show REQUEST`: who approved which arguments, with which passkey, and who decided. */
+/** How a grant came to be, from the log: who added it, or the promotion that made it (auto-accepted or by an admin). */
+function grantOrigin(db: Database.Database, grantId: string): string {
+  const promoted = records(db, "type = 'promotion.accepted' AND json_extract(data, '$.newGrantId') = ?", [grantId])[0];
+  if (promoted) {
+    const by = String((promoted.data as { by?: unknown }).by ?? '?');
+    return by === 'host (autoAccept)' ? `made by a promotion the host accepted automatically (trust.autoAccept, seq ${promoted.seq})` : `made by a promotion ${by} accepted (seq ${promoted.seq})`;
+  }
+  const added = records(db, "type = 'grant.added' AND json_extract(data, '$.grant.id') = ?", [grantId])[0];
+  const grant = (added?.data as { grant?: { createdBy?: string; mode?: string; forced?: unknown } } | undefined)?.grant;
+  return grant ? `added by ${grant.createdBy ?? '?'}${grant.forced ? ' (forced)' : ''}` : 'not in this log';
+}
+
+/** The performed action of a gate decision: its intent and outcome (by call id). */
+function performed(db: Database.Database, callId: string): string | undefined {
+  const outcome = records(db, "type = 'outcome' AND call_id = ?", [callId])[0];
+  if (!outcome) return records(db, "type = 'intent' AND call_id = ?", [callId])[0] ? 'performing (an intent without an outcome: the host stopped meanwhile)' : undefined;
+  const d = outcome.data as { ok?: boolean; error?: string; summary?: string };
+  return d.ok ? `performed: ok (${d.summary ?? 'result'})` : `performed: failed (${String(d.error ?? '?')})`;
+}
+
+/** `contained audit show REQUEST`: what was asked, who approved which arguments with which passkey, who decided, what ran. */
 export async function showRequest(db: Database.Database, requestId: string): Promise<string[]> {
   const recs = requestRecords(db, requestId);
   if (recs.length === 0) return [];
@@ -195,29 +221,52 @@ export async function showRequest(db: Database.Database, requestId: string): Pro
   const what = `${created?.capability ?? '?'}${created?.method ? `.${created.method}` : ''}`;
   lines.push(`request ${requestId}: ${String(c.kind ?? 'request')} ${what}${created?.runId ? ` (run ${created.runId})` : ''}`);
   if (c.why !== undefined) lines.push(`  why: ${String(c.why)}`);
+  if (c.args !== undefined) lines.push(`  asked: ${JSON.stringify(c.args)} = ${argsDigestOf(c.args)}`);
+  else if (c.argsSha256 !== undefined) lines.push(`  asked: ${String(c.argsBytes)} bytes of arguments (sha256 ${String(c.argsSha256)})`);
   if (c.approvalsRequired !== undefined) lines.push(`  approvals required: ${String(c.approvalsRequired)}`);
+  const passkeys = new Map(records(db, "type = 'passkey.registered'", []).map((r) => [String((r.data as { credentialId?: unknown }).credentialId), r.data as { label?: string; operator?: string }]));
   const report = await verifySignedApprovals(db, requestId);
   lines.push('  approvals:');
   if (report.approvals.length === 0) lines.push('    none');
   for (const a of report.approvals) {
+    const label = a.credentialId === undefined ? undefined : passkeys.get(a.credentialId)?.label;
     const how = a.credentialId === undefined
       ? 'unsigned'
-      : `passkey ${a.credentialId} (${a.verified ? 'signature verifies' : `DOES NOT VERIFY: ${a.problem}`}${a.userVerified ? ', user verified' : ''}, counter ${a.counter})`;
+      : `passkey ${a.credentialId}${label ? ` "${label}"` : ''} (${a.verified ? 'signature verifies' : `DOES NOT VERIFY: ${a.problem}`}${a.userVerified ? ', user verified' : ''}, counter ${a.counter})`;
     lines.push(`    ${a.operator} approved ${a.argsDigest} at ${new Date(a.at).toISOString()}, ${how}${a.counts ? '' : ' — does not count (other arguments)'}`);
   }
   if (resolved) {
     const d = resolved.data as Record<string, unknown>;
     const by = Array.isArray(d.by) ? (d.by as string[]).join(' + ') : '';
     const status = String(d.status);
-    const who = status === 'approved' || status === 'denied' ? `decided by people: ${by}` : status === 'cancelled' ? `withdrawn by ${by || 'the host'}` : 'decided by nobody (automatic)';
-    lines.push(`  ${status}${d.argsDigest ? ` with ${String(d.argsDigest)}` : ''}${d.edited ? ' (edited)' : ''}: ${who}${d.denyReason ? ` — ${String(d.denyReason)}` : ''}`);
+    const who = status === 'approved' || status === 'denied' ? `decided by people: ${by}` : status === 'cancelled' ? `withdrawn by ${by || 'the host'} (its run was cancelled)` : `closed by the host (${status})`;
+    lines.push(`  ${status}${d.argsDigest ? ` with ${String(d.argsDigest)}` : ''}${d.edited ? ` (edited: ${JSON.stringify(d.editedArgs)})` : ''}: ${who}${d.denyReason ? ` — ${String(d.denyReason)}` : ''}`);
   } else lines.push('  pending');
   for (const r of recs) {
-    if (r.type === 'decision') {
-      const d = r.data as Record<string, unknown>;
-      lines.push(`  gate decision (seq ${r.seq}): ${d.allow ? 'allow' : 'deny'}${d.basis ? ` on ${String(d.basis)}` : ''}`);
-    }
-    if (r.type === 'outcome') lines.push(`  outcome (seq ${r.seq}): ${(r.data as { ok?: boolean }).ok ? 'ok' : 'error'}`);
+    if (r.type !== 'decision') continue;
+    const d = r.data as Record<string, unknown>;
+    lines.push(`  gate: ${d.allow ? 'allowed' : 'denied'} call ${r.callId ?? '?'} on ${String(d.basis ?? '?')} (seq ${r.seq})`);
+    const done = r.callId === undefined ? undefined : performed(db, r.callId);
+    if (done) lines.push(`  ${done}`);
+  }
+  return lines;
+}
+
+/** `contained audit show CALL`: whether people (a request) or an automatic rule (a grant, possibly from an auto-accepted promotion) allowed a call. */
+export function showCall(db: Database.Database, callId: string): string[] {
+  const lines: string[] = [];
+  for (const r of records(db, "call_id = ? AND type = 'decision'", [callId])) {
+    const d = r.data as Record<string, unknown>;
+    const basis = String(d.basis ?? '');
+    let who: string;
+    if (!d.allow) who = `denied ${String(d.code ?? '')}: ${String(d.message ?? '')}`;
+    else if (basis.startsWith('grant:')) who = `allowed by an automatic rule: grant ${basis.slice(6)} in mode ${String(d.mode ?? '?')}, ${grantOrigin(db, basis.slice(6))}; no person decided this call`;
+    else if (basis.startsWith('request:') || basis.startsWith('escalation:')) who = `allowed by people: ${((d.approvedBy as string[] | undefined) ?? []).join(' + ')} (request ${basis.slice(basis.indexOf(':') + 1)}: audit show it)`;
+    else if (basis === 'run-allowance') who = 'allowed by an operator\'s earlier "for this run" answer';
+    else who = `allowed on ${basis}`;
+    lines.push(`call ${callId}: ${r.capability ?? '?'}.${r.method ?? '?'} ${who}`);
+    const done = performed(db, callId);
+    if (done) lines.push(`  ${done}`);
   }
   return lines;
 }

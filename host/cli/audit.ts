@@ -14,7 +14,7 @@ import { loadVerifyKey } from '../audit/keys.js';
 import { type AuditFilter, danglingIntents, iterateAudit, openAuditReader, queryAudit, tailAudit } from '../audit/query.js';
 import type { AuditRecord } from '../audit/record.js';
 import { verifyAudit } from '../audit/verify.js';
-import { requestRecords, showRequest, verifySignedApprovals } from '../audit/signatures.js';
+import { requestRecords, showCall, showRequest, verifySignedApprovals } from '../audit/signatures.js';
 import { locateState } from '../store/location.js';
 import { type CliIo, intFlag, parseFlags, stringFlag } from './args.js';
 
@@ -162,15 +162,9 @@ async function show(db: Database.Database, id: string, json: boolean, io: CliIo)
     return 0;
   }
   // Not a request: a call, allowed by a grant (an automatic rule) or by people through a request.
-  const call = queryAudit(db, {}).filter((r) => r.callId === id);
+  const call = showCall(db, id);
   if (call.length === 0) throw new ContainedError('NOT_FOUND', `no request or call ${id} in the audit log`);
-  for (const r of call) {
-    if (r.type !== 'decision') continue;
-    const d = r.data as Record<string, unknown>;
-    const basis = String(d.basis ?? '');
-    const who = basis.startsWith('grant:') ? `an automatic rule: grant ${basis.slice(6)} (mode ${String(d.mode ?? '?')}), no person decided this call` : basis.startsWith('request:') || basis.startsWith('escalation:') ? `people: ${(d.approvedBy as string[] | undefined)?.join(' + ') ?? '?'} (request ${basis.slice(basis.indexOf(':') + 1)}; audit show it)` : basis === 'run-allowance' ? 'an operator\'s "for this run" answer earlier in the run' : d.allow ? basis : `denied: ${String(d.code ?? '')}`;
-    io.stdout(`call ${id}: ${r.capability}.${r.method} ${d.allow ? 'allowed' : 'denied'} by ${who}\n`);
-  }
+  io.stdout(`${call.join('\n')}\n`);
   return 0;
 }
 

@@ -7,7 +7,13 @@
  * log alone verifies every signature offline (`contained audit verify`) and `audit show` says who
  * approved which arguments with which passkey.
  */
+import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadOrCreateAuditKey, signCheckpoint } from '../../host/audit/keys.js';
+import { hashRecord, RECORD_COLUMNS, rowToStored, type StoredRecord } from '../../host/audit/record.js';
 import { approvalChallenge } from '../../host/approvals/challenge.js';
 import { auditCommand } from '../../host/cli/audit.js';
 import { argsDigest } from '../../host/gate/proposal.js';
@@ -165,6 +171,67 @@ describe('signed approvals', () => {
     expect(text).toContain(`passkey ${alice.id}`);
     expect(text).toContain(`passkey ${bob.id}`);
     expect(text).toMatch(/signature verifies/);
-    expect(text).toMatch(/decided by people/);
+    expect(text).toMatch(/decided by people: alice \+ bob/);
+    // A call a grant decided: an automatic rule, no person.
+    const granted = await grantedCall();
+    out.length = 0;
+    expect(await auditCommand(['show', granted, '--data-dir', fx.dir], io as never)).toBe(0);
+    expect(out.join('')).toMatch(new RegExp(`call ${granted}: notes.read allowed by an automatic rule: grant grt_[0-9a-f]+ in mode contained, added by test; no person decided this call`));
+  });
+
+  it('a log rewritten with the host’s own key (chain and checkpoints re-sealed) still fails on an approval whose signature was changed', async () => {
+    await fx.host.audit.flush();
+    const copy = mkdtempSync(path.join(os.tmpdir(), 'contained-signed-copy-'));
+    try {
+      // Offline: only the store file and the public key, as an auditor would get them.
+      fx.host.audit.checkpoint();
+      fx.host.audit.db.prepare('VACUUM INTO ?').run(path.join(copy, 'contained.db'));
+      copyFileSync(path.join(fx.dir, 'audit-key.pub.pem'), path.join(copy, 'audit-key.pub.pem'));
+      const out: string[] = [];
+      const err: string[] = [];
+      const io = { stdout: (s: string) => void out.push(s), stderr: (s: string) => void err.push(s) };
+      expect(await auditCommand(['verify', '--data-dir', copy], io as never)).toBe(0);
+
+      // Bob's approval now "approves" other arguments: its argsDigest is changed, and the whole chain
+      // after it re-hashed and every checkpoint re-signed with the host's private key.
+      const db = new Database(path.join(copy, 'contained.db'));
+      const key = loadOrCreateAuditKey(fx.dir);
+      const rows = (db.prepare(`SELECT ${RECORD_COLUMNS} FROM audit_records ORDER BY seq`).raw().all() as unknown[][]).map(rowToStored);
+      const target = rows.find((r) => r.type === 'request.resolved' && r.data.includes('"bob"') && r.data.includes('"signature"'));
+      expect(target).toBeDefined();
+      const other = argsDigest({ path: 'signed.txt', content: 'transfer everything' });
+      let prev = rows[rows.indexOf(target as StoredRecord) - 1]?.hash as string;
+      for (const r of rows.slice(rows.indexOf(target as StoredRecord))) {
+        if (r === target) r.data = r.data.split(JSON.parse(r.data).argsDigest as string).join(other);
+        r.prevHash = prev;
+        r.hash = hashRecord(r);
+        prev = r.hash;
+        db.prepare('UPDATE audit_records SET data = ?, prev_hash = ?, hash = ? WHERE seq = ?').run(r.data, r.prevHash, r.hash, r.seq);
+      }
+      const bySeq = new Map(rows.map((r) => [r.seq, r.hash]));
+      for (const cp of db.prepare('SELECT seq, at FROM audit_checkpoints').all() as Array<{ seq: number; at: number }>) {
+        const signed = signCheckpoint(key, cp.seq, bySeq.get(cp.seq) as string, cp.at);
+        db.prepare('UPDATE audit_checkpoints SET hash = ?, signature = ? WHERE seq = ?').run(signed.hash, signed.signature, cp.seq);
+      }
+      db.close();
+      out.length = 0;
+      expect(await auditCommand(['verify', '--data-dir', copy], io as never)).toBe(1);
+      expect(out.join('')).toContain('OK: the chain and every checkpoint verify');
+      expect(err.join('')).toMatch(/AUDIT_TAMPERED: signed approval at seq \d+ \(request [0-9a-f-]+, bob\): the assertion does not verify/);
+    } finally {
+      rmSync(copy, { recursive: true, force: true });
+    }
   });
 });
+
+/** A run whose notes.read a contained-mode grant allows at once: its call id. */
+async function grantedCall(): Promise<string> {
+  const source = `export default async (input, caps) => caps.notes.read('a.txt');`;
+  const image = fx.image('signed-granted-read', source, [{ capability: 'notes', kind: 'fs', scope: {}, methods: ['read'], why: 'notes' }]);
+  await fx.grant(image.digest, { capability: 'notes', methods: ['read'], mode: 'contained' });
+  const { runId } = await fx.host.submit({ image: image.bytes });
+  await fx.host.waitForRun(runId);
+  await fx.host.audit.flush();
+  const id = fx.host.audit.db.prepare("SELECT call_id FROM audit_records WHERE type = 'decision' AND run_id = ?").pluck().get(runId) as string;
+  return id;
+}
