@@ -2,14 +2,15 @@
  * Where the HTTP API's runs per second go, against direct library calls on the same host (the
  * `npm run bench -- api` pair): CPU of this process per run on each path, store operations per
  * run, and the floor of the HTTP exchange itself — the same fetch client and two requests per run
- * (POST, then GET) against a bare `node:http` server that answers small JSON at once. Client and
- * host share this process and its two cores, as in the bench. Not part of `npm run bench`:
+ * (POST, then GET) against a bare `node:http` server that answers small JSON at once. The HTTP
+ * path is measured twice: with the fetch client in this process (its CPU counted here), and with
+ * the client in its own process as in the bench (bench/api-client.ts). Not part of `npm run bench`:
  *
  *   node --no-node-snapshot --import tsx bench/profile/api.ts
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { direct, exampleHost, overHttp, rate } from '../api.js';
+import { clientProcess, direct, exampleHost, overHttp, rate } from '../api.js';
 import { round } from '../report.js';
 
 const RUNS = 500;
@@ -55,12 +56,17 @@ async function hostPaths(isolation: 'in-process' | 'worker'): Promise<void> {
       return original.apply(this, a);
     };
   }
+  const base = h.host.url as string;
+  const client = await clientProcess(base, h.token, h.digest);
   try {
-    const base = h.host.url as string;
     await rate((i) => (i % 2 === 0 ? direct(h.host, h.digest, i) : overHttp(base, h.token, h.digest, i)));
+    await client.round(100);
     for (const [path, one] of [
       ['direct', (i: number) => direct(h.host, h.digest, i)],
       ['http', (i: number) => overHttp(base, h.token, h.digest, i)],
+      ['http, client in its own process', async (i: number) => {
+        if (i === 0) await client.round(RUNS);
+      }],
     ] as const) {
       counts.clear();
       const c0 = process.cpuUsage();
@@ -77,6 +83,7 @@ async function hostPaths(isolation: 'in-process' | 'worker'): Promise<void> {
       );
     }
   } finally {
+    client.close();
     await h.close();
   }
 }

@@ -9,6 +9,7 @@
  */
 import { ContainedError } from '../../runtime/errors.js';
 import type { Operator, RunRecord } from '../model.js';
+import type { ImageClients } from '../runs/image-store.js';
 
 export type RunIntent = 'read' | 'cancel';
 
@@ -36,4 +37,34 @@ export function checkRunAccess(caller: Operator, run: Pick<RunRecord, 'id' | 'su
   if (!policy.crossClientReaders.has(caller.name)) return { ok: false, code: 'NOT_FOUND', message: noSuchRun(run.id).message };
   if (intent === 'read') return { ok: true };
   return { ok: false, code: 'FORBIDDEN', message: `${caller.name} may read other clients' runs (http.crossClientReaders) but cancel only its own` };
+}
+
+/** Entries the image-client cache holds before it starts again (a bound on memory, not a rule). */
+const KNOWN_UPLOADS_MAX = 10_000;
+
+/**
+ * `clients` with the answers "this client uploaded this image" remembered, so a run by digest does
+ * not touch the file system each time. Only yes is remembered, and a yes never turns into a no: the
+ * markers are only ever added (an upload cannot be undone), so this answers exactly as `clients`.
+ */
+export function rememberingUploads(clients: ImageClients): ImageClients {
+  const known = new Set<string>();
+  const remember = (key: string): void => {
+    if (known.size >= KNOWN_UPLOADS_MAX) known.clear();
+    known.add(key);
+  };
+  const keyOf = (digest: string, client: string): string => JSON.stringify([digest, client]);
+  return {
+    async add(digest, client) {
+      await clients.add(digest, client);
+      remember(keyOf(digest, client));
+    },
+    async has(digest, client) {
+      const key = keyOf(digest, client);
+      if (known.has(key)) return true;
+      const yes = await clients.has(digest, client);
+      if (yes) remember(key);
+      return yes;
+    },
+  };
 }

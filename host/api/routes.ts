@@ -21,7 +21,7 @@ import type { Operator, RunRecord } from '../model.js';
 import { createImageClients, noSuchImage } from '../runs/image-store.js';
 import type { RunService } from '../runs/service.js';
 import type { TokenVerifier } from '../tokens.js';
-import { type AccessPolicy, checkRunAccess, noSuchRun, type RunIntent } from './access.js';
+import { type AccessPolicy, checkRunAccess, noSuchRun, rememberingUploads, type RunIntent } from './access.js';
 import { API_ROLES, authenticate } from './auth.js';
 import { readBody, readJson, requireMediaType, validate } from './body.js';
 import { EventStreams } from './events.js';
@@ -70,7 +70,7 @@ export function createApi(deps: ApiDeps): Api {
   const streams = new EventStreams({ heartbeatMs: limits.sseHeartbeatMs, maxBufferedBytes: limits.sseMaxBufferedBytes, maxStreamsPerClient: limits.maxEventStreamsPerClient });
   const platform = (ctx: RouteContext) => authenticate(ctx.req, verifier, API_ROLES);
   const policy: AccessPolicy = { crossClientReaders: new Set(config.http.crossClientReaders) };
-  const imageClients = createImageClients(config.dataDir);
+  const imageClients = rememberingUploads(createImageClients(config.dataDir));
 
   /** The run named by `:id` if `caller` may reach it for `intent`; NOT_FOUND (as for no run) or FORBIDDEN. */
   async function findRun(ctx: RouteContext, caller: Operator, intent: RunIntent): Promise<RunRecord> {

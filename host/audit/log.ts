@@ -27,6 +27,7 @@ import { ContainedError } from '../../runtime/errors.js';
 import { formatSubject } from '../grants.js';
 import { rowToGrant, type Row } from '../store/rows.js';
 import { migrate } from '../store/schema.js';
+import { type WalSync, walSyncFor } from '../store/wal-sync.js';
 import { AUDIT_CONFIG_DEFAULTS } from './config.js';
 import { type AuditKey, type Checkpoint, signCheckpoint } from './keys.js';
 import { type AuditInput, type AuditRecord, GENESIS, publicFields, type StoredRecord, sealRecord } from './record.js';
@@ -82,6 +83,8 @@ export class AuditLog {
   private readonly timers: NodeJS.Timeout[] = [];
   private readonly idle = new Set<() => void>();
   private readonly stmts: Record<'head' | 'insert' | 'lastCheckpoint' | 'insertCheckpoint' | 'inbox' | 'inboxAny', Database.Statement>;
+  /** The file's group commit: a batch commit fsyncs the WAL, so it covers the store's deferred commits made before it. */
+  private readonly walSync: WalSync | undefined;
 
   constructor(private readonly options: AuditLogOptions) {
     this.now = options.now ?? Date.now;
@@ -96,6 +99,7 @@ export class AuditLog {
       if (error instanceof ContainedError) throw error;
       throw new ContainedError('AUDIT_FAILED', `audit: cannot open ${options.file}: ${(error as Error).message}`, { cause: error });
     }
+    this.walSync = options.synchronous === 'normal' ? undefined : walSyncFor(options.file);
     this.stmts = {
       head: this.db.prepare('SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1').raw(true),
       insert: this.db.prepare(
@@ -192,6 +196,8 @@ export class AuditLog {
     const batch = this.queue.splice(0, this.options.maxBatch ?? AUDIT_CONFIG_DEFAULTS.maxBatch);
     const results: Array<{ item: Pending; record?: StoredRecord | undefined; error?: unknown }> = batch.map((item) => ({ item }));
     let written: StoredRecord[] = [];
+    let inserted = false;
+    const covered = this.walSync?.commit();
     try {
       written = this.db
         .transaction(() => {
@@ -225,9 +231,13 @@ export class AuditLog {
             }
           }
           this.checkpointIfDue(this.options.checkpointEvery ?? AUDIT_CONFIG_DEFAULTS.checkpointEvery);
+          inserted = out.length > 0;
           return out;
         })
         .immediate();
+      // A commit that wrote frames fsynced the WAL (synchronous=FULL): the store's deferred commits
+      // before it are durable now, and those waiting for them learn it before this batch's appends do.
+      if (inserted) covered?.();
     } catch (error) {
       const failure = new ContainedError('AUDIT_FAILED', `audit: the batch could not be committed: ${(error as Error).message}`, { cause: error });
       this.log?.error({ err: error, records: batch.length }, 'audit: commit failed');

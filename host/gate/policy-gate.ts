@@ -94,17 +94,21 @@ export class PolicyGate implements Gate {
 
   async decide(call: GateCall, ctx: GateContext): Promise<GateDecision> {
     this.options.audit?.requested(call);
-    const decision = await this.decideCall(call, ctx);
+    const durable: Array<Promise<void>> = [];
+    const decision = await this.decideCall(call, ctx, durable);
     // Tainted before the call is performed: its result can never reach the agent first.
     const run = decision.allow ? this.options.run(call.runId) : undefined;
     const fresh = run ? this.options.dataFlow?.received(run, call) : undefined;
     if (fresh?.length) this.options.audit?.sensitiveRead?.(call, fresh);
     // An allowed call's intent is on disk before the dispatcher performs it (AUDIT_FAILED otherwise).
     await this.options.audit?.decided(call, decision);
+    // And so is the approval it was allowed by (committed without its own fsync: the intent's commit
+    // covered it, so this usually resolves at once).
+    await Promise.all(durable);
     return decision;
   }
 
-  private async decideCall(call: GateCall, ctx: GateContext): Promise<GateDecision> {
+  private async decideCall(call: GateCall, ctx: GateContext, durable: Array<Promise<void>>): Promise<GateDecision> {
     const host = this.options.instances.get(call.capability);
     const run = this.options.run(call.runId);
     if (!host || !run) return deny('CAPABILITY_DENIED', `${call.capability}.${call.method} is not offered by this host`);
@@ -114,14 +118,14 @@ export class PolicyGate implements Gate {
     if (flow?.action === 'deny') return deny('DATA_FLOW_DENIED', `${call.capability}.${call.method}: ${flow.reason}, and this host refuses open-world calls after a sensitive read`);
     const now = this.now();
     const { grant, covering: grants } = chooseGrant(
-      await this.options.grants.active(now),
+      await this.options.grants.matching(run.subject, now),
       { subject: run.subject, capability: call.capability, method: call.method, now },
       (g) => this.options.grants.instanceFor(g, host).checkScope(call.method, call.args).ok,
     );
     if (grant) {
       const via = this.options.grants.instanceFor(grant, host);
       if (grant.mode !== 'assisted' && !flow) return { allow: true, basis: `grant:${grant.id}`, via };
-      return this.recommend(call, ctx, grant, via, flow?.reason);
+      return this.recommend(call, ctx, grant, via, durable, flow?.reason);
     }
     const allowance = run.allowances.find(
       (a) => a.capability === call.capability && (a.method === '*' || a.method === call.method) && a.via.checkScope(call.method, call.args).ok,
@@ -131,7 +135,7 @@ export class PolicyGate implements Gate {
       ? `outside the scope of ${grants.length === 1 ? 'grant' : 'grants'} ${grants.map((g) => g.id).join(', ')}`
       : `no grant covers ${call.capability}.${call.method} for this agent`;
     if (this.options.outOfScope === 'deny') return deny('CAPABILITY_DENIED', `${call.capability}.${call.method}: ${why}`);
-    return this.escalate(call, ctx, host, flow ? `${why}; ${flow.reason}` : why);
+    return this.escalate(call, ctx, host, flow ? `${why}; ${flow.reason}` : why, durable);
   }
 
   async settle(call: GateCall, decision: GateDecision & { allow: true }, outcome: CallOutcome): Promise<void> {
@@ -162,7 +166,8 @@ export class PolicyGate implements Gate {
     }
     const { via } = offer;
     if (this.options.outOfScope === 'deny') return deny('CAPABILITY_DENIED', `requestCapability("${request.capability}"): this host does not escalate`);
-    const decision = await this.wait(ctx, {
+    const durable: Array<Promise<void>> = [];
+    const decision = await this.wait(ctx, durable, {
       kind: 'escalation',
       runId: request.runId,
       subject: request.subject,
@@ -175,6 +180,7 @@ export class PolicyGate implements Gate {
       timeoutMs: this.options.requestTimeoutMs,
     });
     if (decision.status !== 'approved') return refusal(decision);
+    await Promise.all(durable);
     if (decision.span === 'always') await this.writeAlways(decision);
     for (const method of offer.methods) run.allowances.push({ capability: request.capability, method, via });
     return { allow: true, basis: `request:${decision.request.id}` };
@@ -209,8 +215,8 @@ export class PolicyGate implements Gate {
   }
 
   /** `flow`: the data-flow rule's reason, when it (not the grant's mode) is why a human must decide. */
-  private async recommend(call: GateCall, ctx: GateContext, grant: Grant, via: CapabilityInstance, flow?: string): Promise<GateDecision> {
-    const decision = await this.wait(ctx, {
+  private async recommend(call: GateCall, ctx: GateContext, grant: Grant, via: CapabilityInstance, durable: Array<Promise<void>>, flow?: string): Promise<GateDecision> {
+    const decision = await this.wait(ctx, durable, {
       ...callFields(call),
       kind: 'recommendation',
       why: flow === undefined ? `assisted mode (grant ${grant.id})` : `${flow} (grant ${grant.id}, ${grant.mode} mode)`,
@@ -226,8 +232,8 @@ export class PolicyGate implements Gate {
     return { allow: true, args: decision.args, basis: `request:${decision.request.id}`, via };
   }
 
-  private async escalate(call: GateCall, ctx: GateContext, host: CapabilityInstance, why: string): Promise<GateDecision> {
-    const decision = await this.wait(ctx, {
+  private async escalate(call: GateCall, ctx: GateContext, host: CapabilityInstance, why: string, durable: Array<Promise<void>>): Promise<GateDecision> {
+    const decision = await this.wait(ctx, durable, {
       ...callFields(call),
       kind: 'escalation',
       why,
@@ -246,10 +252,13 @@ export class PolicyGate implements Gate {
     await this.options.grants.always(decision.request, { by: approver, args: decision.args });
   }
 
-  private async wait(ctx: GateContext, request: Parameters<RequestManager['open']>[0]): Promise<FinalDecision> {
+  /** Open a request and wait for its decision; an approval's `durable` goes to `durable` (awaited before acting). */
+  private async wait(ctx: GateContext, durable: Array<Promise<void>>, request: Parameters<RequestManager['open']>[0]): Promise<FinalDecision> {
     const resume = ctx.pauseWallClock();
     try {
-      return await this.options.requests.open(request, ctx.signal);
+      const decision = await this.options.requests.open(request, ctx.signal);
+      if (decision.status === 'approved' && decision.durable) durable.push(decision.durable);
+      return decision;
     } finally {
       resume();
     }

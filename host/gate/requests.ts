@@ -33,7 +33,18 @@ import { agreedSpan, ARGS_DIGEST_PATTERN, argsDigest, askedArgs, countingApprova
 const MAX_DECIDE_ATTEMPTS = 5;
 
 export type FinalDecision =
-  | { status: 'approved'; request: RequestRecord; args: unknown; span: GrantSpan }
+  | {
+      status: 'approved';
+      request: RequestRecord;
+      args: unknown;
+      span: GrantSpan;
+      /**
+       * Resolves when the approval is durable (group commit: the store's `synced`); whoever acts on
+       * the decision awaits it first. The gate awaits it after the call's intent is committed, whose
+       * fsync covers it, so it costs nothing more there.
+       */
+      durable?: Promise<void>;
+    }
   | { status: 'denied'; request: RequestRecord; reason: string }
   | { status: 'expired'; request: RequestRecord }
   | { status: 'run_gone'; request: RequestRecord };
@@ -92,7 +103,13 @@ export class RequestManager {
     const { timeoutMs, ...fields } = input;
     const createdAt = this.now();
     const request: RequestRecord = { ...fields, id: randomUUID(), status: 'pending', approvals: [], createdAt, expiresAt: createdAt + timeoutMs };
-    await this.options.store.insertRequest(request);
+    // One fsync per decision (docs/performance.md): the request is written without one of its own
+    // (it survives the host's death at once) and made durable by the next commit of the file —
+    // the decision's, or the audit log's batch holding `request.created` (within its 10 ms), or
+    // the store's own sync 20 ms from now, whichever comes first. Nothing is decided or done on it
+    // before then: a decision waits for its own durability, which covers the request too.
+    await this.options.store.insertRequest(request, { deferSync: true });
+    this.options.store.synced({ withinMs: 20 }).catch((error: unknown) => this.options.logger?.error({ err: error, requestId: request.id }, 'a request could not be made durable'));
     const decided = new Promise<FinalDecision>((resolve) => this.waiters.set(request.id, resolve));
     this.schedule(request);
     this.emit({ type: 'created', request: this.view(request) });
@@ -138,7 +155,7 @@ export class RequestManager {
       if (signature !== undefined) approval.signature = signature;
       const approvals = [...seen.approvals, approval];
       const completes = countingApprovals({ ...seen, approvals }).length >= seen.approvalsRequired;
-      const added = await this.options.store.addApproval(seen.id, approval, { resolve: completes, expectApprovals: seen.approvals.length });
+      const added = await this.options.store.addApproval(seen.id, approval, { resolve: completes, expectApprovals: seen.approvals.length, deferSync: true });
       if (!added.ok) {
         if (added.code === 'STALE_REQUEST' && added.request?.status === 'pending' && attempt < MAX_DECIDE_ATTEMPTS) {
           // Someone else's approval landed while this one was judged: judge it again against theirs.
@@ -153,12 +170,22 @@ export class RequestManager {
         throw new ContainedError(added.code === 'NOT_FOUND' ? 'NOT_FOUND' : 'ALREADY_RESOLVED', `request ${seen.id} is ${added.code === 'NOT_FOUND' ? 'gone' : 'already resolved'}`);
       }
       const current = added.request;
+      // The approval was committed without its own fsync: nobody hears of it before it is durable.
+      const durable = this.options.store.synced();
       if (current.status !== 'approved') {
+        await durable;
         this.emit({ type: 'updated', request: this.view(current) });
         return this.view(current);
       }
-      // The completing approval resolved the request in the same commit.
-      this.finish(current, { status: 'approved', request: current, args: effectiveArgs(current), span: agreedSpan(countingApprovals(current)) });
+      // The completing approval resolved the request in the same commit. Whoever waits (the gate)
+      // may go on at once: it awaits `durable` before acting, after committing the call's intent,
+      // whose fsync covers this commit too (one fsync per decision). Operators hear of it, and the
+      // approver gets the answer, once it is durable.
+      const waiter = this.settle(current, { status: 'approved', request: current, args: effectiveArgs(current), span: agreedSpan(countingApprovals(current)), durable });
+      durable.catch(() => {}); // the waiter (or the await below) handles a failure
+      await durable;
+      this.emit({ type: 'resolved', request: this.view(current) });
+      if (!waiter && current.kind === 'recommendation') void this.performDetached(current);
       return this.view(current);
     }
   }
@@ -316,6 +343,22 @@ export class RequestManager {
     // Whoever waits (the gate, for a live run) learns the run is gone; nothing is performed.
     this.finish(resolved.request, { status: 'run_gone', request: resolved.request });
     return resolved.request;
+  }
+
+  /**
+   * A decision made with a deferred commit: the fault seam, the timer, and whoever waits (told at
+   * once: it awaits `decision.durable` before acting). The caller announces it once it is durable.
+   * Returns the waiter that was told, if any.
+   */
+  private settle(request: RequestRecord, decision: FinalDecision): ((decision: FinalDecision) => void) | undefined {
+    this.options.afterDecision?.(request);
+    const timer = this.timers.get(request.id);
+    if (timer) clearTimeout(timer);
+    this.timers.delete(request.id);
+    const waiter = this.waiters.get(request.id);
+    this.waiters.delete(request.id);
+    waiter?.(decision);
+    return waiter;
   }
 
   private finish(request: RequestRecord, decision: FinalDecision): void {

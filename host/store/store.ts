@@ -43,9 +43,16 @@ export interface Store {
   listGrants(filter?: GrantFilter): Promise<Grant[]>;
   /** Marks revoked; NOT_FOUND if unknown, idempotent if already revoked. */
   revokeGrant(id: string, by: string, reason: string, at: number): Promise<Grant | undefined>;
+  /**
+   * A number that grows by exactly one with every committed grant added, grant revoked, token
+   * created and token revoked, by any connection or process (and by nothing else): what in-memory
+   * views of grants and tokens check, cheaply, before they answer (grant-service.ts, tokens.ts).
+   */
+  changeCounter(): Promise<number>;
 
   // Requests
-  insertRequest(request: RequestRecord): Promise<void>;
+  /** `deferSync`: commit without an fsync of its own; durable once `synced()` resolves (see `synced`). */
+  insertRequest(request: RequestRecord, options?: { deferSync?: boolean }): Promise<void>;
   getRequest(id: string): Promise<RequestRecord | undefined>;
   listRequests(filter: { status?: RequestStatus; runId?: string; limit?: number }): Promise<RequestRecord[]>;
   /**
@@ -55,7 +62,17 @@ export interface Store {
    * `argsDigest`: with `resolve`, the approval that brings its digest's count to the required one
    * also moves the request to `approved` (by those approvers) in the same transaction.
    */
-  addApproval(id: string, approval: Approval, options?: { resolve?: boolean; expectApprovals?: number }): Promise<ApprovalResult>;
+  addApproval(id: string, approval: Approval, options?: { resolve?: boolean; expectApprovals?: number; deferSync?: boolean }): Promise<ApprovalResult>;
+  /**
+   * Group commit: resolves when every commit made so far with `deferSync` is durable (an fsync of
+   * the write-ahead log has covered it, made by whichever commit came first: another connection's
+   * fully synchronous commit, such as the audit log's next batch, or the store's own). A deferred
+   * commit survives the death of the process as soon as it returns; nobody may be told of it, and
+   * nothing may be done because of it, before this resolves. Rejects when the fsync failed.
+   * `withinMs`: nobody waits on it soon; another commit may cover it for up to that long before
+   * the store syncs on its own.
+   */
+  synced(options?: { withinMs?: number }): Promise<void>;
   /** Move a pending request to a final status; only the first call wins. */
   resolveRequest(id: string, resolution: Resolution): Promise<ResolveResult>;
   /** Claim the right to perform an approved recommendation; false if already claimed or done. */

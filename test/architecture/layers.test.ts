@@ -34,7 +34,7 @@ export const HOST_LAYERS: ReadonlyArray<{ name: string; members: readonly string
   },
   { name: 'config', members: ['host/config.ts'] },
   { name: 'store', members: ['host/store/', 'host/tokens.ts'] },
-  { name: 'grants', members: ['host/grants.ts', 'host/grant-scope.ts', 'host/grant-choice.ts', 'host/grant-narrowing.ts', 'host/grant-service.ts', 'host/agents.ts'] },
+  { name: 'grants', members: ['host/grants.ts', 'host/grant-scope.ts', 'host/grant-choice.ts', 'host/grant-narrowing.ts', 'host/grant-service.ts', 'host/grant-index.ts', 'host/agents.ts'] },
   { name: 'gate and requests', members: ['host/gate/', 'host/changesets/'] },
   { name: 'audit, trust and metrics', members: ['host/audit/', 'host/trust/', 'host/metrics.ts', 'host/notify/', 'host/approvals/'] },
   { name: 'runs', members: ['host/runs/'] },
