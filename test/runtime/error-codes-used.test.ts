@@ -36,6 +36,7 @@ const NOT_A_CODE = new Set([
   'NOT_UTF8', // capabilities/fs: `data.reason` of CAPABILITY_FAILED (a file read as text is not UTF-8)
   'IN_SCOPE', // capabilities/sdk: the in-scope verdict a capability's inScope returns (docs)
   'HOST_LAYERS', // docs/architecture.md: the layer table in test/architecture/layers.test.ts
+  'NO_HOST_OPTIONS', // capabilities/plugin.ts: the host-options schema of a kind that takes none
 ]);
 
 function walk(dir: string, ext: RegExp): string[] {
