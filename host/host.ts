@@ -146,8 +146,6 @@ export async function startHost(options: HostOptions): Promise<Host> {
   // Grants, audit and trust (host/trust/wiring.ts): the grant service is the only writer of grants.
   const oversight = openAuditAndTrust({ config, store, instances, logger, now, emit: (event) => events.emit(event) });
   const { grants } = oversight;
-  // Tool changes of mcp capabilities: audited as the host withdraws or holds them, accepted in the console.
-  const mcpTools = openMcpToolChanges({ dataDir: config.dataDir, bindings: Object.keys(config.capabilities).filter((name) => config.capabilities[name]?.kind === 'mcp'), audit: oversight.audit, logger, now });
 
   // Passkeys and signed approvals (host/approvals/): registrations are written with their audit record.
   const passkeys = openPasskeyStore(defaultStorePath(config.dataDir));
@@ -209,6 +207,8 @@ export async function startHost(options: HostOptions): Promise<Host> {
   // Notifications: events become outbox rows; delivery starts once the server listens.
   const notifier = openNotifier({ config: config.notify, targets, storeFile: defaultStorePath(config.dataDir), logger, now });
   events.subscribe((event) => notifier.onEvent(event));
+  // Tool changes of mcp capabilities: audited as the host withdraws or holds them (and notified), accepted in the console.
+  const mcpTools = openMcpToolChanges({ dataDir: config.dataDir, bindings: Object.keys(config.capabilities).filter((name) => config.capabilities[name]?.kind === 'mcp'), audit: oversight.audit, logger, now, onChange: (change) => notifier.onMcpToolChange(change) });
   notifier.reconcile(await requests.pending());
 
   // After a restart: live runs end as crashed, requests are offered again, trust catches up.

@@ -11,7 +11,8 @@
  *   takes effect. The CLI (`contained mcp-tools accept`) and the console use the same function.
  * - a watcher: each tool the running host withdraws (`mcp.tool.withdrawn`) or holds
  *   (`mcp.tool.held`) is audited once per capability, tool and fingerprint — not on every poll,
- *   not again after a restart (the records already in the log are read at start).
+ *   not again after a restart (the records already in the log are read at start) — and then
+ *   handed to `onChange` (the host's `mcp.tool.pending` notifications).
  *
  * Fails: NOT_FOUND (no such mcp capability, or nothing pending for that tool), ALREADY_RESOLVED
  * (stale fingerprint, or already accepted). A pending file the watcher cannot read is logged and
@@ -98,6 +99,20 @@ export interface McpToolChangesOptions {
   now?: () => number;
   /** Default MCP_TOOL_WATCH_MS. */
   watchMs?: number;
+  /** Called once per audited change (after its record is durable): the host sends `mcp.tool.pending` notifications. */
+  onChange?: (change: McpToolChangeNotice) => void;
+}
+
+/** What `onChange` hears: a tool withdrawn (`changed`) or held (`new`). */
+export interface McpToolChangeNotice {
+  capability: string;
+  tool: string;
+  method?: string;
+  change: 'new' | 'changed';
+  fingerprint: string;
+  previous: string | null;
+  differs: string[];
+  description: string;
 }
 
 export interface McpToolChanges {
@@ -159,17 +174,19 @@ export function openMcpToolChanges(options: McpToolChangesOptions): McpToolChang
       const key = keyOf(capability, p.tool, p.fingerprint);
       if (audited.has(key) || closed) continue;
       audited.add(key);
+      const data = { tool: p.tool, fingerprint: p.fingerprint, previous: p.acceptedFingerprint ?? null, differs: p.differs, description: p.current.description };
       try {
-        await options.audit.append({
-          type: p.change === 'new' ? 'mcp.tool.held' : 'mcp.tool.withdrawn',
-          capability,
-          ...(p.method !== undefined ? { method: p.method } : {}),
-          data: { tool: p.tool, fingerprint: p.fingerprint, previous: p.acceptedFingerprint ?? null, differs: p.differs, description: p.current.description },
-        });
+        await options.audit.append({ type: p.change === 'new' ? 'mcp.tool.held' : 'mcp.tool.withdrawn', capability, ...(p.method !== undefined ? { method: p.method } : {}), data });
       } catch (error) {
         audited.delete(key);
         complete = false;
         if (!closed) options.logger?.error({ capability, tool: p.tool, err: (error as Error).message }, 'mcp: could not audit a tool change (tried again at the next poll)');
+        continue;
+      }
+      try {
+        options.onChange?.({ capability, ...(p.method !== undefined ? { method: p.method } : {}), change: p.change, ...data });
+      } catch (error) {
+        options.logger?.error({ capability, tool: p.tool, err: (error as Error).message }, 'mcp: a tool change listener failed');
       }
     }
     if (complete) seen.set(capability, stamp);

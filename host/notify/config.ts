@@ -15,7 +15,7 @@ import { z } from 'zod';
 import { smtpRelaySchema } from '../../capabilities/outbox/deliver.js';
 
 /** What the host notifies about. */
-export const NOTIFY_EVENTS = ['request.created', 'request.decided', 'request.expired', 'demotion', 'promotion.proposed'] as const;
+export const NOTIFY_EVENTS = ['request.created', 'request.decided', 'request.expired', 'demotion', 'promotion.proposed', 'mcp.tool.pending'] as const;
 export const notifyEventSchema = z.enum(NOTIFY_EVENTS);
 export type NotifyEvent = z.infer<typeof notifyEventSchema>;
 

@@ -8,6 +8,7 @@
  *   resolved, any other status (approved, denied, cancelled, run_gone) → request.decided
  *   demotion                                   → demotion
  *   promotion proposed                         → promotion.proposed
+ *   an mcp tool withdrawn or held (mcpToolNotification, from host/audit/mcp-tools.ts) → mcp.tool.pending
  *
  * Everything else (approvals on the way to a two-person rule, grants, runs, reviews) is not sent.
  * The payload is a snapshot taken when the event happens; the request's arguments are in it only
@@ -50,6 +51,25 @@ export function requestSummary(r: RequestView): Record<string, unknown> {
   if (r.resolvedBy !== undefined) out.resolvedBy = r.resolvedBy;
   if (r.denyReason !== undefined) out.denyReason = r.denyReason;
   return out;
+}
+
+/** A tool change of an mcp capability that waits for an operator (host/audit/mcp-tools.ts). */
+export interface McpToolNotice {
+  capability: string;
+  tool: string;
+  method?: string;
+  /** `changed`: withdrawn until accepted; `new`: not offered until accepted. */
+  change: 'new' | 'changed';
+  fingerprint: string;
+  previous: string | null;
+  differs: string[];
+  /** Written by the MCP server. */
+  description: string;
+}
+
+/** One notification per capability, tool and fingerprint (the outbox keeps one row per key and target). */
+export function mcpToolNotification(notice: McpToolNotice, at: number): Notification {
+  return { event: 'mcp.tool.pending', key: `mcp.tool.pending:${notice.capability}:${notice.tool}:${notice.fingerprint}`, orderKey: `mcp:${notice.capability}:${notice.tool}`, payload: { at, mcpTool: notice } };
 }
 
 /** The notification an event makes, if any (targets filter it further by their `events`). */

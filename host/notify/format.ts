@@ -29,6 +29,7 @@ export function linkFor(row: Pick<OutboxRow, 'payload'>, consoleUrl: string | un
   const base = consoleUrl.endsWith('/') ? consoleUrl : `${consoleUrl}/`;
   const id = str(obj(row.payload.request)?.id);
   if (id !== undefined) return `${base}#/pending/${encodeURIComponent(id)}`;
+  if (obj(row.payload.mcpTool)) return `${base}#/mcp-tools`;
   return `${base}#/trust`;
 }
 
@@ -83,6 +84,21 @@ export function describe(row: Pick<OutboxRow, 'event' | 'payload'>): Lines {
     if (str(r.reason)) quoted.push(['Agent’s reason (written by the agent)', clip(str(r.reason) as string)]);
     if (str(r.denyReason)) quoted.push(['Deny reason', clip(str(r.denyReason) as string)]);
     return { title, facts, quoted };
+  }
+  const m = obj(p.mcpTool);
+  if (m) {
+    const name = `${str(m.capability) ?? '?'}/${str(m.tool) ?? '?'}`;
+    const differs = Array.isArray(m.differs) ? m.differs.map(String).join(', ') : '';
+    return {
+      title: m.change === 'new' ? `New MCP tool not offered until accepted: ${name}` : `MCP tool withdrawn until accepted: ${name}`,
+      facts: [
+        ['capability', str(m.capability) ?? ''],
+        ['tool', str(m.tool) ?? ''],
+        ['change', m.change === 'new' ? 'new tool' : `changed (${differs})`],
+        ['fingerprint', str(m.fingerprint) ?? ''],
+      ],
+      quoted: str(m.description) ? [['Description (written by the MCP server)', clip(str(m.description) as string)]] : [],
+    };
   }
   const d = obj(p.demotion);
   if (d) {

@@ -17,7 +17,7 @@ import type { Logger } from 'pino';
 import type { RequestEvent, RequestView } from '../gate/events.js';
 import { type NotifyOutbox, type OutboxRow, type OutboxTargetSummary } from '../store/notify-outbox.js';
 import type { NotifyConfig } from './config.js';
-import { notificationFor, outboxRows } from './events.js';
+import { type McpToolNotice, mcpToolNotification, type Notification, notificationFor, outboxRows } from './events.js';
 import type { NotifyTarget } from './targets.js';
 import { startWorker, type Worker } from './worker.js';
 
@@ -48,6 +48,8 @@ export interface NotifyStatus {
 export interface Notifier {
   /** The event-hub listener. */
   onEvent(event: RequestEvent): void;
+  /** A tool change of an mcp capability waits for an operator (`mcp.tool.pending`). */
+  onMcpToolChange(notice: McpToolNotice): void;
   /** After a restart, before requests are recovered: the pending requests' `request.created` rows. */
   reconcile(pending: readonly RequestView[]): number;
   /**
@@ -83,21 +85,30 @@ export function createNotifier(options: NotifierOptions): Notifier {
   if (dropped > 0) logger?.warn({ dropped }, 'notifications for targets no longer configured were dropped');
   outbox.prune(now() - config.keepMs);
 
+  /** Rows for the targets that hear it, in one short transaction; the worker is woken. */
+  const send = (n: Notification | undefined, at: number): void => {
+    if (!n) return;
+    const rows = outboxRows(n, targets, at);
+    if (rows.length === 0) return;
+    try {
+      outbox.enqueue(rows);
+    } catch (error) {
+      logger?.error({ err: error, event: n.event, key: n.key }, 'notification could not be queued');
+      return;
+    }
+    worker?.kick();
+  };
+
   return {
     onEvent(event) {
       if (closed || targets.length === 0) return;
       const at = now();
-      const n = notificationFor(event, at);
-      if (!n) return;
-      const rows = outboxRows(n, targets, at);
-      if (rows.length === 0) return;
-      try {
-        outbox.enqueue(rows);
-      } catch (error) {
-        logger?.error({ err: error, event: n.event, key: n.key }, 'notification could not be queued');
-        return;
-      }
-      worker?.kick();
+      send(notificationFor(event, at), at);
+    },
+    onMcpToolChange(notice) {
+      if (closed || targets.length === 0) return;
+      const at = now();
+      send(mcpToolNotification(notice, at), at);
     },
     reconcile(pending) {
       const at = now();

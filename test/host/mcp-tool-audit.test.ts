@@ -12,22 +12,27 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileApprovals } from '../../capabilities/mcp/approvals-file.js';
 import { openAuditReader, queryAudit } from '../../host/audit/query.js';
+import { renderEmail, renderWebhook } from '../../host/notify/format.js';
+import type { OutboxRow } from '../../host/store/notify-outbox.js';
 import type { AuditRecord } from '../../host/audit/record.js';
 import { type Host, startHost } from '../../host/host.js';
 import { defaultStorePath } from '../../host/store/sqlite-store.js';
 import { type Fixture, startFixture } from './helpers/host-fixture.js';
-import { waitUntil } from './helpers/webhook-receiver.js';
+import { type Receiver, startReceiver, waitUntil } from './helpers/webhook-receiver.js';
 
 const SERVER = path.resolve('test/capabilities/fixtures/changing-mcp-server.mjs');
+const SECRET = 'whsec_mcp_tools_0123456789abcdef';
 const TOOL = { capability: 'bad', kind: 'mcp', scope: {}, methods: ['rugPull'], why: 'test' };
 
 describe('tool changes of an mcp capability are audited once per fingerprint', () => {
   let dir: string;
   let fx: Fixture | undefined;
   let again: Host | undefined;
+  let hook: Receiver;
   const start = async (): Promise<Fixture> => {
     const server = { command: process.execPath, args: [SERVER], env: { MCP_TEST_VERSION_FILE: path.join(dir, 'mcp-version') } };
-    return startFixture({ capabilities: { bad: { kind: 'mcp', host: { server, limits: { approvalsPollMs: 100 } } } } }, dir);
+    const notify = { webhooks: [{ name: 'ops', url: hook.url, secret: SECRET, events: ['mcp.tool.pending'] }], pollMs: 20 };
+    return startFixture({ capabilities: { bad: { kind: 'mcp', host: { server, limits: { approvalsPollMs: 100 } } } }, notify }, dir);
   };
   const records = (): { withdrawn: AuditRecord[]; held: AuditRecord[] } => {
     const db = openAuditReader(defaultStorePath(dir));
@@ -37,6 +42,13 @@ describe('tool changes of an mcp capability are audited once per fingerprint', (
       db.close();
     }
   };
+  /** The mcp.tool.pending deliveries, as [tool, change, fingerprint]. */
+  const delivered = (): [string, string, string][] =>
+    hook.accepted().map((d) => {
+      expect(d.signature).toMatchObject({ ok: true });
+      expect(d.json).toMatchObject({ event: 'mcp.tool.pending', url: expect.stringMatching(/\/console\/#\/mcp-tools$/) });
+      return [d.json!.mcpTool.tool, d.json!.mcpTool.change, d.json!.mcpTool.fingerprint];
+    });
   const pending = () => fileApprovals(path.join(dir, 'mcp-tools')).loadPending('bad');
   async function rugPull(host: Fixture, n: number): Promise<void> {
     const image = host.image(`rug-${n}`, 'export default async (input, caps) => caps.bad.rugPull({})', [TOOL]);
@@ -47,11 +59,13 @@ describe('tool changes of an mcp capability are audited once per fingerprint', (
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'contained-mcp-audit-'));
+    hook = await startReceiver(SECRET);
     fx = await start();
   });
   afterAll(async () => {
     await fx?.close();
     await again?.close();
+    await hook?.close();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -75,6 +89,11 @@ describe('tool changes of an mcp capability are audited once per fingerprint', (
     await new Promise((r) => setTimeout(r, 3000));
     expect(records().withdrawn).toHaveLength(1);
     expect(records().held).toHaveLength(1);
+    // And one webhook delivery each (mcp.tool.pending), linking to the console's MCP tools page.
+    expect(delivered().sort()).toEqual([
+      ['echo', 'changed', echo.fingerprint],
+      ['exfiltrate', 'new', exfiltrate.fingerprint],
+    ]);
   });
 
   it('the tool changes again: a second withdrawn record, for the new fingerprint', async () => {
@@ -85,6 +104,7 @@ describe('tool changes of an mcp capability are audited once per fingerprint', (
     expect((after[1]!.data as { fingerprint: string }).fingerprint).not.toBe((before.data as { fingerprint: string }).fingerprint);
     expect((after[1]!.data as { fingerprint: string }).fingerprint).toBe(pending().find((p) => p.tool === 'echo')!.fingerprint);
     expect(records().held).toHaveLength(1);
+    await waitUntil(() => delivered().length === 3, 'the third delivery');
   });
 
   it('a restart that finds the same changes still pending writes no new record', async () => {
@@ -99,5 +119,35 @@ describe('tool changes of an mcp capability are audited once per fingerprint', (
     await new Promise((r) => setTimeout(r, 3000));
     expect(records().withdrawn).toHaveLength(2);
     expect(records().held).toHaveLength(1);
+    expect(delivered()).toHaveLength(3);
+  });
+});
+
+describe('the mcp.tool.pending notification in chat and email', () => {
+  const row: OutboxRow = {
+    id: 1,
+    target: 'webhook:x',
+    event: 'mcp.tool.pending',
+    eventKey: 'mcp.tool.pending:bad:echo:sha256:aa',
+    orderKey: 'mcp:bad:echo',
+    idempotencyKey: 'ntf_000000000000000000000001',
+    status: 'pending',
+    attempts: 0,
+    nextAt: 0,
+    createdAt: 0,
+    payload: { at: 0, mcpTool: { capability: 'bad', tool: 'echo', method: 'echo', change: 'changed', fingerprint: 'sha256:aa', previous: 'sha256:bb', differs: ['description'], description: 'Echo. <!channel> *Approved* by admin' } },
+  };
+
+  it('names the tool and the change; the server-written description is quoted and escaped; the link opens the MCP tools page', () => {
+    const slack = JSON.parse(renderWebhook(row, 'slack', 'https://c.example/console/').body) as { text: string };
+    expect(slack.text).toContain('*MCP tool withdrawn until accepted: bad/echo*');
+    expect(slack.text).toContain('change: changed (description)');
+    expect(slack.text).toContain('> Echo. &lt;!channel&gt; *Approved* by admin');
+    expect(slack.text).not.toContain('<!channel>');
+    expect(slack.text).toContain('<https://c.example/console/#/mcp-tools|');
+    const { subject, text } = renderEmail({ ...row, payload: { at: 0, mcpTool: { ...row.payload.mcpTool as object, change: 'new', tool: 'exfiltrate', differs: [] } } }, 'https://c.example/console');
+    expect(subject).toBe('[contained] New MCP tool not offered until accepted: bad/exfiltrate');
+    expect(text).toContain('Description (written by the MCP server):');
+    expect(text).toContain('https://c.example/console/#/mcp-tools');
   });
 });

@@ -71,7 +71,7 @@ describe('docs/approvals.md', () => {
     expect(DOC).toMatch(/^\| `keepMs` \| 7 days \|/m);
     expect(defaults.keepMs).toBe(7 * 86_400_000);
     const hook = notifyConfigSchema.parse({ webhooks: [{ name: 'a', url: 'http://x/', secret: SECRET }] }).webhooks[0];
-    expect(hook).toMatchObject({ format: 'json', includeArguments: false, timeoutMs: 10_000, events: ['request.created', 'request.decided', 'request.expired', 'demotion', 'promotion.proposed'] });
+    expect(hook).toMatchObject({ format: 'json', includeArguments: false, timeoutMs: 10_000, events: ['request.created', 'request.decided', 'request.expired', 'demotion', 'promotion.proposed', 'mcp.tool.pending'] });
     expect(DOC).toMatch(/^\| `webhooks\[\]\.timeoutMs` \| 10 000 \|/m);
   });
 });
