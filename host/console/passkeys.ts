@@ -79,10 +79,9 @@ export function passkeyRoutes(deps: PasskeyRouteDeps): HttpRoute[] {
       const p = port();
       const request = await p.request(body.requestId);
       if (!request) throw new ContainedError('NOT_FOUND', `no request ${body.requestId}`);
+      // Signed where the policy asks for it: no passkey prompt on every other approval.
       const required = p.required(request);
-      const hasPasskey = p.list(s.operator).some((k) => k.revokedAt === undefined);
-      // Signed when the policy asks for it, or when the approver has a passkey (a signature is never refused).
-      sendConsoleJson(res, 200, { required, ...(required || hasPasskey ? { options: await p.assertionOptions(s.operator, body.requestId, body.argsDigest) } : {}) });
+      sendConsoleJson(res, 200, { required, ...(required ? { options: await p.assertionOptions(s.operator, body.requestId, body.argsDigest) } : {}) });
     }),
   ];
 }

@@ -156,6 +156,45 @@ describe('signed approvals', () => {
     expect(await refusal(a.decide({ requestId: id, verdict: 'approve', argsDigest: digest, assertion: behind as never }))).toEqual({ code: 'SIGNATURE_INVALID', reason: 'counter' });
   });
 
+  it('a revoked passkey signs nothing more; another operator cannot revoke it; the revocation is audited', async () => {
+    const base = fx.host.url as string;
+    const bobSession = await login(base, { token: fx.tokens['bob'] as string });
+    expect((await post(base, `/console/api/passkeys/${aliceSecond.id}/revoke`, {}, bobSession)).status).toBe(404);
+    const aliceSession = await login(base, { token: fx.tokens['alice'] as string });
+    const revoked = await post(base, `/console/api/passkeys/${aliceSecond.id}/revoke`, {}, aliceSession);
+    expect(revoked.status, revoked.body).toBe(200);
+    expect(revoked.json().passkey.revokedAt).toBeTypeOf('number');
+    expect((await post(base, `/console/api/passkeys/${aliceSecond.id}/revoke`, {}, aliceSession)).json().error.code).toBe('ALREADY_RESOLVED');
+    const { id, digest } = await destructiveRequest('revoked.txt', 'r');
+    const a = await fx.operator('alice');
+    const signed = (keys['alice'] as SoftAuthenticator).assert(aliceSecond, approvalChallenge(id, digest, 'approve'));
+    expect(await refusal(a.decide({ requestId: id, verdict: 'approve', argsDigest: digest, assertion: signed as never }))).toEqual({ code: 'SIGNATURE_INVALID', reason: 'revoked' });
+    await fx.host.audit.flush();
+    expect(fx.host.audit.db.prepare("SELECT json_extract(data, '$.by') FROM audit_records WHERE type = 'passkey.revoked'").pluck().all()).toEqual(['alice']);
+    const listed = await (await fetch(`${base}/console/api/passkeys`, { headers: { cookie: aliceSession.cookie } })).json() as { passkeys: Array<{ id: string; revokedAt?: number }> };
+    expect(listed.passkeys.find((p) => p.id === aliceSecond.id)?.revokedAt).toBeTypeOf('number');
+  });
+
+  it('the console asks for a signature only where the policy does; a read-only request is approved unsigned', async () => {
+    const source = `export default async (input, caps) => caps.notes.read('a.txt', { reason: 'look' });`;
+    const image = fx.image('signed-read-assisted', source, [{ capability: 'notes', kind: 'fs', scope: {}, methods: ['read'], why: 'notes' }]);
+    await fx.grant(image.digest, { capability: 'notes', methods: ['read'], mode: 'assisted' });
+    const { runId } = await fx.host.submit({ image: image.bytes });
+    const request = await waitUntil(async () => (await fx.host.store.listRequests({ runId, status: 'pending' }))[0], 'the request');
+    const base = fx.host.url as string;
+    const session = await login(base, { token: fx.tokens['carol'] as string });
+    const options = await post(base, '/console/api/approvals/options', { requestId: request.id, argsDigest: argsDigest(request.args) }, session);
+    expect(options.json()).toEqual({ required: false });
+    const { id, digest } = await destructiveRequest('options.txt', 'o');
+    const risky = (await post(base, '/console/api/approvals/options', { requestId: id, argsDigest: digest }, session)).json();
+    expect(risky.required).toBe(true);
+    expect(risky.options.challenge).toBe(approvalChallenge(id, digest, 'approve'));
+    expect(risky.options.allowCredentials).toEqual([]); // carol has no passkey
+    const carol = await fx.operator('carol');
+    expect((await carol.decide({ requestId: request.id, verdict: 'approve' })).status).toBe('approved');
+    expect((await fx.host.waitForRun(runId)).status).toBe('ok');
+  });
+
   it('audit verify checks every signature with the logged public keys; audit show prints who approved which arguments with which passkey', async () => {
     await fx.host.audit.flush();
     const out: string[] = [];

@@ -33,8 +33,8 @@ export async function registerPasskey(label) {
 
 /**
  * The assertion for approving `requestId` at `argsDigest` (the digest on screen; for an edit, the
- * digest of the edited arguments), or undefined when the host asks for none and the operator has no
- * passkey. Throws when a signature is required and no passkey is registered.
+ * digest of the edited arguments), or undefined when the host asks for none. Throws when a
+ * signature is required and no passkey is registered.
  */
 export async function signApproval(requestId, argsDigest) {
   const answer = await api.post('/console/api/approvals/options', { requestId, argsDigest });
