@@ -19,6 +19,7 @@ import { loadHostConfig } from '../config.js';
 import { startHost } from '../host.js';
 import { createHostLogger } from '../logger.js';
 import { createMcpSession } from '../mcp/server.js';
+import { defaultStorePath, openSqliteStore } from '../store/sqlite-store.js';
 import { type CliIo, parseFlags, stringFlag } from './args.js';
 import { versions } from './version.js';
 
@@ -51,6 +52,14 @@ export async function mcpCommand(argv: string[], io: CliIo): Promise<number> {
   if (portText !== undefined) {
     if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) throw new ContainedError('USAGE', `--port must be 0-65535 (got ${JSON.stringify(portText)})`);
     config.listen.port = Number(portText);
+  }
+  // Who is asking comes first: an unknown agent is refused before a host starts (or finds its
+  // data folder held by another host).
+  const lookup = await openSqliteStore(defaultStorePath(config.dataDir));
+  try {
+    if (!(await findActiveAgent(lookup, name))) throw new ContainedError('UNAUTHENTICATED', `no active agent named "${name}" (contained agent create --name ${name} --subject …)`);
+  } finally {
+    await lookup.close();
   }
   // stdout is the MCP channel: the log goes to stderr.
   const logger = createHostLogger({}, pino.destination(2));

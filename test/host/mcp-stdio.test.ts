@@ -113,22 +113,24 @@ describe('contained mcp over stdio', () => {
   });
 
   it('closing the client cancels its live runs; a revoked agent runs nothing more', async () => {
-    // A second server process: its own host, with its own operator channel.
-    const { transport, wsUrl: url } = stdioTransport(fx.configFile, 'tester');
+    // A second server process: its own host on its own data folder (one host per folder), with its own operator channel.
+    const fx2 = await mcpFixture({ progressIntervalMs: 200 });
+    const { transport, wsUrl: url } = stdioTransport(fx2.configFile, 'tester');
     const other = new Client({ name: 'leaver', version: '1' });
     await other.connect(transport);
-    const carol = await operator(await url, fx.operators.alice as string);
+    const carol = await operator(await url, fx2.operators.alice as string);
     const seen = nextCreated(carol, (r) => r.method === 'append');
     void other.callTool({ name: 'run', arguments: { code: CODE.append } }).catch(() => undefined);
     const request = await seen;
     await carol.close();
     await other.close();
-    const stored = await openSqliteStore(defaultStorePath(path.join(fx.dir, 'data')));
+    const stored = await openSqliteStore(defaultStorePath(path.join(fx2.dir, 'data')));
     try {
       await expect.poll(async () => (await stored.getRun(request.runId))?.status, { timeout: 15_000 }).toBe('cancelled');
       expect((await stored.getRequest(request.id))?.status).toBe('cancelled');
     } finally {
       await stored.close();
+      fx2.close();
     }
 
     const store = await openSqliteStore(defaultStorePath(path.join(fx.dir, 'data')));
