@@ -144,6 +144,8 @@ export function openMcpToolChanges(options: McpToolChangesOptions): McpToolChang
   const seen = new Map<string, string>();
   const warned = new Set<string>();
   let scanning: Promise<void> | undefined;
+  /** Acceptances one at a time: each reads, then rewrites, the capability's accepted file. */
+  let accepting: Promise<unknown> = Promise.resolve();
   let closed = false;
 
   function known(capability: string): void {
@@ -229,7 +231,9 @@ export function openMcpToolChanges(options: McpToolChangesOptions): McpToolChang
     },
     async accept(input, by) {
       known(input.capability);
-      return acceptMcpToolChange({ approvals, audit: options.audit, now }, { ...input, by });
+      const done = accepting.then(() => acceptMcpToolChange({ approvals, audit: options.audit, now }, { ...input, by }));
+      accepting = done.catch(() => undefined);
+      return done;
     },
     scan,
     close() {

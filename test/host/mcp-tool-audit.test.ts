@@ -12,6 +12,10 @@ import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fileApprovals } from '../../capabilities/mcp/approvals-file.js';
 import { openAuditReader, queryAudit } from '../../host/audit/query.js';
+import { loadOrCreateAuditKey } from '../../host/audit/keys.js';
+import { AuditLog } from '../../host/audit/log.js';
+import { openMcpToolChanges } from '../../host/audit/mcp-tools.js';
+import { fingerprint, type McpToolSnapshot } from '../../capabilities/mcp/schema.js';
 import { renderEmail, renderWebhook } from '../../host/notify/format.js';
 import type { OutboxRow } from '../../host/store/notify-outbox.js';
 import type { AuditRecord } from '../../host/audit/record.js';
@@ -149,5 +153,33 @@ describe('the mcp.tool.pending notification in chat and email', () => {
     expect(subject).toBe('[contained] New MCP tool not offered until accepted: bad/exfiltrate');
     expect(text).toContain('Description (written by the MCP server):');
     expect(text).toContain('https://c.example/console/#/mcp-tools');
+  });
+});
+
+describe('acceptances in one host', () => {
+  it('two admins accepting two tools at once: both acceptances are kept (each reads and rewrites the accepted file in turn)', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'contained-mcp-accept-'));
+    const audit = new AuditLog({ file: defaultStorePath(dir), key: loadOrCreateAuditKey(dir), checkpointIntervalMs: 0, inboxPollMs: 0 });
+    const changes = openMcpToolChanges({ dataDir: dir, bindings: ['tracker'], audit });
+    try {
+      const tool = (name: string, description: string): McpToolSnapshot => ({ name, description, inputSchema: { type: 'object' } });
+      const approvals = fileApprovals(path.join(dir, 'mcp-tools'));
+      await approvals.save('tracker', { server: 'stdio:[]', tools: { a: { tool: tool('a', 'A'), fingerprint: fingerprint(tool('a', 'A')), acceptedBy: 'host', acceptedAt: 1, reason: 'first start' } } });
+      const a2 = tool('a', 'A, changed');
+      const b = tool('b', 'B');
+      await approvals.savePending('tracker', [
+        { capability: 'tracker', tool: 'a', method: 'a', change: 'changed', fingerprint: fingerprint(a2), acceptedFingerprint: fingerprint(tool('a', 'A')), differs: ['description'], current: a2, accepted: tool('a', 'A') },
+        { capability: 'tracker', tool: 'b', method: 'b', change: 'new', fingerprint: fingerprint(b), differs: [], current: b },
+      ]);
+      await Promise.all([changes.accept({ capability: 'tracker', tool: 'a', fingerprint: fingerprint(a2), reason: 'ok' }, 'erin'), changes.accept({ capability: 'tracker', tool: 'b', fingerprint: fingerprint(b), reason: 'ok' }, 'frank')]);
+      const stored = await approvals.load('tracker');
+      expect(Object.fromEntries(Object.entries(stored!.tools).map(([k, v]) => [k, [v.fingerprint, v.acceptedBy]]))).toEqual({ a: [fingerprint(a2), 'erin'], b: [fingerprint(b), 'frank'] });
+      expect(queryAudit(audit.db, { type: 'mcp.tool.accepted' }).map((r) => (r.data as { by: string }).by).sort()).toEqual(['erin', 'frank']);
+      await expect(changes.accept({ capability: 'other', tool: 'a', fingerprint: fingerprint(a2), reason: 'ok' }, 'erin')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    } finally {
+      changes.close();
+      await audit.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
