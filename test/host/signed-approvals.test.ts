@@ -17,7 +17,7 @@ import { hashRecord, RECORD_COLUMNS, rowToStored, type StoredRecord } from '../.
 import { approvalChallenge } from '../../host/approvals/challenge.js';
 import { auditCommand } from '../../host/cli/audit.js';
 import { argsDigest } from '../../host/gate/proposal.js';
-import { ContainedError } from '../../runtime/errors.js';
+import type { ContainedError } from '../../runtime/errors.js';
 import { login, post } from '../console/helpers.js';
 import { type Fixture, startFixture } from './helpers/host-fixture.js';
 import { SoftAuthenticator, type SoftCredential } from './helpers/soft-authenticator.js';
