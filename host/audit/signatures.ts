@@ -91,7 +91,7 @@ export async function verifySignedApprovals(db: Database.Database, requestId?: s
   }
   const problems: SignatureProblem[] = [];
   const approvals: CheckedApproval[] = [];
-  const seen = new Set<string>();
+  const seen = new Map<string, CheckedApproval>();
   const lastCounter = new Map<string, number>();
   const where = requestId === undefined ? "type IN ('request.approval', 'request.resolved')" : "type IN ('request.approval', 'request.resolved') AND json_extract(data, '$.requestId') = ?";
   const resolvedCounting = new Map<string, CheckedApproval[]>();
@@ -100,14 +100,14 @@ export async function verifySignedApprovals(db: Database.Database, requestId?: s
     const rid = String(d.requestId);
     for (const a of d.approvals ?? []) {
       const key = `${rid}|${a.operator}|${a.at}|${a.argsDigest}`;
-      if (seen.has(key)) {
+      const known = seen.get(key);
+      if (known) {
         // The same approval in a later record: only whether it counts may change.
-        const known = approvals.find((x) => `${x.requestId}|${x.operator}|${x.at}|${x.argsDigest}` === key);
-        if (known) known.counts = a.counts === true;
+        known.counts = a.counts === true;
         continue;
       }
-      seen.add(key);
       const checked: CheckedApproval = { seq: r.seq, requestId: rid, operator: a.operator, argsDigest: String(a.argsDigest), at: a.at, counts: a.counts === true };
+      seen.set(key, checked);
       approvals.push(checked);
       if (a.signature === undefined) continue;
       const fail = (message: string): void => {
@@ -171,7 +171,7 @@ export async function verifySignedApprovals(db: Database.Database, requestId?: s
       checked.verified = true;
     }
     if (r.type === 'request.resolved' && d.status === 'approved') {
-      resolvedCounting.set(rid, approvals.filter((x) => x.requestId === rid && x.counts));
+      resolvedCounting.set(rid, (d.approvals ?? []).map((a) => seen.get(`${rid}|${a.operator}|${a.at}|${a.argsDigest}`)).filter((x): x is CheckedApproval => x !== undefined && x.counts));
     }
   }
   // The counting signed approvals of an approved request: distinct people, distinct passkeys.
