@@ -24,6 +24,8 @@ import { performDetached, validateEdit } from './gate/detached.js';
 import type { RequestEvent } from './gate/events.js';
 import { PolicyGate } from './gate/policy-gate.js';
 import { RequestManager } from './gate/requests.js';
+import { ChangesetService } from './changesets/service.js';
+import { ContainedError } from '../runtime/errors.js';
 import type { GrantService } from './grant-service.js';
 import { createHostBackend } from './host-backend.js';
 import { type HttpRoute, type HttpServer, type HttpServices, startHttpServer } from './http.js';
@@ -64,6 +66,8 @@ export interface HostOptions {
   now?: () => number;
   /** Crash-test seam, see RequestManagerOptions.afterDecision. */
   afterDecision?: (request: RequestRecord) => void;
+  /** How long after its commit a staged run's changeset can be undone, in ms (default 24 h). */
+  undoWindowMs?: number;
   /**
    * Routes mounted on the HTTP server after the built-in ones and before the web console's; see
    * http.ts. An embedder's routes may use the whole host; the built-in adapters get ports only.
@@ -76,6 +80,8 @@ export interface HostOptions {
 export interface Host {
   readonly store: Store;
   readonly requests: RequestManager;
+  /** Staged runs' changesets: commit (through the request manager) and undo (host/changesets/). */
+  readonly changesets: ChangesetService;
   readonly gate: PolicyGate;
   /** The only writer of grants: add, narrow, revoke, with the grant rules (also `gate.grants`). */
   readonly grants: GrantService;
@@ -158,14 +164,17 @@ export async function startHost(options: HostOptions): Promise<Host> {
     events,
     now,
     logger,
-    validateEdit: (request, args) => validateEdit(detached, request, args),
-    performDetached: (request, args) => performDetached(detached, request, args),
+    validateEdit: (request, args) => (request.kind === 'changeset' ? Promise.reject(new ContainedError('INVALID_ARGUMENT', 'a changeset cannot be edited: approve it or deny it')) : validateEdit(detached, request, args)),
+    // An approved changeset is committed (host/changesets/); anything else is performed as the call it is.
+    performDetached: (request, args) => (request.kind === 'changeset' ? changesets.commit(request) : performDetached(detached, request, args)),
     ...(options.afterDecision ? { afterDecision: options.afterDecision } : {}),
     ...oversight.requestOptions,
     runLive: (runId) => live.isLive(runId),
     withdrawsOnCancel: async (runId) => config.cancelledRunRecommendations !== 'keep' && (await store.getRun(runId))?.status === 'cancelled',
     verifySignature: (operator, request, digest, assertion) => signed.verifySignature(operator, request, digest, assertion),
   });
+  // Staged runs: their effects become one changeset request when they end; approved, it is committed once.
+  const changesets: ChangesetService = new ChangesetService({ requests, store, instances, requestTimeoutMs: config.requestTimeoutMs, now, logger, ...(options.undoWindowMs === undefined ? {} : { undoWindowMs: options.undoWindowMs }) });
   // The run-level data-flow rule: the sources the config marks sensitive, checked against the instances now (a bad one fails the start).
   const dataFlow = compileDataFlow(config.dataFlow, instances);
   const gate = new PolicyGate({
@@ -189,6 +198,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     sandbox,
     live,
     emit: (event) => events.emit(event),
+    openChangeset: (runId, subject, session) => changesets.open(runId, subject, session),
     withdrawForRun: (runId, by) => requests.withdrawForRun(runId, by),
     withdrawOnCancel: config.cancelledRunRecommendations !== 'keep',
     dataDir: config.dataDir,
@@ -256,6 +266,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const host: Host = {
     store,
     requests,
+    changesets,
     gate,
     grants,
     runs,

@@ -52,7 +52,7 @@ const RUN_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30
 /** Seconds: from 1 s to 1 day. */
 const DECISION_BUCKETS = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14_400, 43_200, 86_400];
 const HTTP_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
-const KINDS: readonly RequestKind[] = ['recommendation', 'escalation'];
+const KINDS: readonly RequestKind[] = ['recommendation', 'escalation', 'changeset'];
 
 export function createHostMetrics(options: HostMetricsOptions = {}): HostMetrics {
   const p = options.prefix ?? 'contained_';

@@ -258,6 +258,7 @@ export class CapabilityInstance<S = any, D = any> {
       },
       record: (effect) =>
         session.record({ capability: this.name, definition: this.definition.name, method, args, risk: m.riskResolved, ...effect }, hooks?.observe),
+      defer: (cleanup) => session.defer(cleanup),
     };
     return m.staging.stage(args, ctx);
   }

@@ -43,6 +43,12 @@ export interface StagedEffect {
   preconditions: Record<string, string>;
   /** Resources the effect changes (their before-images are taken at commit, for rollback and undo). */
   resources: string[];
+  /**
+   * Optional: the state each resource must have after the effect (`staging.restore` images). When
+   * given, the commit writes these instead of performing the call again — exactly the rows an SQL
+   * statement changed when it was staged, never rows a replay would match later.
+   */
+  after?: Record<string, unknown>;
 }
 
 /** What a `stage` hook receives: the method context, the run's staged view, and a way to record. */
@@ -60,7 +66,9 @@ export interface StageContext<S = any, D = any> {
    * Record this call as an effect. `resources` are what it changes; the first time the run changes
    * one, its real state's fingerprint (`staging.observe`) becomes the commit's precondition.
    */
-  record(effect: { summary: string; detail?: unknown; resources?: string[] }): Promise<void>;
+  record(effect: { summary: string; detail?: unknown; resources?: string[]; preconditions?: Record<string, string>; after?: Record<string, unknown> }): Promise<void>;
+  /** Run `cleanup` when the staged run ends (e.g. remove a scratch copy); errors are ignored. */
+  defer(cleanup: () => Promise<void> | void): void;
 }
 
 /** A method's staging (see the module comment). */
@@ -98,6 +106,7 @@ export class StagingSession {
   readonly effects: StagedEffect[] = [];
   private readonly views = new Map<string, unknown>();
   private readonly touched = new Set<string>();
+  private readonly cleanups: Array<() => Promise<void> | void> = [];
   private bytes = 0;
   private readonly maxEffects: number;
   private readonly maxBytes: number;
@@ -118,22 +127,47 @@ export class StagingSession {
     return this.touched.has(`${capability}\0${resource}`);
   }
 
-  /** Append an effect; preconditions come from `observe` for resources this run had not changed yet. */
+  /** Run `cleanup` at `close`. */
+  defer(cleanup: () => Promise<void> | void): void {
+    this.cleanups.push(cleanup);
+  }
+
+  /** The run ended: run the deferred cleanups (last first); their errors are ignored. */
+  async close(): Promise<void> {
+    for (const cleanup of this.cleanups.splice(0).reverse()) {
+      try {
+        await cleanup();
+      } catch {
+        // A scratch copy left behind is the operating system's temp folder's to clear.
+      }
+    }
+  }
+
+  /**
+   * Append an effect; preconditions come from `observe` (or the capability's own, when it knows the
+   * state it staged against) for resources this run had not changed yet.
+   */
   async record(
-    fields: Omit<StagedEffect, 'seq' | 'preconditions' | 'resources'> & { resources?: string[] },
+    fields: Omit<StagedEffect, 'seq' | 'preconditions' | 'resources'> & { resources?: string[]; preconditions?: Record<string, string> },
     observe: ((resource: string) => Promise<string>) | undefined,
   ): Promise<void> {
     if (this.effects.length >= this.maxEffects) {
       throw new ContainedError('STAGING_LIMIT', `staged run: more than ${this.maxEffects} effects`, { data: { limit: 'maxEffects' } });
     }
+    const { preconditions: known, ...rest } = fields;
     const resources = fields.resources ?? [];
     const preconditions: Record<string, string> = {};
     for (const resource of resources) {
       if (this.hasTouched(fields.capability, resource)) continue;
+      const given = known?.[resource];
+      if (given !== undefined) {
+        preconditions[resource] = given;
+        continue;
+      }
       if (observe === undefined) throw new ContainedError('INTERNAL', `${fields.capability}: staged resources without staging.observe`);
       preconditions[resource] = await observe(resource);
     }
-    const effect: StagedEffect = { ...fields, seq: this.effects.length, preconditions, resources };
+    const effect: StagedEffect = { ...rest, seq: this.effects.length, preconditions, resources };
     const size = jsonLength(effect);
     if (this.bytes + size > this.maxBytes) {
       throw new ContainedError('STAGING_LIMIT', `staged run: the changeset would exceed ${this.maxBytes} bytes`, { data: { limit: 'maxBytes' } });

@@ -26,6 +26,7 @@ import { narrowerLimit } from '../sdk/narrowing.js';
 import { sameHostFile } from '../sdk/overlap.js';
 import { createSqlEngine, type SqlEngine } from './engine.js';
 import { statementKind } from './guard.js';
+import { sqlMethodStaging, sqlResourceStaging } from './staging.js';
 import type { ExecuteResult, QueryResult, SqlJob } from './statement.js';
 
 export { SQL_LOCK_WAIT_MS } from './statement.js';
@@ -86,7 +87,7 @@ function engineOf(deps: SqlDeps): SqlEngine {
 }
 
 /** Hand one call to a query process, under the scope's deadline and the run's signal. */
-async function runInEngine(method: SqlJob['method'], a: SqlArgs, ctx: { scope: SqlScope; deps: SqlDeps; runId: string; signal: AbortSignal }): Promise<unknown> {
+async function runInEngine(method: SqlJob['method'], a: SqlArgs, ctx: { scope: SqlScope; deps: SqlDeps; runId: string; signal: AbortSignal }, capture = false): Promise<unknown> {
   const { scope } = ctx;
   statementKind(a.sql);
   if (method === 'execute' && scope.readOnly) throw new ContainedError('OUT_OF_SCOPE', 'sql: this database is read-only');
@@ -99,9 +100,12 @@ async function runInEngine(method: SqlJob['method'], a: SqlArgs, ctx: { scope: S
     ...(a.params === undefined ? {} : { params: a.params }),
     maxRows: scope.maxRows ?? DEFAULT_MAX_ROWS,
     maxBytes: scope.maxBytes ?? DEFAULT_MAX_BYTES,
+    ...(capture ? { capture: true } : {}),
   };
   return engineOf(ctx.deps).run(job, { runId: ctx.runId, signal: ctx.signal, timeoutMs: scope.timeoutMs ?? DEFAULT_TIMEOUT_MS });
 }
+
+const staged = sqlMethodStaging(runInEngine as Parameters<typeof sqlMethodStaging>[0]);
 
 export const sqlCapability = defineCapability<SqlScope, SqlDeps>({
   name: 'sql',
@@ -122,6 +126,7 @@ export const sqlCapability = defineCapability<SqlScope, SqlDeps>({
     return scope;
   },
   methodUsable: (s, m) => !s.readOnly || m.risk.readOnly,
+  staging: sqlResourceStaging<SqlScope, SqlDeps>(),
   // The same database file and a table in common (views expand to the tables they read, and those must be listed: guard.ts).
   overlaps: (a, b) => a.tables.some((t) => b.tables.some((u) => t.toLowerCase() === u.toLowerCase())) && sameHostFile(a.file, b.file),
   describeScope(s) {
@@ -137,6 +142,7 @@ export const sqlCapability = defineCapability<SqlScope, SqlDeps>({
       precheck: (a) => void statementKind(a.sql),
       inScope: (a) => (statementKind(a.sql) === 'read' ? IN_SCOPE : outOfScope('sql: query runs read-only statements; use execute')),
       run: (a, ctx) => runInEngine('query', a, ctx) as Promise<QueryResult>,
+      staging: staged.query,
     }),
     execute: sqlMethod({
       description: 'Run one INSERT/UPDATE/DELETE/REPLACE statement with bound params; returns rows changed.',
@@ -146,6 +152,7 @@ export const sqlCapability = defineCapability<SqlScope, SqlDeps>({
       precheck: (a) => void statementKind(a.sql),
       inScope: (_a, s) => (s.readOnly ? outOfScope('sql: this database is read-only') : IN_SCOPE),
       run: (a, ctx) => runInEngine('execute', a, ctx) as Promise<ExecuteResult>,
+      staging: staged.execute,
     }),
   },
 });

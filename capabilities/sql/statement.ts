@@ -33,6 +33,11 @@ export interface SqlJob {
   params?: Array<string | number | boolean | null> | Record<string, string | number | boolean | null>;
   maxRows: number;
   maxBytes: number;
+  /**
+   * Staged runs only (the file is then the run's scratch copy): record every row the statement
+   * changes, with its values before and after, through temporary triggers (staging.ts).
+   */
+  capture?: boolean;
 }
 
 export type Cell = string | number | null | { base64: string };
@@ -44,6 +49,69 @@ export interface QueryResult {
 export interface ExecuteResult {
   changes: number;
   lastInsertRowid: number;
+  /** With `capture`: each row changed, as `{ hex }` for BLOB cells (null before an insert, after a delete). */
+  rows?: RowChange[];
+}
+
+/** One row a captured statement changed. */
+export interface RowChange {
+  table: string;
+  rowid: number;
+  before: Record<string, unknown> | null;
+  after: Record<string, unknown> | null;
+}
+
+const CHANGES = 'temp.__contained_changes';
+
+/** A SQL string literal. */
+function lit(s: string): string {
+  return `'${s.replaceAll("'", "''")}'`;
+}
+
+/** A row as JSON text, BLOB cells as `{"hex": …}` (json_object cannot hold a BLOB). */
+function rowJson(alias: 'OLD' | 'NEW', columns: readonly string[]): string {
+  const cells = columns.map((c) => {
+    const ref = `${alias}."${c.replaceAll('"', '""')}"`;
+    return `${lit(c)}, CASE typeof(${ref}) WHEN 'blob' THEN json_object('hex', hex(${ref})) ELSE ${ref} END`;
+  });
+  return `json_object(${cells.join(', ')})`;
+}
+
+/**
+ * Temporary triggers on each allowed rowid table recording the rows a statement changes. Created
+ * after the statement was vetted (checkProgram saw only the agent's statement) on a connection to a
+ * scratch copy; they live and die with the connection.
+ */
+function installCapture(db: Database.Database, tables: ReadonlySet<string>): void {
+  db.exec(`CREATE TEMP TABLE __contained_changes (seq INTEGER PRIMARY KEY, tbl TEXT, rid INTEGER, before TEXT, after TEXT)`);
+  const rows = db.prepare(`SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'`).all() as { name: string }[];
+  rows.forEach(({ name }, i) => {
+    if (!tables.has(name.toLowerCase())) return;
+    const columns = (db.prepare(`SELECT name FROM pragma_table_info(?)`).all(name) as { name: string }[]).map((c) => c.name);
+    const t = `main."${name.replaceAll('"', '""')}"`;
+    const tbl = lit(name);
+    db.exec(`CREATE TEMP TRIGGER __contained_i${i} AFTER INSERT ON ${t} BEGIN INSERT INTO ${CHANGES} (tbl, rid, before, after) VALUES (${tbl}, NEW.rowid, NULL, ${rowJson('NEW', columns)}); END`);
+    db.exec(`CREATE TEMP TRIGGER __contained_d${i} AFTER DELETE ON ${t} BEGIN INSERT INTO ${CHANGES} (tbl, rid, before, after) VALUES (${tbl}, OLD.rowid, ${rowJson('OLD', columns)}, NULL); END`);
+    // An update that moves a row to another rowid is a delete and an insert.
+    db.exec(`CREATE TEMP TRIGGER __contained_u${i} AFTER UPDATE ON ${t} BEGIN
+      INSERT INTO ${CHANGES} (tbl, rid, before, after) SELECT ${tbl}, OLD.rowid, ${rowJson('OLD', columns)}, ${rowJson('NEW', columns)} WHERE OLD.rowid = NEW.rowid;
+      INSERT INTO ${CHANGES} (tbl, rid, before, after) SELECT ${tbl}, OLD.rowid, ${rowJson('OLD', columns)}, NULL WHERE OLD.rowid <> NEW.rowid;
+      INSERT INTO ${CHANGES} (tbl, rid, before, after) SELECT ${tbl}, NEW.rowid, NULL, ${rowJson('NEW', columns)} WHERE OLD.rowid <> NEW.rowid;
+    END`);
+  });
+}
+
+/** The captured changes, one per row: its first before and its last after. */
+function capturedRows(db: Database.Database): RowChange[] {
+  const out = new Map<string, RowChange>();
+  for (const r of db.prepare(`SELECT tbl, rid, before, after FROM ${CHANGES} ORDER BY seq`).all() as Array<{ tbl: string; rid: number; before: string | null; after: string | null }>) {
+    const key = `${r.tbl}\0${r.rid}`;
+    const parse = (j: string | null): Record<string, unknown> | null => (j === null ? null : (JSON.parse(j) as Record<string, unknown>));
+    const seen = out.get(key);
+    if (seen) seen.after = parse(r.after);
+    else out.set(key, { table: r.tbl, rowid: Number(r.rid), before: parse(r.before), after: parse(r.after) });
+  }
+  return [...out.values()];
 }
 
 type Bound = unknown[] | Record<string, unknown>;
@@ -113,14 +181,17 @@ function runQuery(job: SqlJob): QueryResult {
 }
 
 function runExecute(job: SqlJob): ExecuteResult {
-  return withStatement(job, 'write', (stmt, bound) => {
+  return withStatement(job, 'write', (stmt, bound, db) => {
+    if (job.capture) installCapture(db, new Set(job.tables.map((t) => t.toLowerCase())));
     const r = Array.isArray(bound) ? stmt.run(...bound) : stmt.run(bound);
-    return { changes: r.changes, lastInsertRowid: Number(r.lastInsertRowid) };
+    const result: ExecuteResult = { changes: r.changes, lastInsertRowid: Number(r.lastInsertRowid) };
+    if (job.capture) result.rows = capturedRows(db);
+    return result;
   });
 }
 
 /** Open, prepare and vet a statement; `f` runs it. Every failure becomes a typed error. */
-function withStatement<T>(job: SqlJob, want: 'read' | 'write', f: (stmt: Database.Statement, args: Bound) => T): T {
+function withStatement<T>(job: SqlJob, want: 'read' | 'write', f: (stmt: Database.Statement, args: Bound, db: Database.Database) => T): T {
   statementKind(job.sql);
   if (want === 'write' && job.readOnly) throw new ContainedError('OUT_OF_SCOPE', 'sql: this database is read-only');
   const allow = new Set(job.tables.map((t) => t.toLowerCase()));
@@ -149,7 +220,7 @@ function withStatement<T>(job: SqlJob, want: 'read' | 'write', f: (stmt: Databas
       throw e instanceof ContainedError ? e : prepareError(e, allow);
     }
     try {
-      return f(stmt, bound);
+      return f(stmt, bound, db);
     } catch (e) {
       throw runError(e);
     }

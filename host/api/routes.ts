@@ -109,8 +109,8 @@ export function createApi(deps: ApiDeps): Api {
         if ('digest' in body && operator.role !== 'admin' && !(await imageClients.has(body.digest, operator.name))) throw noSuchImage(body.digest);
         const submitted =
           'image' in body
-            ? await runs.submit({ image: decodeBase64(body.image), input: body.input ?? null, submittedBy })
-            : await runs.submitDigest({ digest: body.digest, input: body.input ?? null, submittedBy });
+            ? await runs.submit({ image: decodeBase64(body.image), input: body.input ?? null, submittedBy, staged: body.staged === true })
+            : await runs.submitDigest({ digest: body.digest, input: body.input ?? null, submittedBy, staged: body.staged === true });
         sendJson(ctx.res, 202, submitted, { location: `/v1/runs/${submitted.runId}` });
       },
     },

@@ -18,12 +18,14 @@ export const digestSchema = z.string().regex(DIGEST, 'must look like sha256:<64 
 export const submitDigestSchema = z.strictObject({
   digest: digestSchema.describe('Digest of an image uploaded with POST /v1/images.'),
   input: z.unknown().optional().describe('JSON handed to the agent as `main(input, caps)` (default null).'),
+  staged: z.boolean().optional().describe('Stage the run: reads run for real, every other call is recorded into its changeset, reviewed as one request when the run ends (docs/changesets.md). Default false.'),
 });
 apiSchemas.add(submitDigestSchema, { id: 'SubmitRunByDigest', description: 'Run an uploaded image.' });
 
 export const submitImageSchema = z.strictObject({
   image: z.string().min(1).describe('The image archive (.tgz), base64. Kept for `contained submit`; prefer uploading once and submitting by digest.'),
   input: z.unknown().optional().describe('JSON handed to the agent as `main(input, caps)` (default null).'),
+  staged: z.boolean().optional().describe('Stage the run (see SubmitRunByDigest.staged).'),
 });
 apiSchemas.add(submitImageSchema, { id: 'SubmitRunWithImage', description: 'Run an image sent inline (base64).' });
 

@@ -7,7 +7,8 @@
  * 2. the before-image of every resource the effects change is taken;
  * 3. local effects (not open-world) are performed in the run's order, each through the runtime's
  *    Dispatcher with a gate that allows exactly that recorded call within the host's scope (nothing
- *    reaches a capability around it); if one fails, those already applied are restored from their
+ *    reaches a capability around it) — or, for an effect that recorded after-images (SQL rows), by
+ *    writing exactly those through the capability's `restore`; if one fails, those already applied are restored from their
  *    before-images and the outcome is `CHANGESET_FAILED` — nothing open-world was sent;
  * 4. open-world effects (e-mail, HTTP) last, in order; one that fails is reported in the result
  *    (what was sent cannot be called back).
@@ -111,6 +112,22 @@ async function perform(deps: ChangesetDeps, runId: string, subject: string | und
   return result.ok ? { seq: effect.seq, ok: true, result: result.value } : { seq: effect.seq, ok: false, error: { code: result.error.code, message: result.error.message } };
 }
 
+/**
+ * An effect that recorded its after-images (an SQL statement's rows) is committed by writing them,
+ * never by running the call again: what was reviewed is what is written.
+ */
+async function writeImages(deps: ChangesetDeps, effect: StagedEffect): Promise<EffectOutcome> {
+  try {
+    const hooks = hooksOf(deps, effect.capability);
+    for (const [resource, image] of Object.entries(effect.after ?? {})) await hooks.restore(resource, image);
+    return { seq: effect.seq, ok: true, result: { written: Object.keys(effect.after ?? {}).length } };
+  } catch (error) {
+    deps.logger?.error({ err: error, seq: effect.seq }, 'writing a staged effect failed');
+    const info = error instanceof ContainedError ? { code: error.code, message: error.message } : { code: 'CAPABILITY_FAILED', message: `${effect.capability}: writing the staged rows failed` };
+    return { seq: effect.seq, ok: false, error: info };
+  }
+}
+
 /** Every (capability, resource) the effects change, in first-touch order. */
 function resourcesOf(changeset: Changeset): Array<{ capability: string; resource: string }> {
   const seen = new Map<string, { capability: string; resource: string }>();
@@ -137,7 +154,7 @@ export async function commitChangeset(deps: ChangesetDeps, runId: string, subjec
     const open = changeset.effects.filter((e) => e.risk.openWorld);
     const outcomes: EffectOutcome[] = [];
     for (const effect of local) {
-      const outcome = await perform(deps, runId, subject, effect);
+      const outcome = effect.after === undefined ? await perform(deps, runId, subject, effect) : await writeImages(deps, effect);
       outcomes.push(outcome);
       if (!outcome.ok) {
         await rollback(deps, touched, befores);

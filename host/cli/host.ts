@@ -21,12 +21,16 @@ Starts the host: the embedded store in the data folder, the capability instances
 the policy gate, the operator WebSocket channel and the run API, on one port (loopback by default).
 `;
 
-const SUBMIT_USAGE = `Usage: contained submit <image.tgz> [--input JSON|@file] [--url URL] [--token TOKEN] [--json] [--no-wait]
+const SUBMIT_USAGE = `Usage: contained submit <image.tgz> [--input JSON|@file] [--staged] [--url URL] [--token TOKEN] [--json] [--no-wait]
 
 Submits a run to a running host (URL and token also from CONTAINED_URL / CONTAINED_TOKEN; the URL is
 the host's http://HOST:PORT or its ws://HOST:PORT/v1/operator, default http://127.0.0.1:7420; the
 token needs the platform or admin role), waits while its requests are decided, and prints the outcome.
 Exit codes as for 'contained run'; 1 with HOST_UNREACHABLE when the host cannot be reached.
+
+--staged stages the run: reads happen, every other call is recorded and answered from a staged
+view; when the run ends its effects wait, as one changeset request, for operators to approve
+(contained changeset show|undo, docs/changesets.md). The outcome printed is the staged run's.
 `;
 
 function hostLogger(): Logger {
@@ -77,6 +81,7 @@ export async function submitCommand(argv: string[], io: CliIo): Promise<number> 
     token: { type: 'string' },
     json: { type: 'boolean' },
     'no-wait': { type: 'boolean' },
+    staged: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -104,7 +109,7 @@ export async function submitCommand(argv: string[], io: CliIo): Promise<number> 
       throw new ContainedError('USAGE', '--input must be JSON (or @file holding JSON)');
     }
   }
-  const submitted = (await api(`${base}/v1/runs`, token, { method: 'POST', body: JSON.stringify({ image: image.toString('base64'), input }) })) as { runId: string; digest: string };
+  const submitted = (await api(`${base}/v1/runs`, token, { method: 'POST', body: JSON.stringify({ image: image.toString('base64'), input, ...(values.staged ? { staged: true } : {}) }) })) as { runId: string; digest: string };
   if (values['no-wait']) {
     io.stdout(values.json ? `${JSON.stringify(submitted)}\n` : `submitted run ${submitted.runId} (${submitted.digest})\n`);
     return 0;
@@ -116,6 +121,7 @@ export async function submitCommand(argv: string[], io: CliIo): Promise<number> 
       const outcome = run.outcome as RunOutcome;
       if (values.json) io.stdout(`${JSON.stringify({ runId: run.id, ...outcome })}\n`);
       else printOutcome(outcome, io);
+      if (values.staged && !values.json && outcome.status === 'ok') io.stderr(`staged: its effects, if any, wait as one changeset request of run ${submitted.runId} (contained pending)\n`);
       return exitCodeFor(outcome);
     }
   }

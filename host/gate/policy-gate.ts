@@ -20,7 +20,7 @@
  * are read and written, and attenuated instances kept, by the grant service (grant-service.ts).
  */
 import type { Logger } from 'pino';
-import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
+import type { CapabilityInstance, StagingSession } from '../../capabilities/sdk/index.js';
 import { needsSecondSignOff } from '../../capabilities/sdk/risk.js';
 import { ContainedError } from '../../runtime/errors.js';
 import type { CallOutcome, CapabilityRequest, Gate, GateCall, GateContext, GateDecision } from '../../runtime/gate.js';
@@ -30,6 +30,7 @@ import { capabilityOffer, type CapabilityOffer } from '../grants.js';
 import type { Grant, RequestRecord, RunSubject } from '../model.js';
 import type { DataFlowRule } from './data-flow.js';
 import { approvedRequestGate, viaForRequest } from './detached.js';
+import { stageDecision } from '../changesets/staged-gate.js';
 import type { FinalDecision, RequestManager } from './requests.js';
 
 /** A "for this run" answer to an escalation. */
@@ -44,6 +45,8 @@ export interface RunAllowance {
 export interface GateRun {
   subject: RunSubject;
   allowances: RunAllowance[];
+  /** A staged run's changeset: its allowed calls are staged, not performed (host/changesets/). */
+  staging?: StagingSession;
 }
 
 /** The audit log's hooks into the gate (host/audit/gate-audit.ts implements them). */
@@ -100,6 +103,8 @@ export class PolicyGate implements Gate {
     const run = decision.allow ? this.options.run(call.runId) : undefined;
     const fresh = run ? this.options.dataFlow?.received(run, call) : undefined;
     if (fresh?.length) this.options.audit?.sensitiveRead?.(call, fresh);
+    // In a staged run an allowed call is staged into the run's changeset (host/changesets/staged-gate.ts).
+    stageDecision(this.options.run(call.runId), decision, this.options.instances.get(call.capability));
     // An allowed call's intent is on disk before the dispatcher performs it (AUDIT_FAILED otherwise).
     await this.options.audit?.decided(call, decision);
     // And so is the approval it was allowed by (committed without its own fsync: the intent's commit
@@ -124,6 +129,8 @@ export class PolicyGate implements Gate {
     );
     if (grant) {
       const via = this.options.grants.instanceFor(grant, host);
+      // A staged run's calls are reviewed together, as its changeset: no per-call recommendation.
+      if (run.staging) return { allow: true, basis: `grant:${grant.id}`, via };
       if (grant.mode !== 'assisted' && !flow) return { allow: true, basis: `grant:${grant.id}`, via };
       return this.recommend(call, ctx, grant, via, durable, flow?.reason);
     }

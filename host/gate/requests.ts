@@ -98,6 +98,21 @@ export class RequestManager {
     this.events = options.events ?? createEventHub((error) => options.logger?.error({ err: error }, 'request event listener failed'));
   }
 
+  /**
+   * Persist a request nobody waits for — a staged run's changeset, opened when its run ended — and
+   * announce it. Approved, it is performed detached, exactly once (`claimExecution`), as an
+   * approved recommendation whose run has gone is.
+   */
+  async file(input: OpenRequest): Promise<RequestRecord> {
+    const { timeoutMs, ...fields } = input;
+    const createdAt = this.now();
+    const request: RequestRecord = { ...fields, id: randomUUID(), status: 'pending', approvals: [], createdAt, expiresAt: createdAt + timeoutMs };
+    await this.options.store.insertRequest(request);
+    this.schedule(request);
+    this.emit({ type: 'created', request: this.view(request) });
+    return request;
+  }
+
   /** Persist a request, announce it, and wait for its final decision (or the run's end). */
   async open(input: OpenRequest, signal: AbortSignal): Promise<FinalDecision> {
     const { timeoutMs, ...fields } = input;
@@ -185,7 +200,7 @@ export class RequestManager {
       durable.catch(() => {}); // the waiter (or the await below) handles a failure
       await durable;
       this.emit({ type: 'resolved', request: this.view(current) });
-      if (!waiter && current.kind === 'recommendation') void this.performDetached(current);
+      if (!waiter && current.kind !== 'escalation') void this.performDetached(current);
       return this.view(current);
     }
   }
@@ -262,7 +277,7 @@ export class RequestManager {
     const pending = await this.options.store.listRequests({ status: 'pending' });
     for (const request of pending) {
       const counted = countingApprovals(request);
-      if (request.kind === 'recommendation' && counted.length >= request.approvalsRequired) {
+      if (request.kind !== 'escalation' && counted.length >= request.approvalsRequired) {
         // The host died between the last approval and the resolution: finish the resolution.
         const resolved = await this.options.store.resolveRequest(request.id, { status: 'approved', at: this.now(), by: counted.map((a) => a.operator) });
         if (resolved.ok) closed += 1;
@@ -276,7 +291,7 @@ export class RequestManager {
       }
     }
     for (const request of await this.options.store.listRequests({ status: 'approved' })) {
-      if (request.kind === 'recommendation' && request.execution === undefined) {
+      if (request.kind !== 'escalation' && request.execution === undefined) {
         await this.performDetached(request);
         performed += 1;
       }
@@ -370,7 +385,7 @@ export class RequestManager {
     const waiter = this.waiters.get(request.id);
     this.waiters.delete(request.id);
     if (waiter) waiter(decision);
-    else if (decision.status === 'approved' && request.kind === 'recommendation') void this.performDetached(request);
+    else if (decision.status === 'approved' && request.kind !== 'escalation') void this.performDetached(request);
   }
 
   private async performDetached(request: RequestRecord): Promise<void> {

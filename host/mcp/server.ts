@@ -299,17 +299,22 @@ export async function createMcpSession(ports: McpPorts, agent: Agent, limits: Mc
       inputSchema: {
         code: z.string().describe('An ES module: `export default async function main(input, caps) { … }`.'),
         input: z.any().optional().describe('JSON passed to main as `input` (default null).'),
+        staged: z
+          .boolean()
+          .optional()
+          .describe('Stage the run: reads happen, every other call is recorded and answered from a staged view (outbox and http.send answer `staged: true` placeholders); when the run ends its effects wait for one human review as a changeset. Default false.'),
       },
       outputSchema: outputShape,
       annotations: { title: 'Run contained code', readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true },
     },
-    async ({ code, input }, extra) =>
+    async ({ code, input, staged }, extra) =>
       call('run', extra, Buffer.byteLength(code, 'utf8'), async () => {
         return ports.runs.submitCode({
           program: programFromSource(code, 'main.js'),
           input: input ?? null,
           subject: { ...agentRunSubject(agent.subject), text: formatSubject(agent.subject) },
           submittedBy: by,
+          staged: staged === true,
         });
       }),
   );

@@ -15,7 +15,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
+import { type CapabilityInstance, StagingSession } from '../../capabilities/sdk/index.js';
 import { ContainedError } from '../../runtime/errors.js';
 import type { Program, RunOutcome, Sandbox } from '../../runtime/index.js';
 import type { LimitsInput } from '../../runtime/limits.js';
@@ -49,6 +49,8 @@ export interface SubmitDigestInput {
    * decide its calls (the MCP server's `run_image`: an agent must not borrow an image's grants).
    */
   as?: RunSubject & { text: string };
+  /** Stage the run: reads run, every other call goes into its changeset (host/changesets/). */
+  staged?: boolean;
 }
 
 export interface SubmitInput {
@@ -56,6 +58,8 @@ export interface SubmitInput {
   image: Uint8Array;
   input?: unknown;
   submittedBy?: string;
+  /** Stage the run (see SubmitDigestInput.staged). */
+  staged?: boolean;
 }
 
 export interface SubmitCodeInput {
@@ -66,6 +70,8 @@ export interface SubmitCodeInput {
   subject: RunSubject & { text: string };
   submittedBy?: string;
   limits?: LimitsInput;
+  /** Stage the run (see SubmitDigestInput.staged). */
+  staged?: boolean;
 }
 
 /** What a run is made of, whatever it came from (an image, or code with a subject). */
@@ -146,6 +152,8 @@ export interface RunServiceDeps {
   maxQueuedRuns: number;
   /** Signature checks on every image loaded (trusted keys, whether a signature is required). */
   imageTrust?: LoadImageOptions;
+  /** A staged run ended `ok` with its changeset: open its review (ChangesetService.open). */
+  openChangeset?(runId: string, subject: string, session: StagingSession): Promise<unknown>;
   metrics?: {
     queueRejected(): void;
     runFinished(status: RunStatus, outcome: RunOutcome | undefined, durationMs: number): void;
@@ -194,8 +202,8 @@ export class RunService {
   }
 
   /** Queue a run of an image archive; QUEUE_FULL (nothing stored) when the run queue is full. */
-  async submit({ image: bytes, input = null, submittedBy }: SubmitInput): Promise<SubmittedRun> {
-    return this.startImage(await loadImage(bytes, this.imageTrust), input, submittedBy);
+  async submit({ image: bytes, input = null, submittedBy, staged = false }: SubmitInput): Promise<SubmittedRun> {
+    return this.startImage(await loadImage(bytes, this.imageTrust), input, submittedBy, undefined, staged);
   }
 
   /** Validate an image archive and store it under `<dataDir>/images/` by digest. */
@@ -206,8 +214,8 @@ export class RunService {
   }
 
   /** Queue a run of an image stored with `addImage` (NOT_FOUND if there is none). */
-  async submitDigest({ digest, input = null, submittedBy, as }: SubmitDigestInput): Promise<SubmittedRun> {
-    return this.startImage(await this.images.load(digest, this.imageTrust), input, submittedBy, as);
+  async submitDigest({ digest, input = null, submittedBy, as, staged = false }: SubmitDigestInput): Promise<SubmittedRun> {
+    return this.startImage(await this.images.load(digest, this.imageTrust), input, submittedBy, as, staged);
   }
 
   /** The stored run, or undefined. */
@@ -273,29 +281,31 @@ export class RunService {
    * subject, not the code's digest, is what grants name). Its `caps` holds what grants give the
    * subject. QUEUE_FULL (nothing stored) when the run queue is full.
    */
-  async submitCode({ program, input = null, subject, submittedBy, limits }: SubmitCodeInput): Promise<SubmittedRun> {
+  async submitCode({ program, input = null, subject, submittedBy, limits, staged = false }: SubmitCodeInput): Promise<SubmittedRun> {
     if (this.closing) throw new ContainedError('SHUTTING_DOWN', 'the host is closing');
     const files = Object.keys(program.files).sort().map((p) => `${p}\0${program.files[p] ?? ''}`).join('\0');
     const digest = `sha256:${createHash('sha256').update(files, 'utf8').digest('hex')}`;
-    return this.start({ program, digest, subject, subjectText: subject.text, name: subject.name, requested: [], limits: limits ?? {} }, input, submittedBy);
+    return this.start({ program, digest, subject, subjectText: subject.text, name: subject.name, requested: [], limits: limits ?? {} }, input, submittedBy, staged);
   }
 
   /** Queue (or start) a run of a loaded image. QUEUE_FULL before anything is stored. */
-  private async startImage(image: LoadedImage, input: unknown, submittedBy: string | undefined, as?: RunSubject & { text: string }): Promise<SubmittedRun> {
+  private async startImage(image: LoadedImage, input: unknown, submittedBy: string | undefined, as?: RunSubject & { text: string }, staged = false): Promise<SubmittedRun> {
     const subject: RunSubject = as ?? { digest: image.digest, name: image.manifest.name, signers: image.signatures.filter((s) => s.trusted).map((s) => s.keyId) };
     return this.start(
       { program: imageProgram(image), digest: image.digest, subject, subjectText: as?.text ?? image.digest, name: image.manifest.name, requested: image.manifest.requests.map((r) => r.capability), limits: image.manifest.limits ?? {} },
       input,
       submittedBy,
+      staged,
     );
   }
 
   /** Queue (or start) a run. QUEUE_FULL before anything is stored. */
-  private async start(source: RunSource, input: unknown, submittedBy: string | undefined): Promise<SubmittedRun> {
+  private async start(source: RunSource, input: unknown, submittedBy: string | undefined, staged = false): Promise<SubmittedRun> {
     if (this.closing) throw new ContainedError('SHUTTING_DOWN', 'the host is closing');
     const { store, live, logger } = this.deps;
     const runId = randomUUID();
     const { subject } = source;
+    const staging = staged ? new StagingSession(runId) : undefined;
     const capabilities = await this.capabilitiesFor(source.requested, subject);
     let slot: RunSlot;
     try {
@@ -348,13 +358,18 @@ export class RunService {
         const current = await store.getRun(runId);
         const status = current?.status === 'cancelled' ? 'cancelled' : outcome.status === 'ok' ? 'ok' : 'error';
         await store.updateRun(runId, { status, endedAt: this.now(), outcome, ...(read.length > 0 ? { sensitiveSources: [...read] } : {}) });
+        // A staged run that finished opens its changeset's review (a failed or cancelled one's effects are dropped).
+        if (staging !== undefined && status === 'ok' && this.deps.openChangeset) {
+          await this.deps.openChangeset(runId, source.subjectText, staging).catch((error: unknown) => logger?.error({ err: error, runId }, 'opening a changeset failed'));
+        }
+        await staging?.close();
         const updated = (await store.getRun(runId)) ?? { ...record, status, endedAt: this.now(), outcome };
         this.deps.emit({ type: 'run', run: updated });
         this.deps.metrics?.runFinished(status, outcome, this.now() - startedAt);
         this.journal.end(runId, { type: 'outcome', run: updated });
         return outcome;
       });
-    live.set(runId, { subject, allowances: [], done, slot });
+    live.set(runId, { subject, allowances: [], done, slot, ...(staging === undefined ? {} : { staging }) });
     return { runId, digest: source.digest, status: slot.queued ? 'queued' : 'running' };
   }
 

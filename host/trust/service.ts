@@ -31,6 +31,7 @@ import { evaluateDemotion, type TrustConfig } from './policy.js';
 import { Proposals } from './proposals.js';
 import { PromotionFlow } from './promotions.js';
 import { type ReviewFilter, ReviewQueue, sampled } from './reviews.js';
+import { assistedReviews } from '../changesets/service.js';
 
 export type { TrustOutEvent } from './model.js';
 
@@ -129,10 +130,12 @@ export class TrustService {
   // Assisted: recommendations and their verdicts ------------------------------------------------
 
   onRequestEvent(event: RequestEvent): void {
-    if ((event.type !== 'created' && event.type !== 'resolved') || event.request.kind !== 'recommendation') return;
-    const request = event.request;
-    const step = event.type === 'created' ? this.recommended(request) : this.resolved(request);
-    step.catch((error: unknown) => this.deps.logger?.error({ err: error, requestId: request.id }, 'trust: recording a recommendation failed'));
+    if (event.type !== 'created' && event.type !== 'resolved') return;
+    // A changeset review counts as one assisted review of each action type in it (host/changesets/).
+    for (const request of assistedReviews(event.request)) {
+      const step = event.type === 'created' ? this.recommended(request) : this.resolved(request);
+      step.catch((error: unknown) => this.deps.logger?.error({ err: error, requestId: request.id }, 'trust: recording a recommendation failed'));
+    }
   }
 
   /** Record a new recommendation with its shadow verdict: would the policy have allowed it on its own? */

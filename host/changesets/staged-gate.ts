@@ -1,0 +1,19 @@
+/**
+ * The gate's one step for staged runs: an allowed call of a staged run is performed through the
+ * staged form of its instance (`CapabilityInstance.staged`), so it is recorded into the run's
+ * changeset and answered from the staged view instead of happening; reads run for real. The grant,
+ * scope and budgets that allowed it apply unchanged. A grant basis becomes `staged:grant:<id>`, so
+ * nothing staged is queued for after-the-fact review as if it had been executed.
+ */
+import type { CapabilityInstance, StagingSession } from '../../capabilities/sdk/index.js';
+import type { GateDecision } from '../../runtime/gate.js';
+
+/** Rewrite an allowed decision of a staged run in place (anything else is left as it is). */
+export function stageDecision(run: { staging?: StagingSession } | undefined, decision: GateDecision, host: CapabilityInstance | undefined): void {
+  const session = run?.staging;
+  if (!decision.allow || session === undefined) return;
+  const via = decision.via ?? host;
+  if (via === undefined) return;
+  decision.via = via.staged(session);
+  if (decision.basis?.startsWith('grant:')) decision.basis = `staged:${decision.basis}`;
+}

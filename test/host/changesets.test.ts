@@ -1,0 +1,222 @@
+/**
+ * Staged runs on a real host (SQLite store, HTTP API, operator channel, real files, a real SQLite
+ * database, outbox into a maildir): the records-cleanup example staged end to end — rows are
+ * deleted only after the changeset is approved by two operators, and a denial changes nothing;
+ * an approval is bound to the changeset's digest; a conflict (a file changed since staging)
+ * applies nothing; an outbox send is queued until approval and sent once; undo restores the
+ * before-images and is refused after a later change.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { StagedEffect } from '../../capabilities/sdk/index.js';
+import { argsDigest } from '../../host/gate/proposal.js';
+import type { OperatorClient } from '../../host/operator/client.js';
+import type { WireRequestView as RequestView } from '../../host/operator/protocol.js';
+import { EXAMPLES_DIR } from '../../sandbox-images/build-examples.js';
+import { buildImage } from '../../sandbox-images/build.js';
+import { loadImage } from '../../sandbox-images/load.js';
+import { call } from './api-client.js';
+import { type Fixture, startFixture } from './helpers/host-fixture.js';
+
+function seed(dir: string): string {
+  const file = path.join(dir, 'cleanup.db');
+  const db = new Database(file);
+  db.exec(readFileSync(path.join(EXAMPLES_DIR, 'records-cleanup', 'data', 'seed.sql'), 'utf8'));
+  db.close();
+  return file;
+}
+
+function ids(file: string): number[] {
+  const db = new Database(file, { readonly: true });
+  try {
+    return (db.prepare('SELECT id FROM records ORDER BY id').all() as { id: number }[]).map((r) => r.id);
+  } finally {
+    db.close();
+  }
+}
+
+function changesetOf(op: OperatorClient, runId: string): Promise<RequestView> {
+  return new Promise((resolve) => {
+    const seen = [...op.pending.values()].find((r) => r.runId === runId && r.kind === 'changeset');
+    if (seen) return resolve(seen as RequestView);
+    const off = op.onEvent((event) => {
+      const r = 'request' in event ? (event.request as RequestView) : undefined;
+      if (event.type === 'created' && r?.runId === runId && r.kind === 'changeset') {
+        off();
+        resolve(r);
+      }
+    });
+  });
+}
+
+async function finished(base: string, token: string, runId: string): Promise<{ status: string; outcome: { status: string; value?: unknown; error?: unknown } }> {
+  for (;;) {
+    const res = await call(base, 'GET', `/v1/runs/${runId}?waitMs=10000`, { token });
+    if (res.body.outcome) return res.body;
+  }
+}
+
+let debug: (() => Promise<unknown>) | undefined;
+async function until<T>(f: () => Promise<T | undefined> | T | undefined, what: string, ms = 15_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}: ${JSON.stringify(await debug?.())}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+describe('staged runs on a host', () => {
+  let fx: Fixture;
+  let cleanupDb: string;
+  let cleanup: { bytes: Buffer; digest: string };
+
+  beforeAll(async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'contained-changesets-'));
+    mkdirSync(path.join(dir, 'notes'));
+    cleanupDb = seed(dir);
+    fx = await startFixture(
+      {
+        capabilities: {
+          notes: { kind: 'fs', scope: { root: path.join(dir, 'notes') } },
+          mail: { kind: 'outbox', scope: { from: 'agent@example.com', allowedRecipients: ['@example.com'], maxPerRun: 50 }, host: { folder: path.join(dir, 'mail') } },
+          records: { kind: 'sql', scope: { file: cleanupDb, tables: ['records'] } },
+          state: { kind: 'kv', scope: { file: path.join(dir, 'state.db'), namespace: 'agents' } },
+        },
+      },
+      dir,
+    );
+    const bytes = await buildImage(path.join(EXAMPLES_DIR, 'records-cleanup', 'image'));
+    cleanup = { bytes: Buffer.from(bytes), digest: (await loadImage(bytes)).digest };
+    await fx.grant(cleanup.digest, { capability: 'records', methods: ['query', 'execute'], mode: 'assisted', approvals: 2 });
+  });
+  afterAll(async () => {
+    await fx.close();
+  });
+
+  const submit = async (bytes: Buffer, input: unknown): Promise<string> => {
+    const res = await call(fx.host.url as string, 'POST', '/v1/runs', { token: fx.tokens['plat'] as string, json: { image: bytes.toString('base64'), input, staged: true } });
+    expect(res.status).toBe(202);
+    return res.body.runId as string;
+  };
+
+  it('records-cleanup staged: the run completes, nothing is deleted until two operators approve the changeset, then exactly the staged rows go', async () => {
+    const alice = await fx.operator('alice');
+    const bob = await fx.operator('bob');
+    const before = ids(cleanupDb);
+    const runId = await submit(cleanup.bytes, { olderThanDays: 90 });
+    const request = changesetOf(alice, runId);
+    const run = await finished(fx.host.url as string, fx.tokens['plat'] as string, runId);
+    // The program ran to completion as if its deletes had happened.
+    expect(run.outcome).toMatchObject({ status: 'ok', value: { found: 4, deleted: 4, ids: [1, 2, 3, 4] } });
+    expect(ids(cleanupDb)).toEqual(before);
+    const cs = await request;
+    expect(cs).toMatchObject({ kind: 'changeset', status: 'pending', approvalsRequired: 2, risk: { destructive: true }, method: 'commit' });
+    const effects = (cs.args as { effects: StagedEffect[] }).effects;
+    expect(effects).toHaveLength(1);
+    expect(effects[0]).toMatchObject({ capability: 'records', method: 'execute', resources: ['records#1', 'records#2', 'records#3', 'records#4'] });
+    expect((effects[0]?.detail as { rows: Array<{ before: { owner: string }; after: null }> }).rows.map((r) => [r.before.owner, r.after])).toEqual([
+      ['ana', null],
+      ['bo', null],
+      ['chen', null],
+      ['dara', null],
+    ]);
+
+    await alice.decide({ requestId: cs.id, verdict: 'approve', argsDigest: cs.proposal.argsDigest });
+    expect(ids(cleanupDb)).toEqual(before);
+    await bob.decide({ requestId: cs.id, verdict: 'approve', argsDigest: cs.proposal.argsDigest });
+    debug = async () => { const r = await fx.host.store.getRequest(cs.id); return { status: r?.status, approvals: r?.approvals, execution: r?.execution }; };
+    const done = await until(async () => {
+      const r = await fx.host.store.getRequest(cs.id);
+      return r?.execution?.state === 'done' ? r : undefined;
+    }, 'the commit');
+    expect(done).toMatchObject({ status: 'approved', execution: { ok: true } });
+    expect(ids(cleanupDb)).toEqual([5, 6, 7]);
+
+    // Undo restores the four rows from their before-images.
+    const erin = { tokenId: 'x', name: 'erin', role: 'admin' as const };
+    expect(await fx.host.changesets.undo(erin, cs.id)).toEqual({ requestId: cs.id, restored: 4 });
+    expect(ids(cleanupDb)).toEqual(before);
+    // A second undo finds the rows no longer as the commit left them.
+    await expect(fx.host.changesets.undo(erin, cs.id)).rejects.toMatchObject({ code: 'CHANGESET_CONFLICT' });
+  });
+
+  it('denied: nothing changes', async () => {
+    const alice = await fx.operator('alice');
+    const before = ids(cleanupDb);
+    const runId = await submit(cleanup.bytes, { olderThanDays: 90 });
+    const cs = await changesetOf(alice, runId);
+    await alice.decide({ requestId: cs.id, verdict: 'deny', reason: 'not this week' });
+    await new Promise((r) => setTimeout(r, 200));
+    expect(ids(cleanupDb)).toEqual(before);
+    expect(await fx.host.store.getRequest(cs.id)).toMatchObject({ status: 'denied' });
+    expect((await fx.host.store.getRequest(cs.id))?.execution).toBeUndefined();
+  });
+
+  it('the approval is bound to the changeset digest: an approval of another changeset is STALE_REQUEST and counts nothing', async () => {
+    const alice = await fx.operator('alice');
+    const runId = await submit(cleanup.bytes, { olderThanDays: 90 });
+    const cs = await changesetOf(alice, runId);
+    const effects = (cs.args as { effects: StagedEffect[] }).effects;
+    // What an approver would have reviewed had the changeset deleted one row fewer.
+    const other = { effects: [{ ...effects[0], resources: effects[0]?.resources.slice(1) }] };
+    expect(argsDigest(other)).not.toBe(cs.proposal.argsDigest);
+    await expect(alice.decide({ requestId: cs.id, verdict: 'approve', argsDigest: argsDigest(other) })).rejects.toMatchObject({ code: 'STALE_REQUEST' });
+    // Nor can an operator edit a changeset into another one.
+    await expect(alice.decide({ requestId: cs.id, verdict: 'approve', args: other })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect((await fx.host.store.getRequest(cs.id))?.approvals).toEqual([]);
+    await alice.decide({ requestId: cs.id, verdict: 'deny', reason: 'test done' });
+  });
+
+  it('fs, kv and outbox staged together; a file changed since staging is CHANGESET_CONFLICT and nothing is applied', async () => {
+    const alice = await fx.operator('alice');
+    writeFileSync(path.join(fx.dir, 'notes', 'a.txt'), 'hello');
+    const source = `export default async (input, caps) => {
+      const old = await caps.notes.read('a.txt');
+      await caps.notes.write({ path: 'a.txt', content: old + ' world' });
+      const seen = await caps.notes.read('a.txt');
+      await caps.state.set({ key: 'last', value: seen });
+      const sent = await caps.mail.send({ to: 'team@example.com', subject: 'staged', text: seen });
+      return { seen, sent, kv: await caps.state.get('last') };
+    }`;
+    const image = fx.image('staged-mix', source, []);
+    for (const capability of ['notes', 'state', 'mail']) await fx.grant(image.digest, { capability, methods: ['*'], mode: 'contained' });
+    const mailsBefore = fx.mails().length;
+    const runId = await submit(image.bytes, null);
+    const cs = await changesetOf(alice, runId);
+    const run = await finished(fx.host.url as string, fx.tokens['plat'] as string, runId);
+    expect(run.outcome).toMatchObject({ status: 'ok', value: { seen: 'hello world', kv: 'hello world', sent: { staged: true, accepted: ['team@example.com'] } } });
+    expect(readFileSync(path.join(fx.dir, 'notes', 'a.txt'), 'utf8')).toBe('hello');
+    expect(fx.mails()).toHaveLength(mailsBefore);
+    expect(cs.approvalsRequired).toBe(2); // fs.write and kv.set are destructive
+    // Someone changes the file after staging.
+    writeFileSync(path.join(fx.dir, 'notes', 'a.txt'), 'changed meanwhile');
+    const bob = await fx.operator('bob');
+    await alice.decide({ requestId: cs.id, verdict: 'approve' });
+    await bob.decide({ requestId: cs.id, verdict: 'approve' });
+    const done = await until(async () => {
+      const r = await fx.host.store.getRequest(cs.id);
+      return r?.execution?.state === 'done' ? r : undefined;
+    }, 'the commit');
+    expect(done.execution).toMatchObject({ ok: false, error: { code: 'CHANGESET_CONFLICT' } });
+    expect(readFileSync(path.join(fx.dir, 'notes', 'a.txt'), 'utf8')).toBe('changed meanwhile');
+    expect(fx.mails()).toHaveLength(mailsBefore);
+
+    // The same run again, left alone: committed, the email sent once, after the local effects.
+    const again = await submit(image.bytes, null);
+    const cs2 = await changesetOf(alice, again);
+    await alice.decide({ requestId: cs2.id, verdict: 'approve' });
+    await bob.decide({ requestId: cs2.id, verdict: 'approve' });
+    const ok = await until(async () => {
+      const r = await fx.host.store.getRequest(cs2.id);
+      return r?.execution?.state === 'done' ? r : undefined;
+    }, 'the commit');
+    expect(ok.execution).toMatchObject({ ok: true, result: { failed: 0 } });
+    expect(readFileSync(path.join(fx.dir, 'notes', 'a.txt'), 'utf8')).toBe('changed meanwhile world');
+    expect(fx.mails()).toHaveLength(mailsBefore + 1);
+  });
+});
