@@ -133,6 +133,31 @@ describe.skipIf(!hasChromium)('passkey-signed approvals in Chromium with a virtu
     ]);
   });
 
+  it('edit then approve: the passkey signs the digest of the edited arguments, and that is what the two approve and what runs', async () => {
+    const { id, runId } = await destructiveRequest('browser-edited.txt');
+    const alice = pages['alice'] as OperatorPage;
+    await alice.page.goto(`${base}/console/#/pending/${id}`);
+    const card = alice.page.locator(`article.card[data-id="${id}"]`);
+    await card.getByRole('button', { name: 'Edit & approve…', exact: true }).click();
+    await card.getByLabel('content', { exact: true }).fill('signed by two people, edited by alice');
+    await card.getByRole('button', { name: 'Approve with edits' }).click();
+    const edited = { path: 'browser-edited.txt', content: 'signed by two people, edited by alice' };
+    const afterEdit = await waitUntil(async () => {
+      const r = await fx.host.store.getRequest(id);
+      return r?.approvals.length === 1 ? r : undefined;
+    }, 'alice\'s edited approval');
+    expect(afterEdit.approvals[0]).toMatchObject({ operator: 'alice', args: edited, argsDigest: argsDigest(edited) });
+    expect(afterEdit.approvals[0]?.signature?.credentialId).toBe((await credentialIds(pages['alice'] as never))[0]);
+    // Bob approves the edited proposal on his page, signing its digest.
+    await approveOnPending(pages['bob'] as OperatorPage, id);
+    await waitUntil(async () => ((await fx.host.store.getRequest(id))?.status === 'approved' ? true : undefined), 'the approval');
+    expect((await fx.host.waitForRun(runId)).status).toBe('ok');
+    expect((await fx.host.store.getRequest(id))?.approvals.map((a) => [a.operator, a.argsDigest, a.signature !== undefined])).toEqual([
+      ['alice', argsDigest(edited), true],
+      ['bob', argsDigest(edited), true],
+    ]);
+  });
+
   it('refuses a forged assertion, a replayed one, and one made for other arguments', async () => {
     const { id, digest } = await destructiveRequest('browser-forged.txt');
     const alice = await fx.operator('alice');
