@@ -20,14 +20,13 @@
  * live there), only the few variables a Node process needs to start: were an isolate ever escaped
  * (GHSA-864f-rcv7-6rh4 was such a bug), the worker holds nothing worth taking.
  */
-import type { ChildProcess } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { BridgeResult, EngineCall, EngineRunSpec } from './engine.js';
 import type { LogLine, RunOutcome } from './outcome.js';
 import { SANDBOX_DEFAULTS } from './sandbox-config.js';
 import { type HostToWorker, parseWorkerMessage, type WorkerToHost } from './worker-protocol.js';
-import { adoptEarlyWorker, spawnWorkerProcess, type WorkerModule } from './worker-spawn.js';
+import { adoptEarlyWorker, spawnWorkerProcess, type WorkerChild, type WorkerModule } from './worker-spawn.js';
 
 export interface WorkerPoolOptions {
   /** Worker processes. Default 2. */
@@ -69,7 +68,8 @@ interface PoolRun {
 }
 
 interface Worker {
-  child: ChildProcess;
+  /** A forked process, or a connection to the resident sandbox process (resident-client.ts). */
+  child: WorkerChild;
   runs: Map<string, PoolRun>;
   /** performance.now() when the worker last said anything (monotonic: wall-clock jumps do not count). */
   lastSeen: number;
@@ -193,7 +193,7 @@ export class WorkerPool {
     const settings = { warmIsolates: this.options.warmIsolates, warmMemoryMb: this.options.warmMemoryMb };
     // A worker `contained run` started before it loaded the pool (worker-spawn.ts), if it is ours.
     const early = adoptEarlyWorker(settings, this.options.workerModule);
-    const child = early?.child ?? spawnWorkerProcess(settings, this.options.workerModule);
+    const child: WorkerChild = early?.child ?? spawnWorkerProcess(settings, this.options.workerModule);
     const worker: Worker = {
       child,
       runs: new Map(),
@@ -217,7 +217,7 @@ export class WorkerPool {
       child.kill('SIGKILL');
     });
     child.on('error', (error) => this.options.logger?.error({ err: error }, 'sandbox worker error'));
-    child.on('exit', (code, signal) => this.onExit(worker, code, signal));
+    child.on('exit', (code: number | null, signal: NodeJS.Signals | null) => this.onExit(worker, code, signal));
     for (const message of early?.messages ?? []) child.emit('message', message);
     return worker;
   }

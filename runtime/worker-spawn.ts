@@ -13,6 +13,7 @@
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import module from 'node:module';
+import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 
 /** The only variables of the host's environment a worker inherits (none of them holds a secret). */
@@ -62,42 +63,98 @@ export function spawnWorkerProcess(settings: WorkerSettings, entry: WorkerModule
   });
 }
 
+/**
+ * What the pool needs of a worker: a forked ChildProcess, or a connection to the resident sandbox
+ * process (resident-client.ts ResidentWorker) that behaves like one.
+ */
+export interface WorkerChild {
+  readonly pid?: number | undefined;
+  readonly connected: boolean;
+  readonly exitCode: number | null;
+  readonly signalCode: NodeJS.Signals | null;
+  readonly stdout: Readable | null;
+  readonly stderr: Readable | null;
+  send(message: object): boolean;
+  kill(signal?: NodeJS.Signals): boolean;
+  on(event: string, listener: (...args: any[]) => void): this;
+  once(event: string, listener: (...args: any[]) => void): this;
+  off(event: string, listener: (...args: any[]) => void): this;
+  emit(event: string, ...args: unknown[]): boolean;
+}
+
+/** A handle that keeps this process's event loop running unless unref'd. */
+interface Refable {
+  ref(): unknown;
+  unref(): unknown;
+}
+
 interface Early {
   key: string;
-  child: ChildProcess;
+  child: WorkerChild;
   /** Messages the worker sent before a pool adopted it (its `ready`), in order. */
   messages: unknown[];
   hold(message: unknown): void;
+  handles: Array<Refable | null | undefined>;
 }
 
 let early: Early | undefined;
+/** An early worker still being obtained (startWorkerEarlyFrom). */
+let pending: Promise<void> | undefined;
 
 function keyOf(settings: WorkerSettings, entry: WorkerModule): string {
   return JSON.stringify([settings.warmIsolates, settings.warmMemoryMb, entry.file, entry.execArgv]);
 }
 
 /** The handles of a child process that keep this process's event loop running. */
-function handles(child: ChildProcess): Array<{ ref(): unknown; unref(): unknown } | null | undefined> {
-  return [child, child.channel, child.stdout as unknown as { ref(): unknown; unref(): unknown }, child.stderr as unknown as { ref(): unknown; unref(): unknown }];
+function handles(child: ChildProcess): Array<Refable | null | undefined> {
+  return [child, child.channel, child.stdout as unknown as Refable, child.stderr as unknown as Refable];
+}
+
+function keep(settings: WorkerSettings, entry: WorkerModule, child: WorkerChild, refs: Array<Refable | null | undefined>, messages: unknown[]): void {
+  const hold = (message: unknown): void => void messages.push(message);
+  child.on('message', hold);
+  child.on('error', () => undefined);
+  for (const h of refs) h?.unref();
+  early = { key: keyOf(settings, entry), child, messages, hold, handles: refs };
 }
 
 /** Start one worker now, for a pool this process creates later with the same settings. */
 export function startWorkerEarly(settings: WorkerSettings, entry: WorkerModule = workerEntry()): void {
-  if (early) return;
+  if (early || pending) return;
   const child = spawnWorkerProcess(settings, entry);
-  const messages: unknown[] = [];
-  const hold = (message: unknown): void => void messages.push(message);
-  child.on('message', hold);
-  child.on('error', () => undefined);
-  for (const h of handles(child)) h?.unref();
-  early = { key: keyOf(settings, entry), child, messages, hold };
+  keep(settings, entry, child, handles(child), []);
+}
+
+/**
+ * Take the early worker from elsewhere: `obtain` resolves to a worker serving these settings (a
+ * connection to the resident sandbox process, with the messages it has sent), or to undefined,
+ * and then one is forked as startWorkerEarly does. A pool created before it settles forks its own:
+ * wait for earlyWorkerSettled() first.
+ */
+export function startWorkerEarlyFrom(
+  settings: WorkerSettings,
+  obtain: Promise<{ child: WorkerChild & Refable; messages: unknown[] } | undefined>,
+  entry: WorkerModule = workerEntry(),
+): void {
+  if (early || pending) return;
+  const settle = (got: { child: WorkerChild & Refable; messages: unknown[] } | undefined): void => {
+    pending = undefined;
+    if (got) keep(settings, entry, got.child, [got.child], [...got.messages]);
+    else startWorkerEarly(settings, entry);
+  };
+  pending = obtain.then(settle, () => settle(undefined));
+}
+
+/** Resolves once the early worker, if one is being obtained, is there (or forked instead). */
+export function earlyWorkerSettled(): Promise<void> {
+  return pending ?? Promise.resolve();
 }
 
 /**
  * The worker started early, if it has these settings and is still alive; it is handed over once.
  * The caller attaches its listeners and then replays `messages`.
  */
-export function adoptEarlyWorker(settings: WorkerSettings, entry: WorkerModule = workerEntry()): { child: ChildProcess; messages: unknown[] } | undefined {
+export function adoptEarlyWorker(settings: WorkerSettings, entry: WorkerModule = workerEntry()): { child: WorkerChild; messages: unknown[] } | undefined {
   const taken = early;
   if (!taken || taken.key !== keyOf(settings, entry)) return undefined;
   early = undefined;
@@ -107,6 +164,6 @@ export function adoptEarlyWorker(settings: WorkerSettings, entry: WorkerModule =
     child.kill('SIGKILL');
     return undefined;
   }
-  for (const h of handles(child)) h?.ref();
+  for (const h of taken.handles) h?.ref();
   return { child, messages: taken.messages };
 }
