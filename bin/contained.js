@@ -46,6 +46,8 @@ try {
 function createsNoIsolate(args) {
   const [name, ...rest] = args;
   if (name === undefined || name === 'help' || name === '--help' || name === '-h' || name === 'version' || name === '--version') return true;
+  // `sandbox start` starts the resident sandbox process as a process of its own (with the flag).
+  if (name === 'sandbox') return true;
   return name === 'run' && !rest.includes('--in-process');
 }
 

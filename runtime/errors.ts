@@ -141,6 +141,9 @@ export const ERRORS = {
   AUDIT_FAILED: { status: 500, audience: ['agent', 'operator', 'host'], doc: 'The audit record could not be made durable (disk full, lock timeout, closed log); the action it was to precede was not performed.' },
   AUDIT_TAMPERED: { status: null, audience: ['host'], doc: '`contained audit verify` found the chain broken (a record edited, deleted, inserted or moved) or a checkpoint that does not match; `data.firstBad` names the first bad record.' },
   PROMOTION_REFUSED: { status: 409, audience: ['operator'], doc: 'A promotion to executed was refused: the action is destructive, financial or irreversible (the ceiling), or its evidence no longer meets the bar.' },
+  // The resident sandbox process (`contained sandbox`, runtime/resident-*.ts, docs/performance.md)
+  RESIDENT_DIR_UNSAFE: { status: null, audience: ['caller'], doc: 'The folder of the resident sandbox process\'s socket is not private to this user (owned by another user, writable by group or others, a symbolic link) or cannot be created; `data.dir` names it and `data.reason` says why. Nothing was started; `contained run` forks a worker instead.' },
+  RESIDENT_START_FAILED: { status: null, audience: ['caller'], doc: '`contained sandbox start` started the resident sandbox process but it did not answer on its socket in time (`data.log` names its log file); it was stopped again.' },
   // CLI / usage
   USAGE: { status: 400, audience: ['caller', 'operator', 'host'], doc: 'The command line is malformed (unknown command or flag, missing value).' },
   AMBIGUOUS_ID: { status: null, audience: ['operator'], doc: 'An id prefix given on the command line matches several pending requests; `data.candidates` lists them and nothing was decided.' },

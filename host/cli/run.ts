@@ -9,6 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
 import { ContainedError } from '../../runtime/errors.js';
+import { earlyWorkerSettled } from '../../runtime/worker-spawn.js';
 import { createSandbox, LIMIT_CODES, loadProgramFromFile, type LimitsInput, type Program, type RunOutcome } from '../../runtime/index.js';
 import { type CliIo, intFlag, listFlag, parseFlags, stringFlag } from './args.js';
 import { MAIL_FLAGS, MAIL_USAGE, type RunHost, runHostDeps } from './run-host.js';
@@ -84,6 +85,8 @@ async function runOnce(
   inProcess: boolean,
   subject: string | undefined,
 ): Promise<RunOutcome> {
+  // The worker started early is a connection to the resident sandbox process or a fork (run-early.ts).
+  if (!inProcess) await earlyWorkerSettled();
   const sandbox = createSandbox({ isolation: inProcess ? 'in-process' : 'worker', workers: 1 });
   try {
     return await sandbox.run({ program, input, limits, capabilities, subject });
