@@ -16,6 +16,7 @@ Usage: contained <command> [options]
 
 Commands:
   run <entry.js|image.tgz>   run an agent program in a sandbox and print its outcome
+  sandbox start|stop|status  a resident sandbox process that makes contained run start faster
   image build|inspect|verify|sign|keygen
                              build, inspect, sign and verify sandbox images
   caps docs --grant SPEC…    print the agent-facing API of a set of grants (caps.d.ts / Markdown)
@@ -44,6 +45,7 @@ type Command = (argv: string[], io: CliIo) => Promise<number>;
 
 const commands: Record<string, Command> = {
   run: async (argv, io) => (await import('./run.js')).runCommand(argv, io),
+  sandbox: async (argv, io) => (await import('./sandbox.js')).sandboxCommand(argv, io),
   demo: async (argv, io) => (await import('./demo.js')).demoCommand(argv, io),
   image: async (argv, io) => (await import('../../sandbox-images/cli.js')).imageCommand(argv, io),
   caps: async (argv, io) => (await import('./caps-docs.js')).capsDocsCommand(argv, io),
