@@ -13,6 +13,7 @@ import type { OperatorBackend } from './operator/backend.js';
 import type { RunService } from './runs/service.js';
 import type { Store } from './store/store.js';
 import type { TrustService } from './trust/service.js';
+import type { ChangesetService } from './changesets/service.js';
 
 export interface HostBackendDeps {
   /** Tokens are re-read per state change; grants and runs are listed from the store. */
@@ -24,6 +25,8 @@ export interface HostBackendDeps {
   logger?: Logger;
   /** The review queue and promotions (host/trust); without it those operations are NOT_FOUND. */
   trust?: TrustService;
+  /** Staged runs' changesets (undo); without it that operation is NOT_FOUND. */
+  changesets?: Pick<ChangesetService, 'undo'>;
 }
 
 function requireRole(operator: Operator, needed: Exclude<Role, 'platform'>, what: string): void {
@@ -77,6 +80,7 @@ export function createHostBackend(deps: HostBackendDeps): OperatorBackend {
       return requests.subscribe(listener);
     },
     ...(deps.trust ? trustOperations(deps.trust) : {}),
+    ...(deps.changesets ? { undoChangeset: (operator: Operator, requestId: string) => (deps.changesets as Pick<ChangesetService, 'undo'>).undo(operator, requestId) } : {}),
   };
 }
 

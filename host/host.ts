@@ -233,7 +233,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
   metrics.seedPending(await requests.pending());
 
   // The operator backend: what operators may ask of the host, roles checked per operation.
-  const backend = createHostBackend({ runs, store, requests, grants, logger, trust: oversight.trust });
+  const backend = createHostBackend({ runs, store, requests, grants, logger, trust: oversight.trust, changesets });
 
   // The adapters: the web console and the HTTP server (platform API, operator channel).
   const listen = options.listen !== false;

@@ -26,6 +26,7 @@ Commands:
   demo                       build the example images and run report-digest (what npm start does)
   operator                   interactive operator terminal: pending requests, approve/edit/deny
   approve ID | deny ID       decide one request from a script (--span, --args / --reason)
+  undo ID                    undo a committed changeset of a staged run (docs/changesets.md)
   grant add|list|revoke      manage the stored grants (subject, capability, methods, mode)
   token create|list|revoke   manage operator tokens (shown once, stored hashed)
   agent create|list|revoke   manage agent identities for MCP clients (token shown once, stored hashed)
@@ -54,6 +55,7 @@ const commands: Record<string, Command> = {
   operator: async (argv, io) => (await import('./operator.js')).operatorCommand(argv, io),
   approve: async (argv, io) => (await import('./operator.js')).approveCommand(argv, io),
   deny: async (argv, io) => (await import('./operator.js')).denyCommand(argv, io),
+  undo: async (argv, io) => (await import('./operator.js')).undoCommand(argv, io),
   grant: async (argv, io) => (await import('./grant.js')).grantCommand(argv, io),
   token: async (argv, io) => (await import('./token.js')).tokenCommand(argv, io),
   agent: async (argv, io) => (await import('./agent.js')).agentCommand(argv, io),

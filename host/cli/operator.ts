@@ -103,6 +103,27 @@ export async function denyCommand(argv: string[], io: CliIo, env: Env = process.
   return withClient(io, target, async (client) => report(io, await client.decide({ requestId: resolveRequestId(client.pending, requestId), verdict: 'deny', reason })));
 }
 
+const UNDO_HELP = `Usage: contained undo ID [--url URL] [--token TOKEN]
+
+Undo a committed changeset (a staged run's effects, docs/changesets.md): its fs, kv and sql effects
+are restored from the before-images the commit kept, within the host's undo window. Refused with
+CHANGESET_CONFLICT, restoring nothing, when anything it changed has changed since. E-mail and HTTP
+requests it sent are never undone. ID is the changeset request's full id. Approvers and admins.
+`;
+
+/** \`contained undo ID\`: undo a committed changeset's local effects. */
+export async function undoCommand(argv: string[], io: CliIo, env: Env = process.env): Promise<number> {
+  const { values, positionals } = parseFlags(argv, CONNECTION_FLAGS);
+  if (values.help) return help(io, UNDO_HELP);
+  const requestId = onePositional(positionals, 'undo');
+  const target = connection(values, env);
+  return withClient(io, target, async (client) => {
+    const undone = await client.undoChangeset(requestId);
+    io.stdout(`${undone.requestId}: undone (${undone.restored} resource${undone.restored === 1 ? '' : 's'} restored from before-images)\n`);
+    return 0;
+  });
+}
+
 function help(io: CliIo, text: string): number {
   io.stdout(text);
   return 0;
@@ -140,6 +161,8 @@ function report(io: CliIo, request: WireRequestView): number {
     io.stdout(`${request.id}: approval recorded (${request.approvals.length}/${request.approvalsRequired}); waiting for another approver\n`);
   } else if (request.status === 'denied') {
     io.stdout(`${request.id}: denied: ${request.denyReason ?? ''}\n`);
+  } else if (request.status === 'approved' && request.kind === 'changeset') {
+    io.stdout(`${request.id}: approved; the host commits the changeset\n`);
   } else if (request.status === 'approved' && request.kind === 'recommendation' && request.runEnded === true) {
     io.stdout(`${request.id}: approved (its run had ended: the host performs the action on its own)\n`);
   } else {

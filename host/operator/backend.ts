@@ -30,4 +30,6 @@ export interface OperatorBackend {
   listPromotions?(operator: Operator, status?: Proposal['status']): Promise<Proposal[]>;
   /** Accept (writes the executed grant) or decline a proposal (admin). */
   decidePromotion?(operator: Operator, input: { proposalId: string; verdict: 'accept' | 'decline'; reason: string }): Promise<Proposal>;
+  /** Undo a committed changeset's local effects (approver+); CHANGESET_CONFLICT when anything changed since. Absent: NOT_FOUND. */
+  undoChangeset?(operator: Operator, requestId: string): Promise<{ requestId: string; restored: number }>;
 }

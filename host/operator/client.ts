@@ -152,6 +152,11 @@ export class OperatorClient {
   async listRuns(limit?: number): Promise<ResultPayload<'runs.list'>['runs']> {
     return (await this.call('runs.list', limit === undefined ? {} : { limit })).runs;
   }
+  /** Undo a committed changeset's local effects (docs/changesets.md). */
+  undoChangeset(requestId: string): Promise<ResultPayload<'changeset.undo'>> {
+    return this.call('changeset.undo', { requestId });
+  }
+
   async cancelRun(runId: string): Promise<ResultPayload<'runs.cancel'>['run']> {
     return (await this.call('runs.cancel', { runId })).run;
   }

@@ -251,6 +251,12 @@ export class OperatorConnection {
         this.log.info({ proposalId: message.proposalId, verdict: message.verdict }, 'operator decided a promotion');
         return { type: 'result', id: message.id, of: 'promotion.decide', result: { proposal } };
       }
+      case 'changeset.undo': {
+        this.requireRole('approver', 'undo changesets');
+        const undone = await supported(backend.undoChangeset, 'changesets').call(backend, op, message.requestId);
+        this.log.info({ requestId: message.requestId, restored: undone.restored }, 'operator undid a changeset');
+        return { type: 'result', id: message.id, of: 'changeset.undo', result: undone };
+      }
     }
   }
 

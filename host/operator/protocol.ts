@@ -122,6 +122,9 @@ export const promotionDecideMessageSchema = z.strictObject({
   reason: textSchema,
 });
 
+/** Undo a committed changeset's local effects from their before-images (approver+; docs/changesets.md). */
+export const changesetUndoMessageSchema = z.strictObject({ type: z.literal('changeset.undo'), id: idSchema, requestId: refSchema });
+
 export const clientMessageSchema = z.discriminatedUnion('type', [
   decideMessageSchema,
   grantsListMessageSchema,
@@ -133,6 +136,7 @@ export const clientMessageSchema = z.discriminatedUnion('type', [
   reviewMarkMessageSchema,
   promotionListMessageSchema,
   promotionDecideMessageSchema,
+  changesetUndoMessageSchema,
 ]);
 export type ClientMessage = z.infer<typeof clientMessageSchema>;
 export type ClientMessageType = ClientMessage['type'];
@@ -220,6 +224,7 @@ export const resultPayloadSchemas = {
   'review.mark': z.strictObject({ review: reviewSchema, demotion: demotionSchema.optional() }),
   'promotion.list': z.strictObject({ proposals: z.array(proposalSchema) }),
   'promotion.decide': z.strictObject({ proposal: proposalSchema }),
+  'changeset.undo': z.strictObject({ requestId: z.string(), restored: z.number().int().nonnegative() }),
 } as const satisfies Record<ClientMessageType, z.ZodType>;
 export type ResultPayload<T extends ClientMessageType> = z.infer<(typeof resultPayloadSchemas)[T]>;
 

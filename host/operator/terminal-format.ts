@@ -10,6 +10,8 @@
  *   control, invisible or direction-changing character in it is printed as a visible `\u{…}`
  *   escape, so it can neither move the cursor, recolour or clear the terminal, nor reorder text.
  */
+import type { StagedEffect } from '../../capabilities/sdk/index.js';
+import { formatChangeset } from '../changesets/format.js';
 import type { OperatorEvent } from './client.js';
 import type { WireRequestView } from './protocol.js';
 
@@ -53,6 +55,13 @@ export function formatRequest(r: WireRequestView, now: number): string {
   lines.push(`   why: ${inert(r.why)}`);
   if (r.reason) lines.push(`   agent's reason: ${json(r.reason)}`);
   const what = r.method ? 'args' : 'scope';
+  if (r.kind === 'changeset') {
+    // Every effect of a staged run: what is committed if approved (the digest below binds it).
+    const effects = (r.args as { effects?: StagedEffect[] } | undefined)?.effects ?? [];
+    lines.push(`   changeset (committed as shown if approved; local effects first):`, ...formatChangeset(effects).map((l) => `     ${l}`));
+    lines.push(`   changeset digest: ${proposal.argsDigest}`);
+    return `${lines.join('\n')}\n`;
+  }
   if (proposal.by === undefined) {
     if (r.method !== undefined || r.requestedScope !== undefined) lines.push(`   ${what} (as the agent asked; these run if approved): ${indent(json(proposal.args, true))}`);
   } else {

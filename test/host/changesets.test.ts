@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StagedEffect } from '../../capabilities/sdk/index.js';
 import { argsDigest } from '../../host/gate/proposal.js';
 import type { OperatorClient } from '../../host/operator/client.js';
+import { formatRequest } from '../../host/operator/terminal.js';
 import type { WireRequestView as RequestView } from '../../host/operator/protocol.js';
 import { EXAMPLES_DIR } from '../../sandbox-images/build-examples.js';
 import { buildImage } from '../../sandbox-images/build.js';
@@ -126,6 +127,11 @@ describe('staged runs on a host', () => {
       ['dara', null],
     ]);
 
+    // The terminal shows each row the statement changes, and the digest an approval names.
+    const shown = formatRequest(cs, Date.now());
+    expect(shown).toContain('records.execute');
+    expect(shown).toContain('- records#1 {"id":1,"owner":"ana"');
+    expect(shown).toContain(`changeset digest: ${cs.proposal.argsDigest}`);
     await alice.decide({ requestId: cs.id, verdict: 'approve', argsDigest: cs.proposal.argsDigest });
     expect(ids(cleanupDb)).toEqual(before);
     await bob.decide({ requestId: cs.id, verdict: 'approve', argsDigest: cs.proposal.argsDigest });
@@ -137,12 +143,13 @@ describe('staged runs on a host', () => {
     expect(done).toMatchObject({ status: 'approved', execution: { ok: true } });
     expect(ids(cleanupDb)).toEqual([5, 6, 7]);
 
-    // Undo restores the four rows from their before-images.
-    const erin = { tokenId: 'x', name: 'erin', role: 'admin' as const };
-    expect(await fx.host.changesets.undo(erin, cs.id)).toEqual({ requestId: cs.id, restored: 4 });
+    // Undo, over the operator channel: a viewer may not; an approver restores the four rows from their before-images.
+    const vic = await fx.operator('vic');
+    await expect(vic.undoChangeset(cs.id)).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    expect(await alice.undoChangeset(cs.id)).toEqual({ requestId: cs.id, restored: 4 });
     expect(ids(cleanupDb)).toEqual(before);
     // A second undo finds the rows no longer as the commit left them.
-    await expect(fx.host.changesets.undo(erin, cs.id)).rejects.toMatchObject({ code: 'CHANGESET_CONFLICT' });
+    await expect(alice.undoChangeset(cs.id)).rejects.toMatchObject({ code: 'CHANGESET_CONFLICT' });
   });
 
   it('denied: nothing changes', async () => {
