@@ -1,13 +1,14 @@
 /**
  * Narrowing a grant: the replacement an admin asks for, checked never to widen the old one. The
  * new grant may only drop methods, move toward more oversight (contained → executed → assisted),
- * require more approvals and expire earlier; its scope is the capability's own intersection of the
- * old scope and the asked one, so whatever was asked, it allows no more than before. Budgets,
+ * require more approvals, require passkey-signed approvals (never stop requiring them) and expire
+ * earlier; its scope is the capability's own intersection of the old scope and the asked one, so
+ * whatever was asked, it allows no more than before. Budgets,
  * request timeout and review sample carry over (the review sample only while `executed`).
  *
  * Pure: returns the new grant's input for the grant rules (grants.ts `validateNewGrant`), which
  * still apply in full. Fails: ALREADY_RESOLVED for a revoked or expired grant, NOT_NARROWER for
- * methods, mode, approvals or expiry wider than the old grant's (`data.field` names which),
+ * methods, mode, approvals, signed approvals or expiry wider than the old grant's (`data.field` names which),
  * INVALID_SCOPE for a scope that does not validate for the capability.
  */
 import type { CapabilityInstance } from '../capabilities/sdk/index.js';
@@ -26,6 +27,8 @@ export interface GrantNarrowing {
   scope?: Record<string, unknown>;
   /** Epoch ms. */
   expiresAt?: number;
+  /** Require passkey-signed approvals; a grant that requires them keeps requiring them (false there: NOT_NARROWER). */
+  signedApprovals?: boolean;
   reason: string;
 }
 
@@ -54,6 +57,10 @@ export function narrowedGrantInput(old: Grant, change: GrantNarrowing, ctx: Narr
   const expiresAt = change.expiresAt ?? old.expiresAt;
   if (old.expiresAt !== undefined && (expiresAt === undefined || expiresAt > old.expiresAt)) throw new ContainedError('NOT_NARROWER', 'narrowing cannot extend the expiry', { data: { field: 'expiresAt' } });
 
+  if (change.signedApprovals !== undefined && typeof change.signedApprovals !== 'boolean') throw new ContainedError('INVALID_ARGUMENT', 'signedApprovals is true or false');
+  const signedApprovals = change.signedApprovals ?? old.signedApprovals === true;
+  if (old.signedApprovals === true && !signedApprovals) throw new ContainedError('NOT_NARROWER', 'narrowing cannot drop the signed approvals this grant requires', { data: { field: 'signedApprovals' } });
+
   let scope = old.scope;
   if (change.scope !== undefined) {
     // The capability's own intersection: whatever was asked, the result allows no more than before.
@@ -65,6 +72,7 @@ export function narrowedGrantInput(old: Grant, change: GrantNarrowing, ctx: Narr
   const input: NewGrantInput = { subject: old.subject, capability: old.capability, methods, mode, approvals, createdBy: ctx.by, reason: `${change.reason} (narrowed from ${old.id})` };
   if (scope !== undefined) input.scope = scope;
   if (expiresAt !== undefined) input.expiresAt = expiresAt;
+  if (signedApprovals) input.signedApprovals = true;
   for (const key of ['budgets', 'requestTimeoutMs', 'reviewSample'] as const) {
     if (old[key] !== undefined) (input as Record<string, unknown>)[key] = old[key];
   }

@@ -112,6 +112,7 @@ export function validateNewGrant(input: NewGrantInput, ctx: GrantRuleContext): V
     if (!parsed.success) return refuse('INVALID_ARGUMENT', 'budget', `invalid budget for ${capability}.${method}: ${parsed.error.issues[0]?.message ?? ''}`);
   }
   if (input.reviewSample !== undefined && input.mode !== 'executed') return refuse('INVALID_ARGUMENT', 'review-sample', 'a review sample applies to executed grants only');
+  if (input.signedApprovals !== undefined && typeof input.signedApprovals !== 'boolean') return refuse('INVALID_ARGUMENT', 'signed-approvals', 'signedApprovals is true or false');
 
   // Force.
   const forced = input.forced;
@@ -178,8 +179,15 @@ export function validateNewGrant(input: NewGrantInput, ctx: GrantRuleContext): V
 
   const methods = wildcard && input.mode !== 'assisted' ? covered : input.methods;
   if (wildcard && input.mode !== 'assisted') notes.push(`"*" stored as ${methods.join(',')}: methods added to the host later are not granted "${input.mode}"`);
-  const { forced: _forced, approvals: _approvals, methods: _methods, ...rest } = input;
-  const grant: GrantDraft = { ...rest, methods: [...methods], approvals, ...(overridden && forced ? { forced: { by: forced.by, reason: forced.reason } } : {}) };
+  // signedApprovals is stored only when true (false asks for nothing).
+  const { forced: _forced, approvals: _approvals, methods: _methods, signedApprovals, ...rest } = input;
+  const grant: GrantDraft = {
+    ...rest,
+    methods: [...methods],
+    approvals,
+    ...(signedApprovals === true ? { signedApprovals: true } : {}),
+    ...(overridden && forced ? { forced: { by: forced.by, reason: forced.reason } } : {}),
+  };
   const parsed = grantSchema.safeParse({ ...grant, id: 'draft', createdAt: ctx.now });
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

@@ -49,6 +49,11 @@ export const grantSchema = z.strictObject({
   requestTimeoutMs: z.number().int().positive().optional(),
   /** Executed mode: fraction of actions queued for after-the-fact review (default 1). */
   reviewSample: z.number().min(0).max(1).optional(),
+  /**
+   * Every approval of a request raised under this grant carries a passkey assertion, whatever the
+   * host's `approvals.signed` policy (host/approvals/signed.ts). Stored only when true; a narrowing keeps it.
+   */
+  signedApprovals: z.boolean().optional(),
   createdBy: z.string().min(1),
   reason: z.string().min(1),
   createdAt: z.number().int(),
@@ -119,6 +124,8 @@ export const requestSchema = z.strictObject({
   /** Why it needs a human, in words ("assisted mode", "outside every grant: …"). */
   why: z.string(),
   grantId: z.string().optional(),
+  /** Its approvals must be passkey-signed whatever the host policy: the grant it was raised under asked for it (`Grant.signedApprovals`). */
+  signedApprovals: z.boolean().optional(),
   approvalsRequired: z.number().int().min(1),
   approvals: z.array(approvalSchema),
   status: z.enum(REQUEST_STATUSES),

@@ -1,6 +1,7 @@
 /**
  * Passkey-signed approvals: operators register passkeys (WebAuthn, @simplewebauthn/server), and
- * where the host config asks for it (`approvals.signed`), every approval carries an assertion whose
+ * where the host config asks for it (`approvals.signed`), or the grant a request was raised under
+ * does (`Grant.signedApprovals`, copied onto the request), every approval carries an assertion whose
  * challenge is derived from the request id, the digest of the exact arguments it approves and the
  * verdict (challenge.ts). The request manager calls `verifySignature` before it counts an approval.
  *
@@ -54,8 +55,8 @@ export interface PasskeyView {
 }
 
 export interface SignedApprovals {
-  /** Whether approvals of this request must be signed (the `approvals.signed` policy). */
-  required(request: Pick<RequestRecord, 'risk' | 'approvalsRequired' | 'method'>): boolean;
+  /** Whether approvals of this request must be signed (its grant's `signedApprovals`, or the `approvals.signed` policy). */
+  required(request: Pick<RequestRecord, 'risk' | 'approvalsRequired' | 'method' | 'signedApprovals'>): boolean;
   relyingParty(): RelyingParty;
   /** RequestManager's hook: verify an approval's assertion before it counts. */
   verifySignature(operator: Operator, request: RequestRecord, argsDigest: string, assertion: AssertionJSON | undefined): Promise<ApprovalSignature | undefined>;
@@ -109,7 +110,10 @@ export function createSignedApprovals(options: SignedApprovalsOptions): SignedAp
     return { rpId: config.rpId ?? 'localhost', origins: url === undefined ? [] : [`http://localhost${port ? `:${port}` : ''}`] };
   }
 
-  function required(request: Pick<RequestRecord, 'risk' | 'approvalsRequired' | 'method'>): boolean {
+  function required(request: Pick<RequestRecord, 'risk' | 'approvalsRequired' | 'method' | 'signedApprovals'>): boolean {
+    // Raised under a grant that requires signed approvals (or a staged run's changeset with a call
+    // such a grant allowed): signed, whatever the host policy says.
+    if (request.signedApprovals === true) return true;
     if (config.signed === 'all') return true;
     if (config.signed === 'off') return false;
     // risky: a destructive or financial call; for a capability request (no method, no risk), one

@@ -20,6 +20,7 @@ import { ContainedError } from '../../runtime/errors.js';
 import type { ExecutionOutcome, OpenRequest, RequestManager } from '../gate/requests.js';
 import { roleAtLeast, roleWithArticle, type Operator, type RequestRecord } from '../model.js';
 import { commitChangeset, undoChangeset, type Changeset, type CommitResult } from './commit.js';
+import { changesetNeedsSignatures } from './staged-gate.js';
 
 /** The capability name a changeset request carries (no instance has it: names are lower camel case). */
 export const CHANGESET_CAPABILITY = '$changeset';
@@ -70,7 +71,7 @@ function describe(effects: readonly StagedEffect[]): string {
 }
 
 /** The request a staged run's effects open. */
-export function changesetRequest(runId: string, subject: string | undefined, effects: readonly StagedEffect[], timeoutMs: number): OpenRequest {
+export function changesetRequest(runId: string, subject: string | undefined, effects: readonly StagedEffect[], timeoutMs: number, options: { signedApprovals?: boolean } = {}): OpenRequest {
   return {
     kind: 'changeset',
     runId,
@@ -81,6 +82,8 @@ export function changesetRequest(runId: string, subject: string | undefined, eff
     risk: combinedRisk(effects),
     why: describe(effects),
     approvalsRequired: effects.some((e) => needsSecondSignOff(e.risk)) ? 2 : 1,
+    // A call of the run was allowed by a grant that requires signed approvals (staged-gate.ts).
+    ...(options.signedApprovals === true ? { signedApprovals: true } : {}),
     timeoutMs,
   };
 }
@@ -129,7 +132,7 @@ export class ChangesetService {
   /** A staged run ended: open its changeset request when it has effects (undefined when it has none). */
   async open(runId: string, subject: string | undefined, session: StagingSession): Promise<RequestRecord | undefined> {
     if (session.effects.length === 0) return undefined;
-    return this.deps.requests.file(changesetRequest(runId, subject, session.effects, this.deps.requestTimeoutMs));
+    return this.deps.requests.file(changesetRequest(runId, subject, session.effects, this.deps.requestTimeoutMs, { signedApprovals: changesetNeedsSignatures(session) }));
   }
 
   /** Commit an approved changeset request (the request manager has claimed it: exactly once). */

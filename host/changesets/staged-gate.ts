@@ -4,6 +4,10 @@
  * changeset and answered from the staged view instead of happening; reads run for real. The grant,
  * scope and budgets that allowed it apply unchanged. A grant basis becomes `staged:grant:<id>`, so
  * nothing staged is queued for after-the-fact review as if it had been executed.
+ *
+ * A call allowed by a grant that requires passkey-signed approvals (`Grant.signedApprovals`) marks
+ * its run's staging session: the changeset it ends with is reviewed with signed approvals too, so a
+ * staged run is no way around the grant's requirement.
  */
 import type { CapabilityInstance, StagingSession } from '../../capabilities/sdk/index.js';
 import type { GateDecision } from '../../runtime/gate.js';
@@ -16,4 +20,17 @@ export function stageDecision(run: { staging?: StagingSession } | undefined, dec
   if (via === undefined) return;
   decision.via = via.staged(session);
   if (decision.basis?.startsWith('grant:')) decision.basis = `staged:${decision.basis}`;
+}
+
+/** Staging sessions with a call allowed by a grant that requires signed approvals. */
+const signedSessions = new WeakSet<StagingSession>();
+
+/** The run's changeset will need passkey-signed approvals (a call of it was allowed by such a grant). */
+export function requireSignedChangeset(session: StagingSession): void {
+  signedSessions.add(session);
+}
+
+/** Whether the changeset of this session needs passkey-signed approvals. */
+export function changesetNeedsSignatures(session: StagingSession): boolean {
+  return signedSessions.has(session);
 }

@@ -30,7 +30,7 @@ import { capabilityOffer, type CapabilityOffer } from '../grants.js';
 import type { Grant, RequestRecord, RunSubject } from '../model.js';
 import type { DataFlowRule } from './data-flow.js';
 import { approvedRequestGate, viaForRequest } from './detached.js';
-import { stageDecision } from '../changesets/staged-gate.js';
+import { requireSignedChangeset, stageDecision } from '../changesets/staged-gate.js';
 import type { FinalDecision, RequestManager } from './requests.js';
 
 /** A "for this run" answer to an escalation. */
@@ -130,7 +130,11 @@ export class PolicyGate implements Gate {
     if (grant) {
       const via = this.options.grants.instanceFor(grant, host);
       // A staged run's calls are reviewed together, as its changeset: no per-call recommendation.
-      if (run.staging) return { allow: true, basis: `grant:${grant.id}`, via };
+      if (run.staging) {
+        // Its grant's signed approvals then apply to the changeset (host/changesets/staged-gate.ts).
+        if (grant.signedApprovals === true) requireSignedChangeset(run.staging);
+        return { allow: true, basis: `grant:${grant.id}`, via };
+      }
       if (grant.mode !== 'assisted' && !flow) return { allow: true, basis: `grant:${grant.id}`, via };
       return this.recommend(call, ctx, grant, via, durable, flow?.reason);
     }
@@ -228,6 +232,8 @@ export class PolicyGate implements Gate {
       kind: 'recommendation',
       why: flow === undefined ? `assisted mode (grant ${grant.id})` : `${flow} (grant ${grant.id}, ${grant.mode} mode)`,
       grantId: grant.id,
+      // The grant asks for passkey-signed approvals whatever the host policy: the request carries it.
+      ...(grant.signedApprovals === true ? { signedApprovals: true } : {}),
       approvalsRequired: Math.max(grant.approvals, needsSecondSignOff(call.risk) ? 2 : 1),
       timeoutMs: grant.requestTimeoutMs ?? this.options.requestTimeoutMs,
     });

@@ -22,15 +22,16 @@ import {
 
 export type Row = Record<string, unknown>;
 
-/** One column: its SQL name, the record key, and whether it holds JSON text. */
+/** One column: its SQL name, the record key, and whether it holds JSON text or a flag (INTEGER 1, absent when not set). */
 interface Column {
   col: string;
   key: string;
   json?: true;
+  flag?: true;
 }
 
-function columns(spec: Array<[col: string, key: string, json?: 'json']>): Column[] {
-  return spec.map(([col, key, json]) => (json ? { col, key, json: true } : { col, key }));
+function columns(spec: Array<[col: string, key: string, kind?: 'json' | 'flag']>): Column[] {
+  return spec.map(([col, key, kind]) => (kind === 'json' ? { col, key, json: true } : kind === 'flag' ? { col, key, flag: true } : { col, key }));
 }
 
 export const GRANT_COLUMNS = columns([
@@ -51,6 +52,7 @@ export const GRANT_COLUMNS = columns([
   ['revoked_at', 'revokedAt'],
   ['revoked_by', 'revokedBy'],
   ['revoke_reason', 'revokeReason'],
+  ['signed_approvals', 'signedApprovals', 'flag'],
 ]);
 
 export const REQUEST_COLUMNS = columns([
@@ -76,6 +78,7 @@ export const REQUEST_COLUMNS = columns([
   ['resolved_by', 'resolvedBy', 'json'],
   ['deny_reason', 'denyReason'],
   ['execution', 'execution', 'json'],
+  ['signed_approvals', 'signedApprovals', 'flag'],
 ]);
 
 export const RUN_COLUMNS = columns([
@@ -109,6 +112,7 @@ export function columnFor(table: Column[], key: string): Column | undefined {
 /** A record value as SQLite stores it: undefined → NULL, JSON columns as text. */
 export function toSql(column: Column, value: unknown): unknown {
   if (value === undefined) return null;
+  if (column.flag) return value === true ? 1 : null;
   if (column.json) return JSON.stringify(value) ?? null;
   return value;
 }
@@ -132,7 +136,10 @@ function fromRow(row: Row, table: Column[], tableName: string): Record<string, u
   for (const c of table) {
     const value = row[c.col];
     if (value === null || value === undefined) continue;
-    if (c.json) {
+    if (c.flag) {
+      if (value !== 1) throw corrupt(tableName, row.id, `${c.col} is not 1 or NULL`);
+      out[c.key] = true;
+    } else if (c.json) {
       if (typeof value !== 'string') throw corrupt(tableName, row.id, `${c.col} is not JSON text`);
       try {
         out[c.key] = JSON.parse(value) as unknown;

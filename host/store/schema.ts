@@ -253,8 +253,18 @@ const V6 = `
 ALTER TABLE runs ADD COLUMN sensitive_sources TEXT;
 `;
 
+/**
+ * v7: signed approvals required by one grant (`grants.signed_approvals`, host/approvals/signed.ts),
+ * and by the request raised under it (`requests.signed_approvals`, copied when it opens: a narrowing
+ * or revocation later does not change what its approvals need). 1 or NULL. Additive.
+ */
+const V7 = `
+ALTER TABLE grants ADD COLUMN signed_approvals INTEGER CHECK (signed_approvals IS NULL OR signed_approvals = 1);
+ALTER TABLE requests ADD COLUMN signed_approvals INTEGER CHECK (signed_approvals IS NULL OR signed_approvals = 1);
+`;
+
 /** Migration n (1-based) is MIGRATIONS[n - 1]. Append only; never edit a shipped migration. */
-const MIGRATIONS: readonly string[] = [V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: readonly string[] = [V1, V2, V3, V4, V5, V6, V7];
 
 /** The schema version this build writes. */
 export const SCHEMA_VERSION = MIGRATIONS.length;
