@@ -23,6 +23,8 @@ export class ResidentWorker extends EventEmitter {
   signalCode: NodeJS.Signals | null = null;
   private readonly socket: Socket;
   private killed = false;
+  /** The pool said `exit`: the resident ending the connection now is the normal end. */
+  private leaving = false;
 
   constructor(socket: Socket, reader: FrameReader, pid: number) {
     super();
@@ -39,8 +41,9 @@ export class ResidentWorker extends EventEmitter {
       for (const frame of frames) this.emit('message', frame);
     });
     socket.on('close', () => {
+      // Ended by us (kill), by the resident after our `exit` (0), or by the resident going away (1).
       if (this.killed) this.signalCode = 'SIGKILL';
-      else this.exitCode = 0;
+      else this.exitCode = this.leaving ? 0 : 1;
       this.emit('exit', this.exitCode, this.signalCode);
     });
   }
@@ -51,6 +54,7 @@ export class ResidentWorker extends EventEmitter {
 
   send(message: unknown): boolean {
     if (!this.connected) return false;
+    if ((message as { t?: unknown }).t === 'exit') this.leaving = true;
     return this.socket.write(encodeFrame(message));
   }
 
