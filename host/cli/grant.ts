@@ -31,7 +31,7 @@ export const GRANT_USAGE = `Usage:
                       --mode contained|executed|assisted --reason TEXT
                       [--approvals N] [--scope JSON|@file] [--expires +7d|ISO-DATE]
                       [--budget METHOD=maxCalls:N[,perSecond:N][,maxBytes:N]]…
-                      [--request-timeout-ms N] [--review-sample 0..1]
+                      [--request-timeout-ms N] [--review-sample 0..1] [--signed-approvals]
                       [--force-reason TEXT] [--by NAME] [--config FILE] [--data-dir DIR] [--json]
   contained grant list [--subject SUBJECT] [--all] [--json] [--config FILE] [--data-dir DIR]
   contained grant revoke ID --reason TEXT [--by NAME] [--config FILE] [--data-dir DIR]
@@ -40,7 +40,8 @@ SUBJECT is an image digest (sha256:<64 hex>) or an image name with the key id of
 (<name>@sha256:<64 hex>). NAME is a capability configured in the host config (default
 ./contained.config.json). Destructive or financial methods cannot be granted contained or
 executed, and need two approvers when assisted, unless --force-reason records why an admin
-overrides it.
+overrides it. --signed-approvals: every approval of a request under the grant must carry a
+passkey assertion (made in the console), whatever the host's approvals.signed policy.
 `;
 
 const COMMON = {
@@ -147,6 +148,7 @@ async function grantAdd(argv: string[], io: CliIo): Promise<number> {
     'review-sample': { type: 'string' },
     reason: { type: 'string' },
     'force-reason': { type: 'string' },
+    'signed-approvals': { type: 'boolean' },
   });
   if (values.help) {
     io.stdout(GRANT_USAGE);
@@ -183,6 +185,7 @@ async function grantAdd(argv: string[], io: CliIo): Promise<number> {
   if (timeout !== undefined) input.requestTimeoutMs = timeout;
   const sample = reviewSample(values);
   if (sample !== undefined) input.reviewSample = sample;
+  if (values['signed-approvals'] === true) input.signedApprovals = true;
   const forceReason = stringFlag(values, 'force-reason');
   if (forceReason !== undefined) input.forced = { by, reason: forceReason };
 
@@ -206,7 +209,7 @@ function describeGrant(grant: Grant): string {
     `  subject     ${formatSubject(grant.subject)}`,
     `  capability  ${grant.capability}${grant.scope ? ` scope ${JSON.stringify(grant.scope)}` : ''}`,
     `  methods     ${grant.methods.join(', ')}`,
-    `  mode        ${grant.mode}${grant.mode === 'assisted' ? ` (${grant.approvals} approval${grant.approvals === 1 ? '' : 's'})` : ''}`,
+    `  mode        ${grant.mode}${grant.mode === 'assisted' ? ` (${grant.approvals} approval${grant.approvals === 1 ? '' : 's'}${grant.signedApprovals ? ', passkey-signed' : ''})` : grant.signedApprovals ? ' (approvals passkey-signed)' : ''}`,
   ];
   if (grant.expiresAt !== undefined) lines.push(`  expires     ${isoTime(grant.expiresAt)}`);
   if (grant.budgets) lines.push(`  budgets     ${Object.entries(grant.budgets).map(([m, b]) => `${m} ${JSON.stringify(b)}`).join('; ')}`);
@@ -263,7 +266,7 @@ async function grantList(argv: string[], io: CliIo): Promise<number> {
         g.scope ? `${g.capability} (narrowed)` : g.capability,
         g.methods.join(','),
         g.mode,
-        g.mode === 'assisted' ? String(g.approvals) : '-',
+        `${g.mode === 'assisted' ? String(g.approvals) : '-'}${g.signedApprovals ? ' signed' : ''}`,
         isoTime(g.expiresAt),
         status(g, now),
         g.reason.length > 60 ? `${g.reason.slice(0, 57)}...` : g.reason,

@@ -25,6 +25,8 @@ export const addGrantSchema = z.strictObject({
   approvals: z.number().int().min(1).max(5).optional(),
   scope: scopeSchema.optional(),
   expiresAt: z.number().int().positive().optional(),
+  /** Every approval under the grant passkey-signed, whatever the host policy. */
+  signedApprovals: z.boolean().optional(),
   reason: reasonSchema,
 });
 
@@ -34,6 +36,8 @@ export const narrowGrantSchema = z.strictObject({
   approvals: z.number().int().min(1).max(5).optional(),
   scope: scopeSchema.optional(),
   expiresAt: z.number().int().positive().optional(),
+  /** Every approval under the grant passkey-signed, whatever the host policy. */
+  signedApprovals: z.boolean().optional(),
   reason: reasonSchema,
 });
 
@@ -52,11 +56,24 @@ export async function addGrant(deps: GrantDeps, operator: Operator, body: z.outp
   if (body.approvals !== undefined) input.approvals = body.approvals;
   if (body.scope !== undefined) input.scope = body.scope;
   if (body.expiresAt !== undefined) input.expiresAt = body.expiresAt;
+  if (body.signedApprovals === true) input.signedApprovals = true;
   return deps.grants.add(input, operator);
 }
 
 export async function narrowGrant(deps: GrantDeps, operator: Operator, grantId: string, body: z.output<typeof narrowGrantSchema>): Promise<{ grant: Grant; revoked: Grant; notes: string[] }> {
   requireAdmin(operator, 'narrowing a grant');
-  const { reason, methods, mode, approvals, scope, expiresAt } = body;
-  return deps.grants.narrow(grantId, { reason, ...(methods ? { methods } : {}), ...(mode ? { mode } : {}), ...(approvals !== undefined ? { approvals } : {}), ...(scope ? { scope } : {}), ...(expiresAt !== undefined ? { expiresAt } : {}) }, operator);
+  const { reason, methods, mode, approvals, scope, expiresAt, signedApprovals } = body;
+  return deps.grants.narrow(
+    grantId,
+    {
+      reason,
+      ...(methods ? { methods } : {}),
+      ...(mode ? { mode } : {}),
+      ...(approvals !== undefined ? { approvals } : {}),
+      ...(scope ? { scope } : {}),
+      ...(expiresAt !== undefined ? { expiresAt } : {}),
+      ...(signedApprovals !== undefined ? { signedApprovals } : {}),
+    },
+    operator,
+  );
 }

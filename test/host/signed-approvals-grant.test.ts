@@ -146,6 +146,27 @@ describe('a grant that requires signed approvals (host policy off)', () => {
     expect(kept.grant.signedApprovals).toBe(true);
   });
 
+  it('the console adds and narrows such a grant (admin endpoints), and refuses a narrowing that drops the flag', async () => {
+    const base = fx.host.url as string;
+    const s = await login(base, { token: fx.tokens['erin'] as string });
+    const { digest } = appender('console.txt');
+    const added = await post(base, '/console/api/grants', { subject: { digest }, capability: 'notes', methods: ['append'], mode: 'assisted', signedApprovals: true, reason: 'signed from the console' }, s);
+    expect(added.status, added.body).toBe(201);
+    const g = added.json().grant as Grant;
+    expect(g.signedApprovals).toBe(true);
+    expect((await fx.host.store.getGrant(g.id))?.signedApprovals).toBe(true);
+    expect((await post(base, '/console/api/grants', { subject: { digest }, capability: 'notes', methods: ['append'], mode: 'assisted', signedApprovals: 'yes', reason: 'x' }, s)).json().error.code).toBe('INVALID_ARGUMENT');
+    const dropped = await post(base, `/console/api/grants/${g.id}/narrow`, { signedApprovals: false, reason: 'faster' }, s);
+    expect(dropped.json().error).toMatchObject({ code: 'NOT_NARROWER' });
+    const kept = await post(base, `/console/api/grants/${g.id}/narrow`, { approvals: 2, reason: 'two people' }, s);
+    expect(kept.status, kept.body).toBe(201);
+    expect(kept.json().grant).toMatchObject({ approvals: 2, signedApprovals: true });
+    const plain = await post(base, '/console/api/grants', { subject: { digest }, capability: 'notes', methods: ['append'], mode: 'assisted', reason: 'plain' }, s);
+    expect(plain.json().grant.signedApprovals).toBeUndefined();
+    const raised = await post(base, `/console/api/grants/${plain.json().grant.id}/narrow`, { signedApprovals: true, reason: 'sign it' }, s);
+    expect(raised.json().grant.signedApprovals).toBe(true);
+  });
+
   it('a staged run under such a grant opens a changeset that needs signatures too', async () => {
     const image = appender('staged.txt');
     await grantFor(image.digest, { signedApprovals: true });

@@ -55,7 +55,12 @@ export function mount(root, state) {
           h('td', visible(agentOf(g.subject))),
           h('td', h('code', visible(g.capability))),
           h('td', visible(g.methods.join(', '))),
-          h('td', badge(g.mode, g.mode === 'assisted' ? 'info' : g.mode === 'executed' ? 'warn' : ''), g.mode === 'assisted' ? ` ${g.approvals} approval${g.approvals > 1 ? 's' : ''}` : ''),
+          h(
+            'td',
+            badge(g.mode, g.mode === 'assisted' ? 'info' : g.mode === 'executed' ? 'warn' : ''),
+            g.mode === 'assisted' ? ` ${g.approvals} approval${g.approvals > 1 ? 's' : ''}` : '',
+            g.signedApprovals ? [' ', badge('signed', 'info')] : null,
+          ),
           h('td', g.scope ? h('code.scope', visible(JSON.stringify(g.scope))) : h('span.muted', 'host instance')),
           h('td', g.expiresAt ? time(g.expiresAt) : '—'),
           h('td', visible(g.reason), h('span.muted', ` — ${g.createdBy}`)),
@@ -153,6 +158,8 @@ export function mount(root, state) {
     const mode = h('select', { id: `nm-${g.id}` }, MODES.slice(MODES.indexOf(g.mode)).map((m) => h('option', { value: m }, m)));
     const approvals = h('input', { type: 'number', id: `na-${g.id}`, min: g.approvals, max: 5, value: String(g.approvals) });
     const expires = h('input', { type: 'datetime-local', id: `ne-${g.id}` });
+    // Signed approvals can be added by a narrowing, never dropped.
+    const signed = h('input', { type: 'checkbox', id: `nsa-${g.id}`, checked: g.signedApprovals === true, disabled: g.signedApprovals === true });
     const scope = h('textarea', { id: `ns-${g.id}`, rows: 3, spellcheck: 'false', placeholder: 'JSON; empty keeps the current scope' });
     const reason = h('input', { type: 'text', id: `nr-${g.id}`, required: true, maxlength: 2000 });
     const error = h('p.error', { role: 'alert' });
@@ -167,6 +174,7 @@ export function mount(root, state) {
             const methods = checkedValues(form, `n-${g.id}-m`);
             if (methods.length === 0) return void (error.textContent = 'keep at least one method (or revoke the grant)');
             const body = { methods, mode: mode.value, approvals: Number(approvals.value), reason: reason.value.trim() };
+            if (signed.checked) body.signedApprovals = true;
             if (sc.value) body.scope = sc.value;
             if (expires.value) body.expiresAt = new Date(expires.value).getTime();
             try {
@@ -179,9 +187,10 @@ export function mount(root, state) {
           },
         },
       },
-      h('p.muted', 'Narrowing writes a new grant and revokes this one. It can drop methods, add oversight, require more approvals, expire sooner or shrink the scope — never widen.'),
+      h('p.muted', 'Narrowing writes a new grant and revokes this one. It can drop methods, add oversight, require more approvals or passkey-signed approvals, expire sooner or shrink the scope — never widen.'),
       methodBoxes(`n-${g.id}`, available, g.methods.includes('*') ? available : g.methods, riskOf),
       h('div.grid', h('label', { for: `nm-${g.id}` }, 'Mode'), mode, h('label', { for: `na-${g.id}` }, 'Approvals'), approvals, h('label', { for: `ne-${g.id}` }, 'Expires'), expires),
+      h('label.inline', { for: `nsa-${g.id}` }, signed, ' Approvals must be passkey-signed'),
       h('label', { for: `ns-${g.id}` }, 'Narrower scope (intersected with the current one)'),
       g.scope ? h('p.muted', 'current: ', h('code', visible(JSON.stringify(g.scope)))) : null,
       scope,
@@ -204,6 +213,7 @@ export function mount(root, state) {
     const mode = h('select', { id: 'ag-mode' }, MODES.map((m) => h('option', { value: m, selected: m === 'assisted' }, m)));
     const approvals = h('input', { id: 'ag-approvals', type: 'number', min: 1, max: 5, placeholder: 'default by risk' });
     const expires = h('input', { id: 'ag-expires', type: 'datetime-local' });
+    const signed = h('input', { id: 'ag-signed', type: 'checkbox' });
     const scope = h('textarea', { id: 'ag-scope', rows: 3, spellcheck: 'false', placeholder: 'optional JSON: narrower than the host instance' });
     const reason = h('input', { id: 'ag-reason', type: 'text', required: true, maxlength: 2000 });
     const error = h('p.error', { role: 'alert' });
@@ -223,6 +233,7 @@ export function mount(root, state) {
             if (!sc.ok) return void (error.textContent = sc.error);
             const body = { subject: { digest: subject.value.trim() }, capability: capability.value, methods: checkedValues(form, 'ag-m'), mode: mode.value, reason: reason.value.trim() };
             if (approvals.value) body.approvals = Number(approvals.value);
+            if (signed.checked) body.signedApprovals = true;
             if (sc.value) body.scope = sc.value;
             if (expires.value) body.expiresAt = new Date(expires.value).getTime();
             try {
@@ -244,6 +255,7 @@ export function mount(root, state) {
       h('div.grid', h('label', { for: 'ag-subject' }, 'Agent (image digest)'), h('div', subject, datalist), h('label', { for: 'ag-cap' }, 'Capability'), capability),
       methodsBox,
       h('div.grid', h('label', { for: 'ag-mode' }, 'Mode'), mode, h('label', { for: 'ag-approvals' }, 'Approvals'), approvals, h('label', { for: 'ag-expires' }, 'Expires'), expires),
+      h('label.inline', { for: 'ag-signed' }, signed, ' Approvals must be passkey-signed (whatever the host policy)'),
       h('label', { for: 'ag-scope' }, 'Scope'),
       scope,
       h('label', { for: 'ag-reason' }, 'Reason'),
