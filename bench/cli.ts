@@ -7,6 +7,11 @@
  * builds the same JSON. Wall time from `spawn` to `exit`, interleaved A B C D A B C D so machine
  * noise hits all alike; medians.
  *
+ * With a resident sandbox process (`contained sandbox start`, one per launcher, each in a scratch
+ * folder of its own): `contained run hello.js` hands the program to it over its socket instead of
+ * forking a worker. Those rows are interleaved with the others; the plain rows run with
+ * CONTAINED_RESIDENT=0, so a resident of the user running the bench never serves them.
+ *
  * Every run's stdout is checked: the agent's value printed by `contained run` is the text `node
  * hello.mjs` prints, so no row times a failure.
  */
@@ -29,15 +34,16 @@ const EXPECTED = `${JSON.stringify(VALUE, null, 2)}\n`;
 interface Command {
   label: string;
   args: string[];
+  env: NodeJS.ProcessEnv;
   /** Whether stdout is what this command should print. */
   check(stdout: string): boolean;
   ms: number[];
 }
 
-function once(args: readonly string[], cwd: string): Promise<{ ms: number; stdout: string; code: number | null }> {
+function once(args: readonly string[], cwd: string, env: NodeJS.ProcessEnv = process.env): Promise<{ ms: number; stdout: string; code: number | null }> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -83,21 +89,63 @@ isolate.dispose();
 console.log(json);
 `,
     );
+    const fork = { ...process.env, CONTAINED_RESIDENT: '0' };
+    const residentEnv = (name: string): NodeJS.ProcessEnv => {
+      const residentDir = path.join(dir, `resident-${name}`);
+      mkdirSync(residentDir, { mode: 0o700 });
+      return { ...process.env, CONTAINED_RESIDENT_DIR: residentDir };
+    };
+    const checkoutResident = { launcher: CONTAINED, env: residentEnv('checkout') };
+    const installedResidentAt = { launcher: installed, env: residentEnv('installed') };
+    const residents = [checkoutResident, installedResidentAt];
+    const ranHere = (out: string): boolean => out.startsWith('ok (') && out.endsWith(EXPECTED);
     const commands: Command[] = [
-      { label: 'contained', args: [CONTAINED, 'run', 'hello.js'], check: (out) => out.startsWith('ok (') && out.endsWith(EXPECTED), ms: [] },
-      { label: 'installed', args: [installed, 'run', 'hello.js'], check: (out) => out.startsWith('ok (') && out.endsWith(EXPECTED), ms: [] },
-      { label: 'node', args: ['hello.mjs'], check: (out) => out === EXPECTED, ms: [] },
-      { label: 'floor', args: ['--no-node-snapshot', 'isolate-hello.mjs'], check: (out) => out === EXPECTED, ms: [] },
+      { label: 'contained', args: [CONTAINED, 'run', 'hello.js'], env: fork, check: ranHere, ms: [] },
+      { label: 'installed', args: [installed, 'run', 'hello.js'], env: fork, check: ranHere, ms: [] },
+      { label: 'node', args: ['hello.mjs'], env: process.env, check: (out) => out === EXPECTED, ms: [] },
+      { label: 'floor', args: ['--no-node-snapshot', 'isolate-hello.mjs'], env: process.env, check: (out) => out === EXPECTED, ms: [] },
+      { label: 'contained + resident', args: [CONTAINED, 'run', 'hello.js'], env: checkoutResident.env, check: ranHere, ms: [] },
+      { label: 'installed + resident', args: [installed, 'run', 'hello.js'], env: installedResidentAt.env, check: ranHere, ms: [] },
     ];
-    for (let i = 0; i <= RUNS; i++) {
-      for (const command of commands) {
-        const { ms, stdout } = await once(command.args, dir);
-        if (!command.check(stdout)) throw new Error(`${command.label}: unexpected output ${JSON.stringify(stdout.slice(0, 300))}`);
-        if (i > 0) command.ms.push(ms);
+    try {
+      for (const r of residents) {
+        const started = spawnSync(process.execPath, [r.launcher, 'sandbox', 'start', '--idle-seconds', '600'], { cwd: dir, env: r.env, encoding: 'utf8' });
+        if (started.status !== 0) throw new Error(`contained sandbox start exited ${started.status}: ${started.stderr}`);
       }
+      for (let i = 0; i <= RUNS; i++) {
+        for (const command of commands) {
+          const { ms, stdout } = await once(command.args, dir, command.env);
+          if (!command.check(stdout)) throw new Error(`${command.label}: unexpected output ${JSON.stringify(stdout.slice(0, 300))}`);
+          if (i > 0) command.ms.push(ms);
+        }
+      }
+      // Every resident row really went through its resident: its run counter holds them all.
+      for (const r of residents) {
+        const status = spawnSync(process.execPath, [r.launcher, 'sandbox', 'status', '--json'], { cwd: dir, env: r.env, encoding: 'utf8' });
+        const runs = (JSON.parse(status.stdout) as { runs?: number }).runs;
+        if (runs !== RUNS + 1) throw new Error(`the resident sandbox process served ${runs} runs, not ${RUNS + 1}`);
+      }
+    } finally {
+      for (const r of residents) spawnSync(process.execPath, [r.launcher, 'sandbox', 'stop'], { cwd: dir, env: r.env, stdio: 'ignore' });
     }
-    const [contained, installedMs, node, floor] = commands.map((c) => round(pct(c.ms, 50), 1)) as [number, number, number, number];
+    const [contained, installedMs, node, floor, containedResident, installedResident] = commands.map((c) => round(pct(c.ms, 50), 1)) as [number, number, number, number, number, number];
     return [
+      {
+        name: `CLI whole process: contained run hello.js with a resident sandbox process (contained sandbox start), installed package, median of ${RUNS}`,
+        value: installedResident,
+        unit: 'ms',
+        peer: 'node hello.mjs',
+        peerValue: node,
+        target: '≤ 1.5×',
+      },
+      {
+        name: `CLI whole process: contained run hello.js with a resident sandbox process (contained sandbox start), checkout (tsx), median of ${RUNS}`,
+        value: containedResident,
+        unit: 'ms',
+        peer: 'node hello.mjs',
+        peerValue: node,
+        target: '≤ 1.5×',
+      },
       {
         name: `CLI whole process: contained run hello.js, installed package (dist/, CLI + worker), median of ${RUNS}`,
         value: installedMs,
