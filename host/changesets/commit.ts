@@ -73,9 +73,9 @@ function hooksOf(deps: ChangesetDeps, capability: string): NonNullable<ReturnTyp
   return hooks;
 }
 
-function conflictError(what: string, conflicts: Conflict[]): ContainedError {
+function conflictError(what: string, conflicts: Conflict[], nothing: string): ContainedError {
   const names = conflicts.map((c) => `${c.capability}:${c.resource}`).join(', ');
-  return new ContainedError('CHANGESET_CONFLICT', `${what}: changed since: ${names}; nothing was applied`, { data: { conflicts } });
+  return new ContainedError('CHANGESET_CONFLICT', `${what}: changed since: ${names}; ${nothing}`, { data: { conflicts } });
 }
 
 /** Preconditions of every effect, against the real resources now. */
@@ -143,7 +143,7 @@ export async function commitChangeset(deps: ChangesetDeps, runId: string, subjec
     }
     const conflicts = await checkPreconditions(deps, changeset);
     if (conflicts.length > 0) {
-      const error = conflictError('the changeset cannot be committed', conflicts);
+      const error = conflictError('the changeset cannot be committed', conflicts, 'nothing was applied');
       return { ok: false, error: { code: error.code, message: error.message } };
     }
     const touched = resourcesOf(changeset);
@@ -198,7 +198,7 @@ export async function undoChangeset(deps: ChangesetDeps, result: CommitResult): 
     const found = await hooksOf(deps, r.capability).observe(r.resource);
     if (found !== r.after) conflicts.push({ capability: r.capability, resource: r.resource, expected: r.after, found });
   }
-  if (conflicts.length > 0) throw conflictError('the changeset cannot be undone', conflicts);
+  if (conflicts.length > 0) throw conflictError('the changeset cannot be undone', conflicts, 'nothing was restored');
   for (const r of [...result.resources].reverse()) await hooksOf(deps, r.capability).restore(r.resource, r.before);
   return { restored: result.resources.length };
 }

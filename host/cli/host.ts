@@ -121,7 +121,7 @@ export async function submitCommand(argv: string[], io: CliIo): Promise<number> 
       const outcome = run.outcome as RunOutcome;
       if (values.json) io.stdout(`${JSON.stringify({ runId: run.id, ...outcome })}\n`);
       else printOutcome(outcome, io);
-      if (values.staged && !values.json && outcome.status === 'ok') io.stderr(`staged: its effects, if any, wait as one changeset request of run ${submitted.runId} (contained pending)\n`);
+      if (values.staged && !values.json && outcome.status === 'ok') io.stderr(`staged: its effects, if any, wait as one changeset request of run ${submitted.runId} (contained operator; docs/changesets.md)\n`);
       return exitCodeFor(outcome);
     }
   }

@@ -32,6 +32,9 @@ ${SECRETS_USAGE}
   --wall-ms N          wall-clock limit, ms
   --json               print the outcome as one JSON object
   --in-process         run the isolate in this process (no worker; for debugging)
+  --staged             stage the run: reads happen, every other call is recorded and answered
+                       from a staged view; prints the changeset and commits nothing (a preview:
+                       committing needs a host, contained submit --staged; docs/changesets.md)
 
 Exit codes: 0 ok, 1 agent error or crashed sandbox, 2 usage error, 3 limit exceeded.
 `;
@@ -47,6 +50,7 @@ export async function runCommand(argv: string[], io: CliIo, env: Record<string, 
     'wall-ms': { type: 'string' },
     json: { type: 'boolean' },
     'in-process': { type: 'boolean' },
+    staged: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   });
   if (values.help) {
@@ -71,9 +75,24 @@ export async function runCommand(argv: string[], io: CliIo, env: Record<string, 
   const capabilities = await grantsFromFlags(listFlag(values, 'grant'), runHost);
   checkGrantSecrets(capabilities, secrets);
   if (runHost.maildirNotice !== undefined && capabilities.some((c) => c.definition.name === 'outbox')) io.stderr(runHost.maildirNotice);
-  const outcome = await runOnce(loaded.program, input, limits, capabilities, values['in-process'] === true, loaded.subject);
-  if (values.json) io.stdout(`${JSON.stringify(outcome)}\n`);
-  else printOutcome(outcome, io);
+  // Staged: the same instances, staged into one session; nothing but reads reaches the world.
+  const staging = values.staged ? new (await import('../../capabilities/sdk/staging.js')).StagingSession('local') : undefined;
+  const staged = staging ? capabilities.map((c) => c.staged(staging)) : capabilities;
+  let outcome: RunOutcome;
+  try {
+    outcome = await runOnce(loaded.program, input, limits, staged, values['in-process'] === true, loaded.subject);
+  } finally {
+    await staging?.close();
+  }
+  if (values.json) io.stdout(`${JSON.stringify(staging ? { ...outcome, changeset: { effects: staging.effects } } : outcome)}\n`);
+  else {
+    printOutcome(outcome, io);
+    if (staging) {
+      const { formatChangeset } = await import('../changesets/format.js');
+      const lines = formatChangeset(staging.effects);
+      io.stdout(`staged: ${staging.effects.length} effect${staging.effects.length === 1 ? '' : 's'}, none committed${lines.length ? ':' : ''}\n${lines.map((l) => `  ${l}\n`).join('')}`);
+    }
+  }
   return exitCodeFor(outcome);
 }
 

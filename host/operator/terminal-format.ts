@@ -48,7 +48,7 @@ export function formatRequest(r: WireRequestView, now: number): string {
   const earlier = [...new Set(r.approvals.map((a) => a.operator))].filter((name) => !counted.includes(name));
   const lines = [
     `── ${r.id}  ${r.kind}  ${target}`,
-    `   agent ${shortSubject(r.subject)}  run ${r.runId}${r.runEnded ? ' (run ended: approving performs the action without it)' : ''}`,
+    `   agent ${shortSubject(r.subject)}  run ${r.runId}${r.runEnded && r.kind !== 'changeset' ? ' (run ended: approving performs the action without it)' : ''}`,
     `   risk: ${risk}   approvals ${counted.length}/${r.approvalsRequired}${counted.length ? ` (${counted.join(', ')})` : ''}   expires in ${duration(r.expiresAt - now)}`,
   ];
   if (earlier.length) lines.push(`   approvals of other arguments no longer count: ${earlier.join(', ')}`);
