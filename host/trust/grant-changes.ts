@@ -5,11 +5,13 @@
  *
  * - Promotion (accepted proposal): a new `executed` grant for exactly that method, copying the
  *   assisted grant's subject, scope, expiry, budget for the method and request timeout. The
- *   assisted grant stays; the gate prefers the executed one while it is active.
+ *   assisted grant stays; the gate prefers the executed one while it is active. A grant that
+ *   requires passkey-signed approvals is never promoted (promotions.ts).
  * - Demotion: every active `executed` grant of the subject covering the method is revoked; one
  *   that also covered other methods is re-issued for those (so only the demoted action loses
  *   autonomy); when no active assisted grant covers the method, one is written (two approvers for
- *   destructive or financial methods). The next call becomes a recommendation.
+ *   destructive or financial methods; passkey-signed when the executed grant required it). The next
+ *   call becomes a recommendation.
  *
  * Which grant covers an action is the gate's own rule (`chooseGrant`, grant-choice.ts) applied to
  * the action's subject: its digest, with the image name and signers the gate matched it by (read
@@ -68,8 +70,10 @@ function budgetFor(grant: Grant, method: string): Pick<Grant, 'budgets'> {
   return budget === undefined ? {} : { budgets: { [method]: budget } };
 }
 
-function copyFields(grant: Grant): Pick<Grant, 'subject' | 'capability' | 'scope' | 'expiresAt' | 'requestTimeoutMs'> {
+function copyFields(grant: Grant): Pick<Grant, 'subject' | 'capability' | 'scope' | 'expiresAt' | 'requestTimeoutMs' | 'signedApprovals'> {
   return {
+    // A grant's signed approvals go wherever its calls go (a demotion's assisted grant keeps them).
+    ...(grant.signedApprovals === true ? { signedApprovals: true } : {}),
     subject: grant.subject,
     capability: grant.capability,
     ...(grant.scope === undefined ? {} : { scope: grant.scope }),

@@ -58,6 +58,8 @@ export class PromotionFlow {
     const now = this.now();
     const f = actionFigures(deps.sources, key, now);
     if (f.mode !== 'assisted' || !f.grant || !f.bar.met) return undefined;
+    // A grant that requires passkey-signed approvals keeps its calls with people: never proposed.
+    if (f.grant.signedApprovals === true) return undefined;
     const s = f.stats;
     const proposal: Proposal = {
       id: newId('prm'),
@@ -116,7 +118,9 @@ export class PromotionFlow {
           ? `the assisted grant ${proposal.grantId} is no longer active`
           : f.mode !== 'assisted'
             ? `${key.capability}.${key.method} is already ${f.mode}`
-            : undefined;
+            : base.signedApprovals === true || f.grant?.signedApprovals === true
+              ? `the grant of ${key.capability}.${key.method} requires passkey-signed approvals: its calls stay with people`
+              : undefined;
     if (refusal !== undefined || !base) {
       await this.close(proposal, 'withdrawn', by, `refused: ${refusal ?? 'no assisted grant'}`, now);
       throw new ContainedError('PROMOTION_REFUSED', refusal ?? 'no assisted grant', { data: { proposalId: id } });

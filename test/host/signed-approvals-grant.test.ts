@@ -5,8 +5,9 @@
  * assertion (software authenticator, real P-256 signatures) over the exact arguments counts; the
  * same method under a grant without the flag is approved without a signature. The flag survives
  * the store, a narrowing keeps it (and may add it, never drop it), a staged run under such a grant
- * opens a changeset that needs signatures too, and `contained grant add --signed-approvals` writes
- * it and `grant list` shows it.
+ * opens a changeset that needs signatures too, trust never promotes such a grant's calls to executed
+ * (not even with autoAccept) and a demotion's assisted grant keeps the flag, and `contained grant add
+ * --signed-approvals` writes it and `grant list` shows it.
  */
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
@@ -24,6 +25,8 @@ import { type Fixture, startFixture } from './helpers/host-fixture.js';
 import { SoftAuthenticator, type SoftCredential } from './helpers/soft-authenticator.js';
 import { waitUntil } from './helpers/webhook-receiver.js';
 import { DIGEST } from './store-fixtures.js';
+import { demotionPlan } from '../../host/trust/grant-changes.js';
+import { RISK, startTrust, SUBJECT } from './trust-harness.js';
 
 let fx: Fixture;
 let origin: string;
@@ -192,6 +195,53 @@ describe('a grant that requires signed approvals (host policy off)', () => {
     expect(request.signedApprovals).toBeUndefined();
     const a = await fx.operator('alice');
     expect((await a.decide({ requestId: request.id, verdict: 'approve', argsDigest: argsDigest(request.args) })).status).toBe('approved');
+  });
+});
+
+describe('trust: automatic rules never drop the requirement', () => {
+  const KEY = { subject: SUBJECT, capability: 'notes', method: 'mkdir' };
+
+  it('a grant that requires signed approvals is never proposed for promotion, not even with autoAccept', async () => {
+    const t = await startTrust({ minAssistedReviews: 5, autoAccept: true });
+    try {
+      const signed = await t.grant('notes', ['mkdir'], 'assisted', { signedApprovals: true });
+      for (let i = 0; i < 8; i++) await t.verdict(KEY, 'approved', RISK.lowStakes);
+      expect(t.trust.promotions.list()).toEqual([]);
+      expect((await t.store.listGrants()).filter((g) => g.mode === 'executed')).toEqual([]);
+      // The same record under a plain grant is promoted (the bar is met): the flag is what held it.
+      await t.store.revokeGrant(signed.id, 'erin', 'replaced', t.clock.now);
+      const plain = await t.grant('notes', ['mkdir']);
+      await t.verdict(KEY, 'approved', RISK.lowStakes, plain.id);
+      expect(t.trust.promotions.list()).toMatchObject([{ status: 'accepted', grantId: plain.id }]);
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('refuses to accept an open proposal once the grant of the action requires signed approvals (PROMOTION_REFUSED)', async () => {
+    const t = await startTrust({ minAssistedReviews: 5 });
+    try {
+      const plain = await t.grant('notes', ['mkdir']);
+      for (let i = 0; i < 5; i++) await t.verdict(KEY, 'approved', RISK.lowStakes);
+      const [proposal] = t.trust.promotions.list();
+      expect(proposal).toMatchObject({ status: 'proposed', grantId: plain.id });
+      // Another assisted grant of the action, which requires signatures, now decides it (the gate
+      // chooses the oldest of equally supervised grants: this one is dated before the plain one).
+      await t.grant('notes', ['mkdir'], 'assisted', { signedApprovals: true, createdAt: plain.createdAt - 1 });
+      await expect(t.trust.promotions.decide('erin', proposal?.id ?? '', 'accept', 'clean record')).rejects.toMatchObject({ code: 'PROMOTION_REFUSED' });
+      expect(t.trust.promotions.list()[0]).toMatchObject({ status: 'withdrawn' });
+    } finally {
+      await t.close();
+    }
+  });
+
+  it('a demotion\'s assisted grant keeps the flag of the executed grant it replaces', () => {
+    const executed: Grant = { id: 'grt_00000000000000aa', subject: { digest: SUBJECT }, capability: 'notes', methods: ['mkdir', 'read'], mode: 'executed', approvals: 1, signedApprovals: true, createdBy: 'erin', reason: 'r', createdAt: 1 };
+    const plan = demotionPlan([executed], [], KEY, { by: 'host', reason: 'critical review', now: 2, risk: RISK.lowStakes });
+    expect(plan.add.map((g) => [g.mode, g.methods, g.signedApprovals])).toEqual([
+      ['executed', ['read'], true],
+      ['assisted', ['mkdir'], true],
+    ]);
   });
 });
 
