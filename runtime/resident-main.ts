@@ -28,7 +28,10 @@ import {
 import type { WorkerToHost } from './worker-protocol.js';
 import { parseHostMessage, WorkerSession } from './worker-session.js';
 
+/** See worker-main.ts: exiting within ~20 ms of disposing a busy isolate has segfaulted. */
 const EXIT_GRACE_MS = 100;
+/** How long `stop` waits for cancelled runs to report before the process exits, ms. */
+const STOP_DRAIN_MS = 2000;
 const dir = residentDir();
 const socketPath = join(dir, SOCKET_NAME);
 const idleMs = Number(process.env.CONTAINED_RESIDENT_IDLE_MS) > 0 ? Number(process.env.CONTAINED_RESIDENT_IDLE_MS) : DEFAULT_RESIDENT_IDLE_MS;
@@ -76,8 +79,11 @@ function stop(reason: string): void {
   removeSocket();
   server.close();
   for (const s of sessions) s.cancelAll(`the resident sandbox process is stopping (${reason})`);
-  void warm.close().then(() => {
-    const wait = running() > 0 ? EXIT_GRACE_MS * 5 : lastNoisyEnd + EXIT_GRACE_MS - performance.now();
+  void warm.close().then(async () => {
+    // Let the cancelled runs' outcomes (CANCELLED) reach their clients, for at most STOP_DRAIN_MS.
+    const until = performance.now() + STOP_DRAIN_MS;
+    while (running() > 0 && performance.now() < until) await new Promise((r) => setTimeout(r, 20));
+    const wait = running() > 0 ? EXIT_GRACE_MS : lastNoisyEnd + EXIT_GRACE_MS - performance.now();
     if (wait > 0) setTimeout(() => process.exit(0), wait);
     else process.exit(0);
   });

@@ -165,8 +165,13 @@ describe('contained sandbox: a resident sandbox process serves contained run', (
     expect((await status(env, cwd)).state).toBe('running');
   });
 
-  it('stop: the process exits, the socket goes, status says not running; contained run forks, with nothing on stderr', async () => {
+  it('stop: a run in flight ends CANCELLED, the process exits, the socket goes, status says not running; contained run forks, with nothing on stderr', async () => {
+    const inFlight = contained(['run', 'loop.js', '--cpu-ms', '600000', '--wall-ms', '600000'], env, cwd);
+    await until(async () => (await status(env, cwd)).running === 1);
     const res = await contained(['sandbox', 'stop'], env, cwd);
+    const cancelled = await inFlight;
+    expect(cancelled.code).toBe(1);
+    expect(cancelled.stdout).toMatch(/^error CANCELLED: the resident sandbox process is stopping/);
     expect(res.code).toBe(0);
     expect(res.stdout).toContain(`stopped (pid ${pid})`);
     expect(alive(pid)).toBe(false);
