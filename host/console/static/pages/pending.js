@@ -19,6 +19,7 @@
 // scrolling box labelled as written by the agent; the host's own line with risk and approvals
 // comes first and holds none of it, so text imitating it ("2 of 2 approvals ✓") reads as a quote.
 import { renderArgsDiff } from '../lib/diff.js';
+import { renderChangeset } from '../lib/changeset.js';
 import { digestOf, signApproval } from '../lib/passkey.js';
 import { append, badge, clear, h, json, relative, section, shortDigest, time, toast, visible } from '../lib/dom.js';
 
@@ -216,7 +217,13 @@ function buildCard(initial, state) {
     const p = r.proposal;
     const what = r.method ? 'Arguments' : 'Requested scope';
     const asked = r.method ? r.args : r.requestedScope;
-    if (p.by === undefined) {
+    if (r.kind === 'changeset') {
+      // A staged run's effects, as one review: committed exactly as shown (the digest binds it).
+      proposalBox.append(
+        h('span.label', 'Changeset — every effect of the staged run; committed as shown if approved, local effects first'),
+        agentText('written by the agent', renderChangeset(p.args)),
+      );
+    } else if (p.by === undefined) {
       proposalBox.append(
         h('span.label', `${what} — as the agent asked; these run if approved`),
         agentText('written by the agent', h('div.proposal-args', renderArgs(p.args))),
@@ -265,7 +272,7 @@ function buildCard(initial, state) {
     }
     append(actions, [
       h('button.primary', { type: 'button', 'aria-keyshortcuts': 'a', on: { click: () => open('a') } }, 'Approve…'),
-      r.method ? h('button', { type: 'button', 'aria-keyshortcuts': 'e', on: { click: () => open('e') } }, 'Edit & approve…') : null,
+      r.method && r.kind !== 'changeset' ? h('button', { type: 'button', 'aria-keyshortcuts': 'e', on: { click: () => open('e') } }, 'Edit & approve…') : null,
       h('button.danger', { type: 'button', 'aria-keyshortcuts': 'd', on: { click: () => open('d') } }, 'Deny…'),
     ]);
   }
@@ -347,7 +354,7 @@ function buildCard(initial, state) {
     formNotice = h('p.notice.warn', { role: 'alert', hidden: true });
     const note = h('input', { id: `${id}-note`, type: 'text', maxlength: 2000, placeholder: 'optional' });
     const spans = r.kind === 'escalation' ? spanChooser(id) : null;
-    if (kind === 'e' && r.method) {
+    if (kind === 'e' && r.method && r.kind !== 'changeset') {
       const asked = r.args;
       const editor = argsEditor(r.proposal.args, id);
       const diffBox = h('div.diffbox');
