@@ -6,6 +6,10 @@
  * from before-images unless something changed since.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Database from 'better-sqlite3';
+import { createSql } from '../../capabilities/sql/index.js';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createFs } from '../../capabilities/fs/index.js';
@@ -184,5 +188,101 @@ describe('methods that cannot be staged', () => {
     await call(staged, 'set', { key: 'a', value: 1 });
     await call(staged, 'set', { key: 'b', value: 1 });
     expect((await errorOf(call(staged, 'set', { key: 'c', value: 1 }))).code).toBe('STAGING_LIMIT');
+  });
+});
+
+describe('staged sql', () => {
+  function db(): string {
+    const file = path.join(base, 'app.db');
+    const d = new Database(file);
+    d.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT, qty INTEGER, blob BLOB); INSERT INTO items VALUES (1,'a',1,NULL),(2,'b',2,x'00ff'),(3,'c',3,NULL)");
+    d.close();
+    return file;
+  }
+  const rows = (file: string): unknown[] => {
+    const d = new Database(file, { readonly: true });
+    try {
+      return d.prepare('SELECT id, name, qty, hex(blob) AS blob FROM items ORDER BY id').all();
+    } finally {
+      d.close();
+    }
+  };
+
+  it('runs statements on a scratch copy the same run reads, records the rows, commits exactly them, and undoes', async () => {
+    const file = db();
+    const sql = createSql({ file, tables: ['items'] });
+    const before = rows(file);
+    const session = new StagingSession('run-sql');
+    const staged = sql.staged(session);
+    expect(await call(staged, 'execute', { sql: 'UPDATE items SET qty = qty + 10 WHERE id >= ?', params: [2] })).toEqual({ changes: 2, lastInsertRowid: 0 });
+    expect(await call(staged, 'execute', { sql: "INSERT INTO items (name, qty) VALUES ('d', 4)" })).toMatchObject({ changes: 1, lastInsertRowid: 4 });
+    expect(await call(staged, 'execute', { sql: 'DELETE FROM items WHERE id = 1' })).toMatchObject({ changes: 1 });
+    // The run sees its own writes; the database does not.
+    expect(await call(staged, 'query', { sql: 'SELECT id, qty FROM items ORDER BY id' })).toMatchObject({ rows: [[2, 12], [3, 13], [4, 4]] });
+    expect(rows(file)).toEqual(before);
+    expect(session.effects[0]).toMatchObject({
+      resources: ['items#2', 'items#3'],
+      detail: { rows: [{ table: 'items', rowid: 2, before: { qty: 2, blob: { hex: '00FF' } }, after: { qty: 12, blob: { hex: '00FF' } } }, { rowid: 3 }] },
+    });
+    const instances = new Map<string, CapabilityInstance>([['sql', sql]]);
+    // The same statement run again now would touch a row the review never saw: the commit writes only the captured rows.
+    const d = new Database(file);
+    d.exec("INSERT INTO items (id, name, qty) VALUES (9, 'late', 9)");
+    d.close();
+    const outcome = await commitChangeset({ instances }, 'run-sql', undefined, { effects: session.effects });
+    expect(outcome).toMatchObject({ ok: true });
+    expect(rows(file)).toEqual([
+      { id: 2, name: 'b', qty: 12, blob: '00FF' },
+      { id: 3, name: 'c', qty: 13, blob: '' },
+      { id: 4, name: 'd', qty: 4, blob: '' },
+      { id: 9, name: 'late', qty: 9, blob: '' },
+    ]);
+    expect(await undoChangeset({ instances }, (outcome as { result: CommitResult }).result)).toEqual({ restored: 4 });
+    expect(rows(file)).toEqual([...before, { id: 9, name: 'late', qty: 9, blob: '' }]);
+    await session.close();
+  });
+
+  it('a row changed since staging is CHANGESET_CONFLICT and nothing is applied', async () => {
+    const file = db();
+    const sql = createSql({ file, tables: ['items'] });
+    const session = new StagingSession('run-sql-2');
+    await call(sql.staged(session), 'execute', { sql: 'DELETE FROM items WHERE id IN (1, 3)' });
+    await call(sql.staged(session), 'execute', { sql: "UPDATE items SET name = 'B' WHERE id = 2" });
+    const d = new Database(file);
+    d.exec('UPDATE items SET qty = 99 WHERE id = 3');
+    d.close();
+    const before = rows(file);
+    const outcome = await commitChangeset({ instances: new Map<string, CapabilityInstance>([['sql', sql]]) }, 'run-sql-2', undefined, { effects: session.effects });
+    expect(outcome).toMatchObject({ ok: false, error: { code: 'CHANGESET_CONFLICT' } });
+    expect((outcome as { error: { message: string } }).error.message).toContain('sql:items#3');
+    expect(rows(file)).toEqual(before);
+    await session.close();
+  });
+});
+
+describe('staged http.send against a loopback server', () => {
+  it('is sent only at the commit, once', async () => {
+    const seen: string[] = [];
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        seen.push(`${req.method} ${req.url} ${body}`);
+        res.end('ok');
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const api = createHttp({ origins: [origin], methods: ['GET', 'POST'], allowPrivateNetwork: true });
+      const session = new StagingSession('run-http');
+      expect(await call(api.staged(session), 'send', { url: `${origin}/hook`, method: 'POST', body: 'hi' })).toMatchObject({ status: 202 });
+      expect(seen).toEqual([]);
+      const outcome = await commitChangeset({ instances: new Map<string, CapabilityInstance>([['http', api]]) }, 'run-http', undefined, { effects: session.effects });
+      expect(outcome).toMatchObject({ ok: true, result: { failed: 0, effects: [{ seq: 0, ok: true, result: { status: 200, body: 'ok' } }] } });
+      expect(seen).toEqual(['POST /hook hi']);
+    } finally {
+      server.close();
+    }
   });
 });
