@@ -9,7 +9,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { ContainedError } from '../../runtime/errors.js';
 import { removeStaleSocket, residentRequest, spawnResident } from '../../runtime/resident-client.js';
-import { DEFAULT_RESIDENT_IDLE_MS, ensureResidentDir, findSocket, LOG_NAME, type ResidentStatus, residentDir } from '../../runtime/resident-protocol.js';
+import { DEFAULT_RESIDENT_IDLE_MS, ensureResidentDir, findSocket, LOG_NAME, type ResidentStatus, residentDir, residentKey } from '../../runtime/resident-protocol.js';
 import { type CliIo, intFlag, parseFlags } from './args.js';
 import { RUN_WORKER_SETTINGS } from './run-early.js';
 
@@ -57,7 +57,17 @@ function alive(pid: number): boolean {
 }
 
 function describe(status: ResidentStatus): string {
-  return `running (pid ${status.pid}, socket ${status.socket}; ${status.runs} run(s) since ${status.startedAt}, ${status.running} running, ${status.clients} client(s); stops after ${Math.round(status.idleMs / 1000)} s idle)\n`;
+  const stale = status.key === residentKey() ? '' : '; it runs other code than this contained (upgraded since it started), so contained run does not use it: `contained sandbox start` replaces it';
+  return `running (pid ${status.pid}, socket ${status.socket}; ${status.runs} run(s) since ${status.startedAt}, ${status.running} running, ${status.clients} client(s); stops after ${Math.round(status.idleMs / 1000)} s idle${stale})\n`;
+}
+
+/** Ask the resident to stop and wait for its process to end (SIGKILL after STOP_TIMEOUT_MS). */
+async function stopResident(dir: string, status: ResidentStatus): Promise<void> {
+  const found = findSocket(dir);
+  if (found && !('refused' in found)) await residentRequest(found.path, { t: 'stop' }, ANSWER_TIMEOUT_MS);
+  const deadline = Date.now() + STOP_TIMEOUT_MS;
+  while (alive(status.pid) && Date.now() < deadline) await sleep(20);
+  if (alive(status.pid)) process.kill(status.pid, 'SIGKILL');
 }
 
 export async function sandboxCommand(argv: string[], io: CliIo, env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -74,7 +84,7 @@ export async function sandboxCommand(argv: string[], io: CliIo, env: NodeJS.Proc
 
   if (action === 'status') {
     const status = await currentStatus(dir);
-    io.stdout(json ? `${JSON.stringify(status ? { state: 'running', ...status } : { state: 'not running' })}\n` : status ? describe(status) : 'not running\n');
+    io.stdout(json ? `${JSON.stringify(status ? { state: 'running', current: status.key === residentKey(), ...status } : { state: 'not running' })}\n` : status ? describe(status) : 'not running\n');
     return status ? 0 : 1;
   }
 
@@ -84,11 +94,7 @@ export async function sandboxCommand(argv: string[], io: CliIo, env: NodeJS.Proc
       io.stdout('not running\n');
       return 0;
     }
-    const found = findSocket(dir);
-    if (found && !('refused' in found)) await residentRequest(found.path, { t: 'stop' }, ANSWER_TIMEOUT_MS);
-    const deadline = Date.now() + STOP_TIMEOUT_MS;
-    while (alive(status.pid) && Date.now() < deadline) await sleep(20);
-    if (alive(status.pid)) process.kill(status.pid, 'SIGKILL');
+    await stopResident(dir, status);
     io.stdout(`stopped (pid ${status.pid})\n`);
     return 0;
   }
@@ -97,9 +103,14 @@ export async function sandboxCommand(argv: string[], io: CliIo, env: NodeJS.Proc
   const folder = ensureResidentDir(dir);
   if (!folder.ok) throw new ContainedError('RESIDENT_DIR_UNSAFE', `the folder ${dir} ${folder.reason}; not starting the resident sandbox process`, { data: { dir, reason: folder.reason } });
   const running = await currentStatus(dir);
-  if (running) {
+  if (running && running.key === residentKey()) {
     io.stdout(`already ${describe(running)}`);
     return 0;
+  }
+  // One of other code (the package was upgraded under it): contained run no longer uses it.
+  if (running) {
+    await stopResident(dir, running);
+    io.stdout(`stopped pid ${running.pid}, which ran other code than this contained\n`);
   }
   const pid = spawnResident(dir, RUN_WORKER_SETTINGS, idleSeconds === undefined ? DEFAULT_RESIDENT_IDLE_MS : idleSeconds * 1000);
   const deadline = Date.now() + START_TIMEOUT_MS;

@@ -8,7 +8,7 @@
  * Each describe uses its own folder (CONTAINED_RESIDENT_DIR), never the user's.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -32,6 +32,7 @@ function contained(args: string[], env: Record<string, string>, cwd: string): Pr
 
 interface Status {
   state: 'running' | 'not running';
+  current?: boolean;
   pid?: number;
   runs?: number;
   running?: number;
@@ -280,5 +281,39 @@ describe('contained sandbox: stale sockets and unsafe folders', () => {
     const { pid } = await status(env, cwd);
     await until(async () => !alive(pid as number), 60_000);
     expect(existsSync(path.join(dir, 'sandbox.sock'))).toBe(false);
+  });
+});
+
+describe('contained sandbox: a resident of other code (the package upgraded under it)', () => {
+  const { cwd, env } = setup();
+  const entry = path.resolve('runtime/resident-main.ts');
+  const { atime, mtime } = statSync(entry);
+  afterAll(async () => {
+    utimesSync(entry, atime, mtime);
+    await contained(['sandbox', 'stop'], env, cwd);
+  });
+
+  it('is not used by contained run, status says so, and start replaces it', async () => {
+    expect((await contained(['sandbox', 'start'], env, cwd)).code).toBe(0);
+    const old = await status(env, cwd);
+    expect(old.current).toBe(true);
+    // Its key names its entry file's mtime: a newer file is other code.
+    utimesSync(entry, atime, new Date(mtime.getTime() + 60_000));
+    const run = await contained(['run', 'hello.js'], env, cwd);
+    expect(run.code).toBe(0);
+    expect(run.stderr).toBe('');
+    const after = await status(env, cwd);
+    expect(after.current).toBe(false);
+    expect(after.runs).toBe(old.runs);
+    expect((await contained(['sandbox', 'status'], env, cwd)).stdout).toMatch(/runs other code than this contained/);
+    const started = await contained(['sandbox', 'start'], env, cwd);
+    expect(started.code, started.stderr).toBe(0);
+    expect(started.stdout).toContain(`stopped pid ${old.pid}, which ran other code`);
+    expect(alive(old.pid as number)).toBe(false);
+    const now = await status(env, cwd);
+    expect(now.current).toBe(true);
+    expect(now.pid).not.toBe(old.pid);
+    expect((await contained(['run', 'hello.js'], env, cwd)).code).toBe(0);
+    expect((await status(env, cwd)).runs).toBe(1);
   });
 });
