@@ -43,7 +43,7 @@ function scratch(ctx: StageContext<Scope>): Promise<string> {
     try {
       await db.backup(copy);
     } catch (e) {
-      throw new ContainedError('CAPABILITY_FAILED', 'sql: the database could not be copied for the staged run', { cause: e, data: { reason: 'STAGING_COPY' } });
+      throw new ContainedError('CAPABILITY_FAILED', 'sql: the database could not be copied for the staged run', { cause: e });
     } finally {
       db.close();
     }
