@@ -145,9 +145,21 @@ export function startWorkerEarlyFrom(
   pending = obtain.then(settle, () => settle(undefined));
 }
 
-/** Resolves once the early worker, if one is being obtained, is there (or forked instead). */
-export function earlyWorkerSettled(): Promise<void> {
-  return pending ?? Promise.resolve();
+/**
+ * Resolves once the early worker, if one is being obtained, is there (or forked instead). While it
+ * waits it holds the event loop open: the connection being made is unref'd (a worker nobody adopts
+ * must not keep the process alive), and without a handle of its own an awaiting `contained run`
+ * would end mid-await (exit 13) when nothing else is pending, e.g. beside a resident that accepts
+ * but never greets.
+ */
+export async function earlyWorkerSettled(): Promise<void> {
+  if (!pending) return;
+  const hold = setInterval(() => undefined, 60_000);
+  try {
+    await pending;
+  } finally {
+    clearInterval(hold);
+  }
 }
 
 /**

@@ -249,6 +249,23 @@ describe('contained sandbox: stale sockets and unsafe folders', () => {
     expect((await contained(['sandbox', 'stop'], env, cwd)).code).toBe(0);
   });
 
+  it('a socket that accepts but never greets (a wedged resident): run forks after the connect timeout, exit 0, same output', async () => {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const socketPath = path.join(dir, 'sandbox.sock');
+    const wedged = spawn(process.execPath, ['-e', `require('net').createServer(() => {}).listen(${JSON.stringify(socketPath)}, () => process.stdout.write('up'))`], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      await new Promise((resolve) => wedged.stdout.once('data', resolve));
+      const run = await contained(['run', 'hello.js', '--input', '7'], env, cwd);
+      expect(run.code, run.stderr).toBe(0);
+      expect(run.stdout).toContain('"hello": 7');
+      expect(run.stderr).toBe('');
+    } finally {
+      wedged.kill('SIGKILL');
+      await new Promise((resolve) => wedged.once('exit', resolve));
+    }
+    expect((await contained(['sandbox', 'status'], env, cwd)).code).toBe(1);
+  });
+
   it('a folder writable by others is refused: start fails RESIDENT_DIR_UNSAFE, run forks without using its socket', async () => {
     expect((await contained(['sandbox', 'start'], env, cwd)).code).toBe(0);
     const { runs } = await status(env, cwd);
