@@ -20,7 +20,7 @@ import { ContainedError } from '../../runtime/errors.js';
 import type { ExecutionOutcome, OpenRequest, RequestManager } from '../gate/requests.js';
 import { roleAtLeast, roleWithArticle, type Operator, type RequestRecord } from '../model.js';
 import { commitChangeset, undoChangeset, type Changeset, type CommitResult } from './commit.js';
-import { changesetNeedsSignatures } from './staged-gate.js';
+import { changesetGrantApprovals, changesetNeedsSignatures } from './staged-gate.js';
 
 /** The capability name a changeset request carries (no instance has it: names are lower camel case). */
 export const CHANGESET_CAPABILITY = '$changeset';
@@ -71,7 +71,13 @@ function describe(effects: readonly StagedEffect[]): string {
 }
 
 /** The request a staged run's effects open. */
-export function changesetRequest(runId: string, subject: string | undefined, effects: readonly StagedEffect[], timeoutMs: number, options: { signedApprovals?: boolean } = {}): OpenRequest {
+export function changesetRequest(
+  runId: string,
+  subject: string | undefined,
+  effects: readonly StagedEffect[],
+  timeoutMs: number,
+  options: { signedApprovals?: boolean; grantApprovals?: number } = {},
+): OpenRequest {
   return {
     kind: 'changeset',
     runId,
@@ -81,7 +87,8 @@ export function changesetRequest(runId: string, subject: string | undefined, eff
     args: { effects: [...effects] },
     risk: combinedRisk(effects),
     why: describe(effects),
-    approvalsRequired: effects.some((e) => needsSecondSignOff(e.risk)) ? 2 : 1,
+    // Two for anything destructive or financial; never fewer than an assisted grant of its calls asks.
+    approvalsRequired: Math.max(effects.some((e) => needsSecondSignOff(e.risk)) ? 2 : 1, options.grantApprovals ?? 1),
     // A call of the run was allowed by a grant that requires signed approvals (staged-gate.ts).
     ...(options.signedApprovals === true ? { signedApprovals: true } : {}),
     timeoutMs,
@@ -132,7 +139,7 @@ export class ChangesetService {
   /** A staged run ended: open its changeset request when it has effects (undefined when it has none). */
   async open(runId: string, subject: string | undefined, session: StagingSession): Promise<RequestRecord | undefined> {
     if (session.effects.length === 0) return undefined;
-    return this.deps.requests.file(changesetRequest(runId, subject, session.effects, this.deps.requestTimeoutMs, { signedApprovals: changesetNeedsSignatures(session) }));
+    return this.deps.requests.file(changesetRequest(runId, subject, session.effects, this.deps.requestTimeoutMs, { signedApprovals: changesetNeedsSignatures(session), grantApprovals: changesetGrantApprovals(session) }));
   }
 
   /** Commit an approved changeset request (the request manager has claimed it: exactly once). */

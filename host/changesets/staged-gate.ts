@@ -30,6 +30,19 @@ export function requireSignedChangeset(session: StagingSession): void {
   signedSessions.add(session);
 }
 
+/** The most approvals any assisted grant that allowed a call of the session asks for. */
+const sessionApprovals = new WeakMap<StagingSession, number>();
+
+/** A call of the run was allowed by an assisted grant asking for `approvals` approvers: its changeset needs at least as many. */
+export function requireChangesetApprovals(session: StagingSession, approvals: number): void {
+  sessionApprovals.set(session, Math.max(approvals, sessionApprovals.get(session) ?? 1));
+}
+
+/** The approvals the grants of a session's calls ask for (1 when none asked for more). */
+export function changesetGrantApprovals(session: StagingSession): number {
+  return sessionApprovals.get(session) ?? 1;
+}
+
 /** Whether the changeset of this session needs passkey-signed approvals. */
 export function changesetNeedsSignatures(session: StagingSession): boolean {
   return signedSessions.has(session);

@@ -30,7 +30,7 @@ import { capabilityOffer, type CapabilityOffer } from '../grants.js';
 import type { Grant, RequestRecord, RunSubject } from '../model.js';
 import type { DataFlowRule } from './data-flow.js';
 import { approvedRequestGate, viaForRequest } from './detached.js';
-import { requireSignedChangeset, stageDecision } from '../changesets/staged-gate.js';
+import { requireChangesetApprovals, requireSignedChangeset, stageDecision } from '../changesets/staged-gate.js';
 import type { FinalDecision, RequestManager } from './requests.js';
 
 /** A "for this run" answer to an escalation. */
@@ -133,6 +133,8 @@ export class PolicyGate implements Gate {
       if (run.staging) {
         // Its grant's signed approvals then apply to the changeset (host/changesets/staged-gate.ts).
         if (grant.signedApprovals === true) requireSignedChangeset(run.staging);
+        // And an assisted grant's approvers: the changeset needs at least as many as it asks.
+        if (grant.mode === 'assisted') requireChangesetApprovals(run.staging, grant.approvals);
         return { allow: true, basis: `grant:${grant.id}`, via };
       }
       if (grant.mode !== 'assisted' && !flow) return { allow: true, basis: `grant:${grant.id}`, via };

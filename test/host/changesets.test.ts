@@ -185,6 +185,17 @@ describe('staged runs on a host', () => {
     await alice.decide({ requestId: cs.id, verdict: 'deny', reason: 'test done' });
   });
 
+  it('a changeset needs at least the approvals an assisted grant of its calls asks for', async () => {
+    const alice = await fx.operator('alice');
+    const image = fx.image('three-approvers', "export default async (input, caps) => caps.mail.send({ to: 'team@example.com', subject: 'three', text: 'x' })", []);
+    await fx.grant(image.digest, { capability: 'mail', methods: ['send'], mode: 'assisted', approvals: 3 });
+    const runId = await submit(image.bytes, null);
+    const cs = await changesetOf(alice, runId);
+    // outbox.send is neither destructive nor financial: one approver would do, but the grant asks for three.
+    expect(cs.approvalsRequired).toBe(3);
+    await alice.decide({ requestId: cs.id, verdict: 'deny', reason: 'test done' });
+  });
+
   it('fs, kv and outbox staged together; a file changed since staging is CHANGESET_CONFLICT and nothing is applied', async () => {
     const alice = await fx.operator('alice');
     writeFileSync(path.join(fx.dir, 'notes', 'a.txt'), 'hello');
