@@ -67,7 +67,9 @@ describe.skipIf(!hasChromium)('console: the changeset of a staged run', () => {
     }
     await expect.poll(() => readFileSync(path.join(fx.dir, 'notes', 'a.txt'), 'utf8'), { timeout: 10_000 }).toBe('first line\n<b>changed</b> line\n');
     await expect.poll(() => fx.mails().length, { timeout: 10_000 }).toBe(1);
-    const request = (await fx.host.store.listRequests({ runId })).find((r) => r.kind === 'changeset');
-    expect(request).toMatchObject({ status: 'approved', execution: { state: 'done', ok: true } });
+    // The mail is out before the outcome is recorded: wait for the request to say done.
+    const request = async () => (await fx.host.store.listRequests({ runId })).find((r) => r.kind === 'changeset');
+    await expect.poll(async () => (await request())?.execution?.state, { timeout: 10_000 }).toBe('done');
+    expect(await request()).toMatchObject({ status: 'approved', execution: { state: 'done', ok: true } });
   });
 });

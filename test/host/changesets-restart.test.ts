@@ -100,6 +100,8 @@ describe('a changeset across a host crash', () => {
     for (let i = 0; i < 2; i++) {
       const again = await start();
       await waitFor(() => (mails(dir).length > 0 ? true : undefined), 'the email');
+      // The outcome is recorded just after the send; give it that moment before stopping the host.
+      await new Promise((r) => setTimeout(r, 300));
       again.child.kill('SIGTERM');
       await exited(again.child);
     }
