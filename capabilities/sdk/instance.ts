@@ -229,7 +229,15 @@ export class CapabilityInstance<S = any, D = any> {
   }
 
   /** The capability's `staging` hooks bound to the top instance's scope; undefined when it gives none. */
-  resourceHooks(): { observe(r: string): Promise<string>; snapshot(r: string): Promise<unknown>; restore(r: string, image: unknown): Promise<void> } | undefined {
+  resourceHooks():
+    | {
+        observe(r: string): Promise<string>;
+        snapshot(r: string): Promise<unknown>;
+        restore(r: string, image: unknown): Promise<void>;
+        /** Several at once, atomically where the capability can (its `restoreAll`), else one by one. */
+        restoreAll(entries: ReadonlyArray<readonly [string, unknown]>): Promise<void>;
+      }
+    | undefined {
     const hooks = this.definition.staging;
     if (hooks === undefined) return undefined;
     const ctx = { scope: this.top().scope, deps: this.rootDeps() };
@@ -237,6 +245,10 @@ export class CapabilityInstance<S = any, D = any> {
       observe: (r) => hooks.observe(r, ctx),
       snapshot: (r) => hooks.snapshot(r, ctx),
       restore: (r, image) => hooks.restore(r, image, ctx),
+      restoreAll: async (entries) => {
+        if (hooks.restoreAll) return hooks.restoreAll(entries, ctx);
+        for (const [r, image] of entries) await hooks.restore(r, image, ctx);
+      },
     };
   }
 

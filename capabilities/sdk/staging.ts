@@ -84,6 +84,11 @@ export interface CapabilityStaging<S = any, D = any> {
   snapshot(resource: string, ctx: { scope: S; deps: D }): Promise<unknown>;
   /** Put a snapshot back. */
   restore(resource: string, image: unknown, ctx: { scope: S; deps: D }): Promise<void>;
+  /**
+   * Optional: put several back atomically (sql: one transaction), in order. Absent: `restore`
+   * one by one. The commit, its rollback and undo use it for each run of resources of one binding.
+   */
+  restoreAll?(entries: ReadonlyArray<readonly [string, unknown]>, ctx: { scope: S; deps: D }): Promise<void>;
 }
 
 /** Most effects one staged run may record (default for `StagingSession`). */

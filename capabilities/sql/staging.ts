@@ -125,22 +125,31 @@ export function sqlResourceStaging<S extends Scope, D>(): CapabilityStaging<S, D
       const values = readRow(scope, resource);
       return values === null ? null : { values };
     },
-    async restore(resource, image, { scope }) {
-      const { table, rowid } = rowOf(resource, scope);
-      const db = new Database(scope.file, { fileMustExist: true, timeout: SQL_LOCK_WAIT_MS });
-      try {
-        const want = image as RowImage;
+    restore: (resource, image, { scope }) => writeRows(scope, [[resource, image]]),
+    // Every row of a commit, a rollback or an undo in one transaction: all of them or none.
+    restoreAll: (entries, { scope }) => writeRows(scope, entries),
+  };
+}
+
+/** Put rows to the given images (null: absent) in one immediate transaction. */
+async function writeRows(scope: Scope, entries: ReadonlyArray<readonly [string, unknown]>): Promise<void> {
+  const rows = entries.map(([resource, image]) => ({ ...rowOf(resource, scope), want: image as RowImage }));
+  const db = new Database(scope.file, { fileMustExist: true, timeout: SQL_LOCK_WAIT_MS });
+  try {
+    const cell = (v: unknown): unknown => (typeof v === 'object' && v !== null && typeof (v as { hex?: unknown }).hex === 'string' ? Buffer.from((v as { hex: string }).hex, 'hex') : v);
+    const write = db.transaction(() => {
+      for (const { table, rowid, want } of rows) {
         const t = `main.${quoteId(table)}`;
         if (want === null) {
           db.prepare(`DELETE FROM ${t} WHERE rowid = ?`).run(rowid);
-          return;
+          continue;
         }
         const names = Object.keys(want.values);
-        const cell = (v: unknown): unknown => (typeof v === 'object' && v !== null && typeof (v as { hex?: unknown }).hex === 'string' ? Buffer.from((v as { hex: string }).hex, 'hex') : v);
         db.prepare(`INSERT OR REPLACE INTO ${t} (rowid, ${names.map(quoteId).join(', ')}) VALUES (?, ${names.map(() => '?').join(', ')})`).run(rowid, ...names.map((n) => cell(want.values[n])));
-      } finally {
-        db.close();
       }
-    },
-  };
+    });
+    write.immediate();
+  } finally {
+    db.close();
+  }
 }

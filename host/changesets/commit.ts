@@ -113,19 +113,32 @@ async function perform(deps: ChangesetDeps, runId: string, subject: string | und
 }
 
 /**
- * An effect that recorded its after-images (an SQL statement's rows) is committed by writing them,
- * never by running the call again: what was reviewed is what is written.
+ * Effects that recorded their after-images (SQL statements' rows), consecutive on one binding, are
+ * committed by writing those images — in one transaction where the capability can (sql) — never by
+ * running the calls again: what was reviewed is what is written.
  */
-async function writeImages(deps: ChangesetDeps, effect: StagedEffect): Promise<EffectOutcome> {
+async function writeImages(deps: ChangesetDeps, effects: readonly StagedEffect[]): Promise<EffectOutcome[]> {
+  const first = effects[0];
+  if (first === undefined) return [];
   try {
-    const hooks = hooksOf(deps, effect.capability);
-    for (const [resource, image] of Object.entries(effect.after ?? {})) await hooks.restore(resource, image);
-    return { seq: effect.seq, ok: true, result: { written: Object.keys(effect.after ?? {}).length } };
+    await hooksOf(deps, first.capability).restoreAll(effects.flatMap((e) => Object.entries(e.after ?? {})));
+    return effects.map((e) => ({ seq: e.seq, ok: true, result: { written: Object.keys(e.after ?? {}).length } }));
   } catch (error) {
-    deps.logger?.error({ err: error, seq: effect.seq }, 'writing a staged effect failed');
-    const info = error instanceof ContainedError ? { code: error.code, message: error.message } : { code: 'CAPABILITY_FAILED', message: `${effect.capability}: writing the staged rows failed` };
-    return { seq: effect.seq, ok: false, error: info };
+    deps.logger?.error({ err: error, seq: first.seq }, 'writing staged effects failed');
+    const info = error instanceof ContainedError ? { code: error.code, message: error.message } : { code: 'CAPABILITY_FAILED', message: `${first.capability}: writing the staged rows failed` };
+    return effects.map((e) => ({ seq: e.seq, ok: false, error: info }));
   }
+}
+
+/** Consecutive entries of one binding, so each run can be restored at once (`restoreAll`). */
+function byBinding<T extends { capability: string }>(items: readonly T[]): T[][] {
+  const out: T[][] = [];
+  for (const item of items) {
+    const last = out.at(-1);
+    if (last?.[0]?.capability === item.capability) last.push(item);
+    else out.push([item]);
+  }
+  return out;
 }
 
 /** Every (capability, resource) the effects change, in first-touch order. */
@@ -153,9 +166,15 @@ export async function commitChangeset(deps: ChangesetDeps, runId: string, subjec
     const local = changeset.effects.filter((e) => !e.risk.openWorld);
     const open = changeset.effects.filter((e) => e.risk.openWorld);
     const outcomes: EffectOutcome[] = [];
-    for (const effect of local) {
-      const outcome = effect.after === undefined ? await perform(deps, runId, subject, effect) : await writeImages(deps, effect);
-      outcomes.push(outcome);
+    for (let i = 0; i < local.length; ) {
+      const effect = local[i] as StagedEffect;
+      // A run of effects that recorded after-images on one binding (SQL statements) is written at once.
+      let j = i + 1;
+      if (effect.after !== undefined) while (j < local.length && local[j]?.after !== undefined && local[j]?.capability === effect.capability) j++;
+      const batch = effect.after === undefined ? [await perform(deps, runId, subject, effect)] : await writeImages(deps, local.slice(i, j));
+      i = effect.after === undefined ? i + 1 : j;
+      outcomes.push(...batch);
+      const outcome = batch.find((o) => !o.ok) ?? { ok: true, seq: effect.seq };
       if (!outcome.ok) {
         await rollback(deps, touched, befores);
         return {
@@ -179,11 +198,12 @@ export async function commitChangeset(deps: ChangesetDeps, runId: string, subjec
 }
 
 async function rollback(deps: ChangesetDeps, touched: Array<{ capability: string; resource: string }>, befores: Map<string, unknown>): Promise<void> {
-  for (const { capability, resource } of [...touched].reverse()) {
+  for (const group of byBinding([...touched].reverse())) {
+    const capability = group[0]?.capability ?? '';
     try {
-      await hooksOf(deps, capability).restore(resource, befores.get(`${capability}\0${resource}`));
+      await hooksOf(deps, capability).restoreAll(group.map(({ resource }) => [resource, befores.get(`${capability}\0${resource}`)] as const));
     } catch (error) {
-      deps.logger?.error({ err: error, capability, resource }, 'rolling back a changeset effect failed');
+      deps.logger?.error({ err: error, capability }, 'rolling back changeset effects failed');
     }
   }
 }
@@ -199,6 +219,8 @@ export async function undoChangeset(deps: ChangesetDeps, result: CommitResult): 
     if (found !== r.after) conflicts.push({ capability: r.capability, resource: r.resource, expected: r.after, found });
   }
   if (conflicts.length > 0) throw conflictError('the changeset cannot be undone', conflicts, 'nothing was restored');
-  for (const r of [...result.resources].reverse()) await hooksOf(deps, r.capability).restore(r.resource, r.before);
+  for (const group of byBinding([...result.resources].reverse())) {
+    await hooksOf(deps, group[0]?.capability ?? '').restoreAll(group.map((r) => [r.resource, r.before] as const));
+  }
   return { restored: result.resources.length };
 }

@@ -260,6 +260,29 @@ describe('staged sql', () => {
   });
 });
 
+describe('staged sql commits in one transaction', () => {
+  it('a row that cannot be written leaves every row of the changeset as it was (CHANGESET_FAILED)', async () => {
+    const file = path.join(base, 'tx.db');
+    const d = new Database(file);
+    d.exec("CREATE TABLE items (id INTEGER PRIMARY KEY, qty INTEGER); INSERT INTO items VALUES (1, 1), (2, 2)");
+    d.close();
+    const sql = createSql({ file, tables: ['items'] });
+    const session = new StagingSession('run-tx');
+    await call(sql.staged(session), 'execute', { sql: 'UPDATE items SET qty = qty * 10 WHERE id = 1' });
+    await call(sql.staged(session), 'execute', { sql: 'UPDATE items SET qty = qty * 10 WHERE id = 2' });
+    // After staging, the database starts refusing row 2 (a trigger the run never saw).
+    const d2 = new Database(file);
+    d2.exec("CREATE TRIGGER no_two BEFORE INSERT ON items WHEN NEW.id = 2 BEGIN SELECT RAISE(ABORT, 'row 2 is frozen'); END");
+    d2.close();
+    const outcome = await commitChangeset({ instances: new Map<string, CapabilityInstance>([['sql', sql]]) }, 'run-tx', undefined, { effects: session.effects });
+    expect(outcome).toMatchObject({ ok: false, error: { code: 'CHANGESET_FAILED' } });
+    const d3 = new Database(file, { readonly: true });
+    expect(d3.prepare('SELECT id, qty FROM items ORDER BY id').all()).toEqual([{ id: 1, qty: 1 }, { id: 2, qty: 2 }]);
+    d3.close();
+    await session.close();
+  });
+});
+
 describe('staged http.send against a loopback server', () => {
   it('is sent only at the commit, once', async () => {
     const seen: string[] = [];
