@@ -24,7 +24,6 @@ import type { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import type { BridgeResult, EngineCall, EngineRunSpec } from './engine.js';
 import type { LogLine, RunOutcome } from './outcome.js';
-import { SANDBOX_DEFAULTS } from './sandbox-config.js';
 import { type HostToWorker, parseWorkerMessage, type WorkerToHost } from './worker-protocol.js';
 import { adoptEarlyWorker, spawnWorkerProcess, type WorkerChild, type WorkerModule } from './worker-spawn.js';
 
@@ -82,8 +81,14 @@ interface Worker {
 }
 
 const HEARTBEAT_INTERVAL_MS = 500;
-const DEFAULT_MAX_WORKER_OUTPUT_BYTES = SANDBOX_DEFAULTS.maxWorkerOutputBytes;
-const DEFAULT_WORKER_START_TIMEOUT_MS = SANDBOX_DEFAULTS.workerStartTimeoutMs;
+/**
+ * SANDBOX_DEFAULTS.maxWorkerOutputBytes and .workerStartTimeoutMs, written out: sandbox-config.ts
+ * builds a zod schema, which `contained run` does not load (test/runtime/worker-protocol.test.ts
+ * holds these to it).
+ */
+export const POOL_DEFAULTS = Object.freeze({ maxWorkerOutputBytes: 64 * 1024, workerStartTimeoutMs: 30_000 });
+const DEFAULT_MAX_WORKER_OUTPUT_BYTES = POOL_DEFAULTS.maxWorkerOutputBytes;
+const DEFAULT_WORKER_START_TIMEOUT_MS = POOL_DEFAULTS.workerStartTimeoutMs;
 /** Output pieces arriving this close together are logged as one record. */
 const OUTPUT_COALESCE_MS = 25;
 /** How long after a run ended the worker's output is still tagged with it. */
