@@ -9,8 +9,10 @@
 import { readFile } from 'node:fs/promises';
 import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
 import { ContainedError } from '../../runtime/errors.js';
+import type { LimitsInput } from '../../runtime/limits.js';
+import { LIMIT_CODES, type RunOutcome } from '../../runtime/outcome.js';
+import { loadProgramFromFile, type Program } from '../../runtime/program.js';
 import { earlyWorkerSettled } from '../../runtime/worker-spawn.js';
-import { createSandbox, LIMIT_CODES, loadProgramFromFile, type LimitsInput, type Program, type RunOutcome } from '../../runtime/index.js';
 import { type CliIo, intFlag, listFlag, parseFlags, stringFlag } from './args.js';
 import { MAIL_FLAGS, MAIL_USAGE, type RunHost, runHostDeps } from './run-host.js';
 import { checkGrantSecrets, loadRunSecrets, SECRETS_USAGE } from './run-secrets.js';
@@ -96,6 +98,12 @@ export async function runCommand(argv: string[], io: CliIo, env: Record<string, 
   return exitCodeFor(outcome);
 }
 
+/**
+ * A run with no capabilities and no limits given goes to a one-worker pool without the runtime's
+ * entry module or zod (run-worker.ts: the same run spec, the same pool); any other run through
+ * `createSandbox`, which validates the limits. Both load their modules only here, so `contained
+ * run hello.js` loads neither zod nor the sandbox's option schemas.
+ */
 async function runOnce(
   program: Program,
   input: unknown,
@@ -106,6 +114,10 @@ async function runOnce(
 ): Promise<RunOutcome> {
   // The worker started early is a connection to the resident sandbox process or a fork (run-early.ts).
   if (!inProcess) await earlyWorkerSettled();
+  if (!inProcess && capabilities.length === 0 && Object.keys(limits).length === 0) {
+    return (await import('./run-worker.js')).runInWorker(program, input, subject);
+  }
+  const { createSandbox } = await import('../../runtime/sandbox.js');
   const sandbox = createSandbox({ isolation: inProcess ? 'in-process' : 'worker', workers: 1 });
   try {
     return await sandbox.run({ program, input, limits, capabilities, subject });
