@@ -58,25 +58,33 @@ export function runSpec(runId: string, program: Program, input: unknown): Engine
   return { runId, program: checked, input: copy, limits: { ...RUN_DEFAULT_LIMITS }, capabilities: [] };
 }
 
-/** One run, as `createSandbox({ workers: 1 }).run({ program, input, subject })` runs it, then the pool closed. */
-export async function runInWorker(program: Program, input: unknown, subject: string | undefined): Promise<RunOutcome> {
+/**
+ * One run, as `createSandbox({ workers: 1 }).run({ program, input, subject })` runs it. The outcome
+ * is handed back as soon as it arrives; `closed` settles when the pool has closed (the worker
+ * exited, or the resident's connection ended), so the caller can print first and wait after.
+ */
+export async function runInWorker(program: Program, input: unknown, subject: string | undefined): Promise<{ outcome: RunOutcome; closed: Promise<void> }> {
   const runId = randomUUID();
   let spec: EngineRunSpec;
   try {
     spec = runSpec(runId, program, input);
   } catch (error) {
-    return failed(error instanceof ContainedError ? error.toJSON() : { code: 'INTERNAL', message: 'cannot start the run' });
+    return { outcome: failed(error instanceof ContainedError ? error.toJSON() : { code: 'INTERNAL', message: 'cannot start the run' }), closed: Promise.resolve() };
   }
   const pool = new WorkerPool({ ...RUN_POOL_OPTIONS });
   const dispatcher = new Dispatcher(passThroughGate, undefined);
   const controller = new AbortController();
   const run: DispatchRun = { runId, subject, capabilities: new Map(), signal: controller.signal, pauseWallClock: () => pool.pause(runId) };
+  let outcome: RunOutcome;
   try {
-    return await pool.run(spec, { call: (call) => dispatcher.dispatch(run, call) });
-  } finally {
+    outcome = await pool.run(spec, { call: (call) => dispatcher.dispatch(run, call) });
+  } catch (error) {
     controller.abort();
     await pool.close();
+    throw error;
   }
+  controller.abort();
+  return { outcome, closed: pool.close() };
 }
 
 function failed(error: ErrorInfo): RunOutcome {

@@ -17,6 +17,7 @@ import { type CliIo, intFlag, listFlag, parseFlags, stringFlag } from './args.js
 import { MAIL_FLAGS, MAIL_USAGE, type RunHost, runHostDeps } from './run-host.js';
 import { checkGrantSecrets, loadRunSecrets, SECRETS_USAGE } from './run-secrets.js';
 import { loadRunTarget } from './run-target.js';
+import { runInWorker } from './run-worker.js';
 
 export const RUN_USAGE = `Usage: contained run <entry.js | image.tgz> [options]
 
@@ -81,8 +82,10 @@ export async function runCommand(argv: string[], io: CliIo, env: Record<string, 
   const staging = values.staged ? new (await import('../../capabilities/sdk/staging.js')).StagingSession('local') : undefined;
   const staged = staging ? capabilities.map((c) => c.staged(staging)) : capabilities;
   let outcome: RunOutcome;
+  // Settles when the sandbox has closed; the outcome is printed before that (the same text, sooner).
+  let closed: Promise<void>;
   try {
-    outcome = await runOnce(loaded.program, input, limits, staged, values['in-process'] === true, loaded.subject);
+    ({ outcome, closed } = await runOnce(loaded.program, input, limits, staged, values['in-process'] === true, loaded.subject));
   } finally {
     await staging?.close();
   }
@@ -95,14 +98,15 @@ export async function runCommand(argv: string[], io: CliIo, env: Record<string, 
       io.stdout(`staged: ${staging.effects.length} effect${staging.effects.length === 1 ? '' : 's'}, none committed${lines.length ? ':' : ''}\n${lines.map((l) => `  ${l}\n`).join('')}`);
     }
   }
+  await closed;
   return exitCodeFor(outcome);
 }
 
 /**
  * A run with no capabilities and no limits given goes to a one-worker pool without the runtime's
- * entry module or zod (run-worker.ts: the same run spec, the same pool); any other run through
- * `createSandbox`, which validates the limits. Both load their modules only here, so `contained
- * run hello.js` loads neither zod nor the sandbox's option schemas.
+ * entry module or zod (run-worker.ts: the same run spec, the same pool; its modules are the
+ * pool's, which createSandbox loads too); any other run through `createSandbox` (imported here,
+ * with zod), which validates the limits.
  */
 async function runOnce(
   program: Program,
@@ -111,16 +115,16 @@ async function runOnce(
   capabilities: CapabilityInstance[],
   inProcess: boolean,
   subject: string | undefined,
-): Promise<RunOutcome> {
+): Promise<{ outcome: RunOutcome; closed: Promise<void> }> {
   // The worker started early is a connection to the resident sandbox process or a fork (run-early.ts).
   if (!inProcess) await earlyWorkerSettled();
   if (!inProcess && capabilities.length === 0 && Object.keys(limits).length === 0) {
-    return (await import('./run-worker.js')).runInWorker(program, input, subject);
+    return runInWorker(program, input, subject);
   }
   const { createSandbox } = await import('../../runtime/sandbox.js');
   const sandbox = createSandbox({ isolation: inProcess ? 'in-process' : 'worker', workers: 1 });
   try {
-    return await sandbox.run({ program, input, limits, capabilities, subject });
+    return { outcome: await sandbox.run({ program, input, limits, capabilities, subject }), closed: Promise.resolve() };
   } finally {
     await sandbox.close();
   }
