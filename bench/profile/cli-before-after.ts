@@ -7,9 +7,11 @@
  * "Before" is the tree at that revision (git archive into a scratch folder, with this checkout's
  * node_modules); "after" is this working tree. Each is run from its checkout (bin/contained.js
  * with tsx) and installed (compiled into a scratch folder, bench/cli.ts scratchInstall), next to
- * `node hello.mjs` and the fresh-sandbox-process floor. Prints medians and ratios to node.
+ * `node hello.mjs` and the fresh-sandbox-process floor; and each installed tree again with a
+ * resident sandbox process of its own (`contained sandbox start`, in a scratch folder per tree; the
+ * other rows run with CONTAINED_RESIDENT=0). Prints medians and ratios to node.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -26,10 +28,12 @@ const work = mkdtempSync(path.join(os.tmpdir(), 'contained-before-after-'));
 const VALUE = { hello: 'world', n: 42, list: [1, 2, 3] };
 const EXPECTED = `${JSON.stringify(VALUE, null, 2)}\n`;
 
-function once(args: readonly string[]): Promise<number> {
+const FORK = { ...process.env, CONTAINED_RESIDENT: '0' };
+
+function once(args: readonly string[], env: NodeJS.ProcessEnv = FORK): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn(process.execPath, args, { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
     child.on('close', (code) => {
@@ -52,7 +56,22 @@ try {
     path.join(work, 'floor.mjs'),
     `import ivm from ${JSON.stringify(import.meta.resolve('isolated-vm'))};\nconst i = new ivm.Isolate({ memoryLimit: 64 });\nconst c = await i.createContext();\nconsole.log(await c.eval(${JSON.stringify(`JSON.stringify(${JSON.stringify(VALUE)}, null, 2)`)}));\ni.dispose();\n`,
   );
-  const commands: Array<[string, string[]]> = [
+  const residentEnv = (name: string): NodeJS.ProcessEnv => {
+    const dir = path.join(work, `resident-${name}`);
+    mkdirSync(dir, { mode: 0o700 });
+    return { ...process.env, CONTAINED_RESIDENT_DIR: dir };
+  };
+  const residents: Array<[string, NodeJS.ProcessEnv]> = [
+    [beforeInstalled, residentEnv('before')],
+    [afterInstalled, residentEnv('after')],
+  ];
+  for (const [launcher, env] of residents) {
+    const started = spawnSync(process.execPath, [launcher, 'sandbox', 'start', '--idle-seconds', '600'], { cwd: work, env, encoding: 'utf8' });
+    if (started.status !== 0) throw new Error(`sandbox start exited ${started.status}: ${started.stderr}`);
+  }
+  const commands: Array<[string, string[], NodeJS.ProcessEnv?]> = [
+    [`before (${rev}), installed, resident sandbox process`, [beforeInstalled, 'run', 'hello.js'], residents[0]?.[1]],
+    ['after, installed, resident sandbox process', [afterInstalled, 'run', 'hello.js'], residents[1]?.[1]],
     ['node hello.mjs', ['hello.mjs']],
     ['floor: node --no-node-snapshot + one isolate', ['--no-node-snapshot', 'floor.mjs']],
     [`before (${rev}), installed`, [beforeInstalled, 'run', 'hello.js']],
@@ -62,12 +81,18 @@ try {
   ];
   const ms = commands.map(() => [] as number[]);
   for (let i = 0; i <= RUNS; i++) {
-    for (const [k, [, args]] of commands.entries()) {
-      const t = await once(args);
+    for (const [k, [, args, env]] of commands.entries()) {
+      const t = await once(args, env);
       if (i > 0) ms[k]?.push(t);
     }
   }
-  const node = pct(ms[0] ?? [], 50);
+  for (const [launcher, env] of residents) {
+    const status = spawnSync(process.execPath, [launcher, 'sandbox', 'status', '--json'], { cwd: work, env, encoding: 'utf8' });
+    const runs = (JSON.parse(status.stdout) as { runs?: number }).runs;
+    if (runs !== RUNS + 1) throw new Error(`a resident sandbox process served ${runs} runs, not ${RUNS + 1}`);
+    spawnSync(process.execPath, [launcher, 'sandbox', 'stop'], { cwd: work, env, stdio: 'ignore' });
+  }
+  const node = pct(ms[2] ?? [], 50);
   process.stdout.write(`load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}, ${os.availableParallelism()} CPUs, medians of ${RUNS}\n\n| command | ms | × node hello.mjs |\n|---|---|---|\n`);
   for (const [k, [label]] of commands.entries()) {
     const m = pct(ms[k] ?? [], 50);
