@@ -54,7 +54,13 @@ export class ResidentWorker extends EventEmitter {
 
   send(message: unknown): boolean {
     if (!this.connected) return false;
-    if ((message as { t?: unknown }).t === 'exit') this.leaving = true;
+    if ((message as { t?: unknown }).t === 'exit') {
+      // Nothing the pool needs comes after `exit`: end the connection as soon as the frame is
+      // written instead of waiting for the resident to close it (it cancels whatever runs of ours
+      // it still hosts either way). 'close' then reports exit code 0.
+      this.leaving = true;
+      return this.socket.write(encodeFrame(message), () => this.socket.destroy());
+    }
     return this.socket.write(encodeFrame(message));
   }
 
