@@ -1,7 +1,8 @@
 /**
  * Narrowing a grant: the replacement an admin asks for, checked never to widen the old one. The
  * new grant may only drop methods, move toward more oversight (contained → executed → assisted),
- * require more approvals, require passkey-signed approvals (never stop requiring them) and expire
+ * require more approvals, require passkey-signed approvals (never stop requiring them), stage every run of the subject
+ * (never stop staging them) and expire
  * earlier; its scope is the capability's own intersection of the old scope and the asked one, so
  * whatever was asked, it allows no more than before. Budgets,
  * request timeout and review sample carry over (the review sample only while `executed`).
@@ -29,6 +30,8 @@ export interface GrantNarrowing {
   expiresAt?: number;
   /** Require passkey-signed approvals; a grant that requires them keeps requiring them (false there: NOT_NARROWER). */
   signedApprovals?: boolean;
+  /** Stage every run of the subject; a grant that stages them keeps staging them (false there: NOT_NARROWER). */
+  stageRuns?: boolean;
   reason: string;
 }
 
@@ -61,6 +64,10 @@ export function narrowedGrantInput(old: Grant, change: GrantNarrowing, ctx: Narr
   const signedApprovals = change.signedApprovals ?? old.signedApprovals === true;
   if (old.signedApprovals === true && !signedApprovals) throw new ContainedError('NOT_NARROWER', 'narrowing cannot drop the signed approvals this grant requires', { data: { field: 'signedApprovals' } });
 
+  if (change.stageRuns !== undefined && typeof change.stageRuns !== 'boolean') throw new ContainedError('INVALID_ARGUMENT', 'stageRuns is true or false');
+  const stageRuns = change.stageRuns ?? old.stageRuns === true;
+  if (old.stageRuns === true && !stageRuns) throw new ContainedError('NOT_NARROWER', "narrowing cannot stop staging this grant's subject's runs", { data: { field: 'stageRuns' } });
+
   let scope = old.scope;
   if (change.scope !== undefined) {
     // The capability's own intersection: whatever was asked, the result allows no more than before.
@@ -73,6 +80,7 @@ export function narrowedGrantInput(old: Grant, change: GrantNarrowing, ctx: Narr
   if (scope !== undefined) input.scope = scope;
   if (expiresAt !== undefined) input.expiresAt = expiresAt;
   if (signedApprovals) input.signedApprovals = true;
+  if (stageRuns) input.stageRuns = true;
   for (const key of ['budgets', 'requestTimeoutMs', 'reviewSample'] as const) {
     if (old[key] !== undefined) (input as Record<string, unknown>)[key] = old[key];
   }

@@ -113,6 +113,7 @@ export function validateNewGrant(input: NewGrantInput, ctx: GrantRuleContext): V
   }
   if (input.reviewSample !== undefined && input.mode !== 'executed') return refuse('INVALID_ARGUMENT', 'review-sample', 'a review sample applies to executed grants only');
   if (input.signedApprovals !== undefined && typeof input.signedApprovals !== 'boolean') return refuse('INVALID_ARGUMENT', 'signed-approvals', 'signedApprovals is true or false');
+  if (input.stageRuns !== undefined && typeof input.stageRuns !== 'boolean') return refuse('INVALID_ARGUMENT', 'stage-runs', 'stageRuns is true or false');
 
   // Force.
   const forced = input.forced;
@@ -179,13 +180,14 @@ export function validateNewGrant(input: NewGrantInput, ctx: GrantRuleContext): V
 
   const methods = wildcard && input.mode !== 'assisted' ? covered : input.methods;
   if (wildcard && input.mode !== 'assisted') notes.push(`"*" stored as ${methods.join(',')}: methods added to the host later are not granted "${input.mode}"`);
-  // signedApprovals is stored only when true (false asks for nothing).
-  const { forced: _forced, approvals: _approvals, methods: _methods, signedApprovals, ...rest } = input;
+  // signedApprovals and stageRuns are stored only when true (false asks for nothing).
+  const { forced: _forced, approvals: _approvals, methods: _methods, signedApprovals, stageRuns, ...rest } = input;
   const grant: GrantDraft = {
     ...rest,
     methods: [...methods],
     approvals,
     ...(signedApprovals === true ? { signedApprovals: true } : {}),
+    ...(stageRuns === true ? { stageRuns: true } : {}),
     ...(overridden && forced ? { forced: { by: forced.by, reason: forced.reason } } : {}),
   };
   const parsed = grantSchema.safeParse({ ...grant, id: 'draft', createdAt: ctx.now });

@@ -54,6 +54,11 @@ export const grantSchema = z.strictObject({
    * host's `approvals.signed` policy (host/approvals/signed.ts). Stored only when true; a narrowing keeps it.
    */
   signedApprovals: z.boolean().optional(),
+  /**
+   * Every run of this grant's subject is staged (docs/changesets.md), even one not submitted
+   * staged. Stored only when true; a narrowing keeps it (and may add it).
+   */
+  stageRuns: z.boolean().optional(),
   createdBy: z.string().min(1),
   reason: z.string().min(1),
   createdAt: z.number().int(),

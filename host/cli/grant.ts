@@ -32,6 +32,7 @@ export const GRANT_USAGE = `Usage:
                       [--approvals N] [--scope JSON|@file] [--expires +7d|ISO-DATE]
                       [--budget METHOD=maxCalls:N[,perSecond:N][,maxBytes:N]]…
                       [--request-timeout-ms N] [--review-sample 0..1] [--signed-approvals]
+                      [--stage-runs]
                       [--force-reason TEXT] [--by NAME] [--config FILE] [--data-dir DIR] [--json]
   contained grant list [--subject SUBJECT] [--all] [--json] [--config FILE] [--data-dir DIR]
   contained grant revoke ID --reason TEXT [--by NAME] [--config FILE] [--data-dir DIR]
@@ -42,6 +43,8 @@ SUBJECT is an image digest (sha256:<64 hex>) or an image name with the key id of
 executed, and need two approvers when assisted, unless --force-reason records why an admin
 overrides it. --signed-approvals: every approval of a request under the grant must carry a
 passkey assertion (made in the console), whatever the host's approvals.signed policy.
+--stage-runs: every run of SUBJECT is staged (its effects reviewed as one changeset before
+anything is applied), even one not submitted with --staged.
 `;
 
 const COMMON = {
@@ -149,6 +152,7 @@ async function grantAdd(argv: string[], io: CliIo): Promise<number> {
     reason: { type: 'string' },
     'force-reason': { type: 'string' },
     'signed-approvals': { type: 'boolean' },
+    'stage-runs': { type: 'boolean' },
   });
   if (values.help) {
     io.stdout(GRANT_USAGE);
@@ -186,6 +190,7 @@ async function grantAdd(argv: string[], io: CliIo): Promise<number> {
   const sample = reviewSample(values);
   if (sample !== undefined) input.reviewSample = sample;
   if (values['signed-approvals'] === true) input.signedApprovals = true;
+  if (values['stage-runs'] === true) input.stageRuns = true;
   const forceReason = stringFlag(values, 'force-reason');
   if (forceReason !== undefined) input.forced = { by, reason: forceReason };
 
@@ -211,6 +216,7 @@ function describeGrant(grant: Grant): string {
     `  methods     ${grant.methods.join(', ')}`,
     `  mode        ${grant.mode}${grant.mode === 'assisted' ? ` (${grant.approvals} approval${grant.approvals === 1 ? '' : 's'}${grant.signedApprovals ? ', passkey-signed' : ''})` : grant.signedApprovals ? ' (approvals passkey-signed)' : ''}`,
   ];
+  if (grant.stageRuns) lines.push('  runs        staged (every run of the subject is reviewed as one changeset)');
   if (grant.expiresAt !== undefined) lines.push(`  expires     ${isoTime(grant.expiresAt)}`);
   if (grant.budgets) lines.push(`  budgets     ${Object.entries(grant.budgets).map(([m, b]) => `${m} ${JSON.stringify(b)}`).join('; ')}`);
   if (grant.forced) lines.push(`  forced      by ${grant.forced.by}: ${grant.forced.reason}`);

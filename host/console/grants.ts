@@ -27,6 +27,8 @@ export const addGrantSchema = z.strictObject({
   expiresAt: z.number().int().positive().optional(),
   /** Every approval under the grant passkey-signed, whatever the host policy. */
   signedApprovals: z.boolean().optional(),
+  /** Every run of the subject staged (one changeset review), even one not submitted staged. */
+  stageRuns: z.boolean().optional(),
   reason: reasonSchema,
 });
 
@@ -38,6 +40,8 @@ export const narrowGrantSchema = z.strictObject({
   expiresAt: z.number().int().positive().optional(),
   /** Every approval under the grant passkey-signed, whatever the host policy. */
   signedApprovals: z.boolean().optional(),
+  /** Every run of the subject staged (one changeset review), even one not submitted staged. */
+  stageRuns: z.boolean().optional(),
   reason: reasonSchema,
 });
 
@@ -57,12 +61,13 @@ export async function addGrant(deps: GrantDeps, operator: Operator, body: z.outp
   if (body.scope !== undefined) input.scope = body.scope;
   if (body.expiresAt !== undefined) input.expiresAt = body.expiresAt;
   if (body.signedApprovals === true) input.signedApprovals = true;
+  if (body.stageRuns === true) input.stageRuns = true;
   return deps.grants.add(input, operator);
 }
 
 export async function narrowGrant(deps: GrantDeps, operator: Operator, grantId: string, body: z.output<typeof narrowGrantSchema>): Promise<{ grant: Grant; revoked: Grant; notes: string[] }> {
   requireAdmin(operator, 'narrowing a grant');
-  const { reason, methods, mode, approvals, scope, expiresAt, signedApprovals } = body;
+  const { reason, methods, mode, approvals, scope, expiresAt, signedApprovals, stageRuns } = body;
   return deps.grants.narrow(
     grantId,
     {
@@ -73,6 +78,7 @@ export async function narrowGrant(deps: GrantDeps, operator: Operator, grantId: 
       ...(scope ? { scope } : {}),
       ...(expiresAt !== undefined ? { expiresAt } : {}),
       ...(signedApprovals !== undefined ? { signedApprovals } : {}),
+      ...(stageRuns !== undefined ? { stageRuns } : {}),
     },
     operator,
   );

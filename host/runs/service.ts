@@ -305,8 +305,9 @@ export class RunService {
     const { store, live, logger } = this.deps;
     const runId = randomUUID();
     const { subject } = source;
-    const staging = staged ? new StagingSession(runId) : undefined;
-    const capabilities = await this.capabilitiesFor(source.requested, subject);
+    // A grant of the subject with `stageRuns` stages the run even when it was not submitted staged.
+    const { capabilities, stageRuns } = await this.capabilitiesFor(source.requested, subject);
+    const staging = staged || stageRuns ? new StagingSession(runId) : undefined;
     let slot: RunSlot;
     try {
       slot = this.queue.reserve();
@@ -377,11 +378,14 @@ export class RunService {
    * What the agent's `caps` holds: every capability its manifest requests and every capability a
    * grant gives it, as the host's instances. Whether a call may run is the gate's question, per call.
    */
-  private async capabilitiesFor(requested: readonly string[], subject: RunSubject): Promise<CapabilityInstance[]> {
+  private async capabilitiesFor(requested: readonly string[], subject: RunSubject): Promise<{ capabilities: CapabilityInstance[]; stageRuns: boolean }> {
     const names = new Set(requested);
+    let stageRuns = false;
     for (const grant of await this.deps.grants.active(this.now())) {
-      if (subjectMatches(grant.subject, subject)) names.add(grant.capability);
+      if (!subjectMatches(grant.subject, subject)) continue;
+      names.add(grant.capability);
+      if (grant.stageRuns === true) stageRuns = true;
     }
-    return [...names].map((n) => this.deps.instances.get(n)).filter((i): i is CapabilityInstance => i !== undefined);
+    return { capabilities: [...names].map((n) => this.deps.instances.get(n)).filter((i): i is CapabilityInstance => i !== undefined), stageRuns };
   }
 }

@@ -53,6 +53,7 @@ export const GRANT_COLUMNS = columns([
   ['revoked_by', 'revokedBy'],
   ['revoke_reason', 'revokeReason'],
   ['signed_approvals', 'signedApprovals', 'flag'],
+  ['stage_runs', 'stageRuns', 'flag'],
 ]);
 
 export const REQUEST_COLUMNS = columns([

@@ -263,8 +263,16 @@ ALTER TABLE grants ADD COLUMN signed_approvals INTEGER CHECK (signed_approvals I
 ALTER TABLE requests ADD COLUMN signed_approvals INTEGER CHECK (signed_approvals IS NULL OR signed_approvals = 1);
 `;
 
+/**
+ * v8: a grant that stages every run of its subject (`grants.stage_runs`, docs/changesets.md): a run
+ * of that subject is staged even when it was not submitted staged. 1 or NULL. Additive.
+ */
+const V8 = `
+ALTER TABLE grants ADD COLUMN stage_runs INTEGER CHECK (stage_runs IS NULL OR stage_runs = 1);
+`;
+
 /** Migration n (1-based) is MIGRATIONS[n - 1]. Append only; never edit a shipped migration. */
-const MIGRATIONS: readonly string[] = [V1, V2, V3, V4, V5, V6, V7];
+const MIGRATIONS: readonly string[] = [V1, V2, V3, V4, V5, V6, V7, V8];
 
 /** The schema version this build writes. */
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -6,13 +6,15 @@
  * applies nothing; an outbox send is queued until approval and sent once; undo restores the
  * before-images and is refused after a later change.
  */
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StagedEffect } from '../../capabilities/sdk/index.js';
+import { main } from '../../host/cli/main.js';
 import { argsDigest } from '../../host/gate/proposal.js';
+import { defaultStorePath, openSqliteStore } from '../../host/store/sqlite-store.js';
 import type { OperatorClient } from '../../host/operator/client.js';
 import { formatRequest } from '../../host/operator/terminal.js';
 import type { WireRequestView as RequestView } from '../../host/operator/protocol.js';
@@ -242,5 +244,59 @@ describe('staged runs on a host', () => {
     expect(ok.execution).toMatchObject({ ok: true, result: { failed: 0 } });
     expect(readFileSync(path.join(fx.dir, 'notes', 'a.txt'), 'utf8')).toBe('changed meanwhile world');
     expect(fx.mails()).toHaveLength(mailsBefore + 1);
+  });
+
+  it('a grant with stageRuns stages every run of its subject: a run submitted not staged ends with a changeset, nothing applied until approved', async () => {
+    const alice = await fx.operator('alice');
+    const bob = await fx.operator('bob');
+    const image = fx.image('staged-by-grant', "export default async (input, caps) => { await caps.notes.write({ path: 'by-grant.txt', content: 'written' }); return caps.notes.read('by-grant.txt'); }", []);
+    await fx.grant(image.digest, { capability: 'notes', methods: ['*'], mode: 'contained', stageRuns: true });
+    const res = await call(fx.host.url as string, 'POST', '/v1/runs', { token: fx.tokens['plat'] as string, json: { image: image.bytes.toString('base64'), input: null } });
+    expect(res.status).toBe(202);
+    const runId = res.body.runId as string;
+    const request = changesetOf(alice, runId);
+    const run = await finished(fx.host.url as string, fx.tokens['plat'] as string, runId);
+    // The program saw its write (the staged view); the file does not exist.
+    expect(run.outcome).toMatchObject({ status: 'ok', value: 'written' });
+    const file = path.join(fx.dir, 'notes', 'by-grant.txt');
+    expect(existsSync(file)).toBe(false);
+    const cs = await request;
+    expect(cs).toMatchObject({ kind: 'changeset', status: 'pending' });
+    expect((cs.args as { effects: StagedEffect[] }).effects).toEqual([expect.objectContaining({ capability: 'notes', method: 'write' })]);
+    await alice.decide({ requestId: cs.id, verdict: 'approve' });
+    expect(existsSync(file)).toBe(false);
+    await bob.decide({ requestId: cs.id, verdict: 'approve' });
+    await until(async () => {
+      const r = await fx.host.store.getRequest(cs.id);
+      return r?.execution?.state === 'done' ? r : undefined;
+    }, 'the commit');
+    expect(readFileSync(file, 'utf8')).toBe('written');
+
+    // The flag survives the store; a narrowing keeps it, may add it, never drops it.
+    const ADMIN = { name: 'erin', role: 'admin' } as const;
+    const staged = (await fx.host.grants.active()).find((g) => 'digest' in g.subject && g.subject.digest === image.digest && g.capability === 'notes');
+    expect(staged?.stageRuns).toBe(true);
+    const kept = await fx.host.grants.narrow(staged?.id as string, { methods: ['read', 'write'], mode: 'assisted', approvals: 2, reason: 'closer' }, ADMIN);
+    expect(kept.grant.stageRuns).toBe(true);
+    await expect(fx.host.grants.narrow(kept.grant.id, { stageRuns: false, reason: 'faster' }, ADMIN)).rejects.toMatchObject({ code: 'NOT_NARROWER', data: { field: 'stageRuns' } });
+    const plain = await fx.grant(image.digest, { capability: 'state', methods: ['get'], mode: 'contained' });
+    expect((await fx.host.grants.narrow(plain.id, { stageRuns: true, reason: 'stage from now on' }, ADMIN)).grant.stageRuns).toBe(true);
+  });
+
+  it('contained grant add --stage-runs writes the flag and shows it', async () => {
+    const config = path.join(fx.dir, 'stage-runs.config.json');
+    writeFileSync(config, JSON.stringify({ dataDir: './stage-runs-state', capabilities: { reports: { kind: 'fs', scope: { root: fx.dir } } } }));
+    let stdout = '';
+    let stderr = '';
+    const code = await main(['grant', 'add', '--config', config, '--subject', cleanup.digest, '--capability', 'reports', '--methods', 'read', '--mode', 'contained', '--reason', 'review every run', '--by', 'erin', '--stage-runs'], { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) });
+    expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+    expect(stdout).toMatch(/runs\s+staged/);
+    const id = /granted (grt_[0-9a-f]{16})/.exec(stdout)?.[1];
+    const store = await openSqliteStore(defaultStorePath(path.join(fx.dir, 'stage-runs-state')));
+    try {
+      expect((await store.getGrant(id as string))?.stageRuns).toBe(true);
+    } finally {
+      await store.close();
+    }
   });
 });

@@ -60,7 +60,7 @@ describe('opening', () => {
     const raw = new Database(file, { readonly: true });
     try {
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(raw.prepare('SELECT version FROM schema_version').all()).toEqual([1, 2, 3, 4, 5, 6, 7].map((version) => ({ version })));
+      expect(raw.prepare('SELECT version FROM schema_version').all()).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((version) => ({ version })));
       // v6: the runs' sensitive sources (the data-flow rule).
       expect((raw.prepare("SELECT name FROM pragma_table_info('runs')").all() as Array<{ name: string }>).map((c) => c.name)).toContain('sensitive_sources');
       // v7: signed approvals required by a grant, and by the request raised under it.
@@ -70,7 +70,7 @@ describe('opening', () => {
     } finally {
       raw.close();
     }
-    expect(SCHEMA_VERSION).toBe(7);
+    expect(SCHEMA_VERSION).toBe(8);
   });
 
   it('opens an existing file without migrating it again', async () => {

@@ -60,6 +60,7 @@ export function mount(root, state) {
             badge(g.mode, g.mode === 'assisted' ? 'info' : g.mode === 'executed' ? 'warn' : ''),
             g.mode === 'assisted' ? ` ${g.approvals} approval${g.approvals > 1 ? 's' : ''}` : '',
             g.signedApprovals ? [' ', badge('signed', 'info')] : null,
+            g.stageRuns ? [' ', badge('staged runs', 'info')] : null,
           ),
           h('td', g.scope ? h('code.scope', visible(JSON.stringify(g.scope))) : h('span.muted', 'host instance')),
           h('td', g.expiresAt ? time(g.expiresAt) : '—'),
@@ -175,6 +176,7 @@ export function mount(root, state) {
             if (methods.length === 0) return void (error.textContent = 'keep at least one method (or revoke the grant)');
             const body = { methods, mode: mode.value, approvals: Number(approvals.value), reason: reason.value.trim() };
             if (signed.checked) body.signedApprovals = true;
+            if (stageRuns.checked) body.stageRuns = true;
             if (sc.value) body.scope = sc.value;
             if (expires.value) body.expiresAt = new Date(expires.value).getTime();
             try {
@@ -214,6 +216,7 @@ export function mount(root, state) {
     const approvals = h('input', { id: 'ag-approvals', type: 'number', min: 1, max: 5, placeholder: 'default by risk' });
     const expires = h('input', { id: 'ag-expires', type: 'datetime-local' });
     const signed = h('input', { id: 'ag-signed', type: 'checkbox' });
+    const stageRuns = h('input', { id: 'ag-stage-runs', type: 'checkbox' });
     const scope = h('textarea', { id: 'ag-scope', rows: 3, spellcheck: 'false', placeholder: 'optional JSON: narrower than the host instance' });
     const reason = h('input', { id: 'ag-reason', type: 'text', required: true, maxlength: 2000 });
     const error = h('p.error', { role: 'alert' });
@@ -256,6 +259,7 @@ export function mount(root, state) {
       methodsBox,
       h('div.grid', h('label', { for: 'ag-mode' }, 'Mode'), mode, h('label', { for: 'ag-approvals' }, 'Approvals'), approvals, h('label', { for: 'ag-expires' }, 'Expires'), expires),
       h('label.inline', { for: 'ag-signed' }, signed, ' Approvals must be passkey-signed (whatever the host policy)'),
+      h('label.inline', { for: 'ag-stage-runs' }, stageRuns, ' Stage every run of this agent (its effects reviewed as one changeset)'),
       h('label', { for: 'ag-scope' }, 'Scope'),
       scope,
       h('label', { for: 'ag-reason' }, 'Reason'),
