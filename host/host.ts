@@ -174,7 +174,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     verifySignature: (operator, request, digest, assertion) => signed.verifySignature(operator, request, digest, assertion),
   });
   // Staged runs: their effects become one changeset request when they end; approved, it is committed once.
-  const changesets: ChangesetService = new ChangesetService({ requests, store, instances, requestTimeoutMs: config.requestTimeoutMs, now, logger, ...(options.undoWindowMs === undefined ? {} : { undoWindowMs: options.undoWindowMs }) });
+  const changesets: ChangesetService = new ChangesetService({ requests, store, audit: oversight.audit, instances, requestTimeoutMs: config.requestTimeoutMs, now, logger, ...(options.undoWindowMs === undefined ? {} : { undoWindowMs: options.undoWindowMs }) });
   // The run-level data-flow rule: the sources the config marks sensitive, checked against the instances now (a bad one fails the start).
   const dataFlow = compileDataFlow(config.dataFlow, instances);
   const gate = new PolicyGate({

@@ -147,6 +147,8 @@ export const requestSchema = z.strictObject({
       ok: z.boolean().optional(),
       result: z.unknown().optional(),
       error: z.strictObject({ code: z.string(), message: z.string() }).optional(),
+      /** A committed changeset whose local effects were undone (ChangesetService.undo): when, by whom, how many resources restored. */
+      undone: z.strictObject({ at: z.number().int(), by: z.string(), restored: z.number().int() }).optional(),
     })
     .optional(),
 });

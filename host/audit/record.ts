@@ -42,6 +42,7 @@ export const AUDIT_TYPES = [
   'mcp.tool.held', // the running host holds a new tool of an mcp capability until an operator accepts it: tool, fingerprint, description (once per fingerprint)
   'passkey.registered', // an operator registered a passkey for signed approvals: credentialId, operator, publicKey (COSE, base64url), rpId, origin
   'passkey.revoked', // a passkey was revoked: credentialId, operator, by
+  'changeset.undone', // a committed changeset's local effects were undone: requestId, by, restored, committedAt, resources (capability, resource)
 ] as const;
 export type AuditType = (typeof AUDIT_TYPES)[number];
 

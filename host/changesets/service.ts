@@ -17,6 +17,7 @@ import { z } from 'zod';
 import type { CapabilityInstance, RiskAnnotations, StagedEffect, StagingSession } from '../../capabilities/sdk/index.js';
 import { needsSecondSignOff } from '../../capabilities/sdk/risk.js';
 import { ContainedError } from '../../runtime/errors.js';
+import type { AuditInput } from '../audit/record.js';
 import type { ExecutionOutcome, OpenRequest, RequestManager } from '../gate/requests.js';
 import { roleAtLeast, roleWithArticle, type Operator, type RequestRecord } from '../model.js';
 import { commitChangeset, undoChangeset, type Changeset, type CommitResult } from './commit.js';
@@ -119,7 +120,9 @@ export function assistedReviews(request: RequestRecord): RequestRecord[] {
 
 export interface ChangesetServiceDeps {
   requests: Pick<RequestManager, 'file' | 'view'>;
-  store: { getRequest(id: string): Promise<RequestRecord | undefined> };
+  store: { getRequest(id: string): Promise<RequestRecord | undefined>; markUndone?(id: string, undone: { at: number; by: string; restored: number }): Promise<void> };
+  /** The audit log: an undo writes `changeset.undone` (who, what was restored). */
+  audit?: { append(input: AuditInput): Promise<unknown> };
   instances: ReadonlyMap<string, CapabilityInstance>;
   /** How long a changeset request waits for its review. */
   requestTimeoutMs: number;
@@ -131,6 +134,8 @@ export interface ChangesetServiceDeps {
 
 export class ChangesetService {
   private readonly now: () => number;
+  /** Changesets being undone now: a second undo at the same time is refused, not run twice. */
+  private readonly undoing = new Set<string>();
 
   constructor(private readonly deps: ChangesetServiceDeps) {
     this.now = deps.now ?? Date.now;
@@ -162,10 +167,27 @@ export class ChangesetService {
     if (!request || request.kind !== 'changeset') throw new ContainedError('NOT_FOUND', `no changeset ${requestId}`);
     const execution = request.execution;
     if (execution?.state !== 'done' || execution.ok !== true) throw new ContainedError('ALREADY_RESOLVED', `changeset ${requestId} was not committed; there is nothing to undo`);
+    if (execution.undone !== undefined) throw new ContainedError('ALREADY_RESOLVED', `changeset ${requestId} was already undone by ${execution.undone.by}`);
+    if (this.undoing.has(requestId)) throw new ContainedError('ALREADY_RESOLVED', `changeset ${requestId} is being undone`);
     const window = this.deps.undoWindowMs ?? DEFAULT_UNDO_WINDOW_MS;
     if (this.now() - execution.at > window) throw new ContainedError('ALREADY_RESOLVED', `changeset ${requestId} was committed more than ${Math.round(window / 60000)} minutes ago; its undo window has passed`);
-    const { restored } = await undoChangeset({ instances: this.deps.instances, ...(this.deps.logger ? { logger: this.deps.logger } : {}) }, execution.result as CommitResult);
-    this.deps.logger?.info({ requestId, by: operator.name, restored }, 'changeset undone');
-    return { requestId, restored };
+    this.undoing.add(requestId);
+    try {
+      const result = execution.result as CommitResult;
+      const { restored } = await undoChangeset({ instances: this.deps.instances, ...(this.deps.logger ? { logger: this.deps.logger } : {}) }, result);
+      const at = this.now();
+      await this.deps.store.markUndone?.(requestId, { at, by: operator.name, restored });
+      await this.deps.audit?.append({
+        type: 'changeset.undone',
+        at,
+        runId: request.runId,
+        subject: request.subject,
+        data: { requestId, by: operator.name, restored, committedAt: execution.at, resources: result.resources.map((r) => ({ capability: r.capability, resource: r.resource })) },
+      });
+      this.deps.logger?.info({ requestId, by: operator.name, restored }, 'changeset undone');
+      return { requestId, restored };
+    } finally {
+      this.undoing.delete(requestId);
+    }
   }
 }

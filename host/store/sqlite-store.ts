@@ -413,6 +413,23 @@ export class SqliteStore implements Store {
     );
   }
 
+  async markUndone(id: string, undone: { at: number; by: string; restored: number }): Promise<void> {
+    this.guard('markUndone', () =>
+      this.db
+        .transaction(() => {
+          const request = this.get('SELECT * FROM requests WHERE id = ?', [id], rowToRequest);
+          if (!request) throw new ContainedError('NOT_FOUND', `request ${id} does not exist`);
+          const execution = request.execution;
+          if (execution?.state !== 'done' || execution.ok !== true) throw new ContainedError('ALREADY_RESOLVED', `request ${id} was not committed`);
+          if (execution.undone !== undefined) throw new ContainedError('ALREADY_RESOLVED', `request ${id} was already undone by ${execution.undone.by}`);
+          const next = { ...execution, undone: { at: undone.at, by: undone.by, restored: undone.restored } };
+          requestToRow({ ...request, execution: next });
+          this.stmt('UPDATE requests SET execution = ? WHERE id = ?').run(JSON.stringify(next), id);
+        })
+        .immediate(),
+    );
+  }
+
   // Runs -------------------------------------------------------------------------------------
 
   async insertRun(run: RunRecord): Promise<void> {

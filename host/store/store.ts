@@ -79,6 +79,8 @@ export interface Store {
   claimExecution(id: string, at: number): Promise<boolean>;
   /** Record the outcome of a claimed execution. */
   completeExecution(id: string, outcome: { ok: boolean; result?: unknown; error?: { code: string; message: string } }, at: number): Promise<void>;
+  /** Record that a committed changeset was undone; ALREADY_RESOLVED when it was not committed or is already undone. */
+  markUndone(id: string, undone: { at: number; by: string; restored: number }): Promise<void>;
 
   // Runs
   insertRun(run: RunRecord): Promise<void>;

@@ -12,6 +12,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StagedEffect } from '../../capabilities/sdk/index.js';
+import { openAuditReader, queryAudit } from '../../host/audit/query.js';
 import { main } from '../../host/cli/main.js';
 import { argsDigest } from '../../host/gate/proposal.js';
 import { defaultStorePath, openSqliteStore } from '../../host/store/sqlite-store.js';
@@ -156,8 +157,15 @@ describe('staged runs on a host', () => {
     await expect(vic.undoChangeset(cs.id)).rejects.toMatchObject({ code: 'FORBIDDEN' });
     expect(await alice.undoChangeset(cs.id)).toEqual({ requestId: cs.id, restored: 4 });
     expect(ids(cleanupDb)).toEqual(before);
-    // A second undo finds the rows no longer as the commit left them.
-    await expect(alice.undoChangeset(cs.id)).rejects.toMatchObject({ code: 'CHANGESET_CONFLICT' });
+    // The undo is stored on the request and audited; a second undo is ALREADY_RESOLVED.
+    expect((await fx.host.store.getRequest(cs.id))?.execution?.undone).toMatchObject({ by: 'alice', restored: 4 });
+    await fx.host.audit.flush();
+    const auditDb = openAuditReader(defaultStorePath(fx.dir));
+    const undone = queryAudit(auditDb, { type: 'changeset.undone' }).filter((r) => (r.data as { requestId?: string }).requestId === cs.id);
+    auditDb.close();
+    expect(undone).toHaveLength(1);
+    expect(undone[0]).toMatchObject({ runId, data: { by: 'alice', restored: 4, resources: expect.arrayContaining([{ capability: 'records', resource: 'records#1' }]) } });
+    await expect(alice.undoChangeset(cs.id)).rejects.toMatchObject({ code: 'ALREADY_RESOLVED' });
   });
 
   it('denied: nothing changes', async () => {
@@ -271,6 +279,11 @@ describe('staged runs on a host', () => {
       return r?.execution?.state === 'done' ? r : undefined;
     }, 'the commit');
     expect(readFileSync(file, 'utf8')).toBe('written');
+    // Undo is refused, restoring nothing, when the file changed since the commit.
+    writeFileSync(file, 'changed after the commit');
+    await expect(alice.undoChangeset(cs.id)).rejects.toMatchObject({ code: 'CHANGESET_CONFLICT' });
+    expect(readFileSync(file, 'utf8')).toBe('changed after the commit');
+    expect((await fx.host.store.getRequest(cs.id))?.execution?.undone).toBeUndefined();
 
     // The flag survives the store; a narrowing keeps it, may add it, never drops it.
     const ADMIN = { name: 'erin', role: 'admin' } as const;
