@@ -34,6 +34,7 @@ import { operatorConfigSchema } from './operator/limits.js';
 import { trustConfigSchema } from './trust/policy.js';
 import { mcpConfigSchema } from './mcp/limits.js';
 import { dataFlowConfigSchema } from './gate/data-flow-config.js';
+import { stagingConfigSchema } from './changesets/config.js';
 import { approvalsConfigSchema } from './approvals/config.js';
 
 /** Looked for in the working folder when no `--config` is given. */
@@ -122,6 +123,8 @@ export const hostConfigSchema = z.strictObject({
   dataFlow: dataFlowConfigSchema.prefault({}),
   /** Passkey-signed approvals: which requests need them, the console's origin and relying party id (host/approvals/config.ts; docs/approvals.md). */
   approvals: approvalsConfigSchema.prefault({}),
+  /** Staged runs: most effects and bytes per run, the undo window (host/changesets/config.ts; docs/changesets.md). */
+  staging: stagingConfigSchema.prefault({}),
 });
 /**
  * A parsed host config. `configDir` (set by `parseHostConfig`, not a key of the file) is the folder

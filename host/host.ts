@@ -66,7 +66,7 @@ export interface HostOptions {
   now?: () => number;
   /** Crash-test seam, see RequestManagerOptions.afterDecision. */
   afterDecision?: (request: RequestRecord) => void;
-  /** How long after its commit a staged run's changeset can be undone, in ms (default 24 h). */
+  /** How long after its commit a staged run's changeset can be undone, in ms (default: the config's `staging.undoWindowMs`, 24 h). */
   undoWindowMs?: number;
   /**
    * Routes mounted on the HTTP server after the built-in ones and before the web console's; see
@@ -174,7 +174,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     verifySignature: (operator, request, digest, assertion) => signed.verifySignature(operator, request, digest, assertion),
   });
   // Staged runs: their effects become one changeset request when they end; approved, it is committed once.
-  const changesets: ChangesetService = new ChangesetService({ requests, store, audit: oversight.audit, instances, requestTimeoutMs: config.requestTimeoutMs, now, logger, ...(options.undoWindowMs === undefined ? {} : { undoWindowMs: options.undoWindowMs }) });
+  const changesets: ChangesetService = new ChangesetService({ requests, store, audit: oversight.audit, instances, requestTimeoutMs: config.requestTimeoutMs, now, logger, undoWindowMs: options.undoWindowMs ?? config.staging.undoWindowMs });
   // The run-level data-flow rule: the sources the config marks sensitive, checked against the instances now (a bad one fails the start).
   const dataFlow = compileDataFlow(config.dataFlow, instances);
   const gate = new PolicyGate({
@@ -199,6 +199,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     live,
     emit: (event) => events.emit(event),
     openChangeset: (runId, subject, session) => changesets.open(runId, subject, session),
+    stagingLimits: { maxEffects: config.staging.maxEffects, maxBytes: config.staging.maxBytes },
     withdrawForRun: (runId, by) => requests.withdrawForRun(runId, by),
     withdrawOnCancel: config.cancelledRunRecommendations !== 'keep',
     dataDir: config.dataDir,

@@ -26,8 +26,9 @@ import { changesetGrantApprovals, changesetNeedsSignatures } from './staged-gate
 /** The capability name a changeset request carries (no instance has it: names are lower camel case). */
 export const CHANGESET_CAPABILITY = '$changeset';
 
-/** Default time an approved changeset's local effects can be undone: 24 hours. */
-export const DEFAULT_UNDO_WINDOW_MS = 24 * 60 * 60 * 1000;
+import { DEFAULT_UNDO_WINDOW_MS } from './config.js';
+
+export { DEFAULT_UNDO_WINDOW_MS };
 
 const riskShape = z.strictObject({ readOnly: z.boolean(), destructive: z.boolean(), reversible: z.boolean(), openWorld: z.boolean(), financial: z.boolean() });
 const effectSchema = z.strictObject({

@@ -15,7 +15,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
-import { type CapabilityInstance, StagingSession } from '../../capabilities/sdk/index.js';
+import { type CapabilityInstance, StagingSession, type StagingLimits } from '../../capabilities/sdk/index.js';
 import { ContainedError } from '../../runtime/errors.js';
 import type { Program, RunOutcome, Sandbox } from '../../runtime/index.js';
 import type { LimitsInput } from '../../runtime/limits.js';
@@ -152,6 +152,8 @@ export interface RunServiceDeps {
   maxQueuedRuns: number;
   /** Signature checks on every image loaded (trusted keys, whether a signature is required). */
   imageTrust?: LoadImageOptions;
+  /** Most effects and bytes one staged run may record (the config's `staging`; default StagingSession's). */
+  stagingLimits?: StagingLimits;
   /** A staged run ended `ok` with its changeset: open its review (ChangesetService.open). */
   openChangeset?(runId: string, subject: string, session: StagingSession): Promise<unknown>;
   metrics?: {
@@ -307,7 +309,7 @@ export class RunService {
     const { subject } = source;
     // A grant of the subject with `stageRuns` stages the run even when it was not submitted staged.
     const { capabilities, stageRuns } = await this.capabilitiesFor(source.requested, subject);
-    const staging = staged || stageRuns ? new StagingSession(runId) : undefined;
+    const staging = staged || stageRuns ? new StagingSession(runId, this.deps.stagingLimits) : undefined;
     let slot: RunSlot;
     try {
       slot = this.queue.reserve();

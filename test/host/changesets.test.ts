@@ -313,3 +313,37 @@ describe('staged runs on a host', () => {
     }
   });
 });
+
+describe('the host config\'s staging section', () => {
+  let fx: Fixture;
+  beforeAll(async () => {
+    fx = await startFixture({ staging: { maxEffects: 2, undoWindowMs: 0 } });
+  });
+  afterAll(async () => {
+    await fx.close();
+  });
+
+  it('limits the effects of a staged run (STAGING_LIMIT) and sets the undo window (0: a committed changeset cannot be undone)', async () => {
+    const image = fx.image('three-writes', "export default async (input, caps) => { try { for (let i = 0; i < input.n; i++) await caps.notes.write({ path: `limit-${i}.txt`, content: String(i) }); } catch (e) { return e.code; } return input.n; }", []);
+    await fx.grant(image.digest, { capability: 'notes', methods: ['*'], mode: 'contained', stageRuns: true });
+    const submit = async (n: number): Promise<string> => (await call(fx.host.url as string, 'POST', '/v1/runs', { token: fx.tokens['plat'] as string, json: { image: image.bytes.toString('base64'), input: { n } } })).body.runId as string;
+    const over = await finished(fx.host.url as string, fx.tokens['plat'] as string, await submit(3));
+    // The third write fails STAGING_LIMIT (the program sees the code).
+    expect(over.outcome).toMatchObject({ status: 'ok', value: 'STAGING_LIMIT' });
+
+    const alice = await fx.operator('alice');
+    const bob = await fx.operator('bob');
+    const runId = await submit(2);
+    const cs = await changesetOf(alice, runId);
+    await alice.decide({ requestId: cs.id, verdict: 'approve' });
+    await bob.decide({ requestId: cs.id, verdict: 'approve' });
+    await until(async () => {
+      const r = await fx.host.store.getRequest(cs.id);
+      return r?.execution?.state === 'done' ? r : undefined;
+    }, 'the commit');
+    expect(readFileSync(path.join(fx.dir, 'notes', 'limit-1.txt'), 'utf8')).toBe('1');
+    await new Promise((r) => setTimeout(r, 5));
+    await expect(alice.undoChangeset(cs.id)).rejects.toMatchObject({ code: 'ALREADY_RESOLVED' });
+    expect(readFileSync(path.join(fx.dir, 'notes', 'limit-1.txt'), 'utf8')).toBe('1');
+  });
+});

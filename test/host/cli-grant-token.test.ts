@@ -391,6 +391,7 @@ describe('host config', () => {
       notify: { webhooks: [], maxAttempts: 12, initialDelayMs: 2_000, maxDelayMs: 600_000, maxConcurrent: 4, pollMs: 1_000, keepMs: 604_800_000 },
       approvals: { signed: 'off', userVerification: 'required', rpName: 'contained', registrationTimeoutMs: 120_000 },
       dataFlow: { afterSensitive: 'escalate', sensitive: [] },
+      staging: { maxEffects: 1000, maxBytes: 8_388_608, undoWindowMs: 86_400_000 },
     });
     const config = parseHostConfig(
       {
