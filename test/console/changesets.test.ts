@@ -2,7 +2,8 @@
  * The console's changeset view in headless Chromium: a staged run's changeset appears on the
  * Pending page as one card whose effects are shown as a diff — the file's removed and added lines,
  * the kv value before and after, the e-mail as it will be sent (last) — with no edit button; two
- * approvals from two browsers commit it, and the files change only then. Agent-written text that
+ * approvals from two browsers commit it, and the files change only then; the run's page then offers
+ * the changeset's undo, which restores the file and shows who undid it. Agent-written text that
  * looks like markup stays text.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -71,5 +72,16 @@ describe.skipIf(!hasChromium)('console: the changeset of a staged run', () => {
     const request = async () => (await fx.host.store.listRequests({ runId })).find((r) => r.kind === 'changeset');
     await expect.poll(async () => (await request())?.execution?.state, { timeout: 10_000 }).toBe('done');
     expect(await request()).toMatchObject({ status: 'approved', execution: { state: 'done', ok: true } });
+
+    // The run's page offers the undo of its committed changeset; undone, the file is back and the row says by whom.
+    await alice.page.goto(`${fx.host.url as string}/console/#/runs`);
+    await alice.page.locator(`tr.selectable[data-id="${runId}"]`).click();
+    await alice.page.getByRole('button', { name: 'Undo', exact: true }).click();
+    await expect.poll(() => readFileSync(path.join(fx.dir, 'notes', 'a.txt'), 'utf8'), { timeout: 10_000 }).toBe('first line\nsecond line\n');
+    const row = alice.page.locator('table.list tr', { hasText: 'changeset' });
+    await row.locator('.badge', { hasText: 'undone' }).waitFor();
+    expect(await row.textContent()).toContain('by alice');
+    expect(await alice.page.getByRole('button', { name: 'Undo', exact: true }).count()).toBe(0);
+    expect((await request())?.execution?.undone).toMatchObject({ by: 'alice', restored: 1 });
   });
 });

@@ -44,6 +44,37 @@ export function mount(root, state) {
     }
   }
 
+  /** A performed request; a committed changeset also says whether it was undone, or offers its undo (approvers and admins; refused by the host after a later change or past the window). */
+  function performed(r) {
+    if (r.kind !== 'changeset') return 'yes';
+    const undone = r.execution.undone;
+    if (undone) return h('span', 'committed, ', badge('undone', 'warn'), h('span.muted', ' by ', visible(undone.by), ' ', time(undone.at)));
+    if (!state.can('approver')) return 'committed';
+    const undo = h(
+      'button.undo',
+      {
+        type: 'button',
+        on: {
+          click: () => {
+            undo.disabled = true;
+            state.channel.request('changeset.undo', { requestId: r.id }).then(
+              (result) => {
+                toast(`changeset undone: ${result.restored} restored`, 'ok');
+                if (selected) void select(selected);
+              },
+              (e) => {
+                undo.disabled = false;
+                toast(`${e.code}: ${e.message}`, 'error');
+              },
+            );
+          },
+        },
+      },
+      'Undo',
+    );
+    return h('span', 'committed ', undo);
+  }
+
   async function select(id) {
     selected = id;
     render();
@@ -103,7 +134,7 @@ export function mount(root, state) {
                   h('td', r.kind),
                   h('td', badge(r.status, r.status === 'approved' ? 'ok' : r.status === 'pending' ? 'info' : 'warn'), r.denyReason ? h('span.muted', ' ', visible(r.denyReason)) : null),
                   h('td', visible((r.resolvedBy ?? r.approvals.map((a) => a.operator)).join(', ') || '—'), r.approvals.some((a) => a.args !== undefined) ? h('span.muted', ' (edited)') : null),
-                  h('td', r.execution ? (r.execution.ok ? 'yes' : visible(`failed: ${r.execution.error?.code ?? ''}`)) : '—'),
+                  h('td', r.execution ? (r.execution.ok ? performed(r) : visible(`failed: ${r.execution.error?.code ?? ''}`)) : '—'),
                 ),
               ),
             ),
