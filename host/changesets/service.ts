@@ -17,7 +17,6 @@ import { z } from 'zod';
 import type { CapabilityInstance, RiskAnnotations, StagedEffect, StagingSession } from '../../capabilities/sdk/index.js';
 import { needsSecondSignOff } from '../../capabilities/sdk/risk.js';
 import { ContainedError } from '../../runtime/errors.js';
-import type { AuditInput } from '../audit/record.js';
 import type { ExecutionOutcome, OpenRequest, RequestManager } from '../gate/requests.js';
 import { roleAtLeast, roleWithArticle, type Operator, type RequestRecord } from '../model.js';
 import { commitChangeset, undoChangeset, type Changeset, type CommitResult } from './commit.js';
@@ -123,7 +122,7 @@ export interface ChangesetServiceDeps {
   requests: Pick<RequestManager, 'file' | 'view'>;
   store: { getRequest(id: string): Promise<RequestRecord | undefined>; markUndone?(id: string, undone: { at: number; by: string; restored: number }): Promise<void> };
   /** The audit log: an undo writes `changeset.undone` (who, what was restored). */
-  audit?: { append(input: AuditInput): Promise<unknown> };
+  audit?: { append(input: { type: 'changeset.undone'; at: number; runId: string; subject?: string | undefined; data: Record<string, unknown> }): Promise<unknown> };
   instances: ReadonlyMap<string, CapabilityInstance>;
   /** How long a changeset request waits for its review. */
   requestTimeoutMs: number;

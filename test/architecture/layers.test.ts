@@ -28,6 +28,7 @@ export const HOST_LAYERS: ReadonlyArray<{ name: string; members: readonly string
       'host/mcp/limits.ts',
       'host/notify/config.ts',
       'host/gate/data-flow-config.ts',
+      'host/changesets/config.ts',
       'host/approvals/config.ts',
       'host/approvals/challenge.ts',
     ],
