@@ -22,6 +22,7 @@ import type { WireRequestView as RequestView } from '../../host/operator/protoco
 import { EXAMPLES_DIR } from '../../sandbox-images/build-examples.js';
 import { buildImage } from '../../sandbox-images/build.js';
 import { loadImage } from '../../sandbox-images/load.js';
+import { login, post } from '../console/helpers.js';
 import { call } from './api-client.js';
 import { type Fixture, startFixture } from './helpers/host-fixture.js';
 
@@ -294,6 +295,18 @@ describe('staged runs on a host', () => {
     await expect(fx.host.grants.narrow(kept.grant.id, { stageRuns: false, reason: 'faster' }, ADMIN)).rejects.toMatchObject({ code: 'NOT_NARROWER', data: { field: 'stageRuns' } });
     const plain = await fx.grant(image.digest, { capability: 'state', methods: ['get'], mode: 'contained' });
     expect((await fx.host.grants.narrow(plain.id, { stageRuns: true, reason: 'stage from now on' }, ADMIN)).grant.stageRuns).toBe(true);
+  });
+
+  it('the console API adds a grant with stageRuns and refuses narrowing it away', async () => {
+    const base = fx.host.url as string;
+    const s = await login(base, { token: fx.tokens['erin'] as string });
+    const added = await post(base, '/console/api/grants', { subject: { digest: cleanup.digest }, capability: 'notes', methods: ['read'], mode: 'contained', stageRuns: true, reason: 'review every run' }, s);
+    expect(added.status, added.body).toBe(201);
+    const id = (added.json().grant as { id: string; stageRuns?: boolean }).id;
+    expect((await fx.host.store.getGrant(id))?.stageRuns).toBe(true);
+    const dropped = await post(base, `/console/api/grants/${id}/narrow`, { stageRuns: false, reason: 'faster' }, s);
+    expect(dropped.json().error).toMatchObject({ code: 'NOT_NARROWER' });
+    expect((await fx.host.grants.revoke(id, 'erin', 'test done'))?.revokedAt).toBeDefined();
   });
 
   it('contained grant add --stage-runs writes the flag and shows it', async () => {
