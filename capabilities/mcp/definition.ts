@@ -74,6 +74,21 @@ function methodFor(toolbox: McpToolbox, entry: ToolEntry, loweredReason: string 
     risk: entry.definedRisk as RiskAnnotations,
     // Before the gate: no operator is asked about a call to a withdrawn tool.
     precheck: () => void toolbox.assertActive(method),
+    // In a staged run a tool that is not read-only is queued in the changeset like http.send: the
+    // server is called with exactly these arguments after the changeset is approved, never before.
+    // The program gets a placeholder (`{ staged: true, tool }`), whatever the tool would answer.
+    ...(entry.definedRisk.readOnly === true
+      ? {}
+      : {
+          staging: {
+            async stage(a: unknown, ctx: { record(effect: { summary: string; detail?: unknown }): Promise<void> }) {
+              toolbox.assertActive(method);
+              const text = JSON.stringify(a) ?? 'null';
+              await ctx.record({ summary: `${toolName} ${text.length > 200 ? `${text.slice(0, 197)}...` : text}`, detail: { tool: toolName, arguments: a } });
+              return { staged: true, tool: toolName };
+            },
+          },
+        }),
     inScope: (a: unknown, scope: McpScope) => checkMcpCall(scope, method, a),
     run: async (a: unknown, ctx) => {
       const deps = ctx.deps;

@@ -123,6 +123,33 @@ describe('mcp capabilities in the host', () => {
     expect(readFileSync(target, 'utf8')).toBe('written after approval');
   });
 
+  it('staged: a tool that is not read-only is queued in the changeset with a placeholder answer, and called only after the changeset is approved', async () => {
+    const target = path.join(files, 'staged.txt');
+    const image = fx.image(
+      'mcp-staged',
+      `export default async (input, caps) => ({ answer: await caps.files.writeFile({ path: ${JSON.stringify(target)}, content: 'after the review' }), read: await caps.files.readTextFile({ path: ${JSON.stringify(path.join(files, 'a.txt'))} }) })`,
+      [FILES],
+    );
+    await fx.grant(image.digest, { capability: 'files', methods: ['writeFile', 'readTextFile'], mode: 'contained' });
+    const alice = await fx.operator('alice');
+    const bob = await fx.operator('bob');
+    const seen = nextCreated(bob, (r) => r.subject === image.digest && r.kind === 'changeset');
+    const { runId } = await fx.host.submit({ image: image.bytes, input: null, staged: true });
+    const outcome = await fx.host.waitForRun(runId);
+    // The read-only tool ran for real; the write was queued: the program got a placeholder, the server nothing.
+    expect(outcome).toMatchObject({ status: 'ok', value: { answer: { staged: true, tool: 'write_file' }, read: { content: 'alpha' } } });
+    expect(existsSync(target)).toBe(false);
+    const cs = await seen;
+    const effects = (cs.args as { effects: Array<{ capability: string; method: string; summary: string; detail: unknown; risk: { openWorld: boolean } }> }).effects;
+    expect(effects).toHaveLength(1);
+    expect(effects[0]).toMatchObject({ capability: 'files', method: 'writeFile', summary: expect.stringContaining('write_file'), detail: { tool: 'write_file', arguments: { path: target, content: 'after the review' } } });
+    expect(cs.approvalsRequired).toBe(2); // destructive: two people
+    await alice.decide({ requestId: cs.id, verdict: 'approve', argsDigest: cs.proposal.argsDigest });
+    expect(existsSync(target)).toBe(false);
+    await bob.decide({ requestId: cs.id, verdict: 'approve', argsDigest: cs.proposal.argsDigest });
+    await expect.poll(() => existsSync(target) && readFileSync(target, 'utf8'), { timeout: 10_000 }).toBe('after the review');
+  });
+
   it('arguments that fail the tool schema are refused before the gate: no request, INVALID_ARGUMENT', async () => {
     const image = fx.image('mcp-bad', "export default async (input, caps) => { try { await caps.everything.getSum({ a: 'x', b: 1 }); } catch (e) { return [e.code, e.data && e.data.path]; } }", [EVERYTHING]);
     await fx.grant(image.digest, { capability: 'everything', methods: ['getSum'], mode: 'assisted' });
