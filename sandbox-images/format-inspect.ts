@@ -8,7 +8,6 @@ import type { LoadedImage } from './load.js';
 
 /** Escape control characters (ANSI escapes, carriage returns…) in image-provided text. */
 export function safeText(text: string): string {
-  // eslint-disable-next-line no-control-regex
   return text.replace(/[\u0000-\u001f\u007f-\u009f]/gu, (c) => (c === '\n' ? ' ' : `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
 }
 

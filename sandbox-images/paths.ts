@@ -41,7 +41,6 @@ export function compareUtf8(a: string, b: string): number {
 
 // C0/C1 controls, DEL, backslash, the characters Windows refuses in names, and U+FFFD (what an
 // invalid UTF-8 sequence in a tar header decodes to).
-// eslint-disable-next-line no-control-regex
 const FORBIDDEN_CHARS = /[\u0000-\u001f\u007f-\u009f\\<>:"|?*\ufffd]/u;
 
 export interface PathLimits {
