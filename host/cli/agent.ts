@@ -10,7 +10,7 @@ import { ContainedError } from '../../runtime/errors.js';
 import { createAgent } from '../agents.js';
 import type { AgentRecord } from '../store/agents.js';
 import { locateState, openForRead, openForWrite, withStore } from '../store/location.js';
-import { type CliIo, parseFlags, stringFlag } from './args.js';
+import { type CliIo, parseFlags, runSubcommand, STATE_FLAGS, stringFlag } from './args.js';
 import { author, isoTime, noPositionals, requireFlag, table } from './grant.js';
 
 export const AGENT_USAGE = `Usage:
@@ -24,23 +24,10 @@ carry and what grants name: sha256:<64 hex> or <image name>@sha256:<signer key i
 (contained grant add --subject SUBJECT …). The agent token is printed once; only its sha256 is stored.
 `;
 
-const COMMON = {
-  config: { type: 'string' },
-  'data-dir': { type: 'string' },
-  json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+const COMMON = STATE_FLAGS;
 
 export async function agentCommand(argv: string[], io: CliIo): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
-    io.stdout(AGENT_USAGE);
-    return sub === undefined ? 2 : 0;
-  }
-  if (sub === 'create') return agentCreate(rest, io);
-  if (sub === 'list') return agentList(rest, io);
-  if (sub === 'revoke') return agentRevoke(rest, io);
-  throw new ContainedError('USAGE', `unknown agent command "${sub}" (create, list, revoke)\n\n${AGENT_USAGE}`);
+  return runSubcommand('agent', argv, io, AGENT_USAGE, { create: agentCreate, list: agentList, revoke: agentRevoke });
 }
 
 function publicView(record: AgentRecord): Omit<AgentRecord, 'hash'> {

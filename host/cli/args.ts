@@ -50,3 +50,32 @@ export const processIo: CliIo = {
   stdout: (text) => process.stdout.write(text),
   stderr: (text) => process.stderr.write(text),
 };
+
+/** Flags of every command that works on the host's data folder without a running host. */
+export const STATE_FLAGS = {
+  config: { type: 'string' },
+  'data-dir': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+/**
+ * Dispatch `contained <command> <sub> …` to one of `subs`: no sub prints the usage and exits 2,
+ * `--help`/`help` prints it and exits 0, an unknown sub is `USAGE` naming the known ones.
+ */
+export async function runSubcommand(
+  command: string,
+  argv: string[],
+  io: CliIo,
+  usage: string,
+  subs: Readonly<Record<string, (rest: string[], io: CliIo) => Promise<number>>>,
+): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
+    io.stdout(usage);
+    return sub === undefined ? 2 : 0;
+  }
+  const run = Object.prototype.hasOwnProperty.call(subs, sub) ? subs[sub] : undefined;
+  if (!run) throw new ContainedError('USAGE', `unknown ${command} command "${sub}" (${Object.keys(subs).join(', ')})\n\n${usage}`);
+  return run(rest, io);
+}

@@ -24,7 +24,7 @@ import { formatSubject, isMode, type NewGrantInput, parseBudgets, parseExpiry, p
 import type { Grant } from '../model.js';
 import { locateState, openForRead, openOnFirstUse, withStore } from '../store/location.js';
 import type { GrantFilter } from '../store/store.js';
-import { type CliIo, intFlag, listFlag, type Parsed, parseFlags, stringFlag } from './args.js';
+import { type CliIo, intFlag, listFlag, type Parsed, parseFlags, runSubcommand, stringFlag } from './args.js';
 
 export const GRANT_USAGE = `Usage:
   contained grant add --subject SUBJECT --capability NAME --methods M[,M…]|'*'
@@ -56,15 +56,7 @@ const COMMON = {
 } as const;
 
 export async function grantCommand(argv: string[], io: CliIo): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
-    io.stdout(GRANT_USAGE);
-    return sub === undefined ? 2 : 0;
-  }
-  if (sub === 'add') return grantAdd(rest, io);
-  if (sub === 'list') return grantList(rest, io);
-  if (sub === 'revoke') return grantRevoke(rest, io);
-  throw new ContainedError('USAGE', `unknown grant command "${sub}" (add, list, revoke)\n\n${GRANT_USAGE}`);
+  return runSubcommand('grant', argv, io, GRANT_USAGE, { add: grantAdd, list: grantList, revoke: grantRevoke });
 }
 
 // Helpers shared with token.ts ------------------------------------------------------------

@@ -20,7 +20,7 @@ import { AuditLog } from '../audit/log.js';
 import { acceptMcpToolChange } from '../audit/mcp-tools.js';
 import type { AuditInput } from '../audit/record.js';
 import { locateState } from '../store/location.js';
-import { type CliIo, parseFlags, stringFlag } from './args.js';
+import { type CliIo, parseFlags, runSubcommand, STATE_FLAGS, stringFlag } from './args.js';
 import { author, isoTime, requireFlag, table } from './grant.js';
 
 export const MCP_TOOLS_USAGE = `Usage:
@@ -34,26 +34,14 @@ whose description, schema or annotations changed: withdrawn until accepted) and 
 (a new tool, or a change to a tool's risk, from the next host start).
 `;
 
-const COMMON = {
-  config: { type: 'string' },
-  'data-dir': { type: 'string' },
-  json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+const COMMON = STATE_FLAGS;
 
 function folderOf(dataDir: string): string {
   return path.join(dataDir, 'mcp-tools');
 }
 
 export async function mcpToolsCommand(argv: string[], io: CliIo): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
-    io.stdout(MCP_TOOLS_USAGE);
-    return sub === undefined ? 2 : 0;
-  }
-  if (sub === 'list') return list(rest, io);
-  if (sub === 'accept') return accept(rest, io);
-  throw new ContainedError('USAGE', `unknown mcp-tools command "${sub}" (list, accept)\n\n${MCP_TOOLS_USAGE}`);
+  return runSubcommand('mcp-tools', argv, io, MCP_TOOLS_USAGE, { list, accept });
 }
 
 async function list(argv: string[], io: CliIo): Promise<number> {

@@ -10,7 +10,7 @@ import { ContainedError } from '../../runtime/errors.js';
 import { ROLES, type Role, roleSchema, type TokenRecord } from '../model.js';
 import { locateState, openForRead, openForWrite, withStore } from '../store/location.js';
 import { createToken } from '../tokens.js';
-import { type CliIo, parseFlags, stringFlag } from './args.js';
+import { type CliIo, parseFlags, runSubcommand, STATE_FLAGS, stringFlag } from './args.js';
 import { author, isoTime, noPositionals, requireFlag, table } from './grant.js';
 
 export const TOKEN_USAGE = `Usage:
@@ -23,23 +23,10 @@ Roles: viewer sees requests; approver also decides; admin also manages grants an
 platform is for the HTTP API. The token is printed once and only its sha256 is stored.
 `;
 
-const COMMON = {
-  config: { type: 'string' },
-  'data-dir': { type: 'string' },
-  json: { type: 'boolean' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+const COMMON = STATE_FLAGS;
 
 export async function tokenCommand(argv: string[], io: CliIo): Promise<number> {
-  const [sub, ...rest] = argv;
-  if (sub === undefined || sub === '--help' || sub === '-h' || sub === 'help') {
-    io.stdout(TOKEN_USAGE);
-    return sub === undefined ? 2 : 0;
-  }
-  if (sub === 'create') return tokenCreate(rest, io);
-  if (sub === 'list') return tokenList(rest, io);
-  if (sub === 'revoke') return tokenRevoke(rest, io);
-  throw new ContainedError('USAGE', `unknown token command "${sub}" (create, list, revoke)\n\n${TOKEN_USAGE}`);
+  return runSubcommand('token', argv, io, TOKEN_USAGE, { create: tokenCreate, list: tokenList, revoke: tokenRevoke });
 }
 
 /** A token record without its hash: what any output may show. */
