@@ -20,22 +20,15 @@ import { argsDigest } from '../../host/gate/proposal.js';
 import type { ContainedError } from '../../runtime/errors.js';
 import { login, post } from '../console/helpers.js';
 import { type Fixture, startFixture } from './helpers/host-fixture.js';
-import { SoftAuthenticator, type SoftCredential } from './helpers/soft-authenticator.js';
+import { registerPasskey, SoftAuthenticator, type SoftCredential } from './helpers/soft-authenticator.js';
 import { waitUntil } from './helpers/webhook-receiver.js';
 
 let fx: Fixture;
 let origin: string;
 const keys: Record<string, SoftAuthenticator> = {};
 
-async function register(name: string): Promise<SoftCredential> {
-  const session = await login(fx.host.url as string, { token: fx.tokens[name] as string });
-  const options = await post(fx.host.url as string, '/console/api/passkeys/options', {}, session);
-  expect(options.status).toBe(200);
-  const authenticator = (keys[name] ??= new SoftAuthenticator(origin));
-  const response = authenticator.register(options.json().options);
-  const done = await post(fx.host.url as string, '/console/api/passkeys', { response, label: `${name}'s key` }, session);
-  expect(done.status, done.body).toBe(201);
-  return authenticator.credentials[authenticator.credentials.length - 1] as SoftCredential;
+function register(name: string): Promise<SoftCredential> {
+  return registerPasskey(fx.host.url as string, fx.tokens[name] as string, (keys[name] ??= new SoftAuthenticator(origin)), `${name}'s key`);
 }
 
 async function refusal(p: Promise<unknown>): Promise<{ code: string; reason?: string }> {

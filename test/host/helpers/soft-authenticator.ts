@@ -80,3 +80,15 @@ export class SoftAuthenticator {
     };
   }
 }
+
+/** Register a new passkey of `authenticator` for the operator whose token is given, through the console's API. */
+export async function registerPasskey(hostUrl: string, token: string, authenticator: SoftAuthenticator, label?: string): Promise<SoftCredential> {
+  const { login, post } = await import('../../console/helpers.js');
+  const session = await login(hostUrl, { token });
+  const options = await post(hostUrl, '/console/api/passkeys/options', {}, session);
+  if (options.status !== 200) throw new Error(`passkey options: HTTP ${options.status} ${options.body}`);
+  const response = authenticator.register(options.json().options);
+  const done = await post(hostUrl, '/console/api/passkeys', label === undefined ? { response } : { response, label }, session);
+  if (done.status !== 201) throw new Error(`passkey registration: HTTP ${done.status} ${done.body}`);
+  return authenticator.credentials[authenticator.credentials.length - 1] as SoftCredential;
+}
