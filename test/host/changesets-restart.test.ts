@@ -5,7 +5,7 @@
  * start commits nothing again. The audit log holds the commit's intent and outcome.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -15,7 +15,8 @@ import { defaultStorePath, openSqliteStore } from '../../host/store/sqlite-store
 import { createToken } from '../../host/tokens.js';
 import { computeDigest } from '../../sandbox-images/digest.js';
 import { packImage } from '../../sandbox-images/pack.js';
-import { exited, type HostProcess, startHostProcess } from './helpers/host-process.js';
+import { exited, type HostProcess, maildirMessages, startHostProcess } from './helpers/host-process.js';
+import { waitUntil } from './helpers/wait.js';
 
 const children: ChildProcess[] = [];
 const dirs: string[] = [];
@@ -24,23 +25,6 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
 });
 
-async function waitFor<T>(f: () => T | undefined | Promise<T | undefined>, what: string, ms = 20_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function mails(dir: string): string[] {
-  try {
-    return readdirSync(path.join(dir, 'mail', 'new'));
-  } catch {
-    return [];
-  }
-}
 
 describe('a changeset across a host crash', () => {
   it('killed between the approval and the commit: the restart commits it exactly once', async () => {
@@ -88,25 +72,25 @@ describe('a changeset across a host crash', () => {
     });
     expect(res.status).toBe(202);
     const op = await OperatorClient.connect({ url: `${first.url.replace(/^http/, 'ws')}/v1/operator`, token: alice });
-    const cs = await waitFor(() => [...op.pending.values()].find((r) => r.kind === 'changeset'), 'the changeset');
+    const cs = await waitUntil(() => [...op.pending.values()].find((r) => r.kind === 'changeset'), 'the changeset', 20_000);
     expect(cs.approvalsRequired).toBe(1); // append is not destructive, send is not financial
     await op.decide({ requestId: cs.id, verdict: 'approve' }).catch(() => undefined);
     await exited(first.child);
     expect(first.child.signalCode).toBe('SIGKILL');
     await op.close().catch(() => undefined);
     expect(readFileSync(path.join(dir, 'notes', 'todo.txt'), 'utf8')).toBe('one');
-    expect(mails(dir)).toHaveLength(0);
+    expect(maildirMessages(dir)).toHaveLength(0);
 
     for (let i = 0; i < 2; i++) {
       const again = await start();
-      await waitFor(() => (mails(dir).length > 0 ? true : undefined), 'the email');
+      await waitUntil(() => (maildirMessages(dir).length > 0 ? true : undefined), 'the email', 20_000);
       // The outcome is recorded just after the send; give it that moment before stopping the host.
       await new Promise((r) => setTimeout(r, 300));
       again.child.kill('SIGTERM');
       await exited(again.child);
     }
     expect(readFileSync(path.join(dir, 'notes', 'todo.txt'), 'utf8')).toBe('one two');
-    expect(mails(dir)).toHaveLength(1);
+    expect(maildirMessages(dir)).toHaveLength(1);
     const after = await openSqliteStore(defaultStorePath(dir));
     expect(await after.getRequest(cs.id)).toMatchObject({ kind: 'changeset', status: 'approved', execution: { state: 'done', ok: true } });
     await after.close();

@@ -4,7 +4,7 @@
  * action; after a restart the request is offered again (or finished) and the email is sent once.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -14,7 +14,8 @@ import { defaultStorePath, openSqliteStore } from '../../host/store/sqlite-store
 import { createToken } from '../../host/tokens.js';
 import { computeDigest } from '../../sandbox-images/digest.js';
 import { packImage } from '../../sandbox-images/pack.js';
-import { exited, type HostProcess, startHostProcess } from './helpers/host-process.js';
+import { exited, type HostProcess, maildirMessages, startHostProcess } from './helpers/host-process.js';
+import { waitUntil } from './helpers/wait.js';
 
 const children: ChildProcess[] = [];
 const dirs: string[] = [];
@@ -73,23 +74,6 @@ async function operator(url: string, token: string): Promise<OperatorClient> {
   return OperatorClient.connect({ url: `${url.replace(/^http/, 'ws')}/v1/operator`, token });
 }
 
-async function waitFor<T>(f: () => T | undefined | Promise<T | undefined>, what: string, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-function mails(dir: string): string[] {
-  try {
-    return readdirSync(path.join(dir, 'mail', 'new'));
-  } catch {
-    return [];
-  }
-}
 
 describe('host restart', () => {
   it('a pending recommendation survives SIGKILL, is offered again, and is performed exactly once after the run is gone', async () => {
@@ -97,7 +81,7 @@ describe('host restart', () => {
     const first = await startHost(s.configFile);
     await submit(first.url, s.tokens.plat, s.image);
     const op1 = await operator(first.url, s.tokens.alice);
-    const pending = await waitFor(() => [...op1.pending.values()][0], 'the recommendation');
+    const pending = await waitUntil(() => [...op1.pending.values()][0], 'the recommendation');
     expect(pending).toMatchObject({ kind: 'recommendation', method: 'send', status: 'pending' });
     first.child.kill('SIGKILL');
     await killed(first.child);
@@ -107,7 +91,7 @@ describe('host restart', () => {
     const op2 = await operator(second.url, s.tokens.alice);
     expect([...op2.pending.keys()]).toEqual([pending.id]);
     await op2.decide({ requestId: pending.id, verdict: 'approve' });
-    await waitFor(() => (mails(s.dir).length > 0 ? true : undefined), 'the email');
+    await waitUntil(() => (maildirMessages(s.dir).length > 0 ? true : undefined), 'the email');
     await op2.close();
     second.child.kill('SIGTERM');
     await killed(second.child);
@@ -120,7 +104,7 @@ describe('host restart', () => {
     await new Promise((r) => setTimeout(r, 500));
     third.child.kill('SIGTERM');
     await killed(third.child);
-    expect(mails(s.dir)).toHaveLength(1);
+    expect(maildirMessages(s.dir)).toHaveLength(1);
   }, 90_000);
 
   it('killed between the durable decision and the action: the restart performs it once', async () => {
@@ -128,20 +112,20 @@ describe('host restart', () => {
     const first = await startHost(s.configFile, { CONTAINED_FAULT: 'kill-after-decision' });
     await submit(first.url, s.tokens.plat, s.image);
     const op = await operator(first.url, s.tokens.alice);
-    const pending = await waitFor(() => [...op.pending.values()][0], 'the recommendation');
+    const pending = await waitUntil(() => [...op.pending.values()][0], 'the recommendation');
     await op.decide({ requestId: pending.id, verdict: 'approve' }).catch(() => undefined);
     await killed(first.child);
     expect(first.child.signalCode).toBe('SIGKILL');
-    expect(mails(s.dir)).toHaveLength(0);
+    expect(maildirMessages(s.dir)).toHaveLength(0);
     await op.close().catch(() => undefined);
 
     for (let i = 0; i < 2; i++) {
       const again = await startHost(s.configFile);
-      await waitFor(() => (mails(s.dir).length > 0 ? true : undefined), 'the email');
+      await waitUntil(() => (maildirMessages(s.dir).length > 0 ? true : undefined), 'the email');
       again.child.kill('SIGTERM');
       await killed(again.child);
     }
-    expect(mails(s.dir)).toHaveLength(1);
+    expect(maildirMessages(s.dir)).toHaveLength(1);
     const store = await openSqliteStore(defaultStorePath(s.dir));
     expect(await store.getRequest(pending.id)).toMatchObject({ status: 'approved', execution: { state: 'done', ok: true } });
     await store.close();

@@ -3,6 +3,7 @@
  * same flags the launcher uses, resolved with its URL once it listens, and killed by the caller.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import path from 'node:path';
 
 const MAIN = path.resolve('host/cli/main.ts');
@@ -44,4 +45,13 @@ export function exited(child: ChildProcess): Promise<void> {
     if (child.exitCode !== null || child.signalCode !== null) return resolve();
     child.once('exit', () => resolve());
   });
+}
+
+/** The messages delivered into the maildir `<dir>/mail` (file names under `new/`); none when it does not exist yet. */
+export function maildirMessages(dir: string): string[] {
+  try {
+    return readdirSync(path.join(dir, 'mail', 'new'));
+  } catch {
+    return [];
+  }
 }

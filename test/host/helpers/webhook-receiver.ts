@@ -86,12 +86,4 @@ export async function startReceiver(secret: string, mode: Receiver['mode'] = 'ok
   return r;
 }
 
-export async function waitUntil<T>(f: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 15_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const v = await f();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
-}
+export { waitUntil } from './wait.js';
