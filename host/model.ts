@@ -115,6 +115,8 @@ export const requestSchema = z.strictObject({
   id: z.string(),
   kind: z.enum(REQUEST_KINDS),
   runId: z.string(),
+  /** The host whose run opened it (RunRecord.hostId): that host's gate waits on it; absent before several hosts existed. */
+  hostId: z.string().optional(),
   subject: z.string().optional(),
   /** Host capability instance name (binding). */
   capability: z.string(),
@@ -185,6 +187,11 @@ export interface RunRecord {
   submittedBy?: string;
   /** The sensitive sources the run read (the data-flow rule), first read first; absent: none. */
   sensitiveSources?: string[];
+  /**
+   * The host (its `HostRecord.id`, one per host process start) whose sandbox runs it: a run lives
+   * and ends on the host that started it. Absent in records written before several hosts existed.
+   */
+  hostId?: string;
 }
 
 export interface TokenRecord {

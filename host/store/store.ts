@@ -1,14 +1,76 @@
 /**
- * The host's durable state behind one small interface, so a PostgreSQL store can be added for
- * several hosts later. The embedded implementation is SQLite (sqlite-store.ts). Methods are async
- * for that reason even where SQLite is synchronous.
+ * The host's durable state behind one interface with two implementations: the embedded SQLite
+ * store (sqlite-store.ts; one host per file, the default) and PostgreSQL (pg-store.ts; several hosts
+ * on one database, docs/host-state.md). Methods are async because PostgreSQL is, even where SQLite
+ * is synchronous.
  *
  * Concurrency contract: `resolveRequest`, `addApproval` and `claimExecution` are compare-and-set
  * operations — the first valid caller wins and later ones learn they lost — so a decision is
  * applied exactly once and an action is never performed twice, even across a crash.
  */
-import type { Approval, Grant, RequestRecord, RequestStatus, RunRecord, TokenRecord } from '../model.js';
+import type { Approval, Grant, Operator, RequestRecord, RequestStatus, RunRecord, TokenRecord } from '../model.js';
 import type { AgentRecord } from './agents.js';
+
+/**
+ * One host process of a fleet sharing a store (several hosts on one PostgreSQL). `id` is new at
+ * every start; the host beats its heart while it runs. A host whose heartbeat is older than the
+ * fleet's dead-host timeout is reaped by whichever live host sees it first (`reapHost`, first
+ * wins): its live runs end as crashed, its pending escalations close `run_gone`, and its approved
+ * recommendations stay for any host to perform (the execution claim decides who).
+ */
+export interface HostRecord {
+  id: string;
+  hostname: string;
+  pid: number;
+  /** The host's HTTP base URL once listening (informational). */
+  url?: string;
+  startedAt: number;
+  heartbeatAt: number;
+  /** Closed cleanly. */
+  stoppedAt?: number;
+  /** Declared dead by another host (or by itself at the next start, for the SQLite store). */
+  reapedAt?: number;
+  reapedBy?: string;
+}
+
+/**
+ * A change another connection committed, pushed to watchers: what lets an operator on any host see
+ * every request of the fleet and a decision on one host resume the run waiting on another. The
+ * watcher reads the record from the store (the notification carries no more than ids). `resync`:
+ * notifications may have been missed (the connection to the database was lost and came back);
+ * whoever keeps a view re-reads what it needs.
+ */
+export type StoreChange =
+  | { type: 'request'; id: string; status: RequestStatus; hostId?: string }
+  | { type: 'grants' }
+  | { type: 'resync' };
+
+/** A console session (host/console/sessions.ts), kept in the store so any host (and a restarted one) knows it. */
+export interface SessionRecord {
+  /** sha256 (hex) of the cookie value. */
+  key: string;
+  operator: Operator;
+  /** sha256 (hex) of the operator token, to re-check revocation. */
+  tokenHash: string;
+  csrf: string;
+  createdAt: number;
+  lastSeenAt: number;
+  expiresAt: number;
+}
+
+/**
+ * A single-use secret with its operator: a WebSocket connection ticket (`ticket`) or a console
+ * login code (`login-code`). Stored by the sha256 of the secret, never the secret itself.
+ */
+export interface OneTimeSecret {
+  kind: 'ticket' | 'login-code';
+  /** sha256 (hex) of the secret. */
+  hash: string;
+  operator: Operator;
+  /** For login codes: the sha256 of the token the code stands for. */
+  tokenHash?: string;
+  expiresAt: number;
+}
 
 export interface GrantFilter {
   /** Only grants whose subject matches this digest or name. */
@@ -20,6 +82,8 @@ export interface GrantFilter {
 
 export interface RunFilter {
   status?: RunRecord['status'];
+  /** Only runs of this host (RunRecord.hostId). */
+  hostId?: string;
   limit?: number;
 }
 
@@ -54,7 +118,7 @@ export interface Store {
   /** `deferSync`: commit without an fsync of its own; durable once `synced()` resolves (see `synced`). */
   insertRequest(request: RequestRecord, options?: { deferSync?: boolean }): Promise<void>;
   getRequest(id: string): Promise<RequestRecord | undefined>;
-  listRequests(filter: { status?: RequestStatus; runId?: string; limit?: number }): Promise<RequestRecord[]>;
+  listRequests(filter: { status?: RequestStatus; runId?: string; hostId?: string; limit?: number }): Promise<RequestRecord[]>;
   /**
    * Append an approval to a pending request (refuses a second approval by the same operator of the
    * same `argsDigest`; with `expectApprovals`, refuses STALE_REQUEST when the request no longer has
@@ -100,6 +164,38 @@ export interface Store {
   listAgents(): Promise<AgentRecord[]>;
   /** Idempotent (the first revocation time is kept); undefined when unknown. */
   revokeAgent(id: string, at: number): Promise<AgentRecord | undefined>;
+
+  // Hosts (several hosts on one store; the SQLite store has one at a time, see host-lock.ts)
+  /** Record a starting host. */
+  registerHost(host: HostRecord): Promise<void>;
+  /** Beat the host's heart; false when it was reaped meanwhile (it must stop: others ended its runs). */
+  heartbeat(id: string, at: number): Promise<boolean>;
+  /** Closed cleanly: its runs have ended, nothing of it is left to reap. */
+  stopHost(id: string, at: number): Promise<void>;
+  listHosts(): Promise<HostRecord[]>;
+  /** Declare a host dead; true for the one caller that does it first (false: already reaped or stopped). */
+  reapHost(id: string, by: string, at: number): Promise<boolean>;
+
+  /**
+   * Changes committed by other connections, as they commit (PostgreSQL: LISTEN/NOTIFY, sent in the
+   * changing transaction). Changes this store object made itself are not echoed. The SQLite store
+   * has no other writer of requests (one host per file) and never calls the listener.
+   * Returns the unsubscribe function.
+   */
+  watch(listener: (change: StoreChange) => void): () => void;
+
+  // Console sessions, WebSocket tickets and login codes
+  insertSession(session: SessionRecord): Promise<void>;
+  getSession(key: string): Promise<SessionRecord | undefined>;
+  /** Refresh the idle timer; false when the session is gone. */
+  touchSession(key: string, at: number): Promise<boolean>;
+  deleteSession(key: string): Promise<SessionRecord | undefined>;
+  listSessions(): Promise<SessionRecord[]>;
+  /** Delete sessions that expired (`expiresAt <= at` or idle since `idleBefore`) and one-time secrets past expiry; returns the deleted sessions. */
+  sweepSessions(at: number, idleBefore: number): Promise<SessionRecord[]>;
+  insertOneTimeSecret(secret: OneTimeSecret): Promise<void>;
+  /** Consume a secret once: returns it (whatever its expiry; the caller checks) and deletes it; undefined when unknown or used. */
+  takeOneTimeSecret(kind: OneTimeSecret['kind'], hash: string): Promise<OneTimeSecret | undefined>;
 
   close(): Promise<void>;
 }
