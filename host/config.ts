@@ -36,6 +36,8 @@ import { mcpConfigSchema } from './mcp/limits.js';
 import { dataFlowConfigSchema } from './gate/data-flow-config.js';
 import { stagingConfigSchema } from './changesets/config.js';
 import { approvalsConfigSchema } from './approvals/config.js';
+import { fleetConfigSchema } from './fleet-config.js';
+import { checkStoreValue } from './store/store-location.js';
 
 /** Looked for in the working folder when no `--config` is given. */
 export const DEFAULT_CONFIG_FILE = 'contained.config.json';
@@ -74,6 +76,14 @@ export type CapabilityConfig = z.output<typeof capabilityConfigSchema>;
 export const hostConfigSchema = z.strictObject({
   /** The host's data folder (store, default outbox folder, relative scope paths). */
   dataDir: z.string().min(1).default('./.contained'),
+  /**
+   * Where the durable state lives (host/store/store-location.ts; `CONTAINED_STORE` overrides):
+   * nothing or a file path (relative to `dataDir`) → the embedded SQLite store; `postgres://…` →
+   * a PostgreSQL database several hosts share (docs/host-state.md).
+   */
+  store: z.string().min(1).optional(),
+  /** Several hosts on one PostgreSQL store: heartbeat and dead-host timeout (host/fleet.ts). */
+  fleet: fleetConfigSchema.prefault({}),
   listen: z
     .strictObject({
       host: z.string().min(1).default('127.0.0.1'),
@@ -179,6 +189,7 @@ export function parseHostConfig(raw: unknown, baseDir: string, source = 'config'
   const abs = (p: string): string => path.resolve(baseDir, p);
   config.dataDir = abs(config.dataDir);
   config.configDir = baseDir;
+  if (config.store !== undefined) checkStoreValue(config.store, source);
   for (const entry of Object.values(config.capabilities)) {
     if (entry.secrets && isSecretsFile(entry.secrets)) entry.secrets = { file: abs(entry.secrets.file) };
   }

@@ -9,15 +9,20 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { ContainedError } from '../../runtime/errors.js';
 import { type HostConfig, loadHostConfig, resolveConfigPath } from '../config.js';
-import { DEFAULT_DATA_DIR, defaultStorePath, openSqliteStore } from './sqlite-store.js';
+import { DEFAULT_DATA_DIR, defaultStorePath } from './sqlite-store.js';
 import type { Store } from './store.js';
+import { openStore } from './open-store.js';
+import { localStateFile, type StoreLocation, storeLocation } from './store-location.js';
 
 export interface StateLocation {
   /** The config that was read, when one was found. */
   config: HostConfig | undefined;
   configPath: string | undefined;
   dataDir: string;
+  /** The host's own SQLite file (the store itself, or with PostgreSQL the per-host trust ledger, passkeys, outbox). */
   storeFile: string;
+  /** The store: that SQLite file, or a PostgreSQL database (the config's `store`, `CONTAINED_STORE`). */
+  store: StoreLocation;
 }
 
 export interface LocateOptions {
@@ -41,12 +46,13 @@ export async function locateState(options: LocateOptions = {}): Promise<StateLoc
   }
   const config = configPath === undefined ? undefined : await loadHostConfig(configPath);
   const dataDir = options.dataDirFlag !== undefined ? path.resolve(cwd, options.dataDirFlag) : (config?.dataDir ?? path.resolve(cwd, DEFAULT_DATA_DIR));
-  return { config, configPath, dataDir, storeFile: defaultStorePath(dataDir) };
+  const selected = { dataDir, store: config?.store };
+  return { config, configPath, dataDir, storeFile: localStateFile(selected), store: storeLocation(selected) };
 }
 
 /** Open the store for writing (creates the data folder and file when missing). */
 export function openForWrite(location: StateLocation): Promise<Store> {
-  return openSqliteStore(location.storeFile);
+  return openStore(location.store);
 }
 
 /**
@@ -72,7 +78,8 @@ export function openOnFirstUse(location: StateLocation): Store {
 
 /** Open the store for reading; undefined when there is no store yet. */
 export async function openForRead(location: StateLocation): Promise<Store | undefined> {
-  return existsSync(location.storeFile) ? openSqliteStore(location.storeFile) : undefined;
+  if (location.store.kind === 'postgres') return openStore(location.store);
+  return existsSync(location.store.file) ? openStore(location.store) : undefined;
 }
 
 /** Run `f` and close the store whatever happens. */
