@@ -23,7 +23,7 @@ import { compileDataFlow } from './gate/data-flow.js';
 import { performDetached, validateEdit } from './gate/detached.js';
 import type { RequestEvent } from './gate/events.js';
 import { PolicyGate } from './gate/policy-gate.js';
-import { RequestManager } from './gate/requests.js';
+import { fromFleet, RequestManager } from './gate/requests.js';
 import { ChangesetService } from './changesets/service.js';
 import { ContainedError } from '../runtime/errors.js';
 import type { GrantService } from './grant-service.js';
@@ -40,8 +40,10 @@ import type { RunEventListener, RunFollow } from './runs/run-journal.js';
 import type { RunQueue } from './runs/run-queue.js';
 import { LiveRuns, RunService, type SubmitDigestInput, type SubmitInput, type SubmittedRun } from './runs/service.js';
 import { acquireHostLock } from './store/host-lock.js';
-import { defaultStorePath, openSqliteStore } from './store/sqlite-store.js';
+import { openStore } from './store/open-store.js';
+import { localStateFile, storeLocation } from './store/store-location.js';
 import type { Store } from './store/store.js';
+import { createFleet } from './fleet.js';
 import { createTokenVerifier } from './tokens.js';
 import { createAgentVerifier } from './agents.js';
 import type { AuditLog } from './audit/log.js';
@@ -75,6 +77,8 @@ export interface HostOptions {
   httpRoutes?: readonly HttpRoute[] | ((services: HostHttpServices) => readonly HttpRoute[]);
   /** Serve the web console at `/console/` (default true; `false` to leave it out). */
   console?: boolean | WebConsoleOptions;
+  /** The host closed itself (HOST_REAPED: another host of the fleet declared it dead). */
+  onStopped?(reason: ContainedError): void;
 }
 
 export interface Host {
@@ -129,10 +133,13 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const targets = notifyTargets(config.notify);
   // Before the store: recovery below treats every live run and pending request as this host's.
   const lock = acquireHostLock(config.dataDir);
-  let store: Awaited<ReturnType<typeof openSqliteStore>>;
+  // SQLite in the data folder (one host), or a PostgreSQL database several hosts share (host/fleet.ts).
+  const location = storeLocation(config);
+  const shared = location.kind === 'postgres';
+  let store: Store;
   let capabilities: OpenCapabilities;
   try {
-    store = await openSqliteStore(defaultStorePath(config.dataDir));
+    store = await openStore(location, { now, logger });
   } catch (error) {
     lock.release();
     throw error;
@@ -148,13 +155,33 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const metrics = createHostMetrics({ isKnownCapability: (name) => instances.has(name) });
   const events = createEventHub<RequestEvent>((error) => logger.error({ err: error }, 'request event listener failed'));
   const live = new LiveRuns();
+  // This host among the hosts of the store: it ends what a dead one owned (onReap), and stops when reaped itself.
+  const fleet = createFleet({
+    store,
+    config: config.fleet,
+    shared,
+    now,
+    logger,
+    onReap: async (deadHost) => {
+      const crashed = await runs.recover((id) => id === deadHost);
+      const taken = await requests.recover((id) => id === deadHost);
+      logger.info({ deadHost, crashedRuns: crashed, ...taken }, 'fleet: took over what a dead host left');
+    },
+    onReaped: () => {
+      const reaped = new ContainedError('HOST_REAPED', 'another host declared this host dead (no heartbeat for fleet.deadAfterMs) and ended its runs; this host stops');
+      close().then(
+        () => options.onStopped?.(reaped),
+        (error: unknown) => logger.error({ err: error }, 'closing a reaped host failed'),
+      );
+    },
+  });
 
   // Grants, audit and trust (host/trust/wiring.ts): the grant service is the only writer of grants.
   const oversight = openAuditAndTrust({ config, store, instances, logger, now, emit: (event) => events.emit(event) });
   const { grants } = oversight;
 
   // Passkeys and signed approvals (host/approvals/): registrations are written with their audit record.
-  const passkeys = openPasskeyStore(defaultStorePath(config.dataDir));
+  const passkeys = openPasskeyStore(localStateFile(config));
   const signed = createSignedApprovals({ config: config.approvals, passkeys, audit: oversight.audit, url: () => server?.url, now });
 
   // Requests and the gate. Acting on a request outside its call needs the grants, not the gate.
@@ -172,6 +199,8 @@ export async function startHost(options: HostOptions): Promise<Host> {
     runLive: (runId) => live.isLive(runId),
     withdrawsOnCancel: async (runId) => config.cancelledRunRecommendations !== 'keep' && (await store.getRun(runId))?.status === 'cancelled',
     verifySignature: (operator, request, digest, assertion) => signed.verifySignature(operator, request, digest, assertion),
+    hostId: fleet.hostId,
+    ownerAlive: (hostId) => fleet.alive(hostId),
   });
   // Staged runs: their effects become one changeset request when they end; approved, it is committed once.
   const changesets: ChangesetService = new ChangesetService({ requests, store, audit: oversight.audit, instances, requestTimeoutMs: config.requestTimeoutMs, now, logger, undoWindowMs: options.undoWindowMs ?? config.staging.undoWindowMs });
@@ -208,24 +237,39 @@ export async function startHost(options: HostOptions): Promise<Host> {
     imageTrust: config.trustedKeys.length > 0 ? { trustedKeys: config.trustedKeys, requireSignature: config.requireSignature } : {},
     metrics,
     sensitiveReads: (run) => dataFlow.readsOf(run),
+    hostId: fleet.hostId,
     now,
     logger,
   });
   metrics.observeQueue(runs.queue);
-  events.subscribe(oversight.onRequestEvent);
+  // Another host's change (fromFleet) is recorded and notified by that host; here operators only hear of it.
+  events.subscribe((event) => {
+    if (!fromFleet(event)) oversight.onRequestEvent(event);
+  });
   events.subscribe(runs.onRequestEvent);
   events.subscribe((event) => metrics.onRequestEvent(event));
   // Notifications: events become outbox rows; delivery starts once the server listens.
-  const notifier = openNotifier({ config: config.notify, targets, storeFile: defaultStorePath(config.dataDir), logger, now });
-  events.subscribe((event) => notifier.onEvent(event));
+  const notifier = openNotifier({ config: config.notify, targets, storeFile: localStateFile(config), logger, now });
+  events.subscribe((event) => {
+    if (!fromFleet(event)) notifier.onEvent(event);
+  });
   // Tool changes of mcp capabilities: audited as the host withdraws or holds them (and notified), accepted in the console.
   const mcpTools = openMcpToolChanges({ dataDir: config.dataDir, bindings: Object.keys(config.capabilities).filter((name) => config.capabilities[name]?.kind === 'mcp'), audit: oversight.audit, logger, now, onChange: (change) => notifier.onMcpToolChange(change) });
-  notifier.reconcile(await requests.pending());
+  const ownedHere = (hostId: string | undefined): boolean => !shared || hostId === undefined || hostId === fleet.hostId;
+  notifier.reconcile((await requests.pending()).filter((request) => ownedHere(request.hostId)));
 
-  // After a restart: live runs end as crashed, requests are offered again, trust catches up.
-  await runs.recover();
-  const recovered = await requests.recover();
+  // After a restart: live runs end as crashed, requests are offered again, trust catches up. With
+  // several hosts: what dead hosts left (reaped now or later by the fleet), and what was stored
+  // before hosts had ids; the fleet's other pending requests get expiry timers here too.
+  await fleet.start();
+  const unowned = (hostId: string | undefined): boolean => !shared || hostId === undefined;
+  await runs.recover(unowned);
+  const recovered = await requests.recover(unowned);
   if (recovered.pending + recovered.closed + recovered.performed > 0) logger.info(recovered, 'recovered requests from the store');
+  // Changes other hosts commit: their requests reach operators here, their decisions resume runs here.
+  const unwatch = store.watch((change) => {
+    requests.onStoreChange(change).catch((error: unknown) => logger.error({ err: error, change }, 'fleet: a change from another host could not be applied'));
+  });
   await notifier.reconcileOutcomes(async (id) => {
     const request = await store.getRequest(id);
     return request === undefined ? undefined : requests.view(request);
@@ -256,6 +300,8 @@ export async function startHost(options: HostOptions): Promise<Host> {
     await notifier.close();
     await sandbox.close();
     await runs.drained();
+    unwatch();
+    await fleet.stop().catch((error: unknown) => logger.error({ err: error }, 'fleet: recording the stop failed'));
     mcpTools.close();
     await oversight.close();
     passkeys.close();

@@ -56,20 +56,28 @@ export async function hostCommand(argv: string[], io: CliIo): Promise<number> {
   const logger = hostLogger();
   // Crash tests kill the host between a durable decision and the action (never set in production).
   const fault = process.env.CONTAINED_FAULT === 'kill-after-decision';
+  let stopped: ((reason: ContainedError) => void) | undefined;
   const host = await startHost({
     config,
     logger,
+    onStopped: (reason) => stopped?.(reason),
     isolation: values['in-process'] ? 'in-process' : 'worker',
     ...(fault ? { afterDecision: (r) => { if (r.status === 'approved') process.kill(process.pid, 'SIGKILL'); } } : {}),
   });
   io.stdout(`contained host listening on ${host.url} (operator channel ${host.url?.replace(/^http/, 'ws')}/v1/operator, data in ${config.dataDir})\n`);
   io.stdout(`  web console  ${host.url}/console/   (log in with an operator token: contained token create --name NAME --role approver)\n`);
   io.stdout(`  run API      ${host.url}/v1/runs    (platform tokens; docs/http-api.md)\n`);
-  await new Promise<void>((resolve) => {
-    const stop = (): void => resolve();
+  const reason = await new Promise<ContainedError | undefined>((resolve) => {
+    const stop = (): void => resolve(undefined);
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);
+    stopped = resolve;
   });
+  if (reason) {
+    // The host has closed itself (HOST_REAPED); exit non-zero so a supervisor restarts it.
+    io.stderr(`contained host: ${reason.code}: ${reason.message}\n`);
+    return 1;
+  }
   await host.close();
   return 0;
 }

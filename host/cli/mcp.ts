@@ -19,7 +19,8 @@ import { loadHostConfig } from '../config.js';
 import { startHost } from '../host.js';
 import { createHostLogger } from '../logger.js';
 import { createMcpSession } from '../mcp/server.js';
-import { defaultStorePath, openSqliteStore } from '../store/sqlite-store.js';
+import { openStore } from '../store/open-store.js';
+import { storeLocation } from '../store/store-location.js';
 import { type CliIo, parseFlags, stringFlag } from './args.js';
 import { versions } from './version.js';
 
@@ -55,7 +56,7 @@ export async function mcpCommand(argv: string[], io: CliIo): Promise<number> {
   }
   // Who is asking comes first: an unknown agent is refused before a host starts (or finds its
   // data folder held by another host).
-  const lookup = await openSqliteStore(defaultStorePath(config.dataDir));
+  const lookup = await openStore(storeLocation(config));
   try {
     if (!(await findActiveAgent(lookup, name))) throw new ContainedError('UNAUTHENTICATED', `no active agent named "${name}" (contained agent create --name ${name} --subject …)`);
   } finally {

@@ -26,7 +26,7 @@ import type { AssertionJSON } from '../approvals/challenge.js';
 import type { Approval, GrantSpan, Operator, RequestRecord } from '../model.js';
 import { roleAtLeast, roleWithArticle } from '../model.js';
 import type { DecideInput, RequestEvent, RequestView } from './events.js';
-import type { Store } from '../store/store.js';
+import type { Store, StoreChange } from '../store/store.js';
 import { agreedSpan, ARGS_DIGEST_PATTERN, argsDigest, askedArgs, countingApprovals, currentProposal, proposalView } from './proposal.js';
 
 /** Times `decide` judges an approval again when other approvals landed while it was judging. */
@@ -82,6 +82,19 @@ export interface RequestManagerOptions {
    * not required). Throws SIGNATURE_REQUIRED or SIGNATURE_INVALID; nothing is counted then.
    */
   verifySignature?(operator: Operator, request: RequestRecord, argsDigest: string, assertion: AssertionJSON | undefined): Promise<Approval['signature']>;
+  /**
+   * Several hosts on one store (host/fleet.ts): this host's id, stamped on the requests its runs
+   * open; absent: the only host (SQLite).
+   */
+  hostId?: string;
+  /**
+   * Whether the host that owns a request (whose run opened it) still runs. An approved
+   * recommendation nobody here waits for is performed here only when its owner is this host or
+   * gone; a live owner performs it itself (its run's gate waits for it, or it performs it detached
+   * when it hears of the decision), so an agent never finds its own approved action taken by
+   * another host.
+   */
+  ownerAlive?(hostId: string): boolean;
 }
 
 export type OpenRequest = Omit<RequestRecord, 'id' | 'status' | 'approvals' | 'createdAt' | 'expiresAt'> & { timeoutMs: number };
@@ -106,7 +119,7 @@ export class RequestManager {
   async file(input: OpenRequest): Promise<RequestRecord> {
     const { timeoutMs, ...fields } = input;
     const createdAt = this.now();
-    const request: RequestRecord = { ...fields, id: randomUUID(), status: 'pending', approvals: [], createdAt, expiresAt: createdAt + timeoutMs };
+    const request: RequestRecord = { ...fields, ...this.owner(), id: randomUUID(), status: 'pending', approvals: [], createdAt, expiresAt: createdAt + timeoutMs };
     await this.options.store.insertRequest(request);
     this.schedule(request);
     this.emit({ type: 'created', request: this.view(request) });
@@ -117,7 +130,7 @@ export class RequestManager {
   async open(input: OpenRequest, signal: AbortSignal): Promise<FinalDecision> {
     const { timeoutMs, ...fields } = input;
     const createdAt = this.now();
-    const request: RequestRecord = { ...fields, id: randomUUID(), status: 'pending', approvals: [], createdAt, expiresAt: createdAt + timeoutMs };
+    const request: RequestRecord = { ...fields, ...this.owner(), id: randomUUID(), status: 'pending', approvals: [], createdAt, expiresAt: createdAt + timeoutMs };
     // One fsync per decision (docs/performance.md): the request is written without one of its own
     // (it survives the host's death at once) and made durable by the next commit of the file —
     // the decision's, or the audit log's batch holding `request.created` (within its 10 ms), or
@@ -200,7 +213,7 @@ export class RequestManager {
       durable.catch(() => {}); // the waiter (or the await below) handles a failure
       await durable;
       this.emit({ type: 'resolved', request: this.view(current) });
-      if (!waiter && current.kind !== 'escalation') void this.performDetached(current);
+      if (!waiter && current.kind !== 'escalation' && this.performsHere(current)) void this.performDetached(current);
       return this.view(current);
     }
   }
@@ -270,12 +283,20 @@ export class RequestManager {
    * After a restart: no run from before is alive. Escalations close as `run_gone`; recommendations
    * stay pending (re-offered, with their expiry timers); approved recommendations that were never
    * performed are performed now, once.
+   *
+   * With several hosts, only the requests of hosts that are gone (`gone`: the owner's id, or
+   * undefined for requests stored before hosts had ids) are closed or performed — the fleet calls
+   * this for each host it reaps — while every pending request of the fleet gets an expiry timer here.
    */
-  async recover(): Promise<{ pending: number; closed: number; performed: number }> {
+  async recover(gone: (hostId: string | undefined) => boolean = () => true): Promise<{ pending: number; closed: number; performed: number }> {
     let closed = 0;
     let performed = 0;
-    const pending = await this.options.store.listRequests({ status: 'pending' });
-    for (const request of pending) {
+    let left = 0;
+    for (const request of await this.options.store.listRequests({ status: 'pending' })) {
+      if (!gone(request.hostId)) {
+        if (!this.timers.has(request.id)) this.schedule(request);
+        continue;
+      }
       const counted = countingApprovals(request);
       if (request.kind !== 'escalation' && counted.length >= request.approvalsRequired) {
         // The host died between the last approval and the resolution: finish the resolution.
@@ -285,18 +306,23 @@ export class RequestManager {
       }
       if (request.kind === 'escalation') {
         const resolved = await this.options.store.resolveRequest(request.id, { status: 'run_gone', at: this.now() });
-        if (resolved.ok) closed += 1;
+        if (resolved.ok) {
+          closed += 1;
+          // Operators (here and, through the store, on every host) see it close.
+          if (this.options.hostId !== undefined) this.emit({ type: 'resolved', request: this.view(resolved.request) });
+        }
       } else {
-        this.schedule(request);
+        left += 1;
+        if (!this.timers.has(request.id)) this.schedule(request);
       }
     }
     for (const request of await this.options.store.listRequests({ status: 'approved' })) {
-      if (request.kind !== 'escalation' && request.execution === undefined) {
+      if (request.kind !== 'escalation' && request.execution === undefined && gone(request.hostId)) {
         await this.performDetached(request);
         performed += 1;
       }
     }
-    return { pending: pending.length - closed, closed, performed };
+    return { pending: left, closed, performed };
   }
 
   close(): void {
@@ -308,8 +334,15 @@ export class RequestManager {
 
   view(request: RequestRecord): RequestView {
     const trust = this.options.trustFor?.(request);
-    const runEnded = this.options.runLive === undefined ? undefined : !this.options.runLive(request.runId);
+    const runEnded = this.runHasEnded(request);
     return { ...request, proposal: proposalView(request), ...(trust ? { trust } : {}), ...(runEnded === undefined ? {} : { runEnded }) };
+  }
+
+  /** Whether the request's run has ended, when this host can tell: its own runs; another host's only once that host is gone. */
+  private runHasEnded(request: RequestRecord): boolean | undefined {
+    const owner = request.hostId;
+    if (owner !== undefined && this.options.hostId !== undefined && owner !== this.options.hostId) return this.options.ownerAlive?.(owner) === false ? true : undefined;
+    return this.options.runLive === undefined ? undefined : !this.options.runLive(request.runId);
   }
 
   private schedule(request: RequestRecord): void {
@@ -385,7 +418,81 @@ export class RequestManager {
     const waiter = this.waiters.get(request.id);
     this.waiters.delete(request.id);
     if (waiter) waiter(decision);
-    else if (decision.status === 'approved' && request.kind !== 'escalation') void this.performDetached(request);
+    else if (decision.status === 'approved' && request.kind !== 'escalation' && this.performsHere(request)) void this.performDetached(request);
+  }
+
+  /** `{ hostId }` of this host, for a new request; nothing when there is one host. */
+  private owner(): { hostId?: string } {
+    return this.options.hostId === undefined ? {} : { hostId: this.options.hostId };
+  }
+
+  /** An approved recommendation nobody here waits for: perform it here (its owner is this host, or gone)? */
+  private performsHere(request: RequestRecord): boolean {
+    const owner = request.hostId;
+    if (owner === undefined || this.options.hostId === undefined || owner === this.options.hostId) return true;
+    return !(this.options.ownerAlive?.(owner) ?? false);
+  }
+
+  // Several hosts ------------------------------------------------------------------------------
+
+  /**
+   * A change another host committed (Store.watch): operators here hear of it as of a local one
+   * (events marked `fromFleet`, which the audit log, the trust ledger and notifications skip: the
+   * host that made the change records and notifies it); a decision on a request this host's run
+   * waits for resumes the run; an approved recommendation whose run has ended here is performed
+   * here. `resync` (notifications may have been lost): every waiting request is read again.
+   */
+  async onStoreChange(change: StoreChange): Promise<void> {
+    if (this.closed) return;
+    if (change.type === 'resync') {
+      for (const id of [...this.waiters.keys()]) {
+        const request = await this.options.store.getRequest(id);
+        if (request && request.status !== 'pending') this.remoteResolved(request);
+      }
+      for (const request of await this.options.store.listRequests({ status: 'pending' })) {
+        if (!this.timers.has(request.id)) {
+          this.schedule(request);
+          this.emitFleet({ type: 'created', request: this.view(request) });
+        }
+      }
+      return;
+    }
+    if (change.type !== 'request') return;
+    const request = await this.options.store.getRequest(change.id);
+    if (!request || this.closed) return;
+    if (request.status === 'pending') {
+      const known = this.timers.has(request.id);
+      // Every host keeps an expiry timer: whichever fires first expires it (compare-and-set), so a
+      // request expires on time even when the host that opened it has died.
+      if (!known) this.schedule(request);
+      this.emitFleet({ type: known ? 'updated' : 'created', request: this.view(request) });
+      return;
+    }
+    if (request.execution !== undefined) {
+      this.emitFleet({ type: 'updated', request: this.view(request) });
+      return;
+    }
+    this.remoteResolved(request);
+  }
+
+  private remoteResolved(request: RequestRecord): void {
+    const timer = this.timers.get(request.id);
+    if (timer) clearTimeout(timer);
+    this.timers.delete(request.id);
+    this.emitFleet({ type: 'resolved', request: this.view(request) });
+    const waiter = this.waiters.get(request.id);
+    this.waiters.delete(request.id);
+    const decision = finalDecision(request);
+    if (waiter) waiter(decision);
+    else if (decision.status === 'approved' && request.kind !== 'escalation' && request.hostId === this.options.hostId && this.options.hostId !== undefined) {
+      // Decided on another host after this host's run had ended: the owner performs it (claimed once).
+      void this.performDetached(request);
+    }
+  }
+
+  private emitFleet(event: RequestEvent): void {
+    FLEET_EVENTS.add(event);
+    this.events.emit(event);
   }
 
   private async performDetached(request: RequestRecord): Promise<void> {
@@ -406,6 +513,29 @@ export class RequestManager {
     }
     await this.options.afterDetached?.(request, outcome);
     await this.complete(request.id, outcome);
+  }
+}
+
+/** Events about changes another host made (RequestManager.onStoreChange): operators hear them; recorders skip them. */
+const FLEET_EVENTS = new WeakSet<object>();
+
+/** True for an event that reports another host's change: the audit log, trust ledger and notifications leave it to that host. */
+export function fromFleet(event: RequestEvent): boolean {
+  return FLEET_EVENTS.has(event);
+}
+
+/** The decision a resolved request stands for (read back from the store: made on another host). */
+function finalDecision(request: RequestRecord): FinalDecision {
+  switch (request.status) {
+    case 'approved':
+      return { status: 'approved', request, args: effectiveArgs(request), span: agreedSpan(countingApprovals(request)) };
+    case 'denied':
+      return { status: 'denied', request, reason: request.denyReason ?? 'denied' };
+    case 'expired':
+      return { status: 'expired', request };
+    default:
+      // run_gone, cancelled (withdrawn): the run learns it is not to go on.
+      return { status: 'run_gone', request };
   }
 }
 

@@ -146,6 +146,8 @@ export interface RunServiceDeps {
   withdrawOnCancel?: boolean;
   /** Where uploaded images are kept (`<dataDir>/images/`). */
   dataDir: string;
+  /** Several hosts on one store: this host's id, stamped on its runs (a run lives and ends on the host that started it). */
+  hostId?: string;
   /** Runs holding an isolate at once; more wait in the queue. */
   maxConcurrentRuns: number;
   /** Runs waiting for a slot; more are refused QUEUE_FULL. */
@@ -189,10 +191,14 @@ export class RunService {
   /** Give to the event hub: a run's request events go into its journal. */
   readonly onRequestEvent = (event: RequestEvent): void => this.journal.onRequestEvent(event);
 
-  /** After a restart: runs that were live when the host went down cannot resume; they end as crashed. */
-  async recover(): Promise<number> {
+  /**
+   * After a restart: runs that were live when the host went down cannot resume; they end as crashed.
+   * With several hosts, only the runs of hosts that are gone (`gone`; undefined: runs stored before
+   * hosts had ids): the fleet calls this for each host it reaps.
+   */
+  async recover(gone: (hostId: string | undefined) => boolean = () => true): Promise<number> {
     const { store } = this.deps;
-    const stale = [...(await store.listRuns({ status: 'running' })), ...(await store.listRuns({ status: 'queued' }))];
+    const stale = [...(await store.listRuns({ status: 'running' })), ...(await store.listRuns({ status: 'queued' }))].filter((run) => gone(run.hostId));
     for (const run of stale) {
       await store.updateRun(run.id, {
         status: 'error',
@@ -319,6 +325,7 @@ export class RunService {
     }
     const record: RunRecord = { id: runId, subject: source.subjectText, imageName: source.name, status: slot.queued ? 'queued' : 'running', input, createdAt: this.now() };
     if (submittedBy !== undefined) record.submittedBy = submittedBy;
+    if (this.deps.hostId !== undefined) record.hostId = this.deps.hostId;
     try {
       await store.insertRun(record);
     } catch (error) {
