@@ -68,7 +68,8 @@ export function createFleet(options: FleetOptions): Fleet {
       // One host per SQLite file: the lock proves the earlier ones gone, and the host recovers all they left.
       if (!options.shared) continue;
       logger.warn({ deadHost: h.id, hostname: h.hostname, pid: h.pid, lastHeartbeat: h.heartbeatAt }, 'fleet: a host stopped beating; its live runs end and its requests are taken over');
-      await options.onReap(h.id);
+      // Not awaited: taking over may perform actions (seconds), and this host's own heartbeat must not wait for them.
+      options.onReap(h.id).catch((error: unknown) => logger.error({ err: error, deadHost: h.id }, 'fleet: taking over a dead host\'s runs and requests failed'));
     }
   }
 
