@@ -1,8 +1,8 @@
 /**
- * The SQLite store on real files: schema and pragmas, every record kind round-trips and survives
- * close + reopen, compare-and-set decisions (one winner across connections, no double approval, no
- * double execution), corrupt rows fail typed, and a decision acknowledged by a process survives
- * SIGKILL of that process.
+ * What only the SQLite store has, on real files: schema, pragmas and file permissions, corrupt rows
+ * failing typed, and a decision acknowledged by a process surviving SIGKILL of that process. The
+ * behaviour every Store shares (records round-tripping, compare-and-set decisions with one winner
+ * across connections) is the contract suite, store-contract.test.ts, run on SQLite and PostgreSQL.
  */
 import { spawn } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
@@ -15,7 +15,7 @@ import { ContainedError } from '../../runtime/errors.js';
 import { defaultStorePath, openSqliteStore } from '../../host/store/sqlite-store.js';
 import { SCHEMA_VERSION } from '../../host/store/schema.js';
 import type { Store } from '../../host/store/store.js';
-import { DIGEST, grant, KEY, OTHER_DIGEST, request, run, token } from './store-fixtures.js';
+import { grant, request, run, token } from './store-fixtures.js';
 
 let dir: string;
 let file: string;
@@ -60,7 +60,7 @@ describe('opening', () => {
     const raw = new Database(file, { readonly: true });
     try {
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(raw.prepare('SELECT version FROM schema_version').all()).toEqual([1, 2, 3, 4, 5, 6, 7, 8].map((version) => ({ version })));
+      expect(raw.prepare('SELECT version FROM schema_version').all()).toEqual(Array.from({ length: SCHEMA_VERSION }, (_, i) => ({ version: i + 1 })));
       // v6: the runs' sensitive sources (the data-flow rule).
       expect((raw.prepare("SELECT name FROM pragma_table_info('runs')").all() as Array<{ name: string }>).map((c) => c.name)).toContain('sensitive_sources');
       // v7: signed approvals required by a grant, and by the request raised under it.
@@ -70,7 +70,7 @@ describe('opening', () => {
     } finally {
       raw.close();
     }
-    expect(SCHEMA_VERSION).toBe(8);
+    expect(SCHEMA_VERSION).toBeGreaterThanOrEqual(8);
   });
 
   it('opens an existing file without migrating it again', async () => {
@@ -101,204 +101,6 @@ describe('opening', () => {
     const s = await store();
     await s.close();
     await rejectsWith(s.listGrants(), 'INTERNAL');
-  });
-});
-
-describe('grants', () => {
-  it('round-trips every field, filters by subject and activity, and survives a restart', async () => {
-    let s = await store();
-    const full = grant({
-      id: 'full',
-      scope: { root: '/srv/reports/2024' },
-      methods: ['*'],
-      mode: 'assisted',
-      approvals: 2,
-      expiresAt: 5_000,
-      budgets: { read: { maxCalls: 10, perSecond: 0.5 } },
-      requestTimeoutMs: 60_000,
-      reviewSample: 0.25,
-      forced: { by: 'root', reason: 'audited' },
-    });
-    await s.insertGrant(full);
-    await s.insertGrant(grant({ id: 'named', subject: { name: 'refund-desk', signer: KEY }, createdAt: 2_000 }));
-    await s.insertGrant(grant({ id: 'other', subject: { digest: OTHER_DIGEST }, createdAt: 3_000 }));
-    s = await reopen(s);
-    expect(await s.getGrant('full')).toEqual(full);
-    expect((await s.listGrants()).map((g) => g.id)).toEqual(['full', 'named', 'other']);
-    expect((await s.listGrants({ subjectDigest: DIGEST })).map((g) => g.id)).toEqual(['full']);
-    expect((await s.listGrants({ subjectName: 'refund-desk' })).map((g) => g.id)).toEqual(['named']);
-    expect((await s.listGrants({ subjectDigest: DIGEST, subjectName: 'refund-desk' })).map((g) => g.id)).toEqual(['full', 'named']);
-    // Expired at 5 000: active at 4 999, not at 5 000.
-    expect((await s.listGrants({ activeAt: 4_999 })).map((g) => g.id)).toEqual(['full', 'named', 'other']);
-    expect((await s.listGrants({ activeAt: 5_000 })).map((g) => g.id)).toEqual(['named', 'other']);
-  });
-
-  it('revokes idempotently (the first revocation is kept) and answers undefined for an unknown id', async () => {
-    const s = await store();
-    await s.insertGrant(grant());
-    const first = await s.revokeGrant('g1', 'bob', 'leaked', 2_000);
-    expect(first).toMatchObject({ revokedAt: 2_000, revokedBy: 'bob', revokeReason: 'leaked' });
-    expect(await s.revokeGrant('g1', 'carol', 'again', 3_000)).toEqual(first);
-    expect(await s.listGrants({ activeAt: 2_500 })).toEqual([]);
-    expect(await s.revokeGrant('nope', 'bob', 'x', 1)).toBeUndefined();
-  });
-
-  it('refuses invalid and duplicate grants', async () => {
-    const s = await store();
-    await s.insertGrant(grant());
-    const dup = await rejectsWith(s.insertGrant(grant()), 'INVALID_ARGUMENT');
-    expect(dup.data).toMatchObject({ reason: 'duplicate' });
-    await rejectsWith(s.insertGrant(grant({ id: 'x', methods: [] })), 'INVALID_ARGUMENT');
-    await rejectsWith(s.insertGrant({ ...grant({ id: 'y' }), extra: 1 } as never), 'INVALID_ARGUMENT');
-  });
-});
-
-describe('requests: compare-and-set', () => {
-  it('lists by status and run, oldest first, with a limit', async () => {
-    const s = await store();
-    await s.insertRequest(request({ id: 'a', createdAt: 3 }));
-    await s.insertRequest(request({ id: 'b', createdAt: 1, runId: 'run2', kind: 'escalation', method: undefined, args: undefined, requestedScope: { root: '/x' } }));
-    await s.insertRequest(request({ id: 'c', createdAt: 2 }));
-    await s.resolveRequest('c', { status: 'denied', at: 10, by: ['bob'], denyReason: 'no' });
-    expect((await s.listRequests({})).map((r) => r.id)).toEqual(['b', 'c', 'a']);
-    expect((await s.listRequests({ status: 'pending' })).map((r) => r.id)).toEqual(['b', 'a']);
-    expect((await s.listRequests({ runId: 'run2' })).map((r) => r.id)).toEqual(['b']);
-    expect((await s.listRequests({ limit: 1 })).map((r) => r.id)).toEqual(['b']);
-    await rejectsWith(s.listRequests({ limit: Number.NaN }), 'INVALID_ARGUMENT');
-    await rejectsWith(s.listRuns({ limit: -1 }), 'INVALID_ARGUMENT');
-    expect(await s.getRequest('b')).toEqual(request({ id: 'b', createdAt: 1, runId: 'run2', kind: 'escalation', method: undefined, args: undefined, requestedScope: { root: '/x' } }));
-  });
-
-  it('keeps JSON null arguments distinct from absent ones', async () => {
-    const s = await store();
-    await s.insertRequest(request({ id: 'null-args', args: null }));
-    expect((await s.getRequest('null-args'))?.args).toBeNull();
-    expect('args' in ((await s.getRequest('null-args')) ?? {})).toBe(true);
-  });
-
-  it('addApproval: appends, refuses the same operator twice, unknown ids, resolved and expired requests', async () => {
-    const s = await store();
-    await s.insertRequest(request({ expiresAt: 10_000 }));
-    const first = await s.addApproval('r1', { operator: 'alice', at: 2_000, args: { orderId: 'o-1', amountCents: 400 } });
-    expect(first.ok).toBe(true);
-    expect(await s.addApproval('r1', { operator: 'alice', at: 2_001 })).toMatchObject({ ok: false, code: 'DUPLICATE_APPROVER' });
-    expect(await s.addApproval('nope', { operator: 'bob', at: 2_001 })).toEqual({ ok: false, code: 'NOT_FOUND' });
-    // Past its expiry the request takes no approval, even before anyone marked it expired.
-    expect(await s.addApproval('r1', { operator: 'bob', at: 10_000 })).toMatchObject({ ok: false, code: 'ALREADY_RESOLVED' });
-    const second = await s.addApproval('r1', { operator: 'bob', at: 3_000 });
-    expect(second.ok && second.request.approvals.map((a) => a.operator)).toEqual(['alice', 'bob']);
-    await s.resolveRequest('r1', { status: 'approved', at: 3_001, by: ['alice', 'bob'] });
-    expect(await s.addApproval('r1', { operator: 'carol', at: 3_002 })).toMatchObject({ ok: false, code: 'ALREADY_RESOLVED' });
-    expect((await s.getRequest('r1'))?.approvals[0]?.args).toEqual({ orderId: 'o-1', amountCents: 400 });
-  });
-
-  it('addApproval with resolve: the completing approval resolves the request in the same commit', async () => {
-    const s = await store();
-    await s.insertRequest(request({ expiresAt: 10_000 }));
-    const first = await s.addApproval('r1', { operator: 'alice', at: 2_000 }, { resolve: true });
-    expect(first.ok && first.request.status).toBe('pending');
-    const second = await s.addApproval('r1', { operator: 'bob', at: 3_000 }, { resolve: true });
-    expect(second.ok && second.request).toMatchObject({ status: 'approved', resolvedAt: 3_000, resolvedBy: ['alice', 'bob'] });
-    expect(await s.resolveRequest('r1', { status: 'denied', at: 3_001, by: ['carol'], denyReason: 'late' })).toMatchObject({ ok: false, code: 'ALREADY_RESOLVED' });
-    expect((await (await reopen(s)).getRequest('r1'))?.status).toBe('approved');
-  });
-
-  it('resolveRequest: only the first of many racing resolutions wins, across two connections', async () => {
-    const a = await store();
-    const b = await store();
-    await a.insertRequest(request());
-    const attempts = Array.from({ length: 20 }, (_, i) =>
-      (i % 2 === 0 ? a : b).resolveRequest('r1', i % 3 === 0 ? { status: 'denied', at: 2_000 + i, by: [`op${i}`], denyReason: `reason ${i}` } : { status: 'approved', at: 2_000 + i, by: [`op${i}`] }),
-    );
-    const results = await Promise.all(attempts);
-    const winners = results.filter((r) => r.ok);
-    expect(winners).toHaveLength(1);
-    expect(results.filter((r) => !r.ok).every((r) => r.code === 'ALREADY_RESOLVED')).toBe(true);
-    const stored = await b.getRequest('r1');
-    expect(stored?.status).toBe(winners[0]?.ok ? winners[0].request.status : 'none');
-    expect(stored?.resolvedBy).toEqual(['op0']);
-    expect(await a.resolveRequest('nope', { status: 'expired', at: 1 })).toEqual({ ok: false, code: 'NOT_FOUND' });
-  });
-
-  it('resolveRequest: approve and deny are refused after expiry; expired and run_gone are not', async () => {
-    const s = await store();
-    await s.insertRequest(request({ id: 'late', expiresAt: 5_000 }));
-    expect(await s.resolveRequest('late', { status: 'approved', at: 5_000 })).toMatchObject({ ok: false, code: 'ALREADY_RESOLVED' });
-    expect(await s.resolveRequest('late', { status: 'expired', at: 5_000 })).toMatchObject({ ok: true, request: { status: 'expired', resolvedAt: 5_000 } });
-    await s.insertRequest(request({ id: 'gone', kind: 'escalation', expiresAt: 5_000 }));
-    expect(await s.resolveRequest('gone', { status: 'run_gone', at: 9_000 })).toMatchObject({ ok: true, request: { status: 'run_gone' } });
-  });
-
-  it('claimExecution: only for approved requests, exactly once across connections; completeExecution records the outcome once', async () => {
-    const a = await store();
-    const b = await store();
-    await a.insertRequest(request());
-    expect(await a.claimExecution('r1', 2_000)).toBe(false); // still pending
-    await a.resolveRequest('r1', { status: 'approved', at: 2_000, by: ['alice', 'bob'] });
-    const claims = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).claimExecution('r1', 3_000 + i)));
-    expect(claims.filter(Boolean)).toHaveLength(1);
-    expect(await a.claimExecution('nope', 1)).toBe(false);
-    await a.completeExecution('r1', { ok: true, result: { refundId: 'rf-1' } }, 4_000);
-    expect((await b.getRequest('r1'))?.execution).toEqual({ state: 'done', at: 4_000, ok: true, result: { refundId: 'rf-1' } });
-    expect(await b.claimExecution('r1', 5_000)).toBe(false);
-    await rejectsWith(a.completeExecution('r1', { ok: false, error: { code: 'X', message: 'y' } }, 5_000), 'ALREADY_RESOLVED');
-    await rejectsWith(a.completeExecution('nope', { ok: true }, 5_000), 'NOT_FOUND');
-    await a.insertRequest(request({ id: 'unclaimed' }));
-    await a.resolveRequest('unclaimed', { status: 'approved', at: 2_000 });
-    await rejectsWith(a.completeExecution('unclaimed', { ok: true }, 5_000), 'ALREADY_RESOLVED');
-  });
-
-  it('keeps pending, decided and claimed requests across a restart', async () => {
-    let s = await store();
-    await s.insertRequest(request({ id: 'p' }));
-    await s.insertRequest(request({ id: 'd' }));
-    await s.addApproval('p', { operator: 'alice', at: 2_000 });
-    await s.resolveRequest('d', { status: 'approved', at: 2_000, by: ['alice', 'bob'] });
-    await s.claimExecution('d', 2_001);
-    s = await reopen(s);
-    expect(await s.getRequest('p')).toMatchObject({ status: 'pending', approvals: [{ operator: 'alice', at: 2_000 }] });
-    expect(await s.getRequest('d')).toMatchObject({ status: 'approved', execution: { state: 'claimed', at: 2_001 } });
-    expect(await s.claimExecution('d', 3_000)).toBe(false);
-  });
-});
-
-describe('runs', () => {
-  it('inserts, patches, lists newest first, and survives a restart', async () => {
-    let s = await store();
-    await s.insertRun(run());
-    await s.insertRun(run({ id: 'run2', subject: undefined, imageName: undefined, createdAt: 2_000, status: 'queued', submittedBy: 'ci' }));
-    await s.updateRun('run1', { status: 'ok', endedAt: 3_000, outcome: { status: 'ok', value: 42 } });
-    s = await reopen(s);
-    expect(await s.getRun('run1')).toEqual(run({ status: 'ok', endedAt: 3_000, outcome: { status: 'ok', value: 42 } }));
-    expect(await s.getRun('run2')).toEqual({ id: 'run2', subject: undefined, imageName: undefined, status: 'queued', input: { n: 1 }, createdAt: 2_000, submittedBy: 'ci' });
-    expect((await s.listRuns()).map((r) => r.id)).toEqual(['run2', 'run1']);
-    expect((await s.listRuns({ status: 'ok' })).map((r) => r.id)).toEqual(['run1']);
-    expect((await s.listRuns({ limit: 1 })).map((r) => r.id)).toEqual(['run2']);
-    await rejectsWith(s.updateRun('nope', { status: 'ok' }), 'NOT_FOUND');
-    await rejectsWith(s.updateRun('run1', { status: 'exploded' as never }), 'INVALID_ARGUMENT');
-  });
-});
-
-describe('tokens', () => {
-  it('finds by hash, lists, revokes idempotently, and keeps names unique among active tokens', async () => {
-    let s = await store();
-    await s.insertToken(token());
-    await rejectsWith(s.insertToken(token({ id: 'tok2', hash: 'b'.repeat(64) })), 'INVALID_ARGUMENT'); // same active name
-    await rejectsWith(s.insertToken(token({ id: 'tok3', name: 'bob' })), 'INVALID_ARGUMENT'); // same hash
-    await rejectsWith(s.insertToken(token({ id: 'tok4', name: 'bob', hash: 'NOT-HEX' })), 'INVALID_ARGUMENT');
-    expect(await s.findTokenByHash('a'.repeat(64))).toEqual(token());
-    expect(await s.findTokenByHash('c'.repeat(64))).toBeUndefined();
-    const revoked = await s.revokeToken('tok1', 2_000);
-    expect(revoked?.revokedAt).toBe(2_000);
-    expect((await s.revokeToken('tok1', 3_000))?.revokedAt).toBe(2_000);
-    expect(await s.revokeToken('nope', 1)).toBeUndefined();
-    // The name is free again once the old token is revoked.
-    await s.insertToken(token({ id: 'tok5', hash: 'd'.repeat(64), createdAt: 2_500 }));
-    s = await reopen(s);
-    expect((await s.listTokens()).map((t) => [t.id, t.revokedAt])).toEqual([
-      ['tok1', 2_000],
-      ['tok5', undefined],
-    ]);
   });
 });
 
