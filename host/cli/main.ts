@@ -29,6 +29,7 @@ Commands:
   undo ID                    undo a committed changeset of a staged run (docs/changesets.md)
   grant add|list|revoke      manage the stored grants (subject, capability, methods, mode)
   token create|list|revoke   manage operator tokens (shown once, stored hashed)
+  store migrate --to URL     copy the SQLite store (grants, tokens, requests, audit chain) into PostgreSQL
   agent create|list|revoke   manage agent identities for MCP clients (token shown once, stored hashed)
   mcp --agent NAME           an MCP server over stdio that runs contained code as that agent (docs/mcp.md)
   mcp-tools list|accept      tool changes of mcp capabilities waiting for an operator (docs/mcp-capability.md)
@@ -58,6 +59,7 @@ const commands: Record<string, Command> = {
   undo: async (argv, io) => (await import('./operator.js')).undoCommand(argv, io),
   grant: async (argv, io) => (await import('./grant.js')).grantCommand(argv, io),
   token: async (argv, io) => (await import('./token.js')).tokenCommand(argv, io),
+  store: async (argv, io) => (await import('./store.js')).storeCommand(argv, io),
   agent: async (argv, io) => (await import('./agent.js')).agentCommand(argv, io),
   mcp: async (argv, io) => (await import('./mcp.js')).mcpCommand(argv, io),
   'mcp-tools': async (argv, io) => (await import('./mcp-tools.js')).mcpToolsCommand(argv, io),

@@ -1,0 +1,411 @@
+/**
+ * `contained store migrate --to postgres://…`: copy the embedded SQLite store of a data folder
+ * (`<dataDir>/contained.db`, or the config's SQLite `store`) into a PostgreSQL database no host has
+ * used yet, so the same host state serves a fleet (docs/host-state.md, "Moving from SQLite to
+ * PostgreSQL").
+ *
+ * What is copied, row for row: grants (revoked ones with their revocation), tokens (hashes only,
+ * as stored), agents, runs, requests (approvals, resolution, execution state), and the audit chain
+ * (`audit_records`, `audit_checkpoints`) verbatim, so every hash and checkpoint signature still
+ * verifies. Grant and token changes the audit writer had not yet chained (SQLite `audit_inbox`)
+ * are queued in PostgreSQL's inbox, so they are recorded there; the copies' own trigger rows are
+ * dropped (the copied chain already records those grants and tokens). Not copied: console
+ * sessions and one-time secrets (operators log in again), host records (the SQLite store's one
+ * host is not a fleet member), and what stays per host with PostgreSQL anyway — the trust ledger,
+ * review queue, passkeys and notification outbox remain in this data folder's SQLite file.
+ *
+ * Safety:
+ * - one PostgreSQL transaction: a failure anywhere leaves the database as it was;
+ * - the target's tables are locked (EXCLUSIVE) and must be empty inside that transaction, so two
+ *   migrations cannot both copy, and a database in use is refused (INVALID_ARGUMENT);
+ * - the data folder's host lock is taken (DATA_DIR_IN_USE while a host runs on it: a running host
+ *   would keep writing to SQLite after the copy) and the SQLite write lock is held for the copy
+ *   (a `contained grant add` meanwhile waits, or fails loudly, instead of being silently left out);
+ * - afterwards every record is read back through both stores and compared, and the audit chain is
+ *   re-verified on PostgreSQL (hashes, links, checkpoint signatures with the data folder's key).
+ *
+ * Exit codes: 0 copied and verified; 2 usage or a target that is not empty; 1 anything else
+ * (DATA_DIR_IN_USE, NOT_FOUND, STORE_UNAVAILABLE, INTERNAL when the copy does not read back equal).
+ */
+import { existsSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import { ContainedError } from '../../runtime/errors.js';
+import { canonicalJson } from '../audit/canonical.js';
+import { checkpointSignatureOk, loadVerifyKey } from '../audit/keys.js';
+import { GENESIS, hashRecord, rowToStored } from '../audit/record.js';
+import { acquireHostLock } from '../store/host-lock.js';
+import { locateState } from '../store/location.js';
+import { openSqliteStore } from '../store/sqlite-store.js';
+import type { Store } from '../store/store.js';
+import { isPostgresUrl, redactUrl } from '../store/store-location.js';
+import { type CliIo, parseFlags, runSubcommand, STATE_FLAGS, stringFlag } from './args.js';
+import { noPositionals } from './grant.js';
+
+export const STORE_USAGE = `Usage:
+  contained store migrate --to postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE
+                          [--config FILE] [--data-dir DIR] [--json]
+
+migrate copies the data folder's SQLite store (grants, tokens, agents, runs, requests and the
+audit chain) into a PostgreSQL database that holds no host state yet, in one transaction, then
+reads everything back and verifies the audit chain there. Stop the host first. Afterwards set
+"store" in the host config to the URL (or CONTAINED_STORE); the SQLite file stays as it was.
+`;
+
+/** Copied in this order; the audit chain last so a reader never sees records of rows not yet there. */
+export const MIGRATED_TABLES = ['grants', 'tokens', 'agents', 'runs', 'requests', 'audit_records', 'audit_checkpoints'] as const;
+type Table = (typeof MIGRATED_TABLES)[number];
+
+/** How long to wait for another session's lock on the target tables before giving up. */
+const LOCK_TIMEOUT = '10s';
+/** PostgreSQL takes at most 65 535 parameters per statement. */
+const MAX_PARAMS = 60_000;
+
+export interface MigrateSummary {
+  from: string;
+  to: string;
+  copied: Record<Table, number>;
+  /** Grant and token changes not yet in the SQLite chain, queued in PostgreSQL's audit inbox. */
+  inboxQueued: number;
+  audit: { records: number; headSeq: number; headHash: string; checkpoints: number; signaturesChecked: boolean };
+  elapsedMs: number;
+}
+
+export async function storeCommand(argv: string[], io: CliIo): Promise<number> {
+  return runSubcommand('store', argv, io, STORE_USAGE, { migrate: storeMigrate });
+}
+
+async function storeMigrate(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals } = parseFlags(argv, { ...STATE_FLAGS, to: { type: 'string' } });
+  if (values.help) {
+    io.stdout(STORE_USAGE);
+    return 0;
+  }
+  noPositionals(positionals, STORE_USAGE);
+  const to = stringFlag(values, 'to');
+  if (to === undefined || to.trim() === '') throw new ContainedError('USAGE', `--to is required\n\n${STORE_USAGE}`);
+  if (!isPostgresUrl(to)) throw new ContainedError('USAGE', `--to takes a postgres:// URL (got ${JSON.stringify(to.slice(0, 40))})`);
+  try {
+    new URL(to);
+  } catch (cause) {
+    throw new ContainedError('INVALID_ARGUMENT', '--to: not a valid postgres:// URL', { cause, data: { path: ['to'] } });
+  }
+  const json = values.json === true;
+  const location = await locateState({ configFlag: stringFlag(values, 'config'), dataDirFlag: stringFlag(values, 'data-dir') });
+  const summary = await migrateSqliteToPostgres({
+    file: location.storeFile,
+    dataDir: location.dataDir,
+    url: to,
+    progress: json ? () => undefined : (line) => io.stdout(`${line}\n`),
+  });
+  if (json) {
+    io.stdout(`${JSON.stringify(summary, null, 2)}\n`);
+    return 0;
+  }
+  const { copied, audit } = summary;
+  io.stdout(
+    `migrated ${summary.from} to ${summary.to} in ${summary.elapsedMs} ms: ${copied.grants} grants, ${copied.tokens} tokens, ${copied.agents} agents, ` +
+      `${copied.runs} runs, ${copied.requests} requests, ${audit.records} audit records (head ${audit.headSeq} ${audit.headHash.slice(0, 16)}…, ` +
+      `${audit.checkpoints} checkpoints${audit.checkpoints === 0 ? '' : audit.signaturesChecked ? ', signatures verified' : ', signatures not checked: no public key in the data folder'}); everything reads back equal\n`,
+  );
+  io.stdout(`next: set "store" in the host config to this URL (or CONTAINED_STORE), then start the hosts\n`);
+  return 0;
+}
+
+export interface MigrateOptions {
+  /** The SQLite store file. */
+  file: string;
+  /** Its data folder: the host lock, and the audit public key for checking signatures. */
+  dataDir: string;
+  url: string;
+  progress?: (line: string) => void;
+}
+
+/** Copy, then verify. Throws ContainedError; on any failure before the commit, PostgreSQL is unchanged. */
+export async function migrateSqliteToPostgres(options: MigrateOptions): Promise<MigrateSummary> {
+  const t0 = Date.now();
+  const progress = options.progress ?? (() => undefined);
+  const shownUrl = redactUrl(options.url);
+  if (!existsSync(options.file)) throw new ContainedError('NOT_FOUND', `no SQLite store at ${options.file} (pass --data-dir or --config)`);
+  const lock = acquireHostLock(options.dataDir);
+  try {
+    // Bring the SQLite file to this build's schema (as any command that opens it would), and
+    // the PostgreSQL database to its schema (openPgStore migrates it).
+    const source = await openSqliteStore(options.file);
+    try {
+      const target = await openTarget(options.url);
+      try {
+        await refuseLiveHosts(target, shownUrl);
+        const { copied, inboxQueued } = await copy(options.file, options.url, shownUrl, progress);
+        progress('verifying: every record read back through both stores, the audit chain re-checked on PostgreSQL');
+        await compareRecords(source, target);
+        const audit = await verifyTargetChain(options.url, options.dataDir, copied.audit_records, copied.audit_checkpoints);
+        return { from: options.file, to: shownUrl, copied, inboxQueued, audit, elapsedMs: Date.now() - t0 };
+      } finally {
+        await target.close();
+      }
+    } finally {
+      await source.close();
+    }
+  } finally {
+    lock.release();
+  }
+}
+
+async function openTarget(url: string): Promise<Store> {
+  const { openPgStore } = await import('../store/pg-store.js');
+  return openPgStore(url);
+}
+
+/** A host registered on the target and neither stopped nor reaped is using it. */
+async function refuseLiveHosts(target: Store, shownUrl: string): Promise<void> {
+  const live = (await target.listHosts()).filter((h) => h.stoppedAt === undefined && h.reapedAt === undefined);
+  if (live.length > 0) {
+    throw new ContainedError(
+      'INVALID_ARGUMENT',
+      `store migrate: ${shownUrl} is in use by ${live.length} host${live.length > 1 ? 's' : ''} (${live.map((h) => `${h.hostname} pid ${h.pid}`).join(', ')}); migrate into a new, empty database`,
+      { data: { reason: 'in-use', hosts: live.map((h) => h.id) } },
+    );
+  }
+}
+
+const INT8_OID = 20;
+
+/** A client of its own: bigint as JS numbers (epoch ms and seqs are far below 2^53), like the SQLite rows. */
+function pgClient(url: string): pg.Client {
+  return new pg.Client({
+    connectionString: url,
+    connectionTimeoutMillis: 10_000,
+    application_name: 'contained-store-migrate',
+    types: {
+      getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+        oid === INT8_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+    },
+  });
+}
+
+function unavailable(shownUrl: string, what: string, error: unknown): ContainedError {
+  if (error instanceof ContainedError) return error;
+  const message = error instanceof Error ? error.message : String(error);
+  const code = (error as { code?: unknown }).code;
+  return new ContainedError('STORE_UNAVAILABLE', `store migrate: ${what} (${shownUrl}): ${message}`, {
+    cause: error,
+    data: { reason: typeof code === 'string' ? code : 'connection' },
+  });
+}
+
+interface PgColumn {
+  name: string;
+  type: string;
+  identity: boolean;
+}
+
+async function pgColumns(client: pg.Client, table: string): Promise<Map<string, PgColumn>> {
+  const { rows } = await client.query<{ column_name: string; data_type: string; is_identity: string }>(
+    'SELECT column_name, data_type, is_identity FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1',
+    [table],
+  );
+  return new Map(rows.map((r) => [r.column_name, { name: r.column_name, type: r.data_type, identity: r.is_identity === 'YES' }]));
+}
+
+/** A SQLite value as PostgreSQL takes it for that column (SQLite has no booleans: 0/1). */
+function toPg(value: unknown, column: PgColumn): unknown {
+  if (value === null || value === undefined) return null;
+  if (column.type === 'boolean' && typeof value === 'number') return value !== 0;
+  return value;
+}
+
+async function copy(file: string, url: string, shownUrl: string, progress: (line: string) => void): Promise<{ copied: Record<Table, number>; inboxQueued: number }> {
+  const sqlite = new Database(file, { timeout: 5_000 });
+  const client = pgClient(url);
+  client.on('error', () => undefined); // a dropped connection surfaces as the failing query's error
+  try {
+    try {
+      await client.connect();
+    } catch (error) {
+      throw unavailable(shownUrl, 'cannot connect', error);
+    }
+    // The SQLite write lock for the whole copy: nobody changes the source while it is read.
+    sqlite.prepare('BEGIN IMMEDIATE').run();
+    try {
+      await client.query('BEGIN');
+      try {
+        await client.query(`SET LOCAL lock_timeout = '${LOCK_TIMEOUT}'`);
+        await client.query(`LOCK TABLE ${[...MIGRATED_TABLES, 'audit_inbox'].join(', ')} IN EXCLUSIVE MODE`);
+        await refuseNonEmpty(client, shownUrl);
+        const plans = await Promise.all(MIGRATED_TABLES.map(async (table) => plan(sqlite, table, await pgColumns(client, table))));
+        const copied = {} as Record<Table, number>;
+        for (const p of plans) {
+          copied[p.table] = await copyTable(sqlite, client, p);
+          progress(`copied ${p.table}: ${copied[p.table]}`);
+        }
+        // The copies fired the grant/token triggers: their inbox rows would chain a second
+        // "grant.added" for every grant. The copied chain records them already.
+        await client.query('DELETE FROM audit_inbox');
+        const pending = sqlite.prepare('SELECT kind, ref FROM audit_inbox ORDER BY id').all() as Array<{ kind: string; ref: string }>;
+        for (const row of pending) await client.query('INSERT INTO audit_inbox (kind, ref) VALUES ($1, $2)', [row.kind, row.ref]);
+        if (pending.length > 0) progress(`queued ${pending.length} grant/token change${pending.length > 1 ? 's' : ''} not yet in the audit chain (recorded by the first host)`);
+        await client.query('COMMIT');
+        return { copied, inboxQueued: pending.length };
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+    } finally {
+      sqlite.prepare('ROLLBACK').run();
+    }
+  } catch (error) {
+    if (error instanceof ContainedError) throw error;
+    const code = (error as { code?: unknown }).code;
+    // 55P03: lock_timeout (another migration or a host holds the tables).
+    if (code === '55P03') throw unavailable(shownUrl, `the target tables stayed locked for ${LOCK_TIMEOUT} (another migration, or a host using the database?)`, error);
+    if (typeof code === 'string' && /^(08|57P)/.test(code)) throw unavailable(shownUrl, 'the connection failed during the copy; nothing was copied', error);
+    throw new ContainedError('INTERNAL', `store migrate: the copy failed and was rolled back; nothing was copied (${error instanceof Error ? error.message : String(error)})`, { cause: error });
+  } finally {
+    sqlite.close();
+    await client.end().catch(() => undefined);
+  }
+}
+
+async function refuseNonEmpty(client: pg.Client, shownUrl: string): Promise<void> {
+  const found: Record<string, number> = {};
+  for (const table of MIGRATED_TABLES) {
+    const { rows } = await client.query<{ n: number }>(`SELECT COUNT(*)::int AS n FROM ${table}`);
+    const n = rows[0]?.n ?? 0;
+    if (n > 0) found[table] = n;
+  }
+  if (Object.keys(found).length > 0) {
+    throw new ContainedError(
+      'INVALID_ARGUMENT',
+      `store migrate: ${shownUrl} already holds host state (${Object.entries(found).map(([t, n]) => `${t} ${n}`).join(', ')}); migrate copies into a database no host has used: create a new one (CREATE DATABASE …) and pass its URL`,
+      { data: { reason: 'not-empty', tables: found } },
+    );
+  }
+}
+
+interface Plan {
+  table: Table;
+  columns: string[];
+  target: PgColumn[];
+}
+
+/** Every SQLite column must exist in PostgreSQL (else data would be dropped): checked before anything is written. */
+function plan(sqlite: Database.Database, table: Table, target: Map<string, PgColumn>): Plan {
+  if (target.size === 0) throw new ContainedError('INTERNAL', `store migrate: the PostgreSQL schema has no table ${table}`);
+  const columns = (sqlite.prepare(`SELECT name FROM pragma_table_info('${table}')`).all() as Array<{ name: string }>).map((c) => c.name);
+  const missing = columns.filter((c) => !target.has(c));
+  if (missing.length > 0) {
+    throw new ContainedError('INTERNAL', `store migrate: PostgreSQL's ${table} has no column ${missing.join(', ')}; this build's two schemas differ, nothing was copied`, {
+      data: { table, missing },
+    });
+  }
+  return { table, columns, target: columns.map((c) => target.get(c) as PgColumn) };
+}
+
+async function copyTable(sqlite: Database.Database, client: pg.Client, p: Plan): Promise<number> {
+  const perBatch = Math.max(1, Math.min(1_000, Math.floor(MAX_PARAMS / p.columns.length)));
+  const overriding = p.target.some((c) => c.identity) ? ' OVERRIDING SYSTEM VALUE' : '';
+  const head = `INSERT INTO ${p.table} (${p.columns.join(', ')})${overriding} VALUES `;
+  // Key order: the audit chain in seq order, the rest by primary key (deterministic, resumable to read).
+  const order = p.table === 'audit_records' || p.table === 'audit_checkpoints' ? 'seq' : 'id';
+  const rows = sqlite.prepare(`SELECT ${p.columns.join(', ')} FROM ${p.table} ORDER BY ${order}`).raw(true).iterate() as IterableIterator<unknown[]>;
+  let count = 0;
+  let batch: unknown[][] = [];
+  const flush = async (): Promise<void> => {
+    if (batch.length === 0) return;
+    const params: unknown[] = [];
+    const tuples = batch.map((row) => `(${row.map((value, i) => `$${params.push(toPg(value, p.target[i] as PgColumn))}`).join(', ')})`);
+    await client.query(head + tuples.join(', '), params);
+    count += batch.length;
+    batch = [];
+  };
+  for (const row of rows) {
+    batch.push(row);
+    if (batch.length >= perBatch) await flush();
+  }
+  await flush();
+  // Identity and serial columns given explicit values: move their sequences past them.
+  for (const column of p.columns) {
+    const { rows: seq } = await client.query<{ s: string | null }>('SELECT pg_get_serial_sequence($1, $2) AS s', [p.table, column]);
+    const name = seq[0]?.s;
+    if (name && count > 0) await client.query(`SELECT setval($1, (SELECT MAX(${column}) FROM ${p.table}))`, [name]);
+  }
+  return count;
+}
+
+/** Every record, through both Store implementations, equal (canonical JSON, keyed by id). */
+async function compareRecords(source: Store, target: Store): Promise<void> {
+  const kinds: Array<[string, (s: Store) => Promise<Array<{ id: string }>>]> = [
+    ['grants', (s) => s.listGrants()],
+    ['tokens', (s) => s.listTokens()],
+    ['agents', (s) => s.listAgents()],
+    ['runs', (s) => s.listRuns()],
+    ['requests', (s) => s.listRequests({})],
+  ];
+  for (const [kind, list] of kinds) {
+    const [from, to] = await Promise.all([list(source), list(target)]);
+    const copied = new Map(to.map((r) => [r.id, canonicalJson(r)]));
+    const different = from.filter((r) => copied.get(r.id) !== canonicalJson(r)).map((r) => r.id);
+    if (different.length > 0 || from.length !== to.length) {
+      throw new ContainedError(
+        'INTERNAL',
+        `store migrate: the copy was committed but ${kind} do not read back equal (${from.length} in SQLite, ${to.length} in PostgreSQL${different.length > 0 ? `; first different: ${different.slice(0, 3).join(', ')}` : ''}); drop that database and report this`,
+        { data: { kind, different: different.slice(0, 20) } },
+      );
+    }
+  }
+}
+
+/**
+ * Walk the chain as PostgreSQL holds it: every record hashes to its `hash` and links to the one
+ * before; every checkpoint names the hash of the record at its seq and, with the data folder's
+ * public key, its signature verifies.
+ */
+async function verifyTargetChain(url: string, dataDir: string, records: number, checkpoints: number): Promise<MigrateSummary['audit']> {
+  const shownUrl = redactUrl(url);
+  const client = pgClient(url);
+  client.on('error', () => undefined);
+  const broken = (message: string): ContainedError =>
+    new ContainedError('AUDIT_TAMPERED', `store migrate: the copied audit chain does not verify on PostgreSQL: ${message}; drop that database and report this`);
+  try {
+    try {
+      await client.connect();
+    } catch (error) {
+      throw unavailable(shownUrl, 'cannot connect to verify the copy', error);
+    }
+    let prevHash = GENESIS;
+    let expected = 1;
+    const hashes = new Map<number, string>();
+    for (;;) {
+      const { rows } = await client.query({
+        text: 'SELECT seq, at, type, run_id, subject, capability, method, call_id, data, prev_hash, hash FROM audit_records WHERE seq >= $1 ORDER BY seq LIMIT 5000',
+        values: [expected],
+        rowMode: 'array',
+      });
+      for (const raw of rows as unknown[][]) {
+        const r = rowToStored(raw.map((v, i) => (i <= 1 ? Number(v) : v)));
+        if (r.seq !== expected) throw broken(`record ${expected} is missing`);
+        if (r.prevHash !== prevHash || hashRecord(r) !== r.hash) throw broken(`record ${r.seq} does not hash or link as written`);
+        hashes.set(r.seq, r.hash);
+        prevHash = r.hash;
+        expected += 1;
+      }
+      if (rows.length < 5000) break;
+    }
+    const headSeq = expected - 1;
+    if (headSeq !== records) throw broken(`${headSeq} records, ${records} copied`);
+    const key = loadVerifyKey(dataDir);
+    const { rows: cps } = await client.query<{ seq: number; hash: string; at: number; keyId: string; signature: string }>(
+      'SELECT seq, hash, at, key_id AS "keyId", signature FROM audit_checkpoints ORDER BY seq',
+    );
+    if (cps.length !== checkpoints) throw broken(`${cps.length} checkpoints, ${checkpoints} copied`);
+    for (const cp of cps) {
+      const c = { ...cp, seq: Number(cp.seq), at: Number(cp.at) };
+      if (hashes.get(c.seq) !== c.hash) throw broken(`the checkpoint at seq ${c.seq} names another hash than the record there`);
+      if (key && !checkpointSignatureOk(key, c)) throw broken(`the checkpoint at seq ${c.seq} has a signature that does not verify with ${key.keyId}`);
+    }
+    return { records: headSeq, headSeq, headHash: prevHash, checkpoints: cps.length, signaturesChecked: key !== undefined && cps.length > 0 };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
