@@ -1,6 +1,7 @@
 /**
  * The `audit` section of the host config: how the host's audit log (host/audit/log.ts) batches,
- * commits and checkpoints, each with its default and its unit in its name.
+ * commits and checkpoints, each with its default and its unit in its name; and, for a fleet on
+ * PostgreSQL, which key signs and which public keys verify (docs/audit-and-trust.md "Several hosts").
  */
 import { z } from 'zod';
 
@@ -19,6 +20,18 @@ export const auditConfigSchema = z.strictObject({
   busyTimeoutMs: z.number().int().min(0).max(600_000).default(5_000),
   /** Poll the grant/token inbox this often, ms; 0: only when appending. */
   inboxPollMs: z.number().int().min(0).max(3_600_000).default(1_000),
+  /**
+   * The signing key (ed25519 PKCS#8 PEM, mode 0600), relative to the data folder. Default: the host's
+   * own `audit-key.pem`. A fleet may point every host at one shared key file, so one public key
+   * verifies every checkpoint.
+   */
+  keyFile: z.string().min(1).max(4096).optional(),
+  /**
+   * Public keys (PEM files, relative to the data folder) that verify checkpoints besides this host's
+   * own: the other hosts of the fleet. Used by `contained audit verify` (with no --public-key) and the
+   * console's Audit page.
+   */
+  publicKeyFiles: z.array(z.string().min(1).max(4096)).max(1000).default([]),
 });
 export type AuditConfig = z.output<typeof auditConfigSchema>;
 

@@ -37,8 +37,17 @@ export interface Checkpoint {
   signature: string;
 }
 
-/** Load the host key from the data folder, creating it (0600) when there is none. */
-export function loadOrCreateAuditKey(dataDir: string): AuditKey {
+/**
+ * Load the host key from the data folder, creating it (0600) when there is none. `keyFile`
+ * (config `audit.keyFile`, relative to the data folder): a key shared by a fleet, never created
+ * here (INTERNAL when it is missing).
+ */
+export function loadOrCreateAuditKey(dataDir: string, keyFile?: string): AuditKey {
+  if (keyFile !== undefined) {
+    const shared = path.resolve(dataDir, keyFile);
+    if (!existsSync(shared)) throw new ContainedError('INTERNAL', `audit: the signing key ${shared} (audit.keyFile) does not exist`);
+    return readPrivateKey(shared);
+  }
   const file = path.join(dataDir, AUDIT_KEY_FILE);
   if (!existsSync(file)) {
     mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -93,6 +102,37 @@ export function loadVerifyKey(dataDir: string, publicKeyFile?: string): AuditKey
     return { privateKey: undefined, publicKey: key.publicKey, keyId: key.keyId };
   }
   return undefined;
+}
+
+/** One ed25519 public key from a PEM file (a public key, or the public half of a private one). */
+export function readPublicKeyFile(file: string, flag = '--public-key'): AuditKey {
+  if (!existsSync(file)) throw new ContainedError('USAGE', `${flag}: cannot read ${file}`);
+  try {
+    const publicKey = createPublicKey(readFileSync(file));
+    if (publicKey.asymmetricKeyType !== 'ed25519') throw new Error('not ed25519');
+    return { privateKey: undefined, publicKey, keyId: keyIdOf(publicKey) };
+  } catch (error) {
+    throw new ContainedError('INVALID_ARGUMENT', `audit: ${file} is not an ed25519 public key`, { cause: error });
+  }
+}
+
+/**
+ * Every key checkpoints are checked with: the given `--public-key` files when any (only those:
+ * pinned keys); else this host's key (loadVerifyKey), the shared `audit.keyFile`'s and the
+ * configured `audit.publicKeyFiles` (the fleet's other hosts). Undefined when none is found.
+ */
+export function loadVerifyKeys(dataDir: string, given: readonly string[], config?: { keyFile?: string | undefined; publicKeyFiles?: readonly string[] | undefined }): AuditKey[] | undefined {
+  if (given.length > 0) return dedupe(given.map((f) => readPublicKeyFile(f)));
+  const keys: AuditKey[] = [];
+  const own = loadVerifyKey(dataDir);
+  if (own) keys.push(own);
+  if (config?.keyFile !== undefined) keys.push(readPublicKeyFile(path.resolve(dataDir, config.keyFile), 'audit.keyFile'));
+  for (const f of config?.publicKeyFiles ?? []) keys.push(readPublicKeyFile(path.resolve(dataDir, f), 'audit.publicKeyFiles'));
+  return keys.length > 0 ? dedupe(keys) : undefined;
+}
+
+function dedupe(keys: AuditKey[]): AuditKey[] {
+  return [...new Map(keys.map((k) => [k.keyId, k])).values()];
 }
 
 function message(seq: number, hash: string, at: number): Buffer {

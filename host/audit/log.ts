@@ -20,8 +20,23 @@
  *
  * Fails closed: a batch that cannot commit (disk full, lock timeout, closed log) rejects every
  * append in it with AUDIT_FAILED; the gate then refuses the action it was about to perform.
+ *
+ * PostgreSQL (`postgres: url`, the fleet's shared store; docs/audit-and-trust.md "Several hosts"):
+ * the records and checkpoints live in PostgreSQL, one chain for every host. A batch is one
+ * PostgreSQL transaction that first takes `pg_advisory_xact_lock(AUDIT_LOCK_KEY)` (appenders on
+ * every host queue there), then reads the head, drains `audit_inbox` (filled by PostgreSQL's own
+ * triggers, whoever changed a grant or token), inserts the records, signs a checkpoint when due
+ * with this host's key, and commits; an append resolves after COMMIT (durable with PostgreSQL's
+ * synchronous_commit). `within` callbacks still run on the host's own SQLite file (`file`: trust
+ * ledger, review queue, promotions, passkeys): in a local transaction opened before the records are
+ * inserted and committed right after PostgreSQL commits, each callback in a savepoint as above, so
+ * a callback that throws still drops its record, and a PostgreSQL failure rolls the local rows
+ * back. The window: a crash between the PostgreSQL COMMIT and the local COMMIT keeps the records
+ * and loses those local rows (TrustService.reconcile restores what it can; the doc says what).
+ * A server that cannot be reached fails the batch with AUDIT_FAILED within the connect timeout.
  */
 import Database from 'better-sqlite3';
+import type pg from 'pg';
 import type { Logger } from 'pino';
 import { ContainedError } from '../../runtime/errors.js';
 import { formatSubject } from '../grants.js';
@@ -30,11 +45,18 @@ import { migrate } from '../store/schema.js';
 import { type WalSync, walSyncFor } from '../store/wal-sync.js';
 import { AUDIT_CONFIG_DEFAULTS } from './config.js';
 import { type AuditKey, type Checkpoint, signCheckpoint } from './keys.js';
+import { AUDIT_LOCK_KEY, checkout, openAuditPool } from './pg.js';
 import { type AuditInput, type AuditRecord, GENESIS, publicFields, type StoredRecord, sealRecord } from './record.js';
+import { type AuditSource, pgAuditSource, sqliteAuditSource } from './source.js';
 
 export interface AuditLogOptions {
-  /** The host store file (`<dataDir>/contained.db`). */
+  /**
+   * The host store file (`<dataDir>/contained.db`). With `postgres`, the host's own SQLite file,
+   * where `within` callbacks run (trust ledger, review queue, promotions, passkeys).
+   */
   file: string;
+  /** A `postgres://` URL: the records and checkpoints go to that database (the fleet's one chain). */
+  postgres?: string | undefined;
   key: AuditKey;
   logger?: Logger;
   now?: () => number;
@@ -73,7 +95,15 @@ interface Pending {
 const INBOX_BATCH = 500;
 
 export class AuditLog {
+  /** The SQLite connection `within` callbacks get (with `postgres`: the host's own file, not the records). */
   readonly db: Database.Database;
+  /** Where the records are read from (SQLite or PostgreSQL): tail, query, verify. */
+  readonly source: AuditSource;
+  private readonly pool: pg.Pool | undefined;
+  /** The PostgreSQL batch in flight (one at a time per process; hosts queue on the advisory lock). */
+  private committing: Promise<void> | undefined;
+  private forceCheckpoint = false;
+  private closing = false;
   private readonly now: () => number;
   private readonly log: Logger | undefined;
   private queue: Pending[] = [];
@@ -99,7 +129,12 @@ export class AuditLog {
       if (error instanceof ContainedError) throw error;
       throw new ContainedError('AUDIT_FAILED', `audit: cannot open ${options.file}: ${(error as Error).message}`, { cause: error });
     }
-    this.walSync = options.synchronous === 'normal' ? undefined : walSyncFor(options.file);
+    if (options.postgres !== undefined) {
+      this.pool = openAuditPool(options.postgres, { logger: this.log, connectTimeoutMs: options.busyTimeoutMs ?? AUDIT_CONFIG_DEFAULTS.busyTimeoutMs });
+      this.source = pgAuditSource(this.pool, options.postgres, { ownsPool: false });
+    } else this.source = sqliteAuditSource(this.db);
+    // The WAL group commit covers the SQLite store's deferred commits; with PostgreSQL there are none here.
+    this.walSync = options.synchronous === 'normal' || this.pool ? undefined : walSyncFor(options.file);
     this.stmts = {
       head: this.db.prepare('SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1').raw(true),
       insert: this.db.prepare(
@@ -113,7 +148,7 @@ export class AuditLog {
     const interval = options.checkpointIntervalMs ?? AUDIT_CONFIG_DEFAULTS.checkpointIntervalMs;
     if (interval > 0) this.timers.push(setInterval(() => this.safely(() => this.checkpoint()), interval));
     const poll = options.inboxPollMs ?? AUDIT_CONFIG_DEFAULTS.inboxPollMs;
-    if (poll > 0) this.timers.push(setInterval(() => this.safely(() => this.stmts.inboxAny.get() !== undefined && this.schedule()), poll));
+    if (poll > 0) this.timers.push(setInterval(() => (this.pool ? this.pollPgInbox() : this.safely(() => this.stmts.inboxAny.get() !== undefined && this.schedule())), poll));
     for (const t of this.timers) t.unref();
     if (options.role !== undefined) {
       void this.append({ type: 'audit.started', data: { role: options.role, keyId: options.key.keyId, pid: process.pid } }).catch((error: unknown) =>
@@ -133,7 +168,7 @@ export class AuditLog {
   }
 
   private enqueue(input: AuditInput | undefined, within: ((db: Database.Database) => void) | undefined, options: AppendOptions): Promise<AuditRecord | undefined> {
-    if (this.closed) return Promise.reject(new ContainedError('AUDIT_FAILED', 'audit: the log is closed'));
+    if (this.closed || this.closing) return Promise.reject(new ContainedError('AUDIT_FAILED', 'audit: the log is closed'));
     return new Promise((resolve, reject) => {
       this.queue.push({ input, at: input?.at ?? this.now(), within, resolve, reject });
       if (options.soon && (this.options.lazyFlushMs ?? AUDIT_CONFIG_DEFAULTS.lazyFlushMs) > 0) this.scheduleSoon();
@@ -144,22 +179,42 @@ export class AuditLog {
   /** Resolves when everything appended so far has been committed (or failed). */
   flush(): Promise<void> {
     if (this.closed) return Promise.resolve();
-    // Grant/token changes waiting in the inbox are part of "so far" too.
-    if (this.queue.length > 0 || this.stmts.inboxAny.get() !== undefined) this.schedule();
-    if (this.queue.length === 0 && !this.scheduled) return Promise.resolve();
+    // Grant/token changes waiting in the inbox are part of "so far" too (in PostgreSQL: one batch reads it).
+    if (this.queue.length > 0 || this.pool || this.stmts.inboxAny.get() !== undefined) this.schedule();
+    if (this.queue.length === 0 && !this.scheduled && !this.committing) return Promise.resolve();
     return new Promise((resolve) => this.idle.add(resolve));
   }
 
-  /** Sign the current head now if it is not signed yet; returns the checkpoint written, if any. */
+  /**
+   * Sign the current head now if it is not signed yet; returns the checkpoint written, if any.
+   * With PostgreSQL the checkpoint is written by the next batch (scheduled now): undefined.
+   */
   checkpoint(): Checkpoint | undefined {
     if (this.closed) return undefined;
+    if (this.pool) {
+      this.forceCheckpoint = true;
+      this.schedule();
+      return undefined;
+    }
     return this.db.transaction(() => this.checkpointIfDue(1)).immediate();
   }
 
   async close(): Promise<void> {
-    if (this.closed) return;
+    if (this.closed || this.closing) return;
     for (const t of this.timers) clearInterval(t);
     if (this.lazy) clearTimeout(this.lazy);
+    if (this.pool) {
+      this.closing = true;
+      // Everything queued, then a final checkpoint (best effort: the server may be gone).
+      while (this.queue.length > 0 || this.committing) await this.pgCycle();
+      this.forceCheckpoint = true;
+      await this.pgCycle();
+      this.closed = true;
+      await this.pool.end().catch((error: unknown) => this.log?.warn({ err: (error as Error).message }, 'audit: closing the PostgreSQL pool failed'));
+      this.db.close();
+      this.settleIdle();
+      return;
+    }
     while (this.queue.length > 0) this.commitBatch();
     this.safely(() => this.checkpoint());
     this.closed = true;
@@ -184,6 +239,10 @@ export class AuditLog {
     if (this.scheduled || this.closed) return;
     this.scheduled = true;
     // setImmediate, not a microtask: every append made while this I/O phase runs joins the batch.
+    if (this.pool) {
+      setImmediate(() => void this.pgScheduled());
+      return;
+    }
     setImmediate(() => {
       this.scheduled = false;
       if (!this.closed) this.commitBatch();
@@ -251,6 +310,132 @@ export class AuditLog {
     }
   }
 
+  /** PostgreSQL: run one batch (or join the one in flight), then go on while appends wait. */
+  private async pgScheduled(): Promise<void> {
+    this.scheduled = false;
+    if (!this.closed) await this.pgCycle();
+    if (this.queue.length > 0 && !this.closed) this.schedule();
+    else if (!this.scheduled && !this.committing) this.settleIdle();
+  }
+
+  private pgCycle(): Promise<void> {
+    this.committing ??= this.commitPgBatch().finally(() => {
+      this.committing = undefined;
+    });
+    return this.committing;
+  }
+
+  private pollPgInbox(): void {
+    if (!this.pool || this.closed || this.closing || this.scheduled || this.committing) return;
+    this.pool.query('SELECT 1 FROM audit_inbox LIMIT 1').then(
+      (r) => {
+        if (r.rows.length > 0) this.schedule();
+      },
+      (error: unknown) => this.log?.warn({ err: (error as Error).message }, 'audit: cannot read the grant/token inbox'),
+    );
+  }
+
+  /** One batch in one PostgreSQL transaction under the chain's advisory lock (see the top comment). */
+  private async commitPgBatch(): Promise<void> {
+    const pool = this.pool as pg.Pool;
+    const batch = this.queue.splice(0, this.options.maxBatch ?? AUDIT_CONFIG_DEFAULTS.maxBatch);
+    const force = this.forceCheckpoint;
+    this.forceCheckpoint = false;
+    const results: Array<{ item: Pending; record?: StoredRecord | undefined; error?: unknown }> = batch.map((item) => ({ item }));
+    const written: StoredRecord[] = [];
+    let conn: Awaited<ReturnType<typeof checkout>> | undefined;
+    let local = false;
+    try {
+      conn = await checkout(pool, this.log);
+      const { client } = conn;
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [AUDIT_LOCK_KEY]);
+      const head = (await client.query<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1')).rows[0];
+      let seq = head?.seq ?? 0;
+      let prev = head?.hash ?? GENESIS;
+      const put = (input: AuditInput, at: number): StoredRecord => {
+        const r = sealRecord(input, seq + 1, at, prev);
+        seq = r.seq;
+        prev = r.hash;
+        written.push(r);
+        return r;
+      };
+      for (const input of await this.drainPgInbox(client)) put(input, input.at ?? this.now());
+      if (results.some((r) => r.item.within !== undefined)) {
+        // Held until PostgreSQL commits: the local rows and their records stand or fall together.
+        this.db.exec('BEGIN IMMEDIATE');
+        local = true;
+      }
+      for (const result of results) {
+        const { item } = result;
+        const input = item.input;
+        if (item.within === undefined) {
+          if (input) result.record = put(input, item.at);
+          continue;
+        }
+        try {
+          result.record = this.db.transaction(() => {
+            item.within?.(this.db);
+            return input ? put(input, item.at) : undefined;
+          })();
+        } catch (error) {
+          result.error = error;
+        }
+      }
+      await insertRecords(client, written);
+      const last = ((await client.query<{ m: number | null }>('SELECT MAX(seq) AS m FROM audit_checkpoints')).rows[0]?.m) ?? 0;
+      if (seq > 0 && seq - last >= (force ? 1 : (this.options.checkpointEvery ?? AUDIT_CONFIG_DEFAULTS.checkpointEvery))) {
+        const cp = signCheckpoint(this.options.key, seq, prev, this.now());
+        await client.query('INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING', [cp.seq, cp.hash, cp.at, cp.keyId, cp.signature]);
+      }
+      await client.query('COMMIT');
+      conn.release();
+      conn = undefined;
+    } catch (error) {
+      if (conn) {
+        await conn.client.query('ROLLBACK').catch(() => undefined);
+        conn.release(true);
+      }
+      if (local) this.safely(() => this.db.exec('ROLLBACK'));
+      const failure = new ContainedError('AUDIT_FAILED', `audit: the batch could not be committed to PostgreSQL: ${(error as Error).message}`, { cause: error });
+      this.log?.error({ err: (error as Error).message, records: batch.length }, 'audit: commit failed');
+      for (const { item } of results) item.reject(failure);
+      return;
+    }
+    if (local) {
+      try {
+        this.db.exec('COMMIT');
+      } catch (error) {
+        // The records are in the chain; the local rows are not (the window the top comment names).
+        this.safely(() => this.db.inTransaction && this.db.exec('ROLLBACK'));
+        this.log?.error({ err: error }, 'audit: the records committed, the local state change did not');
+        const failure = new ContainedError('AUDIT_FAILED', `audit: the local state change could not be committed after its record: ${(error as Error).message}`, { cause: error });
+        for (const result of results) if (result.item.within !== undefined && result.error === undefined) result.error = failure;
+      }
+    }
+    for (const r of written) this.emit(r);
+    for (const { item, record, error } of results) {
+      if (error !== undefined) item.reject(error);
+      else item.resolve(record && item.input ? { ...publicFields(record), data: item.input.data } : undefined);
+    }
+  }
+
+  /** PostgreSQL: grant and token changes the triggers queued (on any host or CLI), as records. */
+  private async drainPgInbox(client: pg.PoolClient): Promise<AuditInput[]> {
+    const rows = (await client.query<{ id: number; kind: string; ref: string }>(`SELECT id, kind, ref FROM audit_inbox ORDER BY id LIMIT ${INBOX_BATCH}`)).rows;
+    if (rows.length === 0) return [];
+    const out: AuditInput[] = [];
+    for (const { kind, ref } of rows) {
+      const grant = kind.startsWith('grant.');
+      const row = (await client.query(grant ? 'SELECT * FROM grants WHERE id = $1' : 'SELECT id, name, role, created_at, created_by, revoked_at FROM tokens WHERE id = $1', [ref])).rows[0] as Row | undefined;
+      out.push(inboxRecord(kind, ref, row === undefined ? undefined : sqliteShaped(row)));
+    }
+    // By id, not `<=`: a trigger row of a transaction still open may have a smaller id; it is drained later.
+    await client.query('DELETE FROM audit_inbox WHERE id = ANY($1::bigint[])', [rows.map((r) => r.id)]);
+    if (rows.length === INBOX_BATCH) setImmediate(() => this.schedule());
+    return out;
+  }
+
   /** Inside a write transaction: sign the head when `every` records have passed since the last checkpoint. */
   private checkpointIfDue(every: number): Checkpoint | undefined {
     const head = this.stmts.head.get() as [number, string] | undefined;
@@ -274,22 +459,10 @@ export class AuditLog {
   }
 
   private inboxRecord(kind: string, ref: string): AuditInput {
-    if (kind === 'grant.added' || kind === 'grant.revoked') {
-      const row = this.db.prepare('SELECT * FROM grants WHERE id = ?').get(ref) as Row | undefined;
-      if (!row) return { type: kind, data: { grantId: ref, missing: true } };
-      const grant = rowToGrant(row);
-      const common = { subject: formatSubject(grant.subject), capability: grant.capability };
-      if (kind === 'grant.added') return { type: kind, at: grant.createdAt, ...common, data: { grant } };
-      return { type: kind, at: grant.revokedAt, ...common, data: { grantId: grant.id, by: grant.revokedBy, reason: grant.revokeReason, mode: grant.mode, methods: grant.methods } };
-    }
-    const row = this.db.prepare('SELECT id, name, role, created_at, created_by, revoked_at FROM tokens WHERE id = ?').get(ref) as
-      | { id: string; name: string; role: string; created_at: number; created_by: string; revoked_at: number | null }
-      | undefined;
-    const type = kind === 'token.created' ? 'token.created' : 'token.revoked';
-    if (!row) return { type, data: { tokenId: ref, missing: true } };
-    // Never the hash: name, role and who made it.
-    if (type === 'token.created') return { type, at: row.created_at, data: { tokenId: row.id, name: row.name, role: row.role, createdBy: row.created_by } };
-    return { type, ...(row.revoked_at === null ? {} : { at: row.revoked_at }), data: { tokenId: row.id, name: row.name, role: row.role } };
+    const row = kind.startsWith('grant.')
+      ? (this.db.prepare('SELECT * FROM grants WHERE id = ?').get(ref) as Row | undefined)
+      : (this.db.prepare('SELECT id, name, role, created_at, created_by, revoked_at FROM tokens WHERE id = ?').get(ref) as Row | undefined);
+    return inboxRecord(kind, ref, row);
   }
 
   private emit(r: StoredRecord): void {
@@ -313,3 +486,44 @@ export class AuditLog {
   }
 }
 
+
+/** The record of one inbox row, from the grant or token row it names (read in the same transaction). */
+function inboxRecord(kind: string, ref: string, row: Row | undefined): AuditInput {
+  if (kind === 'grant.added' || kind === 'grant.revoked') {
+    if (!row) return { type: kind, data: { grantId: ref, missing: true } };
+    const grant = rowToGrant(row);
+    const common = { subject: formatSubject(grant.subject), capability: grant.capability };
+    if (kind === 'grant.added') return { type: kind, at: grant.createdAt, ...common, data: { grant } };
+    return { type: kind, at: grant.revokedAt, ...common, data: { grantId: grant.id, by: grant.revokedBy, reason: grant.revokeReason, mode: grant.mode, methods: grant.methods } };
+  }
+  const token = row as { id: string; name: string; role: string; created_at: number; created_by: string; revoked_at: number | null } | undefined;
+  const type = kind === 'token.created' ? 'token.created' : 'token.revoked';
+  if (!token) return { type, data: { tokenId: ref, missing: true } };
+  // Never the hash: name, role and who made it.
+  if (type === 'token.created') return { type, at: token.created_at, data: { tokenId: token.id, name: token.name, role: token.role, createdBy: token.created_by } };
+  return { type, ...(token.revoked_at === null ? {} : { at: token.revoked_at }), data: { tokenId: token.id, name: token.name, role: token.role } };
+}
+
+/** A PostgreSQL row in the shape rows.ts reads from SQLite: JSON as text, flags as 1/NULL. */
+function sqliteShaped(row: Row): Row {
+  const out: Row = {};
+  for (const [k, v] of Object.entries(row)) {
+    out[k] = v === true ? 1 : v === false ? null : v !== null && typeof v === 'object' && !(v instanceof Date) && !Buffer.isBuffer(v) ? JSON.stringify(v) : v instanceof Date ? v.getTime() : v;
+  }
+  return out;
+}
+
+/** Insert sealed records, a few hundred per statement. */
+async function insertRecords(client: pg.PoolClient, records: readonly StoredRecord[]): Promise<void> {
+  const CHUNK = 500;
+  for (let i = 0; i < records.length; i += CHUNK) {
+    const chunk = records.slice(i, i + CHUNK);
+    const params: unknown[] = [];
+    const rows = chunk.map((r) => {
+      const base = params.length;
+      params.push(r.seq, r.at, r.type, r.runId, r.subject, r.capability, r.method, r.callId, r.data, r.prevHash, r.hash);
+      return `(${Array.from({ length: 11 }, (_, j) => `$${base + j + 1}`).join(', ')})`;
+    });
+    await client.query(`INSERT INTO audit_records (seq, at, type, run_id, subject, capability, method, call_id, data, prev_hash, hash) VALUES ${rows.join(', ')}`, params);
+  }
+}

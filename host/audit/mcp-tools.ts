@@ -26,7 +26,6 @@ import { mcpToolsFolder } from '../../capabilities/mcp/plugin.js';
 import type { PendingTool } from '../../capabilities/mcp/tools.js';
 import { ContainedError } from '../../runtime/errors.js';
 import type { AuditLog } from './log.js';
-import { queryAudit } from './query.js';
 import type { AuditInput } from './record.js';
 
 /** How often the host reads what its mcp capabilities published, ms. */
@@ -94,7 +93,7 @@ export interface McpToolChangesOptions {
   dataDir: string;
   /** The mcp capabilities this host runs (binding names). */
   bindings: readonly string[];
-  audit: Pick<AuditLog, 'append' | 'db'>;
+  audit: Pick<AuditLog, 'append' | 'source'>;
   logger?: Logger | undefined;
   now?: () => number;
   /** Default MCP_TOOL_WATCH_MS. */
@@ -134,12 +133,18 @@ export function openMcpToolChanges(options: McpToolChangesOptions): McpToolChang
   const bindings = [...options.bindings];
   const now = options.now ?? Date.now;
   const audited = new Set<string>();
-  for (const type of WATCHED) {
-    for (const r of queryAudit(options.audit.db, { type })) {
-      const data = r.data as { tool?: unknown; fingerprint?: unknown };
-      if (r.capability !== undefined && typeof data.tool === 'string' && typeof data.fingerprint === 'string') audited.add(keyOf(r.capability, data.tool, data.fingerprint));
-    }
-  }
+  // What is already in the log (SQLite or the fleet's PostgreSQL chain), read before the first scan.
+  let loaded: Promise<void> | undefined;
+  const load = (): Promise<void> =>
+    (loaded ??= (async () => {
+      for (const r of await options.audit.source.find({ types: WATCHED })) {
+        const data = r.data as { tool?: unknown; fingerprint?: unknown };
+        if (r.capability !== undefined && typeof data.tool === 'string' && typeof data.fingerprint === 'string') audited.add(keyOf(r.capability, data.tool, data.fingerprint));
+      }
+    })().catch((error: unknown) => {
+      loaded = undefined; // read again at the next poll
+      throw error;
+    }));
   /** Per pending file: the inode, mtime and size last read (every write is a rename), so an unchanged file is not parsed again. */
   const seen = new Map<string, string>();
   const warned = new Set<string>();
@@ -197,6 +202,12 @@ export function openMcpToolChanges(options: McpToolChangesOptions): McpToolChang
   const scan = (): Promise<void> => {
     scanning ??= (async () => {
       try {
+        try {
+          await load();
+        } catch (error) {
+          if (!closed) options.logger?.error({ err: (error as Error).message }, 'mcp: cannot read the audited tool changes (tried again at the next poll)');
+          return;
+        }
         for (const capability of bindings) await scanOne(capability);
       } finally {
         scanning = undefined;

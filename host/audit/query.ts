@@ -48,11 +48,13 @@ export function openAuditReader(file: string): Database.Database {
   return db;
 }
 
-function where(filter: AuditFilter): { clause: string; params: unknown[] } {
+/** The WHERE clause of a filter, with bound parameters (`?` for SQLite, `$n` for PostgreSQL). */
+export function where(filter: AuditFilter, style: 'sqlite' | 'postgres' = 'sqlite'): { clause: string; params: unknown[] } {
   const parts: string[] = [];
   const params: unknown[] = [];
   const add = (sql: string, ...values: unknown[]): void => {
-    parts.push(sql);
+    let n = params.length;
+    parts.push(style === 'sqlite' ? sql : sql.replace(/\?/g, () => `$${++n}`));
     params.push(...values);
   };
   if (filter.runId !== undefined) add('run_id = ?', filter.runId);
@@ -69,7 +71,7 @@ function where(filter: AuditFilter): { clause: string; params: unknown[] } {
   return { clause: parts.length > 0 ? ` WHERE ${parts.join(' AND ')}` : '', params };
 }
 
-function checkedLimit(limit: number | undefined): string {
+export function checkedLimit(limit: number | undefined): string {
   if (limit === undefined) return '';
   if (!Number.isSafeInteger(limit) || limit < 0) throw new ContainedError('INVALID_ARGUMENT', `limit must be a whole number >= 0 (got ${String(limit)})`);
   return ` LIMIT ${limit}`;

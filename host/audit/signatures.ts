@@ -11,13 +11,24 @@
  * to the approver and was not revoked before, and that each passkey's counter only moved up; for
  * each approved request, that its counting signed approvals come from distinct people and
  * distinct passkeys. Fails closed: an approval it cannot check is a problem, never a pass.
+ *
+ * Reads through an AuditSource (source.ts): the host's SQLite file or the fleet's PostgreSQL store;
+ * a SQLite connection is accepted as well.
  */
 import { verifyAuthenticationResponse } from '@simplewebauthn/server';
 import type { AuthenticationResponseJSON } from '@simplewebauthn/server';
 import type Database from 'better-sqlite3';
 import { approvalChallenge, approvalSignatureSchema } from '../approvals/challenge.js';
 import { canonicalJson, sha256Hex } from './canonical.js';
-import { toAuditRecord, rowToStored, RECORD_COLUMNS, type AuditRecord } from './record.js';
+import type { AuditRecord } from './record.js';
+import { type AuditSource, type RecordQuery, sqliteAuditSource } from './source.js';
+
+/** Where the records are: an AuditSource, or a SQLite connection. */
+export type AuditRecords = AuditSource | Database.Database;
+
+function sourceOf(from: AuditRecords): AuditSource {
+  return 'kind' in from && typeof (from as AuditSource).find === 'function' ? (from as AuditSource) : sqliteAuditSource(from as Database.Database);
+}
 
 interface LoggedPasskey {
   seq: number;
@@ -73,14 +84,16 @@ function argsDigestOf(args: unknown): string {
   return `sha256:${sha256Hex(canonicalJson(args === undefined ? null : args))}`;
 }
 
-function records(db: Database.Database, where: string, params: unknown[]): AuditRecord[] {
-  return (db.prepare(`SELECT ${RECORD_COLUMNS} FROM audit_records WHERE ${where} ORDER BY seq`).raw().all(...params) as unknown[][]).map((row) => toAuditRecord(rowToStored(row)));
+function records(from: AuditRecords, q: RecordQuery): Promise<AuditRecord[]> {
+  return sourceOf(from).find(q);
 }
 
+const byRequest = (requestId: string): RecordQuery['data'] => ({ path: ['requestId'], equals: requestId });
+
 /** Verify every signed approval in the log (or only those of `requestId`). */
-export async function verifySignedApprovals(db: Database.Database, requestId?: string): Promise<SignatureReport> {
+export async function verifySignedApprovals(db: AuditRecords, requestId?: string): Promise<SignatureReport> {
   const passkeys = new Map<string, LoggedPasskey>();
-  for (const r of records(db, "type IN ('passkey.registered', 'passkey.revoked')", [])) {
+  for (const r of await records(db, { types: ['passkey.registered', 'passkey.revoked'] })) {
     const d = r.data as Record<string, unknown>;
     const id = String(d.credentialId);
     if (r.type === 'passkey.registered') passkeys.set(id, { seq: r.seq, operator: String(d.operator), publicKey: String(d.publicKey), rpId: String(d.rpId) });
@@ -93,9 +106,8 @@ export async function verifySignedApprovals(db: Database.Database, requestId?: s
   const approvals: CheckedApproval[] = [];
   const seen = new Map<string, CheckedApproval>();
   const lastCounter = new Map<string, number>();
-  const where = requestId === undefined ? "type IN ('request.approval', 'request.resolved')" : "type IN ('request.approval', 'request.resolved') AND json_extract(data, '$.requestId') = ?";
   const resolvedCounting = new Map<string, CheckedApproval[]>();
-  for (const r of records(db, where, requestId === undefined ? [] : [requestId])) {
+  for (const r of await records(db, { types: ['request.approval', 'request.resolved'], ...(requestId === undefined ? {} : { data: byRequest(requestId) }) })) {
     const d = r.data as { requestId?: string; status?: string; approvals?: LoggedApproval[] };
     const rid = String(d.requestId);
     for (const a of d.approvals ?? []) {
@@ -186,33 +198,33 @@ export async function verifySignedApprovals(db: Database.Database, requestId?: s
 }
 
 /** Every record about one request (its own records, and the call/decision/intent/outcome records that name it). */
-export function requestRecords(db: Database.Database, requestId: string): AuditRecord[] {
-  return records(db, "json_extract(data, '$.requestId') = ?", [requestId]);
+export function requestRecords(db: AuditRecords, requestId: string): Promise<AuditRecord[]> {
+  return records(db, { data: byRequest(requestId) });
 }
 
 /** How a grant came to be, from the log: who added it, or the promotion that made it (auto-accepted or by an admin). */
-function grantOrigin(db: Database.Database, grantId: string): string {
-  const promoted = records(db, "type = 'promotion.accepted' AND json_extract(data, '$.newGrantId') = ?", [grantId])[0];
+async function grantOrigin(db: AuditRecords, grantId: string): Promise<string> {
+  const promoted = (await records(db, { types: ['promotion.accepted'], data: { path: ['newGrantId'], equals: grantId } }))[0];
   if (promoted) {
     const by = String((promoted.data as { by?: unknown }).by ?? '?');
     return by === 'host (autoAccept)' ? `made by a promotion the host accepted automatically (trust.autoAccept, seq ${promoted.seq})` : `made by a promotion ${by} accepted (seq ${promoted.seq})`;
   }
-  const added = records(db, "type = 'grant.added' AND json_extract(data, '$.grant.id') = ?", [grantId])[0];
+  const added = (await records(db, { types: ['grant.added'], data: { path: ['grant', 'id'], equals: grantId } }))[0];
   const grant = (added?.data as { grant?: { createdBy?: string; mode?: string; forced?: unknown } } | undefined)?.grant;
   return grant ? `added by ${grant.createdBy ?? '?'}${grant.forced ? ' (forced)' : ''}` : 'not in this log';
 }
 
 /** The performed action of a gate decision: its intent and outcome (by call id). */
-function performed(db: Database.Database, callId: string): string | undefined {
-  const outcome = records(db, "type = 'outcome' AND call_id = ?", [callId])[0];
-  if (!outcome) return records(db, "type = 'intent' AND call_id = ?", [callId])[0] ? 'performing (an intent without an outcome: the host stopped meanwhile)' : undefined;
+async function performed(db: AuditRecords, callId: string): Promise<string | undefined> {
+  const outcome = (await records(db, { types: ['outcome'], callId }))[0];
+  if (!outcome) return (await records(db, { types: ['intent'], callId }))[0] ? 'performing (an intent without an outcome: the host stopped meanwhile)' : undefined;
   const d = outcome.data as { ok?: boolean; error?: string; summary?: string };
   return d.ok ? `performed: ok (${d.summary ?? 'result'})` : `performed: failed (${String(d.error ?? '?')})`;
 }
 
 /** `contained audit show REQUEST`: what was asked, who approved which arguments with which passkey, who decided, what ran. */
-export async function showRequest(db: Database.Database, requestId: string): Promise<string[]> {
-  const recs = requestRecords(db, requestId);
+export async function showRequest(db: AuditRecords, requestId: string): Promise<string[]> {
+  const recs = await requestRecords(db, requestId);
   if (recs.length === 0) return [];
   const lines: string[] = [];
   const created = recs.find((r) => r.type === 'request.created');
@@ -224,7 +236,7 @@ export async function showRequest(db: Database.Database, requestId: string): Pro
   if (c.args !== undefined) lines.push(`  asked: ${JSON.stringify(c.args)} = ${argsDigestOf(c.args)}`);
   else if (c.argsSha256 !== undefined) lines.push(`  asked: ${String(c.argsBytes)} bytes of arguments (sha256 ${String(c.argsSha256)})`);
   if (c.approvalsRequired !== undefined) lines.push(`  approvals required: ${String(c.approvalsRequired)}`);
-  const passkeys = new Map(records(db, "type = 'passkey.registered'", []).map((r) => [String((r.data as { credentialId?: unknown }).credentialId), r.data as { label?: string; operator?: string }]));
+  const passkeys = new Map((await records(db, { types: ['passkey.registered'] })).map((r) => [String((r.data as { credentialId?: unknown }).credentialId), r.data as { label?: string; operator?: string }]));
   const report = await verifySignedApprovals(db, requestId);
   lines.push('  approvals:');
   if (report.approvals.length === 0) lines.push('    none');
@@ -246,26 +258,26 @@ export async function showRequest(db: Database.Database, requestId: string): Pro
     if (r.type !== 'decision') continue;
     const d = r.data as Record<string, unknown>;
     lines.push(`  gate: ${d.allow ? 'allowed' : 'denied'} call ${r.callId ?? '?'} on ${String(d.basis ?? '?')} (seq ${r.seq})`);
-    const done = r.callId === undefined ? undefined : performed(db, r.callId);
+    const done = r.callId === undefined ? undefined : await performed(db, r.callId);
     if (done) lines.push(`  ${done}`);
   }
   return lines;
 }
 
 /** `contained audit show CALL`: whether people (a request) or an automatic rule (a grant, possibly from an auto-accepted promotion) allowed a call. */
-export function showCall(db: Database.Database, callId: string): string[] {
+export async function showCall(db: AuditRecords, callId: string): Promise<string[]> {
   const lines: string[] = [];
-  for (const r of records(db, "call_id = ? AND type = 'decision'", [callId])) {
+  for (const r of await records(db, { types: ['decision'], callId })) {
     const d = r.data as Record<string, unknown>;
     const basis = String(d.basis ?? '');
     let who: string;
     if (!d.allow) who = `denied ${String(d.code ?? '')}: ${String(d.message ?? '')}`;
-    else if (basis.startsWith('grant:')) who = `allowed by an automatic rule: grant ${basis.slice(6)} in mode ${String(d.mode ?? '?')}, ${grantOrigin(db, basis.slice(6))}; no person decided this call`;
+    else if (basis.startsWith('grant:')) who = `allowed by an automatic rule: grant ${basis.slice(6)} in mode ${String(d.mode ?? '?')}, ${await grantOrigin(db, basis.slice(6))}; no person decided this call`;
     else if (basis.startsWith('request:') || basis.startsWith('escalation:')) who = `allowed by people: ${((d.approvedBy as string[] | undefined) ?? []).join(' + ')} (request ${basis.slice(basis.indexOf(':') + 1)}: audit show it)`;
     else if (basis === 'run-allowance') who = 'allowed by an operator\'s earlier "for this run" answer';
     else who = `allowed on ${basis}`;
     lines.push(`call ${callId}: ${r.capability ?? '?'}.${r.method ?? '?'} ${who}`);
-    const done = performed(db, callId);
+    const done = await performed(db, callId);
     if (done) lines.push(`  ${done}`);
   }
   return lines;

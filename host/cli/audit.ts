@@ -1,19 +1,24 @@
 /**
  * `contained audit verify|dangling|tail|query|export`: read the host's audit log from its SQLite
- * file (read-only; safe while the host runs). The data folder comes from `--data-dir`, else the
- * host config (`--config` or ./contained.config.json), else ./.contained.
+ * file (read-only; safe while the host runs), or — when the store is PostgreSQL (the config's
+ * `store`, CONTAINED_STORE) — the fleet's one chain in that database, live and page by page. The
+ * data folder comes from `--data-dir`, else the host config (`--config` or ./contained.config.json),
+ * else ./.contained.
+ *
+ * verify checks checkpoints with every `--public-key FILE` given (repeat it, one per host), else
+ * with this host's key plus the config's `audit.keyFile` and `audit.publicKeyFiles`.
  *
  * Exit codes: verify 0 when the chain and every checkpoint verify, 1 (AUDIT_TAMPERED, first bad
  * record named) when not; the others 0; 2 for usage errors. Records print one per line, or as JSON
  * lines with --json (export always prints JSON lines).
  */
 import { createWriteStream } from 'node:fs';
-import type Database from 'better-sqlite3';
 import { ContainedError } from '../../runtime/errors.js';
-import { loadVerifyKey } from '../audit/keys.js';
-import { type AuditFilter, danglingIntents, iterateAudit, openAuditReader, queryAudit, tailAudit } from '../audit/query.js';
+import { loadVerifyKeys } from '../audit/keys.js';
+import type { AuditFilter } from '../audit/query.js';
 import type { AuditRecord } from '../audit/record.js';
-import { verifyAudit } from '../audit/verify.js';
+import { type AuditSource, openAuditSource } from '../audit/source.js';
+import { verifyAuditSource } from '../audit/verify.js';
 import { requestRecords, showCall, showRequest, verifySignedApprovals } from '../audit/signatures.js';
 import { locateState } from '../store/location.js';
 import { type CliIo, intFlag, parseFlags, stringFlag } from './args.js';
@@ -32,7 +37,8 @@ FILTERS: --run ID  --subject SUBJECT  --capability NAME[.METHOD]  --type TYPE
 
 verify walks the whole hash chain and every signed checkpoint and names the first bad record
 (edited, deleted, inserted, reordered, rewritten). --public-key pins the host key (default: the
-data folder's audit-key.pub.pem). dangling lists intents that have no outcome: actions the host
+data folder's audit-key.pub.pem, plus the config's audit.keyFile and audit.publicKeyFiles); give
+it once per host when several hosts share a PostgreSQL store. dangling lists intents that have no outcome: actions the host
 was performing when it stopped (their result is unknown). verify also checks every passkey-signed
 approval with the public keys the log recorded when they were registered (offline: the log is enough).
 show prints a request's approvals (who approved which arguments, with which passkey, whether the
@@ -58,7 +64,7 @@ export async function auditCommand(argv: string[], io: CliIo, options: AuditComm
     return sub === undefined ? 2 : 0;
   }
   const specs = {
-    verify: { ...COMMON, 'public-key': { type: 'string' } },
+    verify: { ...COMMON, 'public-key': { type: 'string', multiple: true } },
     dangling: COMMON,
     tail: { ...COMMON, ...FILTERS, n: { type: 'string', short: 'n' }, follow: { type: 'boolean', short: 'f' } },
     query: { ...COMMON, ...FILTERS, limit: { type: 'string' } },
@@ -75,19 +81,20 @@ export async function auditCommand(argv: string[], io: CliIo, options: AuditComm
     throw new ContainedError('USAGE', sub === 'show' ? 'audit show takes one request or call id' : `audit ${sub} takes no arguments (got ${JSON.stringify(positionals[0])})`);
   }
   const location = await locateState({ configFlag: stringFlag(values, 'config'), dataDirFlag: stringFlag(values, 'data-dir') });
-  const db = openAuditReader(location.storeFile);
+  const db = await openAuditSource(location);
   try {
     const now = options.now ?? Date.now;
     const json = values.json === true;
     switch (sub) {
       case 'verify': {
-        const chain = verify(db, location.dataDir, stringFlag(values, 'public-key'), json, io);
+        const given = Array.isArray(values['public-key']) ? values['public-key'] : [];
+        const chain = await verify(db, loadVerifyKeys(location.dataDir, given, location.config?.audit), json, io);
         return (await verifySignatures(db, json, io)) ? chain : 1;
       }
       case 'show':
         return await show(db, positionals[0] as string, json, io);
       case 'dangling': {
-        const dangling = danglingIntents(db);
+        const dangling = await db.dangling();
         if (json) io.stdout(`${JSON.stringify(dangling)}\n`);
         else if (dangling.length === 0) io.stdout('no dangling intents: every intent has its outcome\n');
         else {
@@ -99,13 +106,13 @@ export async function auditCommand(argv: string[], io: CliIo, options: AuditComm
       case 'tail':
         return await tail(db, filterOf(values, now()), countFlag(values.n), values.follow === true, json, io, options);
       case 'query': {
-        for (const record of queryAudit(db, { ...filterOf(values, now()), ...limitOf(values) })) io.stdout(json ? `${JSON.stringify(record)}\n` : `${formatRecord(record)}\n`);
+        for (const record of await db.query({ ...filterOf(values, now()), ...limitOf(values) })) io.stdout(json ? `${JSON.stringify(record)}\n` : `${formatRecord(record)}\n`);
         return 0;
       }
       default: {
         const out = stringFlag(values, 'out');
         const stream = out === undefined ? undefined : createWriteStream(out, { mode: 0o600 });
-        for (const record of iterateAudit(db, filterOf(values, now()))) {
+        for await (const record of db.iterate(filterOf(values, now()))) {
           const line = `${JSON.stringify(record)}\n`;
           if (stream) {
             if (!stream.write(line)) await new Promise<void>((resolve) => stream.once('drain', () => resolve()));
@@ -116,12 +123,12 @@ export async function auditCommand(argv: string[], io: CliIo, options: AuditComm
       }
     }
   } finally {
-    db.close();
+    await db.close();
   }
 }
 
-function verify(db: Database.Database, dataDir: string, publicKey: string | undefined, json: boolean, io: CliIo): number {
-  const report = verifyAudit(db, loadVerifyKey(dataDir, publicKey));
+async function verify(db: AuditSource, keys: ReturnType<typeof loadVerifyKeys>, json: boolean, io: CliIo): Promise<number> {
+  const report = await verifyAuditSource(db, keys);
   if (json) {
     io.stdout(`${JSON.stringify(report)}\n`);
   } else {
@@ -129,7 +136,8 @@ function verify(db: Database.Database, dataDir: string, publicKey: string | unde
       ? 'no signed checkpoint yet'
       : `${report.checkpoints} signed checkpoint${report.checkpoints === 1 ? '' : 's'} (last at seq ${report.lastCheckpointSeq}, ${report.unsignedTail} record${report.unsignedTail === 1 ? '' : 's'} after it not yet signed)`;
     io.stdout(`audit log: ${report.records} records (head seq ${report.headSeq}, ${report.headHash.slice(0, 16)}…), ${signed}\n`);
-    if (report.keyId) io.stdout(`host key ${report.keyId}\n`);
+    if (report.keyIds.length === 1) io.stdout(`host key ${report.keyId}\n`);
+    else if (report.keyIds.length > 1) io.stdout(`host keys ${report.keyIds.join(', ')}\n`);
     for (const w of report.warnings) io.stderr(`warning: ${w}\n`);
     if (report.ok) io.stdout(`OK: the chain and every checkpoint verify (${report.elapsedMs} ms)\n`);
   }
@@ -141,7 +149,7 @@ function verify(db: Database.Database, dataDir: string, publicKey: string | unde
 }
 
 /** The signed approvals in the log, each verified with the logged public key (host/audit/signatures.ts). */
-async function verifySignatures(db: Database.Database, json: boolean, io: CliIo): Promise<boolean> {
+async function verifySignatures(db: AuditSource, json: boolean, io: CliIo): Promise<boolean> {
   const report = await verifySignedApprovals(db);
   if (json) io.stdout(`${JSON.stringify({ signatures: { ok: report.ok, verified: report.verified, unsigned: report.unsigned, passkeys: report.passkeys, problems: report.problems } })}\n`);
   else if (report.ok) io.stdout(`OK: signed approvals: ${report.verified} verify with the registered public keys (${report.passkeys} passkey${report.passkeys === 1 ? '' : 's'} registered, ${report.unsigned} approval${report.unsigned === 1 ? '' : 's'} unsigned)\n`);
@@ -149,9 +157,9 @@ async function verifySignatures(db: Database.Database, json: boolean, io: CliIo)
   return report.ok;
 }
 
-async function show(db: Database.Database, id: string, json: boolean, io: CliIo): Promise<number> {
+async function show(db: AuditSource, id: string, json: boolean, io: CliIo): Promise<number> {
   if (json) {
-    const records = requestRecords(db, id);
+    const records = await requestRecords(db, id);
     const report = await verifySignedApprovals(db, id);
     io.stdout(`${JSON.stringify({ records, approvals: report.approvals, problems: report.problems })}\n`);
     return records.length === 0 ? 1 : 0;
@@ -162,25 +170,25 @@ async function show(db: Database.Database, id: string, json: boolean, io: CliIo)
     return 0;
   }
   // Not a request: a call, allowed by a grant (an automatic rule) or by people through a request.
-  const call = showCall(db, id);
+  const call = await showCall(db, id);
   if (call.length === 0) throw new ContainedError('NOT_FOUND', `no request or call ${id} in the audit log`);
   io.stdout(`${call.join('\n')}\n`);
   return 0;
 }
 
-async function tail(db: Database.Database, filter: AuditFilter, n: number, follow: boolean, json: boolean, io: CliIo, options: AuditCommandOptions): Promise<number> {
+async function tail(db: AuditSource, filter: AuditFilter, n: number, follow: boolean, json: boolean, io: CliIo, options: AuditCommandOptions): Promise<number> {
   const print = (r: AuditRecord): void => io.stdout(json ? `${JSON.stringify(r)}\n` : `${formatRecord(r)}\n`);
-  const first = tailAudit(db, n, filter);
+  const first = await db.tail(n, filter);
   first.forEach(print);
   if (!follow) return 0;
-  let last = first[first.length - 1]?.seq ?? ((db.prepare('SELECT MAX(seq) FROM audit_records').pluck().get() as number | null) ?? 0);
+  let last = first[first.length - 1]?.seq ?? (await db.head())?.seq ?? 0;
   const signal = options.signal ?? sigint();
   while (!signal.aborted) {
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, options.pollMs ?? 500);
       signal.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
     });
-    for (const r of queryAudit(db, { ...filter, afterSeq: last, limit: 10_000 })) {
+    for (const r of await db.query({ ...filter, afterSeq: last, limit: 10_000 })) {
       print(r);
       last = r.seq;
     }

@@ -8,14 +8,20 @@
  *
  * Verification reads the whole chain on the host's thread, so its result is cached for
  * `VERIFY_CACHE_MS`; a very large log is better verified with `contained audit verify`.
+ *
+ * With a PostgreSQL store (a fleet) the records are the fleet's one chain, read through the audit
+ * log's `source`: the search and the verification then return promises (SQLite stays synchronous),
+ * and checkpoints are checked with this host's key plus `audit.keyFile` / `audit.publicKeyFiles`.
  * Fails: NOT_FOUND when the host has no audit log / trust ledger; INVALID_ARGUMENT for bad filters.
  */
 import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
-import { loadVerifyKey } from '../audit/keys.js';
+import type { AuditConfig } from '../audit/config.js';
+import { loadVerifyKeys } from '../audit/keys.js';
 import { tailAudit } from '../audit/query.js';
 import type { AuditLog } from '../audit/log.js';
-import { verifyAudit, type VerifyReport } from '../audit/verify.js';
+import type { AuditRecord } from '../audit/record.js';
+import { verifyAudit, verifyAuditSource, type VerifyReport } from '../audit/verify.js';
 import { compactFigures } from '../trust/figures.js';
 import { trustFigures } from '../trust/report.js';
 import type { TrustService } from '../trust/service.js';
@@ -45,7 +51,7 @@ export interface TrustRow {
 
 /** What these views read: the audit log and the trust service (either may be absent: NOT_FOUND). */
 export interface Oversight {
-  readonly audit?: Pick<AuditLog, 'db'> | undefined;
+  readonly audit?: Pick<AuditLog, 'db' | 'source'> | undefined;
   readonly trust?: Pick<TrustService, 'sources'> | undefined;
 }
 
@@ -63,7 +69,8 @@ export function trustReport(host: Oversight, now: number, subject?: string): Tru
   }));
 }
 
-export function auditSearch(host: Oversight, query: z.output<typeof auditQuerySchema>): ReturnType<typeof tailAudit> {
+/** Newest first. A promise when the records are in PostgreSQL. */
+export function auditSearch(host: Oversight, query: z.output<typeof auditQuerySchema>): AuditRecord[] | Promise<AuditRecord[]> {
   if (!host.audit) throw new ContainedError('NOT_FOUND', 'this host has no audit log');
   const filter = {
     ...(query.run !== undefined ? { runId: query.run } : {}),
@@ -74,16 +81,31 @@ export function auditSearch(host: Oversight, query: z.output<typeof auditQuerySc
     ...(query.until !== undefined ? { until: query.until } : {}),
   };
   // Newest first: the operator looks for what just happened.
+  if (host.audit.source.kind === 'postgres') return host.audit.source.tail(query.limit ?? 100, filter).then((r) => r.reverse());
   return tailAudit(host.audit.db, query.limit ?? 100, filter).reverse();
 }
 
-/** Chain verification, cached; `checkedAt` says how fresh it is. */
-export function createVerifier(host: Oversight, dataDir: string, now: () => number): () => VerifyReport & { checkedAt: number } {
-  let cached: (VerifyReport & { checkedAt: number }) | undefined;
+type Checked = VerifyReport & { checkedAt: number };
+
+/** Chain verification, cached; `checkedAt` says how fresh it is. A promise when the records are in PostgreSQL. */
+export function createVerifier(host: Oversight, dataDir: string, now: () => number, auditConfig?: Pick<AuditConfig, 'keyFile' | 'publicKeyFiles'>): () => Checked | Promise<Checked> {
+  let cached: Checked | undefined;
+  let running: Promise<Checked> | undefined;
   return () => {
-    if (!host.audit) throw new ContainedError('NOT_FOUND', 'this host has no audit log');
+    const audit = host.audit;
+    if (!audit) throw new ContainedError('NOT_FOUND', 'this host has no audit log');
     if (cached && now() - cached.checkedAt < VERIFY_CACHE_MS) return cached;
-    cached = { ...verifyAudit(host.audit.db, loadVerifyKey(dataDir)), checkedAt: now() };
-    return cached;
+    const keys = loadVerifyKeys(dataDir, [], auditConfig);
+    if (audit.source.kind !== 'postgres') {
+      cached = { ...verifyAudit(audit.db, keys), checkedAt: now() };
+      return cached;
+    }
+    // One walk at a time over the fleet's chain, however many pages ask.
+    running ??= verifyAuditSource(audit.source, keys)
+      .then((report) => (cached = { ...report, checkedAt: now() }))
+      .finally(() => {
+        running = undefined;
+      });
+    return running;
   };
 }

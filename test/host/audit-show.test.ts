@@ -46,6 +46,6 @@ describe('audit show CALL: people or an automatic rule', () => {
 
   it('says nothing for a call the log does not have', async () => {
     const { t } = await promotedGrant(false);
-    expect(showCall(t.audit.db, 'no-such-call')).toEqual([]);
+    expect(await showCall(t.audit.db, 'no-such-call')).toEqual([]);
   });
 });
