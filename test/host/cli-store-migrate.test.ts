@@ -1,0 +1,325 @@
+/**
+ * `contained store migrate --to postgres://…` through the real dispatcher: a real SQLite store in
+ * a data folder (grants, a revoked one among them, tokens, agents, runs, requests in every state,
+ * and an audit chain with signed checkpoints written by the real audit log) copied into a fresh
+ * database of a throwaway PostgreSQL cluster. Afterwards every record reads back equal through
+ * openPgStore, and the chain verifies on PostgreSQL: every record recomputed from its row with the
+ * canonical hashing of host/audit/record.ts, every checkpoint signature checked with the data
+ * folder's public key. Refusals: a database that already holds state, a data folder a host holds,
+ * bad flags; a copy that fails half-way leaves the database empty.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { AuditLog } from '../../host/audit/log.js';
+import { checkpointSignatureOk, loadOrCreateAuditKey, loadVerifyKey } from '../../host/audit/keys.js';
+import { GENESIS, hashRecord, rowToStored } from '../../host/audit/record.js';
+import { main } from '../../host/cli/main.js';
+import { acquireHostLock } from '../../host/store/host-lock.js';
+import { defaultStorePath, openSqliteStore } from '../../host/store/sqlite-store.js';
+import type { Store } from '../../host/store/store.js';
+import { createToken } from '../../host/tokens.js';
+import { notePgSkip, pgAvailable, type PgServer, startPostgres } from '../helpers/postgres.js';
+import { agent, DIGEST, grant, KEY, request, run } from './store-fixtures.js';
+
+notePgSkip();
+
+async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let stdout = '';
+  let stderr = '';
+  const code = await main(argv, { stdout: (t) => void (stdout += t), stderr: (t) => void (stderr += t) });
+  return { code, stdout, stderr };
+}
+
+let dir: string;
+let dataDir: string;
+let file: string;
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(os.tmpdir(), 'contained-migrate-'));
+  dataDir = path.join(dir, 'state');
+  file = defaultStorePath(dataDir);
+});
+afterEach(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/**
+ * A data folder as a host leaves it: records in every state, the audit chain (with the grant and
+ * token changes the triggers queued, drained into it), two signed checkpoints and an unsigned tail,
+ * and one grant revocation made after the audit writer stopped (still in the SQLite inbox).
+ */
+async function populate(): Promise<{ counts: Record<string, number> }> {
+  const store = await openSqliteStore(file);
+  const key = loadOrCreateAuditKey(dataDir);
+  const audit = new AuditLog({ file, key, checkpointIntervalMs: 0, inboxPollMs: 0, checkpointEvery: 1_000 });
+  try {
+    await store.insertGrant(grant({ id: 'grt_contained', createdAt: 1_000 }));
+    await store.insertGrant(
+      grant({
+        id: 'grt_assisted',
+        subject: { name: 'refund-desk', signer: KEY },
+        capability: 'payments',
+        methods: ['refund'],
+        mode: 'assisted',
+        approvals: 2,
+        scope: { maxAmountCents: 20_000 },
+        budgets: { refund: { maxCalls: 5 } },
+        expiresAt: 9_000_000_000_000,
+        reviewSample: 0.5,
+        signedApprovals: true,
+        stageRuns: true,
+        forced: { by: 'root', reason: 'SEC-42' },
+        createdAt: 1_100,
+      }),
+    );
+    await store.insertGrant(grant({ id: 'grt_revoked', createdAt: 1_200 }));
+    await store.revokeGrant('grt_revoked', 'bob', 'leaked', 1_300);
+    await createToken({ name: 'alice', role: 'approver', createdBy: 'root' }, store, { now: () => 1_400, id: 'tok_alice' });
+    await createToken({ name: 'old-admin', role: 'admin', createdBy: 'root' }, store, { now: () => 1_500, id: 'tok_old' });
+    await store.revokeToken('tok_old', 1_600);
+    await store.insertAgent(agent({ id: 'agt_support' }));
+    await store.insertAgent(agent({ id: 'agt_gone', name: 'gone-bot', hash: 'f'.repeat(64) }));
+    await store.revokeAgent('agt_gone', 1_700);
+    await store.insertRun(run({ id: 'run_ok', status: 'ok', endedAt: 2_000, outcome: { status: 'ok', value: { n: 42 } }, submittedBy: 'ci', sensitiveSources: ['crm'] }));
+    await store.insertRun(run({ id: 'run_live', createdAt: 1_800 }));
+    await store.insertRequest(request({ id: 'req_pending', args: null }));
+    await store.addApproval('req_pending', { operator: 'alice', at: 1_900, argsDigest: 'sha256:aa', span: 'once', note: 'ok by me' });
+    await store.insertRequest(request({ id: 'req_done', runId: 'run_ok' }));
+    await store.addApproval('req_done', { operator: 'alice', at: 1_900 });
+    await store.addApproval('req_done', { operator: 'bob', at: 1_950 }, { resolve: true });
+    await store.resolveRequest('req_done', { status: 'approved', at: 1_950, by: ['alice', 'bob'] });
+    await store.claimExecution('req_done', 1_960);
+    await store.completeExecution('req_done', { ok: true, result: { refundId: 'rf-1' } }, 1_970);
+    await store.markUndone('req_done', { at: 1_990, by: 'bob', restored: 1 });
+    await store.insertRequest(request({ id: 'req_denied', kind: 'escalation', method: undefined, args: undefined, requestedScope: { root: '/x' } }));
+    await store.resolveRequest('req_denied', { status: 'denied', at: 2_100, by: ['carol'], denyReason: 'not today' });
+    await store.insertRequest(request({ id: 'req_claimed' }));
+    await store.resolveRequest('req_claimed', { status: 'approved', at: 2_200, by: ['alice', 'bob'] });
+    await store.claimExecution('req_claimed', 2_210);
+
+    // The chain: the grant/token inbox drained into it, calls, two checkpoints, an unsigned tail.
+    await audit.append({ type: 'run.started', runId: 'run_ok', subject: DIGEST, data: { image: 'refund-desk', text: 'naïve ✓ "quoted" \\ \u0001' } });
+    await audit.append({ type: 'call', runId: 'run_ok', subject: DIGEST, capability: 'payments', method: 'refund', callId: 'c1', data: { args: { orderId: 'o-1', amountCents: 500 } } });
+    expect(audit.checkpoint()).toBeDefined();
+    for (let i = 0; i < 5; i++) await audit.append({ type: 'outcome', runId: 'run_ok', callId: `c${i}`, data: { ok: true, i } });
+    expect(audit.checkpoint()).toBeDefined();
+    await audit.append({ type: 'run.ended', runId: 'run_ok', data: { status: 'ok' } });
+  } finally {
+    await audit.close();
+  }
+  // After the audit writer stopped: this revocation waits in the SQLite inbox.
+  await store.revokeGrant('grt_contained', 'carol', 'retired', 2_500);
+  await store.close();
+  const raw = new Database(file, { readonly: true });
+  try {
+    const count = (table: string): number => raw.prepare(`SELECT COUNT(*) FROM ${table}`).pluck().get() as number;
+    const counts = Object.fromEntries(['grants', 'tokens', 'agents', 'runs', 'requests', 'audit_records', 'audit_checkpoints', 'audit_inbox'].map((t) => [t, count(t)]));
+    return { counts };
+  } finally {
+    raw.close();
+  }
+}
+
+describe('contained store migrate: usage', () => {
+  it('needs --to with a postgres:// URL, and a SQLite store to copy', async () => {
+    expect(await cli('store')).toMatchObject({ code: 2, stdout: expect.stringContaining('contained store migrate --to') });
+    expect(await cli('store', 'migrate', '--help')).toMatchObject({ code: 0, stdout: expect.stringContaining('--to postgres://') });
+    expect(await cli('store', 'migrate', '--data-dir', dataDir)).toMatchObject({ code: 2, stderr: expect.stringMatching(/^USAGE: --to is required/) });
+    expect(await cli('store', 'migrate', '--to', '/tmp/other.db', '--data-dir', dataDir)).toMatchObject({ code: 2, stderr: expect.stringMatching(/^USAGE: --to takes a postgres:\/\/ URL/) });
+    expect(await cli('store', 'migrate', '--to', 'postgres://x', 'extra', '--data-dir', dataDir)).toMatchObject({ code: 2, stderr: expect.stringMatching(/^USAGE: unexpected argument "extra"/) });
+    expect(await cli('store', 'copy')).toMatchObject({ code: 2, stderr: expect.stringMatching(/^USAGE: unknown store command "copy"/) });
+    const missing = await cli('store', 'migrate', '--to', 'postgres://nobody@127.0.0.1:1/none', '--data-dir', dataDir);
+    expect(missing).toMatchObject({ code: 1, stderr: expect.stringMatching(/^NOT_FOUND: no SQLite store at .*contained\.db/) });
+    expect(missing.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+  });
+});
+
+describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', { timeout: 60_000 }, () => {
+  let server: PgServer;
+  const open: Array<Store | pg.Client> = [];
+
+  beforeAll(async () => {
+    server = await startPostgres();
+  }, 60_000);
+  afterAll(async () => {
+    await server?.stop();
+  });
+  afterEach(async () => {
+    for (const s of open.splice(0)) await ('end' in s ? s.end() : s.close()).catch(() => undefined);
+  });
+
+  async function pgStore(url: string): Promise<Store> {
+    const { openPgStore } = await import('../../host/store/pg-store.js');
+    const s = await openPgStore(url);
+    open.push(s);
+    return s;
+  }
+
+  async function client(url: string): Promise<pg.Client> {
+    const c = new pg.Client({ connectionString: url });
+    await c.connect();
+    open.push(c);
+    return c;
+  }
+
+  async function count(url: string, table: string): Promise<number> {
+    const { rows } = await (await client(url)).query<{ n: number }>(`SELECT COUNT(*)::int AS n FROM ${table}`);
+    return rows[0]?.n ?? -1;
+  }
+
+  it('copies every record and the audit chain, which verifies on PostgreSQL; the pending inbox row is queued there', async () => {
+    const { counts } = await populate();
+    expect(counts).toMatchObject({ grants: 3, tokens: 2, agents: 2, runs: 2, requests: 4, audit_checkpoints: 2, audit_inbox: 1 });
+    const url = await server.createDatabase();
+
+    const result = await cli('store', 'migrate', '--to', url, '--data-dir', dataDir);
+    expect(result.stderr).toBe('');
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('copied grants: 3');
+    expect(result.stdout).toContain('copied tokens: 2');
+    expect(result.stdout).toContain('copied agents: 2');
+    expect(result.stdout).toContain('copied runs: 2');
+    expect(result.stdout).toContain('copied requests: 4');
+    expect(result.stdout).toContain(`copied audit_records: ${counts.audit_records}`);
+    expect(result.stdout).toContain('copied audit_checkpoints: 2');
+    expect(result.stdout).toContain('queued 1 grant/token change');
+    expect(result.stdout).toMatch(/migrated .*contained\.db to postgres:\/\/.* 3 grants, 2 tokens, 2 agents, 2 runs, 4 requests, \d+ audit records .*2 checkpoints, signatures verified\); everything reads back equal/);
+
+    // Every record reads back equal through the PostgreSQL store.
+    const sqlite = await openSqliteStore(file);
+    try {
+      const target = await pgStore(url);
+      expect(await target.listGrants()).toEqual(await sqlite.listGrants());
+      expect(await target.getGrant('grt_revoked')).toMatchObject({ revokedAt: 1_300, revokedBy: 'bob', revokeReason: 'leaked' });
+      expect(await target.getGrant('grt_assisted')).toEqual(await sqlite.getGrant('grt_assisted'));
+      expect(await target.listTokens()).toEqual(await sqlite.listTokens());
+      for (const t of await sqlite.listTokens()) expect(await target.findTokenByHash(t.hash)).toEqual(t);
+      expect(await target.listAgents()).toEqual(await sqlite.listAgents());
+      expect(await target.listRuns()).toEqual(await sqlite.listRuns());
+      expect(await target.listRequests({})).toEqual(await sqlite.listRequests({}));
+      expect(await target.getRequest('req_done')).toMatchObject({ status: 'approved', execution: { state: 'done', ok: true, undone: { by: 'bob' } } });
+      // Decisions go on where they stopped: the claimed request is not claimed twice, the pending one takes bob's approval.
+      expect(await target.claimExecution('req_claimed', 3_000)).toBe(false);
+      expect(await target.addApproval('req_pending', { operator: 'bob', at: 3_000, argsDigest: 'sha256:aa' }, { resolve: true })).toMatchObject({ ok: true, request: { status: 'approved' } });
+    } finally {
+      await sqlite.close();
+    }
+
+    // The chain, row for row as SQLite had it, and verifying on PostgreSQL.
+    const c = await client(url);
+    const raw = new Database(file, { readonly: true });
+    try {
+      const sqliteRecords = raw.prepare('SELECT seq, at, type, run_id, subject, capability, method, call_id, data, prev_hash, hash FROM audit_records ORDER BY seq').raw(true).all() as unknown[][];
+      const { rows } = await c.query({ text: 'SELECT seq, at, type, run_id, subject, capability, method, call_id, data, prev_hash, hash FROM audit_records ORDER BY seq', rowMode: 'array' });
+      const pgRecords = (rows as unknown[][]).map((r) => r.map((v, i) => (i <= 1 ? Number(v) : v)));
+      expect(pgRecords).toEqual(sqliteRecords);
+      let prev = GENESIS;
+      for (const [i, row] of pgRecords.entries()) {
+        const r = rowToStored(row);
+        expect(r.seq).toBe(i + 1);
+        expect(r.prevHash).toBe(prev);
+        expect(hashRecord(r)).toBe(r.hash);
+        prev = r.hash;
+      }
+      // The grant and token changes made before the writer stopped are in the copied chain, once each.
+      const types = pgRecords.map((r) => r[2]);
+      expect(types.filter((t) => t === 'grant.added')).toHaveLength(3);
+      expect(types.filter((t) => t === 'token.created')).toHaveLength(2);
+      const key = loadVerifyKey(dataDir);
+      expect(key).toBeDefined();
+      const { rows: cps } = await c.query('SELECT seq, hash, at, key_id AS "keyId", signature FROM audit_checkpoints ORDER BY seq');
+      expect(cps).toHaveLength(2);
+      for (const cp of cps as Array<{ seq: string; hash: string; at: string; keyId: string; signature: string }>) {
+        const checkpoint = { ...cp, seq: Number(cp.seq), at: Number(cp.at) };
+        expect(pgRecords[checkpoint.seq - 1]?.[10]).toBe(checkpoint.hash);
+        expect(checkpointSignatureOk(key as NonNullable<typeof key>, checkpoint)).toBe(true);
+      }
+      // Only the revocation the SQLite writer never chained waits in PostgreSQL's inbox (the copies' trigger rows are gone).
+      const { rows: inbox } = await c.query('SELECT kind, ref FROM audit_inbox');
+      expect(inbox).toEqual([{ kind: 'grant.revoked', ref: 'grt_contained' }]);
+    } finally {
+      raw.close();
+    }
+  });
+
+  it('refuses a database that already holds host state, and changes nothing in it', async () => {
+    await populate();
+    const url = await server.createDatabase();
+    expect((await cli('store', 'migrate', '--to', url, '--data-dir', dataDir)).code).toBe(0);
+    const before = await count(url, 'audit_records');
+    const again = await cli('store', 'migrate', '--to', url, '--data-dir', dataDir);
+    expect(again.code).toBe(2);
+    expect(again.stderr).toMatch(/^INVALID_ARGUMENT: store migrate: postgres:\/\/.* already holds host state \(grants 3, tokens 2, agents 2, runs 2, requests 4, audit_records \d+, audit_checkpoints 2\)/);
+    expect(again.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+    expect(await count(url, 'grants')).toBe(3);
+    expect(await count(url, 'audit_records')).toBe(before);
+    expect(await count(url, 'audit_inbox')).toBe(1);
+
+    // A single grant is enough to refuse.
+    const used = await server.createDatabase();
+    await (await pgStore(used)).insertGrant(grant({ id: 'grt_other' }));
+    const refused = await cli('store', 'migrate', '--to', used, '--data-dir', dataDir);
+    expect(refused).toMatchObject({ code: 2, stderr: expect.stringMatching(/already holds host state \(grants 1\)/) });
+  });
+
+  it('refuses while a host holds the data folder, copying nothing', async () => {
+    await populate();
+    const url = await server.createDatabase();
+    const lock = acquireHostLock(dataDir);
+    try {
+      const result = await cli('store', 'migrate', '--to', url, '--data-dir', dataDir);
+      expect(result).toMatchObject({ code: 1, stderr: expect.stringMatching(/^DATA_DIR_IN_USE: another contained host/) });
+    } finally {
+      lock.release();
+    }
+    await pgStore(url); // the schema, so the tables can be counted
+    expect(await count(url, 'grants')).toBe(0);
+    expect((await cli('store', 'migrate', '--to', url, '--data-dir', dataDir)).code).toBe(0);
+  });
+
+  it('a copy that fails half-way is rolled back: the database stays empty and a later migrate succeeds', async () => {
+    await populate();
+    // PostgreSQL text cannot hold a NUL byte: the runs copy fails after grants, tokens and agents went in.
+    const raw = new Database(file);
+    raw.prepare("UPDATE runs SET submitted_by = 'ci' || char(0) || 'x' WHERE id = 'run_ok'").run();
+    raw.close();
+    const url = await server.createDatabase();
+    const failed = await cli('store', 'migrate', '--to', url, '--data-dir', dataDir);
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toMatch(/^INTERNAL: store migrate: the copy failed and was rolled back; nothing was copied/);
+    expect(failed.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+    for (const table of ['grants', 'tokens', 'agents', 'runs', 'requests', 'audit_records', 'audit_checkpoints', 'audit_inbox']) expect({ table, n: await count(url, table) }).toEqual({ table, n: 0 });
+
+    const fix = new Database(file);
+    fix.prepare("UPDATE runs SET submitted_by = 'ci' WHERE id = 'run_ok'").run();
+    fix.close();
+    expect((await cli('store', 'migrate', '--to', url, '--data-dir', dataDir)).code).toBe(0);
+    expect(await count(url, 'grants')).toBe(3);
+  });
+
+  it('fails STORE_UNAVAILABLE, one line, when PostgreSQL cannot be reached', async () => {
+    await populate();
+    const result = await cli('store', 'migrate', '--to', `postgres://contained@127.0.0.1:${server.port + 1}/nowhere`, '--data-dir', dataDir);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/^STORE_UNAVAILABLE: /);
+    expect(result.stderr.split('\n').filter(Boolean)).toHaveLength(1);
+  });
+
+  it('--json prints the summary as JSON', async () => {
+    await populate();
+    const url = await server.createDatabase();
+    const result = await cli('store', 'migrate', '--to', url, '--data-dir', dataDir, '--json');
+    expect(result.code).toBe(0);
+    const summary = JSON.parse(result.stdout) as Record<string, unknown>;
+    expect(summary).toMatchObject({
+      from: file,
+      copied: { grants: 3, tokens: 2, agents: 2, runs: 2, requests: 4, audit_checkpoints: 2 },
+      inboxQueued: 1,
+      audit: { checkpoints: 2, signaturesChecked: true },
+    });
+  });
+});
