@@ -7,12 +7,16 @@
  * they act on the data folder as a terminal admin (`--by`), and a running host sees the new grant
  * at its next call.
  *
+ * With a PostgreSQL store the ledger and proposals are still this data folder's own SQLite file;
+ * the active grants the report shows are read from PostgreSQL.
+ *
  * Exit codes: 0 done; 1 refused (PROMOTION_REFUSED, NOT_FOUND, ALREADY_RESOLVED…); 2 usage.
  */
 import { ContainedError } from '../../runtime/errors.js';
+import type { Grant } from '../model.js';
 import { openAuditReader } from '../audit/query.js';
 import { OperatorClient } from '../operator/client.js';
-import { locateState } from '../store/location.js';
+import { locateState, openForRead } from '../store/location.js';
 import { riskFromConfig, openLocalTrust } from '../trust/local.js';
 import { Ledger } from '../trust/ledger.js';
 import { PROPOSAL_STATUSES, type Proposal, type ProposalStatus } from '../trust/model.js';
@@ -73,11 +77,24 @@ async function read(sub: 'report' | 'proposals', argv: string[], io: CliIo): Pro
       return 0;
     }
     const riskOf = await riskFromConfig(location);
-    const report = buildTrustReport({ db, ledger: new Ledger(db), proposals, config, ...(riskOf ? { riskOf } : {}) }, Date.now(), stringFlag(values, 'subject'));
+    const now = Date.now();
+    const grants = location.store.kind === 'postgres' ? await activeInStore(location) : undefined;
+    const report = buildTrustReport({ db, ledger: new Ledger(db), proposals, config, ...(riskOf ? { riskOf } : {}), ...(grants ? { activeGrants: () => grants } : {}) }, now, stringFlag(values, 'subject'));
     io.stdout(values.json ? `${JSON.stringify(report)}\n` : formatTrustReport(report, config.windowDays));
     return 0;
   } finally {
     db.close();
+  }
+}
+
+/** The active grants of a PostgreSQL store (the local file's grants table is empty then). */
+async function activeInStore(location: Awaited<ReturnType<typeof locateState>>): Promise<Grant[]> {
+  const store = await openForRead(location);
+  if (!store) return [];
+  try {
+    return await store.listGrants({ activeAt: Date.now() });
+  } finally {
+    await store.close();
   }
 }
 

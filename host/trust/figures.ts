@@ -26,14 +26,27 @@ export interface ActionFigures {
 }
 
 export interface FigureSources {
+  /** The trust tables (ledger, reviews, promotions); with a SQLite store also the grants. */
   db: Database.Database;
+  /**
+   * Active grants at `now` when they are not in `db` (a PostgreSQL store): the trust service's
+   * snapshot of GrantService.active, kept fresh by `refreshGrants`. Absent: read from `db`.
+   */
+  activeGrants?(now: number): Grant[];
+  /** Bring that snapshot up to date (before promotion checks, decisions, demotions). */
+  refreshGrants?(): Promise<void>;
   ledger: Ledger;
   proposals: Proposals;
   config: TrustConfig;
   riskOf?(capability: string, method: string): RiskAnnotations | undefined;
 }
 
-export function actionFigures(src: FigureSources, key: ActionKey, now: number, grants: readonly Grant[] = activeGrants(src.db, now), excludeProposal?: string): ActionFigures {
+/** The active grants trust figures are computed with: the snapshot, or the grants table in `db`. */
+export function grantsOf(src: FigureSources, now: number): Grant[] {
+  return src.activeGrants ? src.activeGrants(now) : activeGrants(src.db, now);
+}
+
+export function actionFigures(src: FigureSources, key: ActionKey, now: number, grants: readonly Grant[] = grantsOf(src, now), excludeProposal?: string): ActionFigures {
   const stats = src.ledger.stats(key, now, src.config);
   const risk = stats.risk ?? src.riskOf?.(key.capability, key.method);
   const { grant } = actionGrants(grants, key, now, stats.grantIds);
@@ -45,7 +58,7 @@ export function actionFigures(src: FigureSources, key: ActionKey, now: number, g
   return { key, stats, risk, mode, grant, bar, wouldAllow, openProposal: src.proposals.open(key)?.id };
 }
 
-export function phaseForSubject(src: FigureSources, subject: string, now: number, grants: readonly Grant[] = activeGrants(src.db, now)): Phase {
+export function phaseForSubject(src: FigureSources, subject: string, now: number, grants: readonly Grant[] = grantsOf(src, now)): Phase {
   const actions: PhaseAction[] = src.ledger.actions(subject).map((key) => {
     const f = actionFigures(src, key, now, grants);
     return {

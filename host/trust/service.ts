@@ -8,6 +8,14 @@
  * audited by the store's triggers as well as by the `demotion` / `promotion.accepted` records.
  * Operators hear about each change as a TrustEvent.
  *
+ * Grants in PostgreSQL (`grantSnapshot`): the trust tables stay in the host's own SQLite file, the
+ * grants do not, and figures are computed synchronously (`trustFor` while a request is announced).
+ * The service then keeps a snapshot of GrantService.active: refreshed every `GRANT_SNAPSHOT_MS`,
+ * after its own grant changes, and before every async path that decides something from figures
+ * (recommendation, verdict and promotion check, promotion decision, demotion, reconcile). Figures
+ * shown with a request may be that many ms behind a grant another host just changed; decisions are
+ * not. Expired grants drop out of the snapshot at once (filtered by `now` on every read).
+ *
  * Fails: NOT_FOUND / ALREADY_RESOLVED for unknown or already decided reviews and proposals,
  * INVALID_ARGUMENT for an error or critical verdict without a note, PROMOTION_REFUSED for a
  * promotion the policy does not allow, AUDIT_FAILED when the audit log cannot commit (nothing
@@ -23,8 +31,8 @@ import { GrantService } from '../grant-service.js';
 import type { Grant, RequestRecord } from '../model.js';
 import type { RequestEvent } from '../gate/events.js';
 import type { Store } from '../store/store.js';
-import { actionFigures, compactFigures, type FigureSources, phaseForSubject } from './figures.js';
-import { actionGrants, activeGrants, demotionPlan } from './grant-changes.js';
+import { actionFigures, compactFigures, type FigureSources, grantsOf, phaseForSubject } from './figures.js';
+import { actionGrants, demotionPlan } from './grant-changes.js';
 import { type ActionKey, Ledger } from './ledger.js';
 import { type Demotion, newId, type Review, type ReviewVerdict, type TrustOutEvent } from './model.js';
 import { evaluateDemotion, type TrustConfig } from './policy.js';
@@ -52,10 +60,14 @@ export interface TrustServiceDeps {
   emit?(event: TrustOutEvent): void;
   now?: () => number;
   logger?: Logger;
+  /** The grants are not in the audit connection's file (a PostgreSQL store): keep a snapshot of the grant service's. */
+  grantSnapshot?: boolean;
 }
 
 /** Figures shown with requests are cached this long (ms); own writes invalidate at once. */
 const FIGURES_TTL_MS = 1000;
+/** How often the grant snapshot is refreshed in the background (PostgreSQL store), ms. */
+export const GRANT_SNAPSHOT_MS = 2000;
 
 export class TrustService {
   readonly ledger: Ledger;
@@ -67,6 +79,9 @@ export class TrustService {
   private readonly now: () => number;
   private readonly cache = new Map<string, { at: number; value: Record<string, unknown> }>();
   private queue: Promise<unknown> = Promise.resolve();
+  private snapshot: Grant[] = [];
+  private refreshing: Promise<void> | undefined;
+  private snapshotTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly deps: TrustServiceDeps) {
     const db = deps.audit.db;
@@ -74,8 +89,19 @@ export class TrustService {
     this.ledger = new Ledger(db);
     this.reviews = new ReviewQueue(db);
     this.proposals = new Proposals(db);
-    this.sources = { db, ledger: this.ledger, proposals: this.proposals, config: deps.config, ...(deps.riskOf ? { riskOf: deps.riskOf } : {}) };
+    const snapshot = deps.grantSnapshot
+      ? {
+          // Active at `now`: a grant that expired since the refresh is dropped here.
+          activeGrants: (now: number) => this.snapshot.filter((g) => g.revokedAt === undefined && (g.expiresAt === undefined || g.expiresAt > now)),
+          refreshGrants: () => this.refreshGrants(),
+        }
+      : {};
+    this.sources = { db, ledger: this.ledger, proposals: this.proposals, config: deps.config, ...(deps.riskOf ? { riskOf: deps.riskOf } : {}), ...snapshot };
     this.grants = deps.grants ?? new GrantService({ store: deps.store, now: this.now, emit: (event) => this.emit(event), ...(deps.logger ? { logger: deps.logger } : {}) });
+    if (deps.grantSnapshot) {
+      this.snapshotTimer = setInterval(() => void this.refreshGrants().catch((error: unknown) => this.deps.logger?.warn({ err: (error as Error).message }, 'trust: cannot refresh the active grants')), GRANT_SNAPSHOT_MS);
+      this.snapshotTimer.unref();
+    }
     this.promotions = new PromotionFlow({
       proposals: this.proposals,
       ledger: this.ledger,
@@ -88,6 +114,26 @@ export class TrustService {
       serial: (f) => this.serial(f),
       now: this.now,
     });
+  }
+
+  /** Re-read the active grants into the snapshot (a no-op when grants are read from the audit connection). */
+  refreshGrants(): Promise<void> {
+    if (!this.deps.grantSnapshot) return Promise.resolve();
+    this.refreshing ??= this.grants
+      .active(this.now())
+      .then((grants) => {
+        this.snapshot = grants;
+        this.cache.clear();
+      })
+      .finally(() => {
+        this.refreshing = undefined;
+      });
+    return this.refreshing;
+  }
+
+  /** Stop refreshing the grant snapshot. */
+  close(): void {
+    if (this.snapshotTimer) clearInterval(this.snapshotTimer);
   }
 
   /** Run `f` after every earlier grant-changing step (reviews, proposals, demotions never interleave). */
@@ -117,7 +163,7 @@ export class TrustService {
     const hit = this.cache.get(id);
     if (hit && now - hit.at < FIGURES_TTL_MS) return hit.value;
     try {
-      const grants = activeGrants(this.sources.db, now);
+      const grants = grantsOf(this.sources, now);
       const value = compactFigures(actionFigures(this.sources, key, now, grants), phaseForSubject(this.sources, key.subject, now, grants));
       this.cache.set(id, { at: now, value });
       return value;
@@ -142,6 +188,7 @@ export class TrustService {
   async recommended(request: RequestRecord): Promise<void> {
     const key = keyOf(request);
     if (!key) return;
+    await this.refreshGrants();
     const figures = actionFigures(this.sources, key, this.now());
     // Rides along with the next audit batch (the request.created record is in it too).
     await this.deps.audit.transact(() => this.ledger.recommended(request.id, key, request.createdAt, request.grantId, request.risk ?? figures.risk, figures.wouldAllow), { soon: true });
@@ -239,9 +286,10 @@ export class TrustService {
 
   /** Move the action back to assisted (call inside `serial`). Undefined when it was not executed. */
   async demote(key: ActionKey, trigger: Demotion['trigger'], reason: string, by: string, review?: Review, onlyGrantId?: string): Promise<Demotion | undefined> {
+    await this.refreshGrants();
     const now = this.now();
     const stats = this.ledger.stats(key, now, this.deps.config);
-    const { covering } = actionGrants(activeGrants(this.sources.db, now), key, now, [...stats.grantIds, ...(review ? [review.grantId] : [])]);
+    const { covering } = actionGrants(grantsOf(this.sources, now), key, now, [...stats.grantIds, ...(review ? [review.grantId] : [])]);
     const executed = covering.filter((g) => g.mode === 'executed' && (onlyGrantId === undefined || g.id === onlyGrantId));
     await this.promotions.withdrawOpen(key, by, `demoted: ${reason}`);
     if (executed.length === 0) return undefined;
@@ -257,6 +305,7 @@ export class TrustService {
       plan.revoke.map((g) => ({ id: g.id, by, reason: why })),
       plan.add,
     );
+    await this.refreshGrants();
     this.cache.clear();
     const demotion: Demotion = {
       ...key,
@@ -279,6 +328,7 @@ export class TrustService {
    * critical reviews whose demotion did not happen, accepted promotions whose grant was not written.
    */
   async reconcile(): Promise<{ verdicts: number; demotions: number; grants: number }> {
+    await this.refreshGrants();
     let verdicts = 0;
     for (const status of ['approved', 'denied'] as const) {
       for (const request of await this.deps.store.listRequests({ status })) {
@@ -299,6 +349,7 @@ export class TrustService {
       if (done) demotions += 1;
     }
     const grants = await this.serial(() => this.promotions.restoreAcceptedGrants());
+    await this.refreshGrants();
     this.cache.clear();
     return { verdicts, demotions, grants };
   }

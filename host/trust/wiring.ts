@@ -9,6 +9,11 @@
  * writer batches appends into its own IMMEDIATE transactions (group commit) and runs ledger and
  * review changes inside them; the Store's one-call-one-transaction contract stays as it is, and
  * both see one file, one WAL, one backup.
+ *
+ * With a PostgreSQL store (a fleet): the audit records and checkpoints go to that database (one
+ * chain for every host, log.ts), while the trust ledger, review queue, promotions and passkeys stay
+ * in the host's own SQLite file (`localStateFile`), where the audit log runs its `within`
+ * callbacks; trust reads the active grants from the grant service (a snapshot, service.ts).
  */
 import type { Logger } from 'pino';
 import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
@@ -21,7 +26,7 @@ import { GrantService } from '../grant-service.js';
 import type { ExecutionOutcome } from '../gate/requests.js';
 import type { Grant, RequestRecord } from '../model.js';
 import type { RequestEvent } from '../gate/events.js';
-import { defaultStorePath } from '../store/sqlite-store.js';
+import { localStateFile, storeLocation } from '../store/store-location.js';
 import type { Store } from '../store/store.js';
 import { type TrustOutEvent, TrustService } from './service.js';
 
@@ -62,7 +67,17 @@ export interface AuditAndTrust {
 
 export function openAuditAndTrust(options: AuditAndTrustOptions): AuditAndTrust {
   const { config, store, instances, logger, now } = options;
-  const audit = new AuditLog({ ...config.audit, file: defaultStorePath(config.dataDir), key: loadOrCreateAuditKey(config.dataDir), logger, now, role: 'host' });
+  const location = storeLocation(config);
+  const postgres = location.kind === 'postgres' ? location.url : undefined;
+  const audit = new AuditLog({
+    ...config.audit,
+    file: localStateFile(config),
+    ...(postgres === undefined ? {} : { postgres }),
+    key: loadOrCreateAuditKey(config.dataDir, config.audit.keyFile),
+    logger,
+    now,
+    role: 'host',
+  });
   const gateAudit = createGateAudit({ audit, store, logger });
   const grants = new GrantService({ store, instances, now, logger, emit: (event) => options.emit(event) });
   const trust = new TrustService({
@@ -78,6 +93,7 @@ export function openAuditAndTrust(options: AuditAndTrustOptions): AuditAndTrust 
     emit: (event) => options.emit(event),
     now,
     logger,
+    grantSnapshot: postgres !== undefined,
   });
   return {
     audit,
@@ -106,6 +122,7 @@ export function openAuditAndTrust(options: AuditAndTrustOptions): AuditAndTrust 
       if (done.verdicts + done.demotions + done.grants > 0) logger.info(done, 'trust: reconciled the ledger after a restart');
     },
     async close() {
+      trust.close();
       await audit.flush();
       await audit.close();
     },
