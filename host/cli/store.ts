@@ -33,6 +33,7 @@ import pg from 'pg';
 import { ContainedError } from '../../runtime/errors.js';
 import { canonicalJson } from '../audit/canonical.js';
 import { checkpointSignatureOk, loadVerifyKey } from '../audit/keys.js';
+import { AUDIT_LOCK_KEY } from '../audit/pg.js';
 import { GENESIS, hashRecord, rowToStored } from '../audit/record.js';
 import { acquireHostLock } from '../store/host-lock.js';
 import { locateState } from '../store/location.js';
@@ -231,6 +232,9 @@ async function copy(file: string, url: string, shownUrl: string, progress: (line
       await client.query('BEGIN');
       try {
         await client.query(`SET LOCAL lock_timeout = '${LOCK_TIMEOUT}'`);
+        // The audit chain's lock first, as every appender takes it (audit/log.ts), then the tables:
+        // an appender waits for the copy instead of deadlocking with it.
+        await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [AUDIT_LOCK_KEY]);
         await client.query(`LOCK TABLE ${[...MIGRATED_TABLES, 'audit_inbox'].join(', ')} IN EXCLUSIVE MODE`);
         await refuseNonEmpty(client, shownUrl);
         const plans = await Promise.all(MIGRATED_TABLES.map(async (table) => plan(sqlite, table, await pgColumns(client, table))));

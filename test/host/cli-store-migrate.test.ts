@@ -244,6 +244,18 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
     } finally {
       raw.close();
     }
+
+    // And `contained audit verify` on the PostgreSQL store (CONTAINED_STORE), with the data folder's key.
+    const saved = process.env.CONTAINED_STORE;
+    process.env.CONTAINED_STORE = url;
+    try {
+      const verify = await cli('audit', 'verify', '--data-dir', dataDir);
+      expect(verify).toMatchObject({ code: 0, stdout: expect.stringContaining('OK: the chain and every checkpoint verify') });
+      expect(verify.stdout).toContain(`${counts.audit_records} records`);
+    } finally {
+      if (saved === undefined) delete process.env.CONTAINED_STORE;
+      else process.env.CONTAINED_STORE = saved;
+    }
   });
 
   it('refuses a database that already holds host state, and changes nothing in it', async () => {
