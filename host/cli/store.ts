@@ -32,7 +32,7 @@ import Database from 'better-sqlite3';
 import pg from 'pg';
 import { ContainedError } from '../../runtime/errors.js';
 import { canonicalJson } from '../audit/canonical.js';
-import { checkpointSignatureOk, loadVerifyKey } from '../audit/keys.js';
+import { type AuditKey, checkpointSignatureOk, loadVerifyKeys } from '../audit/keys.js';
 import { AUDIT_LOCK_KEY } from '../audit/pg.js';
 import { GENESIS, hashRecord, rowToStored } from '../audit/record.js';
 import { acquireHostLock } from '../store/host-lock.js';
@@ -68,7 +68,8 @@ export interface MigrateSummary {
   copied: Record<Table, number>;
   /** Grant and token changes not yet in the SQLite chain, queued in PostgreSQL's audit inbox. */
   inboxQueued: number;
-  audit: { records: number; headSeq: number; headHash: string; checkpoints: number; signaturesChecked: boolean };
+  /** `signaturesChecked`: checkpoints whose signature was verified (the others are of a key not found here). */
+  audit: { records: number; headSeq: number; headHash: string; checkpoints: number; signaturesChecked: number };
   elapsedMs: number;
 }
 
@@ -96,6 +97,7 @@ async function storeMigrate(argv: string[], io: CliIo): Promise<number> {
   const summary = await migrateSqliteToPostgres({
     file: location.storeFile,
     dataDir: location.dataDir,
+    auditKeys: location.config?.audit,
     url: to,
     progress: json ? () => undefined : (line) => io.stdout(`${line}\n`),
   });
@@ -107,10 +109,16 @@ async function storeMigrate(argv: string[], io: CliIo): Promise<number> {
   io.stdout(
     `migrated ${summary.from} to ${summary.to} in ${summary.elapsedMs} ms: ${copied.grants} grants, ${copied.tokens} tokens, ${copied.agents} agents, ` +
       `${copied.runs} runs, ${copied.requests} requests, ${audit.records} audit records (head ${audit.headSeq} ${audit.headHash.slice(0, 16)}…, ` +
-      `${audit.checkpoints} checkpoints${audit.checkpoints === 0 ? '' : audit.signaturesChecked ? ', signatures verified' : ', signatures not checked: no public key in the data folder'}); everything reads back equal\n`,
+      `${audit.checkpoints} checkpoints${signatures(audit)}); everything reads back equal\n`,
   );
   io.stdout(`next: set "store" in the host config to this URL (or CONTAINED_STORE), then start the hosts\n`);
   return 0;
+}
+
+function signatures(audit: MigrateSummary['audit']): string {
+  if (audit.checkpoints === 0) return '';
+  if (audit.signaturesChecked === audit.checkpoints) return ', signatures verified';
+  return `, ${audit.signaturesChecked} signatures verified, ${audit.checkpoints - audit.signaturesChecked} of keys not found here unchecked`;
 }
 
 export interface MigrateOptions {
@@ -118,6 +126,8 @@ export interface MigrateOptions {
   file: string;
   /** Its data folder: the host lock, and the audit public key for checking signatures. */
   dataDir: string;
+  /** The config's `audit` section: more public keys (`keyFile`, `publicKeyFiles`) for checkpoint signatures. */
+  auditKeys?: { keyFile?: string | undefined; publicKeyFiles?: readonly string[] | undefined } | undefined;
   url: string;
   progress?: (line: string) => void;
 }
@@ -140,7 +150,8 @@ export async function migrateSqliteToPostgres(options: MigrateOptions): Promise<
         const { copied, inboxQueued } = await copy(options.file, options.url, shownUrl, progress);
         progress('verifying: every record read back through both stores, the audit chain re-checked on PostgreSQL');
         await compareRecords(source, target);
-        const audit = await verifyTargetChain(options.url, options.dataDir, copied.audit_records, copied.audit_checkpoints);
+        const keys = loadVerifyKeys(options.dataDir, [], options.auditKeys) ?? [];
+        const audit = await verifyTargetChain(options.url, keys, copied.audit_records, copied.audit_checkpoints);
         return { from: options.file, to: shownUrl, copied, inboxQueued, audit, elapsedMs: Date.now() - t0 };
       } finally {
         await target.close();
@@ -303,6 +314,15 @@ function plan(sqlite: Database.Database, table: Table, target: Map<string, PgCol
       data: { table, missing },
     });
   }
+  if (table === 'audit_records' || table === 'audit_checkpoints') {
+    // The chain is hashed over the stored text: a json/jsonb column would re-serialise `data` and break every hash.
+    const retyped = columns.filter((c) => !['text', 'character varying', 'bigint', 'integer'].includes((target.get(c) as PgColumn).type));
+    if (retyped.length > 0) {
+      throw new ContainedError('INTERNAL', `store migrate: PostgreSQL's ${table} stores ${retyped.join(', ')} as ${retyped.map((c) => target.get(c)?.type).join(', ')}; the chain would not verify there, nothing was copied`, {
+        data: { table, columns: retyped },
+      });
+    }
+  }
   return { table, columns, target: columns.map((c) => target.get(c) as PgColumn) };
 }
 
@@ -365,7 +385,7 @@ async function compareRecords(source: Store, target: Store): Promise<void> {
  * before; every checkpoint names the hash of the record at its seq and, with the data folder's
  * public key, its signature verifies.
  */
-async function verifyTargetChain(url: string, dataDir: string, records: number, checkpoints: number): Promise<MigrateSummary['audit']> {
+async function verifyTargetChain(url: string, keys: readonly AuditKey[], records: number, checkpoints: number): Promise<MigrateSummary['audit']> {
   const shownUrl = redactUrl(url);
   const client = pgClient(url);
   client.on('error', () => undefined);
@@ -377,9 +397,22 @@ async function verifyTargetChain(url: string, dataDir: string, records: number, 
     } catch (error) {
       throw unavailable(shownUrl, 'cannot connect to verify the copy', error);
     }
+    const { rows: cps } = await client.query<{ seq: number; hash: string; at: number; keyId: string; signature: string }>(
+      'SELECT seq, hash, at, key_id AS "keyId", signature FROM audit_checkpoints ORDER BY seq',
+    );
+    if (cps.length !== checkpoints) throw broken(`${cps.length} checkpoints, ${checkpoints} copied`);
+    const bySeq = new Map(cps.map((cp) => [Number(cp.seq), { ...cp, seq: Number(cp.seq), at: Number(cp.at) }]));
+    // Signatures are checked with the keys that signed them, where known (this host's, the config's
+    // audit.keyFile and audit.publicKeyFiles); a checkpoint of another key is counted unchecked.
+    let signaturesChecked = 0;
+    for (const cp of bySeq.values()) {
+      const key = keys.find((k) => k.keyId === cp.keyId);
+      if (!key) continue;
+      if (!checkpointSignatureOk(key, cp)) throw broken(`the checkpoint at seq ${cp.seq} has a signature that does not verify with ${key.keyId}`);
+      signaturesChecked += 1;
+    }
     let prevHash = GENESIS;
     let expected = 1;
-    const hashes = new Map<number, string>();
     for (;;) {
       const { rows } = await client.query({
         text: 'SELECT seq, at, type, run_id, subject, capability, method, call_id, data, prev_hash, hash FROM audit_records WHERE seq >= $1 ORDER BY seq LIMIT 5000',
@@ -390,7 +423,8 @@ async function verifyTargetChain(url: string, dataDir: string, records: number, 
         const r = rowToStored(raw.map((v, i) => (i <= 1 ? Number(v) : v)));
         if (r.seq !== expected) throw broken(`record ${expected} is missing`);
         if (r.prevHash !== prevHash || hashRecord(r) !== r.hash) throw broken(`record ${r.seq} does not hash or link as written`);
-        hashes.set(r.seq, r.hash);
+        const cp = bySeq.get(r.seq);
+        if (cp && cp.hash !== r.hash) throw broken(`the checkpoint at seq ${r.seq} names another hash than the record there`);
         prevHash = r.hash;
         expected += 1;
       }
@@ -398,17 +432,9 @@ async function verifyTargetChain(url: string, dataDir: string, records: number, 
     }
     const headSeq = expected - 1;
     if (headSeq !== records) throw broken(`${headSeq} records, ${records} copied`);
-    const key = loadVerifyKey(dataDir);
-    const { rows: cps } = await client.query<{ seq: number; hash: string; at: number; keyId: string; signature: string }>(
-      'SELECT seq, hash, at, key_id AS "keyId", signature FROM audit_checkpoints ORDER BY seq',
-    );
-    if (cps.length !== checkpoints) throw broken(`${cps.length} checkpoints, ${checkpoints} copied`);
-    for (const cp of cps) {
-      const c = { ...cp, seq: Number(cp.seq), at: Number(cp.at) };
-      if (hashes.get(c.seq) !== c.hash) throw broken(`the checkpoint at seq ${c.seq} names another hash than the record there`);
-      if (key && !checkpointSignatureOk(key, c)) throw broken(`the checkpoint at seq ${c.seq} has a signature that does not verify with ${key.keyId}`);
-    }
-    return { records: headSeq, headSeq, headHash: prevHash, checkpoints: cps.length, signaturesChecked: key !== undefined && cps.length > 0 };
+    const beyond = cps.find((cp) => Number(cp.seq) > headSeq);
+    if (beyond) throw broken(`a checkpoint at seq ${beyond.seq}, past the last record`);
+    return { records: headSeq, headSeq, headHash: prevHash, checkpoints: cps.length, signaturesChecked };
   } finally {
     await client.end().catch(() => undefined);
   }

@@ -331,7 +331,7 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
       from: file,
       copied: { grants: 3, tokens: 2, agents: 2, runs: 2, requests: 4, audit_checkpoints: 2 },
       inboxQueued: 1,
-      audit: { checkpoints: 2, signaturesChecked: true },
+      audit: { checkpoints: 2, signaturesChecked: 2 },
     });
   });
 });
