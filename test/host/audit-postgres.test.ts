@@ -1,0 +1,378 @@
+/**
+ * The audit log on a real PostgreSQL (test/helpers/postgres.ts), as a fleet uses it: two AuditLog
+ * objects with their own pools and keys (two hosts) appending to one database at once, grants added
+ * through the PostgreSQL store meanwhile (its triggers fill the inbox the logs drain) — one chain,
+ * no gaps, checkpoints from both keys. Then tampering done the way an attacker would (SQL on the
+ * database) named exactly as on SQLite, `contained audit verify|dangling` with CONTAINED_STORE,
+ * `within` on the host's own SQLite file, and an append while the server is down failing
+ * AUDIT_FAILED (not hanging) and working again once it is back.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { auditCommand } from '../../host/cli/audit.js';
+import { AUDIT_PUBLIC_KEY_FILE, type AuditKey, loadOrCreateAuditKey, loadVerifyKey } from '../../host/audit/keys.js';
+import { AuditLog, type AuditLogOptions } from '../../host/audit/log.js';
+import { hashRecord, type StoredRecord } from '../../host/audit/record.js';
+import { openAuditSource } from '../../host/audit/source.js';
+import { verifyAuditSource, type VerifyKeys } from '../../host/audit/verify.js';
+import type { Grant } from '../../host/model.js';
+import { defaultStorePath } from '../../host/store/sqlite-store.js';
+import type { Store } from '../../host/store/store.js';
+import { notePgSkip, type PgServer, pgAvailable, startPostgres } from '../helpers/postgres.js';
+
+notePgSkip();
+
+type SharedStore = Pick<Store, 'insertGrant' | 'revokeGrant' | 'close'>;
+
+/** The PostgreSQL store (host/store/pg-store.ts), which creates the schema and its audit triggers on open. */
+async function openShared(url: string): Promise<SharedStore> {
+  const spec = '../../host/store/pg-store.js';
+  const mod = (await import(/* @vite-ignore */ spec).catch(() => undefined)) as { openPgStore(url: string): Promise<SharedStore> } | undefined;
+  if (mod) return mod.openPgStore(url);
+  return scratchStore(url); // TEMP until pg-store lands
+}
+
+async function scratchStore(url: string): Promise<SharedStore> {
+  await sql(url, `
+CREATE TABLE grants (id TEXT PRIMARY KEY, subject_digest TEXT, subject_name TEXT, subject_signer TEXT, capability TEXT NOT NULL, scope TEXT, methods TEXT NOT NULL, mode TEXT NOT NULL, approvals INTEGER NOT NULL, expires_at BIGINT, budgets TEXT, request_timeout_ms BIGINT, review_sample DOUBLE PRECISION, created_by TEXT NOT NULL, reason TEXT NOT NULL, created_at BIGINT NOT NULL, forced TEXT, revoked_at BIGINT, revoked_by TEXT, revoke_reason TEXT, signed_approvals BOOLEAN, stage_runs BOOLEAN);
+CREATE TABLE tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, hash TEXT NOT NULL, created_at BIGINT NOT NULL, created_by TEXT NOT NULL, revoked_at BIGINT);
+CREATE TABLE audit_records (seq BIGINT PRIMARY KEY, at BIGINT NOT NULL, type TEXT NOT NULL, run_id TEXT, subject TEXT, capability TEXT, method TEXT, call_id TEXT, data TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
+CREATE TABLE audit_checkpoints (seq BIGINT PRIMARY KEY, hash TEXT NOT NULL, at BIGINT NOT NULL, key_id TEXT NOT NULL, signature TEXT NOT NULL);
+CREATE TABLE audit_inbox (id BIGSERIAL PRIMARY KEY, kind TEXT NOT NULL, ref TEXT NOT NULL);
+CREATE FUNCTION g_added() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit_inbox (kind, ref) VALUES ('grant.added', NEW.id); RETURN NEW; END $$;
+CREATE FUNCTION g_revoked() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL THEN INSERT INTO audit_inbox (kind, ref) VALUES ('grant.revoked', NEW.id); END IF; RETURN NEW; END $$;
+CREATE TRIGGER a AFTER INSERT ON grants FOR EACH ROW EXECUTE FUNCTION g_added();
+CREATE TRIGGER b AFTER UPDATE ON grants FOR EACH ROW EXECUTE FUNCTION g_revoked();
+`);
+  return {
+    async insertGrant(g: Grant) {
+      await sql(url, 'INSERT INTO grants (id, subject_digest, capability, methods, mode, approvals, created_by, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)', [g.id, 'digest' in g.subject ? g.subject.digest : null, g.capability, JSON.stringify(g.methods), g.mode, g.approvals, g.createdBy, g.reason, g.createdAt]);
+    },
+    async revokeGrant(id: string, by: string, reason: string, at: number) {
+      await sql(url, 'UPDATE grants SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 WHERE id = $4', [at, by, reason, id]);
+      return undefined;
+    },
+    async close() {},
+  };
+}
+
+let server: PgServer;
+let root: string;
+const logs: AuditLog[] = [];
+const closers: Array<() => Promise<unknown>> = [];
+
+beforeAll(async () => {
+  if (pgAvailable) server = await startPostgres();
+}, 120_000);
+afterAll(async () => {
+  await server?.stop();
+});
+beforeEach(() => {
+  root = mkdtempSync(path.join(os.tmpdir(), 'contained-audit-pg-'));
+});
+afterEach(async () => {
+  for (const log of logs.splice(0)) await log.close().catch(() => undefined);
+  for (const close of closers.splice(0)) await close().catch(() => undefined);
+  rmSync(root, { recursive: true, force: true });
+});
+
+interface Host {
+  dir: string;
+  key: AuditKey;
+  open(options?: Partial<AuditLogOptions>): AuditLog;
+}
+
+function host(name: string, url: string): Host {
+  const dir = path.join(root, name);
+  const key = loadOrCreateAuditKey(dir);
+  return {
+    dir,
+    key,
+    open(options = {}) {
+      const log = new AuditLog({ file: defaultStorePath(dir), postgres: url, key, checkpointIntervalMs: 0, inboxPollMs: 0, synchronous: 'normal', ...options });
+      logs.push(log);
+      return log;
+    },
+  };
+}
+
+async function database(): Promise<{ url: string; store: SharedStore }> {
+  const url = await server.createDatabase();
+  const store = await openShared(url);
+  closers.push(() => store.close());
+  return { url, store };
+}
+
+/** The attacker's own connection. */
+async function sql<T = Record<string, unknown>>(url: string, text: string, params: unknown[] = []): Promise<T[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query(text, params)).rows as T[];
+  } finally {
+    await client.end();
+  }
+}
+
+async function verify(url: string, keys: VerifyKeys): ReturnType<typeof verifyAuditSource> {
+  const source = await openAuditSource({ store: { kind: 'postgres', url }, storeFile: '' });
+  try {
+    return await verifyAuditSource(source, keys, 7); // small pages: the walk crosses many page boundaries
+  } finally {
+    await source.close();
+  }
+}
+
+function grant(i: number): Grant {
+  return { id: `grt_pg${String(i).padStart(4, '0')}`, subject: { digest: `sha256:${'a'.repeat(64)}` }, capability: 'notes', methods: ['read'], mode: 'contained', approvals: 1, createdBy: 'erin', reason: `r${i}`, createdAt: 1000 + i };
+}
+
+async function stored(url: string, seq: number): Promise<StoredRecord> {
+  const [r] = await sql<Record<string, unknown>>(url, 'SELECT * FROM audit_records WHERE seq = $1', [seq]);
+  const n = (v: unknown): number => Number(v);
+  return { seq: n(r?.seq), at: n(r?.at), type: String(r?.type), runId: (r?.run_id as string | null) ?? null, subject: (r?.subject as string | null) ?? null, capability: (r?.capability as string | null) ?? null, method: (r?.method as string | null) ?? null, callId: (r?.call_id as string | null) ?? null, data: String(r?.data), prevHash: String(r?.prev_hash), hash: String(r?.hash) };
+}
+
+/** Move records seq >= from by delta, through negative seqs (the primary key is checked per row). */
+async function renumber(url: string, from: number, delta: number): Promise<void> {
+  await sql(url, 'UPDATE audit_records SET seq = -seq WHERE seq >= $1', [from]);
+  await sql(url, 'UPDATE audit_records SET seq = -seq + $1 WHERE seq < 0', [delta]);
+}
+
+const pgDescribe = describe.skipIf(!pgAvailable);
+
+pgDescribe('the audit log on PostgreSQL: several hosts, one chain', () => {
+  it('two hosts appending 2×500 records at once, grants added meanwhile: seq 1..N without gaps, verifies with both keys, fails with one', async () => {
+    const { url, store } = await database();
+    const a = host('a', url);
+    const b = host('b', url);
+    const logA = a.open({ checkpointEvery: 97 });
+    const logB = b.open({ checkpointEvery: 89 });
+    const pending: Array<Promise<unknown>> = [];
+    for (let i = 0; i < 500; i++) {
+      pending.push(logA.append({ type: 'call', runId: 'run-a', capability: 'notes', method: 'read', callId: `a${i}`, data: { i } }, undefined, i % 3 === 0 ? {} : { soon: true }));
+      pending.push(logB.append({ type: 'call', runId: 'run-b', capability: 'notes', method: 'read', callId: `b${i}`, data: { i } }, undefined, i % 5 === 0 ? {} : { soon: true }));
+      if (i % 50 === 0) pending.push(store.insertGrant(grant(i)));
+      if (i % 25 === 0) await new Promise((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(pending);
+    await logA.flush();
+    await logB.flush();
+    await logA.close();
+    await logB.close();
+
+    const seqs = (await sql<{ seq: string }>(url, 'SELECT seq FROM audit_records ORDER BY seq')).map((r) => Number(r.seq));
+    expect(seqs).toEqual(Array.from({ length: seqs.length }, (_, i) => i + 1));
+    // The hosts' batches interleave in the one chain (each took the advisory lock in turn).
+    const runs = (await sql<{ run_id: string | null }>(url, "SELECT run_id FROM audit_records WHERE type = 'call' ORDER BY seq")).map((r) => r.run_id);
+    expect(runs.filter((r, i) => i > 0 && r !== runs[i - 1]).length).toBeGreaterThan(2);
+    const types = await sql<{ type: string; n: string }>(url, 'SELECT type, COUNT(*) AS n FROM audit_records GROUP BY type');
+    const count = Object.fromEntries(types.map((t) => [t.type, Number(t.n)]));
+    expect(count).toMatchObject({ call: 1000, 'grant.added': 10 });
+    expect(await sql(url, 'SELECT 1 FROM audit_inbox')).toEqual([]);
+    const keyIds = (await sql<{ key_id: string }>(url, 'SELECT DISTINCT key_id FROM audit_checkpoints')).map((r) => r.key_id).sort();
+    expect(keyIds).toEqual([a.key.keyId, b.key.keyId].sort());
+
+    const both = await verify(url, [loadVerifyKey(a.dir) as AuditKey, loadVerifyKey(b.dir) as AuditKey]);
+    expect(both).toMatchObject({ ok: true, records: seqs.length, headSeq: seqs.length, firstBad: undefined });
+    const onlyA = await verify(url, loadVerifyKey(a.dir));
+    expect(onlyA.ok).toBe(false);
+    expect(onlyA.firstBad).toMatchObject({ kind: 'checkpoint' });
+    expect(onlyA.firstBad?.message).toContain(`signed by key ${b.key.keyId}, which is not among the given public keys`);
+  }, 60_000);
+
+  it('the drained grant records carry the grant read from PostgreSQL (added and revoked)', async () => {
+    const { url, store } = await database();
+    const log = host('a', url).open();
+    await store.insertGrant(grant(1));
+    await store.revokeGrant(grant(1).id, 'erin', 'no longer needed', 2000);
+    await log.flush();
+    const source = await openAuditSource({ store: { kind: 'postgres', url }, storeFile: '' });
+    closers.push(() => source.close());
+    const records = await source.query({ type: 'grant.added' });
+    expect(records).toHaveLength(1);
+    expect(records[0]).toMatchObject({ type: 'grant.added', capability: 'notes', at: 1001, data: { grant: { id: grant(1).id, methods: ['read'], mode: 'contained' } } });
+    expect(await source.query({ type: 'grant.revoked' })).toMatchObject([{ at: 2000, data: { grantId: grant(1).id, by: 'erin', reason: 'no longer needed' } }]);
+    expect(await source.find({ types: ['grant.added'], data: { path: ['grant', 'id'], equals: grant(1).id } })).toHaveLength(1);
+  });
+});
+
+pgDescribe('verify on PostgreSQL names the first bad record', () => {
+  let url: string;
+  let keys: VerifyKeys;
+  beforeEach(async () => {
+    ({ url } = await database());
+    const a = host('a', url);
+    const log = a.open({ checkpointEvery: 1000 });
+    for (let i = 0; i < 40; i++) await log.append({ type: 'call', runId: `run-${i % 3}`, capability: 'notes', method: 'read', callId: `c${i}`, data: { i } });
+    await log.close();
+    keys = loadVerifyKey(a.dir);
+    expect((await verify(url, keys)).ok).toBe(true);
+  });
+
+  it('edit: a record changed in place', async () => {
+    await sql(url, `UPDATE audit_records SET data = '{"i":999}' WHERE seq = 17`);
+    expect((await verify(url, keys)).firstBad).toMatchObject({ seq: 17, kind: 'edited' });
+  });
+
+  it('edit: a record changed and its own hash recomputed', async () => {
+    const r = await stored(url, 17);
+    const changed = { ...r, data: '{"forged":true}' };
+    await sql(url, 'UPDATE audit_records SET data = $1, hash = $2 WHERE seq = 17', [changed.data, hashRecord(changed)]);
+    expect((await verify(url, keys)).firstBad).toMatchObject({ seq: 17, kind: 'edited' });
+  });
+
+  it('delete: a gap, and a gap closed by renumbering', async () => {
+    await sql(url, 'DELETE FROM audit_records WHERE seq = 23');
+    expect((await verify(url, keys)).firstBad).toMatchObject({ seq: 23, kind: 'deleted' });
+    await renumber(url, 24, -1);
+    expect((await verify(url, keys)).firstBad).toMatchObject({ seq: 23, kind: 'deleted' });
+  });
+
+  it('delete: the tail cut off after the last checkpoint', async () => {
+    await sql(url, 'DELETE FROM audit_records WHERE seq > 30');
+    expect((await verify(url, keys)).firstBad).toMatchObject({ seq: 31, kind: 'deleted' });
+  });
+
+  it('insert: a forged record with a correct hash and link, later records renumbered', async () => {
+    await renumber(url, 12, +1);
+    const before = await stored(url, 11);
+    const forged = { seq: 12, at: before.at, type: 'decision', runId: 'run-0', subject: null, capability: 'notes', method: 'read', callId: 'forged', data: '{"allow":true}', prevHash: before.hash };
+    await sql(url, 'INSERT INTO audit_records (seq, at, type, run_id, subject, capability, method, call_id, data, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)', [
+      forged.seq, forged.at, forged.type, forged.runId, forged.subject, forged.capability, forged.method, forged.callId, forged.data, forged.prevHash, hashRecord(forged),
+    ]);
+    expect((await verify(url, keys)).firstBad).toMatchObject({ seq: 12, kind: 'inserted' });
+  });
+
+  it('reorder: two records swapped', async () => {
+    await sql(url, 'UPDATE audit_records SET seq = -1 WHERE seq = 30');
+    await sql(url, 'UPDATE audit_records SET seq = 30 WHERE seq = 31');
+    await sql(url, 'UPDATE audit_records SET seq = 31 WHERE seq = -1');
+    expect((await verify(url, keys)).firstBad).toMatchObject({ seq: 30, kind: 'reordered' });
+  });
+
+  it('a checkpoint with a forged signature', async () => {
+    await sql(url, `UPDATE audit_checkpoints SET signature = $1`, [Buffer.alloc(64).toString('base64')]);
+    expect((await verify(url, keys)).firstBad).toMatchObject({ seq: 40, kind: 'checkpoint' });
+  });
+});
+
+pgDescribe('the CLI with CONTAINED_STORE=postgres://…', () => {
+  async function cli(argv: string[], url: string): Promise<{ code: number; out: string; err: string }> {
+    let out = '';
+    let err = '';
+    const before = process.env.CONTAINED_STORE;
+    process.env.CONTAINED_STORE = url;
+    try {
+      const code = await auditCommand(argv, { stdout: (t) => (out += t), stderr: (t) => (err += t) });
+      return { code, out, err };
+    } finally {
+      if (before === undefined) delete process.env.CONTAINED_STORE;
+      else process.env.CONTAINED_STORE = before;
+    }
+  }
+
+  it('verify checks both hosts\' checkpoints with one --public-key per host, and fails naming the key it was not given', async () => {
+    const { url } = await database();
+    const a = host('a', url);
+    const b = host('b', url);
+    const logA = a.open();
+    const logB = b.open();
+    await Promise.all([logA.append({ type: 'run.started', runId: 'r1', data: {} }), logB.append({ type: 'run.started', runId: 'r2', data: {} })]);
+    await logA.close(); // each close signs a final checkpoint with its own key
+    await logB.append({ type: 'run.ended', runId: 'r2', data: {} });
+    await logB.close();
+
+    const both = await cli(['verify', '--data-dir', a.dir, '--public-key', path.join(a.dir, AUDIT_PUBLIC_KEY_FILE), '--public-key', path.join(b.dir, AUDIT_PUBLIC_KEY_FILE)], url);
+    expect(both.err).toBe('');
+    expect(both.out).toContain('OK: the chain and every checkpoint verify');
+    expect(both.out).toContain('audit log: 3 records');
+    expect(both.code).toBe(0);
+
+    const one = await cli(['verify', '--data-dir', a.dir], url);
+    expect(one.code).toBe(1);
+    expect(one.err).toContain(`AUDIT_TAMPERED: first bad record: seq 3 (checkpoint): checkpoint at seq 3 is signed by key ${b.key.keyId}, which is not among the given public keys`);
+
+    const json = await cli(['tail', '-n', '2', '--json', '--data-dir', a.dir], url);
+    expect(json.out.trim().split('\n').map((l) => (JSON.parse(l) as { seq: number }).seq)).toEqual([2, 3]);
+  });
+
+  it('dangling lists intents without outcomes from every host; an intent whose run ended since is interrupted', async () => {
+    const { url } = await database();
+    const a = host('a', url);
+    const b = host('b', url);
+    const logA = a.open();
+    const logB = b.open();
+    await logA.append({ type: 'intent', runId: 'run-a', capability: 'notes', method: 'write', callId: 'call-a', data: { basis: 'grant:g' } });
+    await logB.append({ type: 'intent', runId: 'run-b', capability: 'notes', method: 'write', callId: 'call-b', data: { basis: 'grant:g' } });
+    await logB.append({ type: 'intent', runId: 'run-b', capability: 'notes', method: 'read', callId: 'call-done', data: { basis: 'grant:g' } });
+    await logB.append({ type: 'outcome', runId: 'run-b', capability: 'notes', method: 'read', callId: 'call-done', data: { ok: true } });
+    // Host A died mid-action; its run was ended by the host that reaped it.
+    await logB.append({ type: 'run.ended', runId: 'run-a', data: { status: 'crashed' } });
+    const listed = await cli(['dangling', '--data-dir', b.dir], url);
+    expect(listed.code).toBe(0);
+    expect(listed.out).toContain('2 intents without an outcome');
+    expect(listed.out).toMatch(/interrupted #1 .*intent/);
+    expect(listed.out).toMatch(/open +#2 .*intent/);
+    expect(listed.out).not.toContain('call-done');
+    const json = JSON.parse((await cli(['dangling', '--json', '--data-dir', b.dir], url)).out) as Array<{ state: string; record: { callId: string } }>;
+    expect(json.map((d) => [d.record.callId, d.state])).toEqual([['call-a', 'interrupted'], ['call-b', 'open']]);
+  });
+
+  it('a database with no audit log yet is NOT_FOUND', async () => {
+    const url = await server.createDatabase();
+    await expect(cli(['verify', '--data-dir', path.join(root, 'x')], url)).rejects.toMatchObject({ code: 'NOT_FOUND' });
+  });
+});
+
+pgDescribe('within and failures on PostgreSQL', () => {
+  it('`within` runs on the host\'s own SQLite file: committed with its record, dropped with it when it throws', async () => {
+    const { url } = await database();
+    const a = host('a', url);
+    const log = a.open();
+    log.db.exec('CREATE TABLE side (n INTEGER)');
+    const ok = log.append({ type: 'review.marked', data: { n: 1 } }, (db) => db.prepare('INSERT INTO side VALUES (1)').run());
+    const bad = log.append({ type: 'review.marked', data: { n: 2 } }, (db) => {
+      db.prepare('INSERT INTO side VALUES (2)').run();
+      throw new Error('lost the race');
+    });
+    const after = log.append({ type: 'call', data: { n: 3 } });
+    await expect(bad).rejects.toThrow('lost the race');
+    expect((await ok).seq).toBe(1);
+    expect((await after).seq).toBe(2);
+    const local = new Database(defaultStorePath(a.dir), { readonly: true });
+    try {
+      expect(local.prepare('SELECT n FROM side').pluck().all()).toEqual([1]);
+      // The records are in PostgreSQL, not in the local file.
+      expect(local.prepare('SELECT COUNT(*) FROM audit_records').pluck().get()).toBe(0);
+    } finally {
+      local.close();
+    }
+    expect((await sql<{ n: string }>(url, 'SELECT COUNT(*) AS n FROM audit_records'))[0]?.n).toBe('2');
+  });
+
+  it('an append while PostgreSQL is down rejects AUDIT_FAILED (no hang) and rolls its local rows back; appends work again after resume', async () => {
+    const { url } = await database();
+    const a = host('a', url);
+    const log = a.open({ busyTimeoutMs: 2000 });
+    log.db.exec('CREATE TABLE side (n INTEGER)');
+    await log.append({ type: 'call', data: { n: 1 } });
+    await server.halt();
+    try {
+      const t0 = Date.now();
+      await expect(log.append({ type: 'intent', callId: 'x', data: { n: 2 } }, (db) => db.prepare('INSERT INTO side VALUES (2)').run())).rejects.toMatchObject({ code: 'AUDIT_FAILED' });
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      expect(log.db.prepare('SELECT COUNT(*) FROM side').pluck().get()).toBe(0);
+      await expect(log.append({ type: 'call', data: { n: 3 } })).rejects.toMatchObject({ code: 'AUDIT_FAILED' });
+    } finally {
+      await server.resume();
+    }
+    expect((await log.append({ type: 'call', data: { n: 4 } })).seq).toBe(2);
+    await log.close();
+    expect(await verify(url, loadVerifyKey(a.dir))).toMatchObject({ ok: true, records: 2 });
+  }, 60_000);
+});
