@@ -172,6 +172,7 @@ export const runRecordSchema = z.strictObject({
   submittedBy: z.string().optional(),
   /** The sensitive sources the run read (the data-flow rule, docs/data-flow.md), first read first; absent: none. */
   sensitiveSources: z.array(z.string()).optional(),
+  hostId: z.string().optional(),
 });
 
 export interface RunRecord {

@@ -19,6 +19,7 @@ import {
   runRecordSchema,
   type TokenRecord,
 } from '../model.js';
+import type { HostRecord, OneTimeSecret, SessionRecord } from './store.js';
 
 export type Row = Record<string, unknown>;
 
@@ -80,6 +81,7 @@ export const REQUEST_COLUMNS = columns([
   ['deny_reason', 'denyReason'],
   ['execution', 'execution', 'json'],
   ['signed_approvals', 'signedApprovals', 'flag'],
+  ['host_id', 'hostId'],
 ]);
 
 export const RUN_COLUMNS = columns([
@@ -93,6 +95,7 @@ export const RUN_COLUMNS = columns([
   ['outcome', 'outcome', 'json'],
   ['submitted_by', 'submittedBy'],
   ['sensitive_sources', 'sensitiveSources', 'json'],
+  ['host_id', 'hostId'],
 ]);
 
 export const TOKEN_COLUMNS = columns([
@@ -213,7 +216,7 @@ export function rowToRequest(row: Row): RequestRecord {
 
 
 function toRunRecord(r: z.infer<typeof runRecordSchema>): RunRecord {
-  const { subject, imageName, endedAt, outcome, submittedBy, sensitiveSources, ...rest } = r;
+  const { subject, imageName, endedAt, outcome, submittedBy, sensitiveSources, hostId, ...rest } = r;
   return {
     ...rest,
     subject,
@@ -222,6 +225,7 @@ function toRunRecord(r: z.infer<typeof runRecordSchema>): RunRecord {
     ...(outcome === undefined ? {} : { outcome }),
     ...(submittedBy === undefined ? {} : { submittedBy }),
     ...(sensitiveSources === undefined ? {} : { sensitiveSources }),
+    ...(hostId === undefined ? {} : { hostId }),
   };
 }
 
@@ -268,4 +272,92 @@ export function tokenToRow(token: TokenRecord): Row {
 
 export function rowToToken(row: Row): TokenRecord {
   return validate(tokenRecordSchema, fromRow(row, TOKEN_COLUMNS, 'tokens'), 'tokens', row.id);
+}
+
+// Hosts, console sessions, one-time secrets (several hosts; schema v9) ------------------------
+
+export const HOST_COLUMNS = columns([
+  ['id', 'id'],
+  ['hostname', 'hostname'],
+  ['pid', 'pid'],
+  ['url', 'url'],
+  ['started_at', 'startedAt'],
+  ['heartbeat_at', 'heartbeatAt'],
+  ['stopped_at', 'stoppedAt'],
+  ['reaped_at', 'reapedAt'],
+  ['reaped_by', 'reapedBy'],
+]);
+
+const hostRecordSchema = z.strictObject({
+  id: z.string().min(1),
+  hostname: z.string(),
+  pid: z.number().int(),
+  url: z.string().optional(),
+  startedAt: z.number().int(),
+  heartbeatAt: z.number().int(),
+  stoppedAt: z.number().int().optional(),
+  reapedAt: z.number().int().optional(),
+  reapedBy: z.string().optional(),
+});
+
+export function hostToRow(host: HostRecord): Row {
+  return toRow(checkWrite(hostRecordSchema, defined(host), 'host'), HOST_COLUMNS);
+}
+
+export function rowToHost(row: Row): HostRecord {
+  return validate(hostRecordSchema, fromRow(row, HOST_COLUMNS, 'hosts'), 'hosts', row.id) as HostRecord;
+}
+
+const operatorSchema = z.strictObject({ tokenId: z.string(), name: z.string(), role: roleSchema });
+
+export const SESSION_COLUMNS = columns([
+  ['key', 'key'],
+  ['operator', 'operator', 'json'],
+  ['token_hash', 'tokenHash'],
+  ['csrf', 'csrf'],
+  ['created_at', 'createdAt'],
+  ['last_seen_at', 'lastSeenAt'],
+  ['expires_at', 'expiresAt'],
+]);
+
+const sessionRecordSchema = z.strictObject({
+  key: z.string().min(1),
+  operator: operatorSchema,
+  tokenHash: z.string().min(1),
+  csrf: z.string().min(1),
+  createdAt: z.number().int(),
+  lastSeenAt: z.number().int(),
+  expiresAt: z.number().int(),
+});
+
+export function sessionToRow(session: SessionRecord): Row {
+  return toRow(checkWrite(sessionRecordSchema, session, 'session'), SESSION_COLUMNS);
+}
+
+export function rowToSession(row: Row): SessionRecord {
+  return validate(sessionRecordSchema, fromRow(row, SESSION_COLUMNS, 'sessions'), 'sessions', row.key);
+}
+
+export const SECRET_COLUMNS = columns([
+  ['kind', 'kind'],
+  ['hash', 'hash'],
+  ['operator', 'operator', 'json'],
+  ['token_hash', 'tokenHash'],
+  ['expires_at', 'expiresAt'],
+]);
+
+const secretSchema = z.strictObject({
+  kind: z.enum(['ticket', 'login-code']),
+  hash: z.string().min(1),
+  operator: operatorSchema,
+  tokenHash: z.string().min(1).optional(),
+  expiresAt: z.number().int(),
+});
+
+export function secretToRow(secret: OneTimeSecret): Row {
+  return toRow(checkWrite(secretSchema, defined(secret), 'one-time secret'), SECRET_COLUMNS);
+}
+
+export function rowToSecret(row: Row): OneTimeSecret {
+  return validate(secretSchema, fromRow(row, SECRET_COLUMNS, 'one_time_secrets'), 'one_time_secrets', row.hash) as OneTimeSecret;
 }

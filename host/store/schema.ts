@@ -271,8 +271,50 @@ const V8 = `
 ALTER TABLE grants ADD COLUMN stage_runs INTEGER CHECK (stage_runs IS NULL OR stage_runs = 1);
 `;
 
+/**
+ * v9: several hosts (host/fleet.ts; docs/host-state.md). The host whose run made a request or
+ * started a run (`host_id`); the hosts that used the store, with heartbeats and who reaped them;
+ * console sessions and one-time secrets (WebSocket tickets, console login codes) by the sha256 of
+ * their secret, so a restarted host keeps operators logged in. Additive.
+ */
+const V9 = `
+ALTER TABLE requests ADD COLUMN host_id TEXT;
+ALTER TABLE runs ADD COLUMN host_id TEXT;
+CREATE INDEX requests_by_host ON requests (host_id, status);
+CREATE INDEX runs_by_host ON runs (host_id, status);
+CREATE TABLE hosts (
+  id TEXT PRIMARY KEY NOT NULL,
+  hostname TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  url TEXT,
+  started_at INTEGER NOT NULL,
+  heartbeat_at INTEGER NOT NULL,
+  stopped_at INTEGER,
+  reaped_at INTEGER,
+  reaped_by TEXT
+) STRICT;
+CREATE TABLE sessions (
+  key TEXT PRIMARY KEY NOT NULL,
+  operator TEXT NOT NULL,
+  token_hash TEXT NOT NULL,
+  csrf TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  last_seen_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+) STRICT;
+CREATE TABLE one_time_secrets (
+  kind TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  operator TEXT NOT NULL,
+  token_hash TEXT,
+  expires_at INTEGER NOT NULL,
+  PRIMARY KEY (kind, hash)
+) STRICT;
+CREATE INDEX one_time_secrets_by_expiry ON one_time_secrets (expires_at);
+`;
+
 /** Migration n (1-based) is MIGRATIONS[n - 1]. Append only; never edit a shipped migration. */
-const MIGRATIONS: readonly string[] = [V1, V2, V3, V4, V5, V6, V7, V8];
+const MIGRATIONS: readonly string[] = [V1, V2, V3, V4, V5, V6, V7, V8, V9];
 
 /** The schema version this build writes. */
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -34,6 +34,15 @@ import {
   columnFor,
   GRANT_COLUMNS,
   grantToRow,
+  HOST_COLUMNS,
+  hostToRow,
+  rowToHost,
+  rowToSecret,
+  rowToSession,
+  SECRET_COLUMNS,
+  secretToRow,
+  SESSION_COLUMNS,
+  sessionToRow,
   REQUEST_COLUMNS,
   requestToRow,
   type Row,
@@ -50,7 +59,7 @@ import {
 import { AGENT_INSERT_SQL, type AgentRecord, agentToRow, rowToAgent } from './agents.js';
 import { migrate } from './schema.js';
 import { type WalSync, walSyncFor } from './wal-sync.js';
-import type { ApprovalResult, GrantFilter, Resolution, ResolveResult, RunFilter, Store } from './store.js';
+import type { ApprovalResult, GrantFilter, HostRecord, OneTimeSecret, Resolution, ResolveResult, RunFilter, SessionRecord, Store, StoreChange } from './store.js';
 
 /** The host's data folder when none is configured. */
 export const DEFAULT_DATA_DIR = './.contained';
@@ -293,7 +302,7 @@ export class SqliteStore implements Store {
     return this.guard('getRequest', () => this.get('SELECT * FROM requests WHERE id = ?', [id], rowToRequest));
   }
 
-  async listRequests(filter: { status?: RequestStatus; runId?: string; limit?: number }): Promise<RequestRecord[]> {
+  async listRequests(filter: { status?: RequestStatus; runId?: string; hostId?: string; limit?: number }): Promise<RequestRecord[]> {
     return this.guard('listRequests', () => {
       const where: string[] = [];
       const params: unknown[] = [];
@@ -304,6 +313,10 @@ export class SqliteStore implements Store {
       if (filter.runId !== undefined) {
         where.push('run_id = ?');
         params.push(filter.runId);
+      }
+      if (filter.hostId !== undefined) {
+        where.push('host_id = ?');
+        params.push(filter.hostId);
       }
       const clause = where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '';
       const limit = limitClause(filter.limit);
@@ -463,11 +476,16 @@ export class SqliteStore implements Store {
   async listRuns(filter: RunFilter = {}): Promise<RunRecord[]> {
     return this.guard('listRuns', () => {
       const params: unknown[] = [];
-      let clause = '';
+      const where: string[] = [];
       if (filter.status !== undefined) {
-        clause = ' WHERE status = ?';
+        where.push('status = ?');
         params.push(filter.status);
       }
+      if (filter.hostId !== undefined) {
+        where.push('host_id = ?');
+        params.push(filter.hostId);
+      }
+      const clause = where.length > 0 ? ` WHERE ${where.join(' AND ')}` : '';
       const limit = limitClause(filter.limit);
       return this.all(`SELECT * FROM runs${clause} ORDER BY created_at DESC, id DESC${limit}`, params, rowToRun);
     });
@@ -527,6 +545,103 @@ export class SqliteStore implements Store {
         .transaction(() => {
           this.stmt('UPDATE agents SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at, id);
           return this.get('SELECT * FROM agents WHERE id = ?', [id], rowToAgent);
+        })
+        .immediate(),
+    );
+  }
+
+  // Hosts ------------------------------------------------------------------------------------
+
+  async registerHost(host: HostRecord): Promise<void> {
+    this.guard('registerHost', () => {
+      this.stmt(insertSql('hosts', HOST_COLUMNS)).run(hostToRow(host));
+    });
+  }
+
+  async heartbeat(id: string, at: number): Promise<boolean> {
+    return this.guard('heartbeat', () => this.stmt('UPDATE hosts SET heartbeat_at = ? WHERE id = ? AND reaped_at IS NULL AND stopped_at IS NULL').run(at, id).changes === 1);
+  }
+
+  async stopHost(id: string, at: number): Promise<void> {
+    this.guard('stopHost', () => {
+      this.stmt('UPDATE hosts SET stopped_at = ? WHERE id = ? AND stopped_at IS NULL AND reaped_at IS NULL').run(at, id);
+    });
+  }
+
+  async listHosts(): Promise<HostRecord[]> {
+    return this.guard('listHosts', () => this.all('SELECT * FROM hosts ORDER BY started_at, id', [], rowToHost));
+  }
+
+  async reapHost(id: string, by: string, at: number): Promise<boolean> {
+    return this.guard('reapHost', () => this.stmt('UPDATE hosts SET reaped_at = ?, reaped_by = ? WHERE id = ? AND reaped_at IS NULL AND stopped_at IS NULL').run(at, by, id).changes === 1);
+  }
+
+  /**
+   * Never calls the listener: one host per SQLite file (host-lock.ts), so there is no other host
+   * whose changes to tell; CLI writes (grants, tokens) are caught by `changeCounter` instead.
+   */
+  watch(_listener: (change: StoreChange) => void): () => void {
+    return () => {};
+  }
+
+  // Console sessions and one-time secrets ----------------------------------------------------
+
+  async insertSession(session: SessionRecord): Promise<void> {
+    this.guard('insertSession', () => {
+      this.stmt(insertSql('sessions', SESSION_COLUMNS)).run(sessionToRow(session));
+    });
+  }
+
+  async getSession(key: string): Promise<SessionRecord | undefined> {
+    return this.guard('getSession', () => this.get('SELECT * FROM sessions WHERE key = ?', [key], rowToSession));
+  }
+
+  async touchSession(key: string, at: number): Promise<boolean> {
+    return this.guard('touchSession', () => this.stmt('UPDATE sessions SET last_seen_at = MAX(last_seen_at, ?) WHERE key = ?').run(at, key).changes === 1);
+  }
+
+  async deleteSession(key: string): Promise<SessionRecord | undefined> {
+    return this.guard('deleteSession', () =>
+      this.db
+        .transaction(() => {
+          const session = this.get('SELECT * FROM sessions WHERE key = ?', [key], rowToSession);
+          if (session) this.stmt('DELETE FROM sessions WHERE key = ?').run(key);
+          return session;
+        })
+        .immediate(),
+    );
+  }
+
+  async listSessions(): Promise<SessionRecord[]> {
+    return this.guard('listSessions', () => this.all('SELECT * FROM sessions ORDER BY created_at, key', [], rowToSession));
+  }
+
+  async sweepSessions(at: number, idleBefore: number): Promise<SessionRecord[]> {
+    return this.guard('sweepSessions', () =>
+      this.db
+        .transaction(() => {
+          const gone = this.all('SELECT * FROM sessions WHERE expires_at <= ? OR last_seen_at < ? ORDER BY created_at, key', [at, idleBefore], rowToSession);
+          this.stmt('DELETE FROM sessions WHERE expires_at <= ? OR last_seen_at < ?').run(at, idleBefore);
+          this.stmt('DELETE FROM one_time_secrets WHERE expires_at <= ?').run(at);
+          return gone;
+        })
+        .immediate(),
+    );
+  }
+
+  async insertOneTimeSecret(secret: OneTimeSecret): Promise<void> {
+    this.guard('insertOneTimeSecret', () => {
+      this.stmt(insertSql('one_time_secrets', SECRET_COLUMNS)).run(secretToRow(secret));
+    });
+  }
+
+  async takeOneTimeSecret(kind: OneTimeSecret['kind'], hash: string): Promise<OneTimeSecret | undefined> {
+    return this.guard('takeOneTimeSecret', () =>
+      this.db
+        .transaction(() => {
+          const secret = this.get('SELECT * FROM one_time_secrets WHERE kind = ? AND hash = ?', [kind, hash], rowToSecret);
+          if (secret) this.stmt('DELETE FROM one_time_secrets WHERE kind = ? AND hash = ?').run(kind, hash);
+          return secret;
         })
         .immediate(),
     );
