@@ -67,6 +67,11 @@ export class Ledger {
     return s;
   }
 
+  /** Whether this ledger has an event for `ref` (a request or call id). */
+  has(ref: string): boolean {
+    return this.stmt('SELECT 1 FROM trust_events WHERE ref = ?').get(ref) !== undefined;
+  }
+
   /** A recommendation was made; `shadow`: the policy would have allowed it autonomously. Idempotent. */
   recommended(ref: string, key: ActionKey, at: number, grantId: string | undefined, risk: RiskAnnotations | undefined, shadow: boolean): void {
     this.stmt('INSERT OR IGNORE INTO trust_events (ref, subject, capability, method, kind, at, grant_id, shadow, risk) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)').run(

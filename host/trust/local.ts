@@ -61,7 +61,7 @@ export async function openLocalTrust(location: StateLocation): Promise<LocalTrus
     throw error;
   }
   const riskOf = await riskFromConfig(location);
-  const trust = new TrustService({ audit, store, config: location.config?.trust ?? DEFAULT_TRUST_CONFIG, ...(riskOf ? { riskOf } : {}), grantSnapshot: postgres !== undefined });
+  const trust = new TrustService({ audit, store, config: location.config?.trust ?? DEFAULT_TRUST_CONFIG, ...(riskOf ? { riskOf } : {}), sharedStore: postgres !== undefined });
   await trust.refreshGrants();
   return {
     trust,

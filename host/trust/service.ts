@@ -8,13 +8,14 @@
  * audited by the store's triggers as well as by the `demotion` / `promotion.accepted` records.
  * Operators hear about each change as a TrustEvent.
  *
- * Grants in PostgreSQL (`grantSnapshot`): the trust tables stay in the host's own SQLite file, the
- * grants do not, and figures are computed synchronously (`trustFor` while a request is announced).
- * The service then keeps a snapshot of GrantService.active: refreshed every `GRANT_SNAPSHOT_MS`,
- * after its own grant changes, and before every async path that decides something from figures
- * (recommendation, verdict and promotion check, promotion decision, demotion, reconcile). Figures
- * shown with a request may be that many ms behind a grant another host just changed; decisions are
- * not. Expired grants drop out of the snapshot at once (filtered by `now` on every read).
+ * A PostgreSQL store shared by several hosts (`sharedStore`): the trust tables stay in the host's
+ * own SQLite file, the grants do not, and figures are computed synchronously (`trustFor` while a
+ * request is announced). The service then keeps a snapshot of GrantService.active: refreshed every
+ * `GRANT_SNAPSHOT_MS`, after its own grant changes, and before every async path that decides
+ * something from figures (recommendation, verdict and promotion check, promotion decision,
+ * demotion, reconcile). Figures shown with a request may be that many ms behind a grant another
+ * host just changed; decisions are not. Expired grants drop out of the snapshot at once (filtered
+ * by `now` on every read). `reconcile` settles only the recommendations this ledger recorded.
  *
  * Fails: NOT_FOUND / ALREADY_RESOLVED for unknown or already decided reviews and proposals,
  * INVALID_ARGUMENT for an error or critical verdict without a note, PROMOTION_REFUSED for a
@@ -60,8 +61,12 @@ export interface TrustServiceDeps {
   emit?(event: TrustOutEvent): void;
   now?: () => number;
   logger?: Logger;
-  /** The grants are not in the audit connection's file (a PostgreSQL store): keep a snapshot of the grant service's. */
-  grantSnapshot?: boolean;
+  /**
+   * The store is PostgreSQL, shared by a fleet: the grants are not in the audit connection's file
+   * (keep a snapshot of the grant service's), and `reconcile` settles only this ledger's own
+   * recommendations (not every host's requests).
+   */
+  sharedStore?: boolean;
 }
 
 /** Figures shown with requests are cached this long (ms); own writes invalidate at once. */
@@ -89,7 +94,7 @@ export class TrustService {
     this.ledger = new Ledger(db);
     this.reviews = new ReviewQueue(db);
     this.proposals = new Proposals(db);
-    const snapshot = deps.grantSnapshot
+    const snapshot = deps.sharedStore
       ? {
           // Active at `now`: a grant that expired since the refresh is dropped here.
           activeGrants: (now: number) => this.snapshot.filter((g) => g.revokedAt === undefined && (g.expiresAt === undefined || g.expiresAt > now)),
@@ -98,7 +103,7 @@ export class TrustService {
       : {};
     this.sources = { db, ledger: this.ledger, proposals: this.proposals, config: deps.config, ...(deps.riskOf ? { riskOf: deps.riskOf } : {}), ...snapshot };
     this.grants = deps.grants ?? new GrantService({ store: deps.store, now: this.now, emit: (event) => this.emit(event), ...(deps.logger ? { logger: deps.logger } : {}) });
-    if (deps.grantSnapshot) {
+    if (deps.sharedStore) {
       this.snapshotTimer = setInterval(() => void this.refreshGrants().catch((error: unknown) => this.deps.logger?.warn({ err: (error as Error).message }, 'trust: cannot refresh the active grants')), GRANT_SNAPSHOT_MS);
       this.snapshotTimer.unref();
     }
@@ -118,7 +123,7 @@ export class TrustService {
 
   /** Re-read the active grants into the snapshot (a no-op when grants are read from the audit connection). */
   refreshGrants(): Promise<void> {
-    if (!this.deps.grantSnapshot) return Promise.resolve();
+    if (!this.deps.sharedStore) return Promise.resolve();
     this.refreshing ??= this.grants
       .active(this.now())
       .then((grants) => {
@@ -324,7 +329,8 @@ export class TrustService {
   }
 
   /**
-   * After a restart: verdicts of recommendations resolved while the host was down or crashing,
+   * After a restart: verdicts of recommendations resolved while the host was down or crashing
+   * (with a shared store: only those this ledger recorded, resolved on any host),
    * critical reviews whose demotion did not happen, accepted promotions whose grant was not written.
    */
   async reconcile(): Promise<{ verdicts: number; demotions: number; grants: number }> {
@@ -334,6 +340,8 @@ export class TrustService {
       for (const request of await this.deps.store.listRequests({ status })) {
         const key = keyOf(request);
         if (!key || request.kind !== 'recommendation') continue;
+        // A fleet's store holds every host's requests; this ledger only settles the ones it recorded.
+        if (this.deps.sharedStore && !this.ledger.has(request.id)) continue;
         const kind = status === 'denied' ? 'denied' : request.approvals.some((a) => a.args !== undefined) ? 'edited' : 'approved';
         if (this.ledger.verdict(request.id, key, kind, request.resolvedAt ?? this.now(), request.grantId, request.risk)) verdicts += 1;
       }

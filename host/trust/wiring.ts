@@ -93,7 +93,7 @@ export function openAuditAndTrust(options: AuditAndTrustOptions): AuditAndTrust 
     emit: (event) => options.emit(event),
     now,
     logger,
-    grantSnapshot: postgres !== undefined,
+    sharedStore: postgres !== undefined,
   });
   return {
     audit,
