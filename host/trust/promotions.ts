@@ -55,7 +55,7 @@ export class PromotionFlow {
     const deps = this.deps;
     const { proposals, ledger } = deps;
     if (proposals.open(key)) return undefined;
-    await deps.sources.refreshGrants?.();
+    if (deps.sources.refreshGrants) await deps.sources.refreshGrants();
     const now = this.now();
     const f = actionFigures(deps.sources, key, now);
     if (f.mode !== 'assisted' || !f.grant || !f.bar.met) return undefined;
@@ -108,7 +108,7 @@ export class PromotionFlow {
     const now = this.now();
     if (verdict === 'decline') return this.close(proposal, 'declined', by, reason, now);
 
-    await deps.sources.refreshGrants?.();
+    if (deps.sources.refreshGrants) await deps.sources.refreshGrants();
     const f = actionFigures(deps.sources, key, now, undefined, proposal.id);
     const ceiling = ceilingReason(f.risk);
     const base = await deps.grants.get(proposal.grantId);
@@ -133,7 +133,7 @@ export class PromotionFlow {
       decided = proposals.decide(id, 'accepted', by, reason, now, grant.id);
     });
     await deps.grants.issue(grant);
-    await deps.sources.refreshGrants?.();
+    if (deps.sources.refreshGrants) await deps.sources.refreshGrants();
     deps.emit({ type: 'promotion', change: 'accepted', proposal: decided });
     deps.logger?.warn({ ...key, proposalId: id, by, grantId: grant.id }, 'trust: action promoted to executed');
     return decided;

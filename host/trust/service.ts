@@ -12,8 +12,8 @@
  * own SQLite file, the grants do not, and figures are computed synchronously (`trustFor` while a
  * request is announced). The service then keeps a snapshot of GrantService.active: refreshed every
  * `GRANT_SNAPSHOT_MS`, after its own grant changes, and before every async path that decides
- * something from figures (recommendation, verdict and promotion check, promotion decision,
- * demotion, reconcile). Figures shown with a request may be that many ms behind a grant another
+ * something from figures (promotion check after a verdict, promotion decision, demotion,
+ * reconcile). Figures shown with a request may be that many ms behind a grant another
  * host just changed; decisions are not. Expired grants drop out of the snapshot at once (filtered
  * by `now` on every read). `reconcile` settles only the recommendations this ledger recorded.
  *
@@ -193,7 +193,8 @@ export class TrustService {
   async recommended(request: RequestRecord): Promise<void> {
     const key = keyOf(request);
     if (!key) return;
-    await this.refreshGrants();
+    // No refresh here (the snapshot is at most GRANT_SNAPSHOT_MS old): waiting could let the
+    // request's verdict reach the ledger before its recommendation row.
     const figures = actionFigures(this.sources, key, this.now());
     // Rides along with the next audit batch (the request.created record is in it too).
     await this.deps.audit.transact(() => this.ledger.recommended(request.id, key, request.createdAt, request.grantId, request.risk ?? figures.risk, figures.wouldAllow), { soon: true });
@@ -291,7 +292,7 @@ export class TrustService {
 
   /** Move the action back to assisted (call inside `serial`). Undefined when it was not executed. */
   async demote(key: ActionKey, trigger: Demotion['trigger'], reason: string, by: string, review?: Review, onlyGrantId?: string): Promise<Demotion | undefined> {
-    await this.refreshGrants();
+    if (this.deps.sharedStore) await this.refreshGrants();
     const now = this.now();
     const stats = this.ledger.stats(key, now, this.deps.config);
     const { covering } = actionGrants(grantsOf(this.sources, now), key, now, [...stats.grantIds, ...(review ? [review.grantId] : [])]);
@@ -310,7 +311,7 @@ export class TrustService {
       plan.revoke.map((g) => ({ id: g.id, by, reason: why })),
       plan.add,
     );
-    await this.refreshGrants();
+    if (this.deps.sharedStore) await this.refreshGrants();
     this.cache.clear();
     const demotion: Demotion = {
       ...key,
@@ -334,7 +335,7 @@ export class TrustService {
    * critical reviews whose demotion did not happen, accepted promotions whose grant was not written.
    */
   async reconcile(): Promise<{ verdicts: number; demotions: number; grants: number }> {
-    await this.refreshGrants();
+    if (this.deps.sharedStore) await this.refreshGrants();
     let verdicts = 0;
     for (const status of ['approved', 'denied'] as const) {
       for (const request of await this.deps.store.listRequests({ status })) {
@@ -357,7 +358,7 @@ export class TrustService {
       if (done) demotions += 1;
     }
     const grants = await this.serial(() => this.promotions.restoreAcceptedGrants());
-    await this.refreshGrants();
+    if (this.deps.sharedStore) await this.refreshGrants();
     this.cache.clear();
     return { verdicts, demotions, grants };
   }
