@@ -65,6 +65,7 @@ export function createFleet(options: FleetOptions): Fleet {
       if (h.id === hostId || h.stoppedAt !== undefined || h.reapedAt !== undefined) continue;
       if (options.shared && at - h.heartbeatAt <= config.deadAfterMs) continue;
       if (!(await store.reapHost(h.id, hostId, at))) continue;
+      seen.set(h.id, { ...h, reapedAt: at, reapedBy: hostId });
       // One host per SQLite file: the lock proves the earlier ones gone, and the host recovers all they left.
       if (!options.shared) continue;
       logger.warn({ deadHost: h.id, hostname: h.hostname, pid: h.pid, lastHeartbeat: h.heartbeatAt }, 'fleet: a host stopped beating; its live runs end and its requests are taken over');
@@ -94,6 +95,8 @@ export function createFleet(options: FleetOptions): Fleet {
     hostId,
     alive(id) {
       if (id === hostId) return !stopped;
+      // One host per SQLite file: any other host id is an earlier, dead incarnation.
+      if (!options.shared) return false;
       const h = seen.get(id);
       return h === undefined ? true : !isDead(h, now());
     },
