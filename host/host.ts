@@ -41,7 +41,7 @@ import type { RunQueue } from './runs/run-queue.js';
 import { LiveRuns, RunService, type SubmitDigestInput, type SubmitInput, type SubmittedRun } from './runs/service.js';
 import { acquireHostLock } from './store/host-lock.js';
 import { openStore } from './store/open-store.js';
-import { localStateFile, storeLocation } from './store/store-location.js';
+import { localStateFile, redactUrl, storeLocation } from './store/store-location.js';
 import type { Store } from './store/store.js';
 import { createFleet } from './fleet.js';
 import { createTokenVerifier } from './tokens.js';
@@ -262,6 +262,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
   // several hosts: what dead hosts left (reaped now or later by the fleet), and what was stored
   // before hosts had ids; the fleet's other pending requests get expiry timers here too.
   await fleet.start();
+  logger.info({ store: location.kind === 'postgres' ? redactUrl(location.url) : location.file, hostId: fleet.hostId }, 'store opened');
   const unowned = (hostId: string | undefined): boolean => !shared || hostId === undefined;
   await runs.recover(unowned);
   const recovered = await requests.recover(unowned);

@@ -30,7 +30,9 @@ describe('composed config defaults', () => {
     expect(config.operator).toEqual(operatorLimits);
     expect(maxConnectionsPerToken).toBe(config.http.maxOperatorConnectionsPerToken);
     expect(config.console).toEqual({ sessions: { ...SESSION_DEFAULTS }, sweepMs: 30_000 });
-    expect(config.audit).toEqual({ lazyFlushMs: 10, checkpointEvery: 1000, checkpointIntervalMs: 60_000, maxBatch: 10_000, synchronous: 'full', busyTimeoutMs: 5000, inboxPollMs: 1000 });
+    expect(config.audit).toEqual({ lazyFlushMs: 10, checkpointEvery: 1000, checkpointIntervalMs: 60_000, maxBatch: 10_000, synchronous: 'full', busyTimeoutMs: 5000, inboxPollMs: 1000, publicKeyFiles: [] });
+    expect(config.fleet).toEqual({ heartbeatMs: 2000, deadAfterMs: 15_000 });
+    expect(config.store).toBeUndefined();
   });
 
   it('refuses unknown keys and out-of-range limits with the path', () => {
@@ -38,6 +40,8 @@ describe('composed config defaults', () => {
     expect(() => parseHostConfig({ operator: { maxPayloadBytes: 0 } }, '/tmp')).toThrow(/operator\.maxPayloadBytes/);
     expect(() => parseHostConfig({ console: { sessions: { idleMs: -1 } } }, '/tmp')).toThrow(/console\.sessions\.idleMs/);
     expect(() => parseHostConfig({ audit: { synchronous: 'off' } }, '/tmp')).toThrow(/audit\.synchronous/);
+    expect(() => parseHostConfig({ fleet: { heartbeatMs: 5000, deadAfterMs: 10_000 } }, '/tmp')).toThrow(/deadAfterMs must be at least three heartbeats/);
+    expect(() => parseHostConfig({ store: 'postgres://[bad' }, '/tmp')).toThrow(/store: not a valid postgres:\/\/ URL/);
   });
 });
 
