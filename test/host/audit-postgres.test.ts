@@ -7,7 +7,7 @@
  * `within` on the host's own SQLite file, and an append while the server is down failing
  * AUDIT_FAILED (not hanging) and working again once it is back.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -23,6 +23,8 @@ import type { Grant } from '../../host/model.js';
 import { defaultStorePath } from '../../host/store/sqlite-store.js';
 import type { Store } from '../../host/store/store.js';
 import { notePgSkip, type PgServer, pgAvailable, startPostgres } from '../helpers/postgres.js';
+import { RISK, startTrust, SUBJECT, type TrustHarness } from './trust-harness.js';
+import { showCall } from '../../host/audit/signatures.js';
 
 notePgSkip();
 
@@ -374,5 +376,54 @@ pgDescribe('within and failures on PostgreSQL', () => {
     expect((await log.append({ type: 'call', data: { n: 4 } })).seq).toBe(2);
     await log.close();
     expect(await verify(url, loadVerifyKey(a.dir))).toMatchObject({ ok: true, records: 2 });
+  }, 60_000);
+});
+
+// Needs the real PostgreSQL store (host/store/pg-store.ts), not the scratch schema above.
+const hasPgStore = existsSync(new URL('../../host/store/pg-store.ts', import.meta.url));
+
+describe.skipIf(!pgAvailable || !hasPgStore)('trust when the grants live in PostgreSQL', () => {
+  let t: TrustHarness | undefined;
+  afterEach(async () => {
+    await t?.close();
+    t = undefined;
+  });
+
+  it('figures, promotion and demotion see the grants in PostgreSQL; the ledger stays in the host\'s own file; the records are in the fleet chain', async () => {
+    const url = await server.createDatabase();
+    const store = (await openShared(url)) as Store;
+    t = await startTrust({ minAssistedReviews: 5 }, { url, store });
+    const key = { subject: SUBJECT, capability: 'notes', method: 'mkdir' };
+    const assisted = await t.grant('notes', ['mkdir']);
+    await t.trust.refreshGrants();
+    // The local file has no grants; the figures still see the assisted grant.
+    expect(t.audit.db.prepare('SELECT COUNT(*) FROM grants').pluck().get()).toBe(0);
+    const request = { id: 'req-x', kind: 'recommendation', runId: 'run', subject: SUBJECT, capability: 'notes', method: 'mkdir', why: 'w', approvalsRequired: 1, approvals: [], status: 'pending', createdAt: t.clock.now, expiresAt: t.clock.now + 1000 } as const;
+    expect(t.trust.trustFor(request as never)).toMatchObject({ action: 'notes.mkdir', mode: 'assisted' });
+
+    for (let i = 0; i < 5; i++) await t.verdict(key, 'approved', RISK.lowStakes, assisted.id);
+    const [proposal] = t.trust.promotions.list();
+    expect(proposal).toMatchObject({ status: 'proposed', grantId: assisted.id });
+    const accepted = await t.trust.promotions.decide('erin', proposal?.id ?? '', 'accept', 'clean record');
+    const executed = await store.getGrant(accepted.newGrantId ?? '');
+    expect(executed).toMatchObject({ mode: 'executed', methods: ['mkdir'] });
+    t.clock.now += 5000;
+    expect(t.trust.trustFor({ ...request, id: 'req-y' } as never)).toMatchObject({ mode: 'executed' });
+
+    // A critical review demotes: the executed grant in PostgreSQL is revoked.
+    await t.audit.append({ type: 'decision', runId: 'run-1', subject: SUBJECT, capability: 'notes', method: 'mkdir', callId: 'call-1', data: { allow: true, basis: `grant:${executed?.id}`, grantId: executed?.id, mode: 'executed' } });
+    await t.trust.onExecuted({ callId: 'call-1', runId: 'run-1', subject: SUBJECT, capability: 'notes', method: 'mkdir', args: {}, risk: RISK.lowStakes } as never, executed as Grant, { ok: true, value: {} } as never);
+    const [review] = t.trust.listReviews();
+    const marked = await t.trust.markReview('alice', review?.id ?? '', 'critical', 'wrong folder');
+    expect(marked.demotion?.revokedGrants).toEqual([executed?.id]);
+    expect((await store.getGrant(executed?.id ?? ''))?.revokedAt).toBeDefined();
+
+    await t.audit.flush();
+    const source = await openAuditSource({ store: { kind: 'postgres', url }, storeFile: '' });
+    closers.push(() => source.close());
+    const types = (await source.query()).map((r) => r.type);
+    expect(types).toEqual(expect.arrayContaining(['grant.added', 'promotion.proposed', 'promotion.accepted', 'review.queued', 'review.marked', 'grant.revoked', 'demotion']));
+    expect((await showCall(source, 'call-1'))[0]).toMatch(/allowed by an automatic rule: grant .* made by a promotion erin accepted/);
+    expect((await verifyAuditSource(source, loadVerifyKey(t.dir))).ok).toBe(true);
   }, 60_000);
 });

@@ -1,6 +1,8 @@
 /**
  * A trust service on a real SQLite store in a temp folder (no sandboxes, no sockets) and helpers
- * that script recommendations and reviews the way the host reports them.
+ * that script recommendations and reviews the way the host reports them. With `shared`, as one
+ * host of a fleet: grants and requests in that PostgreSQL store, audit records in its database,
+ * the trust tables in the temp folder's own SQLite file.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -42,14 +44,14 @@ export interface TrustHarness {
 
 let counter = 0;
 
-export async function startTrust(config: Partial<TrustConfig> = {}): Promise<TrustHarness> {
+export async function startTrust(config: Partial<TrustConfig> = {}, shared?: { url: string; store: Store }): Promise<TrustHarness> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'contained-trust-'));
   const file = defaultStorePath(dir);
-  const store = await openSqliteStore(file, { synchronous: 'normal' });
+  const store = shared?.store ?? (await openSqliteStore(file, { synchronous: 'normal' }));
   const clock = { now: 1_900_000_000_000 };
-  const audit = new AuditLog({ file, key: loadOrCreateAuditKey(dir), checkpointIntervalMs: 0, inboxPollMs: 0, synchronous: 'normal', lazyFlushMs: 0, now: () => clock.now });
+  const audit = new AuditLog({ file, ...(shared ? { postgres: shared.url } : {}), key: loadOrCreateAuditKey(dir), checkpointIntervalMs: 0, inboxPollMs: 0, synchronous: 'normal', lazyFlushMs: 0, now: () => clock.now });
   const events: TrustOutEvent[] = [];
-  const trust = new TrustService({ audit, store, config: trustConfigSchema.parse(config), now: () => clock.now, emit: (e) => events.push(e) });
+  const trust = new TrustService({ audit, store, config: trustConfigSchema.parse(config), now: () => clock.now, emit: (e) => events.push(e), sharedStore: shared !== undefined });
   const grants = new Map<string, Grant>();
   return {
     dir,
@@ -99,6 +101,7 @@ export async function startTrust(config: Partial<TrustConfig> = {}): Promise<Tru
       trust.ledger.reviewed(ref, 'critical', clock.now);
     },
     async close() {
+      trust.close();
       await audit.close();
       await store.close();
       rmSync(dir, { recursive: true, force: true });
