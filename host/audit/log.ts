@@ -385,8 +385,9 @@ export class AuditLog {
       await insertRecords(client, written);
       const last = ((await client.query<{ m: number | null }>('SELECT MAX(seq) AS m FROM audit_checkpoints')).rows[0]?.m) ?? 0;
       if (seq > 0 && seq - last >= (force ? 1 : (this.options.checkpointEvery ?? AUDIT_CONFIG_DEFAULTS.checkpointEvery))) {
+        // Under the lock and after MAX(seq): no other host can have signed this seq.
         const cp = signCheckpoint(this.options.key, seq, prev, this.now());
-        await client.query('INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seq) DO NOTHING', [cp.seq, cp.hash, cp.at, cp.keyId, cp.signature]);
+        await client.query('INSERT INTO audit_checkpoints (seq, hash, at, key_id, signature) VALUES ($1, $2, $3, $4, $5)', [cp.seq, cp.hash, cp.at, cp.keyId, cp.signature]);
       }
       await client.query('COMMIT');
       conn.release();
