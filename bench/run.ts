@@ -282,6 +282,7 @@ const suites: Record<string, () => Promise<void>> = {
   cliPair: async () => hostSuite((await import('./cli.js')).cliWholeProcess),
   mcpCapability: async () => hostSuite((await import('./mcp-capability.js')).mcpCapabilityCall),
   mcpStdio: async () => hostSuite((await import('./mcp-stdio.js')).mcpStdioRun),
+  fleet: async () => hostSuite((await import('./fleet.js')).fleetBench),
 };
 for (const [name, suite] of Object.entries(suites)) {
   if (only.length > 0 && !only.includes(name)) continue;

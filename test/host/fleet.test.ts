@@ -1,0 +1,205 @@
+/**
+ * Several hosts, one truth: two and three real `contained host` processes on one PostgreSQL
+ * database. An operator on any host sees the fleet's requests and decides them; a decision made
+ * through one host resumes the run waiting on another; two approvers on two hosts complete a
+ * two-person rule; 200 requests raced by 5 operators over 3 hosts are each decided exactly once; a
+ * host killed between the durable decision and the action has it performed once by another; a
+ * dead host's escalations end `run_gone`; a PostgreSQL restart while runs wait loses nothing.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { OperatorClient } from '../../host/operator/client.js';
+import { notePgSkip, pgAvailable, type PgServer, startPostgres } from '../helpers/postgres.js';
+import { type FleetFixture, startFleetFixture } from './helpers/fleet.js';
+import { waitUntil } from './helpers/wait.js';
+
+notePgSkip();
+
+const SEND = "export default async (input, caps) => { await caps.mail.send({ to: 'team@example.com', subject: 'fleet ' + input.i, text: 'once' }, { reason: 'test' }); return 'sent ' + input.i; }";
+const MAIL_REQUEST = [{ capability: 'mail', kind: 'outbox', scope: {}, methods: ['send'], why: 'the email' }];
+
+let pg: PgServer;
+let fx: FleetFixture | undefined;
+
+beforeAll(async () => {
+  if (pgAvailable) pg = await startPostgres();
+});
+afterAll(async () => {
+  await pg?.stop();
+});
+afterEach(async () => {
+  await fx?.close();
+  fx = undefined;
+});
+
+async function fleet(): Promise<FleetFixture> {
+  fx = await startFleetFixture(await pg.createDatabase());
+  return fx;
+}
+
+function pendingOf(op: OperatorClient, digest: string): Array<{ id: string; status: string; hostId?: string }> {
+  return [...op.pending.values()].filter((r) => r.subject === digest) as Array<{ id: string; status: string; hostId?: string }>;
+}
+
+describe.skipIf(!pgAvailable)('several hosts on one PostgreSQL', () => {
+  it('a recommendation made on host A is seen and approved through host B; the run on A resumes and acts once', async () => {
+    const f = await fleet();
+    const [a, b] = await Promise.all([f.start(1), f.start(2)]);
+    const image = f.image('sender', SEND, MAIL_REQUEST);
+    await f.grant({ capability: 'mail', methods: ['send'], mode: 'assisted' }, image.digest);
+    const opB = await f.operator(b.url, 'alice');
+    const runId = await f.submit(a.url, image.bytes, { i: 1 });
+    const request = await waitUntil(() => pendingOf(opB, image.digest)[0], 'the request on host B');
+    expect(request.status).toBe('pending');
+    await opB.decide({ requestId: request.id, verdict: 'approve' });
+    const run = await f.waitRun(a.url, runId);
+    expect(run.outcome).toMatchObject({ status: 'ok', value: 'sent 1' });
+    expect(f.mails()).toHaveLength(1);
+    const store = await f.store();
+    expect(await store.getRequest(request.id)).toMatchObject({ status: 'approved', execution: { state: 'claimed' } });
+  }, 60_000);
+
+  it('an escalation on host A, approved through host B\'s WebSocket, resumes the run on A', async () => {
+    const f = await fleet();
+    const [a, b] = await Promise.all([f.start(1), f.start(2)]);
+    const image = f.image('reader', "export default async (input, caps) => caps.notes.read('b.txt')", [{ capability: 'notes', kind: 'fs', scope: {}, methods: ['read'], why: 'notes' }]);
+    await f.grant({ capability: 'notes', methods: ['read'], mode: 'executed', scope: { paths: ['a.txt'] } }, image.digest);
+    const opB = await f.operator(b.url, 'bob');
+    const runId = await f.submit(a.url, image.bytes);
+    const request = await waitUntil(() => pendingOf(opB, image.digest)[0], 'the escalation on host B');
+    await opB.decide({ requestId: request.id, verdict: 'approve', span: 'once' });
+    expect((await f.waitRun(a.url, runId)).outcome).toMatchObject({ status: 'ok', value: 'secret of host 1' });
+  }, 60_000);
+
+  it('two approvers on two hosts complete a two-person rule; performed once', async () => {
+    const f = await fleet();
+    const [a, b] = await Promise.all([f.start(1), f.start(2)]);
+    const image = f.image('sender', SEND, MAIL_REQUEST);
+    await f.grant({ capability: 'mail', methods: ['send'], mode: 'assisted', approvals: 2 }, image.digest);
+    const opA = await f.operator(a.url, 'alice');
+    const opB = await f.operator(b.url, 'bob');
+    const runId = await f.submit(b.url, image.bytes, { i: 2 });
+    const request = await waitUntil(() => pendingOf(opA, image.digest)[0], 'the request on host A');
+    await opA.decide({ requestId: request.id, verdict: 'approve' });
+    // Bob on host B sees Alice's approval, then adds his.
+    await waitUntil(() => ((opB.pending.get(request.id)?.approvals.length ?? 0) === 1 ? true : undefined), 'the first approval on host B');
+    await expect(opA.decide({ requestId: request.id, verdict: 'approve' })).rejects.toMatchObject({ code: 'DUPLICATE_APPROVER' });
+    await opB.decide({ requestId: request.id, verdict: 'approve' });
+    expect((await f.waitRun(b.url, runId)).outcome).toMatchObject({ status: 'ok', value: 'sent 2' });
+    expect(f.mails()).toHaveLength(1);
+  }, 60_000);
+
+  it('200 requests, 5 operators racing over 3 hosts: each decided exactly once, every run completes', async () => {
+    const f = await fleet();
+    const hosts = await Promise.all([f.start(1), f.start(2), f.start(3)]);
+    const image = f.image('crowd', "export default async (input, caps) => (await caps.notes.read('a.txt')) + ':' + input.i", [{ capability: 'notes', kind: 'fs', scope: {}, methods: ['read'], why: 'notes' }]);
+    await f.grant({ capability: 'notes', methods: ['read'], mode: 'assisted' }, image.digest);
+    const names = ['alice', 'bob', 'carol', 'dave', 'erin'];
+    const operators = await Promise.all(names.map((n, k) => f.operator((hosts[k % 3] as { url: string }).url, n)));
+    const wins = new Map<string, string>();
+    const refusals: string[] = [];
+    const decisions: Promise<void>[] = [];
+    operators.forEach((op, k) => {
+      op.onEvent((event) => {
+        if (event.type !== 'created' || event.request.subject !== image.digest) return;
+        const id = event.request.id;
+        // Each takes its share (the channel rate-limits a connection); every tenth is raced by all five.
+        const raced = Number.parseInt(id.slice(0, 2), 16) % 10 === 0;
+        if (!raced && Number.parseInt(id.slice(0, 8), 16) % operators.length !== k) return;
+        decisions.push(
+          op.decide({ requestId: id, verdict: 'approve' }).then(
+            () => {
+              if (wins.has(id)) throw new Error(`request ${id} approved twice`);
+              wins.set(id, names[k] as string);
+            },
+            (error: { code?: string }) => void refusals.push(error.code ?? 'unknown'),
+          ),
+        );
+      });
+    });
+    const RUNS = 200;
+    const runs = await Promise.all(Array.from({ length: RUNS }, (_, i) => {
+      const host = hosts[i % 3] as { url: string };
+      return f.submit(host.url, image.bytes, { i }).then((runId) => ({ runId, url: host.url }));
+    }));
+    const outcomes = await Promise.all(runs.map((r) => f.waitRun(r.url, r.runId)));
+    await Promise.all(decisions);
+    expect(outcomes.filter((o) => o.outcome?.status === 'ok')).toHaveLength(RUNS);
+    expect(wins.size).toBe(RUNS);
+    for (const code of refusals) expect(code).toBe('ALREADY_RESOLVED');
+    const store = await f.store();
+    const approved = (await store.listRequests({ status: 'approved', limit: 10_000 })).filter((r) => r.subject === image.digest);
+    expect(approved).toHaveLength(RUNS);
+    expect(approved.every((r) => r.approvals.length === 1 && r.execution?.state !== undefined)).toBe(true);
+    // The requests came from all three hosts.
+    expect(new Set(approved.map((r) => r.hostId)).size).toBe(3);
+  }, 180_000);
+
+  it('a host killed between the durable decision and the action: another host reaps it and performs it once', async () => {
+    const f = await fleet();
+    const a = await f.start(1, { CONTAINED_FAULT: 'kill-after-decision' });
+    const b = await f.start(2);
+    const image = f.image('sender', SEND, MAIL_REQUEST);
+    await f.grant({ capability: 'mail', methods: ['send'], mode: 'assisted' }, image.digest);
+    const opA = await f.operator(a.url, 'alice');
+    const runId = await f.submit(a.url, image.bytes, { i: 3 });
+    const request = await waitUntil(() => pendingOf(opA, image.digest)[0], 'the request on host A');
+    await opA.decide({ requestId: request.id, verdict: 'approve' }).catch(() => undefined);
+    await f.kill(a).catch(() => undefined);
+    expect(a.child.signalCode).toBe('SIGKILL');
+    expect(f.mails()).toHaveLength(0);
+    // Host B notices A is gone (1.5 s without a heartbeat), ends its run, performs the recommendation.
+    await waitUntil(() => (f.mails().length > 0 ? true : undefined), 'the email, sent by host B', 20_000);
+    const store = await f.store();
+    expect(await store.getRequest(request.id)).toMatchObject({ status: 'approved', execution: { state: 'done', ok: true } });
+    expect(await store.getRun(runId)).toMatchObject({ status: 'error' });
+    await new Promise((r) => setTimeout(r, 1_000));
+    expect(f.mails()).toHaveLength(1);
+    void b;
+  }, 60_000);
+
+  it('when a host dies, its escalations end run_gone for operators on the other hosts; its pending recommendations stay for any host', async () => {
+    const f = await fleet();
+    const [a, b] = await Promise.all([f.start(1), f.start(2)]);
+    const reader = f.image('reader', "export default async (input, caps) => caps.notes.read('b.txt')", [{ capability: 'notes', kind: 'fs', scope: {}, methods: ['read'], why: 'notes' }]);
+    await f.grant({ capability: 'notes', methods: ['read'], mode: 'executed', scope: { paths: ['a.txt'] } }, reader.digest);
+    const sender = f.image('sender', SEND, MAIL_REQUEST);
+    await f.grant({ capability: 'mail', methods: ['send'], mode: 'assisted' }, sender.digest);
+    const opB = await f.operator(b.url, 'bob');
+    await f.submit(a.url, reader.bytes);
+    await f.submit(a.url, sender.bytes, { i: 4 });
+    const escalation = await waitUntil(() => pendingOf(opB, reader.digest)[0], 'the escalation on host B');
+    const recommendation = await waitUntil(() => pendingOf(opB, sender.digest)[0], 'the recommendation on host B');
+    await f.kill(a);
+    await waitUntil(() => (opB.pending.has(escalation.id) ? undefined : true), 'the escalation closed on host B', 20_000);
+    const store = await f.store();
+    expect(await store.getRequest(escalation.id)).toMatchObject({ status: 'run_gone' });
+    expect(await store.getRequest(recommendation.id)).toMatchObject({ status: 'pending' });
+    // The recommendation outlives its host: approved through B, B performs it, once.
+    await opB.decide({ requestId: recommendation.id, verdict: 'approve' });
+    await waitUntil(() => (f.mails().length > 0 ? true : undefined), 'the email', 20_000);
+    expect(f.mails()).toHaveLength(1);
+  }, 60_000);
+
+  it('a PostgreSQL restart while runs wait: hosts reconnect, nothing is lost, nothing decided twice', async () => {
+    const f = await fleet();
+    const [a, b] = await Promise.all([f.start(1), f.start(2)]);
+    const image = f.image('sender', SEND, MAIL_REQUEST);
+    await f.grant({ capability: 'mail', methods: ['send'], mode: 'assisted' }, image.digest);
+    const opB = await f.operator(b.url, 'carol');
+    const runIds = await Promise.all([1, 2, 3].map((i) => f.submit(a.url, image.bytes, { i })));
+    await waitUntil(() => (pendingOf(opB, image.digest).length === 3 ? true : undefined), 'three requests on host B');
+    await pg.halt();
+    await new Promise((r) => setTimeout(r, 500));
+    await pg.resume();
+    // After the restart, decisions through B reach the runs waiting on A.
+    for (const request of pendingOf(opB, image.digest)) {
+      await waitUntil(() => opB.decide({ requestId: request.id, verdict: 'approve' }).then(() => true, (error: { code?: string }) => (error.code === 'STORE_UNAVAILABLE' ? undefined : Promise.reject(error))), 'a decision after the restart', 20_000);
+    }
+    for (const runId of runIds) expect((await f.waitRun(a.url, runId)).outcome).toMatchObject({ status: 'ok' });
+    expect(f.mails()).toHaveLength(3);
+    const store = await f.store();
+    const approved = (await store.listRequests({ status: 'approved' })).filter((r) => r.subject === image.digest);
+    expect(approved).toHaveLength(3);
+    expect(approved.every((r) => r.approvals.length === 1)).toBe(true);
+  }, 90_000);
+});
