@@ -54,6 +54,11 @@ export function createFleet(options: FleetOptions): Fleet {
   let timer: NodeJS.Timeout | undefined;
   let beating: Promise<void> | undefined;
   let stopped = false;
+  // Since when this host's own heartbeats have been succeeding without a gap. After the database
+  // was unreachable (a restart, a failover) every host's heartbeat is late; reaping then would end
+  // live hosts' runs. So a host reaps others only after a full dead-host timeout of its own
+  // healthy beats, which gives every live host the time to beat again.
+  let healthySince = now();
 
   const isDead = (h: HostRecord, at: number): boolean => h.stoppedAt !== undefined || h.reapedAt !== undefined || at - h.heartbeatAt > config.deadAfterMs;
 
@@ -63,7 +68,7 @@ export function createFleet(options: FleetOptions): Fleet {
     seen = new Map(hosts.map((h) => [h.id, h]));
     for (const h of hosts) {
       if (h.id === hostId || h.stoppedAt !== undefined || h.reapedAt !== undefined) continue;
-      if (options.shared && at - h.heartbeatAt <= config.deadAfterMs) continue;
+      if (options.shared && (at - h.heartbeatAt <= config.deadAfterMs || at - healthySince < config.deadAfterMs)) continue;
       if (!(await store.reapHost(h.id, hostId, at))) continue;
       seen.set(h.id, { ...h, reapedAt: at, reapedBy: hostId });
       // One host per SQLite file: the lock proves the earlier ones gone, and the host recovers all they left.
@@ -77,16 +82,19 @@ export function createFleet(options: FleetOptions): Fleet {
   async function beat(): Promise<void> {
     if (stopped) return;
     try {
-      if (!(await store.heartbeat(hostId, now()))) {
+      const at = now();
+      if (!(await store.heartbeat(hostId, at))) {
         logger.error({ hostId }, 'fleet: another host declared this host dead (HOST_REAPED); stopping');
         stopped = true;
         if (timer) clearInterval(timer);
         options.onReaped();
         return;
       }
+      if (healthySince === Number.POSITIVE_INFINITY) healthySince = at;
       await sweep();
     } catch (error) {
       // The database may be restarting: the next beat tries again; others reap only after deadAfterMs.
+      healthySince = Number.POSITIVE_INFINITY;
       logger.warn({ err: error }, 'fleet: heartbeat failed');
     }
   }
