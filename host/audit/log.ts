@@ -33,7 +33,8 @@
  * a callback that throws still drops its record, and a PostgreSQL failure rolls the local rows
  * back. The window: a crash between the PostgreSQL COMMIT and the local COMMIT keeps the records
  * and loses those local rows (TrustService.reconcile restores what it can; the doc says what).
- * A server that cannot be reached fails the batch with AUDIT_FAILED within the connect timeout.
+ * A server that cannot be reached fails the batch with AUDIT_FAILED within the connect timeout
+ * (`busyTimeoutMs`), and so does waiting longer than that for another host's batch (lock_timeout).
  */
 import Database from 'better-sqlite3';
 import type pg from 'pg';
@@ -349,6 +350,8 @@ export class AuditLog {
       conn = await checkout(pool, this.log);
       const { client } = conn;
       await client.query('BEGIN');
+      // Waiting for another host's batch is bounded like SQLite's busy timeout.
+      await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.trunc(this.options.busyTimeoutMs ?? AUDIT_CONFIG_DEFAULTS.busyTimeoutMs))}`);
       await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [AUDIT_LOCK_KEY]);
       const head = (await client.query<{ seq: number; hash: string }>('SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1')).rows[0];
       let seq = head?.seq ?? 0;

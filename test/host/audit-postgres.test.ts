@@ -16,6 +16,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { auditCommand } from '../../host/cli/audit.js';
 import { AUDIT_PUBLIC_KEY_FILE, type AuditKey, loadOrCreateAuditKey, loadVerifyKey } from '../../host/audit/keys.js';
 import { AuditLog, type AuditLogOptions } from '../../host/audit/log.js';
+import { AUDIT_LOCK_KEY } from '../../host/audit/pg.js';
 import { hashRecord, type StoredRecord } from '../../host/audit/record.js';
 import { openAuditSource } from '../../host/audit/source.js';
 import { verifyAuditSource, type VerifyKeys } from '../../host/audit/verify.js';
@@ -355,6 +356,25 @@ pgDescribe('within and failures on PostgreSQL', () => {
       local.close();
     }
     expect((await sql<{ n: string }>(url, 'SELECT COUNT(*) AS n FROM audit_records'))[0]?.n).toBe('2');
+  });
+
+  it('a host stuck holding the chain lock makes appends fail AUDIT_FAILED after busyTimeoutMs, not hang', async () => {
+    const { url } = await database();
+    const log = host('a', url).open({ busyTimeoutMs: 300 });
+    await log.append({ type: 'call', data: { n: 1 } });
+    const stuck = new pg.Client({ connectionString: url });
+    await stuck.connect();
+    try {
+      await stuck.query('BEGIN');
+      await stuck.query('SELECT pg_advisory_xact_lock($1::bigint)', [AUDIT_LOCK_KEY]);
+      const t0 = Date.now();
+      await expect(log.append({ type: 'intent', callId: 'y', data: {} })).rejects.toMatchObject({ code: 'AUDIT_FAILED' });
+      expect(Date.now() - t0).toBeLessThan(5000);
+      await stuck.query('ROLLBACK');
+    } finally {
+      await stuck.end();
+    }
+    expect((await log.append({ type: 'call', data: { n: 2 } })).seq).toBe(2);
   });
 
   it('an append while PostgreSQL is down rejects AUDIT_FAILED (no hang) and rolls its local rows back; appends work again after resume', async () => {
