@@ -7,14 +7,14 @@
  * `within` on the host's own SQLite file, and an append while the server is down failing
  * AUDIT_FAILED (not hanging) and working again once it is back.
  */
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { auditCommand } from '../../host/cli/audit.js';
-import { AUDIT_PUBLIC_KEY_FILE, type AuditKey, loadOrCreateAuditKey, loadVerifyKey } from '../../host/audit/keys.js';
+import { AUDIT_PUBLIC_KEY_FILE, type AuditKey, loadOrCreateAuditKey, loadVerifyKey, loadVerifyKeys } from '../../host/audit/keys.js';
 import { AuditLog, type AuditLogOptions } from '../../host/audit/log.js';
 import { AUDIT_LOCK_KEY } from '../../host/audit/pg.js';
 import { hashRecord, type StoredRecord } from '../../host/audit/record.js';
@@ -201,6 +201,42 @@ pgDescribe('the audit log on PostgreSQL: several hosts, one chain', () => {
     expect(records[0]).toMatchObject({ type: 'grant.added', capability: 'notes', at: 1001, data: { grant: { id: grant(1).id, methods: ['read'], mode: 'contained' } } });
     expect(await source.query({ type: 'grant.revoked' })).toMatchObject([{ at: 2000, data: { grantId: grant(1).id, by: 'erin', reason: 'no longer needed' } }]);
     expect(await source.find({ types: ['grant.added'], data: { path: ['grant', 'id'], equals: grant(1).id } })).toHaveLength(1);
+  });
+});
+
+pgDescribe('keys of a fleet', () => {
+  it('audit.publicKeyFiles adds the other hosts\' keys; a shared audit.keyFile lets one public key verify every checkpoint', async () => {
+    const { url } = await database();
+    const a = host('a', url);
+    const b = host('b', url);
+    const logA = a.open();
+    const logB = b.open();
+    await logA.append({ type: 'call', data: { n: 1 } });
+    await logA.close();
+    await logB.append({ type: 'call', data: { n: 2 } });
+    await logB.close();
+    expect((await verify(url, loadVerifyKeys(a.dir, []))).ok).toBe(false);
+    expect(await verify(url, loadVerifyKeys(a.dir, [], { publicKeyFiles: [path.join(b.dir, AUDIT_PUBLIC_KEY_FILE)] }))).toMatchObject({ ok: true, keyIds: [a.key.keyId, b.key.keyId] });
+
+    // One key for the fleet: both hosts sign with the file audit.keyFile names.
+    const other = await database();
+    const sharedKey = path.join(a.dir, 'audit-key.pem');
+    const c = path.join(root, 'c');
+    const d = path.join(root, 'd');
+    mkdirSync(c);
+    mkdirSync(d);
+    const keyC = loadOrCreateAuditKey(c, sharedKey);
+    const keyD = loadOrCreateAuditKey(d, path.relative(d, sharedKey));
+    expect(keyC.keyId).toBe(a.key.keyId);
+    expect(keyD.keyId).toBe(a.key.keyId);
+    for (const [dir, key] of [[c, keyC], [d, keyD]] as const) {
+      const log = new AuditLog({ file: defaultStorePath(dir), postgres: other.url, key, checkpointIntervalMs: 0, inboxPollMs: 0 });
+      logs.push(log);
+      await log.append({ type: 'call', data: { dir } });
+      await log.close();
+    }
+    expect(await verify(other.url, loadVerifyKeys(c, [], { keyFile: sharedKey }))).toMatchObject({ ok: true, checkpoints: 2 });
+    expect(() => loadOrCreateAuditKey(c, 'missing.pem')).toThrow(expect.objectContaining({ code: 'INTERNAL' }));
   });
 });
 
