@@ -1,0 +1,675 @@
+/**
+ * The shared Store: one PostgreSQL database several hosts use at once (docs/host-state.md,
+ * "Several hosts"). Schema, migrations and triggers are in pg/schema.ts; rows are mapped and
+ * validated by the same code as SQLite's (rows.ts, agents.ts), so a corrupt row is INTERNAL with
+ * `data: { table, id }` here too.
+ *
+ * Durability: a call returns after PostgreSQL's COMMIT, which (with the server's default
+ * `synchronous_commit = on`) has flushed the WAL. So `insertRequest`/`addApproval` ignore
+ * `deferSync` and `synced()` resolves at once: there is no deferred commit to wait for.
+ *
+ * Concurrency: each store object has its own pool; several hosts (and CLIs) have several pools on
+ * one database. Compare-and-set operations are single conditional `UPDATE … RETURNING` statements
+ * (`resolveRequest`, `claimExecution`, `heartbeat`, `reapHost`, revocations) or transactions that
+ * read the row with `SELECT … FOR UPDATE` first (`addApproval`, `completeExecution`, `markUndone`);
+ * under READ COMMITTED a racer blocks on the row lock and then re-checks the winner's committed
+ * row, so exactly one caller wins across every host. `takeOneTimeSecret` is a
+ * `DELETE … RETURNING`: one taker. `changeCounter` reads a one-row counter the grant/token
+ * triggers increment in the changing transaction (exactly one per committed change, any writer).
+ *
+ * Notifications (`watch`): the triggers send `pg_notify('contained_changes', …)` in the changing
+ * transaction (delivered on COMMIT) for every request inserted or updated and every grant/token
+ * change, tagged with the `contained.origin` setting each store object sets on its own connections
+ * (a random id), so a store object never hears its own changes. One dedicated connection LISTENs,
+ * from the first `watch` on; when it drops it reconnects with backoff (100 ms doubling to 2 s) and,
+ * once listening again, tells every listener `resync` (notifications in the gap are lost).
+ *
+ * Failure: connection failures (refused, reset, server shutting down, `08xxx`, `57P0x`, the pool's
+ * connect timeout, a statement or query timeout) are `STORE_UNAVAILABLE` with `data.reason` —
+ * never a hang: connecting gives up after `connectTimeoutMs`, a statement after `queryTimeoutMs`.
+ * Writes are not retried (one that broke at COMMIT may have committed; the caller reads back).
+ * Connections the server closed are dropped by the pool (its `error` event is handled, so an idle
+ * connection's termination never crashes the process) and new ones are made on the next call.
+ * `INVALID_ARGUMENT` (`data.reason: 'duplicate'`) for an id/name/hash that exists; `INTERNAL` for a
+ * closed store or anything else the server refused (its error is the `cause`).
+ *
+ * What stays per host, in its own SQLite file (not here): the trust ledger, the review queue,
+ * promotions, passkeys and the notification outbox (host/audit/log.ts `within`, notify-outbox.ts).
+ */
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { ContainedError } from '../../runtime/errors.js';
+import type { Approval, Grant, RequestRecord, RequestStatus, RunRecord, TokenRecord } from '../model.js';
+import { type AgentRecord, agentToRow, rowToAgent } from './agents.js';
+import { CHANGES_CHANNEL, migratePg, ORIGIN_SETTING } from './pg/schema.js';
+import {
+  checkRunPatch,
+  columnFor,
+  GRANT_COLUMNS,
+  grantToRow,
+  HOST_COLUMNS,
+  hostToRow,
+  REQUEST_COLUMNS,
+  requestToRow,
+  type Row,
+  rowToGrant,
+  rowToHost,
+  rowToRequest,
+  rowToRun,
+  rowToSecret,
+  rowToSession,
+  rowToToken,
+  RUN_COLUMNS,
+  runToRow,
+  SECRET_COLUMNS,
+  secretToRow,
+  SESSION_COLUMNS,
+  sessionToRow,
+  TOKEN_COLUMNS,
+  tokenToRow,
+  toSql,
+} from './rows.js';
+import { redactUrl } from './store-location.js';
+import type { ApprovalResult, GrantFilter, HostRecord, OneTimeSecret, Resolution, ResolveResult, RunFilter, SessionRecord, Store, StoreChange } from './store.js';
+
+export interface PgStoreOptions {
+  /** Clock for `schema_version.applied_at` (epoch ms). */
+  now?: () => number;
+  /** Connections in this store object's pool. Default 10. */
+  poolSize?: number;
+  logger?: Logger;
+  /** Give up connecting after this long (STORE_UNAVAILABLE). Default 5 000. */
+  connectTimeoutMs?: number;
+  /** Give up on a statement after this long (server `statement_timeout` and client timeout; STORE_UNAVAILABLE). Default 30 000. */
+  queryTimeoutMs?: number;
+}
+
+const INT8_OID = 20;
+
+/** BIGINT (epoch ms, counters: far below 2^53) as JS numbers, like SQLite's rows; per pool, not global. */
+const TYPES = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INT8_OID ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format as 'text')) as typeof pg.types.getTypeParser,
+};
+
+const RECONNECT_FIRST_MS = 100;
+const RECONNECT_MAX_MS = 2_000;
+
+/** Driver error codes and messages that mean "the database cannot be reached", not "it refused". */
+const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED', '53300', '57014']);
+const CONNECTION_MESSAGES = [/timeout exceeded when trying to connect/i, /connection terminated/i, /query read timeout/i, /not queryable/i, /connection timeout/i, /Client was closed/i];
+
+/** `data.reason` of a connection failure, or undefined when the error is not one. */
+export function unavailableReason(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | undefined)?.code;
+  if (typeof code === 'string') {
+    if (code === '57014') return 'timeout';
+    if (CONNECTION_CODES.has(code) || /^08/.test(code) || /^57P0[123]$/.test(code)) return code;
+  }
+  const message = error instanceof Error ? error.message : '';
+  if (/timeout exceeded when trying to connect|connection timeout/i.test(message)) return 'connect-timeout';
+  if (/query read timeout/i.test(message)) return 'timeout';
+  if (CONNECTION_MESSAGES.some((re) => re.test(message))) return 'connection-lost';
+  return undefined;
+}
+
+const insertSql = (table: string, cols: readonly string[]): string => `INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(', ')})`;
+const colNames = (cols: Array<{ col: string }>): string[] => cols.map((c) => c.col);
+
+const GRANT_INSERT = colNames([...GRANT_COLUMNS, { col: 'subject_digest' }, { col: 'subject_name' }, { col: 'subject_signer' }]);
+const AGENT_INSERT = ['id', 'name', 'subject', 'hash', 'created_at', 'created_by', 'revoked_at'];
+
+/** `LIMIT n` for a whole number ≥ 0; INVALID_ARGUMENT otherwise (it is interpolated, so it is checked). */
+function limitClause(limit: number | undefined): string {
+  if (limit === undefined) return '';
+  if (!Number.isSafeInteger(limit) || limit < 0) throw new ContainedError('INVALID_ARGUMENT', `store: limit must be a whole number >= 0 (got ${String(limit)})`);
+  return ` LIMIT ${limit}`;
+}
+
+/** WHERE clause builder with PostgreSQL's numbered parameters. */
+class Where {
+  readonly parts: string[] = [];
+  readonly params: unknown[] = [];
+  /** `sql` with `?` standing for `value`. */
+  add(sql: string, ...values: unknown[]): void {
+    this.parts.push(sql.replace(/\?/g, () => `$${this.params.push(values.shift()) }`));
+  }
+  get clause(): string {
+    return this.parts.length > 0 ? ` WHERE ${this.parts.join(' AND ')}` : '';
+  }
+}
+
+type Query = (sql: string, params?: unknown[]) => Promise<Row[]>;
+
+/** Open (creating or migrating the schema) the PostgreSQL store at `url`. */
+export async function openPgStore(url: string, options: PgStoreOptions = {}): Promise<Store> {
+  return PgStore.open(url, options);
+}
+
+export class PgStore implements Store {
+  private closing: Promise<void> | undefined;
+  private readonly listeners = new Set<(change: StoreChange) => void>();
+  private listener: pg.Client | undefined;
+  private listening = false;
+  private reconnectTimer: NodeJS.Timeout | undefined;
+  private reconnectDelay = RECONNECT_FIRST_MS;
+  /** Once LISTEN has run: a later reconnect owes the listeners a `resync`. */
+  private listenedOnce = false;
+
+  private constructor(
+    private readonly pool: pg.Pool,
+    private readonly config: pg.ClientConfig,
+    /** This store object's changes carry it (`contained.origin`); its listener skips them. */
+    readonly origin: string,
+    private readonly shownUrl: string,
+    private readonly log: Logger | undefined,
+  ) {}
+
+  static async open(url: string, options: PgStoreOptions = {}): Promise<PgStore> {
+    const now = options.now ?? Date.now;
+    const shownUrl = redactUrl(url);
+    const origin = randomBytes(12).toString('hex');
+    const queryTimeoutMs = options.queryTimeoutMs ?? 30_000;
+    const config: pg.ClientConfig = {
+      connectionString: url,
+      connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
+      query_timeout: queryTimeoutMs + 1_000,
+      statement_timeout: queryTimeoutMs,
+      keepAlive: true,
+      application_name: 'contained-host',
+      types: TYPES,
+      // Set at connection start, so the triggers tag this object's changes (pg/schema.ts).
+      options: `-c ${ORIGIN_SETTING}=${origin}`,
+    };
+    const pool = new pg.Pool({ ...config, max: options.poolSize ?? 10, idleTimeoutMillis: 30_000 });
+    // A connection the server closes while idle (restart, failover) is dropped by the pool and
+    // reported here; unhandled, the event would crash the process.
+    pool.on('error', (error) => options.logger?.warn({ err: error.message, store: shownUrl }, 'store: a PostgreSQL connection failed'));
+    const store = new PgStore(pool, config, origin, shownUrl, options.logger);
+    try {
+      await store.withClient('open', async (client) => {
+        await migratePg(client, now());
+      });
+    } catch (error) {
+      await pool.end().catch(() => undefined);
+      throw error;
+    }
+    return store;
+  }
+
+  /** A driver error as a ContainedError (see the top comment). */
+  private toError(op: string, error: unknown): ContainedError {
+    if (error instanceof ContainedError) return error;
+    const code = (error as { code?: unknown }).code;
+    const message = error instanceof Error ? error.message : String(error);
+    if (code === '23505') {
+      return new ContainedError('INVALID_ARGUMENT', `store: ${op}: already exists (${message})`, { cause: error, data: { reason: 'duplicate' } });
+    }
+    const reason = unavailableReason(error);
+    if (reason !== undefined) {
+      return new ContainedError('STORE_UNAVAILABLE', `store: ${op}: PostgreSQL unavailable (${this.shownUrl}): ${message}`, { cause: error, data: { reason } });
+    }
+    return new ContainedError('INTERNAL', `store: ${op} failed${typeof code === 'string' ? ` (${code})` : ''}: ${message}`, { cause: error });
+  }
+
+  private checkOpen(op: string): void {
+    if (this.closing) throw new ContainedError('INTERNAL', `store: ${op} on a closed store`);
+  }
+
+  /** One statement on any pooled connection (autocommit). */
+  private async q(op: string, sql: string, params: unknown[] = []): Promise<Row[]> {
+    this.checkOpen(op);
+    try {
+      return (await this.pool.query(sql, params)).rows as Row[];
+    } catch (error) {
+      throw this.toError(op, error);
+    }
+  }
+
+  /** `f` with a connection of its own; a connection that failed is destroyed, not reused. */
+  private async withClient<T>(op: string, f: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    this.checkOpen(op);
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (error) {
+      throw this.toError(op, error);
+    }
+    // Errors while checked out also arrive as events; the failing query reports them.
+    const onError = (error: Error): void => this.log?.warn({ err: error.message, store: this.shownUrl }, 'store: a PostgreSQL connection failed');
+    client.on('error', onError);
+    let broken: Error | undefined;
+    try {
+      return await f(client);
+    } catch (error) {
+      if (unavailableReason(error) !== undefined) broken = error as Error;
+      throw this.toError(op, error);
+    } finally {
+      client.off('error', onError);
+      client.release(broken);
+    }
+  }
+
+  /** `f` in one transaction (READ COMMITTED; rows it must decide on are read FOR UPDATE). */
+  private tx<T>(op: string, f: (query: Query) => Promise<T>): Promise<T> {
+    return this.withClient(op, async (client) => {
+      const query: Query = async (sql, params = []) => (await client.query(sql, params)).rows as Row[];
+      await client.query('BEGIN');
+      try {
+        const result = await f(query);
+        await client.query('COMMIT');
+        return result;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        throw error;
+      }
+    });
+  }
+
+  private async one<T>(op: string, sql: string, params: unknown[], map: (row: Row) => T): Promise<T | undefined> {
+    const [row] = await this.q(op, sql, params);
+    return row === undefined ? undefined : map(row);
+  }
+
+  private async all<T>(op: string, sql: string, params: unknown[], map: (row: Row) => T): Promise<T[]> {
+    return (await this.q(op, sql, params)).map(map);
+  }
+
+  private async insert(op: string, table: string, cols: readonly string[], row: Row): Promise<void> {
+    await this.q(op, insertSql(table, cols), cols.map((c) => row[c] ?? null));
+  }
+
+  // Grants -----------------------------------------------------------------------------------
+
+  async insertGrant(grant: Grant): Promise<void> {
+    this.checkOpen('insertGrant');
+    await this.insert('insertGrant', 'grants', GRANT_INSERT, grantToRow(grant));
+  }
+
+  async getGrant(id: string): Promise<Grant | undefined> {
+    return this.one('getGrant', 'SELECT * FROM grants WHERE id = $1', [id], rowToGrant);
+  }
+
+  async listGrants(filter: GrantFilter = {}): Promise<Grant[]> {
+    const where = new Where();
+    const subject: string[] = [];
+    if (filter.subjectDigest !== undefined) subject.push(`subject_digest = $${where.params.push(filter.subjectDigest)}`);
+    if (filter.subjectName !== undefined) subject.push(`subject_name = $${where.params.push(filter.subjectName)}`);
+    if (subject.length > 0) where.parts.push(`(${subject.join(' OR ')})`);
+    if (filter.activeAt !== undefined) where.add('revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)', filter.activeAt);
+    return this.all('listGrants', `SELECT * FROM grants${where.clause} ORDER BY created_at, id`, where.params, rowToGrant);
+  }
+
+  /** Idempotent: the first revocation's time, author and reason are kept (the UPDATE waits for a concurrent one, then finds it done). */
+  async revokeGrant(id: string, by: string, reason: string, at: number): Promise<Grant | undefined> {
+    await this.q('revokeGrant', 'UPDATE grants SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 WHERE id = $4 AND revoked_at IS NULL', [at, by, reason, id]);
+    return this.getGrant(id);
+  }
+
+  /** The one-row counter the grant/token triggers increment (pg/schema.ts). */
+  async changeCounter(): Promise<number> {
+    const [row] = await this.q('changeCounter', 'SELECT value FROM change_counter WHERE id = 1');
+    return Number(row?.value ?? 0);
+  }
+
+  // Requests ---------------------------------------------------------------------------------
+
+  /** `deferSync` is ignored: a PostgreSQL COMMIT is durable when it returns. */
+  async insertRequest(request: RequestRecord, _options: { deferSync?: boolean } = {}): Promise<void> {
+    this.checkOpen('insertRequest');
+    await this.insert('insertRequest', 'requests', colNames(REQUEST_COLUMNS), requestToRow(request));
+  }
+
+  async getRequest(id: string): Promise<RequestRecord | undefined> {
+    return this.one('getRequest', 'SELECT * FROM requests WHERE id = $1', [id], rowToRequest);
+  }
+
+  async listRequests(filter: { status?: RequestStatus; runId?: string; hostId?: string; limit?: number }): Promise<RequestRecord[]> {
+    this.checkOpen('listRequests');
+    const where = new Where();
+    if (filter.status !== undefined) where.add('status = ?', filter.status);
+    if (filter.runId !== undefined) where.add('run_id = ?', filter.runId);
+    if (filter.hostId !== undefined) where.add('host_id = ?', filter.hostId);
+    const limit = limitClause(filter.limit);
+    return this.all('listRequests', `SELECT * FROM requests${where.clause} ORDER BY created_at, id${limit}`, where.params, rowToRequest);
+  }
+
+  /** Every commit is durable at COMMIT (see the top comment): nothing to wait for. */
+  async synced(_options: { withinMs?: number } = {}): Promise<void> {
+    this.checkOpen('synced');
+  }
+
+  /** As SqliteStore.addApproval, the request read FOR UPDATE: racing approvals queue on its row lock. */
+  async addApproval(id: string, approval: Approval, options: { resolve?: boolean; expectApprovals?: number; deferSync?: boolean } = {}): Promise<ApprovalResult> {
+    return this.tx('addApproval', async (query): Promise<ApprovalResult> => {
+      const [row] = await query('SELECT * FROM requests WHERE id = $1 FOR UPDATE', [id]);
+      if (!row) return { ok: false, code: 'NOT_FOUND' };
+      const request = rowToRequest(row);
+      if (request.status !== 'pending' || approval.at >= request.expiresAt) return { ok: false, code: 'ALREADY_RESOLVED', request };
+      if (options.expectApprovals !== undefined && request.approvals.length !== options.expectApprovals) return { ok: false, code: 'STALE_REQUEST', request };
+      const same = (a: Approval): boolean => a.argsDigest === approval.argsDigest;
+      if (request.approvals.some((a) => a.operator === approval.operator && same(a))) return { ok: false, code: 'DUPLICATE_APPROVER', request };
+      const approvals = [...request.approvals, approval];
+      const updated = { ...request, approvals };
+      requestToRow(updated); // validates the approval before it is written
+      const counted = approvals.filter(same);
+      if (options.resolve === true && counted.length >= request.approvalsRequired) {
+        const by = counted.map((a) => a.operator);
+        const [resolved] = await query("UPDATE requests SET approvals = $1, status = 'approved', resolved_at = $2, resolved_by = $3 WHERE id = $4 RETURNING *", [
+          JSON.stringify(approvals),
+          approval.at,
+          JSON.stringify(by),
+          id,
+        ]);
+        return { ok: true, request: resolved ? rowToRequest(resolved) : updated };
+      }
+      await query('UPDATE requests SET approvals = $1 WHERE id = $2', [JSON.stringify(approvals), id]);
+      return { ok: true, request: updated };
+    });
+  }
+
+  /**
+   * First-wins transition out of `pending` in one conditional UPDATE: a racer blocks on the
+   * winner's row lock, re-checks the committed row and changes nothing. `approved` and `denied`
+   * are refused once `resolution.at` is past `expiresAt`; `expired` and `run_gone` are not.
+   */
+  async resolveRequest(id: string, resolution: Resolution): Promise<ResolveResult> {
+    const late = resolution.status === 'approved' || resolution.status === 'denied' ? resolution.at : Number.MIN_SAFE_INTEGER;
+    const [changed] = await this.q(
+      'resolveRequest',
+      "UPDATE requests SET status = $1, resolved_at = $2, resolved_by = $3, deny_reason = $4 WHERE id = $5 AND status = 'pending' AND expires_at > $6 RETURNING *",
+      [resolution.status, resolution.at, resolution.by === undefined ? null : JSON.stringify(resolution.by), resolution.denyReason ?? null, id, late],
+    );
+    if (changed) return { ok: true, request: rowToRequest(changed) };
+    const request = await this.getRequest(id);
+    if (!request) return { ok: false, code: 'NOT_FOUND' };
+    return { ok: false, code: 'ALREADY_RESOLVED', request };
+  }
+
+  async claimExecution(id: string, at: number): Promise<boolean> {
+    const rows = await this.q('claimExecution', "UPDATE requests SET execution = $1 WHERE id = $2 AND status = 'approved' AND execution IS NULL RETURNING id", [
+      JSON.stringify({ state: 'claimed', at }),
+      id,
+    ]);
+    return rows.length === 1;
+  }
+
+  async completeExecution(id: string, outcome: { ok: boolean; result?: unknown; error?: { code: string; message: string } }, at: number): Promise<void> {
+    await this.tx('completeExecution', async (query) => {
+      const [row] = await query('SELECT * FROM requests WHERE id = $1 FOR UPDATE', [id]);
+      if (!row) throw new ContainedError('NOT_FOUND', `request ${id} does not exist`);
+      const request = rowToRequest(row);
+      if (request.execution?.state !== 'claimed') throw new ContainedError('ALREADY_RESOLVED', `request ${id}: execution is ${request.execution?.state ?? 'not claimed'}`);
+      const execution = {
+        state: 'done' as const,
+        at,
+        ok: outcome.ok,
+        ...(outcome.result === undefined ? {} : { result: outcome.result }),
+        ...(outcome.error === undefined ? {} : { error: { code: outcome.error.code, message: outcome.error.message } }),
+      };
+      requestToRow({ ...request, execution });
+      await query('UPDATE requests SET execution = $1 WHERE id = $2', [JSON.stringify(execution), id]);
+    });
+  }
+
+  async markUndone(id: string, undone: { at: number; by: string; restored: number }): Promise<void> {
+    await this.tx('markUndone', async (query) => {
+      const [row] = await query('SELECT * FROM requests WHERE id = $1 FOR UPDATE', [id]);
+      if (!row) throw new ContainedError('NOT_FOUND', `request ${id} does not exist`);
+      const request = rowToRequest(row);
+      const execution = request.execution;
+      if (execution?.state !== 'done' || execution.ok !== true) throw new ContainedError('ALREADY_RESOLVED', `request ${id} was not committed`);
+      if (execution.undone !== undefined) throw new ContainedError('ALREADY_RESOLVED', `request ${id} was already undone by ${execution.undone.by}`);
+      const next = { ...execution, undone: { at: undone.at, by: undone.by, restored: undone.restored } };
+      requestToRow({ ...request, execution: next });
+      await query('UPDATE requests SET execution = $1 WHERE id = $2', [JSON.stringify(next), id]);
+    });
+  }
+
+  // Runs -------------------------------------------------------------------------------------
+
+  async insertRun(run: RunRecord): Promise<void> {
+    this.checkOpen('insertRun');
+    await this.insert('insertRun', 'runs', colNames(RUN_COLUMNS), runToRow(run));
+  }
+
+  /** Set the fields present in `patch` (keys whose value is undefined are left alone); NOT_FOUND if unknown. */
+  async updateRun(id: string, patch: Partial<Omit<RunRecord, 'id'>>): Promise<void> {
+    this.checkOpen('updateRun');
+    const clean = checkRunPatch(patch as Record<string, unknown>);
+    const sets: string[] = [];
+    const params: unknown[] = [];
+    for (const [key, value] of Object.entries(clean)) {
+      const column = columnFor(RUN_COLUMNS, key);
+      if (!column) throw new ContainedError('INVALID_ARGUMENT', `store: runs have no field "${key}"`);
+      sets.push(`${column.col} = $${params.push(toSql(column, value))}`);
+    }
+    const sql = `UPDATE runs SET ${sets.length > 0 ? sets.join(', ') : 'id = id'} WHERE id = $${params.push(id)} RETURNING id`;
+    if ((await this.q('updateRun', sql, params)).length !== 1) throw new ContainedError('NOT_FOUND', `run ${id} does not exist`);
+  }
+
+  async getRun(id: string): Promise<RunRecord | undefined> {
+    return this.one('getRun', 'SELECT * FROM runs WHERE id = $1', [id], rowToRun);
+  }
+
+  /** Newest first. */
+  async listRuns(filter: RunFilter = {}): Promise<RunRecord[]> {
+    this.checkOpen('listRuns');
+    const where = new Where();
+    if (filter.status !== undefined) where.add('status = ?', filter.status);
+    if (filter.hostId !== undefined) where.add('host_id = ?', filter.hostId);
+    const limit = limitClause(filter.limit);
+    return this.all('listRuns', `SELECT * FROM runs${where.clause} ORDER BY created_at DESC, id DESC${limit}`, where.params, rowToRun);
+  }
+
+  // Tokens -----------------------------------------------------------------------------------
+
+  /** INVALID_ARGUMENT (`data.reason: 'duplicate'`) when the id, the hash, or the name of an active token exists. */
+  async insertToken(token: TokenRecord): Promise<void> {
+    this.checkOpen('insertToken');
+    await this.insert('insertToken', 'tokens', colNames(TOKEN_COLUMNS), tokenToRow(token));
+  }
+
+  async findTokenByHash(hash: string): Promise<TokenRecord | undefined> {
+    return this.one('findTokenByHash', 'SELECT * FROM tokens WHERE hash = $1', [hash], rowToToken);
+  }
+
+  async listTokens(): Promise<TokenRecord[]> {
+    return this.all('listTokens', 'SELECT * FROM tokens ORDER BY created_at, id', [], rowToToken);
+  }
+
+  async revokeToken(id: string, at: number): Promise<TokenRecord | undefined> {
+    await this.q('revokeToken', 'UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL', [at, id]);
+    return this.one('revokeToken', 'SELECT * FROM tokens WHERE id = $1', [id], rowToToken);
+  }
+
+  // Agents -----------------------------------------------------------------------------------
+
+  async insertAgent(agent: AgentRecord): Promise<void> {
+    this.checkOpen('insertAgent');
+    await this.insert('insertAgent', 'agents', AGENT_INSERT, agentToRow(agent));
+  }
+
+  async findAgentByHash(hash: string): Promise<AgentRecord | undefined> {
+    return this.one('findAgentByHash', 'SELECT * FROM agents WHERE hash = $1', [hash], rowToAgent);
+  }
+
+  async listAgents(): Promise<AgentRecord[]> {
+    return this.all('listAgents', 'SELECT * FROM agents ORDER BY created_at, id', [], rowToAgent);
+  }
+
+  async revokeAgent(id: string, at: number): Promise<AgentRecord | undefined> {
+    await this.q('revokeAgent', 'UPDATE agents SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL', [at, id]);
+    return this.one('revokeAgent', 'SELECT * FROM agents WHERE id = $1', [id], rowToAgent);
+  }
+
+  // Hosts ------------------------------------------------------------------------------------
+
+  async registerHost(host: HostRecord): Promise<void> {
+    this.checkOpen('registerHost');
+    await this.insert('registerHost', 'hosts', colNames(HOST_COLUMNS), hostToRow(host));
+  }
+
+  async heartbeat(id: string, at: number): Promise<boolean> {
+    return (await this.q('heartbeat', 'UPDATE hosts SET heartbeat_at = $1 WHERE id = $2 AND reaped_at IS NULL AND stopped_at IS NULL RETURNING id', [at, id])).length === 1;
+  }
+
+  async stopHost(id: string, at: number): Promise<void> {
+    await this.q('stopHost', 'UPDATE hosts SET stopped_at = $1 WHERE id = $2 AND stopped_at IS NULL AND reaped_at IS NULL', [at, id]);
+  }
+
+  async listHosts(): Promise<HostRecord[]> {
+    return this.all('listHosts', 'SELECT * FROM hosts ORDER BY started_at, id', [], rowToHost);
+  }
+
+  /** First caller wins: the conditional UPDATE of a racer waits for the winner's commit, then matches nothing. */
+  async reapHost(id: string, by: string, at: number): Promise<boolean> {
+    return (await this.q('reapHost', 'UPDATE hosts SET reaped_at = $1, reaped_by = $2 WHERE id = $3 AND reaped_at IS NULL AND stopped_at IS NULL RETURNING id', [at, by, id])).length === 1;
+  }
+
+  // Watch ------------------------------------------------------------------------------------
+
+  watch(listener: (change: StoreChange) => void): () => void {
+    this.checkOpen('watch');
+    this.listeners.add(listener);
+    if (!this.listener && !this.reconnectTimer) void this.listen();
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  /** Whether the dedicated LISTEN connection is up (for tests and health checks). */
+  get isListening(): boolean {
+    return this.listening;
+  }
+
+  private emit(change: StoreChange): void {
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(change);
+      } catch (error) {
+        this.log?.error({ err: error }, 'store: a change listener threw');
+      }
+    }
+  }
+
+  /** Connect the LISTEN connection; on failure or loss, try again with backoff. */
+  private async listen(): Promise<void> {
+    if (this.closing) return;
+    const client = new pg.Client({ ...this.config, application_name: 'contained-host-listen' });
+    this.listener = client;
+    let lost = false;
+    const onLost = (error?: Error): void => {
+      if (lost) return;
+      lost = true;
+      if (this.listener === client) {
+        this.listener = undefined;
+        this.listening = false;
+      }
+      client.removeAllListeners('notification');
+      client.end().catch(() => undefined);
+      if (this.closing) return;
+      this.log?.warn({ err: error?.message, store: this.shownUrl, retryInMs: this.reconnectDelay }, 'store: the PostgreSQL change listener lost its connection; reconnecting');
+      const delay = this.reconnectDelay;
+      this.reconnectDelay = Math.min(this.reconnectDelay * 2, RECONNECT_MAX_MS);
+      this.reconnectTimer = setTimeout(() => {
+        this.reconnectTimer = undefined;
+        void this.listen();
+      }, delay);
+      this.reconnectTimer.unref?.();
+    };
+    client.on('error', onLost);
+    client.on('end', () => onLost());
+    client.on('notification', (message) => {
+      if (message.channel === CHANGES_CHANNEL) this.onNotification(message.payload);
+    });
+    try {
+      await client.connect();
+      await client.query(`LISTEN ${CHANGES_CHANNEL}`);
+    } catch (error) {
+      onLost(error as Error);
+      return;
+    }
+    if (lost || this.closing) return;
+    this.listening = true;
+    this.reconnectDelay = RECONNECT_FIRST_MS;
+    // Changes committed while no connection listened were not heard: whoever keeps a view re-reads.
+    if (this.listenedOnce) this.emit({ type: 'resync' });
+    this.listenedOnce = true;
+  }
+
+  private onNotification(payload: string | undefined): void {
+    let message: { type?: unknown; id?: unknown; status?: unknown; hostId?: unknown; origin?: unknown };
+    try {
+      message = JSON.parse(payload ?? '') as typeof message;
+    } catch {
+      return;
+    }
+    if (message.origin === this.origin) return;
+    if (message.type === 'grants') this.emit({ type: 'grants' });
+    else if (message.type === 'request' && typeof message.id === 'string' && typeof message.status === 'string') {
+      this.emit({ type: 'request', id: message.id, status: message.status as RequestStatus, ...(typeof message.hostId === 'string' ? { hostId: message.hostId } : {}) });
+    }
+  }
+
+  // Console sessions and one-time secrets ----------------------------------------------------
+
+  async insertSession(session: SessionRecord): Promise<void> {
+    this.checkOpen('insertSession');
+    await this.insert('insertSession', 'sessions', colNames(SESSION_COLUMNS), sessionToRow(session));
+  }
+
+  async getSession(key: string): Promise<SessionRecord | undefined> {
+    return this.one('getSession', 'SELECT * FROM sessions WHERE key = $1', [key], rowToSession);
+  }
+
+  async touchSession(key: string, at: number): Promise<boolean> {
+    return (await this.q('touchSession', 'UPDATE sessions SET last_seen_at = GREATEST(last_seen_at, $1) WHERE key = $2 RETURNING key', [at, key])).length === 1;
+  }
+
+  async deleteSession(key: string): Promise<SessionRecord | undefined> {
+    return this.one('deleteSession', 'DELETE FROM sessions WHERE key = $1 RETURNING *', [key], rowToSession);
+  }
+
+  async listSessions(): Promise<SessionRecord[]> {
+    return this.all('listSessions', 'SELECT * FROM sessions ORDER BY created_at, key', [], rowToSession);
+  }
+
+  async sweepSessions(at: number, idleBefore: number): Promise<SessionRecord[]> {
+    const rows = await this.tx('sweepSessions', async (query) => {
+      const gone = await query('DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at < $2 RETURNING *', [at, idleBefore]);
+      await query('DELETE FROM one_time_secrets WHERE expires_at <= $1', [at]);
+      return gone;
+    });
+    return rows
+      .map(rowToSession)
+      .sort((a, b) => a.createdAt - b.createdAt || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async insertOneTimeSecret(secret: OneTimeSecret): Promise<void> {
+    this.checkOpen('insertOneTimeSecret');
+    await this.insert('insertOneTimeSecret', 'one_time_secrets', colNames(SECRET_COLUMNS), secretToRow(secret));
+  }
+
+  /** One DELETE … RETURNING: of racing takers, one gets the row. */
+  async takeOneTimeSecret(kind: OneTimeSecret['kind'], hash: string): Promise<OneTimeSecret | undefined> {
+    return this.one('takeOneTimeSecret', 'DELETE FROM one_time_secrets WHERE kind = $1 AND hash = $2 RETURNING *', [kind, hash], rowToSecret);
+  }
+
+  // Close ------------------------------------------------------------------------------------
+
+  /** Idempotent: ends the pool (after calls in flight) and the LISTEN connection, clears timers. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.reconnectTimer) clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = undefined;
+      this.listeners.clear();
+      const listener = this.listener;
+      this.listener = undefined;
+      this.listening = false;
+      await Promise.all([listener?.end().catch(() => undefined), this.pool.end().catch(() => undefined)]);
+    })();
+    return this.closing;
+  }
+}
