@@ -7,7 +7,7 @@
  * `within` on the host's own SQLite file, and an append while the server is down failing
  * AUDIT_FAILED (not hanging) and working again once it is back.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -21,6 +21,7 @@ import { hashRecord, type StoredRecord } from '../../host/audit/record.js';
 import { openAuditSource } from '../../host/audit/source.js';
 import { verifyAuditSource, type VerifyKeys } from '../../host/audit/verify.js';
 import type { Grant } from '../../host/model.js';
+import { openPgStore } from '../../host/store/pg-store.js';
 import { defaultStorePath } from '../../host/store/sqlite-store.js';
 import type { Store } from '../../host/store/store.js';
 import { notePgSkip, type PgServer, pgAvailable, startPostgres } from '../helpers/postgres.js';
@@ -29,39 +30,8 @@ import { showCall } from '../../host/audit/signatures.js';
 
 notePgSkip();
 
-type SharedStore = Pick<Store, 'insertGrant' | 'revokeGrant' | 'close'>;
-
-/** The PostgreSQL store (host/store/pg-store.ts), which creates the schema and its audit triggers on open. */
-async function openShared(url: string): Promise<SharedStore> {
-  const spec = '../../host/store/pg-store.js';
-  const mod = (await import(/* @vite-ignore */ spec).catch(() => undefined)) as { openPgStore(url: string): Promise<SharedStore> } | undefined;
-  if (mod) return mod.openPgStore(url);
-  return scratchStore(url); // TEMP until pg-store lands
-}
-
-async function scratchStore(url: string): Promise<SharedStore> {
-  await sql(url, `
-CREATE TABLE grants (id TEXT PRIMARY KEY, subject_digest TEXT, subject_name TEXT, subject_signer TEXT, capability TEXT NOT NULL, scope TEXT, methods TEXT NOT NULL, mode TEXT NOT NULL, approvals INTEGER NOT NULL, expires_at BIGINT, budgets TEXT, request_timeout_ms BIGINT, review_sample DOUBLE PRECISION, created_by TEXT NOT NULL, reason TEXT NOT NULL, created_at BIGINT NOT NULL, forced TEXT, revoked_at BIGINT, revoked_by TEXT, revoke_reason TEXT, signed_approvals BOOLEAN, stage_runs BOOLEAN);
-CREATE TABLE tokens (id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL, hash TEXT NOT NULL, created_at BIGINT NOT NULL, created_by TEXT NOT NULL, revoked_at BIGINT);
-CREATE TABLE audit_records (seq BIGINT PRIMARY KEY, at BIGINT NOT NULL, type TEXT NOT NULL, run_id TEXT, subject TEXT, capability TEXT, method TEXT, call_id TEXT, data TEXT NOT NULL, prev_hash TEXT NOT NULL, hash TEXT NOT NULL);
-CREATE TABLE audit_checkpoints (seq BIGINT PRIMARY KEY, hash TEXT NOT NULL, at BIGINT NOT NULL, key_id TEXT NOT NULL, signature TEXT NOT NULL);
-CREATE TABLE audit_inbox (id BIGSERIAL PRIMARY KEY, kind TEXT NOT NULL, ref TEXT NOT NULL);
-CREATE FUNCTION g_added() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN INSERT INTO audit_inbox (kind, ref) VALUES ('grant.added', NEW.id); RETURN NEW; END $$;
-CREATE FUNCTION g_revoked() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF OLD.revoked_at IS NULL AND NEW.revoked_at IS NOT NULL THEN INSERT INTO audit_inbox (kind, ref) VALUES ('grant.revoked', NEW.id); END IF; RETURN NEW; END $$;
-CREATE TRIGGER a AFTER INSERT ON grants FOR EACH ROW EXECUTE FUNCTION g_added();
-CREATE TRIGGER b AFTER UPDATE ON grants FOR EACH ROW EXECUTE FUNCTION g_revoked();
-`);
-  return {
-    async insertGrant(g: Grant) {
-      await sql(url, 'INSERT INTO grants (id, subject_digest, capability, methods, mode, approvals, created_by, reason, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)', [g.id, 'digest' in g.subject ? g.subject.digest : null, g.capability, JSON.stringify(g.methods), g.mode, g.approvals, g.createdBy, g.reason, g.createdAt]);
-    },
-    async revokeGrant(id: string, by: string, reason: string, at: number) {
-      await sql(url, 'UPDATE grants SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 WHERE id = $4', [at, by, reason, id]);
-      return undefined;
-    },
-    async close() {},
-  };
-}
+/** The PostgreSQL store (host/store/pg-store.ts) creates the schema and its audit triggers on open. */
+const openShared = (url: string): Promise<Store> => openPgStore(url);
 
 let server: PgServer;
 let root: string;
@@ -103,7 +73,7 @@ function host(name: string, url: string): Host {
   };
 }
 
-async function database(): Promise<{ url: string; store: SharedStore }> {
+async function database(): Promise<{ url: string; store: Store }> {
   const url = await server.createDatabase();
   const store = await openShared(url);
   closers.push(() => store.close());
@@ -435,10 +405,7 @@ pgDescribe('within and failures on PostgreSQL', () => {
   }, 60_000);
 });
 
-// Needs the real PostgreSQL store (host/store/pg-store.ts), not the scratch schema above.
-const hasPgStore = existsSync(new URL('../../host/store/pg-store.ts', import.meta.url));
-
-describe.skipIf(!pgAvailable || !hasPgStore)('trust when the grants live in PostgreSQL', () => {
+pgDescribe('trust when the grants live in PostgreSQL', () => {
   let t: TrustHarness | undefined;
   afterEach(async () => {
     await t?.close();
@@ -447,7 +414,7 @@ describe.skipIf(!pgAvailable || !hasPgStore)('trust when the grants live in Post
 
   it('figures, promotion and demotion see the grants in PostgreSQL; the ledger stays in the host\'s own file; the records are in the fleet chain', async () => {
     const url = await server.createDatabase();
-    const store = (await openShared(url)) as Store;
+    const store = await openShared(url);
     t = await startTrust({ minAssistedReviews: 5 }, { url, store });
     const key = { subject: SUBJECT, capability: 'notes', method: 'mkdir' };
     const assisted = await t.grant('notes', ['mkdir']);
