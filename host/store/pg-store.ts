@@ -27,9 +27,14 @@
  * Failure: connection failures (refused, reset, server shutting down, `08xxx`, `57P0x`, the pool's
  * connect timeout, a statement or query timeout) are `STORE_UNAVAILABLE` with `data.reason` —
  * never a hang: connecting gives up after `connectTimeoutMs`, a statement after `queryTimeoutMs`.
- * Writes are not retried (one that broke at COMMIT may have committed; the caller reads back).
  * Connections the server closed are dropped by the pool (its `error` event is handled, so an idle
  * connection's termination never crashes the process) and new ones are made on the next call.
+ * A call whose connection broke *after* it was made (a restart mid-call) is finished once on a new
+ * connection: reads and idempotent writes are repeated; other writes first read back whether they
+ * landed before the break (an insert's row, this resolution, this approval, this reap…) and are
+ * made again only if not; `claimExecution` is never repeated nor guessed (its claim may have
+ * landed: it fails STORE_UNAVAILABLE and the action is not performed here — never twice). A
+ * refused or timed-out connect is not retried: the server is down, the caller hears so at once.
  * `INVALID_ARGUMENT` (`data.reason: 'duplicate'`) for an id/name/hash that exists; `INTERNAL` for a
  * closed store or anything else the server refused (its error is the `cause`).
  *
@@ -37,6 +42,7 @@
  * promotions, passkeys and the notification outbox (host/audit/log.ts `within`, notify-outbox.ts).
  */
 import { randomBytes } from 'node:crypto';
+import { isDeepStrictEqual } from 'node:util';
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { ContainedError } from '../../runtime/errors.js';
@@ -156,6 +162,8 @@ export class PgStore implements Store {
   private reconnectDelay = RECONNECT_FIRST_MS;
   /** Once LISTEN has run: a later reconnect owes the listeners a `resync`. */
   private listenedOnce = false;
+  /** Errors of calls whose connection broke after it was made (`call` may finish them). */
+  private readonly lostMidway = new WeakSet<ContainedError>();
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -218,13 +226,39 @@ export class PgStore implements Store {
   }
 
   /** One statement on any pooled connection (autocommit). */
-  private async q(op: string, sql: string, params: unknown[] = []): Promise<Row[]> {
-    this.checkOpen(op);
+  private q(op: string, sql: string, params: unknown[] = []): Promise<Row[]> {
+    return this.withClient(op, async (client) => (await client.query(sql, params)).rows as Row[]);
+  }
+
+  /**
+   * Run `attempt`; when it fails because a connection broke after it was made (a pooled connection
+   * the server had closed, a restart mid-call — not a refused or timed-out connect), finish it
+   * once on a new connection as `recovery` says:
+   * - `retry`: the call is safe to repeat (reads, idempotent writes);
+   * - a read-back: whether the write landed before the connection broke (its result if so, else
+   *   it is made again);
+   * - `fail`: the outcome is unknown and must not be guessed (`claimExecution`).
+   */
+  private async call<T>(op: string, recovery: 'retry' | 'fail' | (() => Promise<{ value: T } | undefined>), attempt: () => Promise<T>): Promise<T> {
     try {
-      return (await this.pool.query(sql, params)).rows as Row[];
+      return await attempt();
     } catch (error) {
-      throw this.toError(op, error);
+      if (!(error instanceof ContainedError) || !this.lostMidway.has(error) || recovery === 'fail' || this.closing) throw error;
+      this.log?.warn({ err: error.message, op, store: this.shownUrl }, 'store: a PostgreSQL connection broke during a call; finishing it on a new one');
+      if (typeof recovery === 'function') {
+        const landed = await recovery();
+        if (landed) return landed.value;
+      }
+      return attempt();
     }
+  }
+
+  /** `call` for an insert: landed when the row read back maps to the same row. */
+  private insertOnce<R>(op: string, table: string, cols: readonly string[], row: Row, readBack: () => Promise<R | undefined>, toRow: (record: R) => Row): Promise<void> {
+    return this.call(op, async () => {
+      const found = await readBack();
+      return found !== undefined && isDeepStrictEqual(toRow(found), row) ? { value: undefined } : undefined;
+    }, () => this.insert(op, table, cols, row));
   }
 
   /** `f` with a connection of its own; a connection that failed is destroyed, not reused. */
@@ -243,8 +277,13 @@ export class PgStore implements Store {
     try {
       return await f(client);
     } catch (error) {
-      if (unavailableReason(error) !== undefined) broken = error as Error;
-      throw this.toError(op, error);
+      const reason = unavailableReason(error);
+      if (reason === undefined) throw this.toError(op, error);
+      broken = error as Error;
+      const failure = this.toError(op, error);
+      // A timeout is the server being slow, not gone: not retried (call), it would only add load.
+      if (reason !== 'timeout') this.lostMidway.add(failure);
+      throw failure;
     } finally {
       client.off('error', onError);
       client.release(broken);
@@ -284,11 +323,11 @@ export class PgStore implements Store {
 
   async insertGrant(grant: Grant): Promise<void> {
     this.checkOpen('insertGrant');
-    await this.insert('insertGrant', 'grants', GRANT_INSERT, grantToRow(grant));
+    await this.insertOnce('insertGrant', 'grants', GRANT_INSERT, grantToRow(grant), () => this.getGrant(grant.id), grantToRow);
   }
 
   async getGrant(id: string): Promise<Grant | undefined> {
-    return this.one('getGrant', 'SELECT * FROM grants WHERE id = $1', [id], rowToGrant);
+    return this.call('getGrant', 'retry', () => this.one('getGrant', 'SELECT * FROM grants WHERE id = $1', [id], rowToGrant));
   }
 
   async listGrants(filter: GrantFilter = {}): Promise<Grant[]> {
@@ -298,19 +337,23 @@ export class PgStore implements Store {
     if (filter.subjectName !== undefined) subject.push(`subject_name = $${where.params.push(filter.subjectName)}`);
     if (subject.length > 0) where.parts.push(`(${subject.join(' OR ')})`);
     if (filter.activeAt !== undefined) where.add('revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)', filter.activeAt);
-    return this.all('listGrants', `SELECT * FROM grants${where.clause} ORDER BY created_at, id`, where.params, rowToGrant);
+    return this.call('listGrants', 'retry', () => this.all('listGrants', `SELECT * FROM grants${where.clause} ORDER BY created_at, id`, where.params, rowToGrant));
   }
 
   /** Idempotent: the first revocation's time, author and reason are kept (the UPDATE waits for a concurrent one, then finds it done). */
   async revokeGrant(id: string, by: string, reason: string, at: number): Promise<Grant | undefined> {
-    await this.q('revokeGrant', 'UPDATE grants SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 WHERE id = $4 AND revoked_at IS NULL', [at, by, reason, id]);
-    return this.getGrant(id);
+    return this.call('revokeGrant', 'retry', async () => {
+      await this.q('revokeGrant', 'UPDATE grants SET revoked_at = $1, revoked_by = $2, revoke_reason = $3 WHERE id = $4 AND revoked_at IS NULL', [at, by, reason, id]);
+      return this.one('revokeGrant', 'SELECT * FROM grants WHERE id = $1', [id], rowToGrant);
+    });
   }
 
   /** The one-row counter the grant/token triggers increment (pg/schema.ts). */
   async changeCounter(): Promise<number> {
-    const [row] = await this.q('changeCounter', 'SELECT value FROM change_counter WHERE id = 1');
-    return Number(row?.value ?? 0);
+    return this.call('changeCounter', 'retry', async () => {
+      const [row] = await this.q('changeCounter', 'SELECT value FROM change_counter WHERE id = 1');
+      return Number(row?.value ?? 0);
+    });
   }
 
   // Requests ---------------------------------------------------------------------------------
@@ -318,11 +361,11 @@ export class PgStore implements Store {
   /** `deferSync` is ignored: a PostgreSQL COMMIT is durable when it returns. */
   async insertRequest(request: RequestRecord, _options: { deferSync?: boolean } = {}): Promise<void> {
     this.checkOpen('insertRequest');
-    await this.insert('insertRequest', 'requests', colNames(REQUEST_COLUMNS), requestToRow(request));
+    await this.insertOnce('insertRequest', 'requests', colNames(REQUEST_COLUMNS), requestToRow(request), () => this.getRequest(request.id), requestToRow);
   }
 
   async getRequest(id: string): Promise<RequestRecord | undefined> {
-    return this.one('getRequest', 'SELECT * FROM requests WHERE id = $1', [id], rowToRequest);
+    return this.call('getRequest', 'retry', () => this.one('getRequest', 'SELECT * FROM requests WHERE id = $1', [id], rowToRequest));
   }
 
   async listRequests(filter: { status?: RequestStatus; runId?: string; hostId?: string; limit?: number }): Promise<RequestRecord[]> {
@@ -332,7 +375,7 @@ export class PgStore implements Store {
     if (filter.runId !== undefined) where.add('run_id = ?', filter.runId);
     if (filter.hostId !== undefined) where.add('host_id = ?', filter.hostId);
     const limit = limitClause(filter.limit);
-    return this.all('listRequests', `SELECT * FROM requests${where.clause} ORDER BY created_at, id${limit}`, where.params, rowToRequest);
+    return this.call('listRequests', 'retry', () => this.all('listRequests', `SELECT * FROM requests${where.clause} ORDER BY created_at, id${limit}`, where.params, rowToRequest));
   }
 
   /** Every commit is durable at COMMIT (see the top comment): nothing to wait for. */
@@ -340,33 +383,44 @@ export class PgStore implements Store {
     this.checkOpen('synced');
   }
 
-  /** As SqliteStore.addApproval, the request read FOR UPDATE: racing approvals queue on its row lock. */
+  /**
+   * As SqliteStore.addApproval, the request read FOR UPDATE: racing approvals queue on its row
+   * lock and each decides on the committed row. Landed (after a broken connection) when the
+   * request holds this very approval.
+   */
   async addApproval(id: string, approval: Approval, options: { resolve?: boolean; expectApprovals?: number; deferSync?: boolean } = {}): Promise<ApprovalResult> {
-    return this.tx('addApproval', async (query): Promise<ApprovalResult> => {
-      const [row] = await query('SELECT * FROM requests WHERE id = $1 FOR UPDATE', [id]);
-      if (!row) return { ok: false, code: 'NOT_FOUND' };
-      const request = rowToRequest(row);
-      if (request.status !== 'pending' || approval.at >= request.expiresAt) return { ok: false, code: 'ALREADY_RESOLVED', request };
-      if (options.expectApprovals !== undefined && request.approvals.length !== options.expectApprovals) return { ok: false, code: 'STALE_REQUEST', request };
-      const same = (a: Approval): boolean => a.argsDigest === approval.argsDigest;
-      if (request.approvals.some((a) => a.operator === approval.operator && same(a))) return { ok: false, code: 'DUPLICATE_APPROVER', request };
-      const approvals = [...request.approvals, approval];
-      const updated = { ...request, approvals };
-      requestToRow(updated); // validates the approval before it is written
-      const counted = approvals.filter(same);
-      if (options.resolve === true && counted.length >= request.approvalsRequired) {
-        const by = counted.map((a) => a.operator);
-        const [resolved] = await query("UPDATE requests SET approvals = $1, status = 'approved', resolved_at = $2, resolved_by = $3 WHERE id = $4 RETURNING *", [
-          JSON.stringify(approvals),
-          approval.at,
-          JSON.stringify(by),
-          id,
-        ]);
-        return { ok: true, request: resolved ? rowToRequest(resolved) : updated };
-      }
-      await query('UPDATE requests SET approvals = $1 WHERE id = $2', [JSON.stringify(approvals), id]);
-      return { ok: true, request: updated };
-    });
+    const landed = async (): Promise<{ value: ApprovalResult } | undefined> => {
+      const request = await this.getRequest(id);
+      return request?.approvals.some((a) => isDeepStrictEqual(a, approval)) ? { value: { ok: true, request } } : undefined;
+    };
+    return this.call('addApproval', landed, () =>
+      this.tx('addApproval', async (query): Promise<ApprovalResult> => {
+        const [row] = await query('SELECT * FROM requests WHERE id = $1 FOR UPDATE', [id]);
+        if (!row) return { ok: false, code: 'NOT_FOUND' };
+        const request = rowToRequest(row);
+        if (request.status !== 'pending' || approval.at >= request.expiresAt) return { ok: false, code: 'ALREADY_RESOLVED', request };
+        if (options.expectApprovals !== undefined && request.approvals.length !== options.expectApprovals) return { ok: false, code: 'STALE_REQUEST', request };
+        const same = (a: Approval): boolean => a.argsDigest === approval.argsDigest;
+        if (request.approvals.some((a) => a.operator === approval.operator && same(a))) return { ok: false, code: 'DUPLICATE_APPROVER', request };
+        const approvals = [...request.approvals, approval];
+        const updated = { ...request, approvals };
+        requestToRow(updated); // validates the approval before it is written
+        const counted = approvals.filter(same);
+        if (options.resolve === true && counted.length >= request.approvalsRequired) {
+          // The completing approval and the resolution in one statement, one commit.
+          const by = counted.map((a) => a.operator);
+          const [resolved] = await query("UPDATE requests SET approvals = $1, status = 'approved', resolved_at = $2, resolved_by = $3 WHERE id = $4 RETURNING *", [
+            JSON.stringify(approvals),
+            approval.at,
+            JSON.stringify(by),
+            id,
+          ]);
+          return { ok: true, request: resolved ? rowToRequest(resolved) : updated };
+        }
+        await query('UPDATE requests SET approvals = $1 WHERE id = $2', [JSON.stringify(approvals), id]);
+        return { ok: true, request: updated };
+      }),
+    );
   }
 
   /**
@@ -376,62 +430,94 @@ export class PgStore implements Store {
    */
   async resolveRequest(id: string, resolution: Resolution): Promise<ResolveResult> {
     const late = resolution.status === 'approved' || resolution.status === 'denied' ? resolution.at : Number.MIN_SAFE_INTEGER;
-    const [changed] = await this.q(
-      'resolveRequest',
-      "UPDATE requests SET status = $1, resolved_at = $2, resolved_by = $3, deny_reason = $4 WHERE id = $5 AND status = 'pending' AND expires_at > $6 RETURNING *",
-      [resolution.status, resolution.at, resolution.by === undefined ? null : JSON.stringify(resolution.by), resolution.denyReason ?? null, id, late],
-    );
-    if (changed) return { ok: true, request: rowToRequest(changed) };
-    const request = await this.getRequest(id);
-    if (!request) return { ok: false, code: 'NOT_FOUND' };
-    return { ok: false, code: 'ALREADY_RESOLVED', request };
+    const landed = async (): Promise<{ value: ResolveResult } | undefined> => {
+      const request = await this.getRequest(id);
+      const ours =
+        request !== undefined &&
+        request.status === resolution.status &&
+        request.resolvedAt === resolution.at &&
+        isDeepStrictEqual(request.resolvedBy, resolution.by) &&
+        request.denyReason === resolution.denyReason;
+      return ours ? { value: { ok: true, request } } : undefined;
+    };
+    return this.call('resolveRequest', landed, async (): Promise<ResolveResult> => {
+      const [changed] = await this.q(
+        'resolveRequest',
+        "UPDATE requests SET status = $1, resolved_at = $2, resolved_by = $3, deny_reason = $4 WHERE id = $5 AND status = 'pending' AND expires_at > $6 RETURNING *",
+        [resolution.status, resolution.at, resolution.by === undefined ? null : JSON.stringify(resolution.by), resolution.denyReason ?? null, id, late],
+      );
+      if (changed) return { ok: true, request: rowToRequest(changed) };
+      const request = await this.one('resolveRequest', 'SELECT * FROM requests WHERE id = $1', [id], rowToRequest);
+      if (!request) return { ok: false, code: 'NOT_FOUND' };
+      return { ok: false, code: 'ALREADY_RESOLVED', request };
+    });
   }
 
+  /**
+   * First-wins claim in one conditional UPDATE. Never retried nor read back after a broken
+   * connection: the claim may have landed, and a claim that cannot be told apart from another
+   * host's must count as lost (the action is then not performed here; never twice).
+   */
   async claimExecution(id: string, at: number): Promise<boolean> {
-    const rows = await this.q('claimExecution', "UPDATE requests SET execution = $1 WHERE id = $2 AND status = 'approved' AND execution IS NULL RETURNING id", [
-      JSON.stringify({ state: 'claimed', at }),
-      id,
-    ]);
-    return rows.length === 1;
+    return this.call('claimExecution', 'fail', async () => {
+      const rows = await this.q('claimExecution', "UPDATE requests SET execution = $1 WHERE id = $2 AND status = 'approved' AND execution IS NULL RETURNING id", [
+        JSON.stringify({ state: 'claimed', at }),
+        id,
+      ]);
+      return rows.length === 1;
+    });
   }
 
   async completeExecution(id: string, outcome: { ok: boolean; result?: unknown; error?: { code: string; message: string } }, at: number): Promise<void> {
-    await this.tx('completeExecution', async (query) => {
-      const [row] = await query('SELECT * FROM requests WHERE id = $1 FOR UPDATE', [id]);
-      if (!row) throw new ContainedError('NOT_FOUND', `request ${id} does not exist`);
-      const request = rowToRequest(row);
-      if (request.execution?.state !== 'claimed') throw new ContainedError('ALREADY_RESOLVED', `request ${id}: execution is ${request.execution?.state ?? 'not claimed'}`);
-      const execution = {
-        state: 'done' as const,
-        at,
-        ok: outcome.ok,
-        ...(outcome.result === undefined ? {} : { result: outcome.result }),
-        ...(outcome.error === undefined ? {} : { error: { code: outcome.error.code, message: outcome.error.message } }),
-      };
-      requestToRow({ ...request, execution });
-      await query('UPDATE requests SET execution = $1 WHERE id = $2', [JSON.stringify(execution), id]);
-    });
+    const execution = {
+      state: 'done' as const,
+      at,
+      ok: outcome.ok,
+      ...(outcome.result === undefined ? {} : { result: outcome.result }),
+      ...(outcome.error === undefined ? {} : { error: { code: outcome.error.code, message: outcome.error.message } }),
+    };
+    const landed = async (): Promise<{ value: void } | undefined> => {
+      const stored = (await this.getRequest(id))?.execution;
+      return stored?.state === 'done' && stored.at === at && stored.ok === outcome.ok && stored.undone === undefined ? { value: undefined } : undefined;
+    };
+    await this.call('completeExecution', landed, () =>
+      this.tx('completeExecution', async (query) => {
+        const [row] = await query('SELECT * FROM requests WHERE id = $1 FOR UPDATE', [id]);
+        if (!row) throw new ContainedError('NOT_FOUND', `request ${id} does not exist`);
+        const request = rowToRequest(row);
+        if (request.execution?.state !== 'claimed') throw new ContainedError('ALREADY_RESOLVED', `request ${id}: execution is ${request.execution?.state ?? 'not claimed'}`);
+        requestToRow({ ...request, execution });
+        await query('UPDATE requests SET execution = $1 WHERE id = $2', [JSON.stringify(execution), id]);
+      }),
+    );
   }
 
   async markUndone(id: string, undone: { at: number; by: string; restored: number }): Promise<void> {
-    await this.tx('markUndone', async (query) => {
-      const [row] = await query('SELECT * FROM requests WHERE id = $1 FOR UPDATE', [id]);
-      if (!row) throw new ContainedError('NOT_FOUND', `request ${id} does not exist`);
-      const request = rowToRequest(row);
-      const execution = request.execution;
-      if (execution?.state !== 'done' || execution.ok !== true) throw new ContainedError('ALREADY_RESOLVED', `request ${id} was not committed`);
-      if (execution.undone !== undefined) throw new ContainedError('ALREADY_RESOLVED', `request ${id} was already undone by ${execution.undone.by}`);
-      const next = { ...execution, undone: { at: undone.at, by: undone.by, restored: undone.restored } };
-      requestToRow({ ...request, execution: next });
-      await query('UPDATE requests SET execution = $1 WHERE id = $2', [JSON.stringify(next), id]);
-    });
+    const mark = { at: undone.at, by: undone.by, restored: undone.restored };
+    const landed = async (): Promise<{ value: void } | undefined> => {
+      const stored = (await this.getRequest(id))?.execution;
+      return stored?.state === 'done' && isDeepStrictEqual(stored.undone, mark) ? { value: undefined } : undefined;
+    };
+    await this.call('markUndone', landed, () =>
+      this.tx('markUndone', async (query) => {
+        const [row] = await query('SELECT * FROM requests WHERE id = $1 FOR UPDATE', [id]);
+        if (!row) throw new ContainedError('NOT_FOUND', `request ${id} does not exist`);
+        const request = rowToRequest(row);
+        const execution = request.execution;
+        if (execution?.state !== 'done' || execution.ok !== true) throw new ContainedError('ALREADY_RESOLVED', `request ${id} was not committed`);
+        if (execution.undone !== undefined) throw new ContainedError('ALREADY_RESOLVED', `request ${id} was already undone by ${execution.undone.by}`);
+        const next = { ...execution, undone: mark };
+        requestToRow({ ...request, execution: next });
+        await query('UPDATE requests SET execution = $1 WHERE id = $2', [JSON.stringify(next), id]);
+      }),
+    );
   }
 
   // Runs -------------------------------------------------------------------------------------
 
   async insertRun(run: RunRecord): Promise<void> {
     this.checkOpen('insertRun');
-    await this.insert('insertRun', 'runs', colNames(RUN_COLUMNS), runToRow(run));
+    await this.insertOnce('insertRun', 'runs', colNames(RUN_COLUMNS), runToRow(run), () => this.getRun(run.id), runToRow);
   }
 
   /** Set the fields present in `patch` (keys whose value is undefined are left alone); NOT_FOUND if unknown. */
@@ -446,11 +532,13 @@ export class PgStore implements Store {
       sets.push(`${column.col} = $${params.push(toSql(column, value))}`);
     }
     const sql = `UPDATE runs SET ${sets.length > 0 ? sets.join(', ') : 'id = id'} WHERE id = $${params.push(id)} RETURNING id`;
-    if ((await this.q('updateRun', sql, params)).length !== 1) throw new ContainedError('NOT_FOUND', `run ${id} does not exist`);
+    // Setting the same values again is harmless: retried.
+    const rows = await this.call('updateRun', 'retry', () => this.q('updateRun', sql, params));
+    if (rows.length !== 1) throw new ContainedError('NOT_FOUND', `run ${id} does not exist`);
   }
 
   async getRun(id: string): Promise<RunRecord | undefined> {
-    return this.one('getRun', 'SELECT * FROM runs WHERE id = $1', [id], rowToRun);
+    return this.call('getRun', 'retry', () => this.one('getRun', 'SELECT * FROM runs WHERE id = $1', [id], rowToRun));
   }
 
   /** Newest first. */
@@ -460,7 +548,7 @@ export class PgStore implements Store {
     if (filter.status !== undefined) where.add('status = ?', filter.status);
     if (filter.hostId !== undefined) where.add('host_id = ?', filter.hostId);
     const limit = limitClause(filter.limit);
-    return this.all('listRuns', `SELECT * FROM runs${where.clause} ORDER BY created_at DESC, id DESC${limit}`, where.params, rowToRun);
+    return this.call('listRuns', 'retry', () => this.all('listRuns', `SELECT * FROM runs${where.clause} ORDER BY created_at DESC, id DESC${limit}`, where.params, rowToRun));
   }
 
   // Tokens -----------------------------------------------------------------------------------
@@ -468,64 +556,80 @@ export class PgStore implements Store {
   /** INVALID_ARGUMENT (`data.reason: 'duplicate'`) when the id, the hash, or the name of an active token exists. */
   async insertToken(token: TokenRecord): Promise<void> {
     this.checkOpen('insertToken');
-    await this.insert('insertToken', 'tokens', colNames(TOKEN_COLUMNS), tokenToRow(token));
+    const readBack = (): Promise<TokenRecord | undefined> => this.one('insertToken', 'SELECT * FROM tokens WHERE id = $1', [token.id], rowToToken);
+    await this.insertOnce('insertToken', 'tokens', colNames(TOKEN_COLUMNS), tokenToRow(token), readBack, tokenToRow);
   }
 
   async findTokenByHash(hash: string): Promise<TokenRecord | undefined> {
-    return this.one('findTokenByHash', 'SELECT * FROM tokens WHERE hash = $1', [hash], rowToToken);
+    return this.call('findTokenByHash', 'retry', () => this.one('findTokenByHash', 'SELECT * FROM tokens WHERE hash = $1', [hash], rowToToken));
   }
 
   async listTokens(): Promise<TokenRecord[]> {
-    return this.all('listTokens', 'SELECT * FROM tokens ORDER BY created_at, id', [], rowToToken);
+    return this.call('listTokens', 'retry', () => this.all('listTokens', 'SELECT * FROM tokens ORDER BY created_at, id', [], rowToToken));
   }
 
+  /** Idempotent (the first revocation time is kept); undefined when unknown. */
   async revokeToken(id: string, at: number): Promise<TokenRecord | undefined> {
-    await this.q('revokeToken', 'UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL', [at, id]);
-    return this.one('revokeToken', 'SELECT * FROM tokens WHERE id = $1', [id], rowToToken);
+    return this.call('revokeToken', 'retry', async () => {
+      await this.q('revokeToken', 'UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL', [at, id]);
+      return this.one('revokeToken', 'SELECT * FROM tokens WHERE id = $1', [id], rowToToken);
+    });
   }
 
   // Agents -----------------------------------------------------------------------------------
 
   async insertAgent(agent: AgentRecord): Promise<void> {
     this.checkOpen('insertAgent');
-    await this.insert('insertAgent', 'agents', AGENT_INSERT, agentToRow(agent));
+    const readBack = (): Promise<AgentRecord | undefined> => this.one('insertAgent', 'SELECT * FROM agents WHERE id = $1', [agent.id], rowToAgent);
+    await this.insertOnce('insertAgent', 'agents', AGENT_INSERT, agentToRow(agent), readBack, agentToRow);
   }
 
   async findAgentByHash(hash: string): Promise<AgentRecord | undefined> {
-    return this.one('findAgentByHash', 'SELECT * FROM agents WHERE hash = $1', [hash], rowToAgent);
+    return this.call('findAgentByHash', 'retry', () => this.one('findAgentByHash', 'SELECT * FROM agents WHERE hash = $1', [hash], rowToAgent));
   }
 
   async listAgents(): Promise<AgentRecord[]> {
-    return this.all('listAgents', 'SELECT * FROM agents ORDER BY created_at, id', [], rowToAgent);
+    return this.call('listAgents', 'retry', () => this.all('listAgents', 'SELECT * FROM agents ORDER BY created_at, id', [], rowToAgent));
   }
 
   async revokeAgent(id: string, at: number): Promise<AgentRecord | undefined> {
-    await this.q('revokeAgent', 'UPDATE agents SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL', [at, id]);
-    return this.one('revokeAgent', 'SELECT * FROM agents WHERE id = $1', [id], rowToAgent);
+    return this.call('revokeAgent', 'retry', async () => {
+      await this.q('revokeAgent', 'UPDATE agents SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL', [at, id]);
+      return this.one('revokeAgent', 'SELECT * FROM agents WHERE id = $1', [id], rowToAgent);
+    });
   }
 
   // Hosts ------------------------------------------------------------------------------------
 
   async registerHost(host: HostRecord): Promise<void> {
     this.checkOpen('registerHost');
-    await this.insert('registerHost', 'hosts', colNames(HOST_COLUMNS), hostToRow(host));
+    const readBack = (): Promise<HostRecord | undefined> => this.one('registerHost', 'SELECT * FROM hosts WHERE id = $1', [host.id], rowToHost);
+    await this.insertOnce('registerHost', 'hosts', colNames(HOST_COLUMNS), hostToRow(host), readBack, hostToRow);
   }
 
   async heartbeat(id: string, at: number): Promise<boolean> {
-    return (await this.q('heartbeat', 'UPDATE hosts SET heartbeat_at = $1 WHERE id = $2 AND reaped_at IS NULL AND stopped_at IS NULL RETURNING id', [at, id])).length === 1;
+    return this.call('heartbeat', 'retry', async () =>
+      (await this.q('heartbeat', 'UPDATE hosts SET heartbeat_at = $1 WHERE id = $2 AND reaped_at IS NULL AND stopped_at IS NULL RETURNING id', [at, id])).length === 1,
+    );
   }
 
   async stopHost(id: string, at: number): Promise<void> {
-    await this.q('stopHost', 'UPDATE hosts SET stopped_at = $1 WHERE id = $2 AND stopped_at IS NULL AND reaped_at IS NULL', [at, id]);
+    await this.call('stopHost', 'retry', () => this.q('stopHost', 'UPDATE hosts SET stopped_at = $1 WHERE id = $2 AND stopped_at IS NULL AND reaped_at IS NULL', [at, id]));
   }
 
   async listHosts(): Promise<HostRecord[]> {
-    return this.all('listHosts', 'SELECT * FROM hosts ORDER BY started_at, id', [], rowToHost);
+    return this.call('listHosts', 'retry', () => this.all('listHosts', 'SELECT * FROM hosts ORDER BY started_at, id', [], rowToHost));
   }
 
   /** First caller wins: the conditional UPDATE of a racer waits for the winner's commit, then matches nothing. */
   async reapHost(id: string, by: string, at: number): Promise<boolean> {
-    return (await this.q('reapHost', 'UPDATE hosts SET reaped_at = $1, reaped_by = $2 WHERE id = $3 AND reaped_at IS NULL AND stopped_at IS NULL RETURNING id', [at, by, id])).length === 1;
+    const landed = async (): Promise<{ value: boolean } | undefined> => {
+      const [row] = await this.q('reapHost', 'SELECT reaped_at, reaped_by FROM hosts WHERE id = $1', [id]);
+      return row?.reaped_by === by && row.reaped_at === at ? { value: true } : undefined;
+    };
+    return this.call('reapHost', landed, async () =>
+      (await this.q('reapHost', 'UPDATE hosts SET reaped_at = $1, reaped_by = $2 WHERE id = $3 AND reaped_at IS NULL AND stopped_at IS NULL RETURNING id', [at, by, id])).length === 1,
+    );
   }
 
   // Watch ------------------------------------------------------------------------------------
@@ -617,44 +721,55 @@ export class PgStore implements Store {
 
   async insertSession(session: SessionRecord): Promise<void> {
     this.checkOpen('insertSession');
-    await this.insert('insertSession', 'sessions', colNames(SESSION_COLUMNS), sessionToRow(session));
+    const readBack = (): Promise<SessionRecord | undefined> => this.one('insertSession', 'SELECT * FROM sessions WHERE key = $1', [session.key], rowToSession);
+    await this.insertOnce('insertSession', 'sessions', colNames(SESSION_COLUMNS), sessionToRow(session), readBack, sessionToRow);
   }
 
   async getSession(key: string): Promise<SessionRecord | undefined> {
-    return this.one('getSession', 'SELECT * FROM sessions WHERE key = $1', [key], rowToSession);
+    return this.call('getSession', 'retry', () => this.one('getSession', 'SELECT * FROM sessions WHERE key = $1', [key], rowToSession));
   }
 
   async touchSession(key: string, at: number): Promise<boolean> {
-    return (await this.q('touchSession', 'UPDATE sessions SET last_seen_at = GREATEST(last_seen_at, $1) WHERE key = $2 RETURNING key', [at, key])).length === 1;
+    return this.call('touchSession', 'retry', async () =>
+      (await this.q('touchSession', 'UPDATE sessions SET last_seen_at = GREATEST(last_seen_at, $1) WHERE key = $2 RETURNING key', [at, key])).length === 1,
+    );
   }
 
+  /** Retried after a broken connection: a delete that had landed then answers undefined (the session is gone either way). */
   async deleteSession(key: string): Promise<SessionRecord | undefined> {
-    return this.one('deleteSession', 'DELETE FROM sessions WHERE key = $1 RETURNING *', [key], rowToSession);
+    return this.call('deleteSession', 'retry', () => this.one('deleteSession', 'DELETE FROM sessions WHERE key = $1 RETURNING *', [key], rowToSession));
   }
 
   async listSessions(): Promise<SessionRecord[]> {
-    return this.all('listSessions', 'SELECT * FROM sessions ORDER BY created_at, key', [], rowToSession);
+    return this.call('listSessions', 'retry', () => this.all('listSessions', 'SELECT * FROM sessions ORDER BY created_at, key', [], rowToSession));
   }
 
   async sweepSessions(at: number, idleBefore: number): Promise<SessionRecord[]> {
-    const rows = await this.tx('sweepSessions', async (query) => {
-      const gone = await query('DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at < $2 RETURNING *', [at, idleBefore]);
-      await query('DELETE FROM one_time_secrets WHERE expires_at <= $1', [at]);
-      return gone;
-    });
-    return rows
-      .map(rowToSession)
-      .sort((a, b) => a.createdAt - b.createdAt || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const rows = await this.call('sweepSessions', 'retry', () =>
+      this.tx('sweepSessions', async (query) => {
+        const gone = await query('DELETE FROM sessions WHERE expires_at <= $1 OR last_seen_at < $2 RETURNING *', [at, idleBefore]);
+        await query('DELETE FROM one_time_secrets WHERE expires_at <= $1', [at]);
+        return gone;
+      }),
+    );
+    return rows.map(rowToSession).sort((a, b) => a.createdAt - b.createdAt || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
   }
 
   async insertOneTimeSecret(secret: OneTimeSecret): Promise<void> {
     this.checkOpen('insertOneTimeSecret');
-    await this.insert('insertOneTimeSecret', 'one_time_secrets', colNames(SECRET_COLUMNS), secretToRow(secret));
+    const readBack = (): Promise<OneTimeSecret | undefined> =>
+      this.one('insertOneTimeSecret', 'SELECT * FROM one_time_secrets WHERE kind = $1 AND hash = $2', [secret.kind, secret.hash], rowToSecret);
+    await this.insertOnce('insertOneTimeSecret', 'one_time_secrets', colNames(SECRET_COLUMNS), secretToRow(secret), readBack, secretToRow);
   }
 
-  /** One DELETE … RETURNING: of racing takers, one gets the row. */
+  /**
+   * One DELETE … RETURNING: of racing takers, one gets the row. Retried after a broken
+   * connection: a take that had landed then answers undefined (fails closed: a new ticket or code).
+   */
   async takeOneTimeSecret(kind: OneTimeSecret['kind'], hash: string): Promise<OneTimeSecret | undefined> {
-    return this.one('takeOneTimeSecret', 'DELETE FROM one_time_secrets WHERE kind = $1 AND hash = $2 RETURNING *', [kind, hash], rowToSecret);
+    return this.call('takeOneTimeSecret', 'retry', () =>
+      this.one('takeOneTimeSecret', 'DELETE FROM one_time_secrets WHERE kind = $1 AND hash = $2 RETURNING *', [kind, hash], rowToSecret),
+    );
   }
 
   // Close ------------------------------------------------------------------------------------

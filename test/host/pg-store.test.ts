@@ -246,6 +246,50 @@ describe.skipIf(!pgAvailable)('PostgreSQL store', { timeout: 60_000 }, () => {
       expect(await b.claimExecution('before', 3_001)).toBe(true);
     });
 
+    it('a connection cut mid-call: an approval is finished once on a new connection; a claim fails STORE_UNAVAILABLE rather than be guessed', async () => {
+      const url = await server.createDatabase();
+      const s = await open(url, { logger: pino({ level: 'silent' }) });
+      await s.insertRequest(request({ id: 'cut' }));
+      await s.insertRequest(request({ id: 'claim' }));
+      await s.resolveRequest('claim', { status: 'approved', at: 2_000, by: ['alice', 'bob'] });
+      /** Start `call` while another session holds the row, cut the store's connection waiting on it, then let go. */
+      async function cutDuring<T>(id: string, call: () => Promise<T>): Promise<T> {
+        const holder = new pg.Client({ connectionString: url });
+        await holder.connect();
+        try {
+          await holder.query('BEGIN');
+          await holder.query('SELECT 1 FROM requests WHERE id = $1 FOR UPDATE', [id]);
+          const pending = call().then(
+            (value) => ({ value }),
+            (error: unknown) => ({ error }),
+          );
+          const waiting = await waitUntil(async () => {
+            const rows = await holder.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE application_name = 'contained-host' AND wait_event_type = 'Lock'");
+            return rows.rows[0]?.pid;
+          }, 'the store call to wait on the row lock');
+          await holder.query('SELECT pg_terminate_backend($1)', [waiting]);
+          await holder.query('ROLLBACK');
+          const settled = await pending;
+          if ('error' in settled) throw settled.error;
+          return settled.value;
+        } finally {
+          await holder.end();
+        }
+      }
+      const approved = await cutDuring('cut', () => s.addApproval('cut', { operator: 'alice', at: 2_000 }));
+      expect(approved).toMatchObject({ ok: true, request: { approvals: [{ operator: 'alice', at: 2_000 }] } });
+      expect((await s.getRequest('cut'))?.approvals).toEqual([{ operator: 'alice', at: 2_000 }]);
+
+      const claim = await cutDuring('claim', () => s.claimExecution('claim', 3_000)).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(claim).toMatchObject({ code: 'STORE_UNAVAILABLE', data: { reason: '57P01' } });
+      // The cut came before the claim could land: it is still there to claim, once.
+      expect(await s.claimExecution('claim', 3_001)).toBe(true);
+      expect(await s.claimExecution('claim', 3_002)).toBe(false);
+    });
+
     it('opening a store that cannot be reached fails STORE_UNAVAILABLE at once, the URL\'s password redacted', async () => {
       const t0 = Date.now();
       const error = await failure(openPgStore('postgres://contained:s3cret@127.0.0.1:1/nothing', { connectTimeoutMs: 2_000 }));
