@@ -23,6 +23,7 @@ import { verifyAuditSource, type VerifyKeys } from '../../host/audit/verify.js';
 import type { Grant } from '../../host/model.js';
 import { openPgStore } from '../../host/store/pg-store.js';
 import { defaultStorePath } from '../../host/store/sqlite-store.js';
+import { createToken } from '../../host/tokens.js';
 import type { Store } from '../../host/store/store.js';
 import { notePgSkip, type PgServer, pgAvailable, startPostgres } from '../helpers/postgres.js';
 import { RISK, startTrust, SUBJECT, type TrustHarness } from './trust-harness.js';
@@ -158,7 +159,7 @@ pgDescribe('the audit log on PostgreSQL: several hosts, one chain', () => {
     expect(onlyA.firstBad?.message).toContain(`signed by key ${b.key.keyId}, which is not among the given public keys`);
   }, 60_000);
 
-  it('the drained grant records carry the grant read from PostgreSQL (added and revoked)', async () => {
+  it('the drained grant and token records carry the row read from PostgreSQL (added and revoked), never the token hash', async () => {
     const { url, store } = await database();
     const log = host('a', url).open();
     await store.insertGrant(grant(1));
@@ -171,6 +172,13 @@ pgDescribe('the audit log on PostgreSQL: several hosts, one chain', () => {
     expect(records[0]).toMatchObject({ type: 'grant.added', capability: 'notes', at: 1001, data: { grant: { id: grant(1).id, methods: ['read'], mode: 'contained' } } });
     expect(await source.query({ type: 'grant.revoked' })).toMatchObject([{ at: 2000, data: { grantId: grant(1).id, by: 'erin', reason: 'no longer needed' } }]);
     expect(await source.find({ types: ['grant.added'], data: { path: ['grant', 'id'], equals: grant(1).id } })).toHaveLength(1);
+
+    const { record } = await createToken({ name: 'plat', role: 'platform', createdBy: 'test' }, store);
+    await (store).revokeToken(record.id, 3000);
+    await log.flush();
+    expect(await source.query({ type: 'token.created' })).toMatchObject([{ data: { tokenId: record.id, name: 'plat', role: 'platform', createdBy: 'test' } }]);
+    expect(await source.query({ type: 'token.revoked' })).toMatchObject([{ at: 3000, data: { tokenId: record.id, name: 'plat' } }]);
+    expect(JSON.stringify(await source.query())).not.toContain(record.hash);
   });
 });
 
