@@ -14,6 +14,7 @@ import Database from 'better-sqlite3';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { auditCommand } from '../../host/cli/audit.js';
+import { trustCommand } from '../../host/cli/trust.js';
 import { AUDIT_PUBLIC_KEY_FILE, type AuditKey, loadOrCreateAuditKey, loadVerifyKey, loadVerifyKeys } from '../../host/audit/keys.js';
 import { AuditLog, type AuditLogOptions } from '../../host/audit/log.js';
 import { AUDIT_LOCK_KEY } from '../../host/audit/pg.js';
@@ -338,6 +339,23 @@ pgDescribe('the CLI with CONTAINED_STORE=postgres://…', () => {
     expect(listed.out).not.toContain('call-done');
     const json = JSON.parse((await cli(['dangling', '--json', '--data-dir', b.dir], url)).out) as Array<{ state: string; record: { callId: string } }>;
     expect(json.map((d) => [d.record.callId, d.state])).toEqual([['call-a', 'interrupted'], ['call-b', 'open']]);
+  });
+
+  it('trust report reads the ledger from the host\'s file and the active grants from PostgreSQL', async () => {
+    const { url, store } = await database();
+    const a = host('a', url);
+    await a.open().close(); // the host's own file exists (ledger tables), the records are in PostgreSQL
+    await store.insertGrant({ ...grant(7), mode: 'executed', methods: ['mkdir'] });
+    let out = '';
+    const before = process.env.CONTAINED_STORE;
+    process.env.CONTAINED_STORE = url;
+    try {
+      expect(await trustCommand(['report', '--json', '--data-dir', a.dir], { stdout: (t) => (out += t), stderr: () => undefined })).toBe(0);
+    } finally {
+      if (before === undefined) delete process.env.CONTAINED_STORE;
+      else process.env.CONTAINED_STORE = before;
+    }
+    expect(JSON.parse(out)).toMatchObject([{ subject: `sha256:${'a'.repeat(64)}`, actions: [{ action: 'notes.mkdir', mode: 'executed' }] }]);
   });
 
   it('a database with no audit log yet is NOT_FOUND', async () => {
