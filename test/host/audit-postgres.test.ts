@@ -15,6 +15,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { auditCommand } from '../../host/cli/audit.js';
 import { trustCommand } from '../../host/cli/trust.js';
+import { auditSearch, createVerifier } from '../../host/console/oversight.js';
 import { AUDIT_PUBLIC_KEY_FILE, type AuditKey, loadOrCreateAuditKey, loadVerifyKey, loadVerifyKeys } from '../../host/audit/keys.js';
 import { AuditLog, type AuditLogOptions } from '../../host/audit/log.js';
 import { AUDIT_LOCK_KEY } from '../../host/audit/pg.js';
@@ -216,6 +217,28 @@ pgDescribe('keys of a fleet', () => {
     }
     expect(await verify(other.url, loadVerifyKeys(c, [], { keyFile: sharedKey }))).toMatchObject({ ok: true, checkpoints: 2 });
     expect(() => loadOrCreateAuditKey(c, 'missing.pem')).toThrow(expect.objectContaining({ code: 'INTERNAL' }));
+  });
+});
+
+pgDescribe('the console Audit page on PostgreSQL', () => {
+  it('searches and verifies the fleet chain (newest first; both hosts\' keys from audit.publicKeyFiles)', async () => {
+    const { url } = await database();
+    const a = host('a', url);
+    const b = host('b', url);
+    const logB = b.open();
+    await logB.append({ type: 'run.started', runId: 'rb', data: {} });
+    await logB.close();
+    const logA = a.open();
+    await logA.append({ type: 'run.started', runId: 'ra', data: {} });
+    logA.checkpoint(); // written by the next batch (PostgreSQL)
+    await logA.flush();
+    const records = await auditSearch({ audit: logA }, { limit: 5 });
+    expect(records.map((r) => r.runId)).toEqual(['ra', 'rb']);
+    expect((await auditSearch({ audit: logA }, { run: 'rb' })).map((r) => r.seq)).toEqual([1]);
+    const own = await createVerifier({ audit: logA }, a.dir, Date.now)();
+    expect(own.ok).toBe(false);
+    const fleet = await createVerifier({ audit: logA }, a.dir, Date.now, { publicKeyFiles: [path.join(b.dir, AUDIT_PUBLIC_KEY_FILE)] })();
+    expect(fleet).toMatchObject({ ok: true, records: 2, checkpoints: 2 });
   });
 });
 
