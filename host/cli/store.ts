@@ -248,7 +248,8 @@ async function copy(file: string, url: string, shownUrl: string, progress: (line
         await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [AUDIT_LOCK_KEY]);
         await client.query(`LOCK TABLE ${[...MIGRATED_TABLES, 'audit_inbox'].join(', ')} IN EXCLUSIVE MODE`);
         await refuseNonEmpty(client, shownUrl);
-        const plans = await Promise.all(MIGRATED_TABLES.map(async (table) => plan(sqlite, table, await pgColumns(client, table))));
+        const plans: Plan[] = [];
+        for (const table of MIGRATED_TABLES) plans.push(plan(sqlite, table, await pgColumns(client, table)));
         const copied = {} as Record<Table, number>;
         for (const p of plans) {
           copied[p.table] = await copyTable(sqlite, client, p);

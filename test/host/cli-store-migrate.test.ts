@@ -49,8 +49,9 @@ afterEach(async () => {
 
 /**
  * A data folder as a host leaves it: records in every state, the audit chain (with the grant and
- * token changes the triggers queued, drained into it), two signed checkpoints and an unsigned tail,
- * and one grant revocation made after the audit writer stopped (still in the SQLite inbox).
+ * token changes the triggers queued, drained into it), three signed checkpoints (the last one
+ * written as the log closes), and one grant revocation made after the audit writer stopped (still
+ * in the SQLite inbox).
  */
 async function populate(): Promise<{ counts: Record<string, number> }> {
   const store = await openSqliteStore(file);
@@ -101,7 +102,7 @@ async function populate(): Promise<{ counts: Record<string, number> }> {
     await store.resolveRequest('req_claimed', { status: 'approved', at: 2_200, by: ['alice', 'bob'] });
     await store.claimExecution('req_claimed', 2_210);
 
-    // The chain: the grant/token inbox drained into it, calls, two checkpoints, an unsigned tail.
+    // The chain: the grant/token inbox drained into it, calls, two checkpoints, a tail the close signs.
     await audit.append({ type: 'run.started', runId: 'run_ok', subject: DIGEST, data: { image: 'refund-desk', text: 'naïve ✓ "quoted" \\ \u0001' } });
     await audit.append({ type: 'call', runId: 'run_ok', subject: DIGEST, capability: 'payments', method: 'refund', callId: 'c1', data: { args: { orderId: 'o-1', amountCents: 500 } } });
     expect(audit.checkpoint()).toBeDefined();
@@ -173,7 +174,7 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
 
   it('copies every record and the audit chain, which verifies on PostgreSQL; the pending inbox row is queued there', async () => {
     const { counts } = await populate();
-    expect(counts).toMatchObject({ grants: 3, tokens: 2, agents: 2, runs: 2, requests: 4, audit_checkpoints: 2, audit_inbox: 1 });
+    expect(counts).toMatchObject({ grants: 3, tokens: 2, agents: 2, runs: 2, requests: 4, audit_checkpoints: 3, audit_inbox: 1 });
     const url = await server.createDatabase();
 
     const result = await cli('store', 'migrate', '--to', url, '--data-dir', dataDir);
@@ -185,9 +186,9 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
     expect(result.stdout).toContain('copied runs: 2');
     expect(result.stdout).toContain('copied requests: 4');
     expect(result.stdout).toContain(`copied audit_records: ${counts.audit_records}`);
-    expect(result.stdout).toContain('copied audit_checkpoints: 2');
+    expect(result.stdout).toContain('copied audit_checkpoints: 3');
     expect(result.stdout).toContain('queued 1 grant/token change');
-    expect(result.stdout).toMatch(/migrated .*contained\.db to postgres:\/\/.* 3 grants, 2 tokens, 2 agents, 2 runs, 4 requests, \d+ audit records .*2 checkpoints, signatures verified\); everything reads back equal/);
+    expect(result.stdout).toMatch(/migrated .*contained\.db to postgres:\/\/.* 3 grants, 2 tokens, 2 agents, 2 runs, 4 requests, \d+ audit records .*3 checkpoints, signatures verified\); everything reads back equal/);
 
     // Every record reads back equal through the PostgreSQL store.
     const sqlite = await openSqliteStore(file);
@@ -232,7 +233,7 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
       const key = loadVerifyKey(dataDir);
       expect(key).toBeDefined();
       const { rows: cps } = await c.query('SELECT seq, hash, at, key_id AS "keyId", signature FROM audit_checkpoints ORDER BY seq');
-      expect(cps).toHaveLength(2);
+      expect(cps).toHaveLength(3);
       for (const cp of cps as Array<{ seq: string; hash: string; at: string; keyId: string; signature: string }>) {
         const checkpoint = { ...cp, seq: Number(cp.seq), at: Number(cp.at) };
         expect(pgRecords[checkpoint.seq - 1]?.[10]).toBe(checkpoint.hash);
@@ -265,7 +266,7 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
     const before = await count(url, 'audit_records');
     const again = await cli('store', 'migrate', '--to', url, '--data-dir', dataDir);
     expect(again.code).toBe(2);
-    expect(again.stderr).toMatch(/^INVALID_ARGUMENT: store migrate: postgres:\/\/.* already holds host state \(grants 3, tokens 2, agents 2, runs 2, requests 4, audit_records \d+, audit_checkpoints 2\)/);
+    expect(again.stderr).toMatch(/^INVALID_ARGUMENT: store migrate: postgres:\/\/.* already holds host state \(grants 3, tokens 2, agents 2, runs 2, requests 4, audit_records \d+, audit_checkpoints 3\)/);
     expect(again.stderr.split('\n').filter(Boolean)).toHaveLength(1);
     expect(await count(url, 'grants')).toBe(3);
     expect(await count(url, 'audit_records')).toBe(before);
@@ -329,9 +330,9 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
     const summary = JSON.parse(result.stdout) as Record<string, unknown>;
     expect(summary).toMatchObject({
       from: file,
-      copied: { grants: 3, tokens: 2, agents: 2, runs: 2, requests: 4, audit_checkpoints: 2 },
+      copied: { grants: 3, tokens: 2, agents: 2, runs: 2, requests: 4, audit_checkpoints: 3 },
       inboxQueued: 1,
-      audit: { checkpoints: 2, signaturesChecked: 2 },
+      audit: { checkpoints: 3, signaturesChecked: 3 },
     });
   });
 });
