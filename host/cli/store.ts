@@ -5,24 +5,29 @@
  * PostgreSQL").
  *
  * What is copied, row for row: grants (revoked ones with their revocation), tokens (hashes only,
- * as stored), agents, runs, requests (approvals, resolution, execution state), and the audit chain
- * (`audit_records`, `audit_checkpoints`) verbatim, so every hash and checkpoint signature still
- * verifies. Grant and token changes the audit writer had not yet chained (SQLite `audit_inbox`)
- * are queued in PostgreSQL's inbox, so they are recorded there; the copies' own trigger rows are
- * dropped (the copied chain already records those grants and tokens). Not copied: console
- * sessions and one-time secrets (operators log in again), host records (the SQLite store's one
- * host is not a fleet member), and what stays per host with PostgreSQL anyway — the trust ledger,
- * review queue, passkeys and notification outbox remain in this data folder's SQLite file.
+ * as stored), agents, host records, runs, requests (approvals, resolution, execution state), and
+ * the audit chain (`audit_records`, `audit_checkpoints`) verbatim, so every hash and checkpoint
+ * signature still verifies. Host records go along because runs and requests name their host: a
+ * host id the fleet has never seen counts as alive (fleet.ts) and what it owned would wait for it
+ * forever; known, a host that stopped is dead to the fleet, and one that crashed is reaped by the
+ * first live host. Grant and token changes the audit writer had not yet chained (SQLite
+ * `audit_inbox`) are queued in PostgreSQL's inbox, so they are recorded there; the copies' own
+ * trigger rows are dropped (the copied chain already records those grants and tokens).
+ *
+ * Not copied: console sessions and one-time secrets (operators log in again), and what stays per
+ * host with PostgreSQL anyway — the trust ledger, review queue, passkeys and notification outbox
+ * remain in this data folder's SQLite file, which is only read.
  *
  * Safety:
  * - one PostgreSQL transaction: a failure anywhere leaves the database as it was;
  * - the target's tables are locked (EXCLUSIVE) and must be empty inside that transaction, so two
- *   migrations cannot both copy, and a database in use is refused (INVALID_ARGUMENT);
+ *   migrations cannot both copy, and a database in use (any host record, any grant…) is refused
+ *   (INVALID_ARGUMENT);
  * - the data folder's host lock is taken (DATA_DIR_IN_USE while a host runs on it: a running host
  *   would keep writing to SQLite after the copy) and the SQLite write lock is held for the copy
  *   (a `contained grant add` meanwhile waits, or fails loudly, instead of being silently left out);
  * - afterwards every record is read back through both stores and compared, and the audit chain is
- *   re-verified on PostgreSQL (hashes, links, checkpoint signatures with the data folder's key).
+ *   re-verified on PostgreSQL (hashes, links, checkpoint signatures with the keys that signed them).
  *
  * Exit codes: 0 copied and verified; 2 usage or a target that is not empty; 1 anything else
  * (DATA_DIR_IN_USE, NOT_FOUND, STORE_UNAVAILABLE, INTERNAL when the copy does not read back equal).
@@ -54,7 +59,7 @@ reads everything back and verifies the audit chain there. Stop the host first. A
 `;
 
 /** Copied in this order; the audit chain last so a reader never sees records of rows not yet there. */
-export const MIGRATED_TABLES = ['grants', 'tokens', 'agents', 'runs', 'requests', 'audit_records', 'audit_checkpoints'] as const;
+export const MIGRATED_TABLES = ['grants', 'tokens', 'agents', 'hosts', 'runs', 'requests', 'audit_records', 'audit_checkpoints'] as const;
 type Table = (typeof MIGRATED_TABLES)[number];
 
 /** How long to wait for another session's lock on the target tables before giving up. */
@@ -107,7 +112,7 @@ async function storeMigrate(argv: string[], io: CliIo): Promise<number> {
   }
   const { copied, audit } = summary;
   io.stdout(
-    `migrated ${summary.from} to ${summary.to} in ${summary.elapsedMs} ms: ${copied.grants} grants, ${copied.tokens} tokens, ${copied.agents} agents, ` +
+    `migrated ${summary.from} to ${summary.to} in ${summary.elapsedMs} ms: ${copied.grants} grants, ${copied.tokens} tokens, ${copied.agents} agents, ${copied.hosts} hosts, ` +
       `${copied.runs} runs, ${copied.requests} requests, ${audit.records} audit records (head ${audit.headSeq} ${audit.headHash.slice(0, 16)}…, ` +
       `${audit.checkpoints} checkpoints${signatures(audit)}); everything reads back equal\n`,
   );
@@ -146,7 +151,6 @@ export async function migrateSqliteToPostgres(options: MigrateOptions): Promise<
     try {
       const target = await openTarget(options.url);
       try {
-        await refuseLiveHosts(target, shownUrl);
         const { copied, inboxQueued } = await copy(options.file, options.url, shownUrl, progress);
         progress('verifying: every record read back through both stores, the audit chain re-checked on PostgreSQL');
         await compareRecords(source, target);
@@ -167,18 +171,6 @@ export async function migrateSqliteToPostgres(options: MigrateOptions): Promise<
 async function openTarget(url: string): Promise<Store> {
   const { openPgStore } = await import('../store/pg-store.js');
   return openPgStore(url);
-}
-
-/** A host registered on the target and neither stopped nor reaped is using it. */
-async function refuseLiveHosts(target: Store, shownUrl: string): Promise<void> {
-  const live = (await target.listHosts()).filter((h) => h.stoppedAt === undefined && h.reapedAt === undefined);
-  if (live.length > 0) {
-    throw new ContainedError(
-      'INVALID_ARGUMENT',
-      `store migrate: ${shownUrl} is in use by ${live.length} host${live.length > 1 ? 's' : ''} (${live.map((h) => `${h.hostname} pid ${h.pid}`).join(', ')}); migrate into a new, empty database`,
-      { data: { reason: 'in-use', hosts: live.map((h) => h.id) } },
-    );
-  }
 }
 
 const INT8_OID = 20;
@@ -364,6 +356,7 @@ async function compareRecords(source: Store, target: Store): Promise<void> {
     ['grants', (s) => s.listGrants()],
     ['tokens', (s) => s.listTokens()],
     ['agents', (s) => s.listAgents()],
+    ['hosts', (s) => s.listHosts()],
     ['runs', (s) => s.listRuns()],
     ['requests', (s) => s.listRequests({})],
   ];

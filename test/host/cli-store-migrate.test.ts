@@ -1,11 +1,12 @@
 /**
  * `contained store migrate --to postgres://…` through the real dispatcher: a real SQLite store in
- * a data folder (grants, a revoked one among them, tokens, agents, runs, requests in every state,
- * and an audit chain with signed checkpoints written by the real audit log) copied into a fresh
- * database of a throwaway PostgreSQL cluster. Afterwards every record reads back equal through
- * openPgStore, and the chain verifies on PostgreSQL: every record recomputed from its row with the
- * canonical hashing of host/audit/record.ts, every checkpoint signature checked with the data
- * folder's public key. Refusals: a database that already holds state, a data folder a host holds,
+ * a data folder (grants, a revoked one among them, tokens, agents, a stopped and a crashed host
+ * with what they owned, runs, requests in every state, and an audit chain with signed checkpoints
+ * written by the real audit log) copied into a fresh database of a throwaway PostgreSQL cluster.
+ * Afterwards every record reads back equal through openPgStore, and the chain verifies on
+ * PostgreSQL twice: every record recomputed from its row with the canonical hashing of
+ * host/audit/record.ts and every checkpoint signature checked with the data folder's public key,
+ * and `contained audit verify` with CONTAINED_STORE naming the database. Refusals: a database that already holds state, a data folder a host holds,
  * bad flags; a copy that fails half-way leaves the database empty.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -85,9 +86,13 @@ async function populate(): Promise<{ counts: Record<string, number> }> {
     await store.insertAgent(agent({ id: 'agt_support' }));
     await store.insertAgent(agent({ id: 'agt_gone', name: 'gone-bot', hash: 'f'.repeat(64) }));
     await store.revokeAgent('agt_gone', 1_700);
+    // One host that stopped cleanly, one that crashed (never restarted): what they owned keeps its owner.
+    await store.registerHost({ id: 'hst_old', hostname: 'box-1', pid: 101, startedAt: 500, heartbeatAt: 900 });
+    await store.stopHost('hst_old', 950);
+    await store.registerHost({ id: 'hst_crashed', hostname: 'box-1', pid: 102, url: 'http://127.0.0.1:7400', startedAt: 960, heartbeatAt: 2_400 });
     await store.insertRun(run({ id: 'run_ok', status: 'ok', endedAt: 2_000, outcome: { status: 'ok', value: { n: 42 } }, submittedBy: 'ci', sensitiveSources: ['crm'] }));
-    await store.insertRun(run({ id: 'run_live', createdAt: 1_800 }));
-    await store.insertRequest(request({ id: 'req_pending', args: null }));
+    await store.insertRun(run({ id: 'run_live', createdAt: 1_800, hostId: 'hst_crashed' }));
+    await store.insertRequest(request({ id: 'req_pending', args: null, runId: 'run_live', hostId: 'hst_crashed' }));
     await store.addApproval('req_pending', { operator: 'alice', at: 1_900, argsDigest: 'sha256:aa', span: 'once', note: 'ok by me' });
     await store.insertRequest(request({ id: 'req_done', runId: 'run_ok' }));
     await store.addApproval('req_done', { operator: 'alice', at: 1_900 });
@@ -118,7 +123,7 @@ async function populate(): Promise<{ counts: Record<string, number> }> {
   const raw = new Database(file, { readonly: true });
   try {
     const count = (table: string): number => raw.prepare(`SELECT COUNT(*) FROM ${table}`).pluck().get() as number;
-    const counts = Object.fromEntries(['grants', 'tokens', 'agents', 'runs', 'requests', 'audit_records', 'audit_checkpoints', 'audit_inbox'].map((t) => [t, count(t)]));
+    const counts = Object.fromEntries(['grants', 'tokens', 'agents', 'hosts', 'runs', 'requests', 'audit_records', 'audit_checkpoints', 'audit_inbox'].map((t) => [t, count(t)]));
     return { counts };
   } finally {
     raw.close();
@@ -174,7 +179,7 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
 
   it('copies every record and the audit chain, which verifies on PostgreSQL; the pending inbox row is queued there', async () => {
     const { counts } = await populate();
-    expect(counts).toMatchObject({ grants: 3, tokens: 2, agents: 2, runs: 2, requests: 4, audit_checkpoints: 3, audit_inbox: 1 });
+    expect(counts).toMatchObject({ grants: 3, tokens: 2, agents: 2, hosts: 2, runs: 2, requests: 4, audit_checkpoints: 3, audit_inbox: 1 });
     const url = await server.createDatabase();
 
     const result = await cli('store', 'migrate', '--to', url, '--data-dir', dataDir);
@@ -183,12 +188,13 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
     expect(result.stdout).toContain('copied grants: 3');
     expect(result.stdout).toContain('copied tokens: 2');
     expect(result.stdout).toContain('copied agents: 2');
+    expect(result.stdout).toContain('copied hosts: 2');
     expect(result.stdout).toContain('copied runs: 2');
     expect(result.stdout).toContain('copied requests: 4');
     expect(result.stdout).toContain(`copied audit_records: ${counts.audit_records}`);
     expect(result.stdout).toContain('copied audit_checkpoints: 3');
     expect(result.stdout).toContain('queued 1 grant/token change');
-    expect(result.stdout).toMatch(/migrated .*contained\.db to postgres:\/\/.* 3 grants, 2 tokens, 2 agents, 2 runs, 4 requests, \d+ audit records .*3 checkpoints, signatures verified\); everything reads back equal/);
+    expect(result.stdout).toMatch(/migrated .*contained\.db to postgres:\/\/.* 3 grants, 2 tokens, 2 agents, 2 hosts, 2 runs, 4 requests, \d+ audit records .*3 checkpoints, signatures verified\); everything reads back equal/);
 
     // Every record reads back equal through the PostgreSQL store.
     const sqlite = await openSqliteStore(file);
@@ -200,6 +206,14 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
       expect(await target.listTokens()).toEqual(await sqlite.listTokens());
       for (const t of await sqlite.listTokens()) expect(await target.findTokenByHash(t.hash)).toEqual(t);
       expect(await target.listAgents()).toEqual(await sqlite.listAgents());
+      const byId = (hosts: Awaited<ReturnType<Store['listHosts']>>): unknown => Object.fromEntries(hosts.map((h) => [h.id, h]));
+      expect(byId(await target.listHosts())).toEqual(byId(await sqlite.listHosts()));
+      expect((await target.listHosts()).find((h) => h.id === 'hst_old')).toMatchObject({ stoppedAt: 950 });
+      expect(await target.listRuns({ hostId: 'hst_crashed' })).toEqual(await sqlite.listRuns({ hostId: 'hst_crashed' }));
+      expect((await target.listRequests({ hostId: 'hst_crashed' })).map((r) => r.id)).toEqual(['req_pending']);
+      // The crashed host is known to PostgreSQL, so the fleet can reap it (once), taking over what it owned.
+      expect(await target.reapHost('hst_crashed', 'hst_new', 9_000)).toBe(true);
+      expect(await target.reapHost('hst_old', 'hst_new', 9_000)).toBe(false);
       expect(await target.listRuns()).toEqual(await sqlite.listRuns());
       expect(await target.listRequests({})).toEqual(await sqlite.listRequests({}));
       expect(await target.getRequest('req_done')).toMatchObject({ status: 'approved', execution: { state: 'done', ok: true, undone: { by: 'bob' } } });
@@ -266,7 +280,7 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
     const before = await count(url, 'audit_records');
     const again = await cli('store', 'migrate', '--to', url, '--data-dir', dataDir);
     expect(again.code).toBe(2);
-    expect(again.stderr).toMatch(/^INVALID_ARGUMENT: store migrate: postgres:\/\/.* already holds host state \(grants 3, tokens 2, agents 2, runs 2, requests 4, audit_records \d+, audit_checkpoints 3\)/);
+    expect(again.stderr).toMatch(/^INVALID_ARGUMENT: store migrate: postgres:\/\/.* already holds host state \(grants 3, tokens 2, agents 2, hosts 2, runs 2, requests 4, audit_records \d+, audit_checkpoints 3\)/);
     expect(again.stderr.split('\n').filter(Boolean)).toHaveLength(1);
     expect(await count(url, 'grants')).toBe(3);
     expect(await count(url, 'audit_records')).toBe(before);
@@ -305,7 +319,7 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
     expect(failed.code).toBe(1);
     expect(failed.stderr).toMatch(/^INTERNAL: store migrate: the copy failed and was rolled back; nothing was copied/);
     expect(failed.stderr.split('\n').filter(Boolean)).toHaveLength(1);
-    for (const table of ['grants', 'tokens', 'agents', 'runs', 'requests', 'audit_records', 'audit_checkpoints', 'audit_inbox']) expect({ table, n: await count(url, table) }).toEqual({ table, n: 0 });
+    for (const table of ['grants', 'tokens', 'agents', 'hosts', 'runs', 'requests', 'audit_records', 'audit_checkpoints', 'audit_inbox']) expect({ table, n: await count(url, table) }).toEqual({ table, n: 0 });
 
     const fix = new Database(file);
     fix.prepare("UPDATE runs SET submitted_by = 'ci' WHERE id = 'run_ok'").run();
@@ -330,7 +344,7 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
     const summary = JSON.parse(result.stdout) as Record<string, unknown>;
     expect(summary).toMatchObject({
       from: file,
-      copied: { grants: 3, tokens: 2, agents: 2, runs: 2, requests: 4, audit_checkpoints: 3 },
+      copied: { grants: 3, tokens: 2, agents: 2, hosts: 2, runs: 2, requests: 4, audit_checkpoints: 3 },
       inboxQueued: 1,
       audit: { checkpoints: 3, signaturesChecked: 3 },
     });
