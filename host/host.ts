@@ -287,7 +287,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const web =
     listen && options.console !== false
       ? createWebConsole(
-          { tokens: store, requests, grants, capabilities: instances, oversight: { audit: oversight.audit, trust: oversight.trust }, dataDir: config.dataDir, notify: notifier, mcpTools, passkeys: { ...signed, request: (id: string) => store.getRequest(id) } },
+          { tokens: store, requests, grants, capabilities: instances, oversight: { audit: oversight.audit, trust: oversight.trust }, dataDir: config.dataDir, auditKeys: config.audit, notify: notifier, mcpTools, passkeys: { ...signed, request: (id: string) => store.getRequest(id) } },
           { ...config.console, ...own, sessions: { ...config.console?.sessions, ...own.sessions } },
         )
       : undefined;

@@ -102,7 +102,7 @@ async function accept(argv: string[], io: CliIo): Promise<number> {
   const approvals = fileApprovals(folderOf(location.dataDir));
   // The log is opened only to append the record (a refused accept writes nothing), and closed after.
   const append = async (input: AuditInput): Promise<void> => {
-    const audit = new AuditLog({ file: location.storeFile, key: loadOrCreateAuditKey(location.dataDir), role: 'cli', checkpointIntervalMs: 0, inboxPollMs: 0 });
+    const audit = new AuditLog({ file: location.storeFile, ...(location.store.kind === 'postgres' ? { postgres: location.store.url } : {}), key: loadOrCreateAuditKey(location.dataDir, location.config?.audit.keyFile), role: 'cli', checkpointIntervalMs: 0, inboxPollMs: 0 });
     try {
       await audit.append(input);
       await audit.flush();

@@ -12,6 +12,7 @@ import type { McpToolsPort } from './mcp-tools.js';
 import type { Oversight } from './oversight.js';
 import type { PasskeyPort } from './passkeys.js';
 import type { RequestRecord } from '../model.js';
+import type { AuditConfig } from '../audit/config.js';
 
 /** What the console uses of the host, and nothing else. */
 export interface ConsolePorts {
@@ -27,6 +28,8 @@ export interface ConsolePorts {
   oversight: Oversight;
   /** The host's data folder (the audit log's verify key). */
   dataDir: string;
+  /** The config's audit keys: a fleet's shared `keyFile`, other hosts' `publicKeyFiles` (verification of the one chain). */
+  auditKeys?: Pick<AuditConfig, 'keyFile' | 'publicKeyFiles'>;
   /** Notification targets and deliveries (the Notifications page; absent: NOT_FOUND). */
   notify?: Pick<Notifier, 'status'>;
   /** Passkeys and signed approvals, with a request lookup for the approval options (absent: those routes answer NOT_FOUND). */

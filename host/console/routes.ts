@@ -104,7 +104,7 @@ export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
   }
 
   const page = ({ res }: RouteContext): void => serveAsset(res, 'index.html');
-  const verify = createVerifier(ports.oversight, ports.dataDir, deps.now);
+  const verify = createVerifier(ports.oversight, ports.dataDir, deps.now, ports.auditKeys);
   const subjectParam = z.string().regex(/^sha256:[0-9a-f]{64}$/).optional();
 
   return [
@@ -185,12 +185,12 @@ export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
     route('GET', '/console/api/audit', async ({ req, res, url }) => {
       await session(req, res, { csrf: false });
       const query = validate(auditQuerySchema, Object.fromEntries([...url.searchParams].filter(([, v]) => v !== '')), 'query');
-      sendConsoleJson(res, 200, { records: auditSearch(ports.oversight, query) });
+      sendConsoleJson(res, 200, { records: await auditSearch(ports.oversight, query) });
     }),
 
     route('GET', '/console/api/audit/verify', async ({ req, res }) => {
       await session(req, res, { csrf: false });
-      sendConsoleJson(res, 200, verify());
+      sendConsoleJson(res, 200, await verify());
     }),
 
     route('GET', '/console/api/notify', async ({ req, res, url }) => {
