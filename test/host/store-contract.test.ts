@@ -47,6 +47,17 @@ describe.each([sqliteFactory(), postgresFactory()])('Store contract: $name', (fa
       return open();
     }
 
+    it('fails typed (a ContainedError, never a driver error) once closed; close is idempotent', async () => {
+      const s = await open();
+      await s.close();
+      await s.close();
+      const error = await s.listGrants().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(error).toBeInstanceOf(ContainedError);
+    });
+
     describe('grants', () => {
       it('round-trips every field, filters by subject and activity, and survives a reopen', async () => {
         let s = await open();
