@@ -103,7 +103,11 @@ const RECONNECT_FIRST_MS = 100;
 const RECONNECT_MAX_MS = 2_000;
 
 /** Driver error codes and messages that mean "the database cannot be reached", not "it refused". */
-const CONNECTION_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED', '53300', '57014']);
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNABORTED',
+  // too many connections; cannot connect now (server starting, in recovery); the database does not exist; authentication refused
+  '53300', '57P03', '3D000', '28000', '28P01',
+]);
 const CONNECTION_MESSAGES = [/timeout exceeded when trying to connect/i, /connection terminated/i, /query read timeout/i, /not queryable/i, /connection timeout/i, /Client was closed/i];
 
 /** `data.reason` of a connection failure, or undefined when the error is not one. */
@@ -160,8 +164,8 @@ export class PgStore implements Store {
   private listening = false;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private reconnectDelay = RECONNECT_FIRST_MS;
-  /** Once LISTEN has run: a later reconnect owes the listeners a `resync`. */
-  private listenedOnce = false;
+  /** The LISTEN connection was lost or could not be made since `watch` began: the next LISTEN owes the listeners a `resync`. */
+  private owesResync = false;
   /** Errors of calls whose connection broke after it was made (`call` may finish them). */
   private readonly lostMidway = new WeakSet<ContainedError>();
 
@@ -184,16 +188,21 @@ export class PgStore implements Store {
       connectionTimeoutMillis: options.connectTimeoutMs ?? 5_000,
       query_timeout: queryTimeoutMs + 1_000,
       statement_timeout: queryTimeoutMs,
+      // A connection a network failure left half-open is noticed within about a minute.
       keepAlive: true,
+      keepAliveInitialDelayMillis: 10_000,
       application_name: 'contained-host',
       types: TYPES,
-      // Set at connection start, so the triggers tag this object's changes (pg/schema.ts).
-      options: `-c ${ORIGIN_SETTING}=${origin}`,
     };
     const pool = new pg.Pool({ ...config, max: options.poolSize ?? 10, idleTimeoutMillis: 30_000 });
     // A connection the server closes while idle (restart, failover) is dropped by the pool and
     // reported here; unhandled, the event would crash the process.
     pool.on('error', (error) => options.logger?.warn({ err: error.message, store: shownUrl }, 'store: a PostgreSQL connection failed'));
+    // Every connection of this object tags the changes it makes (the triggers read the setting,
+    // pg/schema.ts). Queued before any query of the caller that asked for the connection.
+    pool.on('connect', (client) => {
+      client.query('SELECT set_config($1, $2, false)', [ORIGIN_SETTING, origin]).catch(() => undefined);
+    });
     const store = new PgStore(pool, config, origin, shownUrl, options.logger);
     try {
       await store.withClient('open', async (client) => {
@@ -674,6 +683,7 @@ export class PgStore implements Store {
       client.removeAllListeners('notification');
       client.end().catch(() => undefined);
       if (this.closing) return;
+      this.owesResync = true;
       this.log?.warn({ err: error?.message, store: this.shownUrl, retryInMs: this.reconnectDelay }, 'store: the PostgreSQL change listener lost its connection; reconnecting');
       const delay = this.reconnectDelay;
       this.reconnectDelay = Math.min(this.reconnectDelay * 2, RECONNECT_MAX_MS);
@@ -699,8 +709,10 @@ export class PgStore implements Store {
     this.listening = true;
     this.reconnectDelay = RECONNECT_FIRST_MS;
     // Changes committed while no connection listened were not heard: whoever keeps a view re-reads.
-    if (this.listenedOnce) this.emit({ type: 'resync' });
-    this.listenedOnce = true;
+    if (this.owesResync) {
+      this.owesResync = false;
+      this.emit({ type: 'resync' });
+    }
   }
 
   private onNotification(payload: string | undefined): void {
