@@ -54,9 +54,10 @@ afterEach(async () => {
  * written as the log closes), and one grant revocation made after the audit writer stopped (still
  * in the SQLite inbox).
  */
-async function populate(): Promise<{ counts: Record<string, number> }> {
+async function populate(folder = dataDir): Promise<{ counts: Record<string, number> }> {
+  const file = defaultStorePath(folder);
   const store = await openSqliteStore(file);
-  const key = loadOrCreateAuditKey(dataDir);
+  const key = loadOrCreateAuditKey(folder);
   const audit = new AuditLog({ file, key, checkpointIntervalMs: 0, inboxPollMs: 0, checkpointEvery: 1_000 });
   try {
     await store.insertGrant(grant({ id: 'grt_contained', createdAt: 1_000 }));
@@ -291,6 +292,18 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
     await (await pgStore(used)).insertGrant(grant({ id: 'grt_other' }));
     const refused = await cli('store', 'migrate', '--to', used, '--data-dir', dataDir);
     expect(refused).toMatchObject({ code: 2, stderr: expect.stringMatching(/already holds host state \(grants 1\)/) });
+  });
+
+  it('two migrations into one database at once: one copies, the other is refused, nothing is mixed', async () => {
+    const second = path.join(dir, 'second');
+    await populate();
+    await populate(second);
+    const url = await server.createDatabase();
+    const results = await Promise.all([dataDir, second].map((folder) => cli('store', 'migrate', '--to', url, '--data-dir', folder)));
+    expect(results.map((r) => r.code).sort()).toEqual([0, 2]);
+    expect(results.find((r) => r.code === 2)?.stderr).toMatch(/^INVALID_ARGUMENT: store migrate: .* already holds host state/);
+    expect(await count(url, 'grants')).toBe(3);
+    expect(await count(url, 'hosts')).toBe(2);
   });
 
   it('refuses while a host holds the data folder, copying nothing', async () => {
