@@ -143,11 +143,16 @@ class Where {
   readonly params: unknown[] = [];
   /** `sql` with `?` standing for `value`. */
   add(sql: string, ...values: unknown[]): void {
-    this.parts.push(sql.replace(/\?/g, () => `$${this.params.push(values.shift()) }`));
+    this.parts.push(sql.replace(/\?/g, () => `$${this.params.push(values.shift())}`));
   }
   get clause(): string {
     return this.parts.length > 0 ? ` WHERE ${this.parts.join(' AND ')}` : '';
   }
+}
+
+/** Equal as stored: a value read back against the one written (key order and undefined members aside). */
+function sameJson(stored: unknown, written: unknown): boolean {
+  return isDeepStrictEqual(stored, written === undefined ? undefined : JSON.parse(JSON.stringify(written)));
 }
 
 type Query = (sql: string, params?: unknown[]) => Promise<Row[]>;
@@ -400,7 +405,7 @@ export class PgStore implements Store {
   async addApproval(id: string, approval: Approval, options: { resolve?: boolean; expectApprovals?: number; deferSync?: boolean } = {}): Promise<ApprovalResult> {
     const landed = async (): Promise<{ value: ApprovalResult } | undefined> => {
       const request = await this.getRequest(id);
-      return request?.approvals.some((a) => isDeepStrictEqual(a, approval)) ? { value: { ok: true, request } } : undefined;
+      return request?.approvals.some((a) => sameJson(a, approval)) ? { value: { ok: true, request } } : undefined;
     };
     return this.call('addApproval', landed, () =>
       this.tx('addApproval', async (query): Promise<ApprovalResult> => {
@@ -445,7 +450,7 @@ export class PgStore implements Store {
         request !== undefined &&
         request.status === resolution.status &&
         request.resolvedAt === resolution.at &&
-        isDeepStrictEqual(request.resolvedBy, resolution.by) &&
+        sameJson(request.resolvedBy, resolution.by) &&
         request.denyReason === resolution.denyReason;
       return ours ? { value: { ok: true, request } } : undefined;
     };
@@ -505,7 +510,7 @@ export class PgStore implements Store {
     const mark = { at: undone.at, by: undone.by, restored: undone.restored };
     const landed = async (): Promise<{ value: void } | undefined> => {
       const stored = (await this.getRequest(id))?.execution;
-      return stored?.state === 'done' && isDeepStrictEqual(stored.undone, mark) ? { value: undefined } : undefined;
+      return stored?.state === 'done' && sameJson(stored.undone, mark) ? { value: undefined } : undefined;
     };
     await this.call('markUndone', landed, () =>
       this.tx('markUndone', async (query) => {
