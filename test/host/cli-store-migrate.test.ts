@@ -6,7 +6,9 @@
  * Afterwards every record reads back equal through openPgStore, and the chain verifies on
  * PostgreSQL twice: every record recomputed from its row with the canonical hashing of
  * host/audit/record.ts and every checkpoint signature checked with the data folder's public key,
- * and `contained audit verify` with CONTAINED_STORE naming the database. Refusals: a database that already holds state, a data folder a host holds,
+ * and `contained audit verify` with CONTAINED_STORE naming the database. A real host that ran on
+ * SQLite, migrated, is followed by a host on PostgreSQL that knows its tokens and grants and extends
+ * the same chain. Refusals: a database that already holds state, a data folder a host holds,
  * bad flags; a copy that fails half-way leaves the database empty.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -14,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
+import pino from 'pino';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog } from '../../host/audit/log.js';
 import { checkpointSignatureOk, loadOrCreateAuditKey, loadVerifyKey } from '../../host/audit/keys.js';
@@ -22,8 +25,10 @@ import { main } from '../../host/cli/main.js';
 import { acquireHostLock } from '../../host/store/host-lock.js';
 import { defaultStorePath, openSqliteStore } from '../../host/store/sqlite-store.js';
 import type { Store } from '../../host/store/store.js';
-import { createToken } from '../../host/tokens.js';
+import { startHost } from '../../host/host.js';
+import { createToken, createTokenVerifier } from '../../host/tokens.js';
 import { notePgSkip, pgAvailable, type PgServer, startPostgres } from '../helpers/postgres.js';
+import { startFixture } from './helpers/host-fixture.js';
 import { agent, DIGEST, grant, KEY, request, run } from './store-fixtures.js';
 
 notePgSkip();
@@ -292,6 +297,38 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
     await (await pgStore(used)).insertGrant(grant({ id: 'grt_other' }));
     const refused = await cli('store', 'migrate', '--to', used, '--data-dir', dataDir);
     expect(refused).toMatchObject({ code: 2, stderr: expect.stringMatching(/already holds host state \(grants 1\)/) });
+  });
+
+  it('a real host that ran on SQLite, migrated: a host started on PostgreSQL knows its tokens and grants and extends the same chain', async () => {
+    const fixture = await startFixture({}, dataDir);
+    const granted = await fixture.grant(DIGEST, { capability: 'notes', methods: ['read'], mode: 'contained' });
+    await fixture.close();
+    const url = await server.createDatabase();
+    const migrated = await cli('store', 'migrate', '--to', url, '--data-dir', dataDir, '--json');
+    expect(migrated.code).toBe(0);
+    const copied = (JSON.parse(migrated.stdout) as { audit: { records: number } }).audit.records;
+
+    const host = await startHost({ config: { ...fixture.config, store: url }, isolation: 'in-process', logger: pino({ level: 'silent' }) });
+    try {
+      expect(await createTokenVerifier(host.store).verify(fixture.tokens.alice as string)).toMatchObject({ name: 'alice', role: 'approver' });
+      expect(await host.store.getGrant(granted.id)).toEqual(granted);
+      // The SQLite host stopped cleanly: known to the fleet, and not reaped.
+      expect((await host.store.listHosts()).filter((h) => h.stoppedAt === undefined && h.reapedAt === undefined)).toHaveLength(1);
+    } finally {
+      await host.close();
+    }
+    const saved = process.env.CONTAINED_STORE;
+    process.env.CONTAINED_STORE = url;
+    try {
+      const verify = await cli('audit', 'verify', '--data-dir', dataDir, '--json');
+      expect(verify.code).toBe(0);
+      const report = JSON.parse(verify.stdout.split('\n')[0] as string) as { ok: boolean; records: number };
+      expect(report.ok).toBe(true);
+      expect(report.records).toBeGreaterThan(copied);
+    } finally {
+      if (saved === undefined) delete process.env.CONTAINED_STORE;
+      else process.env.CONTAINED_STORE = saved;
+    }
   });
 
   it('two migrations into one database at once: one copies, the other is refused, nothing is mixed', async () => {
