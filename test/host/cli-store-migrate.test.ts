@@ -11,7 +11,7 @@
  * the same chain. Refusals: a database that already holds state, a data folder a host holds,
  * bad flags; a copy that fails half-way leaves the database empty.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -386,10 +386,12 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
     expect(result.stderr.split('\n').filter(Boolean)).toHaveLength(1);
   });
 
-  it('--json prints the summary as JSON', async () => {
+  it('--json prints the summary as JSON; --config finds the data folder', async () => {
     await populate();
     const url = await server.createDatabase();
-    const result = await cli('store', 'migrate', '--to', url, '--data-dir', dataDir, '--json');
+    const config = path.join(dir, 'contained.config.json');
+    await writeFile(config, JSON.stringify({ dataDir: './state', capabilities: {} }));
+    const result = await cli('store', 'migrate', '--to', url, '--config', config, '--json');
     expect(result.code).toBe(0);
     const summary = JSON.parse(result.stdout) as Record<string, unknown>;
     expect(summary).toMatchObject({
