@@ -42,6 +42,7 @@ import { AUDIT_LOCK_KEY } from '../audit/pg.js';
 import { GENESIS, hashRecord, rowToStored } from '../audit/record.js';
 import { acquireHostLock } from '../store/host-lock.js';
 import { locateState } from '../store/location.js';
+import { openPgStore } from '../store/pg-store.js';
 import { openSqliteStore } from '../store/sqlite-store.js';
 import type { Store } from '../store/store.js';
 import { isPostgresUrl, redactUrl } from '../store/store-location.js';
@@ -52,13 +53,13 @@ export const STORE_USAGE = `Usage:
   contained store migrate --to postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE
                           [--config FILE] [--data-dir DIR] [--json]
 
-migrate copies the data folder's SQLite store (grants, tokens, agents, runs, requests and the
-audit chain) into a PostgreSQL database that holds no host state yet, in one transaction, then
-reads everything back and verifies the audit chain there. Stop the host first. Afterwards set
+migrate copies the data folder's SQLite store (grants, tokens, agents, host records, runs,
+requests and the audit chain) into a PostgreSQL database that holds no host state yet, in one
+transaction, then reads everything back and verifies the audit chain there. Stop the host first. Afterwards set
 "store" in the host config to the URL (or CONTAINED_STORE); the SQLite file stays as it was.
 `;
 
-/** Copied in this order; the audit chain last so a reader never sees records of rows not yet there. */
+/** What is copied, in this order (in one transaction: a reader sees all of it or none). */
 export const MIGRATED_TABLES = ['grants', 'tokens', 'agents', 'hosts', 'runs', 'requests', 'audit_records', 'audit_checkpoints'] as const;
 type Table = (typeof MIGRATED_TABLES)[number];
 
@@ -168,8 +169,7 @@ export async function migrateSqliteToPostgres(options: MigrateOptions): Promise<
   }
 }
 
-async function openTarget(url: string): Promise<Store> {
-  const { openPgStore } = await import('../store/pg-store.js');
+function openTarget(url: string): Promise<Store> {
   return openPgStore(url);
 }
 
