@@ -139,7 +139,7 @@ export async function fleetBench(): Promise<BenchRow[]> {
     const { openPgStore } = await import('../host/store/pg-store.js');
     await (await openPgStore(dbAudit)).close(); // the schema
     const keyDir = path.join(root, 'audit');
-    mkdirSync(keyDir, { recursive: true });
+    for (const d of [keyDir, path.join(root, 'audit-pg'), path.join(root, 'audit-sqlite')]) mkdirSync(d, { recursive: true });
     const key = loadOrCreateAuditKey(keyDir);
     const onPg = new AuditLog({ file: defaultStorePath(path.join(root, 'audit-pg')), postgres: dbAudit, key, checkpointIntervalMs: 0, inboxPollMs: 0 });
     await auditRate(onPg, 16, 50);
