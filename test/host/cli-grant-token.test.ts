@@ -386,12 +386,13 @@ describe('host config', () => {
         snapshotChunkSize: 500,
       },
       console: { sessions: { idleMs: 1_800_000, maxAgeMs: 28_800_000, codeTtlMs: 3_600_000, maxSessions: 1000 }, sweepMs: 30_000 },
-      audit: { lazyFlushMs: 10, checkpointEvery: 1000, checkpointIntervalMs: 60_000, maxBatch: 10_000, synchronous: 'full', busyTimeoutMs: 5_000, inboxPollMs: 1_000 },
+      audit: { lazyFlushMs: 10, checkpointEvery: 1000, checkpointIntervalMs: 60_000, maxBatch: 10_000, synchronous: 'full', busyTimeoutMs: 5_000, inboxPollMs: 1_000, publicKeyFiles: [] },
       mcp: { maxSourceBytes: 262_144, maxConcurrentRuns: 4, runsPerMinute: 60, progressIntervalMs: 10_000, maxSessions: 100, sessionIdleMs: 1_800_000, maxBodyBytes: 1_048_576 },
       notify: { webhooks: [], maxAttempts: 12, initialDelayMs: 2_000, maxDelayMs: 600_000, maxConcurrent: 4, pollMs: 1_000, keepMs: 604_800_000 },
       approvals: { signed: 'off', userVerification: 'required', rpName: 'contained', registrationTimeoutMs: 120_000 },
       dataFlow: { afterSensitive: 'escalate', sensitive: [] },
       staging: { maxEffects: 1000, maxBytes: 8_388_608, undoWindowMs: 86_400_000 },
+      fleet: { heartbeatMs: 2_000, deadAfterMs: 15_000 },
     });
     const config = parseHostConfig(
       {
