@@ -36,6 +36,7 @@ import { createSignedApprovals } from './approvals/signed.js';
 import { openPasskeyStore } from './store/credentials.js';
 import type { RequestRecord, RunRecord } from './model.js';
 import type { OperatorBackend } from './operator/backend.js';
+import { createTicketStore } from './operator/tickets.js';
 import type { RunEventListener, RunFollow } from './runs/run-journal.js';
 import type { RunQueue } from './runs/run-queue.js';
 import { LiveRuns, RunService, type SubmitDigestInput, type SubmitInput, type SubmittedRun } from './runs/service.js';
@@ -287,7 +288,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const web =
     listen && options.console !== false
       ? createWebConsole(
-          { tokens: store, requests, grants, capabilities: instances, oversight: { audit: oversight.audit, trust: oversight.trust }, dataDir: config.dataDir, auditKeys: config.audit, notify: notifier, mcpTools, passkeys: { ...signed, request: (id: string) => store.getRequest(id) } },
+          { tokens: store, sessions: store, requests, grants, capabilities: instances, oversight: { audit: oversight.audit, trust: oversight.trust }, dataDir: config.dataDir, auditKeys: config.audit, notify: notifier, mcpTools, passkeys: { ...signed, request: (id: string) => store.getRequest(id) } },
           { ...config.console, ...own, sessions: { ...config.console?.sessions, ...own.sessions } },
         )
       : undefined;
@@ -344,7 +345,9 @@ export async function startHost(options: HostOptions): Promise<Host> {
     try {
       const operators = createTokenVerifier(store);
       const mcp = { runs, grants, instances, agents: createAgentVerifier(store), admin: { store, operators, now }, now };
-      server = await startHttpServer({ backend, api: { runs, requests }, mcp, config, verifier: operators, logger, metrics, routes: mounted });
+      // Tickets live in the store: one issued here is redeemed by any host of the fleet (or by this one after a restart).
+      const tickets = createTicketStore({ records: store, now });
+      server = await startHttpServer({ backend, api: { runs, requests }, mcp, config, verifier: operators, logger, metrics, routes: mounted, tickets });
     } catch (error) {
       // A port in use must not leave sandbox workers, timers or the store open behind it.
       await close().catch((closeError: unknown) => logger.error({ err: closeError }, 'closing after a failed start failed'));

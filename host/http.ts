@@ -49,6 +49,7 @@ import { createMcpHttp, type McpHttpPorts } from './mcp/http.js';
 import type { HostMetrics } from './metrics.js';
 import type { OperatorBackend } from './operator/backend.js';
 import { attachOperatorChannel, type OperatorChannel } from './operator/server.js';
+import type { TicketStore } from './operator/tickets.js';
 import type { TokenVerifier } from './tokens.js';
 
 export type { HttpRoute, RouteContext, RouteMethod } from './api/http-route.js';
@@ -81,6 +82,8 @@ export interface HttpServerOptions {
   limits?: Partial<HttpConfig>;
   /** What the MCP server (`/v1/mcp`, host/mcp/http.ts) uses; absent, the route is not served. */
   mcp?: McpHttpPorts;
+  /** Where the operator channel's connection tickets are kept (the host's store; default: this process's memory). */
+  tickets?: TicketStore;
 }
 
 export interface HttpServer {
@@ -157,6 +160,7 @@ export async function startHttpServer(options: HttpServerOptions): Promise<HttpS
     ...config.operator,
     maxConnectionsPerToken: limits.maxOperatorConnectionsPerToken,
     logger,
+    ...(options.tickets ? { tickets: options.tickets } : {}),
   });
   let listening: string | undefined;
   const services: HttpServices = { config, verifier, channel, metrics, logger, url: () => listening };

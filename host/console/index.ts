@@ -47,7 +47,7 @@ export interface WebConsole {
 
 export function createWebConsole(ports: ConsolePorts, options: WebConsoleOptions = {}): WebConsole {
   const now = options.now ?? Date.now;
-  const sessions = createSessionStore({ ...options.sessions, now });
+  const sessions = createSessionStore(ports.sessions, { ...options.sessions, now });
   const assets = loadAssets(options.staticDir ?? defaultStaticDir());
   // The browser side of passkeys (signed approvals), served from this host like every asset.
   const webauthn = webauthnBrowserAsset();
@@ -59,7 +59,13 @@ export function createWebConsole(ports: ConsolePorts, options: WebConsoleOptions
     services?.channel.disconnect((op) => (op as TaggedOperator).consoleSession === session.key, reason);
   };
   const sweep = setInterval(() => {
-    for (const gone of sessions.sweep()) disconnect(gone, 'session expired');
+    sessions.sweep().then(
+      (gone) => {
+        for (const session of gone) disconnect(session, 'session expired');
+      },
+      // The store may be unreachable for a while (a database restart): the next sweep tries again.
+      (error: unknown) => options.logger?.warn({ err: error }, 'console: sweeping expired sessions failed'),
+    );
   }, options.sweepMs ?? 30_000);
   sweep.unref();
 
@@ -83,7 +89,7 @@ export function createWebConsole(ports: ConsolePorts, options: WebConsoleOptions
     async loginLink(token) {
       const operator = await services?.verifier.verify(token);
       if (!operator) return undefined;
-      const { code, expiresAt } = sessions.issueCode(operator, hashToken(token));
+      const { code, expiresAt } = await sessions.issueCode(operator, hashToken(token));
       return { path: `/console/login#code=${code}`, expiresAt };
     },
     close() {

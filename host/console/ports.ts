@@ -13,11 +13,14 @@ import type { Oversight } from './oversight.js';
 import type { PasskeyPort } from './passkeys.js';
 import type { RequestRecord } from '../model.js';
 import type { AuditConfig } from '../audit/config.js';
+import type { SessionRecords } from './sessions.js';
 
 /** What the console uses of the host, and nothing else. */
 export interface ConsolePorts {
   /** A session's token is read again on every request: a revoked token ends its sessions at once. */
   tokens: Pick<Store, 'findTokenByHash'>;
+  /** Console sessions and login codes, kept in the store (a restarted host, or another host of a fleet, knows them). */
+  sessions: SessionRecords;
   /** A run's requests, as operators see them (the run page). */
   requests: Pick<RequestManager, 'viewsForRun'>;
   /** Adding and narrowing grants: the grant service (the rules, the store, the event to operators). */

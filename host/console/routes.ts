@@ -80,12 +80,12 @@ export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
   });
 
   async function session(req: IncomingMessage, res: ServerResponse, options: { csrf: boolean }): Promise<Session> {
-    const found = sessions.get(parseCookies(req.headers.cookie).get(SESSION_COOKIE));
+    const found = await sessions.get(parseCookies(req.headers.cookie).get(SESSION_COOKIE));
     if (!found) throw new ContainedError('UNAUTHENTICATED', 'not logged in (or the session expired)');
     // A revoked token ends its sessions at once, whatever their age.
     const record = await ports.tokens.findTokenByHash(found.tokenHash);
     if (!record || record.revokedAt !== undefined) {
-      sessions.destroy(found.key);
+      await sessions.destroy(found.key);
       deps.disconnect(found, 'token revoked');
       res.setHeader('set-cookie', sessionCookie(SESSION_COOKIE, '', { maxAgeSeconds: 0, secure: deps.secureCookies }));
       throw new ContainedError('UNAUTHENTICATED', 'the token of this session was revoked');
@@ -131,21 +131,21 @@ export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
         const operator = await services.verifier.verify(body.token);
         if (operator) found = { operator, tokenHash: hashToken(body.token) };
       } else {
-        found = sessions.redeemCode(body.code);
+        found = await sessions.redeemCode(body.code);
         // The token behind a login code may have been revoked since.
         const record = found ? await ports.tokens.findTokenByHash(found.tokenHash) : undefined;
         if (!record || record.revokedAt !== undefined) found = undefined;
       }
       if (!found) throw new ContainedError('UNAUTHENTICATED', 'invalid, expired or revoked token or login code');
       if (!roleAtLeast(found.operator.role, 'viewer')) throw new ContainedError('FORBIDDEN', `role ${found.operator.role} may not use the operator console`);
-      const created = sessions.create(found.operator, found.tokenHash);
+      const created = await sessions.create(found.operator, found.tokenHash);
       deps.logger?.info({ operator: found.operator.name, role: found.operator.role, via: 'token' in body ? 'token' : 'code' }, 'console login');
       sendConsoleJson(res, 200, describe(created.session), { 'set-cookie': sessionCookie(SESSION_COOKIE, created.cookie, { maxAgeSeconds: deps.maxAgeMs / 1000, secure: deps.secureCookies }) });
     }),
 
     route('POST', '/console/api/logout', async ({ req, res }) => {
       const s = await session(req, res, { csrf: true });
-      sessions.destroy(s.key);
+      await sessions.destroy(s.key);
       deps.disconnect(s, 'logged out');
       deps.logger?.info({ operator: s.operator.name }, 'console logout');
       res.writeHead(204, securityHeaders({ 'set-cookie': sessionCookie(SESSION_COOKIE, '', { maxAgeSeconds: 0, secure: deps.secureCookies }), 'cache-control': 'no-store' }));
@@ -156,7 +156,7 @@ export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
       const s = await session(req, res, { csrf: true });
       await readJson(req, emptySchema, MAX_CONSOLE_BODY_BYTES);
       const tagged: TaggedOperator = { ...s.operator, consoleSession: s.key };
-      const ticket = services.channel.issueTicket(tagged);
+      const ticket = await services.channel.issueTicket(tagged);
       sendConsoleJson(res, 200, { ticket: ticket.ticket, expiresAt: ticket.expiresAt, path: '/v1/operator' });
     }),
 

@@ -1,33 +1,34 @@
 /**
- * Console sessions and one-time login codes, in memory (a restarted host logs everyone out).
+ * Console sessions and one-time login codes, kept in the host's store (Store.insertSession…), so a
+ * restarted host, or another host of a fleet behind the same load balancer, keeps operators logged
+ * in.
  *
  * A session is created from a verified operator token and lives in an `HttpOnly; SameSite=Strict`
- * cookie holding 32 random bytes; the map is keyed by the sha256 of that value, so nothing in
- * memory can be replayed as a cookie. Each session has its own CSRF token (32 random bytes) that
- * the page reads from `GET /console/api/session` (same-origin only) and echoes in a header on every
- * state change; `checkCsrf` compares in constant time.
+ * cookie holding 32 random bytes; the store keeps the sha256 of that value, so nothing stored can
+ * be replayed as a cookie. Each session has its own CSRF token (32 random bytes) that the page
+ * reads from `GET /console/api/session` (same-origin only) and echoes in a header on every state
+ * change; `checkCsrf` compares in constant time.
  *
  * Sessions end at the first of: logout, `idleMs` without a request, `maxAgeMs` after login, or the
  * operator's token being revoked (re-checked on every request by the routes, through the store).
- * Login codes (for `npm start`'s login link) are single-use and expire after `codeTtlMs`.
+ * Every lookup reads the store, so a session ended on one host is ended on all. Login codes (for
+ * `npm start`'s login link) are single-use (taken from the store in one transaction) and expire
+ * after `codeTtlMs`. `maxSessions` bounds the live sessions: the oldest is dropped at a login past
+ * it (with several hosts logging in at once, the bound can be passed by a few until the next login).
  *
- * Fails closed: an unknown, expired or malformed cookie/code is simply not a session.
+ * Fails closed: an unknown, expired or malformed cookie/code is simply not a session; a store that
+ * cannot be reached fails the request (STORE_UNAVAILABLE, 503), never lets it through.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Operator } from '../model.js';
+import type { SessionRecord, Store } from '../store/store.js';
 import { CONSOLE_CONFIG_DEFAULTS, type ConsoleConfig } from './limits.js';
 
-export interface Session {
-  /** sha256 (hex) of the cookie value: the key, and what tags the session's WebSocket connections. */
-  key: string;
-  operator: Operator;
-  /** sha256 (hex) of the operator token, to re-check revocation against the store. */
-  tokenHash: string;
-  csrf: string;
-  createdAt: number;
-  lastSeenAt: number;
-  expiresAt: number;
-}
+/** A live console session (the store's SessionRecord). */
+export type Session = SessionRecord;
+
+/** What the sessions need of the host's store. */
+export type SessionRecords = Pick<Store, 'insertSession' | 'getSession' | 'touchSession' | 'deleteSession' | 'listSessions' | 'sweepSessions' | 'insertOneTimeSecret' | 'takeOneTimeSecret'>;
 
 export interface SessionOptions {
   /** A session unused this long ends, ms (default 30 min). */
@@ -56,18 +57,15 @@ function secret(): string {
 
 export interface SessionStore {
   /** A new session; `cookie` is the value to set (the only copy). */
-  create(operator: Operator, tokenHash: string): { cookie: string; session: Session };
+  create(operator: Operator, tokenHash: string): Promise<{ cookie: string; session: Session }>;
   /** The live session for a cookie value (refreshing its idle timer), else undefined. */
-  get(cookie: string | undefined): Session | undefined;
-  destroy(key: string): Session | undefined;
-  /** Drop expired sessions; returns them (so their connections can be closed). */
-  sweep(): Session[];
-  /** End every session of a token (revoked). */
-  destroyWhere(match: (session: Session) => boolean): Session[];
-  issueCode(operator: Operator, tokenHash: string): { code: string; expiresAt: number };
+  get(cookie: string | undefined): Promise<Session | undefined>;
+  destroy(key: string): Promise<Session | undefined>;
+  /** Drop expired sessions and login codes; returns the sessions (so their connections can be closed). */
+  sweep(): Promise<Session[]>;
+  issueCode(operator: Operator, tokenHash: string): Promise<{ code: string; expiresAt: number }>;
   /** The operator a code was issued to, once; undefined if unknown, used or expired. */
-  redeemCode(code: string): { operator: Operator; tokenHash: string } | undefined;
-  size(): number;
+  redeemCode(code: string): Promise<{ operator: Operator; tokenHash: string } | undefined>;
 }
 
 export function checkCsrf(session: Session, presented: string | string[] | undefined): boolean {
@@ -77,78 +75,55 @@ export function checkCsrf(session: Session, presented: string | string[] | undef
   return a.length === b.length && timingSafeEqual(a, b);
 }
 
-export function createSessionStore(options: SessionOptions = {}): SessionStore {
+export function createSessionStore(records: SessionRecords, options: SessionOptions = {}): SessionStore {
   const o = { ...SESSION_DEFAULTS, ...Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) } as Required<SessionOptions>;
   for (const key of ['idleMs', 'maxAgeMs', 'codeTtlMs', 'maxSessions'] as const) {
     // The config's schema bounds what a deployer may set; a library caller (or a test) may go lower, never to zero.
     if (!(o[key] > 0 && Number.isFinite(o[key]))) throw new RangeError(`console sessions: ${key} must be a positive number`);
   }
   const now = o.now ?? Date.now;
-  const sessions = new Map<string, Session>();
-  const codes = new Map<string, { operator: Operator; tokenHash: string; expiresAt: number }>();
-
   const live = (s: Session, at: number): boolean => at < s.expiresAt && at - s.lastSeenAt < o.idleMs;
+  const operatorOf = (op: Operator): Operator => ({ tokenId: op.tokenId, name: op.name, role: op.role });
 
   return {
-    create(operator, tokenHash) {
+    async create(operator, tokenHash) {
       const at = now();
       const cookie = secret();
-      const session: Session = { key: sha256(cookie), operator: { ...operator }, tokenHash, csrf: secret(), createdAt: at, lastSeenAt: at, expiresAt: at + o.maxAgeMs };
-      if (sessions.size >= o.maxSessions) {
-        const oldest = sessions.keys().next().value;
-        if (oldest !== undefined) sessions.delete(oldest);
-      }
-      sessions.set(session.key, session);
+      const session: Session = { key: sha256(cookie), operator: operatorOf(operator), tokenHash, csrf: secret(), createdAt: at, lastSeenAt: at, expiresAt: at + o.maxAgeMs };
+      const existing = await records.listSessions();
+      // Oldest first: drop as many as it takes to stay within maxSessions with this one.
+      for (const old of existing.slice(0, Math.max(0, existing.length - o.maxSessions + 1))) await records.deleteSession(old.key);
+      await records.insertSession(session);
       return { cookie, session };
     },
-    get(cookie) {
+    async get(cookie) {
       if (cookie === undefined || !SECRET.test(cookie)) return undefined;
-      const session = sessions.get(sha256(cookie));
+      const session = await records.getSession(sha256(cookie));
       if (!session) return undefined;
       const at = now();
       if (!live(session, at)) {
-        sessions.delete(session.key);
+        await records.deleteSession(session.key);
         return undefined;
       }
-      session.lastSeenAt = at;
-      return session;
+      if (!(await records.touchSession(session.key, at))) return undefined;
+      return { ...session, lastSeenAt: Math.max(session.lastSeenAt, at) };
     },
-    destroy(key) {
-      const session = sessions.get(key);
-      sessions.delete(key);
-      return session;
-    },
-    sweep() {
+    destroy: (key) => records.deleteSession(key),
+    async sweep() {
       const at = now();
-      const gone: Session[] = [];
-      for (const session of sessions.values()) {
-        if (!live(session, at)) {
-          sessions.delete(session.key);
-          gone.push(session);
-        }
-      }
-      for (const [code, entry] of codes) if (entry.expiresAt <= at) codes.delete(code);
-      return gone;
+      return records.sweepSessions(at, at - o.idleMs);
     },
-    destroyWhere(match) {
-      const gone = [...sessions.values()].filter(match);
-      for (const s of gone) sessions.delete(s.key);
-      return gone;
-    },
-    issueCode(operator, tokenHash) {
+    async issueCode(operator, tokenHash) {
       const code = secret();
       const expiresAt = now() + o.codeTtlMs;
-      codes.set(sha256(code), { operator: { ...operator }, tokenHash, expiresAt });
+      await records.insertOneTimeSecret({ kind: 'login-code', hash: sha256(code), operator: operatorOf(operator), tokenHash, expiresAt });
       return { code, expiresAt };
     },
-    redeemCode(code) {
+    async redeemCode(code) {
       if (!SECRET.test(code)) return undefined;
-      const key = sha256(code);
-      const entry = codes.get(key);
-      if (!entry) return undefined;
-      codes.delete(key);
+      const entry = await records.takeOneTimeSecret('login-code', sha256(code));
+      if (!entry || entry.tokenHash === undefined) return undefined;
       return entry.expiresAt > now() ? { operator: entry.operator, tokenHash: entry.tokenHash } : undefined;
     },
-    size: () => sessions.size,
   };
 }

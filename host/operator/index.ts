@@ -5,7 +5,7 @@
 export type { DecideInput, OperatorBackend, RequestEvent, RequestView, TokenVerifier } from './backend.js';
 export { attachOperatorChannel, OPERATOR_DEFAULTS, type ConnectedOperator, type OperatorChannel, type OperatorChannelOptions } from './server.js';
 export { CLOSE } from './connection.js';
-export { createTicketStore, type Ticket, type TicketStore, type TicketStoreOptions } from './tickets.js';
+export { createTicketStore, memorySecrets, type SecretRecords, type Ticket, type TicketStore, type TicketStoreOptions } from './tickets.js';
 export { OperatorClient, type OperatorClientOptions, type OperatorEvent } from './client.js';
 export { formatEvent, formatPending, formatRequest, runOperatorTerminal, type TerminalIo } from './terminal.js';
 export {

@@ -70,7 +70,7 @@ export interface OperatorChannel {
   close(): Promise<void>;
   clients(): ConnectedOperator[];
   /** A single-use ticket for `?ticket=` (for an operator the host already authenticated). */
-  issueTicket(operator: Operator): Ticket;
+  issueTicket(operator: Operator): Promise<Ticket>;
   /** Close the connections of matching operators (e.g. a revoked token) with 1008; returns how many. */
   disconnect(match: (operator: Operator) => boolean, reason?: string): number;
 }
@@ -159,7 +159,12 @@ export function attachOperatorChannel(httpServer: Server, options: OperatorChann
     let operator: Operator | undefined;
     const credential = cred.credential;
     if (credential.kind === 'ticket') {
-      operator = tickets.redeem(credential.ticket);
+      try {
+        operator = await tickets.redeem(credential.ticket);
+      } catch (error) {
+        logger.error({ err: error }, 'ticket store failed');
+        return refuse(socket, 503, 'cannot verify credentials now', req);
+      }
     } else {
       try {
         operator = await verifier.verify(credential.token);

@@ -308,7 +308,8 @@ export function rowToHost(row: Row): HostRecord {
   return validate(hostRecordSchema, fromRow(row, HOST_COLUMNS, 'hosts'), 'hosts', row.id) as HostRecord;
 }
 
-const operatorSchema = z.strictObject({ tokenId: z.string(), name: z.string(), role: roleSchema });
+// `consoleSession`: a console's ticket tags its operator with the session, so logging out closes its sockets.
+const operatorSchema = z.strictObject({ tokenId: z.string(), name: z.string(), role: roleSchema, consoleSession: z.string().optional() });
 
 export const SESSION_COLUMNS = columns([
   ['key', 'key'],

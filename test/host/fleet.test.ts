@@ -11,6 +11,9 @@ import type { OperatorClient } from '../../host/operator/client.js';
 import { notePgSkip, pgAvailable, type PgServer, startPostgres } from '../helpers/postgres.js';
 import { type FleetFixture, startFleetFixture } from './helpers/fleet.js';
 import { waitUntil } from './helpers/wait.js';
+import { exited } from './helpers/host-process.js';
+import { login, post, raw } from '../console/helpers.js';
+import WebSocket from 'ws';
 
 notePgSkip();
 
@@ -190,6 +193,38 @@ describe.skipIf(!pgAvailable)('several hosts on one PostgreSQL', () => {
     await opB.decide({ requestId: recommendation.id, verdict: 'approve' });
     await waitUntil(() => (f.mails().length > 0 ? true : undefined), 'the email', 20_000);
     expect(f.mails()).toHaveLength(1);
+  }, 60_000);
+
+  it('a console session and a WebSocket ticket from host A work on host B, and after A restarts', async () => {
+    const f = await fleet();
+    const [a, b] = await Promise.all([f.start(1), f.start(2)]);
+    const session = await login(a.url, { token: f.tokens.alice as string });
+    const onB = await raw(b.url, 'GET', '/console/api/session', { headers: { cookie: session.cookie } });
+    expect(onB.status).toBe(200);
+    expect(onB.json()).toMatchObject({ operator: { name: 'alice' } });
+    // A ticket issued by A opens B's operator channel, once.
+    const ticket = await post(a.url, '/console/api/ticket', {}, session);
+    const t = (ticket.json() as { ticket: string }).ticket;
+    const ws = new WebSocket(`${b.url.replace(/^http/, 'ws')}/v1/operator?ticket=${encodeURIComponent(t)}`, ['contained.operator.v1'], { origin: b.url });
+    const hello = await new Promise<unknown>((resolve, reject) => {
+      ws.once('message', (data) => resolve(JSON.parse(String(data))));
+      ws.once('error', reject);
+    });
+    expect(hello).toMatchObject({ type: 'hello' });
+    ws.close();
+    const again = new WebSocket(`${b.url.replace(/^http/, 'ws')}/v1/operator?ticket=${encodeURIComponent(t)}`, ['contained.operator.v1'], { origin: b.url });
+    const refused = await new Promise<number>((resolve) => {
+      again.once('unexpected-response', (_req, res) => resolve(res.statusCode ?? 0));
+      again.once('open', () => resolve(101));
+    });
+    expect(refused).toBe(401);
+    // Host A restarts: the session still works there; logging out on B ends it everywhere.
+    a.child.kill('SIGTERM');
+    await exited(a.child);
+    const a2 = await f.start(1);
+    expect((await raw(a2.url, 'GET', '/console/api/session', { headers: { cookie: session.cookie } })).status).toBe(200);
+    expect((await post(b.url, '/console/api/logout', {}, session)).status).toBe(204);
+    expect((await raw(a2.url, 'GET', '/console/api/session', { headers: { cookie: session.cookie } })).status).toBe(401);
   }, 60_000);
 
   it('a PostgreSQL restart while runs wait: hosts reconnect, nothing is lost, nothing decided twice', async () => {

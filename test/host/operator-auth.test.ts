@@ -3,9 +3,13 @@
  * HTTP status and nothing else (no 101, no frame), and every accepted one is exactly the operator
  * the credential names. Plus the pure predicates (origin, credential) with lookalike inputs.
  */
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { checkOrigin, compileOrigins, normaliseOrigin, readCredential, sameHostOrigins } from '../../host/operator/auth.js';
-import { createTicketStore } from '../../host/operator/tickets.js';
+import { createTicketStore, memorySecrets } from '../../host/operator/tickets.js';
+import { openSqliteStore } from '../../host/store/sqlite-store.js';
 import { ALLOWED_ORIGIN, attempt, connect, connectReady, type Harness, PROTOCOL, rawUpgrade, startHarness, TOKENS } from './operator-harness.js';
 
 let h: Harness;
@@ -123,7 +127,7 @@ describe('accepted handshakes', () => {
 
   it('ticket: works once, then refused; an expired one is refused', async () => {
     const operator = { tokenId: 'tok-ada', name: 'ada', role: 'admin' as const };
-    const { ticket } = h.channel.issueTicket(operator);
+    const { ticket } = await h.channel.issueTicket(operator);
     const c = await connect(h.url, { query: `?ticket=${ticket}`, origin: ALLOWED_ORIGIN });
     await c.ready();
     expect(c.messages[0]).toMatchObject({ type: 'hello', operator: { name: 'ada', role: 'admin' } });
@@ -132,27 +136,47 @@ describe('accepted handshakes', () => {
     expect((await attempt(h.url, { query: '?ticket=made-up' })).status).toBe(401);
   });
 
-  it('ticket TTL is 30 s by default', () => {
+  it('ticket TTL is 30 s by default', async () => {
     let now = 1_000_000;
     const store = createTicketStore({ now: () => now });
     const op = { tokenId: 't', name: 'n', role: 'viewer' as const };
-    const a = store.issue(op);
+    const a = await store.issue(op);
     expect(a.expiresAt).toBe(now + 30_000);
     now += 29_999;
-    expect(store.redeem(a.ticket)).toEqual(op);
-    const b = store.issue(op);
+    expect(await store.redeem(a.ticket)).toEqual(op);
+    const b = await store.issue(op);
     now += 30_000;
-    expect(store.redeem(b.ticket)).toBeUndefined();
-    expect(store.size()).toBe(0);
+    expect(await store.redeem(b.ticket)).toBeUndefined();
   });
 
-  it('ticket store stays bounded', () => {
-    const store = createTicketStore({ maxOutstanding: 3 });
+  it('the in-memory ticket store stays bounded', async () => {
+    const store = createTicketStore({ records: memorySecrets({ maxOutstanding: 3 }) });
     const op = { tokenId: 't', name: 'n', role: 'viewer' as const };
-    const tickets = Array.from({ length: 5 }, () => store.issue(op).ticket);
-    expect(store.size()).toBe(3);
-    expect(store.redeem(tickets[0] as string)).toBeUndefined();
-    expect(store.redeem(tickets[4] as string)).toEqual(op);
+    const tickets: string[] = [];
+    for (let i = 0; i < 5; i++) tickets.push((await store.issue(op)).ticket);
+    expect(await store.redeem(tickets[0] as string)).toBeUndefined();
+    expect(await store.redeem(tickets[1] as string)).toBeUndefined();
+    expect(await store.redeem(tickets[4] as string)).toEqual(op);
+  });
+
+  it('a ticket kept in the host store is redeemed once, through another store object (another host, or after a restart)', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'contained-tickets-'));
+    const one = await openSqliteStore(path.join(dir, 'contained.db'));
+    const two = await openSqliteStore(path.join(dir, 'contained.db'));
+    try {
+      const op = { tokenId: 't', name: 'n', role: 'viewer' as const };
+      const { ticket } = await createTicketStore({ records: one }).issue(op);
+      expect(await createTicketStore({ records: two }).redeem(ticket)).toEqual(op);
+      expect(await createTicketStore({ records: one }).redeem(ticket)).toBeUndefined();
+      let now = Date.now();
+      const late = await createTicketStore({ records: one, now: () => now }).issue(op);
+      now += 30_001;
+      expect(await createTicketStore({ records: two, now: () => now }).redeem(late.ticket)).toBeUndefined();
+    } finally {
+      await one.close();
+      await two.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('allowed origin and same-host origins are accepted', async () => {
