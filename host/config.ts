@@ -36,8 +36,7 @@ import { mcpConfigSchema } from './mcp/limits.js';
 import { dataFlowConfigSchema } from './gate/data-flow-config.js';
 import { stagingConfigSchema } from './changesets/config.js';
 import { approvalsConfigSchema } from './approvals/config.js';
-import { fleetConfigSchema } from './fleet-config.js';
-import { checkStoreValue } from './store/store-location.js';
+import { checkStoreValue, fleetConfigSchema } from './fleet-config.js';
 
 /** Looked for in the working folder when no `--config` is given. */
 export const DEFAULT_CONFIG_FILE = 'contained.config.json';

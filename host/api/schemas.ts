@@ -88,6 +88,7 @@ export const runSchema = z.strictObject({
   endedAt: z.number().int().optional(),
   submittedBy: z.string().optional(),
   sensitiveSources: z.array(z.string()).optional().describe('The sensitive sources the run read (the data-flow rule: docs/data-flow.md), first read first; absent: none. Its value and logs may carry their data.'),
+  hostId: z.string().optional().describe('The host that runs it (several hosts on one PostgreSQL store: a run lives and ends on the host that started it).'),
   outcome: outcomeSchema.optional().describe('Present once the run has ended.'),
 });
 apiSchemas.add(runSchema, { id: 'Run', description: 'A run: status, and its outcome once it has ended.' });

@@ -337,6 +337,24 @@ export class AuditLog {
   }
 
   /** One batch in one PostgreSQL transaction under the chain's advisory lock (see the top comment). */
+  /**
+   * A connection with an open transaction. A pooled connection may have died with the server (a
+   * restart, a failover) before the pool noticed: nothing but BEGIN was sent on it, so it is
+   * dropped and one fresh connection tried before the batch fails.
+   */
+  private async beginPg(pool: pg.Pool): Promise<Awaited<ReturnType<typeof checkout>>> {
+    for (let attempt = 1; ; attempt++) {
+      const conn = await checkout(pool, this.log);
+      try {
+        await conn.client.query('BEGIN');
+        return conn;
+      } catch (error) {
+        conn.release(true);
+        if (attempt >= 2) throw error;
+      }
+    }
+  }
+
   private async commitPgBatch(): Promise<void> {
     const pool = this.pool as pg.Pool;
     const batch = this.queue.splice(0, this.options.maxBatch ?? AUDIT_CONFIG_DEFAULTS.maxBatch);
@@ -347,9 +365,8 @@ export class AuditLog {
     let conn: Awaited<ReturnType<typeof checkout>> | undefined;
     let local = false;
     try {
-      conn = await checkout(pool, this.log);
+      conn = await this.beginPg(pool);
       const { client } = conn;
-      await client.query('BEGIN');
       // Waiting for another host's batch is bounded like SQLite's busy timeout.
       await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.trunc(this.options.busyTimeoutMs ?? AUDIT_CONFIG_DEFAULTS.busyTimeoutMs))}`);
       await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [AUDIT_LOCK_KEY]);

@@ -45,7 +45,8 @@ import { locateState } from '../store/location.js';
 import { openPgStore } from '../store/pg-store.js';
 import { openSqliteStore } from '../store/sqlite-store.js';
 import type { Store } from '../store/store.js';
-import { isPostgresUrl, redactUrl } from '../store/store-location.js';
+import { redactUrl } from '../store/store-location.js';
+import { isPostgresUrl } from '../fleet-config.js';
 import { type CliIo, parseFlags, runSubcommand, STATE_FLAGS, stringFlag } from './args.js';
 import { noPositionals } from './grant.js';
 

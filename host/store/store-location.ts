@@ -8,27 +8,13 @@
  * ledger and review queue, passkeys and the notification outbox (docs/host-state.md says why).
  */
 import path from 'node:path';
-import { ContainedError } from '../../runtime/errors.js';
+import { checkStoreValue, isPostgresUrl } from '../fleet-config.js';
 import { defaultStorePath } from './sqlite-store.js';
 
 export type StoreLocation = { kind: 'sqlite'; file: string } | { kind: 'postgres'; url: string };
 
 /** The environment variable that overrides the config's `store`. */
 export const STORE_ENV = 'CONTAINED_STORE';
-
-export function isPostgresUrl(value: string): boolean {
-  return /^postgres(ql)?:\/\//i.test(value);
-}
-
-/** Check a configured store value; INVALID_ARGUMENT for a PostgreSQL URL that does not parse. */
-export function checkStoreValue(value: string, source: string): void {
-  if (!isPostgresUrl(value)) return;
-  try {
-    new URL(value);
-  } catch (cause) {
-    throw new ContainedError('INVALID_ARGUMENT', `${source}: store: not a valid postgres:// URL`, { cause, data: { path: ['store'] } });
-  }
-}
 
 export function storeLocation(config: { dataDir: string; store?: string | undefined }, env: NodeJS.ProcessEnv = process.env): StoreLocation {
   const fromEnv = env[STORE_ENV];

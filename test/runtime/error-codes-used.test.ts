@@ -37,6 +37,8 @@ const NOT_A_CODE = new Set([
   'IN_SCOPE', // capabilities/sdk: the in-scope verdict a capability's inScope returns (docs)
   'HOST_LAYERS', // docs/architecture.md: the layer table in test/architecture/layers.test.ts
   'NO_HOST_OPTIONS', // capabilities/plugin.ts: the host-options schema of a kind that takes none
+  'EAI_AGAIN', // host/store/pg-store.ts: Node's DNS error for a database host that cannot be resolved now (STORE_UNAVAILABLE)
+  'AUDIT_LOCK_KEY', // host/audit/pg.ts: the advisory lock key of the fleet's audit chain
 ]);
 
 function walk(dir: string, ext: RegExp): string[] {
