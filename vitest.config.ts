@@ -10,5 +10,7 @@ export default defineConfig({
     testTimeout: 30_000,
     hookTimeout: 60_000,
     maxWorkers: 2,
+    // Prints one line when the PostgreSQL tests are skipped (test/helpers/postgres.ts).
+    globalSetup: ['test/global-setup.ts'],
   },
 });

@@ -4,8 +4,9 @@
  * from Debian's `postgresql` package (`/usr/lib/postgresql/<major>/bin`, or on PATH). PostgreSQL
  * refuses to run as root, so as root the cluster is run as the `postgres` user the package creates.
  *
- * Without the binaries the PostgreSQL tests skip with one line saying how to run them
- * (`pgSkipReason`); CI (`.ci/run`) installs the package, so there they run.
+ * Without the binaries the PostgreSQL tests skip, and `npm test` prints one line saying how to run
+ * them (`pgSkipReason`, test/global-setup.ts); CI (`.ci/run`) installs the package, so there they
+ * run. `CONTAINED_TEST_POSTGRES=off` skips them on purpose.
  *
  * Usage: `const pg = await startPostgres()` in `beforeAll`, `await pg.stop()` in `afterAll`;
  * `await pg.createDatabase()` gives each test its own empty database URL.
@@ -33,9 +34,11 @@ const BIN = binDir();
 const AS_ROOT = process.getuid?.() === 0;
 const RUN_AS = AS_ROOT && spawnSync('id', ['-u', 'postgres']).status === 0 ? 'postgres' : undefined;
 
-/** Why the PostgreSQL tests cannot run here, or undefined when they can. */
+/** Why the PostgreSQL tests cannot run here, or undefined when they can (printed once per `npm test` by test/global-setup.ts). */
 export const pgSkipReason: string | undefined =
-  BIN === undefined
+  process.env.CONTAINED_TEST_POSTGRES === 'off'
+    ? 'PostgreSQL tests skipped (CONTAINED_TEST_POSTGRES=off).'
+    : BIN === undefined
     ? 'PostgreSQL tests skipped: no initdb found. Install Debian\'s "postgresql" package (apt-get install postgresql) to run them; .ci/run does.'
     : AS_ROOT && RUN_AS === undefined
       ? 'PostgreSQL tests skipped: running as root and there is no "postgres" user to run the server as (install the "postgresql" package).'
@@ -43,15 +46,6 @@ export const pgSkipReason: string | undefined =
 
 /** True when a throwaway PostgreSQL can be started here. */
 export const pgAvailable = pgSkipReason === undefined;
-
-let warned = false;
-/** Print the skip line once per process (call it at the top of a PostgreSQL test file). */
-export function notePgSkip(): void {
-  if (pgSkipReason !== undefined && !warned) {
-    warned = true;
-    console.warn(pgSkipReason);
-  }
-}
 
 function run(bin: string, args: string[]): void {
   const exe = path.join(BIN as string, bin);

@@ -27,11 +27,10 @@ import { openPgStore } from '../../host/store/pg-store.js';
 import { defaultStorePath } from '../../host/store/sqlite-store.js';
 import { createToken } from '../../host/tokens.js';
 import type { Store } from '../../host/store/store.js';
-import { notePgSkip, type PgServer, pgAvailable, startPostgres } from '../helpers/postgres.js';
+import { type PgServer, pgAvailable, startPostgres } from '../helpers/postgres.js';
 import { RISK, startTrust, SUBJECT, type TrustHarness } from './trust-harness.js';
 import { showCall } from '../../host/audit/signatures.js';
 
-notePgSkip();
 
 /** The PostgreSQL store (host/store/pg-store.ts) creates the schema and its audit triggers on open. */
 const openShared = (url: string): Promise<Store> => openPgStore(url);

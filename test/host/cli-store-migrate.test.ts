@@ -27,11 +27,10 @@ import { defaultStorePath, openSqliteStore } from '../../host/store/sqlite-store
 import type { Store } from '../../host/store/store.js';
 import { startHost } from '../../host/host.js';
 import { createToken, createTokenVerifier } from '../../host/tokens.js';
-import { notePgSkip, pgAvailable, type PgServer, startPostgres } from '../helpers/postgres.js';
+import { pgAvailable, type PgServer, startPostgres } from '../helpers/postgres.js';
 import { startFixture } from './helpers/host-fixture.js';
 import { agent, DIGEST, grant, KEY, request, run } from './store-fixtures.js';
 
-notePgSkip();
 
 async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';

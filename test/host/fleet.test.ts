@@ -8,14 +8,13 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { OperatorClient } from '../../host/operator/client.js';
-import { notePgSkip, pgAvailable, type PgServer, startPostgres } from '../helpers/postgres.js';
+import { pgAvailable, type PgServer, startPostgres } from '../helpers/postgres.js';
 import { type FleetFixture, startFleetFixture } from './helpers/fleet.js';
 import { waitUntil } from './helpers/wait.js';
 import { exited } from './helpers/host-process.js';
 import { login, post, raw } from '../console/helpers.js';
 import WebSocket from 'ws';
 
-notePgSkip();
 
 const SEND = "export default async (input, caps) => { await caps.mail.send({ to: 'team@example.com', subject: 'fleet ' + input.i, text: 'once' }, { reason: 'test' }); return 'sent ' + input.i; }";
 const MAIL_REQUEST = [{ capability: 'mail', kind: 'outbox', scope: {}, methods: ['send'], why: 'the email' }];

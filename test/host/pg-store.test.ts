@@ -16,11 +16,10 @@ import { openPgStore, type PgStore } from '../../host/store/pg-store.js';
 import { PG_SCHEMA_VERSION } from '../../host/store/pg/schema.js';
 import type { Store, StoreChange } from '../../host/store/store.js';
 import { ContainedError } from '../../runtime/errors.js';
-import { notePgSkip, pgAvailable, type PgServer, startPostgres } from '../helpers/postgres.js';
+import { pgAvailable, type PgServer, startPostgres } from '../helpers/postgres.js';
 import { waitUntil } from './helpers/wait.js';
 import { grant, request, token } from './store-fixtures.js';
 
-notePgSkip();
 
 let server: PgServer;
 const stores: Store[] = [];

@@ -14,12 +14,10 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import type { RequestRecord } from '../../host/model.js';
 import type { ApprovalResult, Store, StoreChange } from '../../host/store/store.js';
 import { ContainedError } from '../../runtime/errors.js';
-import { notePgSkip } from '../helpers/postgres.js';
 import { postgresFactory, sqliteFactory, type StoreFactory } from './helpers/store-contract-factories.js';
 import { waitUntil } from './helpers/wait.js';
 import { agent, DIGEST, grant, host, KEY, OTHER_DIGEST, request, run, secret, session, token } from './store-fixtures.js';
 
-notePgSkip();
 
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<ContainedError> {
   const error = await p.then(
