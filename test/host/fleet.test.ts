@@ -150,6 +150,9 @@ describe.skipIf(!pgAvailable)('several hosts on one PostgreSQL', () => {
     expect(approved.every((r) => r.approvals.length === 1 && r.execution?.state !== undefined)).toBe(true);
     // The requests came from all three hosts.
     expect(new Set(approved.map((r) => r.hostId)).size).toBe(3);
+    // One chain, three hosts appending at once: it verifies with the three hosts' keys.
+    const verified = await f.verifyAudit();
+    expect(verified.code, verified.stderr + verified.stdout).toBe(0);
   }, 180_000);
 
   it('a host killed between the durable decision and the action: another host reaps it and performs it once', async () => {
@@ -172,6 +175,8 @@ describe.skipIf(!pgAvailable)('several hosts on one PostgreSQL', () => {
     expect(await store.getRun(runId)).toMatchObject({ status: 'error' });
     await new Promise((r) => setTimeout(r, 1_000));
     expect(f.mails()).toHaveLength(1);
+    const verified = await f.verifyAudit();
+    expect(verified.code, verified.stderr + verified.stdout).toBe(0);
     void b;
   }, 60_000);
 
@@ -251,5 +256,8 @@ describe.skipIf(!pgAvailable)('several hosts on one PostgreSQL', () => {
     const approved = (await store.listRequests({ status: 'approved' })).filter((r) => r.subject === image.digest);
     expect(approved).toHaveLength(3);
     expect(approved.every((r) => r.approvals.length === 1)).toBe(true);
+    // The shared chain after all of that.
+    const verified = await f.verifyAudit();
+    expect(verified.code, verified.stderr + verified.stdout).toBe(0);
   }, 90_000);
 });

@@ -5,9 +5,10 @@
  * shared store, and images packed from inline sources.
  */
 import type { ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { main } from '../../../host/cli/main.js';
 import { newGrantId } from '../../../host/grants.js';
 import type { Grant, Role } from '../../../host/model.js';
 import { OperatorClient } from '../../../host/operator/client.js';
@@ -34,6 +35,8 @@ export interface FleetFixture {
   waitRun(url: string, runId: string): Promise<{ status: string; outcome?: { status: string; value?: unknown; error?: { code: string } } }>;
   mails(): string[];
   store(): Promise<Store>;
+  /** `contained audit verify` on the fleet's one chain, with the public key of every host started: its exit code and output. */
+  verifyAudit(): Promise<{ code: number; stdout: string; stderr: string }>;
   kill(host: HostProcess): Promise<void>;
   close(): Promise<void>;
 }
@@ -113,6 +116,19 @@ export async function startFleetFixture(db: string, fleet: { heartbeatMs: number
     },
     mails: () => maildirMessages(root),
     store,
+    async verifyAudit() {
+      const keys = readdirSync(root)
+        .filter((d) => d.startsWith('host'))
+        .map((d) => path.join(root, d, 'audit-key.pub.pem'))
+        .filter((f) => existsSync(f));
+      let stdout = '';
+      let stderr = '';
+      const code = await main(['audit', 'verify', '--config', path.join(root, 'host1', 'contained.config.json'), ...keys.flatMap((k) => ['--public-key', k])], {
+        stdout: (t) => void (stdout += t),
+        stderr: (t) => void (stderr += t),
+      });
+      return { code, stdout, stderr };
+    },
     async kill(host) {
       host.child.kill('SIGKILL');
       await exited(host.child);
