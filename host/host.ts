@@ -41,6 +41,7 @@ import type { RunEventListener, RunFollow } from './runs/run-journal.js';
 import type { RunQueue } from './runs/run-queue.js';
 import { LiveRuns, RunService, type SubmitDigestInput, type SubmitInput, type SubmittedRun } from './runs/service.js';
 import { acquireHostLock } from './store/host-lock.js';
+import { refuseMigratedStore } from './store/migrated-marker.js';
 import { openStore } from './store/open-store.js';
 import { localStateFile, redactUrl, storeLocation } from './store/store-location.js';
 import type { Store } from './store/store.js';
@@ -140,6 +141,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
   let store: Store;
   let capabilities: OpenCapabilities;
   try {
+    refuseMigratedStore(config.dataDir, location);
     store = await openStore(location, { now, logger });
   } catch (error) {
     lock.release();

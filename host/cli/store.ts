@@ -42,6 +42,7 @@ import { AUDIT_LOCK_KEY } from '../audit/pg.js';
 import { GENESIS, hashRecord, rowToStored } from '../audit/record.js';
 import { acquireHostLock } from '../store/host-lock.js';
 import { locateState } from '../store/location.js';
+import { writeMigratedMarker } from '../store/migrated-marker.js';
 import { openPgStore } from '../store/pg-store.js';
 import { openSqliteStore } from '../store/sqlite-store.js';
 import type { Store } from '../store/store.js';
@@ -158,6 +159,8 @@ export async function migrateSqliteToPostgres(options: MigrateOptions): Promise<
         await compareRecords(source, target);
         const keys = loadVerifyKeys(options.dataDir, [], options.auditKeys) ?? [];
         const audit = await verifyTargetChain(options.url, keys, copied.audit_records, copied.audit_checkpoints);
+        // From now on this folder's SQLite file is a stale copy: hosts and CLI writes on it are refused (migrated-marker.ts).
+        writeMigratedMarker(options.dataDir, shownUrl, Date.now());
         return { from: options.file, to: shownUrl, copied, inboxQueued, audit, elapsedMs: Date.now() - t0 };
       } finally {
         await target.close();

@@ -11,6 +11,7 @@ import { ContainedError } from '../../runtime/errors.js';
 import { type HostConfig, loadHostConfig, resolveConfigPath } from '../config.js';
 import { DEFAULT_DATA_DIR, defaultStorePath } from './sqlite-store.js';
 import type { Store } from './store.js';
+import { refuseMigratedStore } from './migrated-marker.js';
 import { openStore } from './open-store.js';
 import { localStateFile, type StoreLocation, storeLocation } from './store-location.js';
 
@@ -51,7 +52,8 @@ export async function locateState(options: LocateOptions = {}): Promise<StateLoc
 }
 
 /** Open the store for writing (creates the data folder and file when missing). */
-export function openForWrite(location: StateLocation): Promise<Store> {
+export async function openForWrite(location: StateLocation): Promise<Store> {
+  refuseMigratedStore(location.dataDir, location.store);
   return openStore(location.store);
 }
 

@@ -330,6 +330,20 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
     }
   });
 
+  it('after the copy, the old SQLite store is refused STORE_MOVED (a host restarted with its old config, a CLI write), not used as a second truth', async () => {
+    const fixture = await startFixture({}, dataDir);
+    await fixture.close();
+    const url = await server.createDatabase();
+    expect((await cli('store', 'migrate', '--to', url, '--data-dir', dataDir)).code).toBe(0);
+    await expect(startHost({ config: fixture.config, isolation: 'in-process', logger: pino({ level: 'silent' }) })).rejects.toMatchObject({ code: 'STORE_MOVED' });
+    const write = await cli('token', 'create', '--name', 'late', '--role', 'viewer', '--data-dir', dataDir, '--by', 'root');
+    expect(write.code).toBe(1);
+    expect(write.stderr).toMatch(/^STORE_MOVED: .*contained store migrate/);
+    // The fleet's host on the same folder, with the PostgreSQL store, starts.
+    const host = await startHost({ config: { ...fixture.config, store: url }, isolation: 'in-process', logger: pino({ level: 'silent' }) });
+    await host.close();
+  });
+
   it('two migrations into one database at once: one copies, the other is refused, nothing is mixed', async () => {
     const second = path.join(dir, 'second');
     await populate();
