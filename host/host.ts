@@ -37,6 +37,7 @@ import { openPasskeyStore } from './store/credentials.js';
 import type { RequestRecord, RunRecord } from './model.js';
 import type { OperatorBackend } from './operator/backend.js';
 import { createTicketStore } from './operator/tickets.js';
+import { createImageClients } from './runs/image-store.js';
 import type { RunEventListener, RunFollow } from './runs/run-journal.js';
 import type { RunQueue } from './runs/run-queue.js';
 import { LiveRuns, RunService, type SubmitDigestInput, type SubmitInput, type SubmittedRun } from './runs/service.js';
@@ -349,7 +350,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
       const mcp = { runs, grants, instances, agents: createAgentVerifier(store), admin: { store, operators, now }, now };
       // Tickets live in the store: one issued here is redeemed by any host of the fleet (or by this one after a restart).
       const tickets = createTicketStore({ records: store, now });
-      server = await startHttpServer({ backend, api: { runs, requests }, mcp, config, verifier: operators, logger, metrics, routes: mounted, tickets });
+      server = await startHttpServer({ backend, api: { runs, requests, images: createImageClients(store, config.dataDir) }, mcp, config, verifier: operators, logger, metrics, routes: mounted, tickets });
     } catch (error) {
       // A port in use must not leave sandbox workers, timers or the store open behind it.
       await close().catch((closeError: unknown) => logger.error({ err: closeError }, 'closing after a failed start failed'));

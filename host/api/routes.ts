@@ -18,7 +18,7 @@ import type { HostConfig } from '../config.js';
 import type { RequestManager } from '../gate/requests.js';
 import type { HostMetrics } from '../metrics.js';
 import type { Operator, RunRecord } from '../model.js';
-import { createImageClients, noSuchImage } from '../runs/image-store.js';
+import { type ImageClients, noSuchImage } from '../runs/image-store.js';
 import type { RunService } from '../runs/service.js';
 import type { TokenVerifier } from '../tokens.js';
 import { type AccessPolicy, checkRunAccess, noSuchRun, rememberingUploads, type RunIntent } from './access.js';
@@ -49,6 +49,8 @@ export const IMAGE_MEDIA_TYPES = ['application/gzip', 'application/x-gzip', 'app
 export interface ApiPorts {
   runs: Pick<RunService, 'addImage' | 'submit' | 'submitDigest' | 'get' | 'waitForRun' | 'cancelRun' | 'followRun'>;
   requests: Pick<RequestManager, 'viewsForRun'>;
+  /** Which platform clients uploaded which image (in the store: any host of a fleet knows). */
+  images: ImageClients;
 }
 
 export interface ApiDeps extends ApiPorts {
@@ -70,7 +72,7 @@ export function createApi(deps: ApiDeps): Api {
   const streams = new EventStreams({ heartbeatMs: limits.sseHeartbeatMs, maxBufferedBytes: limits.sseMaxBufferedBytes, maxStreamsPerClient: limits.maxEventStreamsPerClient });
   const platform = (ctx: RouteContext) => authenticate(ctx.req, verifier, API_ROLES);
   const policy: AccessPolicy = { crossClientReaders: new Set(config.http.crossClientReaders) };
-  const imageClients = rememberingUploads(createImageClients(config.dataDir));
+  const imageClients = rememberingUploads(deps.images);
 
   /** The run named by `:id` if `caller` may reach it for `intent`; NOT_FOUND (as for no run) or FORBIDDEN. */
   async function findRun(ctx: RouteContext, caller: Operator, intent: RunIntent): Promise<RunRecord> {

@@ -62,7 +62,7 @@ transaction, then reads everything back and verifies the audit chain there. Stop
 `;
 
 /** What is copied, in this order (in one transaction: a reader sees all of it or none). */
-export const MIGRATED_TABLES = ['grants', 'tokens', 'agents', 'hosts', 'runs', 'requests', 'audit_records', 'audit_checkpoints'] as const;
+export const MIGRATED_TABLES = ['grants', 'tokens', 'agents', 'hosts', 'runs', 'requests', 'images', 'image_clients', 'audit_records', 'audit_checkpoints'] as const;
 type Table = (typeof MIGRATED_TABLES)[number];
 
 /** How long to wait for another session's lock on the target tables before giving up. */
@@ -116,7 +116,7 @@ async function storeMigrate(argv: string[], io: CliIo): Promise<number> {
   const { copied, audit } = summary;
   io.stdout(
     `migrated ${summary.from} to ${summary.to} in ${summary.elapsedMs} ms: ${copied.grants} grants, ${copied.tokens} tokens, ${copied.agents} agents, ${copied.hosts} hosts, ` +
-      `${copied.runs} runs, ${copied.requests} requests, ${audit.records} audit records (head ${audit.headSeq} ${audit.headHash.slice(0, 16)}…, ` +
+      `${copied.runs} runs, ${copied.requests} requests, ${copied.images} images, ${audit.records} audit records (head ${audit.headSeq} ${audit.headHash.slice(0, 16)}…, ` +
       `${audit.checkpoints} checkpoints${signatures(audit)}); everything reads back equal\n`,
   );
   io.stdout(`next: set "store" in the host config to this URL (or CONTAINED_STORE), then start the hosts\n`);
@@ -328,7 +328,7 @@ async function copyTable(sqlite: Database.Database, client: pg.Client, p: Plan):
   const overriding = p.target.some((c) => c.identity) ? ' OVERRIDING SYSTEM VALUE' : '';
   const head = `INSERT INTO ${p.table} (${p.columns.join(', ')})${overriding} VALUES `;
   // Key order: the audit chain in seq order, the rest by primary key (deterministic, resumable to read).
-  const order = p.table === 'audit_records' || p.table === 'audit_checkpoints' ? 'seq' : 'id';
+  const order = p.table === 'audit_records' || p.table === 'audit_checkpoints' ? 'seq' : p.table === 'images' ? 'digest' : p.table === 'image_clients' ? 'digest, client' : 'id';
   const rows = sqlite.prepare(`SELECT ${p.columns.join(', ')} FROM ${p.table} ORDER BY ${order}`).raw(true).iterate() as IterableIterator<unknown[]>;
   let count = 0;
   let batch: unknown[][] = [];

@@ -1,31 +1,35 @@
 /**
- * Uploaded images on disk: `<dataDir>/images/<hex>.tgz`, named by the image digest (the digest of
- * the canonical file listing, see sandbox-images/digest.ts — not of the archive bytes).
+ * Uploaded images, kept in the host's store by digest (Store.putImage; the digest of the canonical
+ * file listing, see sandbox-images/digest.ts — not of the archive bytes), so with several hosts on
+ * one PostgreSQL an image uploaded to one host runs on any. A later upload with the same digest
+ * replaces the archive (same agent code; it may carry other signatures).
  *
- * Writes are atomic: a temporary file in the same folder, fsync, rename; a reader sees the old
- * file or the new one, never half of one. The file name is built only from a digest that matched
- * `sha256:<64 hex>`, so no caller-chosen text ever reaches a path. A later upload with the same
- * digest replaces the file (same agent code; it may carry other signatures).
+ * Images stored as files by earlier versions (`<dataDir>/images/<hex>.tgz`, and the client markers
+ * `<dataDir>/images/clients/<hex>/<sha256 of the client name>`) are still read when the store has
+ * none; nothing is written there any more. The file name is built only from a digest that matched
+ * `sha256:<64 hex>`, so no caller-chosen text ever reaches a path.
  *
  * Reading back is not trusted either: the host loads the stored bytes again with
- * `expectedDigest`, so a file changed on disk fails `IMAGE_DIGEST_MISMATCH`.
+ * `expectedDigest`, so an archive changed in the store fails `IMAGE_DIGEST_MISMATCH`.
  *
- * Which platform clients uploaded an image (`createImageClients`): one empty marker file per
- * client, `<dataDir>/images/clients/<hex>/<sha256 of the client name>`, so concurrent uploads never
- * race on a shared list and no client-chosen text reaches a path. A client runs by digest only the
- * images it uploaded (host/api/routes.ts); the others' are `NOT_FOUND`, as if never uploaded.
+ * Which platform clients uploaded an image (`createImageClients`): one row per (digest, sha256 of
+ * the client name). A client runs by digest only the images it uploaded (host/api/routes.ts); the
+ * others' are `NOT_FOUND`, as if never uploaded.
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { access, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { access, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ContainedError } from '../../runtime/errors.js';
 import { loadImage, type LoadedImage, type LoadImageOptions } from '../../sandbox-images/load.js';
+import type { Store } from '../store/store.js';
 
 const DIGEST = /^sha256:([0-9a-f]{64})$/;
 
+/** What images need of the host's store. */
+export type ImageRecords = Pick<Store, 'putImage' | 'getImage' | 'addImageClient' | 'hasImageClient'>;
+
 export interface ImageStore {
-  readonly dir: string;
-  /** Store the archive under its digest (atomically). */
+  /** Store the archive under its digest. */
   put(digest: string, bytes: Uint8Array): Promise<void>;
   /** The stored archive, or undefined. INVALID_ARGUMENT for a malformed digest. */
   get(digest: string): Promise<Buffer | undefined>;
@@ -49,9 +53,8 @@ export function noSuchImage(digest: string): ContainedError {
   return new ContainedError('NOT_FOUND', `no image ${digest} on this host (upload it with POST /v1/images)`);
 }
 
-export function createImageStore(dataDir: string): ImageStore {
-  const dir = path.join(dataDir, 'images');
-  let ready: Promise<unknown> | undefined;
+export function createImageStore(records: ImageRecords, dataDir: string, now: () => number = Date.now): ImageStore {
+  const legacyDir = path.join(dataDir, 'images');
   const cache = new Map<string, LoadedImage>();
   const remember = (image: LoadedImage): LoadedImage => {
     cache.delete(image.digest);
@@ -60,31 +63,14 @@ export function createImageStore(dataDir: string): ImageStore {
     return image;
   };
   const store: ImageStore = {
-    dir,
     async put(digest, bytes) {
-      const target = path.join(dir, fileNameFor(digest));
-      ready ??= mkdir(dir, { recursive: true, mode: 0o700 });
-      await ready;
-      const temp = `${target}.${randomBytes(6).toString('hex')}.tmp`;
-      const handle = await open(temp, 'wx', 0o600);
-      try {
-        await handle.writeFile(bytes);
-        await handle.sync();
-      } catch (error) {
-        await handle.close();
-        await rm(temp, { force: true });
-        throw error;
-      }
-      await handle.close();
-      try {
-        await rename(temp, target);
-      } catch (error) {
-        await rm(temp, { force: true });
-        throw error;
-      }
+      fileNameFor(digest);
+      await records.putImage(digest, bytes, now());
     },
     async get(digest) {
-      const file = path.join(dir, fileNameFor(digest));
+      const file = path.join(legacyDir, fileNameFor(digest));
+      const stored = await records.getImage(digest);
+      if (stored !== undefined) return stored;
       try {
         return await readFile(file);
       } catch (error) {
@@ -117,22 +103,20 @@ export interface ImageClients {
   has(digest: string, client: string): Promise<boolean>;
 }
 
-export function createImageClients(dataDir: string): ImageClients {
-  const root = path.join(dataDir, 'images', 'clients');
-  const marker = (digest: string, client: string): { dir: string; file: string } => {
-    const dir = path.join(root, fileNameFor(digest).slice(0, -'.tgz'.length));
-    return { dir, file: path.join(dir, createHash('sha256').update(client, 'utf8').digest('hex')) };
-  };
+export function createImageClients(records: ImageRecords, dataDir: string): ImageClients {
+  const legacyRoot = path.join(dataDir, 'images', 'clients');
+  const clientHash = (client: string): string => createHash('sha256').update(client, 'utf8').digest('hex');
   return {
     async add(digest, client) {
-      const { dir, file } = marker(digest, client);
-      await mkdir(dir, { recursive: true, mode: 0o700 });
-      await writeFile(file, '', { mode: 0o600 });
+      fileNameFor(digest);
+      await records.addImageClient(digest, clientHash(client));
     },
     async has(digest, client) {
-      const { file } = marker(digest, client);
+      const hash = clientHash(client);
+      if (await records.hasImageClient(digest, hash)) return true;
+      // Uploaded before images moved into the store: the marker file.
       try {
-        await access(file);
+        await access(path.join(legacyRoot, fileNameFor(digest).slice(0, -'.tgz'.length), hash));
         return true;
       } catch {
         return false;

@@ -28,7 +28,7 @@ import type { GrantService } from '../grant-service.js';
 import { subjectMatches } from '../grants.js';
 import type { RunRecord, RunStatus, RunSubject } from '../model.js';
 import type { Store } from '../store/store.js';
-import { createImageStore, type ImageStore } from './image-store.js';
+import { createImageStore, type ImageRecords, type ImageStore } from './image-store.js';
 import { type RunEventListener, type RunFollow, RunJournal } from './run-journal.js';
 import { RunQueue, type RunSlot } from './run-queue.js';
 
@@ -130,7 +130,7 @@ export class LiveRuns {
 }
 
 export interface RunServiceDeps {
-  store: Pick<Store, 'insertRun' | 'updateRun' | 'getRun' | 'listRuns'>;
+  store: Pick<Store, 'insertRun' | 'updateRun' | 'getRun' | 'listRuns'> & ImageRecords;
   /** The grants that put capabilities in a run's `caps`. */
   grants: Pick<GrantService, 'active'>;
   /** Capability instances the host offers, by name. */
@@ -185,7 +185,7 @@ export class RunService {
     this.imageTrust = deps.imageTrust ?? {};
     this.queue = new RunQueue({ maxConcurrentRuns: deps.maxConcurrentRuns, maxQueuedRuns: deps.maxQueuedRuns });
     this.journal = new RunJournal();
-    this.images = createImageStore(deps.dataDir);
+    this.images = createImageStore(deps.store, deps.dataDir, this.now);
   }
 
   /** Give to the event hub: a run's request events go into its journal. */

@@ -613,6 +613,30 @@ export class PgStore implements Store {
     });
   }
 
+  // Images -----------------------------------------------------------------------------------
+
+  /** An upsert: repeating it after a lost connection is harmless. */
+  async putImage(digest: string, bytes: Uint8Array, at: number): Promise<void> {
+    await this.call('putImage', 'retry', () =>
+      this.q('putImage', 'INSERT INTO images (digest, bytes, stored_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO UPDATE SET bytes = EXCLUDED.bytes, stored_at = EXCLUDED.stored_at', [digest, Buffer.from(bytes), at]),
+    );
+  }
+
+  async getImage(digest: string): Promise<Buffer | undefined> {
+    return this.call('getImage', 'retry', async () => {
+      const row = (await this.q('getImage', 'SELECT bytes FROM images WHERE digest = $1', [digest]))[0];
+      return row === undefined ? undefined : (row.bytes as Buffer);
+    });
+  }
+
+  async addImageClient(digest: string, clientHash: string): Promise<void> {
+    await this.call('addImageClient', 'retry', () => this.q('addImageClient', 'INSERT INTO image_clients (digest, client) VALUES ($1, $2) ON CONFLICT DO NOTHING', [digest, clientHash]));
+  }
+
+  async hasImageClient(digest: string, clientHash: string): Promise<boolean> {
+    return this.call('hasImageClient', 'retry', async () => (await this.q('hasImageClient', 'SELECT 1 FROM image_clients WHERE digest = $1 AND client = $2', [digest, clientHash])).length === 1);
+  }
+
   // Hosts ------------------------------------------------------------------------------------
 
   async registerHost(host: HostRecord): Promise<void> {

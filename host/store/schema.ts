@@ -313,8 +313,26 @@ CREATE TABLE one_time_secrets (
 CREATE INDEX one_time_secrets_by_expiry ON one_time_secrets (expires_at);
 `;
 
+/**
+ * v10: uploaded images in the store (host/runs/image-store.ts), so every host of a fleet runs an
+ * image uploaded to any of them: the archive by digest, and which clients (the sha256 of the
+ * client's name) uploaded it. Images stored as files by earlier versions are still read. Additive.
+ */
+const V10 = `
+CREATE TABLE images (
+  digest TEXT PRIMARY KEY NOT NULL,
+  bytes BLOB NOT NULL,
+  stored_at INTEGER NOT NULL
+) STRICT;
+CREATE TABLE image_clients (
+  digest TEXT NOT NULL,
+  client TEXT NOT NULL,
+  PRIMARY KEY (digest, client)
+) STRICT;
+`;
+
 /** Migration n (1-based) is MIGRATIONS[n - 1]. Append only; never edit a shipped migration. */
-const MIGRATIONS: readonly string[] = [V1, V2, V3, V4, V5, V6, V7, V8, V9];
+const MIGRATIONS: readonly string[] = [V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
 
 /** The schema version this build writes. */
 export const SCHEMA_VERSION = MIGRATIONS.length;

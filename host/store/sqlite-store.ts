@@ -584,6 +584,28 @@ export class SqliteStore implements Store {
     return () => {};
   }
 
+  // Images -----------------------------------------------------------------------------------
+
+  async putImage(digest: string, bytes: Uint8Array, at: number): Promise<void> {
+    this.guard('putImage', () => {
+      this.stmt('INSERT INTO images (digest, bytes, stored_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO UPDATE SET bytes = excluded.bytes, stored_at = excluded.stored_at').run(digest, Buffer.from(bytes), at);
+    });
+  }
+
+  async getImage(digest: string): Promise<Buffer | undefined> {
+    return this.guard('getImage', () => this.stmt('SELECT bytes FROM images WHERE digest = ?').pluck().get(digest) as Buffer | undefined);
+  }
+
+  async addImageClient(digest: string, clientHash: string): Promise<void> {
+    this.guard('addImageClient', () => {
+      this.stmt('INSERT OR IGNORE INTO image_clients (digest, client) VALUES (?, ?)').run(digest, clientHash);
+    });
+  }
+
+  async hasImageClient(digest: string, clientHash: string): Promise<boolean> {
+    return this.guard('hasImageClient', () => this.stmt('SELECT 1 FROM image_clients WHERE digest = ? AND client = ?').pluck().get(digest, clientHash) !== undefined);
+  }
+
   // Console sessions and one-time secrets ----------------------------------------------------
 
   async insertSession(session: SessionRecord): Promise<void> {

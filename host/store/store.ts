@@ -184,6 +184,14 @@ export interface Store {
    */
   watch(listener: (change: StoreChange) => void): () => void;
 
+  // Images: uploaded archives by digest, and which platform clients uploaded each (host/runs/image-store.ts)
+  /** Store an archive under its digest; a later upload of the same digest replaces it (same code, maybe other signatures). */
+  putImage(digest: string, bytes: Uint8Array, at: number): Promise<void>;
+  getImage(digest: string): Promise<Buffer | undefined>;
+  /** Record that a client (the sha256 of its name) uploaded `digest`; idempotent. */
+  addImageClient(digest: string, clientHash: string): Promise<void>;
+  hasImageClient(digest: string, clientHash: string): Promise<boolean>;
+
   // Console sessions, WebSocket tickets and login codes
   insertSession(session: SessionRecord): Promise<void>;
   getSession(key: string): Promise<SessionRecord | undefined>;

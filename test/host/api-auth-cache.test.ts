@@ -5,7 +5,8 @@
  * next request; refusals are never remembered; an image upload, once seen, is remembered (uploads
  * cannot be undone), a "not uploaded" never is.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -90,16 +91,25 @@ describe('token verifier: remembered while no token changes', () => {
 });
 
 describe('image uploads: remembered once seen', () => {
-  it('answers exactly as the markers: no until uploaded (never remembered), yes after', async () => {
+  it('answers exactly as the store: no until uploaded (never remembered), yes after', async () => {
     const digest = `sha256:${'ab'.repeat(32)}`;
-    const markers = createImageClients(dir);
-    const clients = rememberingUploads(markers);
+    const rows = createImageClients(store, dir);
+    const clients = rememberingUploads(rows);
     expect(await clients.has(digest, 'ci')).toBe(false);
-    await markers.add(digest, 'ci'); // by another instance (another host process sharing the folder)
+    await createImageClients(other, dir).add(digest, 'ci'); // by another store object (another host of the fleet)
     expect(await clients.has(digest, 'ci')).toBe(true);
     expect(await clients.has(digest, 'other')).toBe(false);
     await clients.add(digest, 'other');
     expect(await clients.has(digest, 'other')).toBe(true);
-    expect(await createImageClients(dir).has(digest, 'other')).toBe(true);
+    expect(await createImageClients(other, dir).has(digest, 'other')).toBe(true);
+  });
+
+  it('still finds an upload recorded as a marker file by an earlier version', async () => {
+    const digest = `sha256:${'cd'.repeat(32)}`;
+    const markerDir = path.join(dir, 'images', 'clients', 'cd'.repeat(32));
+    mkdirSync(markerDir, { recursive: true });
+    writeFileSync(path.join(markerDir, createHash('sha256').update('ci', 'utf8').digest('hex')), '');
+    expect(await createImageClients(store, dir).has(digest, 'ci')).toBe(true);
+    expect(await createImageClients(store, dir).has(digest, 'other')).toBe(false);
   });
 });

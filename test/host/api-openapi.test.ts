@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { OPENAPI_PATH, renderOpenApi } from '../../host/api/openapi.js';
 import { createMcpHttp } from '../../host/mcp/http.js';
 import { createApi, DEFAULT_API_LIMITS } from '../../host/api/routes.js';
+import { createImageClients } from '../../host/runs/image-store.js';
 import { errorSchema, imageUploadedSchema, runAcceptedSchema, runSchema } from '../../host/api/schemas.js';
 import { call } from './api-client.js';
 import { type Fixture, startFixture } from './helpers/host-fixture.js';
@@ -38,7 +39,7 @@ describe('OpenAPI document', () => {
   it('documents exactly the routes the server serves', () => {
     const doc = JSON.parse(renderOpenApi()) as { paths: Record<string, Record<string, unknown>> };
     const documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)).sort();
-    const api = createApi({ runs: fx.host.runs, requests: fx.host.requests, verifier: { verify: async () => undefined }, config: fx.config, limits: DEFAULT_API_LIMITS, metrics: undefined, logger: undefined });
+    const api = createApi({ runs: fx.host.runs, requests: fx.host.requests, images: createImageClients(fx.host.store, fx.dir), verifier: { verify: async () => undefined }, config: fx.config, limits: DEFAULT_API_LIMITS, metrics: undefined, logger: undefined });
     const mcp = createMcpHttp({ runs: fx.host.runs, grants: fx.host.grants, instances: fx.host.instances, agents: { verify: async () => undefined }, admin: { store: fx.host.store, operators: { verify: async () => undefined } } }, { limits: fx.config.mcp, allowedOrigins: [], url: () => undefined });
     const served = [...[...api.routes, ...mcp.routes].map((r) => `${r.method} ${r.path.replace(/:([a-z]+)/g, '{$1}')}`), 'GET /healthz'].sort();
     void mcp.close();

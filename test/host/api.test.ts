@@ -5,9 +5,10 @@
  * digest and inline, body validation (400 with the path), the event stream (logs, a request, its
  * approval by an operator, the outcome; replay after the end), cancel, and /metrics.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RequestView } from '../../host/operator/backend.js';
 import type { OperatorClient } from '../../host/operator/client.js';
@@ -112,21 +113,27 @@ describe('authentication and routing', () => {
 });
 
 describe('POST /v1/images', () => {
-  it('validates, stores the archive by digest atomically, and answers digest and manifest', async () => {
+  it('validates, stores the archive in the host store by digest, and answers digest and manifest', async () => {
     const image = fx.image('uploaded', 'export default (input) => ({ echoed: input })');
     const res = await upload(image.bytes);
     expect(res.status).toBe(201);
     expect(res.body).toMatchObject({ digest: image.digest, manifest: { name: 'uploaded', entry: 'main.js' } });
-    const file = path.join(fx.dir, 'images', `${image.digest.slice('sha256:'.length)}.tgz`);
-    expect(readFileSync(file).equals(image.bytes)).toBe(true);
-    expect(readdirSync(path.join(fx.dir, 'images')).filter((f) => f.endsWith('.tmp'))).toEqual([]);
-    // The same image again replaces the file; still one file.
+    expect((await fx.host.store.getImage(image.digest))?.equals(image.bytes)).toBe(true);
+    // The same image again replaces the stored archive.
     expect((await upload(image.bytes)).status).toBe(201);
-    expect(readdirSync(path.join(fx.dir, 'images')).filter((f) => f.startsWith(image.digest.slice(7, 20)))).toHaveLength(1);
+    expect((await fx.host.store.getImage(image.digest))?.equals(image.bytes)).toBe(true);
   });
 
   it('refuses hostile archives with 422 and the loader\'s code, storing nothing', async () => {
-    const before = existsSync(path.join(fx.dir, 'images')) ? readdirSync(path.join(fx.dir, 'images')).length : 0;
+    const stored = (): number => {
+      const db = new Database(path.join(fx.dir, 'contained.db'), { readonly: true });
+      try {
+        return db.prepare('SELECT COUNT(*) FROM images').pluck().get() as number;
+      } finally {
+        db.close();
+      }
+    };
+    const before = stored();
     const traversal = gz(rawTar([{ path: 'manifest.json', body: manifestJson() }, { path: 'agent/main.js', body: MAIN_JS }, { path: '../evil.js', body: 'x' }]));
     const res = await upload(traversal);
     expect(res.status).toBe(422);
@@ -136,8 +143,9 @@ describe('POST /v1/images', () => {
     expect((await upload(Buffer.from('not a gzip stream at all'))).body.error.code).toBe('IMAGE_CORRUPT');
     const noManifest = gz(rawTar([{ path: 'agent/main.js', body: MAIN_JS }]));
     expect((await upload(noManifest)).body.error.code).toBe('IMAGE_MANIFEST_MISSING');
-    const after = existsSync(path.join(fx.dir, 'images')) ? readdirSync(path.join(fx.dir, 'images')).length : 0;
-    expect(after).toBe(before);
+    expect(stored()).toBe(before);
+    // Nor anything where earlier versions kept images as files.
+    expect(existsSync(path.join(fx.dir, 'images')) ? readdirSync(path.join(fx.dir, 'images')) : []).toEqual([]);
   });
 
   it('refuses other media types with 415', async () => {

@@ -111,6 +111,8 @@ async function populate(folder = dataDir): Promise<{ counts: Record<string, numb
     await store.insertRequest(request({ id: 'req_claimed' }));
     await store.resolveRequest('req_claimed', { status: 'approved', at: 2_200, by: ['alice', 'bob'] });
     await store.claimExecution('req_claimed', 2_210);
+    await store.putImage(DIGEST, Buffer.from([0x1f, 0x8b, 8, 0, 1, 2, 3]), 2_300);
+    await store.addImageClient(DIGEST, 'c'.repeat(64));
 
     // The chain: the grant/token inbox drained into it, calls, two checkpoints, a tail the close signs.
     await audit.append({ type: 'run.started', runId: 'run_ok', subject: DIGEST, data: { image: 'refund-desk', text: 'naïve ✓ "quoted" \\ \u0001' } });
@@ -128,7 +130,7 @@ async function populate(folder = dataDir): Promise<{ counts: Record<string, numb
   const raw = new Database(file, { readonly: true });
   try {
     const count = (table: string): number => raw.prepare(`SELECT COUNT(*) FROM ${table}`).pluck().get() as number;
-    const counts = Object.fromEntries(['grants', 'tokens', 'agents', 'hosts', 'runs', 'requests', 'audit_records', 'audit_checkpoints', 'audit_inbox'].map((t) => [t, count(t)]));
+    const counts = Object.fromEntries(['grants', 'tokens', 'agents', 'hosts', 'runs', 'requests', 'images', 'image_clients', 'audit_records', 'audit_checkpoints', 'audit_inbox'].map((t) => [t, count(t)]));
     return { counts };
   } finally {
     raw.close();
@@ -184,7 +186,7 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
 
   it('copies every record and the audit chain, which verifies on PostgreSQL; the pending inbox row is queued there', async () => {
     const { counts } = await populate();
-    expect(counts).toMatchObject({ grants: 3, tokens: 2, agents: 2, hosts: 2, runs: 2, requests: 4, audit_checkpoints: 3, audit_inbox: 1 });
+    expect(counts).toMatchObject({ grants: 3, tokens: 2, agents: 2, hosts: 2, runs: 2, requests: 4, images: 1, image_clients: 1, audit_checkpoints: 3, audit_inbox: 1 });
     const url = await server.createDatabase();
 
     const result = await cli('store', 'migrate', '--to', url, '--data-dir', dataDir);
@@ -199,7 +201,8 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
     expect(result.stdout).toContain(`copied audit_records: ${counts.audit_records}`);
     expect(result.stdout).toContain('copied audit_checkpoints: 3');
     expect(result.stdout).toContain('queued 1 grant/token change');
-    expect(result.stdout).toMatch(/migrated .*contained\.db to postgres:\/\/.* 3 grants, 2 tokens, 2 agents, 2 hosts, 2 runs, 4 requests, \d+ audit records .*3 checkpoints, signatures verified\); everything reads back equal/);
+    expect(result.stdout).toContain('copied images: 1');
+    expect(result.stdout).toMatch(/migrated .*contained\.db to postgres:\/\/.* 3 grants, 2 tokens, 2 agents, 2 hosts, 2 runs, 4 requests, 1 images, \d+ audit records .*3 checkpoints, signatures verified\); everything reads back equal/);
 
     // Every record reads back equal through the PostgreSQL store.
     const sqlite = await openSqliteStore(file);
@@ -211,6 +214,8 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
       expect(await target.listTokens()).toEqual(await sqlite.listTokens());
       for (const t of await sqlite.listTokens()) expect(await target.findTokenByHash(t.hash)).toEqual(t);
       expect(await target.listAgents()).toEqual(await sqlite.listAgents());
+      expect((await target.getImage(DIGEST))?.equals(Buffer.from([0x1f, 0x8b, 8, 0, 1, 2, 3]))).toBe(true);
+      expect(await target.hasImageClient(DIGEST, 'c'.repeat(64))).toBe(true);
       const byId = (hosts: Awaited<ReturnType<Store['listHosts']>>): unknown => Object.fromEntries(hosts.map((h) => [h.id, h]));
       expect(byId(await target.listHosts())).toEqual(byId(await sqlite.listHosts()));
       expect((await target.listHosts()).find((h) => h.id === 'hst_old')).toMatchObject({ stoppedAt: 950 });
@@ -285,7 +290,7 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
     const before = await count(url, 'audit_records');
     const again = await cli('store', 'migrate', '--to', url, '--data-dir', dataDir);
     expect(again.code).toBe(2);
-    expect(again.stderr).toMatch(/^INVALID_ARGUMENT: store migrate: postgres:\/\/.* already holds host state \(grants 3, tokens 2, agents 2, hosts 2, runs 2, requests 4, audit_records \d+, audit_checkpoints 3\)/);
+    expect(again.stderr).toMatch(/^INVALID_ARGUMENT: store migrate: postgres:\/\/.* already holds host state \(grants 3, tokens 2, agents 2, hosts 2, runs 2, requests 4, images 1, image_clients 1, audit_records \d+, audit_checkpoints 3\)/);
     expect(again.stderr.split('\n').filter(Boolean)).toHaveLength(1);
     expect(await count(url, 'grants')).toBe(3);
     expect(await count(url, 'audit_records')).toBe(before);

@@ -203,6 +203,18 @@ describe.skipIf(!pgAvailable)('several hosts on one PostgreSQL', () => {
     expect(f.mails()).toHaveLength(1);
   }, 60_000);
 
+  it('an image uploaded to host A runs by digest on host B', async () => {
+    const f = await fleet();
+    const [a, b] = await Promise.all([f.start(1), f.start(2)]);
+    const image = f.image('echo', 'export default async (input) => ({ echoed: input })', []);
+    const uploaded = await fetch(`${a.url}/v1/images`, { method: 'POST', headers: { authorization: `Bearer ${f.tokens.plat}`, 'content-type': 'application/gzip' }, body: image.bytes });
+    expect(uploaded.status).toBe(201);
+    const res = await fetch(`${b.url}/v1/runs`, { method: 'POST', headers: { authorization: `Bearer ${f.tokens.plat}`, 'content-type': 'application/json' }, body: JSON.stringify({ digest: image.digest, input: { n: 7 } }) });
+    expect(res.status).toBe(202);
+    const { runId } = (await res.json()) as { runId: string };
+    expect((await f.waitRun(b.url, runId)).outcome).toMatchObject({ status: 'ok', value: { echoed: { n: 7 } } });
+  }, 60_000);
+
   it('a console session and a WebSocket ticket from host A work on host B, and after A restarts', async () => {
     const f = await fleet();
     const [a, b] = await Promise.all([f.start(1), f.start(2)]);

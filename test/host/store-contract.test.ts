@@ -448,6 +448,29 @@ describe.each([sqliteFactory(), postgresFactory()])('Store contract: $name', (fa
       });
     });
 
+    describe('images', () => {
+      it('stores an archive by digest (a later upload replaces it), records its uploaders idempotently, and both survive a reopen', async () => {
+        let s = await open();
+        const digest = `sha256:${'ef'.repeat(32)}`;
+        expect(await s.getImage(digest)).toBeUndefined();
+        const bytes = Buffer.from([0, 1, 2, 255, 0x1f, 0x8b]);
+        await s.putImage(digest, bytes, 1_000);
+        expect((await s.getImage(digest))?.equals(bytes)).toBe(true);
+        const again = Buffer.from('other signatures, same code');
+        await s.putImage(digest, again, 2_000);
+        expect((await s.getImage(digest))?.equals(again)).toBe(true);
+        expect(await s.hasImageClient(digest, 'c'.repeat(64))).toBe(false);
+        await s.addImageClient(digest, 'c'.repeat(64));
+        await s.addImageClient(digest, 'c'.repeat(64));
+        expect(await s.hasImageClient(digest, 'c'.repeat(64))).toBe(true);
+        expect(await s.hasImageClient(digest, 'd'.repeat(64))).toBe(false);
+        s = await reopen(s);
+        expect((await s.getImage(digest))?.equals(again)).toBe(true);
+        expect(await s.hasImageClient(digest, 'c'.repeat(64))).toBe(true);
+        await s.close();
+      });
+    });
+
     describe('concurrency: two store objects on one store', () => {
       const ROUNDS = 50;
 

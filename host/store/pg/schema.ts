@@ -236,8 +236,22 @@ $fn$;
 CREATE TRIGGER requests_changed AFTER INSERT OR UPDATE ON requests FOR EACH ROW EXECUTE FUNCTION contained_request_changed();
 `;
 
+/** v2: uploaded images by digest and which clients uploaded them (as SQLite's v10): any host of the fleet runs an image uploaded to another. */
+const V2 = `
+CREATE TABLE images (
+  digest TEXT PRIMARY KEY NOT NULL,
+  bytes BYTEA NOT NULL,
+  stored_at BIGINT NOT NULL
+);
+CREATE TABLE image_clients (
+  digest TEXT NOT NULL,
+  client TEXT NOT NULL,
+  PRIMARY KEY (digest, client)
+);
+`;
+
 /** Migration n (1-based) is PG_MIGRATIONS[n - 1]. Append only; never edit a shipped migration. */
-const PG_MIGRATIONS: readonly string[] = [V1];
+const PG_MIGRATIONS: readonly string[] = [V1, V2];
 
 /** The schema version this build writes. */
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;
