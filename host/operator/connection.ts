@@ -60,6 +60,8 @@ export class OperatorConnection {
   private readonly rate: TokenBucket;
   private readonly strikes: TokenBucket;
   private readonly log: Logger;
+  /** Closed for abuse of the rate limit: no message is read any more; the close follows its pending replies. */
+  private abusive = false;
 
   constructor(
     readonly ws: WebSocket,
@@ -151,11 +153,14 @@ export class OperatorConnection {
   }
 
   private onMessage(data: Buffer, isBinary: boolean): void {
-    if (!this.open) return;
+    if (!this.open || this.abusive) return;
     if (!this.rate.take()) {
       if (!this.strikes.take()) {
         this.log.warn('operator rate limit abused; closing 1008');
-        this.close(CLOSE.POLICY, 'rate limit exceeded');
+        // Read nothing more, but let the replies to messages already accepted out first: frames
+        // arriving in one chunk are all parsed before any of their (async) replies is sent.
+        this.abusive = true;
+        setImmediate(() => this.close(CLOSE.POLICY, 'rate limit exceeded'));
         return;
       }
       this.sendMessage(errorMessage('RATE_LIMITED', `more than ${this.deps.limits.messagesPerSecond} messages per second; message not processed`, idOf(data, isBinary)));
