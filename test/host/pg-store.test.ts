@@ -91,7 +91,7 @@ describe.skipIf(!pgAvailable)('PostgreSQL store', { timeout: 60_000 }, () => {
       await open(url);
       const tables = (await sql<{ table_name: string }>(url, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name")).map((t) => t.table_name);
       expect(tables).toEqual(
-        ['agents', 'audit_checkpoints', 'audit_inbox', 'audit_records', 'change_counter', 'grants', 'hosts', 'one_time_secrets', 'requests', 'runs', 'schema_version', 'sessions', 'tokens'].sort(),
+        ['agents', 'audit_checkpoints', 'audit_inbox', 'audit_records', 'change_counter', 'grants', 'hosts', 'image_clients', 'images', 'one_time_secrets', 'requests', 'runs', 'schema_version', 'sessions', 'tokens'].sort(),
       );
     });
 
