@@ -84,17 +84,8 @@ function readPrivateKey(file: string): AuditKey {
 export function loadVerifyKey(dataDir: string, publicKeyFile?: string): AuditKey | undefined {
   const candidates = publicKeyFile !== undefined ? [publicKeyFile] : [path.join(dataDir, AUDIT_PUBLIC_KEY_FILE)];
   for (const file of candidates) {
-    if (!existsSync(file)) {
-      if (publicKeyFile !== undefined) throw new ContainedError('USAGE', `--public-key: cannot read ${file}`);
-      continue;
-    }
-    try {
-      const publicKey = createPublicKey(readFileSync(file));
-      if (publicKey.asymmetricKeyType !== 'ed25519') throw new Error('not ed25519');
-      return { privateKey: undefined, publicKey, keyId: keyIdOf(publicKey) };
-    } catch (error) {
-      throw new ContainedError('INVALID_ARGUMENT', `audit: ${file} is not an ed25519 public key`, { cause: error });
-    }
+    if (publicKeyFile === undefined && !existsSync(file)) continue;
+    return readPublicKeyFile(file);
   }
   const privateFile = path.join(dataDir, AUDIT_KEY_FILE);
   if (existsSync(privateFile)) {

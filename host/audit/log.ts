@@ -252,6 +252,30 @@ export class AuditLog {
     });
   }
 
+  /**
+   * Seal each pending append with `put`, in order; one with `within` runs it in a savepoint of the
+   * local SQLite transaction just before its record, so a throwing `within` drops only its own
+   * record (its error goes to that append).
+   */
+  private sealAll(results: Array<{ item: Pending; record?: StoredRecord | undefined; error?: unknown }>, put: (input: AuditInput, at: number) => StoredRecord): void {
+    for (const result of results) {
+      const { item } = result;
+      const input = item.input;
+      if (item.within === undefined) {
+        if (input) result.record = put(input, item.at);
+        continue;
+      }
+      try {
+        result.record = this.db.transaction(() => {
+          item.within?.(this.db);
+          return input ? put(input, item.at) : undefined;
+        })();
+      } catch (error) {
+        result.error = error;
+      }
+    }
+  }
+
   private commitBatch(): void {
     const batch = this.queue.splice(0, this.options.maxBatch ?? AUDIT_CONFIG_DEFAULTS.maxBatch);
     const results: Array<{ item: Pending; record?: StoredRecord | undefined; error?: unknown }> = batch.map((item) => ({ item }));
@@ -274,22 +298,7 @@ export class AuditLog {
             return r;
           };
           for (const input of this.drainInbox()) put(input, input.at ?? this.now());
-          for (const result of results) {
-            const { item } = result;
-            const input = item.input;
-            if (item.within === undefined) {
-              if (input) result.record = put(input, item.at);
-              continue;
-            }
-            try {
-              result.record = this.db.transaction(() => {
-                item.within?.(this.db);
-                return input ? put(input, item.at) : undefined;
-              })();
-            } catch (error) {
-              result.error = error;
-            }
-          }
+          this.sealAll(results, put);
           this.checkpointIfDue(this.options.checkpointEvery ?? AUDIT_CONFIG_DEFAULTS.checkpointEvery);
           inserted = out.length > 0;
           return out;
@@ -386,22 +395,7 @@ export class AuditLog {
         this.db.exec('BEGIN IMMEDIATE');
         local = true;
       }
-      for (const result of results) {
-        const { item } = result;
-        const input = item.input;
-        if (item.within === undefined) {
-          if (input) result.record = put(input, item.at);
-          continue;
-        }
-        try {
-          result.record = this.db.transaction(() => {
-            item.within?.(this.db);
-            return input ? put(input, item.at) : undefined;
-          })();
-        } catch (error) {
-          result.error = error;
-        }
-      }
+      this.sealAll(results, put);
       await insertRecords(client, written);
       const last = ((await client.query<{ m: number | null }>('SELECT MAX(seq) AS m FROM audit_checkpoints')).rows[0]?.m) ?? 0;
       if (seq > 0 && seq - last >= (force ? 1 : (this.options.checkpointEvery ?? AUDIT_CONFIG_DEFAULTS.checkpointEvery))) {
