@@ -54,6 +54,7 @@ import {
   columnFor,
   GRANT_COLUMNS,
   grantToRow,
+  limitClause,
   HOST_COLUMNS,
   hostToRow,
   REQUEST_COLUMNS,
@@ -129,13 +130,6 @@ const colNames = (cols: Array<{ col: string }>): string[] => cols.map((c) => c.c
 
 const GRANT_INSERT = colNames([...GRANT_COLUMNS, { col: 'subject_digest' }, { col: 'subject_name' }, { col: 'subject_signer' }]);
 const AGENT_INSERT = ['id', 'name', 'subject', 'hash', 'created_at', 'created_by', 'revoked_at'];
-
-/** `LIMIT n` for a whole number ≥ 0; INVALID_ARGUMENT otherwise (it is interpolated, so it is checked). */
-function limitClause(limit: number | undefined): string {
-  if (limit === undefined) return '';
-  if (!Number.isSafeInteger(limit) || limit < 0) throw new ContainedError('INVALID_ARGUMENT', `store: limit must be a whole number >= 0 (got ${String(limit)})`);
-  return ` LIMIT ${limit}`;
-}
 
 /** WHERE clause builder with PostgreSQL's numbered parameters. */
 class Where {

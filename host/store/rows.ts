@@ -108,6 +108,13 @@ export const TOKEN_COLUMNS = columns([
   ['revoked_at', 'revokedAt'],
 ]);
 
+/** `LIMIT n` for a whole number ≥ 0; INVALID_ARGUMENT otherwise (it is interpolated, so it is checked). */
+export function limitClause(limit: number | undefined): string {
+  if (limit === undefined) return '';
+  if (!Number.isSafeInteger(limit) || limit < 0) throw new ContainedError('INVALID_ARGUMENT', `store: limit must be a whole number >= 0 (got ${String(limit)})`);
+  return ` LIMIT ${limit}`;
+}
+
 /** SQL column name for a record key (for dynamic UPDATEs), or undefined. */
 export function columnFor(table: Column[], key: string): Column | undefined {
   return table.find((c) => c.key === key);

@@ -34,6 +34,7 @@ import {
   columnFor,
   GRANT_COLUMNS,
   grantToRow,
+  limitClause,
   HOST_COLUMNS,
   hostToRow,
   rowToHost,
@@ -85,13 +86,6 @@ function insertSql(table: string, cols: Array<{ col: string }>): string {
 }
 
 const GRANT_INSERT_COLUMNS = [...GRANT_COLUMNS, { col: 'subject_digest' }, { col: 'subject_name' }, { col: 'subject_signer' }];
-
-/** `LIMIT n` for a whole number ≥ 0; INVALID_ARGUMENT otherwise (it is interpolated, so it is checked). */
-function limitClause(limit: number | undefined): string {
-  if (limit === undefined) return '';
-  if (!Number.isSafeInteger(limit) || limit < 0) throw new ContainedError('INVALID_ARGUMENT', `store: limit must be a whole number >= 0 (got ${String(limit)})`);
-  return ` LIMIT ${limit}`;
-}
 
 function toRow(names: readonly string[], values: readonly unknown[]): Row {
   const row: Row = {};
