@@ -8,10 +8,13 @@
  * transaction (group commit); the chain head is read inside that transaction, so several writers
  * (the host, a CLI marking a review) can append to one chain safely.
  *
- * `append(input, within)` runs `within(db)` in the same transaction, in a savepoint just before the
+ * `append(input, within)` runs `within` in the same transaction, in a savepoint just before the
  * record is inserted: state changes that must never exist without their audit record (a review
- * verdict, a ledger event) and the record commit or vanish together. When `within` throws, only
- * that append rejects (with its error); the batch goes on.
+ * verdict, a ledger event, a passkey) and the record commit or vanish together. When `within`
+ * throws, only that append rejects (with its error); the batch goes on. A `Within` has a form per
+ * database (`sqlite`, `pg`): it runs on whichever holds the chain, so the trust tables and passkeys,
+ * kept beside the chain on either store, commit with their records (`appendWith` and `transact`
+ * return its value).
  *
  * Appends nobody waits on before acting (`{ soon: true }`: call, decision, outcome, request and run
  * records, ledger rows) wait up to `lazyFlushMs` for company, or ride along with the next urgent
@@ -27,12 +30,11 @@
  * every host queue there), then reads the head, drains `audit_inbox` (filled by PostgreSQL's own
  * triggers, whoever changed a grant or token), inserts the records, signs a checkpoint when due
  * with this host's key, and commits; an append resolves after COMMIT (durable with PostgreSQL's
- * synchronous_commit). `within` callbacks still run on the host's own SQLite file (`file`: trust
- * ledger, review queue, promotions, passkeys): in a local transaction opened before the records are
- * inserted and committed right after PostgreSQL commits, each callback in a savepoint as above, so
- * a callback that throws still drops its record, and a PostgreSQL failure rolls the local rows
- * back. The window: a crash between the PostgreSQL COMMIT and the local COMMIT keeps the records
- * and loses those local rows (TrustService.reconcile restores what it can; the doc says what).
+ * synchronous_commit). A `pg` step runs on the batch's own connection in a savepoint, so it commits
+ * with the records. A bare function (a SQLite-only step) still runs on the host's own SQLite file
+ * (`file`): in a local transaction opened before the records are inserted and committed right after
+ * PostgreSQL commits, a crash between the two keeping the records and losing those local rows.
+ * Nothing of the host uses that any more; it stays for callers outside it.
  * A server that cannot be reached fails the batch with AUDIT_FAILED within the connect timeout
  * (`busyTimeoutMs`), and so does waiting longer than that for another host's batch (lock_timeout).
  */
@@ -53,7 +55,7 @@ import { type AuditSource, pgAuditSource, sqliteAuditSource } from './source.js'
 export interface AuditLogOptions {
   /**
    * The host store file (`<dataDir>/contained.db`). With `postgres`, the host's own SQLite file,
-   * where `within` callbacks run (trust ledger, review queue, promotions, passkeys).
+   * where bare-function `within` callbacks run.
    */
   file: string;
   /** A `postgres://` URL: the records and checkpoints go to that database (the fleet's one chain). */
@@ -84,13 +86,35 @@ export interface AppendOptions {
   soon?: boolean;
 }
 
+/**
+ * A state change that must commit with its audit record, in the batch's transaction on whichever
+ * database holds the chain: `sqlite` on the SQLite file, `pg` on the PostgreSQL connection (the
+ * store's trust tables and passkeys are in the same database as the chain, so they commit together).
+ * Give both when the caller does not know which store it talks to; a batch that needs the missing
+ * one fails that append with INTERNAL. A bare function is `sqlite` on the host's own SQLite file
+ * (with PostgreSQL: committed right after the chain, see the top comment).
+ */
+export type Within<T = void> =
+  | ((db: Database.Database) => T)
+  | {
+      sqlite?: (db: Database.Database) => T;
+      pg?: (client: pg.PoolClient) => Promise<T>;
+    };
+
 interface Pending {
   /** Absent: a `transact` item (state change only, no record). */
   input: AuditInput | undefined;
   at: number;
-  within: ((db: Database.Database) => void) | undefined;
-  resolve: (record: AuditRecord | undefined) => void;
+  within: { sqlite?: ((db: Database.Database) => unknown) | undefined; pg?: ((client: pg.PoolClient) => Promise<unknown>) | undefined } | undefined;
+  resolve: (done: { record: AuditRecord | undefined; value: unknown }) => void;
   reject: (error: unknown) => void;
+}
+
+interface Sealed {
+  item: Pending;
+  record?: StoredRecord | undefined;
+  value?: unknown;
+  error?: unknown;
 }
 
 const INBOX_BATCH = 500;
@@ -158,20 +182,37 @@ export class AuditLog {
     }
   }
 
+  /** Which database holds the chain (and runs `Within` callbacks): `pg` with a PostgreSQL store. */
+  get backend(): 'sqlite' | 'pg' {
+    return this.pool ? 'pg' : 'sqlite';
+  }
+
+  /** The PostgreSQL pool of the chain (undefined with SQLite): readers of the tables that commit with it. */
+  get pgPool(): pg.Pool | undefined {
+    return this.pool;
+  }
+
   /** Append one record; resolves once it is committed (durable), with its seq and hash. */
-  append(input: AuditInput, within?: (db: Database.Database) => void, options: AppendOptions = {}): Promise<AuditRecord> {
-    return this.enqueue(input, within, options) as Promise<AuditRecord>;
+  async append(input: AuditInput, within?: Within<unknown>, options: AppendOptions = {}): Promise<AuditRecord> {
+    return (await this.enqueue(input, within, options)).record as AuditRecord;
+  }
+
+  /** Append one record with a state change; resolves with the record and what `within` returned. */
+  async appendWith<T>(input: AuditInput, within: Within<T>, options: AppendOptions = {}): Promise<{ record: AuditRecord; value: T }> {
+    const done = await this.enqueue(input, within, options);
+    return { record: done.record as AuditRecord, value: done.value as T };
   }
 
   /** Run `within` in the next batch transaction, with no record of its own (ledger rows that follow a record). */
-  async transact(within: (db: Database.Database) => void, options: AppendOptions = {}): Promise<void> {
-    await this.enqueue(undefined, within, options);
+  async transact<T = void>(within: Within<T>, options: AppendOptions = {}): Promise<T> {
+    return (await this.enqueue(undefined, within, options)).value as T;
   }
 
-  private enqueue(input: AuditInput | undefined, within: ((db: Database.Database) => void) | undefined, options: AppendOptions): Promise<AuditRecord | undefined> {
+  private enqueue(input: AuditInput | undefined, within: Within<unknown> | undefined, options: AppendOptions): Promise<{ record: AuditRecord | undefined; value: unknown }> {
     if (this.closed || this.closing) return Promise.reject(new ContainedError('AUDIT_FAILED', 'audit: the log is closed'));
+    const steps = within === undefined ? undefined : typeof within === 'function' ? { sqlite: within } : within;
     return new Promise((resolve, reject) => {
-      this.queue.push({ input, at: input?.at ?? this.now(), within, resolve, reject });
+      this.queue.push({ input, at: input?.at ?? this.now(), within: steps, resolve, reject });
       if (options.soon && (this.options.lazyFlushMs ?? AUDIT_CONFIG_DEFAULTS.lazyFlushMs) > 0) this.scheduleSoon();
       else this.schedule();
     });
@@ -253,11 +294,11 @@ export class AuditLog {
   }
 
   /**
-   * Seal each pending append with `put`, in order; one with `within` runs it in a savepoint of the
-   * local SQLite transaction just before its record, so a throwing `within` drops only its own
+   * Seal each pending append with `put`, in order; one with a SQLite `within` runs it in a savepoint
+   * of the SQLite transaction just before its record, so a throwing `within` drops only its own
    * record (its error goes to that append).
    */
-  private sealAll(results: Array<{ item: Pending; record?: StoredRecord | undefined; error?: unknown }>, put: (input: AuditInput, at: number) => StoredRecord): void {
+  private sealAll(results: Sealed[], put: (input: AuditInput, at: number) => StoredRecord): void {
     for (const result of results) {
       const { item } = result;
       const input = item.input;
@@ -265,20 +306,52 @@ export class AuditLog {
         if (input) result.record = put(input, item.at);
         continue;
       }
+      const step = item.within.sqlite;
+      if (step === undefined) {
+        result.error = new ContainedError('INTERNAL', 'audit: this state change has no SQLite form');
+        continue;
+      }
       try {
-        result.record = this.db.transaction(() => {
-          item.within?.(this.db);
-          return input ? put(input, item.at) : undefined;
+        this.db.transaction(() => {
+          result.value = step(this.db);
+          result.record = input ? put(input, item.at) : undefined;
         })();
       } catch (error) {
+        result.record = undefined;
         result.error = error;
       }
     }
   }
 
+  /**
+   * PostgreSQL: as sealAll, with each `pg` step in a savepoint of the batch's own transaction (it
+   * commits with the chain). A bare SQLite step runs on the host's own file (`local`, opened by the
+   * caller). A savepoint that cannot be rolled back (the connection broke) fails the whole batch.
+   */
+  private async sealAllPg(results: Sealed[], put: (input: AuditInput, at: number) => StoredRecord, client: pg.PoolClient): Promise<void> {
+    for (const result of results) {
+      const step = result.item.within?.pg;
+      if (step === undefined) {
+        this.sealAll([result], put);
+        continue;
+      }
+      const input = result.item.input;
+      await client.query('SAVEPOINT within_step');
+      try {
+        result.value = await step(client);
+        await client.query('RELEASE SAVEPOINT within_step');
+      } catch (error) {
+        await client.query('ROLLBACK TO SAVEPOINT within_step');
+        result.error = error;
+        continue;
+      }
+      if (input) result.record = put(input, result.item.at);
+    }
+  }
+
   private commitBatch(): void {
     const batch = this.queue.splice(0, this.options.maxBatch ?? AUDIT_CONFIG_DEFAULTS.maxBatch);
-    const results: Array<{ item: Pending; record?: StoredRecord | undefined; error?: unknown }> = batch.map((item) => ({ item }));
+    const results: Sealed[] = batch.map((item) => ({ item }));
     let written: StoredRecord[] = [];
     let inserted = false;
     const covered = this.walSync?.commit();
@@ -314,10 +387,7 @@ export class AuditLog {
       return;
     }
     for (const r of written) this.emit(r);
-    for (const { item, record, error } of results) {
-      if (error !== undefined) item.reject(error);
-      else item.resolve(record && item.input ? { ...publicFields(record), data: item.input.data } : undefined);
-    }
+    settle(results);
   }
 
   /** PostgreSQL: run one batch (or join the one in flight), then go on while appends wait. */
@@ -369,7 +439,7 @@ export class AuditLog {
     const batch = this.queue.splice(0, this.options.maxBatch ?? AUDIT_CONFIG_DEFAULTS.maxBatch);
     const force = this.forceCheckpoint;
     this.forceCheckpoint = false;
-    const results: Array<{ item: Pending; record?: StoredRecord | undefined; error?: unknown }> = batch.map((item) => ({ item }));
+    const results: Sealed[] = batch.map((item) => ({ item }));
     const written: StoredRecord[] = [];
     let conn: Awaited<ReturnType<typeof checkout>> | undefined;
     let local = false;
@@ -390,12 +460,12 @@ export class AuditLog {
         return r;
       };
       for (const input of await this.drainPgInbox(client)) put(input, input.at ?? this.now());
-      if (results.some((r) => r.item.within !== undefined)) {
+      if (results.some((r) => r.item.within !== undefined && r.item.within.pg === undefined)) {
         // Held until PostgreSQL commits: the local rows and their records stand or fall together.
         this.db.exec('BEGIN IMMEDIATE');
         local = true;
       }
-      this.sealAll(results, put);
+      await this.sealAllPg(results, put, client);
       await insertRecords(client, written);
       const last = ((await client.query<{ m: number | null }>('SELECT MAX(seq) AS m FROM audit_checkpoints')).rows[0]?.m) ?? 0;
       if (seq > 0 && seq - last >= (force ? 1 : (this.options.checkpointEvery ?? AUDIT_CONFIG_DEFAULTS.checkpointEvery))) {
@@ -425,14 +495,11 @@ export class AuditLog {
         this.safely(() => this.db.inTransaction && this.db.exec('ROLLBACK'));
         this.log?.error({ err: error }, 'audit: the records committed, the local state change did not');
         const failure = new ContainedError('AUDIT_FAILED', `audit: the local state change could not be committed after its record: ${(error as Error).message}`, { cause: error });
-        for (const result of results) if (result.item.within !== undefined && result.error === undefined) result.error = failure;
+        for (const result of results) if (result.item.within !== undefined && result.item.within.pg === undefined && result.error === undefined) result.error = failure;
       }
     }
     for (const r of written) this.emit(r);
-    for (const { item, record, error } of results) {
-      if (error !== undefined) item.reject(error);
-      else item.resolve(record && item.input ? { ...publicFields(record), data: item.input.data } : undefined);
-    }
+    settle(results);
   }
 
   /** PostgreSQL: grant and token changes the triggers queued (on any host or CLI), as records. */
@@ -501,6 +568,14 @@ export class AuditLog {
   }
 }
 
+
+/** Resolve each append with its record and its `within` value, or reject it with its own error. */
+function settle(results: readonly Sealed[]): void {
+  for (const { item, record, value, error } of results) {
+    if (error !== undefined) item.reject(error);
+    else item.resolve({ record: record && item.input ? { ...publicFields(record), data: item.input.data } : undefined, value });
+  }
+}
 
 /** The record of one inbox row, from the grant or token row it names (read in the same transaction). */
 function inboxRecord(kind: string, ref: string, row: Row | undefined): AuditInput {

@@ -7,21 +7,18 @@
  * they act on the data folder as a terminal admin (`--by`), and a running host sees the new grant
  * at its next call.
  *
- * With a PostgreSQL store the ledger and proposals are still this data folder's own SQLite file;
- * the active grants the report shows are read from PostgreSQL.
+ * With a PostgreSQL store the ledger, proposals and active grants are the fleet's, read from
+ * PostgreSQL.
  *
  * Exit codes: 0 done; 1 refused (PROMOTION_REFUSED, NOT_FOUND, ALREADY_RESOLVED…); 2 usage.
  */
 import { ContainedError } from '../../runtime/errors.js';
 import type { Grant } from '../model.js';
-import { openAuditReader } from '../audit/query.js';
 import { OperatorClient } from '../operator/client.js';
 import { locateState, openForRead } from '../store/location.js';
-import { riskFromConfig, openLocalTrust } from '../trust/local.js';
-import { Ledger } from '../trust/ledger.js';
+import { openLocalTrust, openTrustReader, riskFromConfig } from '../trust/local.js';
 import { PROPOSAL_STATUSES, type Proposal, type ProposalStatus } from '../trust/model.js';
 import { DEFAULT_TRUST_CONFIG } from '../trust/policy.js';
-import { Proposals } from '../trust/proposals.js';
 import { buildTrustReport, formatTrustReport } from '../trust/report.js';
 import { type CliIo, parseFlags, stringFlag } from './args.js';
 import { endpointFrom } from './endpoint.js';
@@ -64,13 +61,12 @@ async function read(sub: 'report' | 'proposals', argv: string[], io: CliIo): Pro
   if (positionals.length > 0) throw new ContainedError('USAGE', `trust ${sub} takes no arguments`);
   const location = await locateState({ configFlag: stringFlag(values, 'config'), dataDirFlag: stringFlag(values, 'data-dir') });
   const config = location.config?.trust ?? DEFAULT_TRUST_CONFIG;
-  const db = openAuditReader(location.storeFile);
+  const reader = await openTrustReader(location);
   try {
-    const proposals = new Proposals(db);
     if (sub === 'proposals') {
       const status = stringFlag(values, 'status');
       if (status !== undefined && !(PROPOSAL_STATUSES as readonly string[]).includes(status)) throw new ContainedError('USAGE', `--status takes ${PROPOSAL_STATUSES.join(', ')}`);
-      const list = proposals.list(status as ProposalStatus | undefined);
+      const list = await reader.tables.proposals(status as ProposalStatus | undefined);
       if (values.json) io.stdout(`${JSON.stringify(list)}\n`);
       else if (list.length === 0) io.stdout('no promotion proposals\n');
       else for (const p of list) io.stdout(formatProposal(p));
@@ -79,11 +75,15 @@ async function read(sub: 'report' | 'proposals', argv: string[], io: CliIo): Pro
     const riskOf = await riskFromConfig(location);
     const now = Date.now();
     const grants = location.store.kind === 'postgres' ? await activeInStore(location) : undefined;
-    const report = buildTrustReport({ db, ledger: new Ledger(db), proposals, config, ...(riskOf ? { riskOf } : {}), ...(grants ? { activeGrants: () => grants } : {}) }, now, stringFlag(values, 'subject'));
+    const report = await buildTrustReport(
+      { ...(reader.db ? { db: reader.db } : {}), tables: reader.tables, config, ...(riskOf ? { riskOf } : {}), ...(grants ? { activeGrants: () => grants } : {}) },
+      now,
+      stringFlag(values, 'subject'),
+    );
     io.stdout(values.json ? `${JSON.stringify(report)}\n` : formatTrustReport(report, config.windowDays));
     return 0;
   } finally {
-    db.close();
+    await reader.close();
   }
 }
 

@@ -59,10 +59,10 @@ export interface Oversight {
  * The trust report (host/trust/report.ts, the same subjects and actions as `contained trust
  * report`), each action in the compact figures approvers see with a request.
  */
-export function trustReport(host: Oversight, now: number, subject?: string): TrustRow[] {
+export async function trustReport(host: Oversight, now: number, subject?: string): Promise<TrustRow[]> {
   if (!host.trust) throw new ContainedError('NOT_FOUND', 'this host has no trust ledger');
   const src = host.trust.sources;
-  return trustFigures(src, now, subject).map((s) => ({
+  return (await trustFigures(src, now, subject)).map((s) => ({
     subject: s.subject,
     phase: { phase: s.phase.phase, why: s.phase.why },
     actions: s.actions.map((f) => compactFigures(f, s.phase, src.config)),

@@ -179,7 +179,7 @@ export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
     route('GET', '/console/api/trust', async ({ req, res, url }) => {
       await session(req, res, { csrf: false });
       const subject = validate(subjectParam, url.searchParams.get('subject') ?? undefined, 'subject');
-      sendConsoleJson(res, 200, { subjects: trustReport(ports.oversight, deps.now(), subject) });
+      sendConsoleJson(res, 200, { subjects: await trustReport(ports.oversight, deps.now(), subject) });
     }),
 
     route('GET', '/console/api/audit', async ({ req, res, url }) => {

@@ -63,6 +63,8 @@ export interface RequestManagerOptions {
   performDetached(request: RequestRecord, args: unknown): Promise<ExecutionOutcome>;
   /** Trust figures shown with a request (the ledger fills this in when it exists). */
   trustFor?(request: RequestRecord): Record<string, unknown> | undefined;
+  /** Bring `trustFor`'s figures of these requests up to date (awaited before they are announced or listed). */
+  prepareTrust?(requests: readonly RequestRecord[]): Promise<void>;
   /**
    * Fault-injection seam for crash tests: called after a decision is durable and before anyone
    * acts on it (`contained host` wires it to CONTAINED_FAULT=kill-after-decision).
@@ -120,6 +122,9 @@ export class RequestManager {
     const { timeoutMs, ...fields } = input;
     const createdAt = this.now();
     const request: RequestRecord = { ...fields, ...this.owner(), id: randomUUID(), status: 'pending', approvals: [], createdAt, expiresAt: createdAt + timeoutMs };
+    // Figures first: they depend on the action, not on the stored request, and the announcement
+    // must follow the insert at once (nothing may be decided on it before operators hear of it).
+    await this.prepare([request]);
     await this.options.store.insertRequest(request);
     this.schedule(request);
     this.emit({ type: 'created', request: this.view(request) });
@@ -136,6 +141,7 @@ export class RequestManager {
     // the decision's, or the audit log's batch holding `request.created` (within its 10 ms), or
     // the store's own sync 20 ms from now, whichever comes first. Nothing is decided or done on it
     // before then: a decision waits for its own durability, which covers the request too.
+    await this.prepare([request]);
     await this.options.store.insertRequest(request, { deferSync: true });
     this.options.store.synced({ withinMs: 20 }).catch((error: unknown) => this.options.logger?.error({ err: error, requestId: request.id }, 'a request could not be made durable'));
     const decided = new Promise<FinalDecision>((resolve) => this.waiters.set(request.id, resolve));
@@ -202,6 +208,7 @@ export class RequestManager {
       const durable = this.options.store.synced();
       if (current.status !== 'approved') {
         await durable;
+        await this.prepare([current]);
         this.emit({ type: 'updated', request: this.view(current) });
         return this.view(current);
       }
@@ -263,7 +270,23 @@ export class RequestManager {
   }
 
   async pending(): Promise<RequestView[]> {
-    return (await this.options.store.listRequests({ status: 'pending' })).map((r) => this.view(r));
+    return this.views(await this.options.store.listRequests({ status: 'pending' }));
+  }
+
+  /** Views of several requests, their trust figures brought up to date first. */
+  private async views(requests: RequestRecord[]): Promise<RequestView[]> {
+    await this.prepare(requests);
+    return requests.map((r) => this.view(r));
+  }
+
+  /** `prepareTrust`, never failing the caller (a view without fresh figures beats no view). */
+  private async prepare(requests: readonly RequestRecord[]): Promise<void> {
+    if (!this.options.prepareTrust || requests.length === 0) return;
+    try {
+      await this.options.prepareTrust(requests);
+    } catch (error) {
+      this.options.logger?.warn({ err: error }, 'trust figures could not be prepared');
+    }
   }
 
   subscribe(listener: (event: RequestEvent) => void): () => void {
@@ -276,7 +299,7 @@ export class RequestManager {
 
   /** The views of a run's requests, in the store's order (an event stream's rebuild, the console's run page). */
   async viewsForRun(runId: string, options: { limit?: number } = {}): Promise<RequestView[]> {
-    return (await this.options.store.listRequests({ runId, ...(options.limit !== undefined ? { limit: options.limit } : {}) })).map((r) => this.view(r));
+    return this.views(await this.options.store.listRequests({ runId, ...(options.limit !== undefined ? { limit: options.limit } : {}) }));
   }
 
   /**
@@ -452,6 +475,7 @@ export class RequestManager {
       for (const request of await this.options.store.listRequests({ status: 'pending' })) {
         if (!this.timers.has(request.id)) {
           this.schedule(request);
+          await this.prepare([request]);
           this.emitFleet({ type: 'created', request: this.view(request) });
         }
       }
@@ -465,6 +489,7 @@ export class RequestManager {
       // Every host keeps an expiry timer: whichever fires first expires it (compare-and-set), so a
       // request expires on time even when the host that opened it has died.
       if (!known) this.schedule(request);
+      await this.prepare([request]);
       this.emitFleet({ type: known ? 'updated' : 'created', request: this.view(request) });
       return;
     }

@@ -8,9 +8,9 @@ import type { RiskAnnotations } from '../../capabilities/sdk/risk.js';
 import { formatSubject } from '../grants.js';
 import type { Grant, Mode } from '../model.js';
 import { actionGrants, activeGrants } from './grant-changes.js';
-import type { ActionKey, ActionStats, Ledger } from './ledger.js';
+import type { ActionKey, ActionStats } from './ledger.js';
 import { type BarVerdict, evaluateBar, type Phase, type PhaseAction, phaseOf, pct, type TrustConfig } from './policy.js';
-import type { Proposals } from './proposals.js';
+import type { TrustTables } from './tables.js';
 
 export interface ActionFigures {
   key: ActionKey;
@@ -26,8 +26,8 @@ export interface ActionFigures {
 }
 
 export interface FigureSources {
-  /** The trust tables (ledger, reviews, promotions); with a SQLite store also the grants. */
-  db: Database.Database;
+  /** The SQLite store file holding the grants (read synchronously); absent with a PostgreSQL store. */
+  db?: Database.Database | undefined;
   /**
    * Active grants at `now` when they are not in `db` (a PostgreSQL store): the trust service's
    * snapshot of GrantService.active, kept fresh by `refreshGrants`. Absent: read from `db`.
@@ -35,32 +35,35 @@ export interface FigureSources {
   activeGrants?(now: number): Grant[];
   /** Bring that snapshot up to date (before promotion checks, decisions, demotions). */
   refreshGrants?(): Promise<void>;
-  ledger: Ledger;
-  proposals: Proposals;
+  /** The ledger, reviews and proposals (either store). */
+  tables: TrustTables;
   config: TrustConfig;
   riskOf?(capability: string, method: string): RiskAnnotations | undefined;
 }
 
 /** The active grants trust figures are computed with: the snapshot, or the grants table in `db`. */
 export function grantsOf(src: FigureSources, now: number): Grant[] {
-  return src.activeGrants ? src.activeGrants(now) : activeGrants(src.db, now);
+  if (src.activeGrants) return src.activeGrants(now);
+  if (!src.db) throw new Error('trust: no grants to compute figures with');
+  return activeGrants(src.db, now);
 }
 
-export function actionFigures(src: FigureSources, key: ActionKey, now: number, grants: readonly Grant[] = grantsOf(src, now), excludeProposal?: string): ActionFigures {
-  const stats = src.ledger.stats(key, now, src.config);
+export async function actionFigures(src: FigureSources, key: ActionKey, now: number, grants: readonly Grant[] = grantsOf(src, now), excludeProposal?: string): Promise<ActionFigures> {
+  const [stats, lastProposalAt, open] = await Promise.all([src.tables.stats(key, now, src.config), src.tables.lastProposalAt(key, excludeProposal), src.tables.openProposal(key)]);
   const risk = stats.risk ?? src.riskOf?.(key.capability, key.method);
   const { grant } = actionGrants(grants, key, now, stats.grantIds);
   const mode = grant?.mode ?? 'none';
   const assisted = stats.lifetime.approved + stats.lifetime.edited + stats.lifetime.denied;
   const input = { risk, assisted, recentEdited: stats.recentAssisted.edited, recentDenied: stats.recentAssisted.denied, critical: stats.lifetime.critical };
-  const bar = evaluateBar({ ...input, lastProposalAt: src.proposals.lastProposalAt(key, excludeProposal) }, src.config);
+  const bar = evaluateBar({ ...input, lastProposalAt }, src.config);
   const wouldAllow = evaluateBar(input, src.config).met;
-  return { key, stats, risk, mode, grant, bar, wouldAllow, openProposal: src.proposals.open(key)?.id };
+  return { key, stats, risk, mode, grant, bar, wouldAllow, openProposal: open?.id };
 }
 
-export function phaseForSubject(src: FigureSources, subject: string, now: number, grants: readonly Grant[] = grantsOf(src, now)): Phase {
-  const actions: PhaseAction[] = src.ledger.actions(subject).map((key) => {
-    const f = actionFigures(src, key, now, grants);
+export async function phaseForSubject(src: FigureSources, subject: string, now: number, grants: readonly Grant[] = grantsOf(src, now)): Promise<Phase> {
+  const keys = await src.tables.actions(subject);
+  const figures = await Promise.all(keys.map((key) => actionFigures(src, key, now, grants)));
+  const actions: PhaseAction[] = figures.map((f) => {
     return {
       mode: f.mode,
       risk: f.risk,
@@ -75,7 +78,7 @@ export function phaseForSubject(src: FigureSources, subject: string, now: number
   for (const g of grants) {
     if (g.mode !== 'executed' || formatSubject(g.subject) !== subject) continue;
     for (const method of g.methods) {
-      if (src.ledger.actions(subject).some((k) => k.capability === g.capability && k.method === method)) continue;
+      if (keys.some((k) => k.capability === g.capability && k.method === method)) continue;
       actions.push({ mode: 'executed', risk: src.riskOf?.(g.capability, method), reviews: 0, windowReviews: 0, windowErrors: 0, critical: 0, sampled: g.reviewSample !== undefined && g.reviewSample < 1 });
     }
   }

@@ -45,7 +45,7 @@ function zero(): Counts {
   return { recommended: 0, approved: 0, edited: 0, denied: 0, expired: 0, executed: 0, ok: 0, error: 0, critical: 0 };
 }
 
-function fill(rows: Array<[string, number]>): Counts {
+export function fill(rows: Array<[string, number]>): Counts {
   const out = zero();
   for (const [kind, n] of rows) if (kind in out) out[kind as LedgerKind] = n;
   return out;
@@ -123,17 +123,7 @@ export class Ledger {
     const shadow = grouped(`SELECT kind, COUNT(*) FROM trust_events WHERE ${WHERE} AND shadow = 1 GROUP BY kind`);
     const riskText = this.stmt(`SELECT risk FROM trust_events WHERE ${WHERE} AND risk IS NOT NULL ORDER BY id DESC LIMIT 1`).pluck().get(...p) as string | undefined;
     const grantIds = this.stmt(`SELECT grant_id FROM trust_events WHERE ${WHERE} AND grant_id IS NOT NULL GROUP BY grant_id ORDER BY MAX(id) DESC LIMIT 20`).pluck().all(...p) as string[];
-    return {
-      ...key,
-      lifetime,
-      lastDays,
-      lastEvents,
-      recentAssisted: { count: recent.approved + recent.edited + recent.denied, approved: recent.approved, edited: recent.edited, denied: recent.denied },
-      reviewWindow: { count: window.ok + window.error + window.critical, errors: window.error + window.critical, critical: window.critical },
-      shadow: { wouldAllow: Object.values(shadow).reduce((a, b) => a + b, 0), approved: shadow.approved, edited: shadow.edited, denied: shadow.denied, pending: shadow.recommended },
-      risk: riskText ? (JSON.parse(riskText) as RiskAnnotations) : undefined,
-      grantIds,
-    };
+    return statsFrom(key, { lifetime, lastDays, lastEvents, recent, window, shadow, riskText, grantIds });
   }
 
   /** Every action in the ledger (optionally of one subject). */
@@ -143,4 +133,33 @@ export class Ledger {
       : this.stmt('SELECT DISTINCT subject, capability, method FROM trust_events WHERE subject = ? ORDER BY capability, method').all(subject);
     return rows as ActionKey[];
   }
+}
+
+/** The grouped counts the stats are made of (the same queries on either store). */
+export interface StatsParts {
+  lifetime: Counts;
+  lastDays: Counts;
+  lastEvents: Counts;
+  recent: Counts;
+  window: Counts;
+  shadow: Counts;
+  riskText: string | undefined | null;
+  grantIds: string[];
+}
+
+export function statsFrom(key: ActionKey, parts: StatsParts): ActionStats {
+  const { lifetime, lastDays, lastEvents, recent, window, shadow, riskText, grantIds } = parts;
+  return {
+    subject: key.subject,
+    capability: key.capability,
+    method: key.method,
+    lifetime,
+    lastDays,
+    lastEvents,
+    recentAssisted: { count: recent.approved + recent.edited + recent.denied, approved: recent.approved, edited: recent.edited, denied: recent.denied },
+    reviewWindow: { count: window.ok + window.error + window.critical, errors: window.error + window.critical, critical: window.critical },
+    shadow: { wouldAllow: Object.values(shadow).reduce((a, b) => a + b, 0), approved: shadow.approved, edited: shadow.edited, denied: shadow.denied, pending: shadow.recommended },
+    risk: riskText ? (JSON.parse(riskText) as RiskAnnotations) : undefined,
+    grantIds,
+  };
 }

@@ -4,20 +4,26 @@
  * same file. What it writes reaches a running host at its next call (grants are read per call);
  * operators connected to that host are not notified — use the channel (--url/--token) for that.
  *
- * With a PostgreSQL store the records go to the fleet's chain and the grants to PostgreSQL, while
- * the ledger, reviews and promotions are this data folder's own SQLite file (the host's).
+ * With a PostgreSQL store everything — records, grants, ledger, reviews, promotions — is the
+ * fleet's, in PostgreSQL (the trust tables follow the audit chain, tables-for.ts).
  */
 import { existsSync } from 'node:fs';
+import type Database from 'better-sqlite3';
 import type { RiskAnnotations } from '../../capabilities/sdk/risk.js';
 import { ContainedError } from '../../runtime/errors.js';
 import { loadOrCreateAuditKey } from '../audit/keys.js';
 import { AuditLog } from '../audit/log.js';
+import { openAuditPool } from '../audit/pg.js';
+import { openAuditReader } from '../audit/query.js';
 import { openCapabilities } from '../config.js';
 import type { StateLocation } from '../store/location.js';
-import { openForWrite } from '../store/location.js';
+import { openForRead, openForWrite } from '../store/location.js';
 import type { Store } from '../store/store.js';
 import { DEFAULT_TRUST_CONFIG } from './policy.js';
 import { TrustService } from './service.js';
+import { pgTrustTables } from './pg-tables.js';
+import { sqliteTrustTables } from './sqlite-tables.js';
+import type { TrustTables } from './tables.js';
 
 export interface LocalTrust {
   trust: TrustService;
@@ -73,3 +79,32 @@ export async function openLocalTrust(location: StateLocation): Promise<LocalTrus
     },
   };
 }
+
+export interface TrustReader {
+  tables: TrustTables;
+  /** The SQLite store file (its grants are read from it); undefined with PostgreSQL. */
+  db: Database.Database | undefined;
+  close(): Promise<void>;
+}
+
+/**
+ * The trust tables for reading from a terminal, while a host may run: the store file read-only, or
+ * the fleet's PostgreSQL database (opened through the store first, so its schema is current).
+ */
+export async function openTrustReader(location: StateLocation): Promise<TrustReader> {
+  if (location.store.kind === 'postgres') {
+    const store = await openForRead(location);
+    await store?.close();
+    const pool = openAuditPool(location.store.url);
+    return { tables: pgTrustTables(pool), db: undefined, close: () => pool.end() };
+  }
+  const db = openAuditReader(location.storeFile);
+  return {
+    tables: sqliteTrustTables(db),
+    db,
+    close: async () => {
+      db.close();
+    },
+  };
+}
+

@@ -16,17 +16,16 @@ import type { AuditLog } from '../audit/log.js';
 import type { GrantService } from '../grant-service.js';
 import { actionFigures, type FigureSources } from './figures.js';
 import { promotionGrant } from './grant-changes.js';
-import type { ActionKey, Ledger } from './ledger.js';
+import type { ActionKey } from './ledger.js';
 import { newId, type Proposal, type ProposalStatus, type TrustOutEvent } from './model.js';
 import { ceilingReason, pct, type TrustConfig } from './policy.js';
-import type { Proposals } from './proposals.js';
+import { mapStep, type TrustTables } from './tables.js';
 
 export const AUTO_ACCEPT_BY = 'host (autoAccept)';
 
 /** What the promotion flow uses of the trust service (given, not reached back for). */
 export interface PromotionDeps {
-  proposals: Proposals;
-  ledger: Ledger;
+  tables: TrustTables;
   sources: FigureSources;
   grants: GrantService;
   audit: AuditLog;
@@ -46,18 +45,18 @@ export class PromotionFlow {
     return this.deps.now();
   }
 
-  list(status?: ProposalStatus): Proposal[] {
-    return this.deps.proposals.list(status);
+  list(status?: ProposalStatus): Promise<Proposal[]> {
+    return this.deps.tables.proposals(status);
   }
 
   /** Propose when the bar is met (call inside `serial`). Returns the proposal made, if any. */
   async check(key: ActionKey): Promise<Proposal | undefined> {
     const deps = this.deps;
-    const { proposals, ledger } = deps;
-    if (proposals.open(key)) return undefined;
+    const { tables } = deps;
+    if (await tables.openProposal(key)) return undefined;
     if (deps.sources.refreshGrants) await deps.sources.refreshGrants();
     const now = this.now();
-    const f = actionFigures(deps.sources, key, now);
+    const f = await actionFigures(deps.sources, key, now);
     if (f.mode !== 'assisted' || !f.grant || !f.bar.met) return undefined;
     // A grant that requires passkey-signed approvals keeps its calls with people: never proposed.
     if (f.grant.signedApprovals === true) return undefined;
@@ -80,12 +79,14 @@ export class PromotionFlow {
       },
       createdAt: now,
     };
-    const count = ledger.assistedCount(key);
-    let inserted = false;
-    await deps.audit.append({ type: 'promotion.proposed', ...key, data: { proposalId: proposal.id, grantId: proposal.grantId, evidence: proposal.evidence } }, () => {
-      inserted = proposals.insert(proposal, count);
-      if (!inserted) throw new ContainedError('ALREADY_RESOLVED', 'a proposal is already open for this action');
-    });
+    const count = await tables.assistedCount(key);
+    // Another host may have proposed it meanwhile (the partial unique index decides): then no record.
+    await deps.audit.append(
+      { type: 'promotion.proposed', ...key, data: { proposalId: proposal.id, grantId: proposal.grantId, evidence: proposal.evidence } },
+      mapStep(tables.insertProposal(proposal, count), (inserted) => {
+        if (!inserted) throw new ContainedError('ALREADY_RESOLVED', 'a proposal is already open for this action');
+      }),
+    );
     deps.emit({ type: 'promotion', change: 'proposed', proposal });
     deps.logger?.info({ ...key, proposalId: proposal.id }, 'trust: promotion proposed');
     if (deps.config.autoAccept) return this.decideNow(AUTO_ACCEPT_BY, proposal.id, 'accept', 'trust.autoAccept: the evidence met the bar');
@@ -99,9 +100,9 @@ export class PromotionFlow {
 
   private async decideNow(by: string, id: string, verdict: 'accept' | 'decline', reason: string): Promise<Proposal> {
     const deps = this.deps;
-    const { proposals } = deps;
+    const { tables } = deps;
     if (reason.trim() === '') throw new ContainedError('INVALID_ARGUMENT', 'a promotion decision needs a reason');
-    const proposal = proposals.get(id);
+    const proposal = await tables.proposal(id);
     if (!proposal) throw new ContainedError('NOT_FOUND', `no promotion proposal ${id}`);
     if (proposal.status !== 'proposed') throw new ContainedError('ALREADY_RESOLVED', `promotion proposal ${id} is already ${proposal.status}`);
     const key = { subject: proposal.subject, capability: proposal.capability, method: proposal.method };
@@ -109,7 +110,7 @@ export class PromotionFlow {
     if (verdict === 'decline') return this.close(proposal, 'declined', by, reason, now);
 
     if (deps.sources.refreshGrants) await deps.sources.refreshGrants();
-    const f = actionFigures(deps.sources, key, now, undefined, proposal.id);
+    const f = await actionFigures(deps.sources, key, now, undefined, proposal.id);
     const ceiling = ceilingReason(f.risk);
     const base = await deps.grants.get(proposal.grantId);
     const refusal = ceiling
@@ -128,10 +129,10 @@ export class PromotionFlow {
       throw new ContainedError('PROMOTION_REFUSED', refusal ?? 'no assisted grant', { data: { proposalId: id } });
     }
     const grant = promotionGrant(base, key.method, by, `promotion ${id} accepted by ${by}: ${reason}`, deps.config.promotedReviewSample, now);
-    let decided = proposal;
-    await deps.audit.append({ type: 'promotion.accepted', ...key, data: { proposalId: id, by, reason, newGrantId: grant.id, evidence: proposal.evidence } }, () => {
-      decided = proposals.decide(id, 'accepted', by, reason, now, grant.id);
-    });
+    const { value: decided } = await deps.audit.appendWith(
+      { type: 'promotion.accepted', ...key, data: { proposalId: id, by, reason, newGrantId: grant.id, evidence: proposal.evidence } },
+      tables.decideProposal(id, 'accepted', by, reason, now, grant.id),
+    );
     await deps.grants.issue(grant);
     if (deps.sources.refreshGrants) await deps.sources.refreshGrants();
     deps.emit({ type: 'promotion', change: 'accepted', proposal: decided });
@@ -141,7 +142,7 @@ export class PromotionFlow {
 
   /** Withdraw the open proposal of an action (a demotion or a critical review makes its evidence stale). */
   async withdrawOpen(key: ActionKey, by: string, reason: string): Promise<void> {
-    const open = this.deps.proposals.open(key);
+    const open = await this.deps.tables.openProposal(key);
     if (open) await this.close(open, 'withdrawn', by, reason, this.now());
   }
 
@@ -149,7 +150,7 @@ export class PromotionFlow {
   async restoreAcceptedGrants(): Promise<number> {
     const deps = this.deps;
     let restored = 0;
-    for (const p of deps.proposals.accepted()) {
+    for (const p of await deps.tables.proposals('accepted')) {
       if (p.newGrantId === undefined || (await deps.grants.get(p.newGrantId))) continue;
       const base = await deps.grants.get(p.grantId);
       if (!base) continue;
@@ -162,13 +163,10 @@ export class PromotionFlow {
   }
 
   private async close(proposal: Proposal, status: 'declined' | 'withdrawn', by: string, reason: string, now: number): Promise<Proposal> {
-    const { proposals, audit } = this.deps;
-    let decided = proposal;
-    await audit.append(
+    const { tables, audit } = this.deps;
+    const { value: decided } = await audit.appendWith(
       { type: status === 'declined' ? 'promotion.declined' : 'promotion.withdrawn', subject: proposal.subject, capability: proposal.capability, method: proposal.method, data: { proposalId: proposal.id, by, reason } },
-      () => {
-        decided = proposals.decide(proposal.id, status, by, reason, now);
-      },
+      tables.decideProposal(proposal.id, status, by, reason, now),
     );
     this.deps.emit({ type: 'promotion', change: status, proposal: decided });
     return decided;

@@ -11,7 +11,7 @@ import { ContainedError } from '../../runtime/errors.js';
 import type { ActionKey } from './ledger.js';
 import { type Proposal, proposalSchema, type ProposalStatus } from './model.js';
 
-interface Row {
+export interface Row {
   id: string;
   subject: string;
   capability: string;
@@ -27,7 +27,7 @@ interface Row {
   events_at_proposal: number;
 }
 
-function fromRow(row: Row): Proposal {
+export function fromRow(row: Row): Proposal {
   let evidence: unknown;
   try {
     evidence = JSON.parse(row.evidence) as unknown;

@@ -25,13 +25,13 @@ export interface SubjectFigures {
 }
 
 /** Every subject with ledger events or an active grant (sorted), or just `subject`. */
-export function trustFigures(src: FigureSources, now: number, subject?: string): SubjectFigures[] {
+export async function trustFigures(src: FigureSources, now: number, subject?: string): Promise<SubjectFigures[]> {
   const grants = grantsOf(src, now);
   const keys = new Map<string, ActionKey>();
   const add = (k: ActionKey): void => {
     keys.set(`${k.subject}\u0000${k.capability}\u0000${k.method}`, k);
   };
-  for (const k of src.ledger.actions(subject)) add(k);
+  for (const k of await src.tables.actions(subject)) add(k);
   for (const g of grants) {
     const s = formatSubject(g.subject);
     if (subject !== undefined && s !== subject) continue;
@@ -39,13 +39,15 @@ export function trustFigures(src: FigureSources, now: number, subject?: string):
   }
   const bySubject = new Map<string, ActionKey[]>();
   for (const k of keys.values()) bySubject.set(k.subject, [...(bySubject.get(k.subject) ?? []), k]);
-  return [...bySubject.entries()]
-    .sort(([a], [b]) => a.localeCompare(b))
-    .map(([s, actions]) => ({
-      subject: s,
-      phase: phaseForSubject(src, s, now, grants),
-      actions: actions.sort((a, b) => `${a.capability}.${a.method}`.localeCompare(`${b.capability}.${b.method}`)).map((k) => actionFigures(src, k, now, grants)),
-    }));
+  return Promise.all(
+    [...bySubject.entries()]
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(async ([s, actions]) => ({
+        subject: s,
+        phase: await phaseForSubject(src, s, now, grants),
+        actions: await Promise.all(actions.sort((a, b) => `${a.capability}.${a.method}`.localeCompare(`${b.capability}.${b.method}`)).map((k) => actionFigures(src, k, now, grants))),
+      })),
+  );
 }
 
 export interface ActionRow {
@@ -69,8 +71,8 @@ export interface SubjectReport {
 }
 
 /** The CLI's report: `trustFigures` as rows. */
-export function buildTrustReport(src: FigureSources, now: number, subject?: string): SubjectReport[] {
-  return trustFigures(src, now, subject).map((s) => ({ subject: s.subject, phase: s.phase.phase, why: s.phase.why, actions: s.actions.map(row) }));
+export async function buildTrustReport(src: FigureSources, now: number, subject?: string): Promise<SubjectReport[]> {
+  return (await trustFigures(src, now, subject)).map((s) => ({ subject: s.subject, phase: s.phase.phase, why: s.phase.why, actions: s.actions.map(row) }));
 }
 
 function row(f: ActionFigures): ActionRow {

@@ -24,7 +24,7 @@ export function sampled(callId: string, fraction: number | undefined): boolean {
   return Number.parseInt(sha256Hex(callId).slice(0, 12), 16) / 2 ** 48 < f;
 }
 
-interface Row {
+export interface Row {
   id: string;
   call_id: string;
   run_id: string;
@@ -40,7 +40,7 @@ interface Row {
   note: string | null;
 }
 
-function fromRow(row: Row): Review {
+export function fromRow(row: Row): Review {
   let action: unknown;
   try {
     action = JSON.parse(row.action) as unknown;

@@ -8,14 +8,17 @@
  * audited by the store's triggers as well as by the `demotion` / `promotion.accepted` records.
  * Operators hear about each change as a TrustEvent.
  *
- * A PostgreSQL store shared by several hosts (`sharedStore`): the trust tables stay in the host's
- * own SQLite file, the grants do not, and figures are computed synchronously (`trustFor` while a
- * request is announced). The service then keeps a snapshot of GrantService.active: refreshed every
- * `GRANT_SNAPSHOT_MS`, after its own grant changes, and before every async path that decides
- * something from figures (promotion check after a verdict, promotion decision, demotion,
- * reconcile). Figures shown with a request may be that many ms behind a grant another
- * host just changed; decisions are not. Expired grants drop out of the snapshot at once (filtered
- * by `now` on every read). `reconcile` settles only the recommendations this ledger recorded.
+ * The ledger, reviews and proposals are TrustTables (tables.ts): in the SQLite store file, or in a
+ * PostgreSQL store shared by several hosts, where every host's verdicts count towards one record.
+ * Figures shown with a request are read asynchronously: RequestManager awaits `prepareFigures`
+ * before it announces or lists requests, and `trustFor` answers from that cache.
+ *
+ * With a PostgreSQL store (`sharedStore`) the grants are not in the audit connection's file: the
+ * service keeps a snapshot of GrantService.active, refreshed every `GRANT_SNAPSHOT_MS`, after its
+ * own grant changes, and before every path that decides something from figures (promotion check
+ * after a verdict, promotion decision, demotion, reconcile). Figures shown with a request may be
+ * that many ms behind a grant another host just changed; decisions are not. Expired grants drop out
+ * of the snapshot at once (filtered by `now` on every read).
  *
  * Fails: NOT_FOUND / ALREADY_RESOLVED for unknown or already decided reviews and proposals,
  * INVALID_ARGUMENT for an error or critical verdict without a note, PROMOTION_REFUSED for a
@@ -34,12 +37,13 @@ import type { RequestEvent } from '../gate/events.js';
 import type { Store } from '../store/store.js';
 import { actionFigures, compactFigures, type FigureSources, grantsOf, phaseForSubject } from './figures.js';
 import { actionGrants, demotionPlan } from './grant-changes.js';
-import { type ActionKey, Ledger } from './ledger.js';
+import type { ActionKey } from './ledger.js';
 import { type Demotion, newId, type Review, type ReviewVerdict, type TrustOutEvent } from './model.js';
 import { evaluateDemotion, type TrustConfig } from './policy.js';
-import { Proposals } from './proposals.js';
 import { PromotionFlow } from './promotions.js';
-import { type ReviewFilter, ReviewQueue, sampled } from './reviews.js';
+import { type ReviewFilter, sampled } from './reviews.js';
+import { chain, type TrustTables } from './tables.js';
+import { trustTablesFor } from './tables-for.js';
 import { assistedReviews } from '../changesets/service.js';
 
 export type { TrustOutEvent } from './model.js';
@@ -63,10 +67,11 @@ export interface TrustServiceDeps {
   logger?: Logger;
   /**
    * The store is PostgreSQL, shared by a fleet: the grants are not in the audit connection's file
-   * (keep a snapshot of the grant service's), and `reconcile` settles only this ledger's own
-   * recommendations (not every host's requests).
+   * (keep a snapshot of the grant service's).
    */
   sharedStore?: boolean;
+  /** Where the ledger, reviews and proposals are (default: with the audit chain, tables-for.ts). */
+  tables?: TrustTables;
 }
 
 /** Figures shown with requests are cached this long (ms); own writes invalidate at once. */
@@ -75,25 +80,24 @@ const FIGURES_TTL_MS = 1000;
 export const GRANT_SNAPSHOT_MS = 2000;
 
 export class TrustService {
-  readonly ledger: Ledger;
-  readonly reviews: ReviewQueue;
-  readonly proposals: Proposals;
+  readonly tables: TrustTables;
   readonly promotions: PromotionFlow;
   readonly sources: FigureSources;
   readonly grants: GrantService;
   private readonly now: () => number;
+  /** Figures by action: `at` 0 once stale (an own write); the value stays until recomputed. */
   private readonly cache = new Map<string, { at: number; value: Record<string, unknown> }>();
+  private readonly computing = new Map<string, Promise<void>>();
+  /** Per request: its ledger steps in order (a verdict never lands before its recommendation). */
+  private readonly byRef = new Map<string, Promise<void>>();
   private queue: Promise<unknown> = Promise.resolve();
   private snapshot: Grant[] = [];
   private refreshing: Promise<void> | undefined;
   private snapshotTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly deps: TrustServiceDeps) {
-    const db = deps.audit.db;
     this.now = deps.now ?? Date.now;
-    this.ledger = new Ledger(db);
-    this.reviews = new ReviewQueue(db);
-    this.proposals = new Proposals(db);
+    this.tables = deps.tables ?? trustTablesFor(deps.audit);
     const snapshot = deps.sharedStore
       ? {
           // Active at `now`: a grant that expired since the refresh is dropped here.
@@ -101,15 +105,14 @@ export class TrustService {
           refreshGrants: () => this.refreshGrants(),
         }
       : {};
-    this.sources = { db, ledger: this.ledger, proposals: this.proposals, config: deps.config, ...(deps.riskOf ? { riskOf: deps.riskOf } : {}), ...snapshot };
+    this.sources = { ...(deps.sharedStore ? {} : { db: deps.audit.db }), tables: this.tables, config: deps.config, ...(deps.riskOf ? { riskOf: deps.riskOf } : {}), ...snapshot };
     this.grants = deps.grants ?? new GrantService({ store: deps.store, now: this.now, emit: (event) => this.emit(event), ...(deps.logger ? { logger: deps.logger } : {}) });
     if (deps.sharedStore) {
       this.snapshotTimer = setInterval(() => void this.refreshGrants().catch((error: unknown) => this.deps.logger?.warn({ err: (error as Error).message }, 'trust: cannot refresh the active grants')), GRANT_SNAPSHOT_MS);
       this.snapshotTimer.unref();
     }
     this.promotions = new PromotionFlow({
-      proposals: this.proposals,
-      ledger: this.ledger,
+      tables: this.tables,
       sources: this.sources,
       grants: this.grants,
       audit: deps.audit,
@@ -128,7 +131,7 @@ export class TrustService {
       .active(this.now())
       .then((grants) => {
         this.snapshot = grants;
-        this.cache.clear();
+        this.stale();
       })
       .finally(() => {
         this.refreshing = undefined;
@@ -149,7 +152,7 @@ export class TrustService {
   }
 
   emit(event: TrustOutEvent): void {
-    this.cache.clear();
+    this.stale();
     try {
       this.deps.emit?.(event);
     } catch (error) {
@@ -159,23 +162,64 @@ export class TrustService {
 
   // Figures -----------------------------------------------------------------------------------
 
-  /** The trust figures an approver sees with a request (undefined for requests naming no method). */
+  /** Mark every cached figure stale (an own write changed the ledger or the grants). */
+  private stale(): void {
+    for (const entry of this.cache.values()) entry.at = 0;
+  }
+
+  /**
+   * The trust figures an approver sees with a request (undefined for requests naming no method),
+   * as last computed: request views are built synchronously, so RequestManager awaits
+   * `prepareFigures` before it announces or lists requests; a view built without that gets the
+   * last figures of the action (and starts a refresh).
+   */
   trustFor(request: RequestRecord): Record<string, unknown> | undefined {
-    if (request.method === undefined || request.subject === undefined) return undefined;
-    const key = { subject: request.subject, capability: request.capability, method: request.method };
-    const id = JSON.stringify(key);
+    const key = keyOf(request);
+    if (!key) return undefined;
+    const hit = this.cache.get(JSON.stringify(key));
+    if (!hit || this.now() - hit.at >= FIGURES_TTL_MS) void this.compute(key);
+    return hit?.value;
+  }
+
+  /** The figures of one request, brought up to date first (the API and tests; views use `trustFor`). */
+  async figuresFor(request: RequestRecord): Promise<Record<string, unknown> | undefined> {
+    await this.prepareFigures([request]);
+    return this.trustFor(request);
+  }
+
+  /** Bring the figures of these requests' actions up to date (stale or older than the cache TTL). */
+  async prepareFigures(requests: readonly RequestRecord[]): Promise<void> {
     const now = this.now();
-    const hit = this.cache.get(id);
-    if (hit && now - hit.at < FIGURES_TTL_MS) return hit.value;
-    try {
-      const grants = grantsOf(this.sources, now);
-      const value = compactFigures(actionFigures(this.sources, key, now, grants), phaseForSubject(this.sources, key.subject, now, grants));
-      this.cache.set(id, { at: now, value });
-      return value;
-    } catch (error) {
-      this.deps.logger?.error({ err: error }, 'trust: figures failed');
-      return undefined;
+    const keys = new Map<string, ActionKey>();
+    for (const request of requests) {
+      const key = keyOf(request);
+      if (!key) continue;
+      const id = JSON.stringify(key);
+      const hit = this.cache.get(id);
+      if (!hit || now - hit.at >= FIGURES_TTL_MS) keys.set(id, key);
     }
+    await Promise.all([...keys.values()].map((key) => this.compute(key)));
+  }
+
+  /** Compute one action's figures into the cache (one computation per action at a time; failures logged). */
+  private compute(key: ActionKey): Promise<void> {
+    const id = JSON.stringify(key);
+    const running = this.computing.get(id);
+    if (running) return running;
+    const started = this.now();
+    const run = (async () => {
+      try {
+        const grants = grantsOf(this.sources, started);
+        const [figures, phase] = await Promise.all([actionFigures(this.sources, key, started, grants), phaseForSubject(this.sources, key.subject, started, grants)]);
+        this.cache.set(id, { at: started, value: compactFigures(figures, phase) });
+      } catch (error) {
+        this.deps.logger?.error({ err: error }, 'trust: figures failed');
+      } finally {
+        this.computing.delete(id);
+      }
+    })();
+    this.computing.set(id, run);
+    return run;
   }
 
   // Assisted: recommendations and their verdicts ------------------------------------------------
@@ -184,21 +228,31 @@ export class TrustService {
     if (event.type !== 'created' && event.type !== 'resolved') return;
     // A changeset review counts as one assisted review of each action type in it (host/changesets/).
     for (const request of assistedReviews(event.request)) {
-      const step = event.type === 'created' ? this.recommended(request) : this.resolved(request);
-      step.catch((error: unknown) => this.deps.logger?.error({ err: error, requestId: request.id }, 'trust: recording a recommendation failed'));
+      const step = () => (event.type === 'created' ? this.recommended(request) : this.resolved(request));
+      this.inOrder(request.id, step).catch((error: unknown) => this.deps.logger?.error({ err: error, requestId: request.id }, 'trust: recording a recommendation failed'));
     }
+  }
+
+  /** Run `f` after the earlier steps of the same request. */
+  private inOrder(ref: string, f: () => Promise<void>): Promise<void> {
+    const run = (this.byRef.get(ref) ?? Promise.resolve()).then(f, f);
+    const tail = run.catch(() => undefined);
+    this.byRef.set(ref, tail);
+    void tail.then(() => {
+      if (this.byRef.get(ref) === tail) this.byRef.delete(ref);
+    });
+    return run;
   }
 
   /** Record a new recommendation with its shadow verdict: would the policy have allowed it on its own? */
   async recommended(request: RequestRecord): Promise<void> {
     const key = keyOf(request);
     if (!key) return;
-    // No refresh here (the snapshot is at most GRANT_SNAPSHOT_MS old): waiting could let the
-    // request's verdict reach the ledger before its recommendation row.
-    const figures = actionFigures(this.sources, key, this.now());
+    // No grant refresh here (the snapshot is at most GRANT_SNAPSHOT_MS old).
+    const figures = await actionFigures(this.sources, key, this.now());
     // Rides along with the next audit batch (the request.created record is in it too).
-    await this.deps.audit.transact(() => this.ledger.recommended(request.id, key, request.createdAt, request.grantId, request.risk ?? figures.risk, figures.wouldAllow), { soon: true });
-    this.cache.clear();
+    await this.deps.audit.transact(this.tables.recommended(request.id, key, request.createdAt, request.grantId, request.risk ?? figures.risk, figures.wouldAllow), { soon: true });
+    this.stale();
   }
 
   /** Record a recommendation's verdict, then propose a promotion if the action now meets the bar. */
@@ -207,12 +261,9 @@ export class TrustService {
     if (!key) return;
     const kind = request.status === 'approved' ? (request.approvals.some((a) => a.args !== undefined) ? 'edited' : 'approved') : request.status === 'denied' ? 'denied' : request.status === 'expired' ? 'expired' : undefined;
     if (!kind) return;
-    let changed = false;
     const risk = request.risk ?? this.deps.riskOf?.(key.capability, key.method);
-    await this.deps.audit.transact(() => {
-      changed = this.ledger.verdict(request.id, key, kind, request.resolvedAt ?? this.now(), request.grantId, risk);
-    }, { soon: true });
-    this.cache.clear();
+    const changed = await this.deps.audit.transact(this.tables.verdict(request.id, key, kind, request.resolvedAt ?? this.now(), request.grantId, risk), { soon: true });
+    this.stale();
     if (changed && kind !== 'expired') await this.serial(() => this.promotions.check(key));
   }
 
@@ -222,9 +273,9 @@ export class TrustService {
   async onExecuted(call: GateCall, grant: Grant, outcome: CallOutcome): Promise<void> {
     const key = { subject: call.subject ?? 'unknown', capability: call.capability, method: call.method };
     const at = this.now();
-    this.cache.clear();
+    this.stale();
     if (!sampled(call.callId, grant.reviewSample)) {
-      await this.deps.audit.transact(() => this.ledger.executed(call.callId, key, at, grant.id, call.risk), { soon: true });
+      await this.deps.audit.transact(this.tables.executed(call.callId, key, at, grant.id, call.risk), { soon: true });
       return;
     }
     const review: Review = {
@@ -243,17 +294,14 @@ export class TrustService {
     };
     await this.deps.audit.append(
       { type: 'review.queued', runId: call.runId, ...key, callId: call.callId, data: { reviewId: review.id, grantId: grant.id, reviewSample: grant.reviewSample ?? 1 } },
-      () => {
-        this.ledger.executed(call.callId, key, at, grant.id, call.risk);
-        this.reviews.insert(review);
-      },
+      chain(this.tables.executed(call.callId, key, at, grant.id, call.risk), this.tables.queueReview(review)),
       { soon: true },
     );
     this.emit({ type: 'review', change: 'queued', review });
   }
 
-  listReviews(filter: ReviewFilter = {}): Review[] {
-    return this.reviews.list(filter);
+  listReviews(filter: ReviewFilter = {}): Promise<Review[]> {
+    return this.tables.reviews(filter);
   }
 
   /** Mark a review; a critical verdict (or the error rate) demotes the action back to assisted at once. */
@@ -261,11 +309,10 @@ export class TrustService {
     return this.serial(async () => {
       const text = note?.trim() === '' ? undefined : note?.trim();
       if (verdict !== 'ok' && text === undefined) throw new ContainedError('INVALID_ARGUMENT', `an ${verdict} verdict needs a note saying what went wrong`);
-      const existing = this.reviews.get(reviewId);
+      const existing = await this.tables.review(reviewId);
       if (!existing) throw new ContainedError('NOT_FOUND', `no review ${reviewId}`);
       const at = this.now();
-      let review = existing;
-      await this.deps.audit.append(
+      const { value: review } = await this.deps.audit.appendWith(
         {
           type: 'review.marked',
           runId: existing.runId,
@@ -275,14 +322,11 @@ export class TrustService {
           callId: existing.callId,
           data: { reviewId, verdict, by, ...(text === undefined ? {} : { note: text }), grantId: existing.grantId },
         },
-        () => {
-          review = this.reviews.mark(reviewId, verdict, by, text, at);
-          this.ledger.reviewed(existing.callId, verdict, at);
-        },
+        chain(this.tables.reviewed(existing.callId, verdict, at), this.tables.markReview(reviewId, verdict, by, text, at)),
       );
       this.emit({ type: 'review', change: 'marked', review });
       const key = { subject: review.subject, capability: review.capability, method: review.method };
-      const window = this.ledger.stats(key, at, this.deps.config).reviewWindow;
+      const window = (await this.tables.stats(key, at, this.deps.config)).reviewWindow;
       const verdictOf = evaluateDemotion({ verdict, windowReviews: window.count, windowErrors: window.errors }, this.deps.config);
       if (!verdictOf.demote) return { review };
       const demotion = await this.demote(key, verdictOf.trigger, `${verdictOf.reason}${text ? `: ${text}` : ''}`, by, review);
@@ -294,7 +338,7 @@ export class TrustService {
   async demote(key: ActionKey, trigger: Demotion['trigger'], reason: string, by: string, review?: Review, onlyGrantId?: string): Promise<Demotion | undefined> {
     if (this.deps.sharedStore) await this.refreshGrants();
     const now = this.now();
-    const stats = this.ledger.stats(key, now, this.deps.config);
+    const stats = await this.tables.stats(key, now, this.deps.config);
     const { covering } = actionGrants(grantsOf(this.sources, now), key, now, [...stats.grantIds, ...(review ? [review.grantId] : [])]);
     const executed = covering.filter((g) => g.mode === 'executed' && (onlyGrantId === undefined || g.id === onlyGrantId));
     await this.promotions.withdrawOpen(key, by, `demoted: ${reason}`);
@@ -312,7 +356,7 @@ export class TrustService {
       plan.add,
     );
     if (this.deps.sharedStore) await this.refreshGrants();
-    this.cache.clear();
+    this.stale();
     const demotion: Demotion = {
       ...key,
       trigger,
@@ -330,26 +374,25 @@ export class TrustService {
   }
 
   /**
-   * After a restart: verdicts of recommendations resolved while the host was down or crashing
-   * (with a shared store: only those this ledger recorded, resolved on any host),
+   * After a restart: verdicts of recommendations resolved while the host was down or crashing,
    * critical reviews whose demotion did not happen, accepted promotions whose grant was not written.
    */
   async reconcile(): Promise<{ verdicts: number; demotions: number; grants: number }> {
     if (this.deps.sharedStore) await this.refreshGrants();
-    let verdicts = 0;
+    // All in one audit batch (each step idempotent): one commit however many requests there are.
+    const steps: Array<Promise<boolean>> = [];
     for (const status of ['approved', 'denied'] as const) {
       for (const request of await this.deps.store.listRequests({ status })) {
         const key = keyOf(request);
         if (!key || request.kind !== 'recommendation') continue;
-        // A fleet's store holds every host's requests; this ledger only settles the ones it recorded.
-        if (this.deps.sharedStore && !this.ledger.has(request.id)) continue;
         const kind = status === 'denied' ? 'denied' : request.approvals.some((a) => a.args !== undefined) ? 'edited' : 'approved';
-        if (this.ledger.verdict(request.id, key, kind, request.resolvedAt ?? this.now(), request.grantId, request.risk)) verdicts += 1;
+        steps.push(this.deps.audit.transact(this.tables.verdict(request.id, key, kind, request.resolvedAt ?? this.now(), request.grantId, request.risk)));
       }
     }
+    const verdicts = (await Promise.all(steps)).filter(Boolean).length;
     // Only the grant the critical review was made under: an executed grant an admin wrote since is their decision.
     let demotions = 0;
-    for (const review of this.reviews.critical()) {
+    for (const review of await this.tables.criticalReviews()) {
       const grant = await this.grants.get(review.grantId);
       if (!grant || grant.mode !== 'executed' || grant.revokedAt !== undefined) continue;
       const key = { subject: review.subject, capability: review.capability, method: review.method };
@@ -359,7 +402,7 @@ export class TrustService {
     }
     const grants = await this.serial(() => this.promotions.restoreAcceptedGrants());
     if (this.deps.sharedStore) await this.refreshGrants();
-    this.cache.clear();
+    this.stale();
     return { verdicts, demotions, grants };
   }
 }

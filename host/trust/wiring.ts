@@ -10,10 +10,10 @@
  * review changes inside them; the Store's one-call-one-transaction contract stays as it is, and
  * both see one file, one WAL, one backup.
  *
- * With a PostgreSQL store (a fleet): the audit records and checkpoints go to that database (one
- * chain for every host, log.ts), while the trust ledger, review queue, promotions and passkeys stay
- * in the host's own SQLite file (`localStateFile`), where the audit log runs its `within`
- * callbacks; trust reads the active grants from the grant service (a snapshot, service.ts).
+ * With a PostgreSQL store (a fleet): the audit records and checkpoints, and beside them the trust
+ * ledger, review queue and promotions (tables-for.ts), go to that database — one chain and one
+ * trust record for every host, each trust change committed with its record; trust reads the active
+ * grants from the grant service (a snapshot, service.ts).
  */
 import type { Logger } from 'pino';
 import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
@@ -48,6 +48,7 @@ export interface AuditAndTrust {
   /** Spread into RequestManagerOptions. */
   readonly requestOptions: {
     trustFor(request: RequestRecord): Record<string, unknown> | undefined;
+    prepareTrust(requests: readonly RequestRecord[]): Promise<void>;
     beforeDetached(request: RequestRecord, args: unknown): Promise<void>;
     afterDetached(request: RequestRecord, outcome: ExecutionOutcome): Promise<void>;
   };
@@ -101,6 +102,7 @@ export function openAuditAndTrust(options: AuditAndTrustOptions): AuditAndTrust 
     grants,
     requestOptions: {
       trustFor: (request) => trust.trustFor(request),
+      prepareTrust: (requests) => trust.prepareFigures(requests),
       beforeDetached: (request, args) => gateAudit.beforeDetached(request, args),
       afterDetached: (request, outcome) => gateAudit.afterDetached(request, outcome),
     },

@@ -210,7 +210,7 @@ describe.skipIf(!hasChromium)('web console in headless Chromium', () => {
     await card.getByRole('button', { name: 'OK', exact: true }).click();
     await card.getByRole('button', { name: 'Mark ok' }).click();
     await card.waitFor({ state: 'detached' });
-    expect(fx.host.trust.listReviews({ status: 'ok' }).filter((r) => r.subject === image.digest)).toMatchObject([{ status: 'ok', markedBy: 'alice' }]);
+    expect((await fx.host.trust.listReviews({ status: 'ok' })).filter((r) => r.subject === image.digest)).toMatchObject([{ status: 'ok', markedBy: 'alice' }]);
     await page.getByRole('link', { name: /Pending/ }).click();
   });
 

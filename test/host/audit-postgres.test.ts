@@ -412,6 +412,34 @@ pgDescribe('within and failures on PostgreSQL', () => {
     expect((await sql<{ n: string }>(url, 'SELECT COUNT(*) AS n FROM audit_records'))[0]?.n).toBe('2');
   });
 
+  it('a `pg` step runs in the batch transaction on PostgreSQL: committed with its record, its value returned, dropped with it when it throws', async () => {
+    const { url } = await database();
+    await sql(url, 'CREATE TABLE side (n INTEGER)');
+    const log = host('a', url).open();
+    const insert = (n: number, fail = false) => ({
+      pg: async (client: pg.PoolClient) => {
+        await client.query('INSERT INTO side VALUES ($1)', [n]);
+        if (fail) throw new Error('lost the race');
+        return n * 10;
+      },
+    });
+    const ok = log.appendWith({ type: 'review.marked', data: { n: 1 } }, insert(1));
+    const bad = log.append({ type: 'review.marked', data: { n: 2 } }, insert(2, true));
+    const none = log.transact(insert(3));
+    const after = log.append({ type: 'call', data: { n: 4 } });
+    await expect(bad).rejects.toThrow('lost the race');
+    expect(await ok).toMatchObject({ record: { seq: 1 }, value: 10 });
+    expect(await none).toBe(30);
+    expect((await after).seq).toBe(2);
+    expect((await sql<{ n: number }>(url, 'SELECT n FROM side ORDER BY n')).map((r) => r.n)).toEqual([1, 3]);
+    // A step with only a PostgreSQL form cannot run on SQLite: that append alone fails INTERNAL.
+    const b = host('b', url);
+    const local = new AuditLog({ file: defaultStorePath(b.dir), key: b.key, checkpointIntervalMs: 0, inboxPollMs: 0, synchronous: 'normal' });
+    closers.push(() => local.close());
+    await expect(local.append({ type: 'call', data: {} }, insert(5))).rejects.toMatchObject({ code: 'INTERNAL' });
+    expect((await local.append({ type: 'call', data: {} })).seq).toBeGreaterThan(0);
+  });
+
   it('a host stuck holding the chain lock makes appends fail AUDIT_FAILED after busyTimeoutMs, not hang', async () => {
     const { url } = await database();
     const log = host('a', url).open({ busyTimeoutMs: 300 });
@@ -460,7 +488,7 @@ pgDescribe('trust when the grants live in PostgreSQL', () => {
     t = undefined;
   });
 
-  it('figures, promotion and demotion see the grants in PostgreSQL; the ledger stays in the host\'s own file; the records are in the fleet chain', async () => {
+  it('figures, promotion and demotion see the grants in PostgreSQL; the ledger, reviews and proposals are in PostgreSQL too, with the records of the fleet chain', async () => {
     const url = await server.createDatabase();
     const store = await openShared(url);
     t = await startTrust({ minAssistedReviews: 5 }, { url, store });
@@ -470,21 +498,21 @@ pgDescribe('trust when the grants live in PostgreSQL', () => {
     // The local file has no grants; the figures still see the assisted grant.
     expect(t.audit.db.prepare('SELECT COUNT(*) FROM grants').pluck().get()).toBe(0);
     const request = { id: 'req-x', kind: 'recommendation', runId: 'run', subject: SUBJECT, capability: 'notes', method: 'mkdir', why: 'w', approvalsRequired: 1, approvals: [], status: 'pending', createdAt: t.clock.now, expiresAt: t.clock.now + 1000 } as const;
-    expect(t.trust.trustFor(request as never)).toMatchObject({ action: 'notes.mkdir', mode: 'assisted' });
+    expect(await t.trust.figuresFor(request as never)).toMatchObject({ action: 'notes.mkdir', mode: 'assisted' });
 
     for (let i = 0; i < 5; i++) await t.verdict(key, 'approved', RISK.lowStakes, assisted.id);
-    const [proposal] = t.trust.promotions.list();
+    const [proposal] = await t.trust.promotions.list();
     expect(proposal).toMatchObject({ status: 'proposed', grantId: assisted.id });
     const accepted = await t.trust.promotions.decide('erin', proposal?.id ?? '', 'accept', 'clean record');
     const executed = await store.getGrant(accepted.newGrantId ?? '');
     expect(executed).toMatchObject({ mode: 'executed', methods: ['mkdir'] });
     t.clock.now += 5000;
-    expect(t.trust.trustFor({ ...request, id: 'req-y' } as never)).toMatchObject({ mode: 'executed' });
+    expect(await t.trust.figuresFor({ ...request, id: 'req-y' } as never)).toMatchObject({ mode: 'executed' });
 
     // A critical review demotes: the executed grant in PostgreSQL is revoked.
     await t.audit.append({ type: 'decision', runId: 'run-1', subject: SUBJECT, capability: 'notes', method: 'mkdir', callId: 'call-1', data: { allow: true, basis: `grant:${executed?.id}`, grantId: executed?.id, mode: 'executed' } });
     await t.trust.onExecuted({ callId: 'call-1', runId: 'run-1', subject: SUBJECT, capability: 'notes', method: 'mkdir', args: {}, risk: RISK.lowStakes } as never, executed as Grant, { ok: true, value: {} } as never);
-    const [review] = t.trust.listReviews();
+    const [review] = await t.trust.listReviews();
     const marked = await t.trust.markReview('alice', review?.id ?? '', 'critical', 'wrong folder');
     expect(marked.demotion?.revokedGrants).toEqual([executed?.id]);
     expect((await store.getGrant(executed?.id ?? ''))?.revokedAt).toBeDefined();
@@ -496,5 +524,12 @@ pgDescribe('trust when the grants live in PostgreSQL', () => {
     expect(types).toEqual(expect.arrayContaining(['grant.added', 'promotion.proposed', 'promotion.accepted', 'review.queued', 'review.marked', 'grant.revoked', 'demotion']));
     expect((await showCall(source, 'call-1'))[0]).toMatch(/allowed by an automatic rule: grant .* made by a promotion erin accepted/);
     expect((await verifyAuditSource(source, loadVerifyKey(t.dir))).ok).toBe(true);
+    // The trust state is the fleet's: in PostgreSQL, none of it in the host's own file.
+    const counts = await sql<{ events: number; reviews: number; proposals: number }>(
+      url,
+      'SELECT (SELECT COUNT(*) FROM trust_events)::int AS events, (SELECT COUNT(*) FROM reviews)::int AS reviews, (SELECT COUNT(*) FROM promotions)::int AS proposals',
+    );
+    expect(counts[0]).toEqual({ events: 6, reviews: 1, proposals: 1 });
+    expect(t.audit.db.prepare('SELECT (SELECT COUNT(*) FROM trust_events) + (SELECT COUNT(*) FROM reviews) + (SELECT COUNT(*) FROM promotions)').pluck().get()).toBe(0);
   }, 60_000);
 });

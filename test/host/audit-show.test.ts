@@ -19,7 +19,7 @@ async function promotedGrant(autoAccept: boolean): Promise<{ t: TrustHarness; gr
   const t = (h = await startTrust({ minAssistedReviews: 5, autoAccept }));
   await t.grant('notes', ['mkdir']);
   for (let i = 0; i < 5; i++) await t.verdict(KEY, 'approved', RISK.lowStakes);
-  let [p] = t.trust.promotions.list();
+  let [p] = await t.trust.promotions.list();
   if (!autoAccept) p = await t.trust.promotions.decide('erin', p?.id ?? '', 'accept', 'clean record');
   return { t, grantId: p?.newGrantId ?? '' };
 }

@@ -147,8 +147,8 @@ describe('staged runs on a host', () => {
     expect(done).toMatchObject({ status: 'approved', execution: { ok: true } });
     expect(ids(cleanupDb)).toEqual([5, 6, 7]);
     // The trust ledger counts the review as one assisted review of records.execute, approved as-is.
-    const figures = await until(() => {
-      const f = fx.host.trust.trustFor({ ...done, capability: 'records', method: 'execute' }) as { assisted?: { approvedAsIs: number } } | undefined;
+    const figures = await until(async () => {
+      const f = await fx.host.trust.figuresFor({ ...done, capability: 'records', method: 'execute' }) as { assisted?: { approvedAsIs: number } } | undefined;
       return (f?.assisted?.approvedAsIs ?? 0) >= 1 ? f : undefined;
     }, 'the ledger');
     expect(figures?.assisted).toMatchObject({ reviews: 1, approvedAsIs: 1 });

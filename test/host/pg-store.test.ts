@@ -86,12 +86,15 @@ describe.skipIf(!pgAvailable)('PostgreSQL store', { timeout: 60_000 }, () => {
       expect(await sql(url, 'SELECT version FROM schema_version')).toHaveLength(PG_SCHEMA_VERSION);
     });
 
-    it('keeps the trust ledger, passkeys and the notification outbox out (they stay in each host\'s own file)', async () => {
+    it('holds every durable table of the host, the trust ledger, passkeys and the notification outbox included', async () => {
       const url = await server.createDatabase();
       await open(url);
       const tables = (await sql<{ table_name: string }>(url, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name")).map((t) => t.table_name);
       expect(tables).toEqual(
-        ['agents', 'audit_checkpoints', 'audit_inbox', 'audit_records', 'change_counter', 'grants', 'hosts', 'image_clients', 'images', 'one_time_secrets', 'requests', 'runs', 'schema_version', 'sessions', 'tokens'].sort(),
+        [
+          'agents', 'audit_checkpoints', 'audit_inbox', 'audit_records', 'change_counter', 'grants', 'hosts', 'image_clients', 'images', 'notify_outbox', 'one_time_secrets', 'passkeys',
+          'promotions', 'requests', 'reviews', 'runs', 'schema_version', 'sessions', 'tokens', 'trust_events',
+        ].sort(),
       );
     });
 

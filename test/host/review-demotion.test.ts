@@ -124,8 +124,8 @@ describe('executed mode: review, then demotion on a critical verdict', () => {
     const { outcome } = await run(image.bytes);
     expect((await outcome).status).toBe('ok');
     await fx.host.audit.flush(); // reviews are queued with the next audit batch
-    const queued: Review[] = fx.host.trust.listReviews({ status: 'all', subject: image.digest, limit: 1000 });
-    const stats = fx.host.trust.ledger.stats({ subject: image.digest, capability: 'notes', method: 'write' }, Date.now(), fx.config.trust);
+    const queued: Review[] = await fx.host.trust.listReviews({ status: 'all', subject: image.digest, limit: 1000 });
+    const stats = await fx.host.trust.tables.stats({ subject: image.digest, capability: 'notes', method: 'write' }, Date.now(), fx.config.trust);
     expect(queued.length).toBeGreaterThan(0);
     expect(queued.length).toBeLessThan(40);
     expect(stats.lifetime.executed).toBe(40);
@@ -137,7 +137,7 @@ describe('executed mode: review, then demotion on a critical verdict', () => {
     const { outcome } = await run(image.bytes);
     expect((await outcome).status).toBe('ok');
     await fx.host.audit.flush();
-    const reviews = fx.host.trust.listReviews({ subject: image.digest });
+    const reviews = await fx.host.trust.listReviews({ subject: image.digest });
     expect(reviews).toHaveLength(4);
     const [a, b, c] = reviews as [Review, Review, Review];
     // 2 errors of max(2, 50) = 4% — kept; the third error makes 6% — demoted.

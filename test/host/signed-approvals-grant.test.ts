@@ -200,13 +200,13 @@ describe('trust: automatic rules never drop the requirement', () => {
     try {
       const signed = await t.grant('notes', ['mkdir'], 'assisted', { signedApprovals: true });
       for (let i = 0; i < 8; i++) await t.verdict(KEY, 'approved', RISK.lowStakes);
-      expect(t.trust.promotions.list()).toEqual([]);
+      expect(await t.trust.promotions.list()).toEqual([]);
       expect((await t.store.listGrants()).filter((g) => g.mode === 'executed')).toEqual([]);
       // The same record under a plain grant is promoted (the bar is met): the flag is what held it.
       await t.store.revokeGrant(signed.id, 'erin', 'replaced', t.clock.now);
       const plain = await t.grant('notes', ['mkdir']);
       await t.verdict(KEY, 'approved', RISK.lowStakes, plain.id);
-      expect(t.trust.promotions.list()).toMatchObject([{ status: 'accepted', grantId: plain.id }]);
+      expect(await t.trust.promotions.list()).toMatchObject([{ status: 'accepted', grantId: plain.id }]);
     } finally {
       await t.close();
     }
@@ -217,13 +217,13 @@ describe('trust: automatic rules never drop the requirement', () => {
     try {
       const plain = await t.grant('notes', ['mkdir']);
       for (let i = 0; i < 5; i++) await t.verdict(KEY, 'approved', RISK.lowStakes);
-      const [proposal] = t.trust.promotions.list();
+      const [proposal] = await t.trust.promotions.list();
       expect(proposal).toMatchObject({ status: 'proposed', grantId: plain.id });
       // Another assisted grant of the action, which requires signatures, now decides it (the gate
       // chooses the oldest of equally supervised grants: this one is dated before the plain one).
       await t.grant('notes', ['mkdir'], 'assisted', { signedApprovals: true, createdAt: plain.createdAt - 1 });
       await expect(t.trust.promotions.decide('erin', proposal?.id ?? '', 'accept', 'clean record')).rejects.toMatchObject({ code: 'PROMOTION_REFUSED' });
-      expect(t.trust.promotions.list()[0]).toMatchObject({ status: 'withdrawn' });
+      expect((await t.trust.promotions.list())[0]).toMatchObject({ status: 'withdrawn' });
     } finally {
       await t.close();
     }

@@ -91,7 +91,7 @@ describe('review and trust from the command line', () => {
     const local = await cli(['review', 'mark', reviews[1]?.id ?? '', 'critical', '--note', 'wrong tree', '--data-dir', fx.dir, '--by', 'carol']);
     expect(local.code).toBe(0);
     expect(local.out).toMatch(/demoted notes\.mkdir to assisted \(critical\)/);
-    expect(fx.host.trust.reviews.get(reviews[1]?.id ?? '')).toMatchObject({ status: 'critical', markedBy: 'carol', note: 'wrong tree' });
+    expect(await fx.host.trust.tables.review(reviews[1]?.id ?? '')).toMatchObject({ status: 'critical', markedBy: 'carol', note: 'wrong tree' });
     const again = await cli(['review', 'mark', reviews[1]?.id ?? '', 'ok', '--data-dir', fx.dir]);
     expect(again).toMatchObject({ code: 1, err: expect.stringMatching(/^ALREADY_RESOLVED/) });
 
@@ -112,7 +112,7 @@ describe('review and trust from the command line', () => {
       await fx.host.waitForRun(runId);
     }
     // The verdict rides along with the next audit batch, then the promotion check runs: wait for it.
-    for (let i = 0; i < 100 && !fx.host.trust.promotions.list('proposed').some((p) => p.subject === image.digest); i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 100 && !(await fx.host.trust.promotions.list('proposed')).some((p) => p.subject === image.digest); i++) await new Promise((r) => setTimeout(r, 20));
     const listed = await cli(['trust', 'proposals', '--status', 'proposed', '--json', '--data-dir', fx.dir]);
     const proposal = (JSON.parse(listed.out) as Proposal[]).find((p) => p.subject === image.digest);
     expect(proposal).toMatchObject({ capability: 'notes', method: 'mkdir', evidence: { assistedReviews: 2, approvedAsIs: 2 } });
@@ -146,7 +146,7 @@ describe('review and trust from the command line', () => {
     expect(text).toMatch(/notes\.mkdir +executed .*not needed \(already executed\)\n/);
     expect(text).not.toMatch(/assisted reviews/);
     // The console's trust page and the figures shown with a request use the same words.
-    const rows = trustReport(fx.host, Date.now(), image.digest);
+    const rows = await trustReport(fx.host, Date.now(), image.digest);
     expect(rows[0]?.actions.map((a) => a.bar)).toEqual(['not needed (already executed)', 'not needed (already contained)']);
   });
 

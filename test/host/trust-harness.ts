@@ -16,6 +16,7 @@ import type { Store } from '../../host/store/store.js';
 import type { ActionKey } from '../../host/trust/ledger.js';
 import { type TrustConfig, trustConfigSchema } from '../../host/trust/policy.js';
 import { type TrustOutEvent, TrustService } from '../../host/trust/service.js';
+import { chain } from '../../host/trust/tables.js';
 
 export const SUBJECT = `sha256:${'5'.repeat(64)}`;
 
@@ -38,7 +39,7 @@ export interface TrustHarness {
   /** One recommendation of `key` made and resolved with this verdict. */
   verdict(key: ActionKey, verdict: 'approved' | 'edited' | 'denied', risk: RiskAnnotations, grantId?: string): Promise<RequestRecord>;
   /** A critical review from an earlier executed period, straight into the ledger. */
-  critical(key: ActionKey, risk: RiskAnnotations): void;
+  critical(key: ActionKey, risk: RiskAnnotations): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -86,7 +87,8 @@ export async function startTrust(config: Partial<TrustConfig> = {}, shared?: { u
         createdAt: clock.now,
         expiresAt: clock.now + 60_000,
       };
-      void trust.recommended(base);
+      // In order, as the host's event handler runs them (TrustService.onRequestEvent).
+      await trust.recommended(base);
       clock.now += 1000;
       const resolved: RequestRecord =
         verdict === 'denied'
@@ -95,10 +97,9 @@ export async function startTrust(config: Partial<TrustConfig> = {}, shared?: { u
       await trust.resolved(resolved);
       return resolved;
     },
-    critical(key, risk) {
+    async critical(key, risk) {
       const ref = `call-${counter++}`;
-      trust.ledger.executed(ref, key, clock.now, 'grt_old', risk);
-      trust.ledger.reviewed(ref, 'critical', clock.now);
+      await audit.transact(chain(trust.tables.executed(ref, key, clock.now, 'grt_old', risk), trust.tables.reviewed(ref, 'critical', clock.now)));
     },
     async close() {
       trust.close();

@@ -33,14 +33,14 @@ describe('ledger counts match a scripted sequence', () => {
     // Then executed: 6 actions, 5 reviewed (ok, ok, error, ok, ok), one left pending.
     const executed = await h.grant('notes', ['mkdir'], 'executed');
     for (let i = 0; i < 6; i++) await h.trust.onExecuted(call(i), executed, { ok: true, value: null });
-    const reviews = h.trust.listReviews();
+    const reviews = await h.trust.listReviews();
     expect(reviews).toHaveLength(6);
     const verdicts = ['ok', 'ok', 'error', 'ok', 'ok'] as const;
     for (let i = 0; i < verdicts.length; i++) {
       h.clock.now += 1000;
       await h.trust.markReview('alice', reviews[i]?.id ?? '', verdicts[i] as 'ok', verdicts[i] === 'error' ? 'wrong folder' : undefined);
     }
-    const s = h.trust.ledger.stats(KEY, h.clock.now, h.trust.deps.config);
+    const s = await h.trust.tables.stats(KEY, h.clock.now, h.trust.deps.config);
     expect(s.lifetime).toEqual({ recommended: 0, approved: 5, edited: 2, denied: 1, expired: 0, executed: 1, ok: 4, error: 1, critical: 0 });
     expect(s.lastDays).toMatchObject({ approved: 2, edited: 1, denied: 1, ok: 4, error: 1, executed: 1 });
     // The last 10 events: 4 of today's verdicts and the 6 executed actions.
@@ -49,7 +49,7 @@ describe('ledger counts match a scripted sequence', () => {
     expect(s.reviewWindow).toEqual({ count: 5, errors: 1, critical: 0 });
     expect(s.grantIds).toEqual(expect.arrayContaining([grant.id, executed.id]));
     expect(s.risk).toEqual(RISK.lowStakes);
-    const figures = h.trust.trustFor({ id: 'x', kind: 'recommendation', runId: 'r', subject: SUBJECT, capability: 'notes', method: 'mkdir', why: 'w', approvalsRequired: 1, approvals: [], status: 'pending', createdAt: 0, expiresAt: 1 });
+    const figures = await h.trust.figuresFor({ id: 'x', kind: 'recommendation', runId: 'r', subject: SUBJECT, capability: 'notes', method: 'mkdir', why: 'w', approvalsRequired: 1, approvals: [], status: 'pending', createdAt: 0, expiresAt: 1 });
     expect(figures).toMatchObject({
       action: 'notes.mkdir',
       mode: 'executed',
@@ -64,12 +64,12 @@ describe('ledger counts match a scripted sequence', () => {
     const r = await h.verdict(KEY, 'approved', RISK.lowStakes);
     await h.trust.resolved(r);
     await h.trust.resolved({ ...r, status: 'denied' });
-    expect(h.trust.ledger.stats(KEY, h.clock.now, h.trust.deps.config).lifetime).toMatchObject({ approved: 1, denied: 0 });
+    expect((await h.trust.tables.stats(KEY, h.clock.now, h.trust.deps.config)).lifetime).toMatchObject({ approved: 1, denied: 0 });
     const expired = { ...r, id: 'req-expired', status: 'expired' as const };
     await h.trust.recommended({ ...expired, status: 'pending' });
     await h.trust.resolved(expired);
-    expect(h.trust.ledger.stats(KEY, h.clock.now, h.trust.deps.config).lifetime).toMatchObject({ approved: 1, expired: 1 });
-    expect(h.trust.ledger.assistedCount(KEY)).toBe(1);
+    expect((await h.trust.tables.stats(KEY, h.clock.now, h.trust.deps.config)).lifetime).toMatchObject({ approved: 1, expired: 1 });
+    expect((await h.trust.tables.assistedCount(KEY))).toBe(1);
   });
 });
 

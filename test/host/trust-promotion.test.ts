@@ -52,9 +52,9 @@ describe('property: the proposal fires exactly at the bar', () => {
           let firedAt = -1;
           for (let i = 0; i < steps.length; i++) {
             const s = steps[i] as Step;
-            if (s === 'critical') t.critical(KEY, risk);
+            if (s === 'critical') await t.critical(KEY, risk);
             else await t.verdict(KEY, s, risk);
-            const proposals = t.trust.promotions.list();
+            const proposals = (await t.trust.promotions.list());
             expect(proposals.length).toBeLessThanOrEqual(1);
             if (proposals.length === 1 && firedAt < 0) firedAt = i;
           }
@@ -62,7 +62,7 @@ describe('property: the proposal fires exactly at the bar', () => {
           seen[firedAt >= 0 ? 'fired' : 'held'] += 1;
           if (name !== 'lowStakes') expect(firedAt).toBe(-1);
           if (firedAt >= 0) {
-            const [proposal] = t.trust.promotions.list();
+            const [proposal] = (await t.trust.promotions.list());
             const verdictsAtBar = steps.slice(0, firedAt + 1).filter((s) => s !== 'critical').length;
             expect(proposal?.evidence).toMatchObject({ assistedReviews: verdictsAtBar, critical: 0 });
             expect(t.events.filter((e) => e.type === 'promotion')).toHaveLength(1);
@@ -84,9 +84,9 @@ describe('the default bar: 200 assisted reviews, zero critical, edit rate under 
     h = await startTrust();
     await h.grant('notes', ['read', 'mkdir']);
     for (let i = 0; i < 199; i++) await h.verdict(KEY, 'approved', RISK.lowStakes);
-    expect(h.trust.promotions.list()).toEqual([]);
+    expect((await h.trust.promotions.list())).toEqual([]);
     await h.verdict(KEY, 'approved', RISK.lowStakes);
-    const [proposal] = h.trust.promotions.list();
+    const [proposal] = (await h.trust.promotions.list());
     expect(proposal).toMatchObject({ ...KEY, status: 'proposed', evidence: { assistedReviews: 200, approvedAsIs: 200, editRate: '0.0%', critical: 0 } });
     expect(h.events).toContainEqual({ type: 'promotion', change: 'proposed', proposal });
   });
@@ -97,9 +97,9 @@ describe('the default bar: 200 assisted reviews, zero critical, edit rate under 
     for (let i = 0; i < 10; i++) await h.verdict(KEY, 'edited', RISK.lowStakes);
     for (let i = 0; i < 10; i++) await h.verdict(KEY, 'denied', RISK.lowStakes);
     for (let i = 0; i < 180; i++) await h.verdict(KEY, 'approved', RISK.lowStakes);
-    expect(h.trust.promotions.list()).toEqual([]);
+    expect((await h.trust.promotions.list())).toEqual([]);
     await h.verdict(KEY, 'approved', RISK.lowStakes);
-    expect(h.trust.promotions.list()).toHaveLength(1);
+    expect((await h.trust.promotions.list())).toHaveLength(1);
   });
 
   it('never proposes a destructive, financial or irreversible action, whatever the record', async () => {
@@ -108,8 +108,8 @@ describe('the default bar: 200 assisted reviews, zero critical, edit rate under 
     for (const [method, risk] of [['remove', RISK.destructive], ['pay', RISK.financial], ['send', RISK.irreversible]] as const) {
       for (let i = 0; i < 250; i++) await h.verdict({ ...KEY, method }, 'approved', risk);
     }
-    expect(h.trust.promotions.list()).toEqual([]);
-    const figures = h.trust.trustFor({ ...(await h.verdict({ ...KEY, method: 'pay' }, 'approved', RISK.financial)), status: 'pending' });
+    expect((await h.trust.promotions.list())).toEqual([]);
+    const figures = await h.trust.figuresFor({ ...(await h.verdict({ ...KEY, method: 'pay' }, 'approved', RISK.financial)), status: 'pending' });
     expect(figures).toMatchObject({ bar: expect.stringContaining('ceiling: it is financial') });
   });
 });
@@ -119,7 +119,7 @@ describe('deciding a proposal', () => {
     h = await startTrust({ minAssistedReviews: 5, ...config });
     await h.grant('notes', ['read', 'mkdir'], 'assisted', { scope: { readOnly: false }, budgets: { mkdir: { maxCalls: 10 } } });
     for (let i = 0; i < 5; i++) await h.verdict(KEY, 'approved', RISK.lowStakes);
-    const [p] = h.trust.promotions.list();
+    const [p] = (await h.trust.promotions.list());
     return p?.id ?? 'none';
   }
 
@@ -130,7 +130,7 @@ describe('deciding a proposal', () => {
     expect(accepted).toMatchObject({ status: 'accepted', decidedBy: 'erin', reason: 'clean record' });
     const grant = await t.store.getGrant(accepted.newGrantId ?? '');
     expect(grant).toMatchObject({ mode: 'executed', methods: ['mkdir'], scope: { readOnly: false }, budgets: { mkdir: { maxCalls: 10 } }, createdBy: 'erin', subject: { digest: SUBJECT } });
-    expect(t.trust.trustFor({ ...(await t.verdict(KEY, 'approved', RISK.lowStakes)), status: 'pending' })).toMatchObject({ mode: 'executed', phase: 2 });
+    expect(await t.trust.figuresFor({ ...(await t.verdict(KEY, 'approved', RISK.lowStakes)), status: 'pending' })).toMatchObject({ mode: 'executed', phase: 2 });
     await expect(t.trust.promotions.decide('erin', id, 'decline', 'changed my mind')).rejects.toMatchObject({ code: 'ALREADY_RESOLVED' });
     await t.audit.flush();
     const types = t.audit.db.prepare("SELECT type FROM audit_records WHERE type LIKE 'promotion.%' OR type = 'grant.added' ORDER BY seq").pluck().all();
@@ -142,23 +142,23 @@ describe('deciding a proposal', () => {
     const t = h as TrustHarness;
     await t.trust.promotions.decide('erin', id, 'decline', 'not yet');
     for (let i = 0; i < 4; i++) await t.verdict(KEY, 'approved', RISK.lowStakes);
-    expect(t.trust.promotions.list('proposed')).toEqual([]);
+    expect(await t.trust.promotions.list('proposed')).toEqual([]);
     await t.verdict(KEY, 'approved', RISK.lowStakes);
-    expect(t.trust.promotions.list('proposed')).toHaveLength(1);
+    expect(await t.trust.promotions.list('proposed')).toHaveLength(1);
   });
 
   it('refuses (PROMOTION_REFUSED) and withdraws when a critical review arrived since the proposal', async () => {
     const id = await proposed();
     const t = h as TrustHarness;
-    t.critical(KEY, RISK.lowStakes);
+    await t.critical(KEY, RISK.lowStakes);
     await expect(t.trust.promotions.decide('erin', id, 'accept', 'ok')).rejects.toMatchObject({ code: 'PROMOTION_REFUSED' });
-    expect(t.trust.promotions.list()[0]).toMatchObject({ status: 'withdrawn' });
+    expect((await t.trust.promotions.list())[0]).toMatchObject({ status: 'withdrawn' });
   });
 
   it('autoAccept: the host accepts at once — still a proposal, an acceptance, and announcements', async () => {
     await proposed({ autoAccept: true });
     const t = h as TrustHarness;
-    const [p] = t.trust.promotions.list();
+    const [p] = (await t.trust.promotions.list());
     expect(p).toMatchObject({ status: 'accepted', decidedBy: AUTO_ACCEPT_BY });
     expect(t.events.filter((e) => e.type === 'promotion').map((e) => (e as { change: string }).change)).toEqual(['proposed', 'accepted']);
   });
@@ -174,11 +174,11 @@ describe('shadow evidence', () => {
     await h.verdict(KEY, 'approved', RISK.lowStakes);
     await h.verdict(KEY, 'edited', RISK.lowStakes);
     await h.verdict(KEY, 'denied', RISK.lowStakes);
-    const stats = h.trust.ledger.stats(KEY, h.clock.now, h.trust.deps.config);
+    const stats = await h.trust.tables.stats(KEY, h.clock.now, h.trust.deps.config);
     expect(stats.shadow).toEqual({ wouldAllow: 3, approved: 1, edited: 1, denied: 1, pending: 0 });
     // Two more denials: 3 of the last 10 is 30%, not under 30% — from here the policy would not allow it.
     await h.verdict(KEY, 'denied', RISK.lowStakes);
     await h.verdict(KEY, 'approved', RISK.lowStakes);
-    expect(h.trust.ledger.stats(KEY, h.clock.now, h.trust.deps.config).shadow).toMatchObject({ wouldAllow: 4, denied: 2 });
+    expect((await h.trust.tables.stats(KEY, h.clock.now, h.trust.deps.config)).shadow).toMatchObject({ wouldAllow: 4, denied: 2 });
   });
 });

@@ -5,6 +5,7 @@
  * signed name. And the mode trust reports for an action is the grant the gate would choose
  * (`chooseGrant`), including a signed-name grant the action has no event under yet.
  */
+import type Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { trustCommand } from '../../host/cli/trust.js';
 import { trustReport } from '../../host/console/oversight.js';
@@ -50,7 +51,7 @@ describe('trust report: one builder for the CLI and the console', () => {
     await fixture();
     const now = Date.now();
     const cli = await cliReport();
-    const web = trustReport({ trust: h.trust }, now);
+    const web = await trustReport({ trust: h.trust }, now);
 
     const fromCli = cli.map((s) => ({ subject: s.subject, phase: s.phase, why: s.why, actions: s.actions.map((a) => [a.action, a.mode, a.bar]) }));
     const fromWeb = web.map((s) => ({ subject: s.subject, phase: s.phase.phase, why: s.phase.why, actions: s.actions.map((a) => [a['action'], a['mode'], a['bar']]) }));
@@ -74,14 +75,14 @@ describe('trust report: one builder for the CLI and the console', () => {
       let out = '';
       await trustCommand(['report', '--json', '--subject', subject, '--data-dir', h.dir], { stdout: (t) => (out += t), stderr: () => undefined });
       const cli = (JSON.parse(out) as SubjectReport[]).map((s) => [s.subject, s.actions.map((a) => a.action)]);
-      const web = trustReport({ trust: h.trust }, Date.now(), subject).map((s) => [s.subject, s.actions.map((a) => a['action'])]);
+      const web = (await trustReport({ trust: h.trust }, Date.now(), subject)).map((s) => [s.subject, s.actions.map((a) => a['action'])]);
       expect(web, subject).toEqual(cli);
       expect(cli.map(([s]) => s)).toEqual([subject]);
     }
   });
 
-  it('without a trust service the console answers NOT_FOUND', () => {
-    expect(() => trustReport({}, Date.now())).toThrow(expect.objectContaining({ code: 'NOT_FOUND' }));
+  it('without a trust service the console answers NOT_FOUND', async () => {
+    await expect(trustReport({}, Date.now())).rejects.toMatchObject({ code: 'NOT_FOUND' });
   });
 });
 
@@ -89,13 +90,13 @@ describe('trust and the gate choose the same grant', () => {
   it("an action's grant is the gate's choice for a run of that image, including a signed-name grant it has no event under", async () => {
     const { executedId } = await fixture();
     const now = Date.now();
-    const grants = activeGrants(h.trust.sources.db, now);
-    const stats = h.trust.ledger.stats({ subject: SUBJECT, capability: 'mail', method: 'send' }, now, h.trust.sources.config);
+    const grants = activeGrants(h.trust.sources.db as Database.Database, now);
+    const stats = await h.trust.tables.stats({ subject: SUBJECT, capability: 'mail', method: 'send' }, now, h.trust.sources.config);
     expect(stats.grantIds).not.toContain(executedId);
     const run = { digest: SUBJECT, name: 'refund-desk', signers: [SIGNER] };
     for (const [capability, method] of [['mail', 'send'], ['notes', 'read'], ['kv', 'get'], ['notes', 'write']] as const) {
       const key = { subject: SUBJECT, capability, method };
-      const ids = h.trust.ledger.stats(key, now, h.trust.sources.config).grantIds;
+      const ids = (await h.trust.tables.stats(key, now, h.trust.sources.config)).grantIds;
       expect(actionGrants(grants, key, now, ids).grant?.id, `${capability}.${method}`).toBe(chooseGrant(grants, { subject: run, capability, method, now }).grant?.id);
     }
     expect(actionGrants(grants, { subject: SUBJECT, capability: 'mail', method: 'send' }, now, stats.grantIds).grant?.id).toBe(executedId);
@@ -105,10 +106,10 @@ describe('trust and the gate choose the same grant', () => {
     await fixture();
     const now = Date.now();
     const other = `sha256:${'77'.repeat(32)}`;
-    expect(actionGrants(activeGrants(h.trust.sources.db, now), { subject: other, capability: 'mail', method: 'send' }, now).grant).toBeUndefined();
+    expect(actionGrants(activeGrants(h.trust.sources.db as Database.Database, now), { subject: other, capability: 'mail', method: 'send' }, now).grant).toBeUndefined();
     // A lookalike subject string matches nothing.
     for (const subject of [`refund-desk@${SIGNER.toUpperCase()}`, `refund-desk2@${SIGNER}`, 'refund-desk', SUBJECT.toUpperCase()]) {
-      expect(actionGrants(activeGrants(h.trust.sources.db, now), { subject, capability: 'mail', method: 'send' }, now).grant, subject).toBeUndefined();
+      expect(actionGrants(activeGrants(h.trust.sources.db as Database.Database, now), { subject, capability: 'mail', method: 'send' }, now).grant, subject).toBeUndefined();
     }
   });
 });

@@ -9,8 +9,8 @@
  *
  * What is here: grants, tokens, agents, requests and runs (with `host_id`), hosts, console sessions,
  * one-time secrets, the audit chain (`audit_records`, `audit_checkpoints`, `audit_inbox`) and the
- * one-row `change_counter`. What is not: the trust ledger (`reviews`, `trust_events`,
- * `promotions`), passkeys and the notification outbox — they stay in each host's own SQLite file.
+ * one-row `change_counter`; since v3 also the trust ledger (`trust_events`), the review queue
+ * (`reviews`), promotions, passkeys and the notification outbox.
  *
  * Triggers do what must happen in the same transaction as the change, whoever makes it (a host, a
  * CLI, hand-written SQL):
@@ -250,8 +250,104 @@ CREATE TABLE image_clients (
 );
 `;
 
+/**
+ * v3: the host state that was still each host's own SQLite file (as SQLite's v2, v4, v5): the trust
+ * ledger (`trust_events`), the review queue (`reviews`), promotion proposals (`promotions`),
+ * operators' passkeys (`passkeys`) and the notification outbox (`notify_outbox`, with a delivery
+ * lease — `claimed_by`, `claimed_until` — so one host of the fleet sends each row at a time).
+ * The trust tables and passkeys are written inside the audit batch's transaction (host/audit/log.ts
+ * `Within`), so each commits with its audit record on the fleet's one chain.
+ */
+const V3 = `
+CREATE TABLE reviews (
+  id TEXT PRIMARY KEY NOT NULL,
+  call_id TEXT NOT NULL UNIQUE,
+  run_id TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  capability TEXT NOT NULL,
+  method TEXT NOT NULL,
+  grant_id TEXT NOT NULL,
+  action TEXT NOT NULL,
+  status TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  marked_at BIGINT,
+  marked_by TEXT,
+  note TEXT
+);
+CREATE INDEX reviews_by_status ON reviews (status, created_at);
+
+CREATE TABLE trust_events (
+  id BIGSERIAL PRIMARY KEY,
+  ref TEXT NOT NULL UNIQUE,
+  subject TEXT NOT NULL,
+  capability TEXT NOT NULL,
+  method TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  at BIGINT NOT NULL,
+  grant_id TEXT,
+  shadow INTEGER,
+  risk TEXT
+);
+CREATE INDEX trust_events_by_action ON trust_events (subject, capability, method, id);
+
+CREATE TABLE promotions (
+  id TEXT PRIMARY KEY NOT NULL,
+  subject TEXT NOT NULL,
+  capability TEXT NOT NULL,
+  method TEXT NOT NULL,
+  grant_id TEXT NOT NULL,
+  status TEXT NOT NULL,
+  evidence TEXT NOT NULL,
+  created_at BIGINT NOT NULL,
+  decided_at BIGINT,
+  decided_by TEXT,
+  decide_reason TEXT,
+  new_grant_id TEXT,
+  events_at_proposal BIGINT NOT NULL
+);
+CREATE UNIQUE INDEX promotions_open ON promotions (subject, capability, method) WHERE status = 'proposed';
+
+CREATE TABLE passkeys (
+  id TEXT PRIMARY KEY NOT NULL,
+  operator TEXT NOT NULL,
+  public_key TEXT NOT NULL,
+  counter BIGINT NOT NULL,
+  transports TEXT,
+  rp_id TEXT NOT NULL,
+  label TEXT,
+  created_at BIGINT NOT NULL,
+  last_used_at BIGINT,
+  revoked_at BIGINT,
+  revoked_by TEXT
+);
+CREATE INDEX passkeys_by_operator ON passkeys (operator, created_at);
+
+CREATE TABLE notify_outbox (
+  id BIGSERIAL PRIMARY KEY,
+  target TEXT NOT NULL,
+  event TEXT NOT NULL,
+  event_key TEXT NOT NULL,
+  order_key TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  idempotency_key TEXT NOT NULL UNIQUE,
+  status TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  next_at BIGINT NOT NULL,
+  created_at BIGINT NOT NULL,
+  delivered_at BIGINT,
+  last_attempt_at BIGINT,
+  last_error TEXT,
+  last_status INTEGER,
+  claimed_by TEXT,
+  claimed_until BIGINT
+);
+CREATE UNIQUE INDEX notify_outbox_event ON notify_outbox (target, event_key);
+CREATE INDEX notify_outbox_due ON notify_outbox (status, next_at);
+CREATE INDEX notify_outbox_order ON notify_outbox (target, order_key, id);
+`;
+
 /** Migration n (1-based) is PG_MIGRATIONS[n - 1]. Append only; never edit a shipped migration. */
-const PG_MIGRATIONS: readonly string[] = [V1, V2];
+const PG_MIGRATIONS: readonly string[] = [V1, V2, V3];
 
 /** The schema version this build writes. */
 export const PG_SCHEMA_VERSION = PG_MIGRATIONS.length;
