@@ -33,7 +33,7 @@ import { createHostLogger } from './logger.js';
 import { createHostMetrics, type HostMetrics } from './metrics.js';
 import { type Notifier, notifyTargets, openNotifier } from './notify/index.js';
 import { createSignedApprovals } from './approvals/signed.js';
-import { openPasskeyStore } from './store/credentials.js';
+import { openPasskeyStore, openPgPasskeyStore } from './store/credentials.js';
 import type { RequestRecord, RunRecord } from './model.js';
 import type { OperatorBackend } from './operator/backend.js';
 import { createTicketStore } from './operator/tickets.js';
@@ -185,7 +185,9 @@ export async function startHost(options: HostOptions): Promise<Host> {
   const { grants } = oversight;
 
   // Passkeys and signed approvals (host/approvals/): registrations are written with their audit record.
-  const passkeys = openPasskeyStore(localStateFile(config));
+  // Beside the audit chain, on either store: a passkey registered through one host of a fleet signs on any.
+  const chainPool = oversight.audit.pgPool;
+  const passkeys = chainPool ? openPgPasskeyStore(chainPool) : openPasskeyStore(localStateFile(config));
   const signed = createSignedApprovals({ config: config.approvals, passkeys, audit: oversight.audit, url: () => server?.url, now });
 
   // Requests and the gate. Acting on a request outside its call needs the grants, not the gate.
@@ -309,7 +311,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     await fleet.stop().catch((error: unknown) => logger.error({ err: error }, 'fleet: recording the stop failed'));
     mcpTools.close();
     await oversight.close();
-    passkeys.close();
+    await passkeys.close();
     await capabilities.close();
     await store.close();
     lock.release();

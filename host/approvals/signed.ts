@@ -26,7 +26,8 @@ import { needsSecondSignOff } from '../../capabilities/sdk/risk.js';
 import { ContainedError } from '../../runtime/errors.js';
 import type { AuditLog } from '../audit/log.js';
 import type { Operator, RequestRecord } from '../model.js';
-import { insertPasskey, type PasskeyRecord, type PasskeyStore, revokePasskey } from '../store/credentials.js';
+import { type PasskeyRecord, type PasskeyStore } from '../store/credentials.js';
+import { mapStep } from '../store/within.js';
 import type { ApprovalsConfig } from './config.js';
 import { type ApprovalSignature, approvalChallenge, type AssertionJSON, assertionSchema } from './challenge.js';
 
@@ -65,7 +66,7 @@ export interface SignedApprovals {
   registrationOptions(operator: Operator): Promise<PublicKeyCredentialCreationOptionsJSON>;
   /** Verify a registration made with the last options given to this operator, store it with its audit record. */
   register(operator: Operator, response: unknown, label?: string): Promise<PasskeyView>;
-  list(operator: Operator): PasskeyView[];
+  list(operator: Operator): Promise<PasskeyView[]>;
   /** Revoke one of the operator's own passkeys (an admin: anyone's). */
   revoke(operator: Operator, id: string): Promise<PasskeyView>;
 }
@@ -130,7 +131,7 @@ export function createSignedApprovals(options: SignedApprovalsOptions): SignedAp
     if (!parsed.success) throw signatureInvalid('malformed', `the assertion is malformed: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
     const assertion = parsed.data;
     if (assertion.id !== assertion.rawId) throw signatureInvalid('malformed', 'the assertion\'s id and rawId differ');
-    const passkey = passkeys.get(assertion.id);
+    const passkey = await passkeys.get(assertion.id);
     if (!passkey) throw signatureInvalid('unknown-credential', 'this passkey is not registered on this host');
     if (passkey.revokedAt !== undefined) throw signatureInvalid('revoked', 'this passkey was revoked');
     if (passkey.operator !== operator.name) throw signatureInvalid('not-yours', `this passkey belongs to another operator, not to ${operator.name}`);
@@ -161,7 +162,7 @@ export function createSignedApprovals(options: SignedApprovalsOptions): SignedAp
     }
     if (!verified.verified) throw signatureInvalid('signature', 'the assertion\'s signature does not verify with the registered public key');
     const info = verified.authenticationInfo;
-    if (!passkeys.advanceCounter(passkey.id, passkey.counter, info.newCounter, now())) {
+    if (!(await passkeys.advanceCounter(passkey.id, passkey.counter, info.newCounter, now()))) {
       throw signatureInvalid('counter', 'the passkey\'s counter did not move up since its last use (a replayed assertion, or a cloned authenticator)');
     }
     return { credentialId: passkey.id, assertion, origin: info.origin, rpId: info.rpID, counter: info.newCounter, userVerified: info.userVerified };
@@ -174,7 +175,7 @@ export function createSignedApprovals(options: SignedApprovalsOptions): SignedAp
 
     async assertionOptions(operator, requestId, argsDigest) {
       const rp = relyingParty();
-      const own = passkeys.forOperator(operator.name).filter((p) => p.revokedAt === undefined);
+      const own = (await passkeys.forOperator(operator.name)).filter((p) => p.revokedAt === undefined);
       return generateAuthenticationOptions({
         rpID: rp.rpId,
         challenge: b64urlToBytes(approvalChallenge(requestId, argsDigest, 'approve')),
@@ -195,7 +196,7 @@ export function createSignedApprovals(options: SignedApprovalsOptions): SignedAp
         attestationType: 'none',
         // ES256, EdDSA, RS256: what every passkey offers, and what Node verifies offline without experimental APIs.
         supportedAlgorithmIDs: [-7, -8, -257],
-        excludeCredentials: passkeys.forOperator(operator.name).map((p) => ({ id: p.id })),
+        excludeCredentials: (await passkeys.forOperator(operator.name)).map((p) => ({ id: p.id })),
         authenticatorSelection: { residentKey: 'preferred', userVerification: config.userVerification },
         timeout: config.registrationTimeoutMs,
       });
@@ -248,23 +249,26 @@ export function createSignedApprovals(options: SignedApprovalsOptions): SignedAp
             registrationId: randomUUID(),
           },
         },
-        (db) => insertPasskey(db, record),
+        passkeys.insert(record),
       );
       return view(record);
     },
 
-    list(operator) {
-      return passkeys.forOperator(operator.name).map(view);
+    async list(operator) {
+      return (await passkeys.forOperator(operator.name)).map(view);
     },
 
     async revoke(operator, id) {
-      const passkey = passkeys.get(id);
+      const passkey = await passkeys.get(id);
       if (!passkey || (passkey.operator !== operator.name && operator.role !== 'admin')) throw new ContainedError('NOT_FOUND', 'no such passkey of yours');
       if (passkey.revokedAt !== undefined) throw new ContainedError('ALREADY_RESOLVED', 'this passkey is already revoked');
       const at = now();
-      await audit.append({ type: 'passkey.revoked', data: { credentialId: id, operator: passkey.operator, by: operator.name } }, (db) => {
-        if (!revokePasskey(db, id, operator.name, at)) throw new ContainedError('ALREADY_RESOLVED', 'this passkey is already revoked');
-      });
+      await audit.append(
+        { type: 'passkey.revoked', data: { credentialId: id, operator: passkey.operator, by: operator.name } },
+        mapStep(passkeys.revoke(id, operator.name, at), (revoked) => {
+          if (!revoked) throw new ContainedError('ALREADY_RESOLVED', 'this passkey is already revoked');
+        }),
+      );
       return view({ ...passkey, revokedAt: at, revokedBy: operator.name });
     },
   };

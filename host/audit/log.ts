@@ -46,6 +46,7 @@ import { formatSubject } from '../grants.js';
 import { rowToGrant, type Row } from '../store/rows.js';
 import { migrate } from '../store/schema.js';
 import { type WalSync, walSyncFor } from '../store/wal-sync.js';
+import type { Within } from '../store/within.js';
 import { AUDIT_CONFIG_DEFAULTS } from './config.js';
 import { type AuditKey, type Checkpoint, signCheckpoint } from './keys.js';
 import { AUDIT_LOCK_KEY, checkout, openAuditPool } from './pg.js';
@@ -86,20 +87,7 @@ export interface AppendOptions {
   soon?: boolean;
 }
 
-/**
- * A state change that must commit with its audit record, in the batch's transaction on whichever
- * database holds the chain: `sqlite` on the SQLite file, `pg` on the PostgreSQL connection (the
- * store's trust tables and passkeys are in the same database as the chain, so they commit together).
- * Give both when the caller does not know which store it talks to; a batch that needs the missing
- * one fails that append with INTERNAL. A bare function is `sqlite` on the host's own SQLite file
- * (with PostgreSQL: committed right after the chain, see the top comment).
- */
-export type Within<T = void> =
-  | ((db: Database.Database) => T)
-  | {
-      sqlite?: (db: Database.Database) => T;
-      pg?: (client: pg.PoolClient) => Promise<T>;
-    };
+export type { Within } from '../store/within.js';
 
 interface Pending {
   /** Absent: a `transact` item (state change only, no record). */

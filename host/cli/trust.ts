@@ -19,6 +19,7 @@ import { locateState, openForRead } from '../store/location.js';
 import { openLocalTrust, openTrustReader, riskFromConfig } from '../trust/local.js';
 import { PROPOSAL_STATUSES, type Proposal, type ProposalStatus } from '../trust/model.js';
 import { DEFAULT_TRUST_CONFIG } from '../trust/policy.js';
+import { activeGrants } from '../trust/grant-changes.js';
 import { buildTrustReport, formatTrustReport } from '../trust/report.js';
 import { type CliIo, parseFlags, stringFlag } from './args.js';
 import { endpointFrom } from './endpoint.js';
@@ -74,9 +75,11 @@ async function read(sub: 'report' | 'proposals', argv: string[], io: CliIo): Pro
     }
     const riskOf = await riskFromConfig(location);
     const now = Date.now();
-    const grants = location.store.kind === 'postgres' ? await activeInStore(location) : undefined;
+    const inStore = location.store.kind === 'postgres' ? await activeInStore(location) : undefined;
+    const db = reader.db;
+    const grants = async (at: number): Promise<Grant[]> => inStore ?? (db ? activeGrants(db, at) : []);
     const report = await buildTrustReport(
-      { ...(reader.db ? { db: reader.db } : {}), tables: reader.tables, config, ...(riskOf ? { riskOf } : {}), ...(grants ? { activeGrants: () => grants } : {}) },
+      { grants, tables: reader.tables, config, ...(riskOf ? { riskOf } : {}) },
       now,
       stringFlag(values, 'subject'),
     );

@@ -56,7 +56,7 @@ export function passkeyRoutes(deps: PasskeyRouteDeps): HttpRoute[] {
     route('GET', '/console/api/passkeys', async ({ req, res }) => {
       const s = await session(req, res, { csrf: false });
       const p = port();
-      sendConsoleJson(res, 200, { passkeys: p.list(s.operator), rpId: p.relyingParty().rpId });
+      sendConsoleJson(res, 200, { passkeys: await p.list(s.operator), rpId: p.relyingParty().rpId });
     }),
     route('POST', '/console/api/passkeys/options', async ({ req, res }) => {
       const s = await approverSession(req, res, true);

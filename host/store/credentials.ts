@@ -1,21 +1,28 @@
 /**
- * Operators' passkeys as the store keeps them (table `passkeys`, migration v5): one row per WebAuthn
- * credential — its id (base64url), the operator who registered it, its COSE public key (base64url),
- * the signature counter last seen, the relying party id it was made for, when it was registered and
- * revoked. host/approvals/ verifies assertions against these rows; nothing else runs SQL on them.
+ * Operators' passkeys as the store keeps them (table `passkeys`, SQLite migration v5, PostgreSQL
+ * v3): one row per WebAuthn credential — its id (base64url), the operator who registered it, its
+ * COSE public key (base64url), the signature counter last seen, the relying party id it was made
+ * for, when it was registered and revoked. host/approvals/ verifies assertions against these rows;
+ * nothing else runs SQL on them.
  *
- * Kept on its own connection to the store file, like the notify outbox and the audit log: the Store
- * interface stays as it is. A registration is inserted inside the audit log's transaction
- * (`insertPasskey(db, …)` given the audit's connection), so a passkey never exists without its
+ * Two implementations of one async PasskeyStore: the SQLite store file (its own connection, as the
+ * audit log has) and the fleet's PostgreSQL database (the audit log's pool), so with several hosts
+ * an operator registers a passkey once and signs approvals through any host. A registration or
+ * revocation is a `Within` step of its audit record (host/audit/log.ts): it runs in the audit
+ * batch's transaction, on the database that holds the chain, so a passkey never exists without its
  * `passkey.registered` record, which is what `contained audit verify` checks signatures with.
  *
  * Guarantees: the counter only moves up (`advanceCounter` is a compare-and-set: two approvals that
- * present the same counter cannot both pass); a revoked row stays (its approvals stay verifiable) and
- * never verifies again. Fails with INTERNAL (SQLite error as cause) or on a corrupt row.
+ * present the same counter cannot both pass, on one host or two); a revoked row stays (its
+ * approvals stay verifiable) and never verifies again. Fails with INTERNAL (the driver error as
+ * cause) or on a corrupt row, STORE_UNAVAILABLE when PostgreSQL cannot be reached.
  */
 import Database from 'better-sqlite3';
+import type pg from 'pg';
 import { z } from 'zod';
 import { ContainedError } from '../../runtime/errors.js';
+import type { Within } from './within.js';
+import { unavailableReason } from './pg-store.js';
 import { migrate } from './schema.js';
 
 const B64URL = /^[A-Za-z0-9_-]+$/;
@@ -39,17 +46,23 @@ export const passkeyRecordSchema = z.strictObject({
 });
 export type PasskeyRecord = z.infer<typeof passkeyRecordSchema>;
 
+function checked(record: PasskeyRecord): PasskeyRecord {
+  const parsed = passkeyRecordSchema.safeParse(record);
+  if (!parsed.success) throw new ContainedError('INVALID_ARGUMENT', `store: invalid passkey: ${parsed.error.issues[0]?.message ?? 'does not match the schema'}`);
+  return parsed.data;
+}
+
+const INSERT_COLUMNS = '(id, operator, public_key, counter, transports, rp_id, label, created_at, last_used_at, revoked_at, revoked_by)';
+const insertParams = (r: PasskeyRecord): unknown[] => [r.id, r.operator, r.publicKey, r.counter, r.transports === undefined ? null : JSON.stringify(r.transports), r.rpId, r.label ?? null, r.createdAt];
+const duplicate = (error: unknown): ContainedError => new ContainedError('INVALID_ARGUMENT', 'this passkey is already registered', { cause: error });
+
 /** Insert a new passkey on `db` (the audit log's connection, inside its transaction). INVALID_ARGUMENT when the id exists. */
 export function insertPasskey(db: Database.Database, record: PasskeyRecord): void {
-  const checked = passkeyRecordSchema.safeParse(record);
-  if (!checked.success) throw new ContainedError('INVALID_ARGUMENT', `store: invalid passkey: ${checked.error.issues[0]?.message ?? 'does not match the schema'}`);
-  const r = checked.data;
+  const r = checked(record);
   try {
-    db.prepare(
-      'INSERT INTO passkeys (id, operator, public_key, counter, transports, rp_id, label, created_at, last_used_at, revoked_at, revoked_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)',
-    ).run(r.id, r.operator, r.publicKey, r.counter, r.transports === undefined ? null : JSON.stringify(r.transports), r.rpId, r.label ?? null, r.createdAt);
+    db.prepare(`INSERT INTO passkeys ${INSERT_COLUMNS} VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL)`).run(...insertParams(r));
   } catch (error) {
-    if (error instanceof Error && /UNIQUE|PRIMARY KEY/.test(error.message)) throw new ContainedError('INVALID_ARGUMENT', 'this passkey is already registered', { cause: error });
+    if (error instanceof Error && /UNIQUE|PRIMARY KEY/.test(error.message)) throw duplicate(error);
     throw new ContainedError('INTERNAL', 'store: the passkey could not be written', { cause: error });
   }
 }
@@ -60,16 +73,20 @@ export function revokePasskey(db: Database.Database, id: string, by: string, at:
 }
 
 export interface PasskeyStore {
-  get(id: string): PasskeyRecord | undefined;
+  get(id: string): Promise<PasskeyRecord | undefined>;
   /** An operator's passkeys, oldest first (revoked ones included). */
-  forOperator(operator: string): PasskeyRecord[];
+  forOperator(operator: string): Promise<PasskeyRecord[]>;
   /**
    * Record a verified assertion's counter: moves `counter` up to `next` only if it is still
    * `seen` (compare-and-set), or leaves a passkey whose authenticator keeps no counter (both 0).
    * False: another assertion of this passkey was counted since (a replay, or a cloned key).
    */
-  advanceCounter(id: string, seen: number, next: number, at: number): boolean;
-  close(): void;
+  advanceCounter(id: string, seen: number, next: number, at: number): Promise<boolean>;
+  /** The step that stores a new passkey with its audit record (INVALID_ARGUMENT when the id exists). */
+  insert(record: PasskeyRecord): Within<void>;
+  /** The step that revokes it with its audit record; false when unknown or already revoked. */
+  revoke(id: string, by: string, at: number): Within<boolean>;
+  close(): Promise<void>;
 }
 
 function rowToPasskey(row: Record<string, unknown>): PasskeyRecord {
@@ -103,12 +120,12 @@ export function openPasskeyStore(file: string, options: { busyTimeoutMs?: number
   } catch (error) {
     throw new ContainedError('INTERNAL', `store: cannot open the passkeys in ${file}`, { cause: error });
   }
-  const guard = <T>(what: string, f: () => T): T => {
+  const guard = <T>(what: string, f: () => T): Promise<T> => {
     try {
-      return f();
+      return Promise.resolve(f());
     } catch (error) {
-      if (error instanceof ContainedError) throw error;
-      throw new ContainedError('INTERNAL', `store: ${what} failed`, { cause: error });
+      if (error instanceof ContainedError) return Promise.reject(error);
+      return Promise.reject(new ContainedError('INTERNAL', `store: ${what} failed`, { cause: error }));
     }
   };
   const getStmt = db.prepare('SELECT * FROM passkeys WHERE id = ?');
@@ -121,6 +138,66 @@ export function openPasskeyStore(file: string, options: { busyTimeoutMs?: number
     }),
     forOperator: (operator) => guard('listing passkeys', () => (byOperator.all(operator) as Array<Record<string, unknown>>).map(rowToPasskey)),
     advanceCounter: (id, seen, next, at) => guard('recording a passkey counter', () => advance.run(next, at, id, seen, next, next).changes === 1),
-    close: () => db.close(),
+    // The audit log's connection to the same file runs these, inside its batch.
+    insert: (record) => ({ sqlite: (audit) => insertPasskey(audit, record) }),
+    revoke: (id, by, at) => ({ sqlite: (audit) => revokePasskey(audit, id, by, at) }),
+    close: async () => {
+      db.close();
+    },
+  };
+}
+
+/** The passkeys of the fleet's PostgreSQL database, read through `pool` (the audit log's: the same database as the chain). */
+export function openPgPasskeyStore(pool: pg.Pool): PasskeyStore {
+  const typed = (what: string, error: unknown): ContainedError => {
+    if (error instanceof ContainedError) return error;
+    const reason = unavailableReason(error);
+    if (reason !== undefined) return new ContainedError('STORE_UNAVAILABLE', `store: ${what} failed: the PostgreSQL store cannot be reached`, { cause: error, data: { reason } });
+    return new ContainedError('INTERNAL', `store: ${what} failed`, { cause: error });
+  };
+  const query = async (what: string, sql: string, params: unknown[]): Promise<pg.QueryResult> => {
+    try {
+      return await pool.query(sql, params);
+    } catch (error) {
+      throw typed(what, error);
+    }
+  };
+  return {
+    async get(id) {
+      const row = (await query('reading a passkey', 'SELECT * FROM passkeys WHERE id = $1', [id])).rows[0] as Record<string, unknown> | undefined;
+      return row ? rowToPasskey(row) : undefined;
+    },
+    async forOperator(operator) {
+      return ((await query('listing passkeys', 'SELECT * FROM passkeys WHERE operator = $1 ORDER BY created_at, id', [operator])).rows as Array<Record<string, unknown>>).map(rowToPasskey);
+    },
+    async advanceCounter(id, seen, next, at) {
+      const r = await query(
+        'recording a passkey counter',
+        'UPDATE passkeys SET counter = $1, last_used_at = $2 WHERE id = $3 AND revoked_at IS NULL AND counter = $4 AND ($1 > counter OR ($1 = 0 AND counter = 0))',
+        [next, at, id, seen],
+      );
+      return r.rowCount === 1;
+    },
+    insert: (record) => ({
+      pg: async (client) => {
+        const r = checked(record);
+        try {
+          await client.query(`INSERT INTO passkeys ${INSERT_COLUMNS} VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULL, NULL, NULL)`, insertParams(r));
+        } catch (error) {
+          if ((error as { code?: unknown }).code === '23505') throw duplicate(error);
+          throw typed('writing the passkey', error);
+        }
+      },
+    }),
+    revoke: (id, by, at) => ({
+      pg: async (client) => {
+        try {
+          return (await client.query('UPDATE passkeys SET revoked_at = $1, revoked_by = $2 WHERE id = $3 AND revoked_at IS NULL', [at, by, id])).rowCount === 1;
+        } catch (error) {
+          throw typed('revoking the passkey', error);
+        }
+      },
+    }),
+    close: () => Promise.resolve(),
   };
 }

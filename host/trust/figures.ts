@@ -3,11 +3,10 @@
  * grants and the policy: what an approver sees next to a request (`trustFor`), what
  * `contained trust report` prints, and what the promotion check evaluates. Read-only.
  */
-import type Database from 'better-sqlite3';
 import type { RiskAnnotations } from '../../capabilities/sdk/risk.js';
 import { formatSubject } from '../grants.js';
 import type { Grant, Mode } from '../model.js';
-import { actionGrants, activeGrants } from './grant-changes.js';
+import { actionGrants } from './grant-changes.js';
 import type { ActionKey, ActionStats } from './ledger.js';
 import { type BarVerdict, evaluateBar, type Phase, type PhaseAction, phaseOf, pct, type TrustConfig } from './policy.js';
 import type { TrustTables } from './tables.js';
@@ -26,30 +25,22 @@ export interface ActionFigures {
 }
 
 export interface FigureSources {
-  /** The SQLite store file holding the grants (read synchronously); absent with a PostgreSQL store. */
-  db?: Database.Database | undefined;
-  /**
-   * Active grants at `now` when they are not in `db` (a PostgreSQL store): the trust service's
-   * snapshot of GrantService.active, kept fresh by `refreshGrants`. Absent: read from `db`.
-   */
-  activeGrants?(now: number): Grant[];
-  /** Bring that snapshot up to date (before promotion checks, decisions, demotions). */
-  refreshGrants?(): Promise<void>;
+  /** The grants active at `now` (the host's grant service: current as of the store's change counter). */
+  grants(now: number): Promise<Grant[]>;
   /** The ledger, reviews and proposals (either store). */
   tables: TrustTables;
   config: TrustConfig;
   riskOf?(capability: string, method: string): RiskAnnotations | undefined;
 }
 
-/** The active grants trust figures are computed with: the snapshot, or the grants table in `db`. */
-export function grantsOf(src: FigureSources, now: number): Grant[] {
-  if (src.activeGrants) return src.activeGrants(now);
-  if (!src.db) throw new Error('trust: no grants to compute figures with');
-  return activeGrants(src.db, now);
-}
-
-export async function actionFigures(src: FigureSources, key: ActionKey, now: number, grants: readonly Grant[] = grantsOf(src, now), excludeProposal?: string): Promise<ActionFigures> {
-  const [stats, lastProposalAt, open] = await Promise.all([src.tables.stats(key, now, src.config), src.tables.lastProposalAt(key, excludeProposal), src.tables.openProposal(key)]);
+/** Figures of one action; `grants`: the active grants when the caller has read them already. */
+export async function actionFigures(src: FigureSources, key: ActionKey, now: number, known?: readonly Grant[], excludeProposal?: string): Promise<ActionFigures> {
+  const [stats, lastProposalAt, open, grants] = await Promise.all([
+    src.tables.stats(key, now, src.config),
+    src.tables.lastProposalAt(key, excludeProposal),
+    src.tables.openProposal(key),
+    known ?? src.grants(now),
+  ]);
   const risk = stats.risk ?? src.riskOf?.(key.capability, key.method);
   const { grant } = actionGrants(grants, key, now, stats.grantIds);
   const mode = grant?.mode ?? 'none';
@@ -60,8 +51,8 @@ export async function actionFigures(src: FigureSources, key: ActionKey, now: num
   return { key, stats, risk, mode, grant, bar, wouldAllow, openProposal: open?.id };
 }
 
-export async function phaseForSubject(src: FigureSources, subject: string, now: number, grants: readonly Grant[] = grantsOf(src, now)): Promise<Phase> {
-  const keys = await src.tables.actions(subject);
+export async function phaseForSubject(src: FigureSources, subject: string, now: number, known?: readonly Grant[]): Promise<Phase> {
+  const [keys, grants] = await Promise.all([src.tables.actions(subject), known ?? src.grants(now)]);
   const figures = await Promise.all(keys.map((key) => actionFigures(src, key, now, grants)));
   const actions: PhaseAction[] = figures.map((f) => {
     return {

@@ -18,10 +18,9 @@
  * from the grants its events were recorded under), or a `name@signer` subject. An action has no
  * arguments, so every grant's scope is taken to admit it.
  *
- * Pure, except `activeGrants`, which reads the grants table synchronously on the audit connection
- * (trust figures are computed while a request is being announced). With a PostgreSQL store that
- * table is empty; the trust service then keeps a snapshot of GrantService.active instead
- * (figures.ts `grantsOf`, service.ts). The changes are written by the
+ * Pure, except `activeGrants`, which reads the grants table of a SQLite store file (the CLI's
+ * report reads it read-only; the host reads grants through its grant service). The changes are
+ * written by the
  * grant service (grant-service.ts). Budgets restart with a new grant (counted per grant).
  */
 import type Database from 'better-sqlite3';

@@ -67,12 +67,10 @@ export async function openLocalTrust(location: StateLocation): Promise<LocalTrus
     throw error;
   }
   const riskOf = await riskFromConfig(location);
-  const trust = new TrustService({ audit, store, config: location.config?.trust ?? DEFAULT_TRUST_CONFIG, ...(riskOf ? { riskOf } : {}), sharedStore: postgres !== undefined });
-  await trust.refreshGrants();
+  const trust = new TrustService({ audit, store, config: location.config?.trust ?? DEFAULT_TRUST_CONFIG, ...(riskOf ? { riskOf } : {}) });
   return {
     trust,
     async close() {
-      trust.close();
       await audit.flush();
       await audit.close();
       await store.close();

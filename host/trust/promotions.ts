@@ -54,7 +54,6 @@ export class PromotionFlow {
     const deps = this.deps;
     const { tables } = deps;
     if (await tables.openProposal(key)) return undefined;
-    if (deps.sources.refreshGrants) await deps.sources.refreshGrants();
     const now = this.now();
     const f = await actionFigures(deps.sources, key, now);
     if (f.mode !== 'assisted' || !f.grant || !f.bar.met) return undefined;
@@ -109,7 +108,6 @@ export class PromotionFlow {
     const now = this.now();
     if (verdict === 'decline') return this.close(proposal, 'declined', by, reason, now);
 
-    if (deps.sources.refreshGrants) await deps.sources.refreshGrants();
     const f = await actionFigures(deps.sources, key, now, undefined, proposal.id);
     const ceiling = ceilingReason(f.risk);
     const base = await deps.grants.get(proposal.grantId);
@@ -134,7 +132,6 @@ export class PromotionFlow {
       tables.decideProposal(id, 'accepted', by, reason, now, grant.id),
     );
     await deps.grants.issue(grant);
-    if (deps.sources.refreshGrants) await deps.sources.refreshGrants();
     deps.emit({ type: 'promotion', change: 'accepted', proposal: decided });
     deps.logger?.warn({ ...key, proposalId: id, by, grantId: grant.id }, 'trust: action promoted to executed');
     return decided;

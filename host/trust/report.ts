@@ -13,7 +13,7 @@
  *   later): what the grant says, readable from the data folder alone, without the host config.
  */
 import { formatSubject } from '../grants.js';
-import { type ActionFigures, actionFigures, type FigureSources, grantsOf, phaseForSubject, promotionBar } from './figures.js';
+import { type ActionFigures, actionFigures, type FigureSources, phaseForSubject, promotionBar } from './figures.js';
 import type { ActionKey, Counts } from './ledger.js';
 import { ceilingReason, type Phase, pct } from './policy.js';
 
@@ -26,7 +26,7 @@ export interface SubjectFigures {
 
 /** Every subject with ledger events or an active grant (sorted), or just `subject`. */
 export async function trustFigures(src: FigureSources, now: number, subject?: string): Promise<SubjectFigures[]> {
-  const grants = grantsOf(src, now);
+  const grants = await src.grants(now);
   const keys = new Map<string, ActionKey>();
   const add = (k: ActionKey): void => {
     keys.set(`${k.subject}\u0000${k.capability}\u0000${k.method}`, k);

@@ -13,12 +13,8 @@
  * Figures shown with a request are read asynchronously: RequestManager awaits `prepareFigures`
  * before it announces or lists requests, and `trustFor` answers from that cache.
  *
- * With a PostgreSQL store (`sharedStore`) the grants are not in the audit connection's file: the
- * service keeps a snapshot of GrantService.active, refreshed every `GRANT_SNAPSHOT_MS`, after its
- * own grant changes, and before every path that decides something from figures (promotion check
- * after a verdict, promotion decision, demotion, reconcile). Figures shown with a request may be
- * that many ms behind a grant another host just changed; decisions are not. Expired grants drop out
- * of the snapshot at once (filtered by `now` on every read).
+ * Figures read the active grants through the grant service, current as of the store's change
+ * counter (a write on any host or CLI shows at the next read).
  *
  * Fails: NOT_FOUND / ALREADY_RESOLVED for unknown or already decided reviews and proposals,
  * INVALID_ARGUMENT for an error or critical verdict without a note, PROMOTION_REFUSED for a
@@ -35,7 +31,7 @@ import { GrantService } from '../grant-service.js';
 import type { Grant, RequestRecord } from '../model.js';
 import type { RequestEvent } from '../gate/events.js';
 import type { Store } from '../store/store.js';
-import { actionFigures, compactFigures, type FigureSources, grantsOf, phaseForSubject } from './figures.js';
+import { actionFigures, compactFigures, type FigureSources, phaseForSubject } from './figures.js';
 import { actionGrants, demotionPlan } from './grant-changes.js';
 import type { ActionKey } from './ledger.js';
 import { type Demotion, newId, type Review, type ReviewVerdict, type TrustOutEvent } from './model.js';
@@ -65,19 +61,12 @@ export interface TrustServiceDeps {
   emit?(event: TrustOutEvent): void;
   now?: () => number;
   logger?: Logger;
-  /**
-   * The store is PostgreSQL, shared by a fleet: the grants are not in the audit connection's file
-   * (keep a snapshot of the grant service's).
-   */
-  sharedStore?: boolean;
   /** Where the ledger, reviews and proposals are (default: with the audit chain, tables-for.ts). */
   tables?: TrustTables;
 }
 
 /** Figures shown with requests are cached this long (ms); own writes invalidate at once. */
 const FIGURES_TTL_MS = 1000;
-/** How often the grant snapshot is refreshed in the background (PostgreSQL store), ms. */
-export const GRANT_SNAPSHOT_MS = 2000;
 
 export class TrustService {
   readonly tables: TrustTables;
@@ -91,26 +80,12 @@ export class TrustService {
   /** Per request: its ledger steps in order (a verdict never lands before its recommendation). */
   private readonly byRef = new Map<string, Promise<void>>();
   private queue: Promise<unknown> = Promise.resolve();
-  private snapshot: Grant[] = [];
-  private refreshing: Promise<void> | undefined;
-  private snapshotTimer: NodeJS.Timeout | undefined;
 
   constructor(readonly deps: TrustServiceDeps) {
     this.now = deps.now ?? Date.now;
     this.tables = deps.tables ?? trustTablesFor(deps.audit);
-    const snapshot = deps.sharedStore
-      ? {
-          // Active at `now`: a grant that expired since the refresh is dropped here.
-          activeGrants: (now: number) => this.snapshot.filter((g) => g.revokedAt === undefined && (g.expiresAt === undefined || g.expiresAt > now)),
-          refreshGrants: () => this.refreshGrants(),
-        }
-      : {};
-    this.sources = { ...(deps.sharedStore ? {} : { db: deps.audit.db }), tables: this.tables, config: deps.config, ...(deps.riskOf ? { riskOf: deps.riskOf } : {}), ...snapshot };
+    this.sources = { grants: (now) => this.grants.active(now), tables: this.tables, config: deps.config, ...(deps.riskOf ? { riskOf: deps.riskOf } : {}) };
     this.grants = deps.grants ?? new GrantService({ store: deps.store, now: this.now, emit: (event) => this.emit(event), ...(deps.logger ? { logger: deps.logger } : {}) });
-    if (deps.sharedStore) {
-      this.snapshotTimer = setInterval(() => void this.refreshGrants().catch((error: unknown) => this.deps.logger?.warn({ err: (error as Error).message }, 'trust: cannot refresh the active grants')), GRANT_SNAPSHOT_MS);
-      this.snapshotTimer.unref();
-    }
     this.promotions = new PromotionFlow({
       tables: this.tables,
       sources: this.sources,
@@ -122,26 +97,6 @@ export class TrustService {
       serial: (f) => this.serial(f),
       now: this.now,
     });
-  }
-
-  /** Re-read the active grants into the snapshot (a no-op when grants are read from the audit connection). */
-  refreshGrants(): Promise<void> {
-    if (!this.deps.sharedStore) return Promise.resolve();
-    this.refreshing ??= this.grants
-      .active(this.now())
-      .then((grants) => {
-        this.snapshot = grants;
-        this.stale();
-      })
-      .finally(() => {
-        this.refreshing = undefined;
-      });
-    return this.refreshing;
-  }
-
-  /** Stop refreshing the grant snapshot. */
-  close(): void {
-    if (this.snapshotTimer) clearInterval(this.snapshotTimer);
   }
 
   /** Run `f` after every earlier grant-changing step (reviews, proposals, demotions never interleave). */
@@ -209,7 +164,7 @@ export class TrustService {
     const started = this.now();
     const run = (async () => {
       try {
-        const grants = grantsOf(this.sources, started);
+        const grants = await this.sources.grants(started);
         const [figures, phase] = await Promise.all([actionFigures(this.sources, key, started, grants), phaseForSubject(this.sources, key.subject, started, grants)]);
         this.cache.set(id, { at: started, value: compactFigures(figures, phase) });
       } catch (error) {
@@ -248,7 +203,6 @@ export class TrustService {
   async recommended(request: RequestRecord): Promise<void> {
     const key = keyOf(request);
     if (!key) return;
-    // No grant refresh here (the snapshot is at most GRANT_SNAPSHOT_MS old).
     const figures = await actionFigures(this.sources, key, this.now());
     // Rides along with the next audit batch (the request.created record is in it too).
     await this.deps.audit.transact(this.tables.recommended(request.id, key, request.createdAt, request.grantId, request.risk ?? figures.risk, figures.wouldAllow), { soon: true });
@@ -336,10 +290,9 @@ export class TrustService {
 
   /** Move the action back to assisted (call inside `serial`). Undefined when it was not executed. */
   async demote(key: ActionKey, trigger: Demotion['trigger'], reason: string, by: string, review?: Review, onlyGrantId?: string): Promise<Demotion | undefined> {
-    if (this.deps.sharedStore) await this.refreshGrants();
     const now = this.now();
     const stats = await this.tables.stats(key, now, this.deps.config);
-    const { covering } = actionGrants(grantsOf(this.sources, now), key, now, [...stats.grantIds, ...(review ? [review.grantId] : [])]);
+    const { covering } = actionGrants(await this.sources.grants(now), key, now, [...stats.grantIds, ...(review ? [review.grantId] : [])]);
     const executed = covering.filter((g) => g.mode === 'executed' && (onlyGrantId === undefined || g.id === onlyGrantId));
     await this.promotions.withdrawOpen(key, by, `demoted: ${reason}`);
     if (executed.length === 0) return undefined;
@@ -355,7 +308,6 @@ export class TrustService {
       plan.revoke.map((g) => ({ id: g.id, by, reason: why })),
       plan.add,
     );
-    if (this.deps.sharedStore) await this.refreshGrants();
     this.stale();
     const demotion: Demotion = {
       ...key,
@@ -378,7 +330,6 @@ export class TrustService {
    * critical reviews whose demotion did not happen, accepted promotions whose grant was not written.
    */
   async reconcile(): Promise<{ verdicts: number; demotions: number; grants: number }> {
-    if (this.deps.sharedStore) await this.refreshGrants();
     // All in one audit batch (each step idempotent): one commit however many requests there are.
     const steps: Array<Promise<boolean>> = [];
     for (const status of ['approved', 'denied'] as const) {
@@ -401,7 +352,6 @@ export class TrustService {
       if (done) demotions += 1;
     }
     const grants = await this.serial(() => this.promotions.restoreAcceptedGrants());
-    if (this.deps.sharedStore) await this.refreshGrants();
     this.stale();
     return { verdicts, demotions, grants };
   }

@@ -16,8 +16,7 @@
  * for a bad list limit, INTERNAL for a row that does not match its schema.
  */
 import type { RiskAnnotations } from '../../capabilities/sdk/risk.js';
-import { ContainedError } from '../../runtime/errors.js';
-import type { Within } from '../audit/log.js';
+import type { Within } from '../store/within.js';
 import type { ActionKey, ActionStats } from './ledger.js';
 import type { Proposal, ProposalStatus, Review, ReviewVerdict } from './model.js';
 import type { TrustConfig } from './policy.js';
@@ -70,40 +69,4 @@ export interface TrustTables {
   close(): Promise<void>;
 }
 
-type Steps<T> = Exclude<Within<T>, (...args: never[]) => unknown>;
-
-function steps<T>(w: Within<T>): Steps<T> {
-  return typeof w === 'function' ? { sqlite: w } : w;
-}
-
-/** A step whose value goes through `f` in the same transaction (a throw there undoes the step). */
-export function mapStep<T, U>(w: Within<T>, f: (value: T) => U): Within<U> {
-  const s = steps(w);
-  return {
-    ...(s.sqlite ? { sqlite: (db: Parameters<NonNullable<typeof s.sqlite>>[0]) => f((s.sqlite as NonNullable<typeof s.sqlite>)(db)) } : {}),
-    ...(s.pg ? { pg: async (client: Parameters<NonNullable<typeof s.pg>>[0]) => f(await (s.pg as NonNullable<typeof s.pg>)(client)) } : {}),
-  };
-}
-
-/** Several steps as one (in order, in one savepoint); the value is the last one's. */
-export function chain<T>(...all: [...Array<Within<unknown>>, Within<T>]): Within<T> {
-  const list = all.map((w) => steps(w));
-  return {
-    sqlite: (db) => {
-      let value: unknown;
-      for (const s of list) {
-        if (!s.sqlite) throw new ContainedError('INTERNAL', 'trust: a step has no SQLite form');
-        value = s.sqlite(db);
-      }
-      return value as T;
-    },
-    pg: async (client) => {
-      let value: unknown;
-      for (const s of list) {
-        if (!s.pg) throw new ContainedError('INTERNAL', 'trust: a step has no PostgreSQL form');
-        value = await s.pg(client);
-      }
-      return value as T;
-    },
-  };
-}
+export { chain, mapStep } from '../store/within.js';

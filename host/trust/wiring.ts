@@ -13,7 +13,7 @@
  * With a PostgreSQL store (a fleet): the audit records and checkpoints, and beside them the trust
  * ledger, review queue and promotions (tables-for.ts), go to that database — one chain and one
  * trust record for every host, each trust change committed with its record; trust reads the active
- * grants from the grant service (a snapshot, service.ts).
+ * grants through the grant service.
  */
 import type { Logger } from 'pino';
 import type { CapabilityInstance } from '../../capabilities/sdk/index.js';
@@ -94,7 +94,6 @@ export function openAuditAndTrust(options: AuditAndTrustOptions): AuditAndTrust 
     emit: (event) => options.emit(event),
     now,
     logger,
-    sharedStore: postgres !== undefined,
   });
   return {
     audit,
@@ -124,7 +123,6 @@ export function openAuditAndTrust(options: AuditAndTrustOptions): AuditAndTrust 
       if (done.verdicts + done.demotions + done.grants > 0) logger.info(done, 'trust: reconciled the ledger after a restart');
     },
     async close() {
-      trust.close();
       await audit.flush();
       await audit.close();
     },

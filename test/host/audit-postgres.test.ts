@@ -494,7 +494,6 @@ pgDescribe('trust when the grants live in PostgreSQL', () => {
     t = await startTrust({ minAssistedReviews: 5 }, { url, store });
     const key = { subject: SUBJECT, capability: 'notes', method: 'mkdir' };
     const assisted = await t.grant('notes', ['mkdir']);
-    await t.trust.refreshGrants();
     // The local file has no grants; the figures still see the assisted grant.
     expect(t.audit.db.prepare('SELECT COUNT(*) FROM grants').pluck().get()).toBe(0);
     const request = { id: 'req-x', kind: 'recommendation', runId: 'run', subject: SUBJECT, capability: 'notes', method: 'mkdir', why: 'w', approvalsRequired: 1, approvals: [], status: 'pending', createdAt: t.clock.now, expiresAt: t.clock.now + 1000 } as const;

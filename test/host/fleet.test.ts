@@ -4,7 +4,9 @@
  * through one host resumes the run waiting on another; two approvers on two hosts complete a
  * two-person rule; 200 requests raced by 5 operators over 3 hosts are each decided exactly once; a
  * host killed between the durable decision and the action has it performed once by another; a
- * dead host's escalations end `run_gone`; a PostgreSQL restart while runs wait loses nothing.
+ * dead host's escalations end `run_gone`; a PostgreSQL restart while runs wait loses nothing;
+ * verdicts given through two hosts count toward one trust record (one proposal, promoted through
+ * one host, executed on the other); a passkey registered through one host signs through another.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { OperatorClient } from '../../host/operator/client.js';
@@ -14,6 +16,9 @@ import { waitUntil } from './helpers/wait.js';
 import { exited } from './helpers/host-process.js';
 import { login, post, raw } from '../console/helpers.js';
 import WebSocket from 'ws';
+import { approvalChallenge } from '../../host/approvals/challenge.js';
+import { argsDigest } from '../../host/gate/proposal.js';
+import { registerPasskey, SoftAuthenticator } from './helpers/soft-authenticator.js';
 
 
 const SEND = "export default async (input, caps) => { await caps.mail.send({ to: 'team@example.com', subject: 'fleet ' + input.i, text: 'once' }, { reason: 'test' }); return 'sent ' + input.i; }";
@@ -202,6 +207,77 @@ describe.skipIf(!pgAvailable)('several hosts on one PostgreSQL', () => {
     await waitUntil(() => (f.mails().length > 0 ? true : undefined), 'the email', 20_000);
     expect(f.mails()).toHaveLength(1);
   }, 60_000);
+
+  it('assisted verdicts given on two hosts count toward one trust record: one proposal, seen through either host, accepted through one, executed on the other', async () => {
+    const f = await fleet();
+    const extra = { trust: { minAssistedReviews: 4 } };
+    const [a, b] = await Promise.all([f.start(1, {}, extra), f.start(2, {}, extra)]);
+    const image = f.image('folders', "export default async (input, caps) => { await caps.notes.mkdir('d' + input.i, { reason: 'tidy' }); return 'made ' + input.i; }", [
+      { capability: 'notes', kind: 'fs', scope: {}, methods: ['mkdir'], why: 'folders' },
+    ]);
+    await f.grant({ capability: 'notes', methods: ['mkdir'], mode: 'assisted' }, image.digest);
+    const opA = await f.operator(a.url, 'alice');
+    const opB = await f.operator(b.url, 'bob');
+    // Four recommendations, two run on each host, each approved through the other host.
+    for (let i = 0; i < 4; i++) {
+      const [runsOn, decider] = i % 2 === 0 ? [a, opB] : [b, opA];
+      const runId = await f.submit(runsOn.url, image.bytes, { i });
+      const request = await waitUntil(() => [...decider.pending.values()].find((r) => r.runId === runId && r.status === 'pending'), `request ${i}`);
+      // Figures come with the request on any host (they may lag verdicts given on another host by up to a second).
+      expect(request.trust).toMatchObject({ action: 'notes.mkdir', mode: 'assisted' });
+      await decider.decide({ requestId: request.id, verdict: 'approve' });
+      expect((await f.waitRun(runsOn.url, runId)).outcome).toMatchObject({ status: 'ok', value: `made ${i}` });
+    }
+    // The fourth verdict met the bar on the fleet's record: one proposal, whichever host looks.
+    const proposal = await waitUntil(async () => (await opA.listPromotions('proposed')).find((p) => p.subject === image.digest), 'the proposal');
+    expect(proposal.evidence).toMatchObject({ assistedReviews: 4, approvedAsIs: 4 });
+    expect((await opB.listPromotions()).filter((p) => p.subject === image.digest)).toHaveLength(1);
+    await expect(opB.decidePromotion({ proposalId: proposal.id, verdict: 'accept', reason: 'clean on both hosts' })).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    const admin = await f.operator(b.url, 'adam');
+    const accepted = await admin.decidePromotion({ proposalId: proposal.id, verdict: 'accept', reason: 'clean on both hosts' });
+    expect(accepted).toMatchObject({ status: 'accepted', decidedBy: 'adam' });
+    // Promoted through host B, executed on host A: the next call runs without a request.
+    const runId = await f.submit(a.url, image.bytes, { i: 4 });
+    expect((await f.waitRun(a.url, runId)).outcome).toMatchObject({ status: 'ok', value: 'made 4' });
+    expect((await opA.listPromotions()).filter((p) => p.subject === image.digest).map((p) => p.status)).toEqual(['accepted']);
+    expect((await f.verifyAudit()).code).toBe(0);
+  }, 90_000);
+
+  it('a passkey registered through host A signs an approval made through host B; the signature verifies offline on the fleet chain', async () => {
+    const f = await fleet();
+    // One origin for the fleet, as behind a load balancer: the passkey is bound to it, not to a host.
+    const origin = 'http://localhost:9';
+    const extra = { approvals: { origin } };
+    const [a, b] = await Promise.all([f.start(1, {}, extra), f.start(2, {}, extra)]);
+    const aliceKey = new SoftAuthenticator(origin);
+    const bobKey = new SoftAuthenticator(origin);
+    const alice = await registerPasskey(a.url, f.tokens.alice as string, aliceKey, 'laptop');
+    const bob = await registerPasskey(b.url, f.tokens.bob as string, bobKey, 'phone');
+    const image = f.image('signed-sender', SEND, MAIL_REQUEST);
+    await f.grant({ capability: 'mail', methods: ['send'], mode: 'assisted', approvals: 2, signedApprovals: true }, image.digest);
+    const opA = await f.operator(a.url, 'bob');
+    const opB = await f.operator(b.url, 'alice');
+    const runId = await f.submit(a.url, image.bytes, { i: 9 });
+    const request = await waitUntil(() => pendingOf(opB, image.digest)[0], 'the request on host B');
+    const stored = await (await f.store()).getRequest(request.id);
+    const digest = argsDigest(stored?.args);
+    const challenge = approvalChallenge(request.id, digest, 'approve');
+    // Unsigned: refused on either host.
+    await expect(opB.decide({ requestId: request.id, verdict: 'approve' })).rejects.toMatchObject({ code: 'SIGNATURE_REQUIRED' });
+    // Alice (registered through A) signs through B; Bob (registered through B) signs through A.
+    await opB.decide({ requestId: request.id, verdict: 'approve', argsDigest: digest, assertion: aliceKey.assert(alice, challenge) as never });
+    await opA.decide({ requestId: request.id, verdict: 'approve', argsDigest: digest, assertion: bobKey.assert(bob, challenge) as never });
+    expect((await f.waitRun(a.url, runId)).outcome).toMatchObject({ status: 'ok', value: 'sent 9' });
+    expect(f.mails()).toHaveLength(1);
+    const done = await (await f.store()).getRequest(request.id);
+    expect(done?.approvals.map((x) => [x.operator, x.signature?.credentialId])).toEqual([
+      ['alice', alice.id],
+      ['bob', bob.id],
+    ]);
+    const verified = await f.verifyAudit();
+    expect(verified.code).toBe(0);
+    expect(verified.stdout).toMatch(/signed approvals: 2 verify with the registered public keys \(2 passkeys registered/);
+  }, 90_000);
 
   it('an image uploaded to host A runs by digest on host B', async () => {
     const f = await fleet();

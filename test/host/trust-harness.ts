@@ -52,7 +52,7 @@ export async function startTrust(config: Partial<TrustConfig> = {}, shared?: { u
   const clock = { now: 1_900_000_000_000 };
   const audit = new AuditLog({ file, ...(shared ? { postgres: shared.url } : {}), key: loadOrCreateAuditKey(dir), checkpointIntervalMs: 0, inboxPollMs: 0, synchronous: 'normal', lazyFlushMs: 0, now: () => clock.now });
   const events: TrustOutEvent[] = [];
-  const trust = new TrustService({ audit, store, config: trustConfigSchema.parse(config), now: () => clock.now, emit: (e) => events.push(e), sharedStore: shared !== undefined });
+  const trust = new TrustService({ audit, store, config: trustConfigSchema.parse(config), now: () => clock.now, emit: (e) => events.push(e) });
   const grants = new Map<string, Grant>();
   return {
     dir,
@@ -102,7 +102,6 @@ export async function startTrust(config: Partial<TrustConfig> = {}, shared?: { u
       await audit.transact(chain(trust.tables.executed(ref, key, clock.now, 'grt_old', risk), trust.tables.reviewed(ref, 'critical', clock.now)));
     },
     async close() {
-      trust.close();
       await audit.close();
       await store.close();
       rmSync(dir, { recursive: true, force: true });

@@ -5,12 +5,11 @@
  * signed name. And the mode trust reports for an action is the grant the gate would choose
  * (`chooseGrant`), including a signed-name grant the action has no event under yet.
  */
-import type Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { trustCommand } from '../../host/cli/trust.js';
 import { trustReport } from '../../host/console/oversight.js';
 import { chooseGrant } from '../../host/grant-choice.js';
-import { actionGrants, activeGrants } from '../../host/trust/grant-changes.js';
+import { actionGrants } from '../../host/trust/grant-changes.js';
 import type { SubjectReport } from '../../host/trust/report.js';
 import { RISK, startTrust, SUBJECT, type TrustHarness } from './trust-harness.js';
 
@@ -90,7 +89,7 @@ describe('trust and the gate choose the same grant', () => {
   it("an action's grant is the gate's choice for a run of that image, including a signed-name grant it has no event under", async () => {
     const { executedId } = await fixture();
     const now = Date.now();
-    const grants = activeGrants(h.trust.sources.db as Database.Database, now);
+    const grants = await h.trust.sources.grants(now);
     const stats = await h.trust.tables.stats({ subject: SUBJECT, capability: 'mail', method: 'send' }, now, h.trust.sources.config);
     expect(stats.grantIds).not.toContain(executedId);
     const run = { digest: SUBJECT, name: 'refund-desk', signers: [SIGNER] };
@@ -106,10 +105,10 @@ describe('trust and the gate choose the same grant', () => {
     await fixture();
     const now = Date.now();
     const other = `sha256:${'77'.repeat(32)}`;
-    expect(actionGrants(activeGrants(h.trust.sources.db as Database.Database, now), { subject: other, capability: 'mail', method: 'send' }, now).grant).toBeUndefined();
+    expect(actionGrants(await h.trust.sources.grants(now), { subject: other, capability: 'mail', method: 'send' }, now).grant).toBeUndefined();
     // A lookalike subject string matches nothing.
     for (const subject of [`refund-desk@${SIGNER.toUpperCase()}`, `refund-desk2@${SIGNER}`, 'refund-desk', SUBJECT.toUpperCase()]) {
-      expect(actionGrants(activeGrants(h.trust.sources.db as Database.Database, now), { subject, capability: 'mail', method: 'send' }, now).grant, subject).toBeUndefined();
+      expect(actionGrants(await h.trust.sources.grants(now), { subject, capability: 'mail', method: 'send' }, now).grant, subject).toBeUndefined();
     }
   });
 });

@@ -19,7 +19,7 @@ import { computeDigest } from '../../../sandbox-images/digest.js';
 import { packImage } from '../../../sandbox-images/pack.js';
 import { exited, type HostProcess, maildirMessages, startHostProcess } from './host-process.js';
 
-export const FLEET_OPERATORS: Record<string, Role> = { alice: 'approver', bob: 'approver', carol: 'approver', dave: 'approver', erin: 'approver', plat: 'platform' };
+export const FLEET_OPERATORS: Record<string, Role> = { alice: 'approver', bob: 'approver', carol: 'approver', dave: 'approver', erin: 'approver', adam: 'admin', plat: 'platform' };
 
 export interface FleetFixture {
   root: string;
