@@ -14,9 +14,11 @@
  * `audit_inbox`) are queued in PostgreSQL's inbox, so they are recorded there; the copies' own
  * trigger rows are dropped (the copied chain already records those grants and tokens).
  *
- * Not copied: console sessions and one-time secrets (operators log in again), and what stays per
- * host with PostgreSQL anyway — the trust ledger, review queue, passkeys and notification outbox
- * remain in this data folder's SQLite file, which is only read.
+ * Also copied: the trust ledger, review queue, promotion proposals, passkeys and the notification
+ * outbox (what a fleet shares since PostgreSQL schema v3; each read back and compared after the
+ * copy), and images an earlier version kept as files in `<dataDir>/images` (with who uploaded them).
+ *
+ * Not copied: console sessions and one-time secrets (operators log in again).
  *
  * Safety:
  * - one PostgreSQL transaction: a failure anywhere leaves the database as it was;
@@ -32,14 +34,16 @@
  * Exit codes: 0 copied and verified; 2 usage or a target that is not empty; 1 anything else
  * (DATA_DIR_IN_USE, NOT_FOUND, STORE_UNAVAILABLE, INTERNAL when the copy does not read back equal).
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { ContainedError } from '../../runtime/errors.js';
 import { canonicalJson } from '../audit/canonical.js';
 import { type AuditKey, checkpointSignatureOk, loadVerifyKeys } from '../audit/keys.js';
-import { AUDIT_LOCK_KEY } from '../audit/pg.js';
+import { AUDIT_LOCK_KEY, openAuditPool } from '../audit/pg.js';
 import { GENESIS, hashRecord, rowToStored } from '../audit/record.js';
+import { openPasskeyStore, openPgPasskeyStore } from '../store/credentials.js';
 import { acquireHostLock } from '../store/host-lock.js';
 import { locateState } from '../store/location.js';
 import { writeMigratedMarker } from '../store/migrated-marker.js';
@@ -48,6 +52,10 @@ import { openSqliteStore } from '../store/sqlite-store.js';
 import type { Store } from '../store/store.js';
 import { redactUrl } from '../store/store-location.js';
 import { isPostgresUrl } from '../fleet-config.js';
+import { pgTrustTables } from '../trust/pg-tables.js';
+import { DEFAULT_TRUST_CONFIG } from '../trust/policy.js';
+import { sqliteTrustTables } from '../trust/sqlite-tables.js';
+import type { TrustTables } from '../trust/tables.js';
 import { type CliIo, parseFlags, runSubcommand, STATE_FLAGS, stringFlag } from './args.js';
 import { noPositionals } from './grant.js';
 
@@ -62,7 +70,10 @@ transaction, then reads everything back and verifies the audit chain there. Stop
 `;
 
 /** What is copied, in this order (in one transaction: a reader sees all of it or none). */
-export const MIGRATED_TABLES = ['grants', 'tokens', 'agents', 'hosts', 'runs', 'requests', 'images', 'image_clients', 'audit_records', 'audit_checkpoints'] as const;
+export const MIGRATED_TABLES = [
+  'grants', 'tokens', 'agents', 'hosts', 'runs', 'requests', 'images', 'image_clients', 'audit_records', 'audit_checkpoints',
+  'trust_events', 'reviews', 'promotions', 'passkeys', 'notify_outbox',
+] as const;
 type Table = (typeof MIGRATED_TABLES)[number];
 
 /** How long to wait for another session's lock on the target tables before giving up. */
@@ -116,7 +127,8 @@ async function storeMigrate(argv: string[], io: CliIo): Promise<number> {
   const { copied, audit } = summary;
   io.stdout(
     `migrated ${summary.from} to ${summary.to} in ${summary.elapsedMs} ms: ${copied.grants} grants, ${copied.tokens} tokens, ${copied.agents} agents, ${copied.hosts} hosts, ` +
-      `${copied.runs} runs, ${copied.requests} requests, ${copied.images} images, ${audit.records} audit records (head ${audit.headSeq} ${audit.headHash.slice(0, 16)}…, ` +
+      `${copied.runs} runs, ${copied.requests} requests, ${copied.images} images, ${copied.trust_events} trust events, ${copied.reviews} reviews, ${copied.promotions} proposals, ` +
+      `${copied.passkeys} passkeys, ${copied.notify_outbox} notifications, ${audit.records} audit records (head ${audit.headSeq} ${audit.headHash.slice(0, 16)}…, ` +
       `${audit.checkpoints} checkpoints${signatures(audit)}); everything reads back equal\n`,
   );
   io.stdout(`next: set "store" in the host config to this URL (or CONTAINED_STORE), then start the hosts\n`);
@@ -154,9 +166,10 @@ export async function migrateSqliteToPostgres(options: MigrateOptions): Promise<
     try {
       const target = await openTarget(options.url);
       try {
-        const { copied, inboxQueued } = await copy(options.file, options.url, shownUrl, progress);
+        const { copied, inboxQueued } = await copy(options.file, options.dataDir, options.url, shownUrl, progress);
         progress('verifying: every record read back through both stores, the audit chain re-checked on PostgreSQL');
         await compareRecords(source, target);
+        await compareHostState(options.file, options.url);
         const keys = loadVerifyKeys(options.dataDir, [], options.auditKeys) ?? [];
         const audit = await verifyTargetChain(options.url, keys, copied.audit_records, copied.audit_checkpoints);
         // From now on this folder's SQLite file is a stale copy: hosts and CLI writes on it are refused (migrated-marker.ts).
@@ -223,7 +236,7 @@ function toPg(value: unknown, column: PgColumn): unknown {
   return value;
 }
 
-async function copy(file: string, url: string, shownUrl: string, progress: (line: string) => void): Promise<{ copied: Record<Table, number>; inboxQueued: number }> {
+async function copy(file: string, dataDir: string, url: string, shownUrl: string, progress: (line: string) => void): Promise<{ copied: Record<Table, number>; inboxQueued: number }> {
   const sqlite = new Database(file, { timeout: 5_000 });
   const client = pgClient(url);
   client.on('error', () => undefined); // a dropped connection surfaces as the failing query's error
@@ -250,6 +263,12 @@ async function copy(file: string, url: string, shownUrl: string, progress: (line
         for (const p of plans) {
           copied[p.table] = await copyTable(sqlite, client, p);
           progress(`copied ${p.table}: ${copied[p.table]}`);
+        }
+        const legacy = await copyLegacyImages(dataDir, client);
+        if (legacy.images + legacy.clients > 0) {
+          copied.images += legacy.images;
+          copied.image_clients += legacy.clients;
+          progress(`copied ${legacy.images} image${legacy.images === 1 ? '' : 's'} an earlier version kept as files (${legacy.clients} uploader record${legacy.clients === 1 ? '' : 's'})`);
         }
         // The copies fired the grant/token triggers: their inbox rows would chain a second
         // "grant.added" for every grant. The copied chain records them already.
@@ -354,6 +373,39 @@ async function copyTable(sqlite: Database.Database, client: pg.Client, p: Plan):
   return count;
 }
 
+/**
+ * Images an earlier version kept as files (`<dataDir>/images/<hex>.tgz`, uploader markers under
+ * `images/clients/<hex>/<hash>`; host/runs/image-store.ts), into the images tables, unless the
+ * SQLite store held that digest already. Only names of the exact stored form are read.
+ */
+async function copyLegacyImages(dataDir: string, client: pg.Client): Promise<{ images: number; clients: number }> {
+  const dir = path.join(dataDir, 'images');
+  let images = 0;
+  let clients = 0;
+  const names = existsSync(dir) ? readdirSync(dir) : [];
+  for (const name of names) {
+    const match = /^([0-9a-f]{64})\.tgz$/.exec(name);
+    if (!match) continue;
+    const file = path.join(dir, name);
+    const inserted = await client.query('INSERT INTO images (digest, bytes, stored_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING', [
+      `sha256:${match[1] as string}`,
+      readFileSync(file),
+      Math.trunc(statSync(file).mtimeMs),
+    ]);
+    images += inserted.rowCount ?? 0;
+  }
+  const clientsDir = path.join(dir, 'clients');
+  for (const hex of existsSync(clientsDir) ? readdirSync(clientsDir) : []) {
+    if (!/^[0-9a-f]{64}$/.test(hex)) continue;
+    for (const hash of readdirSync(path.join(clientsDir, hex))) {
+      if (!/^[0-9a-f]{64}$/.test(hash)) continue;
+      const inserted = await client.query('INSERT INTO image_clients (digest, client) VALUES ($1, $2) ON CONFLICT DO NOTHING', [`sha256:${hex}`, hash]);
+      clients += inserted.rowCount ?? 0;
+    }
+  }
+  return { images, clients };
+}
+
 /** Every record, through both Store implementations, equal (canonical JSON, keyed by id). */
 async function compareRecords(source: Store, target: Store): Promise<void> {
   const kinds: Array<[string, (s: Store) => Promise<Array<{ id: string }>>]> = [
@@ -375,6 +427,44 @@ async function compareRecords(source: Store, target: Store): Promise<void> {
         { data: { kind, different: different.slice(0, 20) } },
       );
     }
+  }
+}
+
+/**
+ * The state kept beside the chain, read back through both implementations and compared: the
+ * trust ledger (every action's figures), reviews, proposals and every operator's passkeys.
+ */
+async function compareHostState(file: string, url: string): Promise<void> {
+  const sqlite = new Database(file, { readonly: true, fileMustExist: true });
+  const pool = openAuditPool(url, { max: 2 });
+  try {
+    const from = sqliteTrustTables(sqlite);
+    const to = pgTrustTables(pool);
+    const now = Date.now();
+    const same = async (kind: string, read: (t: TrustTables) => Promise<unknown>): Promise<void> => {
+      const [a, b] = await Promise.all([read(from), read(to)]);
+      if (canonicalJson(a) !== canonicalJson(b)) {
+        throw new ContainedError('INTERNAL', `store migrate: the copy was committed but ${kind} do not read back equal; drop that database and report this`, { data: { kind } });
+      }
+    };
+    const actions = await from.actions();
+    await same('trust actions', (t) => t.actions());
+    for (const key of actions) await same(`the trust figures of ${key.capability}.${key.method}`, (t) => t.stats(key, now, DEFAULT_TRUST_CONFIG));
+    await same('reviews', (t) => t.reviews({ status: 'all', limit: Number.MAX_SAFE_INTEGER }));
+    await same('promotion proposals', (t) => t.proposals());
+    const operators = sqlite.prepare('SELECT DISTINCT operator FROM passkeys ORDER BY operator').pluck().all() as string[];
+    const passkeys = [openPasskeyStore(file), openPgPasskeyStore(pool)] as const;
+    try {
+      for (const operator of operators) {
+        const [a, b] = await Promise.all(passkeys.map((p) => p.forOperator(operator)));
+        if (canonicalJson(a) !== canonicalJson(b)) throw new ContainedError('INTERNAL', `store migrate: the copy was committed but the passkeys of ${operator} do not read back equal; drop that database and report this`);
+      }
+    } finally {
+      await passkeys[0].close();
+    }
+  } finally {
+    sqlite.close();
+    await pool.end();
   }
 }
 

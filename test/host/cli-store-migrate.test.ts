@@ -11,7 +11,7 @@
  * the same chain. Refusals: a database that already holds state, a data folder a host holds,
  * bad flags; a copy that fails half-way leaves the database empty.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
@@ -22,7 +22,10 @@ import { AuditLog } from '../../host/audit/log.js';
 import { checkpointSignatureOk, loadOrCreateAuditKey, loadVerifyKey } from '../../host/audit/keys.js';
 import { GENESIS, hashRecord, rowToStored } from '../../host/audit/record.js';
 import { main } from '../../host/cli/main.js';
+import { openPasskeyStore } from '../../host/store/credentials.js';
 import { acquireHostLock } from '../../host/store/host-lock.js';
+import { sqliteTrustTables } from '../../host/trust/sqlite-tables.js';
+import { chain } from '../../host/trust/tables.js';
 import { defaultStorePath, openSqliteStore } from '../../host/store/sqlite-store.js';
 import type { Store } from '../../host/store/store.js';
 import { startHost } from '../../host/host.js';
@@ -58,6 +61,8 @@ afterEach(async () => {
  * written as the log closes), and one grant revocation made after the audit writer stopped (still
  * in the SQLite inbox).
  */
+const LEGACY_HEX = 'e'.repeat(64);
+
 async function populate(folder = dataDir): Promise<{ counts: Record<string, number> }> {
   const file = defaultStorePath(folder);
   const store = await openSqliteStore(file);
@@ -121,16 +126,40 @@ async function populate(folder = dataDir): Promise<{ counts: Record<string, numb
     for (let i = 0; i < 5; i++) await audit.append({ type: 'outcome', runId: 'run_ok', callId: `c${i}`, data: { ok: true, i } });
     expect(audit.checkpoint()).toBeDefined();
     await audit.append({ type: 'run.ended', runId: 'run_ok', data: { status: 'ok' } });
+
+    // What a fleet shares since PostgreSQL v3: the trust ledger, a review, a proposal, a passkey.
+    const trust = sqliteTrustTables(audit.db);
+    const refund = { subject: DIGEST, capability: 'payments', method: 'refund' };
+    await audit.transact(chain(trust.recommended('req_done', refund, 1_800, 'grt_assisted', undefined, true), trust.verdict('req_done', refund, 'approved', 1_950, 'grt_assisted', undefined)));
+    await audit.transact(trust.executed('c1', refund, 2_000, 'grt_contained', { readOnly: false, destructive: false, reversible: true, openWorld: false, financial: false }));
+    const review = { id: 'rev_1', callId: 'c1', runId: 'run_ok', ...refund, grantId: 'grt_contained', action: { args: { orderId: 'o-1' } }, status: 'pending' as const, createdAt: 2_000 };
+    await audit.append({ type: 'review.queued', data: { reviewId: 'rev_1' } }, trust.queueReview(review));
+    await audit.append({ type: 'review.marked', data: { reviewId: 'rev_1' } }, chain(trust.reviewed('c1', 'error', 2_100), trust.markReview('rev_1', 'error', 'alice', 'wrong amount', 2_100)));
+    await audit.append({ type: 'promotion.proposed', data: { proposalId: 'prm_1' } }, trust.insertProposal({ id: 'prm_1', ...refund, grantId: 'grt_assisted', status: 'proposed', evidence: { assistedReviews: 1 }, createdAt: 2_050 }, 1));
+    const passkeys = openPasskeyStore(file);
+    await audit.append({ type: 'passkey.registered', data: { credentialId: 'cred-1' } }, passkeys.insert({ id: 'cred-1', operator: 'alice', publicKey: 'AAAA', counter: 3, rpId: 'localhost', label: 'laptop', createdAt: 1_000 }));
+    await passkeys.close();
   } finally {
     await audit.close();
   }
   // After the audit writer stopped: this revocation waits in the SQLite inbox.
   await store.revokeGrant('grt_contained', 'carol', 'retired', 2_500);
   await store.close();
+  // A notification waiting for delivery, and an image an earlier version kept as a file (with its uploader marker).
+  const outbox = new Database(file);
+  outbox
+    .prepare("INSERT INTO notify_outbox (target, event, event_key, order_key, payload, idempotency_key, status, attempts, next_at, created_at) VALUES ('ops', 'request.created', 'k1', 'req_pending', '{}', 'ntf_1', 'pending', 0, 2_600, 2_600)")
+    .run();
+  outbox.close();
+  await mkdir(path.join(folder, 'images', 'clients', LEGACY_HEX), { recursive: true });
+  await writeFile(path.join(folder, 'images', `${LEGACY_HEX}.tgz`), Buffer.from([0x1f, 0x8b, 8, 0, 9, 9]));
+  await writeFile(path.join(folder, 'images', 'clients', LEGACY_HEX, 'd'.repeat(64)), '');
   const raw = new Database(file, { readonly: true });
   try {
     const count = (table: string): number => raw.prepare(`SELECT COUNT(*) FROM ${table}`).pluck().get() as number;
-    const counts = Object.fromEntries(['grants', 'tokens', 'agents', 'hosts', 'runs', 'requests', 'images', 'image_clients', 'audit_records', 'audit_checkpoints', 'audit_inbox'].map((t) => [t, count(t)]));
+    const counts = Object.fromEntries(
+      ['grants', 'tokens', 'agents', 'hosts', 'runs', 'requests', 'images', 'image_clients', 'audit_records', 'audit_checkpoints', 'audit_inbox', 'trust_events', 'reviews', 'promotions', 'passkeys', 'notify_outbox'].map((t) => [t, count(t)]),
+    );
     return { counts };
   } finally {
     raw.close();
@@ -186,7 +215,7 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
 
   it('copies every record and the audit chain, which verifies on PostgreSQL; the pending inbox row is queued there', async () => {
     const { counts } = await populate();
-    expect(counts).toMatchObject({ grants: 3, tokens: 2, agents: 2, hosts: 2, runs: 2, requests: 4, images: 1, image_clients: 1, audit_checkpoints: 3, audit_inbox: 1 });
+    expect(counts).toMatchObject({ grants: 3, tokens: 2, agents: 2, hosts: 2, runs: 2, requests: 4, images: 1, image_clients: 1, audit_checkpoints: 3, audit_inbox: 1, trust_events: 2, reviews: 1, promotions: 1, passkeys: 1, notify_outbox: 1 });
     const url = await server.createDatabase();
 
     const result = await cli('store', 'migrate', '--to', url, '--data-dir', dataDir);
@@ -202,7 +231,13 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
     expect(result.stdout).toContain('copied audit_checkpoints: 3');
     expect(result.stdout).toContain('queued 1 grant/token change');
     expect(result.stdout).toContain('copied images: 1');
-    expect(result.stdout).toMatch(/migrated .*contained\.db to postgres:\/\/.* 3 grants, 2 tokens, 2 agents, 2 hosts, 2 runs, 4 requests, 1 images, \d+ audit records .*3 checkpoints, signatures verified\); everything reads back equal/);
+    expect(result.stdout).toContain('copied 1 image an earlier version kept as files (1 uploader record)');
+    for (const [table, n] of Object.entries({ trust_events: 2, reviews: 1, promotions: 1, passkeys: 1, notify_outbox: 1 })) expect(result.stdout).toContain(`copied ${table}: ${n}`);
+    expect(result.stdout).toMatch(
+      /migrated .*contained\.db to postgres:\/\/.* 3 grants, 2 tokens, 2 agents, 2 hosts, 2 runs, 4 requests, 2 images, 2 trust events, 1 reviews, 1 proposals, 1 passkeys, 1 notifications, \d+ audit records .*3 checkpoints, signatures verified\); everything reads back equal/,
+    );
+    expect(await count(url, 'trust_events')).toBe(2);
+    expect(await count(url, 'image_clients')).toBe(2);
 
     // Every record reads back equal through the PostgreSQL store.
     const sqlite = await openSqliteStore(file);
@@ -216,6 +251,8 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
       expect(await target.listAgents()).toEqual(await sqlite.listAgents());
       expect((await target.getImage(DIGEST))?.equals(Buffer.from([0x1f, 0x8b, 8, 0, 1, 2, 3]))).toBe(true);
       expect(await target.hasImageClient(DIGEST, 'c'.repeat(64))).toBe(true);
+      expect((await target.getImage(`sha256:${LEGACY_HEX}`))?.equals(Buffer.from([0x1f, 0x8b, 8, 0, 9, 9]))).toBe(true);
+      expect(await target.hasImageClient(`sha256:${LEGACY_HEX}`, 'd'.repeat(64))).toBe(true);
       const byId = (hosts: Awaited<ReturnType<Store['listHosts']>>): unknown => Object.fromEntries(hosts.map((h) => [h.id, h]));
       expect(byId(await target.listHosts())).toEqual(byId(await sqlite.listHosts()));
       expect((await target.listHosts()).find((h) => h.id === 'hst_old')).toMatchObject({ stoppedAt: 950 });
@@ -290,7 +327,7 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
     const before = await count(url, 'audit_records');
     const again = await cli('store', 'migrate', '--to', url, '--data-dir', dataDir);
     expect(again.code).toBe(2);
-    expect(again.stderr).toMatch(/^INVALID_ARGUMENT: store migrate: postgres:\/\/.* already holds host state \(grants 3, tokens 2, agents 2, hosts 2, runs 2, requests 4, images 1, image_clients 1, audit_records \d+, audit_checkpoints 3\)/);
+    expect(again.stderr).toMatch(/^INVALID_ARGUMENT: store migrate: postgres:\/\/.* already holds host state \(grants 3, tokens 2, agents 2, hosts 2, runs 2, requests 4, images 2, image_clients 2, audit_records \d+, audit_checkpoints 3, trust_events 2, reviews 1, promotions 1, passkeys 1, notify_outbox 1\)/);
     expect(again.stderr.split('\n').filter(Boolean)).toHaveLength(1);
     expect(await count(url, 'grants')).toBe(3);
     expect(await count(url, 'audit_records')).toBe(before);
