@@ -32,14 +32,14 @@
  * A call whose connection broke *after* it was made (a restart mid-call) is finished once on a new
  * connection: reads and idempotent writes are repeated; other writes first read back whether they
  * landed before the break (an insert's row, this resolution, this approval, this reap…) and are
- * made again only if not; `claimExecution` is never repeated nor guessed (its claim may have
- * landed: it fails STORE_UNAVAILABLE and the action is not performed here — never twice). A
- * refused or timed-out connect is not retried: the server is down, the caller hears so at once.
+ * made again only if not — `claimExecution` too: each claim writes a claim id of its own
+ * (`requests.claim_id`, never shown), so reading it back tells a claim that landed from another
+ * host's, and the action is performed exactly once. A refused or timed-out connect is not retried: the server is down, the caller hears so at once.
  * `INVALID_ARGUMENT` (`data.reason: 'duplicate'`) for an id/name/hash that exists; `INTERNAL` for a
  * closed store or anything else the server refused (its error is the `cause`).
  *
- * What stays per host, in its own SQLite file (not here): the trust ledger, the review queue,
- * promotions, passkeys and the notification outbox (host/audit/log.ts `within`, notify-outbox.ts).
+ * Beside this store, in the same database: the audit chain (host/audit/log.ts), the trust tables
+ * (host/trust/pg-tables.ts), passkeys (credentials.ts) and the notification outbox.
  */
 import { randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
@@ -167,6 +167,8 @@ export class PgStore implements Store {
   private owesResync = false;
   /** Errors of calls whose connection broke after it was made (`call` may finish them). */
   private readonly lostMidway = new WeakSet<ContainedError>();
+  /** Claims made by this object (part of each claim id). */
+  private claims = 0;
 
   private constructor(
     private readonly pool: pg.Pool,
@@ -245,7 +247,7 @@ export class PgStore implements Store {
    * - `retry`: the call is safe to repeat (reads, idempotent writes);
    * - a read-back: whether the write landed before the connection broke (its result if so, else
    *   it is made again);
-   * - `fail`: the outcome is unknown and must not be guessed (`claimExecution`).
+   * - `fail`: the outcome is unknown and must not be guessed.
    */
   private async call<T>(op: string, recovery: 'retry' | 'fail' | (() => Promise<{ value: T } | undefined>), attempt: () => Promise<T>): Promise<T> {
     try {
@@ -467,10 +469,19 @@ export class PgStore implements Store {
    * host's must count as lost (the action is then not performed here; never twice).
    */
   async claimExecution(id: string, at: number): Promise<boolean> {
-    return this.call('claimExecution', 'fail', async () => {
-      const rows = await this.q('claimExecution', "UPDATE requests SET execution = $1 WHERE id = $2 AND status = 'approved' AND execution IS NULL RETURNING id", [
+    // A claim id of this call only: after a connection broke mid-call, reading it back says
+    // whether this claim landed (won), another did (lost), or none did (claim again).
+    const claimId = `${this.origin}.${(++this.claims).toString(36)}`;
+    const landed = async (): Promise<{ value: boolean } | undefined> => {
+      const [row] = await this.q('claimExecution', 'SELECT execution IS NOT NULL AS claimed, claim_id FROM requests WHERE id = $1', [id]);
+      if (!row || row.claimed !== true) return undefined;
+      return { value: row.claim_id === claimId };
+    };
+    return this.call('claimExecution', landed, async () => {
+      const rows = await this.q('claimExecution', "UPDATE requests SET execution = $1, claim_id = $3 WHERE id = $2 AND status = 'approved' AND execution IS NULL RETURNING id", [
         JSON.stringify({ state: 'claimed', at }),
         id,
+        claimId,
       ]);
       return rows.length === 1;
     });

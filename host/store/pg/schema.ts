@@ -256,7 +256,9 @@ CREATE TABLE image_clients (
  * operators' passkeys (`passkeys`) and the notification outbox (`notify_outbox`, with a delivery
  * lease — `claimed_by`, `claimed_until` — so one host of the fleet sends each row at a time).
  * The trust tables and passkeys are written inside the audit batch's transaction (host/audit/log.ts
- * `Within`), so each commits with its audit record on the fleet's one chain.
+ * `Within`), so each commits with its audit record on the fleet's one chain. `requests.claim_id`:
+ * the id of the execution claim that won (pg-store.ts), so a claim whose connection broke mid-call
+ * is confirmed, not guessed.
  */
 const V3 = `
 CREATE TABLE reviews (
@@ -344,6 +346,8 @@ CREATE TABLE notify_outbox (
 CREATE UNIQUE INDEX notify_outbox_event ON notify_outbox (target, event_key);
 CREATE INDEX notify_outbox_due ON notify_outbox (status, next_at);
 CREATE INDEX notify_outbox_order ON notify_outbox (target, order_key, id);
+
+ALTER TABLE requests ADD COLUMN claim_id TEXT;
 `;
 
 /** Migration n (1-based) is PG_MIGRATIONS[n - 1]. Append only; never edit a shipped migration. */
