@@ -481,6 +481,14 @@ export class RequestManager {
       }
       return;
     }
+    if (change.type === 'grants') {
+      // A grant another host or a CLI added or revoked: operators here see it as they see their own.
+      if ((change.kind === 'grant.added' || change.kind === 'grant.revoked') && change.ref !== undefined) {
+        const grant = await this.options.store.getGrant(change.ref);
+        if (grant && !this.closed) this.emitFleet({ type: 'grant', change: change.kind === 'grant.added' ? 'added' : 'revoked', grant });
+      }
+      return;
+    }
     if (change.type !== 'request') return;
     const request = await this.options.store.getRequest(change.id);
     if (!request || this.closed) return;

@@ -125,6 +125,8 @@ export function unavailableReason(error: unknown): string | undefined {
   return undefined;
 }
 
+const GRANT_CHANGE_KINDS = ['grant.added', 'grant.revoked', 'token.created', 'token.revoked'] as const;
+
 const insertSql = (table: string, cols: readonly string[]): string => `INSERT INTO ${table} (${cols.join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`).join(', ')})`;
 const colNames = (cols: Array<{ col: string }>): string[] => cols.map((c) => c.col);
 
@@ -750,14 +752,17 @@ export class PgStore implements Store {
   }
 
   private onNotification(payload: string | undefined): void {
-    let message: { type?: unknown; id?: unknown; status?: unknown; hostId?: unknown; origin?: unknown };
+    let message: { type?: unknown; id?: unknown; status?: unknown; hostId?: unknown; origin?: unknown; kind?: unknown; ref?: unknown };
     try {
       message = JSON.parse(payload ?? '') as typeof message;
     } catch {
       return;
     }
     if (message.origin === this.origin) return;
-    if (message.type === 'grants') this.emit({ type: 'grants' });
+    if (message.type === 'grants') {
+      const kind = GRANT_CHANGE_KINDS.find((k) => k === message.kind);
+      this.emit({ type: 'grants', ...(kind !== undefined && typeof message.ref === 'string' ? { kind, ref: message.ref } : {}) });
+    }
     else if (message.type === 'request' && typeof message.id === 'string' && typeof message.status === 'string') {
       this.emit({ type: 'request', id: message.id, status: message.status as RequestStatus, ...(typeof message.hostId === 'string' ? { hostId: message.hostId } : {}) });
     }

@@ -42,7 +42,8 @@ export interface HostRecord {
  */
 export type StoreChange =
   | { type: 'request'; id: string; status: RequestStatus; hostId?: string }
-  | { type: 'grants' }
+  /** A grant or token changed; `kind` and `ref` (the grant's or token's id) when the store names them. */
+  | { type: 'grants'; kind?: 'grant.added' | 'grant.revoked' | 'token.created' | 'token.revoked'; ref?: string }
   | { type: 'resync' };
 
 /** A console session (host/console/sessions.ts), kept in the store so any host (and a restarted one) knows it. */

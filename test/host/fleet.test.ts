@@ -279,6 +279,30 @@ describe.skipIf(!pgAvailable)('several hosts on one PostgreSQL', () => {
     expect(verified.stdout).toMatch(/signed approvals: 2 verify with the registered public keys \(2 passkeys registered/);
   }, 90_000);
 
+  it('a grant revoked through host A reaches operators watching host B as a grant event, and host B\'s gate at once', async () => {
+    const f = await fleet();
+    const [a, b] = await Promise.all([f.start(1), f.start(2)]);
+    const image = f.image('sender-revoked', SEND, MAIL_REQUEST);
+    const granted = await f.grant({ capability: 'mail', methods: ['send'], mode: 'contained' }, image.digest);
+    const admin = await f.operator(a.url, 'adam');
+    const watcher = await f.operator(b.url, 'alice');
+    const seen: Array<{ change: string; id: string }> = [];
+    watcher.onEvent((event) => {
+      if (event.type === 'grant') seen.push({ change: event.change, id: event.grant.id });
+    });
+    expect((await f.waitRun(b.url, await f.submit(b.url, image.bytes, { i: 1 }))).outcome).toMatchObject({ status: 'ok' });
+    await admin.revokeGrant(granted.id, 'no more mail');
+    await waitUntil(() => (seen.some((e) => e.change === 'revoked' && e.id === granted.id) ? true : undefined), 'the revocation on host B');
+    // The grant a test wrote straight into the store is announced too (any writer: a CLI, another host).
+    const added = await f.grant({ capability: 'notes', methods: ['read'], mode: 'contained' }, image.digest);
+    await waitUntil(() => (seen.some((e) => e.change === 'added' && e.id === added.id) ? true : undefined), 'the new grant on host B');
+    // Host B's gate no longer lets the call through: it becomes a request for an operator.
+    const runId = await f.submit(b.url, image.bytes, { i: 2 });
+    const asked = await waitUntil(() => [...watcher.pending.values()].find((r) => r.runId === runId), 'the escalation on host B');
+    await watcher.decide({ requestId: asked.id, verdict: 'deny', reason: 'revoked on purpose' });
+    expect((await f.waitRun(b.url, runId)).outcome?.status).toBe('error');
+  }, 60_000);
+
   it('an image uploaded to host A runs by digest on host B', async () => {
     const f = await fleet();
     const [a, b] = await Promise.all([f.start(1), f.start(2)]);

@@ -258,7 +258,8 @@ CREATE TABLE image_clients (
  * The trust tables and passkeys are written inside the audit batch's transaction (host/audit/log.ts
  * `Within`), so each commits with its audit record on the fleet's one chain. `requests.claim_id`:
  * the id of the execution claim that won (pg-store.ts), so a claim whose connection broke mid-call
- * is confirmed, not guessed.
+ * is confirmed, not guessed. Grant and token notifications carry their kind and id, so each host
+ * tells its operators of a grant another host (or a CLI) changed.
  */
 const V3 = `
 CREATE TABLE reviews (
@@ -348,6 +349,17 @@ CREATE INDEX notify_outbox_due ON notify_outbox (status, next_at);
 CREATE INDEX notify_outbox_order ON notify_outbox (target, order_key, id);
 
 ALTER TABLE requests ADD COLUMN claim_id TEXT;
+
+-- Grant and token notifications name the change and the row, so every host can tell its operators.
+CREATE OR REPLACE FUNCTION contained_grants_changed() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  INSERT INTO audit_inbox (kind, ref) VALUES (TG_ARGV[0], NEW.id);
+  UPDATE change_counter SET value = value + 1 WHERE id = 1;
+  PERFORM pg_notify('${CHANGES_CHANNEL}', json_build_object('type', 'grants', 'kind', TG_ARGV[0], 'ref', NEW.id,
+    'origin', current_setting('${ORIGIN_SETTING}', true))::text);
+  RETURN NULL;
+END
+$fn$;
 `;
 
 /** Migration n (1-based) is PG_MIGRATIONS[n - 1]. Append only; never edit a shipped migration. */
