@@ -22,6 +22,23 @@ export interface HostSecrets {
 }
 
 /**
+ * Durable text documents by key, kept by whoever hosts the kind: the host's store (with several
+ * hosts on one PostgreSQL, shared by all of them). A kind keeps its own small state here (the
+ * `mcp` kind: its accepted tool versions) instead of in files of one machine.
+ */
+export interface CapabilityDocuments {
+  /** The document and a stamp that changes with every write; undefined when there is none. */
+  get(key: string): Promise<{ text: string; stamp: string } | undefined>;
+  /**
+   * Write the document. With `expect` (a stamp `get` returned, or null: "not there yet"), only if
+   * it is still that: false when someone else wrote it meanwhile.
+   */
+  put(key: string, text: string, expect?: string | null): Promise<boolean>;
+  /** The keys that start with `prefix`, sorted. */
+  keys(prefix: string): Promise<string[]>;
+}
+
+/**
  * What every kind may use, whoever hosts it (the long-running host, `contained run`, a library
  * caller). Fixed: a kind that needs anything else declares it as host options.
  */
@@ -36,6 +53,8 @@ export interface CapabilityHost {
   now?: () => number;
   /** Credentials the instance may attach on the agent's behalf (http; an MCP server's headers). */
   secrets?: HostSecrets;
+  /** Durable documents the kind may keep its state in (the host's store); none: the kind's own default (files under `dataDir`). */
+  documents?: CapabilityDocuments;
 }
 
 /** What `prepare`, `create` and `close` receive: the host's services and this instance's host options. */
@@ -53,6 +72,8 @@ export interface CapabilityContext<H = unknown> {
   readonly hostOptions: H;
   /** The instance's secrets; none configured: undefined. */
   readonly secrets: HostSecrets | undefined;
+  /** See `CapabilityHost.documents`. */
+  readonly documents: CapabilityDocuments | undefined;
 }
 
 /** What every kind declares. `H`: its parsed host options. */

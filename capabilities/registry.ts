@@ -91,6 +91,7 @@ export function capabilityContext<H>(name: string, hostOptions: H, host: Capabil
     now: host.now ?? Date.now,
     hostOptions,
     secrets: host.secrets,
+    documents: host.documents,
   });
 }
 

@@ -19,7 +19,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import type { CapabilityHost, HostSecrets } from '../capabilities/plugin.js';
+import type { CapabilityDocuments, CapabilityHost, HostSecrets } from '../capabilities/plugin.js';
 import { builtinCapabilities, type CapabilityRegistry, lookupKind, type OpenKind, openKind } from '../capabilities/registry.js';
 import { budgetSchema } from '../capabilities/sdk/budget.js';
 import type { CapabilityInstance, InstanceOptions } from '../capabilities/sdk/instance.js';
@@ -250,6 +250,8 @@ export function loadSecrets(secrets: SecretsConfig | undefined): HostSecrets | u
 
 export interface InstantiateDeps {
   logger?: Logger;
+  /** Where kinds keep their durable documents (the host's store); none: their own files under `dataDir`. */
+  documents?: CapabilityDocuments;
   /** Default: the built-in kinds. */
   registry?: CapabilityRegistry;
   now?: () => number;
@@ -286,6 +288,7 @@ async function openOne(config: HostConfig, name: string, entry: CapabilityConfig
   const host: CapabilityHost = { dataDir: config.dataDir, configDir: config.configDir ?? process.cwd() };
   if (deps.logger) host.logger = deps.logger;
   if (deps.now) host.now = deps.now;
+  if (deps.documents) host.documents = deps.documents;
   let kind: OpenKind;
   try {
     const secrets = loadSecrets(entry.secrets);

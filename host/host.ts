@@ -43,6 +43,7 @@ import type { RunQueue } from './runs/run-queue.js';
 import { LiveRuns, RunService, type SubmitDigestInput, type SubmitInput, type SubmittedRun } from './runs/service.js';
 import { acquireHostLock } from './store/host-lock.js';
 import { refuseMigratedStore } from './store/migrated-marker.js';
+import { storeDocuments } from './store/documents.js';
 import { openStore } from './store/open-store.js';
 import { localStateFile, redactUrl, storeLocation } from './store/store-location.js';
 import type { Store } from './store/store.js';
@@ -148,8 +149,10 @@ export async function startHost(options: HostOptions): Promise<Host> {
     lock.release();
     throw error;
   }
+  // A fleet's capabilities keep their durable state (the mcp kind's accepted tools) in the shared store; one host's in files.
+  const documents = shared ? storeDocuments(store, now) : undefined;
   try {
-    capabilities = await openCapabilities(config, { logger, ...(options.registry ? { registry: options.registry } : {}) });
+    capabilities = await openCapabilities(config, { logger, ...(options.registry ? { registry: options.registry } : {}), ...(documents ? { documents } : {}) });
   } catch (error) {
     await store.close();
     lock.release();
@@ -260,7 +263,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     if (!fromFleet(event)) notifier.onEvent(event);
   });
   // Tool changes of mcp capabilities: audited as the host withdraws or holds them (and notified), accepted in the console.
-  const mcpTools = openMcpToolChanges({ dataDir: config.dataDir, bindings: Object.keys(config.capabilities).filter((name) => config.capabilities[name]?.kind === 'mcp'), audit: oversight.audit, logger, now, onChange: (change) => notifier.onMcpToolChange(change) });
+  const mcpTools = openMcpToolChanges({ dataDir: config.dataDir, documents, bindings: Object.keys(config.capabilities).filter((name) => config.capabilities[name]?.kind === 'mcp'), audit: oversight.audit, logger, now, onChange: (change) => notifier.onMcpToolChange(change) });
   const ownedHere = (hostId: string | undefined): boolean => !shared || hostId === undefined || hostId === fleet.hostId;
   notifier.reconcile((await requests.pending()).filter((request) => ownedHere(request.hostId)));
 

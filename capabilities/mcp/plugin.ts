@@ -24,7 +24,7 @@ export function mcpToolsFolder(dataDir: string): string {
 export const mcpPlugin = definePlugin<McpOptions, McpCapability>({
   hostOptions: mcpOptionsSchema,
   prepare: async (context) => {
-    const [{ startMcp }, { fileApprovals }, { memoryApprovals }] = await Promise.all([import('./index.js'), import('./approvals-file.js'), import('./tools.js')]);
+    const [{ startMcp }, { documentApprovals, fileApprovals, STORE_PREFIX }, { memoryApprovals }] = await Promise.all([import('./index.js'), import('./approvals-file.js'), import('./tools.js')]);
     const options = context.hostOptions;
     let server = options.server;
     if (isStdio(server)) {
@@ -43,7 +43,12 @@ export const mcpPlugin = definePlugin<McpOptions, McpCapability>({
       secrets: context.secrets,
       logger,
       now: context.now,
-      approvals: context.dataDir === undefined ? memoryApprovals() : fileApprovals(mcpToolsFolder(context.dataDir)),
+      // The host's documents (a fleet's store: accepted once for every host), else files under the data folder.
+      approvals: context.documents
+        ? documentApprovals(context.documents, STORE_PREFIX, 'the host store')
+        : context.dataDir === undefined
+          ? memoryApprovals()
+          : fileApprovals(mcpToolsFolder(context.dataDir)),
       onToolEvent,
     });
   },

@@ -4,7 +4,8 @@
  *
  * - `list()`: per configured mcp capability, the tool changes waiting for an operator (new tools
  *   held; changed tools withdrawn, with the accepted and the current version) and the accepted
- *   versions — read from `<dataDir>/mcp-tools/`, where the running capability publishes them.
+ *   versions — read where the running capability publishes them (`toolApprovalsFor`: files in
+ *   `<dataDir>/mcp-tools/`, or the fleet's store, so a tool is accepted once for every host).
  * - `accept()` / `acceptMcpToolChange()`: an operator accepts the version the server lists now,
  *   named by its fingerprint (a tool that changed again since is refused `ALREADY_RESOLVED`); the
  *   `mcp.tool.accepted` record is appended before the acceptance is written, so nothing un-audited
@@ -15,15 +16,14 @@
  *   handed to `onChange` (the host's `mcp.tool.pending` notifications).
  *
  * Fails: NOT_FOUND (no such mcp capability, or nothing pending for that tool), ALREADY_RESOLVED
- * (stale fingerprint, or already accepted). A pending file the watcher cannot read is logged and
+ * (stale fingerprint, or already accepted). A pending document the watcher cannot read is logged and
  * tried again at the next poll; an audit append that fails is tried again too.
  */
-import { statSync } from 'node:fs';
-import path from 'node:path';
 import type { Logger } from 'pino';
-import { acceptPendingTool, type FileApprovals, fileApprovals } from '../../capabilities/mcp/approvals-file.js';
+import { acceptPendingTool, documentApprovals, type FileApprovals, fileApprovals, STORE_PREFIX } from '../../capabilities/mcp/approvals-file.js';
 import { mcpToolsFolder } from '../../capabilities/mcp/plugin.js';
 import type { PendingTool } from '../../capabilities/mcp/tools.js';
+import type { CapabilityDocuments } from '../../capabilities/plugin.js';
 import { ContainedError } from '../../runtime/errors.js';
 import type { AuditLog } from './log.js';
 import type { AuditInput } from './record.js';
@@ -72,7 +72,7 @@ export async function acceptMcpToolChange(
   const { capability, tool, fingerprint, by, reason } = input;
   const stored = await deps.approvals.load(capability);
   if (stored?.tools[tool]?.fingerprint === fingerprint) throw new ContainedError('ALREADY_RESOLVED', `${capability}: tool "${tool}" is already accepted in version ${fingerprint}`);
-  const pending = deps.approvals.loadPending(capability).find((p) => p.tool === tool);
+  const pending = (await deps.approvals.loadPending(capability)).find((p) => p.tool === tool);
   if (!pending) throw new ContainedError('NOT_FOUND', `${capability}: no change of tool "${tool}" is pending (contained mcp-tools list)`);
   if (pending.fingerprint !== fingerprint) {
     throw new ContainedError('ALREADY_RESOLVED', `${capability}: tool "${tool}" is pending as ${pending.fingerprint}, not ${fingerprint}; look at it again`, { data: { fingerprint: pending.fingerprint } });
@@ -88,9 +88,19 @@ export async function acceptMcpToolChange(
   return { capability, tool, fingerprint, change: pending.change, by, reason, effective: pending.change === 'new' ? 'next start' : 'running host' };
 }
 
+/**
+ * Where a host's mcp capabilities keep their accepted tool versions: the store's documents when the
+ * host gives them to its capabilities (a fleet on PostgreSQL), else files in `<dataDir>/mcp-tools/`.
+ */
+export function toolApprovalsFor(dataDir: string, documents?: CapabilityDocuments): FileApprovals {
+  return documents ? documentApprovals(documents, STORE_PREFIX, 'the host store') : fileApprovals(mcpToolsFolder(dataDir));
+}
+
 export interface McpToolChangesOptions {
   /** The host's data folder (`<dataDir>/mcp-tools/`). */
   dataDir: string;
+  /** The store's documents, when the capabilities keep their approvals there (toolApprovalsFor). */
+  documents?: CapabilityDocuments | undefined;
   /** The mcp capabilities this host runs (binding names). */
   bindings: readonly string[];
   audit: Pick<AuditLog, 'append' | 'source'>;
@@ -129,7 +139,7 @@ const keyOf = (capability: string, tool: string, fingerprint: string): string =>
 
 /** The mcp tool changes of a host, and the watcher that audits withdrawals (started at once when the host runs any mcp capability). */
 export function openMcpToolChanges(options: McpToolChangesOptions): McpToolChanges {
-  const approvals = fileApprovals(mcpToolsFolder(options.dataDir));
+  const approvals = toolApprovalsFor(options.dataDir, options.documents);
   const bindings = [...options.bindings];
   const now = options.now ?? Date.now;
   const audited = new Set<string>();
@@ -145,7 +155,7 @@ export function openMcpToolChanges(options: McpToolChangesOptions): McpToolChang
       loaded = undefined; // read again at the next poll
       throw error;
     }));
-  /** Per pending file: the inode, mtime and size last read (every write is a rename), so an unchanged file is not parsed again. */
+  /** Per capability: the pending document's stamp last read, so an unchanged one is not parsed again. */
   const seen = new Map<string, string>();
   const warned = new Set<string>();
   let scanning: Promise<void> | undefined;
@@ -158,18 +168,12 @@ export function openMcpToolChanges(options: McpToolChangesOptions): McpToolChang
   }
 
   async function scanOne(capability: string): Promise<void> {
-    const file = path.join(approvals.folder, `${capability}.pending.json`);
-    let stamp: string;
-    try {
-      const s = statSync(file);
-      stamp = `${s.ino}:${s.mtimeMs}:${s.size}`;
-    } catch {
-      return; // nothing published yet
-    }
-    if (seen.get(capability) === stamp) return;
+    let stamp: string | undefined;
     let pending: PendingTool[];
     try {
-      pending = approvals.loadPending(capability);
+      stamp = await approvals.pendingStamp(capability);
+      if (stamp === undefined || seen.get(capability) === stamp) return; // nothing published yet, or nothing new
+      pending = await approvals.loadPending(capability);
       warned.delete(capability);
     } catch (error) {
       if (!warned.has(capability)) options.logger?.warn({ capability, err: (error as Error).message }, 'mcp: cannot read the pending tool changes');
@@ -232,7 +236,7 @@ export function openMcpToolChanges(options: McpToolChangesOptions): McpToolChang
         out.push({
           capability,
           // An acceptance the running host has not re-read yet is no longer pending.
-          pending: approvals.loadPending(capability).filter((p) => tools[p.tool]?.fingerprint !== p.fingerprint),
+          pending: (await approvals.loadPending(capability)).filter((p) => tools[p.tool]?.fingerprint !== p.fingerprint),
           accepted: Object.entries(tools)
             .map(([tool, a]) => ({ tool, ...(a.tool.title !== undefined ? { title: a.tool.title } : {}), description: a.tool.description, fingerprint: a.fingerprint, acceptedBy: a.acceptedBy, acceptedAt: a.acceptedAt, reason: a.reason }))
             .sort((a, b) => a.tool.localeCompare(b.tool)),

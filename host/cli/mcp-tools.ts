@@ -5,21 +5,22 @@
  * version the server lists now — named by its fingerprint, so a tool that changed again since it
  * was looked at is not accepted blindly.
  *
- * Works on the host's data folder (`<dataDir>/mcp-tools/`, where the running host publishes what
- * is pending); a running host picks an acceptance up within its `approvalsPollMs`. Each acceptance
+ * Works where the hosts publish what is pending: the data folder (`<dataDir>/mcp-tools/`), or,
+ * with a PostgreSQL store, the fleet's documents in it (accepted once for every host); a running
+ * host picks an acceptance up within its `approvalsPollMs`. Each acceptance
  * is appended to the audit log (`mcp.tool.accepted`, role `cli`) before it is written, so nothing
  * un-audited takes effect.
  *
  * Exit codes: 0 ok; 1 refused (NOT_FOUND, ALREADY_RESOLVED); 2 usage.
  */
-import path from 'node:path';
-import { fileApprovals } from '../../capabilities/mcp/approvals-file.js';
+import type { FileApprovals } from '../../capabilities/mcp/approvals-file.js';
 import { ContainedError } from '../../runtime/errors.js';
 import { loadOrCreateAuditKey } from '../audit/keys.js';
 import { AuditLog } from '../audit/log.js';
-import { acceptMcpToolChange } from '../audit/mcp-tools.js';
+import { acceptMcpToolChange, toolApprovalsFor } from '../audit/mcp-tools.js';
+import { storeDocuments } from '../store/documents.js';
 import type { AuditInput } from '../audit/record.js';
-import { locateState } from '../store/location.js';
+import { locateState, openForRead, openForWrite, type StateLocation } from '../store/location.js';
 import { type CliIo, parseFlags, runSubcommand, STATE_FLAGS, stringFlag } from './args.js';
 import { author, isoTime, requireFlag, table } from './grant.js';
 
@@ -36,8 +37,15 @@ whose description, schema or annotations changed: withdrawn until accepted) and 
 
 const COMMON = STATE_FLAGS;
 
-function folderOf(dataDir: string): string {
-  return path.join(dataDir, 'mcp-tools');
+/**
+ * The accepted tool versions where this data folder's hosts keep them: with a PostgreSQL store, the
+ * fleet's documents in it; else the files in `<dataDir>/mcp-tools/`.
+ */
+async function openApprovals(location: StateLocation, mode: 'read' | 'write'): Promise<{ approvals: FileApprovals; close(): Promise<void> }> {
+  if (location.store.kind !== 'postgres') return { approvals: toolApprovalsFor(location.dataDir), close: async () => undefined };
+  const store = mode === 'write' ? await openForWrite(location) : await openForRead(location);
+  if (!store) return { approvals: toolApprovalsFor(location.dataDir), close: async () => undefined };
+  return { approvals: toolApprovalsFor(location.dataDir, storeDocuments(store)), close: () => store.close() };
 }
 
 export async function mcpToolsCommand(argv: string[], io: CliIo): Promise<number> {
@@ -52,19 +60,23 @@ async function list(argv: string[], io: CliIo): Promise<number> {
   }
   if (positionals.length > 1) throw new ContainedError('USAGE', `unexpected argument "${positionals[1]}"\n\n${MCP_TOOLS_USAGE}`);
   const location = await locateState({ configFlag: stringFlag(values, 'config'), dataDirFlag: stringFlag(values, 'data-dir') });
-  const approvals = fileApprovals(folderOf(location.dataDir));
-  const bindings = positionals[0] !== undefined ? [positionals[0]] : approvals.bindings();
+  const { approvals, close } = await openApprovals(location, 'read');
   const out = [];
-  for (const capability of bindings) {
-    const stored = await approvals.load(capability);
-    if (!stored) throw new ContainedError('NOT_FOUND', `no mcp capability "${capability}" has started on this host (${approvals.folder})`);
-    out.push({
-      capability,
-      pending: approvals.loadPending(capability),
+  try {
+    const bindings = positionals[0] !== undefined ? [positionals[0]] : await approvals.bindings();
+    for (const capability of bindings) {
+      const stored = await approvals.load(capability);
+      if (!stored) throw new ContainedError('NOT_FOUND', `no mcp capability "${capability}" has started on this host (${approvals.where})`);
+      out.push({
+        capability,
+        pending: await approvals.loadPending(capability),
       accepted: Object.entries(stored.tools)
         .map(([tool, a]) => ({ tool, fingerprint: a.fingerprint, acceptedBy: a.acceptedBy, acceptedAt: a.acceptedAt, reason: a.reason }))
         .sort((a, b) => a.tool.localeCompare(b.tool)),
-    });
+      });
+    }
+  } finally {
+    await close();
   }
   if (values.json) {
     io.stdout(`${JSON.stringify(out, null, 2)}\n`);
@@ -99,7 +111,7 @@ async function accept(argv: string[], io: CliIo): Promise<number> {
   const reason = requireFlag(values, 'reason', MCP_TOOLS_USAGE);
   const by = author(values);
   const location = await locateState({ configFlag: stringFlag(values, 'config'), dataDirFlag: stringFlag(values, 'data-dir') });
-  const approvals = fileApprovals(folderOf(location.dataDir));
+  const { approvals, close } = await openApprovals(location, 'write');
   // The log is opened only to append the record (a refused accept writes nothing), and closed after.
   const append = async (input: AuditInput): Promise<void> => {
     const audit = new AuditLog({ file: location.storeFile, ...(location.store.kind === 'postgres' ? { postgres: location.store.url } : {}), key: loadOrCreateAuditKey(location.dataDir, location.config?.audit.keyFile), role: 'cli', checkpointIntervalMs: 0, inboxPollMs: 0 });
@@ -110,7 +122,12 @@ async function accept(argv: string[], io: CliIo): Promise<number> {
       await audit.close();
     }
   };
-  const accepted = await acceptMcpToolChange({ approvals, audit: { append }, now: Date.now }, { capability, tool, fingerprint, by, reason });
+  let accepted: Awaited<ReturnType<typeof acceptMcpToolChange>>;
+  try {
+    accepted = await acceptMcpToolChange({ approvals, audit: { append }, now: Date.now }, { capability, tool, fingerprint, by, reason });
+  } finally {
+    await close();
+  }
   const when = accepted.change === 'new' ? 'offered from the next host start' : 'offered again by the running host within its approvalsPollMs (a change to its risk: from the next start)';
   if (values.json) io.stdout(`${JSON.stringify({ capability, tool, fingerprint, by, reason, change: accepted.change })}\n`);
   else io.stdout(`accepted ${capability}/${tool} ${fingerprint}: ${when}\n`);

@@ -14,9 +14,11 @@
  * `audit_inbox`) are queued in PostgreSQL's inbox, so they are recorded there; the copies' own
  * trigger rows are dropped (the copied chain already records those grants and tokens).
  *
- * Also copied: the trust ledger, review queue, promotion proposals, passkeys and the notification
- * outbox (what a fleet shares since PostgreSQL schema v3; each read back and compared after the
- * copy), and images an earlier version kept as files in `<dataDir>/images` (with who uploaded them).
+ * Also copied: the trust ledger, review queue, promotion proposals, passkeys, the notification
+ * outbox and documents (what a fleet shares since PostgreSQL schema v3; the trust tables and
+ * passkeys read back and compared after the copy), the mcp kind's accepted tool versions from
+ * `<dataDir>/mcp-tools/` (a fleet keeps them in the store), and images an earlier version kept as
+ * files in `<dataDir>/images` (with who uploaded them).
  *
  * Not copied: console sessions and one-time secrets (operators log in again).
  *
@@ -72,7 +74,7 @@ transaction, then reads everything back and verifies the audit chain there. Stop
 /** What is copied, in this order (in one transaction: a reader sees all of it or none). */
 export const MIGRATED_TABLES = [
   'grants', 'tokens', 'agents', 'hosts', 'runs', 'requests', 'images', 'image_clients', 'audit_records', 'audit_checkpoints',
-  'trust_events', 'reviews', 'promotions', 'passkeys', 'notify_outbox',
+  'trust_events', 'reviews', 'promotions', 'passkeys', 'notify_outbox', 'documents',
 ] as const;
 type Table = (typeof MIGRATED_TABLES)[number];
 
@@ -264,6 +266,11 @@ async function copy(file: string, dataDir: string, url: string, shownUrl: string
           copied[p.table] = await copyTable(sqlite, client, p);
           progress(`copied ${p.table}: ${copied[p.table]}`);
         }
+        const tools = await copyMcpToolFiles(dataDir, client);
+        if (tools > 0) {
+          copied.documents += tools;
+          progress(`copied ${tools} mcp tool approval file${tools === 1 ? '' : 's'} (${path.join(dataDir, 'mcp-tools')}): a fleet accepts tools once, in the store`);
+        }
         const legacy = await copyLegacyImages(dataDir, client);
         if (legacy.images + legacy.clients > 0) {
           copied.images += legacy.images;
@@ -347,7 +354,7 @@ async function copyTable(sqlite: Database.Database, client: pg.Client, p: Plan):
   const overriding = p.target.some((c) => c.identity) ? ' OVERRIDING SYSTEM VALUE' : '';
   const head = `INSERT INTO ${p.table} (${p.columns.join(', ')})${overriding} VALUES `;
   // Key order: the audit chain in seq order, the rest by primary key (deterministic, resumable to read).
-  const order = p.table === 'audit_records' || p.table === 'audit_checkpoints' ? 'seq' : p.table === 'images' ? 'digest' : p.table === 'image_clients' ? 'digest, client' : 'id';
+  const order = p.table === 'audit_records' || p.table === 'audit_checkpoints' ? 'seq' : p.table === 'images' ? 'digest' : p.table === 'image_clients' ? 'digest, client' : p.table === 'documents' ? 'key' : 'id';
   const rows = sqlite.prepare(`SELECT ${p.columns.join(', ')} FROM ${p.table} ORDER BY ${order}`).raw(true).iterate() as IterableIterator<unknown[]>;
   let count = 0;
   let batch: unknown[][] = [];
@@ -371,6 +378,29 @@ async function copyTable(sqlite: Database.Database, client: pg.Client, p: Plan):
     if (name && count > 0) await client.query(`SELECT setval($1, (SELECT MAX(${column}) FROM ${p.table}))`, [name]);
   }
   return count;
+}
+
+/**
+ * The mcp kind's accepted and pending tool versions, kept in `<dataDir>/mcp-tools/<binding>.*.json`
+ * by a host on SQLite, into the store's documents (`mcp-tools/<binding>.accepted`…), where the
+ * hosts of a fleet read them (capabilities/mcp/approvals-file.ts). Read and checked as JSON first.
+ */
+async function copyMcpToolFiles(dataDir: string, client: pg.Client): Promise<number> {
+  const dir = path.join(dataDir, 'mcp-tools');
+  let copied = 0;
+  for (const name of existsSync(dir) ? readdirSync(dir).sort() : []) {
+    const match = /^([a-z][a-zA-Z0-9]{0,63})\.(accepted|pending)\.json$/.exec(name);
+    if (!match) continue;
+    const text = readFileSync(path.join(dir, name), 'utf8');
+    try {
+      JSON.parse(text);
+    } catch (cause) {
+      throw new ContainedError('INVALID_ARGUMENT', `store migrate: ${path.join(dir, name)} is not valid JSON; fix it first (nothing was copied)`, { cause });
+    }
+    await client.query('INSERT INTO documents (key, text, version, updated_at) VALUES ($1, $2, 1, $3)', [`mcp-tools/${match[1] as string}.${match[2] as string}`, text, Math.trunc(statSync(path.join(dir, name)).mtimeMs)]);
+    copied += 1;
+  }
+  return copied;
 }
 
 /**

@@ -623,6 +623,37 @@ export class PgStore implements Store {
   // Images -----------------------------------------------------------------------------------
 
   /** An upsert: repeating it after a lost connection is harmless. */
+  async getDocument(key: string): Promise<{ text: string; version: number } | undefined> {
+    return this.call('getDocument', 'retry', async () => {
+      const row = (await this.q('getDocument', 'SELECT text, version FROM documents WHERE key = $1', [key]))[0];
+      return row === undefined ? undefined : { text: row.text as string, version: row.version as number };
+    });
+  }
+
+  async putDocument(key: string, text: string, at: number, expect?: number | null): Promise<boolean> {
+    // A write whose connection broke is read back: landed when the text is there (a compare-and-set
+    // that landed bumped the version past `expect`).
+    const landed = async (): Promise<{ value: boolean } | undefined> => {
+      const found = await this.getDocument(key);
+      return found?.text === text && found.version > (expect ?? 0) ? { value: true } : undefined;
+    };
+    return this.call('putDocument', landed, async () => {
+      const rows =
+        expect === undefined
+          ? await this.q('putDocument', 'INSERT INTO documents (key, text, version, updated_at) VALUES ($1, $2, 1, $3) ON CONFLICT (key) DO UPDATE SET text = EXCLUDED.text, version = documents.version + 1, updated_at = EXCLUDED.updated_at RETURNING key', [key, text, at])
+          : expect === null
+            ? await this.q('putDocument', 'INSERT INTO documents (key, text, version, updated_at) VALUES ($1, $2, 1, $3) ON CONFLICT (key) DO NOTHING RETURNING key', [key, text, at])
+            : await this.q('putDocument', 'UPDATE documents SET text = $2, version = version + 1, updated_at = $3 WHERE key = $1 AND version = $4 RETURNING key', [key, text, at, expect]);
+      return rows.length === 1;
+    });
+  }
+
+  async listDocuments(prefix: string): Promise<string[]> {
+    return this.call('listDocuments', 'retry', async () =>
+      (await this.q('listDocuments', 'SELECT key FROM documents WHERE left(key, length($1)) = $1 ORDER BY key', [prefix])).map((r) => r.key as string),
+    );
+  }
+
   async putImage(digest: string, bytes: Uint8Array, at: number): Promise<void> {
     await this.call('putImage', 'retry', () =>
       this.q('putImage', 'INSERT INTO images (digest, bytes, stored_at) VALUES ($1, $2, $3) ON CONFLICT (digest) DO UPDATE SET bytes = EXCLUDED.bytes, stored_at = EXCLUDED.stored_at', [digest, Buffer.from(bytes), at]),

@@ -332,7 +332,21 @@ CREATE TABLE image_clients (
 `;
 
 /** Migration n (1-based) is MIGRATIONS[n - 1]. Append only; never edit a shipped migration. */
-const MIGRATIONS: readonly string[] = [V1, V2, V3, V4, V5, V6, V7, V8, V9, V10];
+/**
+ * v11: small durable documents by key (Store.getDocument/putDocument): capability state such as
+ * the mcp kind's accepted tool versions (host/store/documents.ts), with a version for
+ * compare-and-set. Additive.
+ */
+const V11 = `
+CREATE TABLE documents (
+  key TEXT PRIMARY KEY NOT NULL,
+  text TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+) STRICT;
+`;
+
+const MIGRATIONS: readonly string[] = [V1, V2, V3, V4, V5, V6, V7, V8, V9, V10, V11];
 
 /** The schema version this build writes. */
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -580,6 +580,26 @@ export class SqliteStore implements Store {
 
   // Images -----------------------------------------------------------------------------------
 
+  async getDocument(key: string): Promise<{ text: string; version: number } | undefined> {
+    return this.guard('getDocument', () => this.stmt('SELECT text, version FROM documents WHERE key = ?').get(key) as { text: string; version: number } | undefined);
+  }
+
+  async putDocument(key: string, text: string, at: number, expect?: number | null): Promise<boolean> {
+    return this.guard('putDocument', () => {
+      const changes =
+        expect === undefined
+          ? this.stmt('INSERT INTO documents (key, text, version, updated_at) VALUES (?, ?, 1, ?) ON CONFLICT (key) DO UPDATE SET text = excluded.text, version = documents.version + 1, updated_at = excluded.updated_at').run(key, text, at).changes
+          : expect === null
+            ? this.stmt('INSERT INTO documents (key, text, version, updated_at) VALUES (?, ?, 1, ?) ON CONFLICT (key) DO NOTHING').run(key, text, at).changes
+            : this.stmt('UPDATE documents SET text = ?, version = version + 1, updated_at = ? WHERE key = ? AND version = ?').run(text, at, key, expect).changes;
+      return changes === 1;
+    });
+  }
+
+  async listDocuments(prefix: string): Promise<string[]> {
+    return this.guard('listDocuments', () => this.stmt('SELECT key FROM documents WHERE substr(key, 1, length(?)) = ? ORDER BY key').pluck().all(prefix, prefix) as string[]);
+  }
+
   async putImage(digest: string, bytes: Uint8Array, at: number): Promise<void> {
     this.guard('putImage', () => {
       this.stmt('INSERT INTO images (digest, bytes, stored_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO UPDATE SET bytes = excluded.bytes, stored_at = excluded.stored_at').run(digest, Buffer.from(bytes), at);

@@ -207,4 +207,15 @@ export interface Store {
   takeOneTimeSecret(kind: OneTimeSecret['kind'], hash: string): Promise<OneTimeSecret | undefined>;
 
   close(): Promise<void>;
+
+  // Documents: small durable texts by key (capability state: the mcp kind's accepted tools; documents.ts)
+  /** The document and its version (1 on the first write, +1 on each). */
+  getDocument(key: string): Promise<{ text: string; version: number } | undefined>;
+  /**
+   * Write a document. `expect` undefined: whatever is there; null: only if there is none yet; a
+   * number: only if its version is still that. False when the condition did not hold.
+   */
+  putDocument(key: string, text: string, at: number, expect?: number | null): Promise<boolean>;
+  /** Keys starting with `prefix`, sorted. */
+  listDocuments(prefix: string): Promise<string[]>;
 }

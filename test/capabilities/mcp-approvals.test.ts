@@ -22,9 +22,9 @@ beforeAll(() => {
 });
 afterAll(() => cleanup());
 
-async function until(check: () => boolean, ms = 5000): Promise<void> {
+async function until(check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > end) throw new Error('timed out waiting');
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -37,13 +37,13 @@ describe('file approvals', () => {
     try {
       const accepted = JSON.parse(readFileSync(path.join(dir, 'mcp-tools', 'tools.accepted.json'), 'utf8')) as { tools: Record<string, { acceptedBy: string; reason: string }> };
       expect(accepted.tools.echo).toMatchObject({ acceptedBy: 'host', reason: 'first start (trust on first use)' });
-      expect(approvals.loadPending('tools')).toEqual([]);
-      expect(approvals.bindings()).toEqual(['tools']);
+      expect(await approvals.loadPending('tools')).toEqual([]);
+      expect(await approvals.bindings()).toEqual(['tools']);
 
       const inst = cap.create({});
       await call(inst, 'rugPull', {});
-      await until(() => approvals.loadPending('tools').length === 2);
-      const echo = approvals.loadPending('tools').find((p) => p.tool === 'echo')!;
+      await until(async () => (await approvals.loadPending('tools')).length === 2);
+      const echo = (await approvals.loadPending('tools')).find((p) => p.tool === 'echo')!;
       expect(echo).toMatchObject({ change: 'changed', differs: ['description', 'inputSchema'] });
       expect(echo.current.description).toContain('id_rsa');
       expect((await errorOf(call(inst, 'echo', { text: 'x' }))).code).toBe('MCP_TOOL_WITHDRAWN');
@@ -56,7 +56,7 @@ describe('file approvals', () => {
       // The running capability re-reads the approvals and offers echo again.
       await until(() => cap.toolbox.entry('echo')?.status === 'active');
       await expect(call(inst, 'echo', { text: 'y' })).resolves.toBe('echo: y');
-      await until(() => approvals.loadPending('tools').length === 1);
+      await until(async () => (await approvals.loadPending('tools')).length === 1);
       expect((await errorOf(acceptPendingTool(approvals, { capability: 'tools', tool: 'echo', fingerprint: echo.fingerprint, by: 'erin', reason: 'again', at: 2 }))).code).toBe('ALREADY_RESOLVED');
     } finally {
       await cap.close();

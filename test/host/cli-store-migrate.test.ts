@@ -154,6 +154,9 @@ async function populate(folder = dataDir): Promise<{ counts: Record<string, numb
   await mkdir(path.join(folder, 'images', 'clients', LEGACY_HEX), { recursive: true });
   await writeFile(path.join(folder, 'images', `${LEGACY_HEX}.tgz`), Buffer.from([0x1f, 0x8b, 8, 0, 9, 9]));
   await writeFile(path.join(folder, 'images', 'clients', LEGACY_HEX, 'd'.repeat(64)), '');
+  // The mcp kind's accepted tools, kept in files by a host on SQLite.
+  await mkdir(path.join(folder, 'mcp-tools'), { recursive: true });
+  await writeFile(path.join(folder, 'mcp-tools', 'tracker.accepted.json'), JSON.stringify({ server: 'tracker', tools: {} }));
   const raw = new Database(file, { readonly: true });
   try {
     const count = (table: string): number => raw.prepare(`SELECT COUNT(*) FROM ${table}`).pluck().get() as number;
@@ -237,6 +240,8 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
       /migrated .*contained\.db to postgres:\/\/.* 3 grants, 2 tokens, 2 agents, 2 hosts, 2 runs, 4 requests, 2 images, 2 trust events, 1 reviews, 1 proposals, 1 passkeys, 1 notifications, \d+ audit records .*3 checkpoints, signatures verified\); everything reads back equal/,
     );
     expect(await count(url, 'trust_events')).toBe(2);
+    expect(result.stdout).toContain('copied 1 mcp tool approval file');
+    expect((await (await pgStore(url)).getDocument('mcp-tools/tracker.accepted'))?.text).toBe(JSON.stringify({ server: 'tracker', tools: {} }));
     expect(await count(url, 'image_clients')).toBe(2);
 
     // Every record reads back equal through the PostgreSQL store.
@@ -327,7 +332,7 @@ describe.skipIf(!pgAvailable)('contained store migrate: SQLite to PostgreSQL', {
     const before = await count(url, 'audit_records');
     const again = await cli('store', 'migrate', '--to', url, '--data-dir', dataDir);
     expect(again.code).toBe(2);
-    expect(again.stderr).toMatch(/^INVALID_ARGUMENT: store migrate: postgres:\/\/.* already holds host state \(grants 3, tokens 2, agents 2, hosts 2, runs 2, requests 4, images 2, image_clients 2, audit_records \d+, audit_checkpoints 3, trust_events 2, reviews 1, promotions 1, passkeys 1, notify_outbox 1\)/);
+    expect(again.stderr).toMatch(/^INVALID_ARGUMENT: store migrate: postgres:\/\/.* already holds host state \(grants 3, tokens 2, agents 2, hosts 2, runs 2, requests 4, images 2, image_clients 2, audit_records \d+, audit_checkpoints 3, trust_events 2, reviews 1, promotions 1, passkeys 1, notify_outbox 1, documents 1\)/);
     expect(again.stderr.split('\n').filter(Boolean)).toHaveLength(1);
     expect(await count(url, 'grants')).toBe(3);
     expect(await count(url, 'audit_records')).toBe(before);

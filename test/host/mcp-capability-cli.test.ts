@@ -34,9 +34,9 @@ async function cli(argv: string[]): Promise<{ code: number; out: string; err: st
   return { code, out, err };
 }
 
-async function until(check: () => boolean, ms = 5000): Promise<void> {
+async function until(check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > end) throw new Error('timed out waiting');
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -84,7 +84,7 @@ describe('contained mcp-tools', () => {
     await until(() => cap.toolbox.entry('echo')?.status === 'active');
     await expect(call(inst, 'echo', { text: 'back' })).resolves.toBe('echo: back');
     const after = JSON.parse((await cli(['mcp-tools', 'list', 'tracker', '--data-dir', dir, '--json'])).out) as { pending: { tool: string }[] }[];
-    await until(() => fileApprovals(path.join(dir, 'mcp-tools')).loadPending('tracker').length === 1);
+    await until(async () => (await fileApprovals(path.join(dir, 'mcp-tools')).loadPending('tracker')).length === 1);
     expect(after[0]!.pending.map((p) => p.tool)).toContain('exfiltrate');
   });
 

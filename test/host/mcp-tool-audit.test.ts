@@ -84,7 +84,7 @@ describe('tool changes of an mcp capability are audited once per fingerprint', (
       const r = records();
       return r.withdrawn.length === 1 && r.held.length === 1 && r;
     }, 'the withdrawn and held records');
-    const [echo, exfiltrate] = [pending().find((p) => p.tool === 'echo')!, pending().find((p) => p.tool === 'exfiltrate')!];
+    const [echo, exfiltrate] = [(await pending()).find((p) => p.tool === 'echo')!, (await pending()).find((p) => p.tool === 'exfiltrate')!];
     expect(now.withdrawn[0]).toMatchObject({
       capability: 'bad',
       method: 'echo',
@@ -110,7 +110,7 @@ describe('tool changes of an mcp capability are audited once per fingerprint', (
     const after = await waitUntil(() => records().withdrawn.length === 2 && records().withdrawn, 'the second withdrawn record');
     expect(after[1]).toMatchObject({ capability: 'bad', data: { tool: 'echo', description: expect.stringContaining('(version 3)') } });
     expect((after[1]!.data as { fingerprint: string }).fingerprint).not.toBe((before.data as { fingerprint: string }).fingerprint);
-    expect((after[1]!.data as { fingerprint: string }).fingerprint).toBe(pending().find((p) => p.tool === 'echo')!.fingerprint);
+    expect((after[1]!.data as { fingerprint: string }).fingerprint).toBe((await pending()).find((p) => p.tool === 'echo')!.fingerprint);
     expect(records().held).toHaveLength(1);
     await waitUntil(() => delivered().length === 3, 'the third delivery');
   });
@@ -122,7 +122,7 @@ describe('tool changes of an mcp capability are audited once per fingerprint', (
     const restarted = Date.now();
     again = await startHost({ config, isolation: 'in-process', logger: pino({ level: 'silent' }) });
     // The restarted capability withdraws echo and holds exfiltrate again (same versions)…
-    await waitUntil(() => statSync(path.join(dir, 'mcp-tools', 'bad.pending.json')).mtimeMs >= restarted && pending().length === 2, 'the pending changes published after the restart');
+    await waitUntil(async () => statSync(path.join(dir, 'mcp-tools', 'bad.pending.json')).mtimeMs >= restarted && (await pending()).length === 2, 'the pending changes published after the restart');
     // …and the host reads that within a second; give it three.
     await new Promise((r) => setTimeout(r, 3000));
     expect(records().withdrawn).toHaveLength(2);

@@ -92,7 +92,7 @@ describe.skipIf(!pgAvailable)('PostgreSQL store', { timeout: 60_000 }, () => {
       const tables = (await sql<{ table_name: string }>(url, "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY table_name")).map((t) => t.table_name);
       expect(tables).toEqual(
         [
-          'agents', 'audit_checkpoints', 'audit_inbox', 'audit_records', 'change_counter', 'grants', 'hosts', 'image_clients', 'images', 'notify_outbox', 'one_time_secrets', 'passkeys',
+          'agents', 'audit_checkpoints', 'audit_inbox', 'audit_records', 'change_counter', 'documents', 'grants', 'hosts', 'image_clients', 'images', 'notify_outbox', 'one_time_secrets', 'passkeys',
           'promotions', 'requests', 'reviews', 'runs', 'schema_version', 'sessions', 'tokens', 'trust_events',
         ].sort(),
       );

@@ -448,6 +448,30 @@ describe.each([sqliteFactory(), postgresFactory()])('Store contract: $name', (fa
       });
     });
 
+    describe('documents', () => {
+      it('writes with a version: unconditionally, only when absent, or only at the version read (first of two racers wins); lists by prefix; survives a reopen', async () => {
+        let s = await open();
+        expect(await s.getDocument('mcp-tools/a.accepted')).toBeUndefined();
+        expect(await s.putDocument('mcp-tools/a.accepted', 'one', 1_000, null)).toBe(true);
+        expect(await s.putDocument('mcp-tools/a.accepted', 'again', 1_001, null)).toBe(false);
+        expect(await s.getDocument('mcp-tools/a.accepted')).toEqual({ text: 'one', version: 1 });
+        const other = await open();
+        const [x, y] = await Promise.all([s.putDocument('mcp-tools/a.accepted', 'from s', 1_002, 1), other.putDocument('mcp-tools/a.accepted', 'from other', 1_002, 1)]);
+        expect([x, y].filter(Boolean)).toHaveLength(1);
+        expect((await s.getDocument('mcp-tools/a.accepted'))?.version).toBe(2);
+        expect(await s.putDocument('mcp-tools/a.accepted', 'blind', 1_003)).toBe(true);
+        expect(await other.getDocument('mcp-tools/a.accepted')).toEqual({ text: 'blind', version: 3 });
+        await s.putDocument('mcp-tools/b.pending', '[]', 1_004);
+        await s.putDocument('other/c', 'x', 1_005);
+        expect(await s.listDocuments('mcp-tools/')).toEqual(['mcp-tools/a.accepted', 'mcp-tools/b.pending']);
+        expect(await s.listDocuments('mcp-tools/%')).toEqual([]);
+        await other.close();
+        s = await reopen(s);
+        expect(await s.getDocument('mcp-tools/b.pending')).toEqual({ text: '[]', version: 1 });
+        await s.close();
+      });
+    });
+
     describe('images', () => {
       it('stores an archive by digest (a later upload replaces it), records its uploaders idempotently, and both survive a reopen', async () => {
         let s = await open();

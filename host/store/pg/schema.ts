@@ -259,7 +259,8 @@ CREATE TABLE image_clients (
  * `Within`), so each commits with its audit record on the fleet's one chain. `requests.claim_id`:
  * the id of the execution claim that won (pg-store.ts), so a claim whose connection broke mid-call
  * is confirmed, not guessed. Grant and token notifications carry their kind and id, so each host
- * tells its operators of a grant another host (or a CLI) changed.
+ * tells its operators of a grant another host (or a CLI) changed. `documents` (as SQLite's v11):
+ * capability state shared by the fleet, such as the mcp kind's accepted tool versions.
  */
 const V3 = `
 CREATE TABLE reviews (
@@ -349,6 +350,13 @@ CREATE INDEX notify_outbox_due ON notify_outbox (status, next_at);
 CREATE INDEX notify_outbox_order ON notify_outbox (target, order_key, id);
 
 ALTER TABLE requests ADD COLUMN claim_id TEXT;
+
+CREATE TABLE documents (
+  key TEXT PRIMARY KEY NOT NULL,
+  text TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  updated_at BIGINT NOT NULL
+);
 
 -- Grant and token notifications name the change and the row, so every host can tell its operators.
 CREATE OR REPLACE FUNCTION contained_grants_changed() RETURNS trigger LANGUAGE plpgsql AS $fn$
