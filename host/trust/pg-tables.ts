@@ -19,8 +19,8 @@ import { ContainedError } from '../../runtime/errors.js';
 import { unavailableReason } from '../store/pg-store.js';
 import { type ActionKey, fill, statsFrom } from './ledger.js';
 import type { Proposal } from './model.js';
-import { fromRow as proposalFromRow, type Row as ProposalRow } from './proposals.js';
-import { fromRow as reviewFromRow, type Row as ReviewRow } from './reviews.js';
+import { proposalFromRow, type ProposalRow } from './proposals.js';
+import { reviewFromRow, type ReviewRow } from './reviews.js';
 import type { TrustTables } from './tables.js';
 
 const KEY = 'subject = $1 AND capability = $2 AND method = $3';

@@ -11,7 +11,7 @@ import { ContainedError } from '../../runtime/errors.js';
 import type { ActionKey } from './ledger.js';
 import { type Proposal, proposalSchema, type ProposalStatus } from './model.js';
 
-export interface Row {
+export interface ProposalRow {
   id: string;
   subject: string;
   capability: string;
@@ -27,7 +27,7 @@ export interface Row {
   events_at_proposal: number;
 }
 
-export function fromRow(row: Row): Proposal {
+export function proposalFromRow(row: ProposalRow): Proposal {
   let evidence: unknown;
   try {
     evidence = JSON.parse(row.evidence) as unknown;
@@ -68,13 +68,13 @@ export class Proposals {
   }
 
   get(id: string): Proposal | undefined {
-    const row = this.db.prepare('SELECT * FROM promotions WHERE id = ?').get(id) as Row | undefined;
-    return row ? fromRow(row) : undefined;
+    const row = this.db.prepare('SELECT * FROM promotions WHERE id = ?').get(id) as ProposalRow | undefined;
+    return row ? proposalFromRow(row) : undefined;
   }
 
   open(key: ActionKey): Proposal | undefined {
-    const row = this.db.prepare("SELECT * FROM promotions WHERE subject = ? AND capability = ? AND method = ? AND status = 'proposed'").get(key.subject, key.capability, key.method) as Row | undefined;
-    return row ? fromRow(row) : undefined;
+    const row = this.db.prepare("SELECT * FROM promotions WHERE subject = ? AND capability = ? AND method = ? AND status = 'proposed'").get(key.subject, key.capability, key.method) as ProposalRow | undefined;
+    return row ? proposalFromRow(row) : undefined;
   }
 
   /** Assisted verdicts counted when the latest proposal for this action was made (any status). */
@@ -88,9 +88,9 @@ export class Proposals {
 
   list(status?: ProposalStatus): Proposal[] {
     const rows = status === undefined
-      ? (this.db.prepare('SELECT * FROM promotions ORDER BY created_at, id').all() as Row[])
-      : (this.db.prepare('SELECT * FROM promotions WHERE status = ? ORDER BY created_at, id').all(status) as Row[]);
-    return rows.map(fromRow);
+      ? (this.db.prepare('SELECT * FROM promotions ORDER BY created_at, id').all() as ProposalRow[])
+      : (this.db.prepare('SELECT * FROM promotions WHERE status = ? ORDER BY created_at, id').all(status) as ProposalRow[]);
+    return rows.map(proposalFromRow);
   }
 
   /** Accepted proposals (start-up re-checks that their grants exist). */

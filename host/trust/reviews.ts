@@ -24,7 +24,7 @@ export function sampled(callId: string, fraction: number | undefined): boolean {
   return Number.parseInt(sha256Hex(callId).slice(0, 12), 16) / 2 ** 48 < f;
 }
 
-export interface Row {
+export interface ReviewRow {
   id: string;
   call_id: string;
   run_id: string;
@@ -40,7 +40,7 @@ export interface Row {
   note: string | null;
 }
 
-export function fromRow(row: Row): Review {
+export function reviewFromRow(row: ReviewRow): Review {
   let action: unknown;
   try {
     action = JSON.parse(row.action) as unknown;
@@ -83,8 +83,8 @@ export class ReviewQueue {
   }
 
   get(id: string): Review | undefined {
-    const row = this.db.prepare('SELECT * FROM reviews WHERE id = ?').get(id) as Row | undefined;
-    return row ? fromRow(row) : undefined;
+    const row = this.db.prepare('SELECT * FROM reviews WHERE id = ?').get(id) as ReviewRow | undefined;
+    return row ? reviewFromRow(row) : undefined;
   }
 
   /** Oldest first (the queue order). */
@@ -103,8 +103,8 @@ export class ReviewQueue {
     const limit = filter.limit ?? 100;
     if (!Number.isSafeInteger(limit) || limit < 1) throw new ContainedError('INVALID_ARGUMENT', `limit must be a whole number >= 1 (got ${String(limit)})`);
     params.push(limit);
-    const rows = this.db.prepare(`SELECT * FROM reviews${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id LIMIT ?`).all(...params) as Row[];
-    return rows.map(fromRow);
+    const rows = this.db.prepare(`SELECT * FROM reviews${where.length ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at, id LIMIT ?`).all(...params) as ReviewRow[];
+    return rows.map(reviewFromRow);
   }
 
   /** First verdict wins. Throws NOT_FOUND or ALREADY_RESOLVED. */
@@ -120,6 +120,6 @@ export class ReviewQueue {
 
   /** Critical reviews, newest first (start-up re-checks that their actions were demoted). */
   critical(): Review[] {
-    return (this.db.prepare("SELECT * FROM reviews WHERE status = 'critical' ORDER BY marked_at DESC").all() as Row[]).map(fromRow);
+    return (this.db.prepare("SELECT * FROM reviews WHERE status = 'critical' ORDER BY marked_at DESC").all() as ReviewRow[]).map(reviewFromRow);
   }
 }
