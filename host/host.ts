@@ -258,14 +258,15 @@ export async function startHost(options: HostOptions): Promise<Host> {
   events.subscribe(runs.onRequestEvent);
   events.subscribe((event) => metrics.onRequestEvent(event));
   // Notifications: events become outbox rows; delivery starts once the server listens.
-  const notifier = openNotifier({ config: config.notify, targets, storeFile: localStateFile(config), logger, now });
+  // With PostgreSQL the fleet shares one outbox: any live host delivers, the rows a dead host left included.
+  const notifier = await openNotifier({ config: config.notify, targets, storeFile: localStateFile(config), postgres: location.kind === 'postgres' ? location.url : undefined, logger, now });
   events.subscribe((event) => {
     if (!fromFleet(event)) notifier.onEvent(event);
   });
   // Tool changes of mcp capabilities: audited as the host withdraws or holds them (and notified), accepted in the console.
   const mcpTools = openMcpToolChanges({ dataDir: config.dataDir, documents, bindings: Object.keys(config.capabilities).filter((name) => config.capabilities[name]?.kind === 'mcp'), audit: oversight.audit, logger, now, onChange: (change) => notifier.onMcpToolChange(change) });
   const ownedHere = (hostId: string | undefined): boolean => !shared || hostId === undefined || hostId === fleet.hostId;
-  notifier.reconcile((await requests.pending()).filter((request) => ownedHere(request.hostId)));
+  await notifier.reconcile((await requests.pending()).filter((request) => ownedHere(request.hostId)));
 
   // After a restart: live runs end as crashed, requests are offered again, trust catches up. With
   // several hosts: what dead hosts left (reaped now or later by the fleet), and what was stored

@@ -22,7 +22,7 @@ const querySchema = z.strictObject({
   target: z.string().regex(/^(webhook:[a-z0-9][a-z0-9_-]{0,62}|email)$/).optional(),
 });
 
-export function notifyStatus(notify: Pick<Notifier, 'status'> | undefined, operator: Operator, params: URLSearchParams): NotifyStatus {
+export async function notifyStatus(notify: Pick<Notifier, 'status'> | undefined, operator: Operator, params: URLSearchParams): Promise<NotifyStatus> {
   if (!roleAtLeast(operator.role, 'admin')) throw new ContainedError('FORBIDDEN', `role ${operator.role} may not see notification targets (admin only)`);
   if (!notify) throw new ContainedError('NOT_FOUND', 'this host has no notifications');
   const query = validate(querySchema, Object.fromEntries([...params].filter(([, v]) => v !== '')), 'query');

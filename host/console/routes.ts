@@ -195,7 +195,7 @@ export function consoleRoutes(deps: RouteDeps): HttpRoute[] {
 
     route('GET', '/console/api/notify', async ({ req, res, url }) => {
       const s = await session(req, res, { csrf: false });
-      sendConsoleJson(res, 200, notifyStatus(ports.notify, s.operator, url.searchParams));
+      sendConsoleJson(res, 200, await notifyStatus(ports.notify, s.operator, url.searchParams));
     }),
 
     ...passkeyRoutes({ passkeys: ports.passkeys, route, session }),

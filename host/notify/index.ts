@@ -1,10 +1,11 @@
 /**
  * Notifications, as the composition root opens them: the config's targets with their secrets
  * resolved (before anything else is opened, so a bad reference fails start-up cleanly), then the
- * outbox on the store file and the notifier around it. docs/approvals.md describes the whole.
+ * outbox (the store file's, or a fleet's shared one in PostgreSQL) and the notifier around it. docs/approvals.md describes the whole.
  */
 import type { Logger } from 'pino';
 import { openNotifyOutbox } from '../store/notify-outbox.js';
+import { openPgNotifyOutbox } from '../store/pg/notify-outbox.js';
 import type { NotifyConfig } from './config.js';
 import { createNotifier, type Notifier } from './notifier.js';
 import { loadNotifySecrets, type NotifyTarget, resolveTargets } from './targets.js';
@@ -17,12 +18,17 @@ export function notifyTargets(config: NotifyConfig): NotifyTarget[] {
   return resolveTargets(config, loadNotifySecrets(config.secrets));
 }
 
-export function openNotifier(options: { config: NotifyConfig; targets: readonly NotifyTarget[]; storeFile: string; logger?: Logger; now?: () => number }): Notifier {
-  const outbox = openNotifyOutbox(options.storeFile);
+/**
+ * The notifier over its outbox: the store file's (`storeFile`), or — `postgres`, a fleet's
+ * database — the one outbox every host of the fleet shares (host/store/pg/notify-outbox.ts).
+ */
+export async function openNotifier(options: { config: NotifyConfig; targets: readonly NotifyTarget[]; storeFile: string; postgres?: string | undefined; logger?: Logger; now?: () => number }): Promise<Notifier> {
+  const logger = options.logger?.child({ component: 'notify' });
+  const outbox = options.postgres === undefined ? openNotifyOutbox(options.storeFile) : openPgNotifyOutbox(options.postgres, { logger });
   try {
-    return createNotifier({ config: options.config, targets: options.targets, outbox, logger: options.logger?.child({ component: 'notify' }), ...(options.now ? { now: options.now } : {}) });
+    return await createNotifier({ config: options.config, targets: options.targets, outbox, logger, ...(options.now ? { now: options.now } : {}) });
   } catch (error) {
-    outbox.close();
+    await outbox.close();
     throw error;
   }
 }

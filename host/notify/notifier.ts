@@ -3,9 +3,10 @@
  * durable outbox (events.ts → host/store/notify-outbox.ts), and the worker (worker.ts) delivers them
  * to webhooks and by email.
  *
- * `onEvent` is the event-hub listener: it only writes rows, in one short transaction, and wakes the
- * worker — the gate, which emits the events, never waits for a delivery. A row that cannot be
- * written is logged and dropped; the event and the decision behind it go on.
+ * `onEvent` is the event-hub listener: it only queues rows (written one event after another, in
+ * event order, each in one short transaction) and wakes the worker — the gate, which emits the
+ * events, never waits for a delivery or a write. A row that cannot be written is logged and
+ * dropped; the event and the decision behind it go on. `close` waits for the writes queued.
  *
  * After a restart, `reconcile` writes the `request.created` rows of pending requests that have none
  * (a host killed between storing a request and writing its row), `reconcileOutcomes` the decided /
@@ -51,7 +52,7 @@ export interface Notifier {
   /** A tool change of an mcp capability waits for an operator (`mcp.tool.pending`). */
   onMcpToolChange(notice: McpToolNotice): void;
   /** After a restart, before requests are recovered: the pending requests' `request.created` rows. */
-  reconcile(pending: readonly RequestView[]): number;
+  reconcile(pending: readonly RequestView[]): Promise<number>;
   /**
    * After requests are recovered: a request notified as created that is no longer pending and has no
    * decided / expired row (closed by the recovery, which tells no listener, or by a host killed before
@@ -60,43 +61,47 @@ export interface Notifier {
   reconcileOutcomes(view: (requestId: string) => Promise<RequestView | undefined>): Promise<number>;
   /** Start delivering (once the console's URL is known, for the links). */
   start(consoleUrl: () => string | undefined): void;
-  status(options?: { limit?: number; target?: string }): NotifyStatus;
+  status(options?: { limit?: number; target?: string }): Promise<NotifyStatus>;
   close(): Promise<void>;
 }
 
-export function createNotifier(options: NotifierOptions): Notifier {
+export async function createNotifier(options: NotifierOptions): Promise<Notifier> {
   const { config, targets, outbox, logger } = options;
   const now = options.now ?? Date.now;
   let worker: Worker | undefined;
   let closed = false;
-  const prune = setInterval(() => {
-    try {
-      outbox.prune(now() - config.keepMs);
-    } catch (error) {
-      logger?.error({ err: error }, 'notification outbox prune failed');
-    }
-  }, Math.min(config.keepMs, 3_600_000));
-  prune.unref();
 
-  const dropped = outbox.dropOtherTargets(
+  const dropped = await outbox.dropOtherTargets(
     targets.map((t) => t.target),
     now(),
   );
   if (dropped > 0) logger?.warn({ dropped }, 'notifications for targets no longer configured were dropped');
-  outbox.prune(now() - config.keepMs);
+  await outbox.prune(now() - config.keepMs);
+  const prune = setInterval(() => {
+    outbox.prune(now() - config.keepMs).catch((error: unknown) => logger?.error({ err: error }, 'notification outbox prune failed'));
+  }, Math.min(config.keepMs, 3_600_000));
+  prune.unref();
+
+  /**
+   * Enqueues one after another, in event order: a request's rows are ordered by when they were
+   * written, so its `request.decided` row must not overtake its `request.created` row.
+   */
+  let queued: Promise<unknown> = Promise.resolve();
+  const enqueue = (rows: Parameters<NotifyOutbox['enqueue']>[0]): Promise<number> => {
+    const step = queued.then(() => outbox.enqueue(rows));
+    queued = step.catch(() => undefined);
+    return step;
+  };
 
   /** Rows for the targets that hear it, in one short transaction; the worker is woken. */
   const send = (n: Notification | undefined, at: number): void => {
     if (!n) return;
     const rows = outboxRows(n, targets, at);
     if (rows.length === 0) return;
-    try {
-      outbox.enqueue(rows);
-    } catch (error) {
-      logger?.error({ err: error, event: n.event, key: n.key }, 'notification could not be queued');
-      return;
-    }
-    worker?.kick();
+    enqueue(rows).then(
+      () => worker?.kick(),
+      (error: unknown) => logger?.error({ err: error, event: n.event, key: n.key }, 'notification could not be queued'),
+    );
   };
 
   return {
@@ -110,7 +115,7 @@ export function createNotifier(options: NotifierOptions): Notifier {
       const at = now();
       send(mcpToolNotification(notice, at), at);
     },
-    reconcile(pending) {
+    async reconcile(pending) {
       const at = now();
       let added = 0;
       for (const request of pending) {
@@ -118,14 +123,14 @@ export function createNotifier(options: NotifierOptions): Notifier {
         if (request.createdAt < at - config.keepMs) continue;
         const n = notificationFor({ type: 'created', request }, request.createdAt);
         if (!n) continue;
-        added += outbox.enqueue(outboxRows(n, targets, at));
+        added += await enqueue(outboxRows(n, targets, at));
       }
       if (added > 0) logger?.info({ added }, 'notifications queued for requests pending since before the restart');
       return added;
     },
     async reconcileOutcomes(view) {
       const listening = targets.filter((t) => t.events.has('request.decided') || t.events.has('request.expired'));
-      const open = outbox.openRequests(listening.map((t) => t.target));
+      const open = await outbox.openRequests(listening.map((t) => t.target));
       const byRequest = new Map<string, string[]>();
       for (const o of open) byRequest.set(o.orderKey, [...(byRequest.get(o.orderKey) ?? []), o.target]);
       let added = 0;
@@ -135,7 +140,7 @@ export function createNotifier(options: NotifierOptions): Notifier {
         const at = now();
         const n = notificationFor({ type: 'resolved', request }, request.resolvedAt ?? at);
         if (!n) continue;
-        added += outbox.enqueue(outboxRows(n, targets.filter((t) => names.includes(t.target)), at));
+        added += await enqueue(outboxRows(n, targets.filter((t) => names.includes(t.target)), at));
       }
       if (added > 0) logger?.info({ added }, 'notifications queued for requests closed since they were notified');
       return added;
@@ -155,8 +160,8 @@ export function createNotifier(options: NotifierOptions): Notifier {
         now,
       });
     },
-    status(filter = {}) {
-      const summaries = new Map(outbox.summary().map((s) => [s.target, s]));
+    async status(filter = {}) {
+      const summaries = new Map((await outbox.summary()).map((s) => [s.target, s]));
       const empty = { pending: 0, delivered: 0, failed: 0, dropped: 0, failing: 0 };
       const out: NotifyTargetStatus[] = targets.map((t) => ({
         ...empty,
@@ -168,7 +173,7 @@ export function createNotifier(options: NotifierOptions): Notifier {
         events: [...t.events],
       }));
       for (const [name, s] of summaries) if (!targets.some((t) => t.target === name)) out.push({ ...s, kind: 'removed', to: '', events: [] });
-      const deliveries = outbox.list({ limit: filter.limit ?? 100, ...(filter.target !== undefined ? { target: filter.target } : {}) }).map(({ payload, eventKey: _key, ...row }) => {
+      const deliveries = (await outbox.list({ limit: filter.limit ?? 100, ...(filter.target !== undefined ? { target: filter.target } : {}) })).map(({ payload, eventKey: _key, ...row }) => {
         const request = payload.request as { id?: unknown } | undefined;
         return { ...row, ...(typeof request?.id === 'string' ? { requestId: request.id } : {}) };
       });
@@ -177,8 +182,9 @@ export function createNotifier(options: NotifierOptions): Notifier {
     async close() {
       closed = true;
       clearInterval(prune);
+      await queued;
       await worker?.close();
-      outbox.close();
+      await outbox.close();
     },
   };
 }

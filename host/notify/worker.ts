@@ -81,7 +81,7 @@ export function startWorker(options: WorkerOptions): Worker {
       const attempts = row.attempts + 1;
       const giveUp = attempts >= options.maxAttempts;
       const retryAt = giveUp ? undefined : now() + backoffMs(attempts, options, options.random);
-      outbox.failed(row.id, now(), message, { ...(retryAt !== undefined ? { retryAt } : {}), ...(typeof status === 'number' ? { status } : {}) });
+      await outbox.failed(row.id, now(), message, { ...(retryAt !== undefined ? { retryAt } : {}), ...(typeof status === 'number' ? { status } : {}) });
       const log = { target: row.target, event: row.event, idempotencyKey: row.idempotencyKey, attempts, error: message };
       if (giveUp) logger?.error(log, 'notification given up');
       else logger?.warn({ ...log, retryInMs: (retryAt as number) - now() }, 'notification delivery failed; will retry');
@@ -89,21 +89,43 @@ export function startWorker(options: WorkerOptions): Worker {
     }
     // Closed meanwhile (an email waited past CLOSE_WAIT_MS): the row stays pending and goes again, same key.
     if (closed) return;
-    outbox.delivered(row.id, now(), result.status);
+    await outbox.delivered(row.id, now(), result.status);
     logger?.debug({ target: row.target, event: row.event, idempotencyKey: row.idempotencyKey, ms: now() - at }, 'notification delivered');
   }
 
-  function pump(): void {
+  /** One look at the outbox at a time (a shared one claims what it hands out). */
+  let pumping = false;
+  /** Asked for again while a look was under way: look again right after it. */
+  let again = false;
+  async function pump(): Promise<void> {
     scheduled = false;
     if (closed) return;
+    if (pumping) {
+      again = true;
+      return;
+    }
+    pumping = true;
+    try {
+      await pumpOnce();
+    } finally {
+      pumping = false;
+    }
+    if (again) {
+      again = false;
+      schedule(0);
+    } else schedule(options.pollMs);
+  }
+
+  async function pumpOnce(): Promise<void> {
     const free = options.maxConcurrent - running.size;
     if (free > 0) {
       let rows: OutboxRow[] = [];
       try {
-        rows = outbox.due(now(), free, { ids: busyIds, orders: busyOrders });
+        rows = await outbox.due(now(), free, { ids: busyIds, orders: busyOrders }, [...targets.keys()]);
       } catch (error) {
         logger?.error({ err: error }, 'notification outbox unreadable');
       }
+      if (closed) return;
       for (const row of rows) {
         const target = targets.get(row.target);
         if (!target) continue; // dropped at start; a row written by an older config
@@ -122,7 +144,6 @@ export function startWorker(options: WorkerOptions): Worker {
         running.add(task);
       }
     }
-    schedule(options.pollMs);
   }
 
   /** Run `pump` after `ms` (sooner wins over later). */
@@ -132,10 +153,10 @@ export function startWorker(options: WorkerOptions): Worker {
       if (scheduled) return;
       scheduled = true;
       if (timer) clearTimeout(timer);
-      timer = setTimeout(pump, 0);
+      timer = setTimeout(() => void pump(), 0);
     } else if (!scheduled) {
       if (timer) clearTimeout(timer);
-      timer = setTimeout(pump, ms);
+      timer = setTimeout(() => void pump(), ms);
     }
     timer?.unref();
   }

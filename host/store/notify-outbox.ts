@@ -4,8 +4,9 @@
  * it is delivered or given up, so a restart loses no delivery. The delivery worker (host/notify/)
  * reads due rows and records each attempt here; nothing else runs SQL against this table.
  *
- * Kept on its own connection to the store file, as the audit log is: the Store interface stays as it
- * is, and a second store (PostgreSQL) adds its own outbox beside it.
+ * Kept on its own connection to the store file, as the audit log is. A fleet on PostgreSQL shares
+ * one outbox in its database instead (pg/notify-outbox.ts, the same interface): any live host
+ * delivers a row, one host at a time.
  *
  * Guarantees:
  * - At most one row per (target, event key): enqueueing the same event twice (a restart that
@@ -79,29 +80,29 @@ export interface OutboxTargetSummary {
 
 export interface NotifyOutbox {
   /** Rows written, in order, in one transaction; returns how many were new. */
-  enqueue(rows: readonly OutboxInput[]): number;
+  enqueue(rows: readonly OutboxInput[]): Promise<number>;
   /**
    * Pending rows due at `now`, oldest first, at most `limit`: only the head of each (target, order
-   * key), and none whose id or (target, order key) is in `busy` (in flight).
+   * key), none whose id or (target, order key) is in `busy` (in flight), and — given `targets` —
+   * only rows of those targets. A shared outbox claims what it returns for a while, so no other
+   * host sends the same row meanwhile.
    */
-  due(now: number, limit: number, busy?: { ids: ReadonlySet<number>; orders: ReadonlySet<string> }): OutboxRow[];
-  /** The earliest `next_at` of a pending row (undefined: none). */
-  nextDueAt(): number | undefined;
-  delivered(id: number, at: number, status?: number): void;
+  due(now: number, limit: number, busy?: { ids: ReadonlySet<number>; orders: ReadonlySet<string> }, targets?: readonly string[]): Promise<OutboxRow[]>;
+  delivered(id: number, at: number, status?: number): Promise<void>;
   /** A failed attempt: retried at `retryAt`, or given up (`failed`) when it is undefined. */
-  failed(id: number, at: number, error: string, options: { retryAt?: number; status?: number }): void;
+  failed(id: number, at: number, error: string, options: { retryAt?: number; status?: number }): Promise<void>;
   /** Pending rows of targets no longer configured become `dropped` (they would wait forever). */
-  dropOtherTargets(targets: readonly string[], at: number): number;
+  dropOtherTargets(targets: readonly string[], at: number): Promise<number>;
   /** Whether the target already has a row for this event key (any status). */
-  has(target: string, eventKey: string): boolean;
+  has(target: string, eventKey: string): Promise<boolean>;
   /** (target, order key) pairs with a `request.created` row and no `request.decided` / `request.expired` row: requests notified as open. */
-  openRequests(targets: readonly string[]): Array<{ target: string; orderKey: string }>;
+  openRequests(targets: readonly string[]): Promise<Array<{ target: string; orderKey: string }>>;
   /** Newest first. */
-  list(filter?: { target?: string; status?: OutboxStatus; limit?: number }): OutboxRow[];
-  summary(): OutboxTargetSummary[];
+  list(filter?: { target?: string; status?: OutboxStatus; limit?: number }): Promise<OutboxRow[]>;
+  summary(): Promise<OutboxTargetSummary[]>;
   /** Remove delivered, failed and dropped rows last touched before `before`; returns how many. */
-  prune(before: number): number;
-  close(): void;
+  prune(before: number): Promise<number>;
+  close(): Promise<void>;
 }
 
 /** `ntf_` and 24 hex characters of randomness. */
@@ -114,7 +115,7 @@ export function orderSlot(target: string, orderKey: string): string {
   return `${target}\u0000${orderKey}`;
 }
 
-function rowToOutbox(row: Record<string, unknown>): OutboxRow {
+export function rowToOutbox(row: Record<string, unknown>): OutboxRow {
   const value: Record<string, unknown> = {
     id: row.id,
     target: row.target,
@@ -164,14 +165,15 @@ export function openNotifyOutbox(file: string, options: NotifyOutboxOptions = {}
   }
   const conn = db;
   let closed = false;
-  const guard = <T>(op: string, f: () => T): T => {
-    if (closed) throw new ContainedError('INTERNAL', `store: notify outbox ${op} after close`);
+  // Synchronous underneath; a throw becomes the promise's rejection.
+  const guard = <T>(op: string, f: () => T): Promise<T> => {
+    if (closed) return Promise.reject(new ContainedError('INTERNAL', `store: notify outbox ${op} after close`));
     try {
-      return f();
+      return Promise.resolve(f());
     } catch (error) {
-      if (error instanceof ContainedError) throw error;
+      if (error instanceof ContainedError) return Promise.reject(error);
       const code = (error as { code?: unknown }).code;
-      throw new ContainedError('INTERNAL', `store: notify outbox ${op} failed${typeof code === 'string' ? ` (${code})` : ''}`, { cause: error });
+      return Promise.reject(new ContainedError('INTERNAL', `store: notify outbox ${op} failed${typeof code === 'string' ? ` (${code})` : ''}`, { cause: error }));
     }
   };
 
@@ -195,17 +197,12 @@ export function openNotifyOutbox(file: string, options: NotifyOutboxOptions = {}
 
   return {
     enqueue: (rows) => guard('enqueue', () => enqueueAll.immediate(rows)),
-    due: (now, limit, busy) =>
+    due: (now, limit, busy, targets) =>
       guard('due', () => {
         // Ask for a few more than wanted: some may be in flight.
         const extra = (busy?.ids.size ?? 0) + (busy?.orders.size ?? 0);
         const rows = (dueSql.all(now, limit + extra) as Record<string, unknown>[]).map(rowToOutbox);
-        return rows.filter((r) => !busy?.ids.has(r.id) && !busy?.orders.has(orderSlot(r.target, r.orderKey))).slice(0, limit);
-      }),
-    nextDueAt: () =>
-      guard('nextDueAt', () => {
-        const row = conn.prepare("SELECT MIN(next_at) AS n FROM notify_outbox WHERE status = 'pending'").get() as { n: number | null };
-        return row.n ?? undefined;
+        return rows.filter((r) => !busy?.ids.has(r.id) && !busy?.orders.has(orderSlot(r.target, r.orderKey)) && (targets === undefined || targets.includes(r.target))).slice(0, limit);
       }),
     delivered: (id, at, status) =>
       guard('delivered', () => {
@@ -285,7 +282,7 @@ export function openNotifyOutbox(file: string, options: NotifyOutboxOptions = {}
       }),
     prune: (before) =>
       guard('prune', () => conn.prepare("DELETE FROM notify_outbox WHERE status != 'pending' AND COALESCE(delivered_at, last_attempt_at, created_at) < ?").run(before).changes),
-    close: () => {
+    close: async () => {
       if (closed) return;
       closed = true;
       conn.close();

@@ -38,8 +38,8 @@ describe('notifications in the console', () => {
     await fx.grant(image.digest, { capability: 'mail', methods: ['send'], mode: 'assisted' });
     const { runId } = await fx.host.submit({ image: image.bytes });
     requestId = (await waitUntil(async () => (await fx.host.store.listRequests({ runId, status: 'pending' }))[0], 'the request')).id;
-    await waitUntil(() => {
-      const d = fx.host.notify.status().deliveries;
+    await waitUntil(async () => {
+      const d = (await fx.host.notify.status()).deliveries;
       return d.some((x) => x.target === 'webhook:broken' && x.status === 'failed') && d.some((x) => x.target === 'webhook:ops' && x.status === 'delivered');
     }, 'one delivered, one given up');
   });

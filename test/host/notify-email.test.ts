@@ -96,12 +96,12 @@ describe('email notifications', () => {
     await alice.decide({ requestId: id, verdict: 'deny', reason: 'no' });
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(relay.mails.filter((m) => text(m.raw).includes(id))).toHaveLength(1);
-    expect(fx.host.notify.status().targets).toEqual([expect.objectContaining({ target: 'email', kind: 'email', to: 'ops@example.com, oncall@example.com' })]);
+    expect((await fx.host.notify.status()).targets).toEqual([expect.objectContaining({ target: 'email', kind: 'email', to: 'ops@example.com, oncall@example.com' })]);
   });
 
   it('a relay that refuses: retried, then given up with its SMTP code shown', async () => {
     const id = await pending(bad, 'refused');
-    const row = await waitUntil(() => bad.host.notify.status().deliveries.find((d) => d.requestId === id && d.status === 'failed'), 'the given-up email');
+    const row = await waitUntil(async () => (await bad.host.notify.status()).deliveries.find((d) => d.requestId === id && d.status === 'failed'), 'the given-up email');
     expect(row).toMatchObject({ target: 'email', attempts: 2 });
     expect(row.lastError).toMatch(/^email: the mail relay failed \(EENVELOPE/);
     expect(refusing.mails).toHaveLength(0);

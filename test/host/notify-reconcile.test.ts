@@ -41,7 +41,7 @@ describe('after a restart', () => {
     }
     await waitUntil(() => ids.every((id) => hook.accepted().some((r) => r.json.request?.id === id)), 'both created');
     // Recorded as delivered too (one acknowledged but not yet recorded at close would go again, same key).
-    await waitUntil(() => first.host.notify.status().targets[0]?.pending === 0, 'both recorded');
+    await waitUntil(async () => (await first.host.notify.status()).targets[0]?.pending === 0, 'both recorded');
     const [lost, kept] = ids as [string, string];
     await first.host.close();
 
@@ -56,7 +56,7 @@ describe('after a restart', () => {
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(hook.accepted().filter((r) => r.json.request?.id === lost)).toHaveLength(2); // the first host's, and the restored row's
     expect(hook.accepted().filter((r) => r.json.request?.id === kept)).toHaveLength(1);
-    expect(second.notify.status().targets[0]).toMatchObject({ target: 'webhook:ops', delivered: 2, pending: 0 }); // the deleted row is gone; its replacement delivered;
+    expect((await second.notify.status()).targets[0]).toMatchObject({ target: 'webhook:ops', delivered: 2, pending: 0 }); // the deleted row is gone; its replacement delivered;
   });
 
   it('an escalation the restart closes (its run is gone) is notified as decided, after its created', async () => {
@@ -69,7 +69,7 @@ describe('after a restart', () => {
     const escalation = await waitUntil(async () => (await first.host.store.listRequests({ runId, status: 'pending' }))[0], 'the escalation');
     expect(escalation.kind).toBe('escalation');
     await waitUntil(() => hook.accepted().some((r) => r.json.request?.id === escalation.id), 'its created');
-    await waitUntil(() => first.host.notify.status().targets[0]?.pending === 0, 'its created recorded');
+    await waitUntil(async () => (await first.host.notify.status()).targets[0]?.pending === 0, 'its created recorded');
     await first.host.close(); // the run ends with the host; the escalation is closed at the next start
 
     const second: Host = await startHost({ config: first.config, isolation: 'in-process', logger: pino({ level: 'silent' }) });
@@ -85,7 +85,7 @@ describe('after a restart', () => {
     ]);
     // A third start adds nothing: the request has its outcome row. (Wait for the host to record the
     // delivery: one acknowledged but not yet recorded when the host closes is sent again, same key.)
-    await waitUntil(() => second.notify.status().targets[0]?.pending === 0, 'the delivery recorded');
+    await waitUntil(async () => (await second.notify.status()).targets[0]?.pending === 0, 'the delivery recorded');
     await second.close();
     cleanup.pop();
     const third: Host = await startHost({ config: first.config, isolation: 'in-process', logger: pino({ level: 'silent' }) });

@@ -78,12 +78,12 @@ describe('notifications across SIGKILL', () => {
     const delivered = await waitUntil(() => byRequest(r1.id, receiver.accepted())[0], 'created of request 1');
     expect(delivered.json.event).toBe('request.created');
     // …and recorded as delivered by the host (the store file is shared: read it as the host wrote it).
-    await waitUntil(() => {
+    await waitUntil(async () => {
       const o = openNotifyOutbox(defaultStorePath(s.dir));
       try {
-        return o.list({ status: 'delivered' }).some((r) => r.idempotencyKey === delivered.headers['idempotency-key']);
+        return (await o.list({ status: 'delivered' })).some((r) => r.idempotencyKey === delivered.headers['idempotency-key']);
       } finally {
-        o.close();
+        await o.close();
       }
     }, 'created(1) recorded as delivered');
 
@@ -105,8 +105,8 @@ describe('notifications across SIGKILL', () => {
 
     // What the outbox holds after the kill: three pending rows, each with its key.
     const outbox = openNotifyOutbox(defaultStorePath(s.dir));
-    const queued = outbox.list({ status: 'pending' });
-    outbox.close();
+    const queued = await outbox.list({ status: 'pending' });
+    await outbox.close();
     const keyOf = (id: string, event: string) => queued.find((q) => (q.payload.request as { id: string }).id === id && q.event === event)?.idempotencyKey;
     expect(queued.map((q) => `${q.event}:${(q.payload.request as { id: string }).id}`).sort()).toEqual([`request.created:${r2.id}`, `request.created:${r3.id}`, `request.decided:${r1.id}`].sort());
     const keys = { decided1: keyOf(r1.id, 'request.decided'), created2: keyOf(r2.id, 'request.created'), created3: keyOf(r3.id, 'request.created') };

@@ -118,8 +118,8 @@ describe('webhook notifications', () => {
 
   it('retries a failing receiver with backoff, gives up after maxAttempts, and shows it; a hanging one times out; a redirect is not followed', async () => {
     const { requestId } = await pendingRequest('failures');
-    const status = await waitUntil(() => {
-      const s = fx.host.notify.status({ limit: 500 });
+    const status = await waitUntil(async () => {
+      const s = await fx.host.notify.status({ limit: 500 });
       const mine = (target: string) => s.deliveries.find((d) => d.target === target && d.requestId === requestId);
       const done = ['webhook:failing', 'webhook:slow', 'webhook:redirect'].every((t) => mine(t)?.status === 'failed');
       return done ? { s, mine } : undefined;
@@ -269,7 +269,7 @@ describe('a receiver that never answers', () => {
       // Three requests made, decided and performed while the first delivery still hangs.
       expect(Date.now() - started).toBeLessThan(15_000);
       expect(hook.received).toHaveLength(1);
-      const status = fx.host.notify.status().targets[0];
+      const status = (await fx.host.notify.status()).targets[0];
       expect(status).toMatchObject({ target: 'webhook:stuck', delivered: 0, pending: 6 });
       expect(worst).toBeLessThan(500);
     } finally {
