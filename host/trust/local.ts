@@ -49,7 +49,8 @@ export async function riskFromConfig(location: StateLocation): Promise<((capabil
 }
 
 export async function openLocalTrust(location: StateLocation): Promise<LocalTrust> {
-  if (!existsSync(location.storeFile)) throw new ContainedError('NOT_FOUND', `no host store at ${location.storeFile} (pass --data-dir or --config)`);
+  // A fleet's state is all in PostgreSQL: only a SQLite store has to exist already.
+  if (location.store.kind !== 'postgres' && !existsSync(location.storeFile)) throw new ContainedError('NOT_FOUND', `no host store at ${location.storeFile} (pass --data-dir or --config)`);
   const store: Store = await openForWrite(location);
   const postgres = location.store.kind === 'postgres' ? location.store.url : undefined;
   let audit: AuditLog;
