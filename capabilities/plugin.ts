@@ -36,6 +36,11 @@ export interface CapabilityDocuments {
   put(key: string, text: string, expect?: string | null): Promise<boolean>;
   /** The keys that start with `prefix`, sorted. */
   keys(prefix: string): Promise<string[]>;
+  /**
+   * A stable id of the host writing (its data folder's), for what each host keeps a copy of its own
+   * (what it observed), beside what the hosts share. Undefined: one host.
+   */
+  readonly writer?: string;
 }
 
 /**

@@ -43,7 +43,7 @@ import type { RunQueue } from './runs/run-queue.js';
 import { LiveRuns, RunService, type SubmitDigestInput, type SubmitInput, type SubmittedRun } from './runs/service.js';
 import { acquireHostLock } from './store/host-lock.js';
 import { refuseMigratedStore } from './store/migrated-marker.js';
-import { storeDocuments } from './store/documents.js';
+import { storeDocuments, writerFor } from './store/documents.js';
 import { openStore } from './store/open-store.js';
 import { localStateFile, redactUrl, storeLocation } from './store/store-location.js';
 import type { Store } from './store/store.js';
@@ -150,7 +150,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     throw error;
   }
   // A fleet's capabilities keep their durable state (the mcp kind's accepted tools) in the shared store; one host's in files.
-  const documents = shared ? storeDocuments(store, now) : undefined;
+  const documents = shared ? storeDocuments(store, now, writerFor(config.dataDir)) : undefined;
   try {
     capabilities = await openCapabilities(config, { logger, ...(options.registry ? { registry: options.registry } : {}), ...(documents ? { documents } : {}) });
   } catch (error) {

@@ -127,14 +127,31 @@ export function folderDocuments(folder: string): CapabilityDocuments {
   };
 }
 
-/** The approvals of every `mcp` capability in `docs`, under `prefix` (`where` names them in messages). */
-export function documentApprovals(docs: CapabilityDocuments, prefix: string, where: string): FileApprovals {
+/**
+ * The approvals of every `mcp` capability in `docs`, under `prefix` (`where` names them in messages).
+ * The accepted versions are one document per binding, shared; what is pending is what each host
+ * saw of its server, so with a `writer` each host keeps its own pending document
+ * (`<binding>.pending.<writer>`) and readers see them all, merged — one host's server that did not
+ * change does not hide another's that did.
+ */
+export function documentApprovals(docs: CapabilityDocuments, prefix: string, where: string, writer: string | undefined = docs.writer): FileApprovals {
   const keyOf = (capability: string, suffix: 'accepted' | 'pending'): string => `${prefix}${checkBinding(capability)}.${suffix}`;
   const serialise = (value: unknown): string => `${JSON.stringify(value, null, 2)}\n`;
   const loadWithStamp = async (capability: string): Promise<{ approvals: StoredApprovals; stamp: string } | undefined> => {
     const key = keyOf(capability, 'accepted');
     const doc = await docs.get(key);
     return doc === undefined ? undefined : { approvals: parse(doc.text, `${where}: ${key}`, acceptedSchema) as StoredApprovals, stamp: doc.stamp };
+  };
+  /** Every pending document of the binding (one per writer, or the one of a single host). */
+  const pendingDocs = async (capability: string): Promise<Array<{ key: string; text: string; stamp: string }>> => {
+    const base = keyOf(capability, 'pending');
+    const keys = (await docs.keys(base)).filter((k) => k === base || k.startsWith(`${base}.`));
+    const out: Array<{ key: string; text: string; stamp: string }> = [];
+    for (const key of keys) {
+      const doc = await docs.get(key);
+      if (doc) out.push({ key, ...doc });
+    }
+    return out;
   };
   return {
     where,
@@ -145,14 +162,22 @@ export function documentApprovals(docs: CapabilityDocuments, prefix: string, whe
     },
     saveIf: (capability, approvals, stamp) => docs.put(keyOf(capability, 'accepted'), serialise(approvals), stamp),
     savePending: async (capability, pending) => {
-      await docs.put(keyOf(capability, 'pending'), serialise(pending));
+      await docs.put(writer === undefined ? keyOf(capability, 'pending') : `${keyOf(capability, 'pending')}.${writer}`, serialise(pending));
     },
     loadPending: async (capability) => {
-      const key = keyOf(capability, 'pending');
-      const doc = await docs.get(key);
-      return doc === undefined ? [] : (parse(doc.text, `${where}: ${key}`, pendingSchema) as PendingTool[]);
+      const merged = new Map<string, PendingTool>();
+      for (const doc of await pendingDocs(capability)) {
+        for (const p of parse(doc.text, `${where}: ${doc.key}`, pendingSchema) as PendingTool[]) {
+          const id = `${p.tool}\u0000${p.fingerprint}`;
+          if (!merged.has(id)) merged.set(id, p);
+        }
+      }
+      return [...merged.values()];
     },
-    pendingStamp: async (capability) => (await docs.get(keyOf(capability, 'pending')))?.stamp,
+    pendingStamp: async (capability) => {
+      const found = await pendingDocs(capability);
+      return found.length === 0 ? undefined : found.map((d) => `${d.key}@${d.stamp}`).join(',');
+    },
     bindings: async () =>
       (await docs.keys(prefix))
         .filter((k) => k.endsWith('.accepted'))

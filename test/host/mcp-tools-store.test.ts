@@ -30,16 +30,17 @@ afterAll(async () => {
   await server?.stop();
 });
 
-async function host(url: string): Promise<FileApprovals> {
+/** What a host on that database gives its mcp capabilities (each host its own writer id). */
+async function host(url: string, writer: string): Promise<FileApprovals> {
   const store = await openPgStore(url);
   stores.push(store);
-  return documentApprovals(storeDocuments(store), STORE_PREFIX, 'the host store');
+  return documentApprovals(storeDocuments(store, Date.now, writer), STORE_PREFIX, 'the host store');
 }
 
 describe.skipIf(!pgAvailable)('mcp tool approvals in a fleet\'s store', () => {
-  it('recorded once for the fleet; a rug pull seen on host A is accepted through host B and offered again on A; two acceptances at once both land', async () => {
+  it('recorded once for the fleet; a rug pull seen by the hosts is accepted through either and offered again on both; two acceptances at once both land', async () => {
     const url = await server.createDatabase();
-    const [a, b] = [await host(url), await host(url)];
+    const [a, b] = [await host(url, 'host-a'), await host(url, 'host-b')];
     const capA = await startMcp('tools', { server: SERVER, limits: LIMITS }, { approvals: a });
     const capB = await startMcp('tools', { server: SERVER, limits: LIMITS }, { approvals: b });
     try {
@@ -47,13 +48,25 @@ describe.skipIf(!pgAvailable)('mcp tool approvals in a fleet\'s store', () => {
       expect(first?.tools.echo).toMatchObject({ acceptedBy: 'host', reason: 'first start (trust on first use)' });
       expect(await b.bindings()).toEqual(['tools']);
 
+      // The server changes under the fleet (each host here runs its own copy of it): host A sees it first.
       const inst = capA.create({});
+      const instB = capB.create({});
       await call(inst, 'rugPull', {});
       const pending = await waitUntil(async () => {
         const p = await b.loadPending('tools');
         return p.length === 2 ? p : undefined;
       }, 'the rug pull published in the store');
       expect((await errorOf(call(inst, 'echo', { text: 'x' }))).code).toBe('MCP_TOOL_WITHDRAWN');
+      // Host B, whose server has not changed yet, publishes nothing pending; that does not hide host A's.
+      await new Promise((r) => setTimeout(r, 200));
+      expect(await a.loadPending('tools')).toHaveLength(2);
+      await call(instB, 'rugPull', {});
+      await waitUntil(
+        () => call(instB, 'echo', { text: 'x' }).then(() => undefined, (error: { code?: string }) => (error.code === 'MCP_TOOL_WITHDRAWN' ? true : undefined)),
+        'host B withdraws echo too',
+      );
+      // Both hosts saw the same change: one pending change per tool, not two.
+      expect((await a.loadPending('tools')).map((p) => p.fingerprint).sort()).toEqual(pending.map((p) => p.fingerprint).sort());
 
       // Both pending tools accepted at the same moment, one through each host: both land.
       await Promise.all(pending.map((p, i) => acceptPendingTool(i === 0 ? a : b, { capability: 'tools', tool: p.tool, fingerprint: p.fingerprint, by: i === 0 ? 'erin' : 'frank', reason: 'read it', at: 1 })));
@@ -61,7 +74,9 @@ describe.skipIf(!pgAvailable)('mcp tool approvals in a fleet\'s store', () => {
       for (const p of pending) expect(stored?.tools[p.tool]?.fingerprint).toBe(p.fingerprint);
       // Host A's running capability re-reads the store and offers echo again.
       await waitUntil(() => capA.toolbox.entry('echo')?.status === 'active', 'echo offered again on host A');
+      await waitUntil(() => capB.toolbox.entry('echo')?.status === 'active', 'echo offered again on host B');
       await expect(call(inst, 'echo', { text: 'y' })).resolves.toBe('echo: y');
+      await expect(call(instB, 'echo', { text: 'z' })).resolves.toBe('echo: z');
     } finally {
       await capA.close();
       await capB.close();
