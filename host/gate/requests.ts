@@ -122,10 +122,9 @@ export class RequestManager {
     const { timeoutMs, ...fields } = input;
     const createdAt = this.now();
     const request: RequestRecord = { ...fields, ...this.owner(), id: randomUUID(), status: 'pending', approvals: [], createdAt, expiresAt: createdAt + timeoutMs };
-    // Figures first: they depend on the action, not on the stored request, and the announcement
-    // must follow the insert at once (nothing may be decided on it before operators hear of it).
-    await this.prepare([request]);
-    await this.options.store.insertRequest(request);
+    // Figures beside the insert (they depend on the action, not on the stored request); the
+    // announcement follows both at once.
+    await Promise.all([this.prepare([request]), this.options.store.insertRequest(request)]);
     this.schedule(request);
     this.emit({ type: 'created', request: this.view(request) });
     return request;
@@ -141,8 +140,7 @@ export class RequestManager {
     // the decision's, or the audit log's batch holding `request.created` (within its 10 ms), or
     // the store's own sync 20 ms from now, whichever comes first. Nothing is decided or done on it
     // before then: a decision waits for its own durability, which covers the request too.
-    await this.prepare([request]);
-    await this.options.store.insertRequest(request, { deferSync: true });
+    await Promise.all([this.prepare([request]), this.options.store.insertRequest(request, { deferSync: true })]);
     this.options.store.synced({ withinMs: 20 }).catch((error: unknown) => this.options.logger?.error({ err: error, requestId: request.id }, 'a request could not be made durable'));
     const decided = new Promise<FinalDecision>((resolve) => this.waiters.set(request.id, resolve));
     this.schedule(request);
